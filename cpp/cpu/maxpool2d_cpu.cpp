@@ -1,0 +1,72 @@
+// maxpool2d_cpu.cpp — CPU max-pool forward (values + argmax) and backward (scatter via argmax).
+// Threaded over (n, c) planes; each plane is independent, so results do not depend on threads.
+// Window order is row-major; a later element wins only if strictly greater, or if it is NaN and
+// the current best is not (NaN propagates, the first NaN wins). Padded cells are never visited.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "fastconv/error.h"
+#include "fastconv/ops.h"
+#include "fastconv/parallel.h"
+
+namespace fastconv {
+namespace cpu {
+
+void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dParams& p) {
+  if (debug_poison()) {
+    std::fill(y, y + p.y.numel(), std::numeric_limits<float>::quiet_NaN());
+    std::fill(idx, idx + p.y.numel(), int64_t(-1));
+  }
+  const int64_t H = p.x.h, W = p.x.w, OH = p.y.h, OW = p.y.w;
+  parallel_for(p.x.n * p.x.c, [&](int64_t begin, int64_t end, int) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const float* xp = x + plane * H * W;
+      float* yp = y + plane * OH * OW;
+      int64_t* ip = idx + plane * OH * OW;
+      for (int64_t oy = 0; oy < OH; ++oy) {
+        const int64_t y0 = oy * p.stride.h - p.pad.top;
+        const int64_t ya = std::max<int64_t>(y0, 0), yb = std::min<int64_t>(y0 + p.kernel.h, H);
+        for (int64_t ox = 0; ox < OW; ++ox) {
+          const int64_t x0 = ox * p.stride.w - p.pad.left;
+          const int64_t xa = std::max<int64_t>(x0, 0), xb = std::min<int64_t>(x0 + p.kernel.w, W);
+          int64_t best_i = ya * W + xa;
+          float best = xp[best_i];
+          for (int64_t iy = ya; iy < yb; ++iy) {
+            for (int64_t ix = xa; ix < xb; ++ix) {
+              const float v = xp[iy * W + ix];
+              if (v > best || (std::isnan(v) && !std::isnan(best))) {
+                best = v;
+                best_i = iy * W + ix;
+              }
+            }
+          }
+          yp[oy * OW + ox] = best;
+          ip[oy * OW + ox] = best_i;
+        }
+      }
+    }
+  });
+}
+
+void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x_shape,
+                        Shape4 y_shape) {
+  const int64_t HW = x_shape.h * x_shape.w, OHW = y_shape.h * y_shape.w;
+  parallel_for(x_shape.n * x_shape.c, [&](int64_t begin, int64_t end, int) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      float* dxp = dx + plane * HW;
+      const float* dyp = dy + plane * OHW;
+      const int64_t* ip = idx + plane * OHW;
+      std::fill(dxp, dxp + HW, 0.0f);
+      for (int64_t o = 0; o < OHW; ++o) {
+        const int64_t i = ip[o];
+        FC_CHECK(i >= 0 && i < HW, "indices must lie in [0, H*W) = [0, ", HW, "), got ", i,
+                 " at flat position ", plane * OHW + o);
+        dxp[i] += dyp[o];
+      }
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace fastconv

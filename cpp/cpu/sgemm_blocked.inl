@@ -1,0 +1,123 @@
+// sgemm_blocked.inl — the cache-blocked GEMM loop nest (Goto/BLIS style) shared by every ISA.
+//
+// Include it INSIDE an anonymous namespace of an ISA's translation unit, after defining the
+// micro-kernel type, so each ISA gets its own file-local copy compiled with its own flags.
+// The micro-kernel UK provides:
+//   static constexpr int64_t MR, NR, MC, KC, NC;   (MC % MR == 0, NC % NR == 0)
+//   static void run(int64_t kc, const float* pa, const float* pb, float* c, int64_t ldc, bool load_c);
+// computing the MR x NR tile c (=, or += when load_c) sum_k pa[k*MR + i] * pb[k*NR + j].
+// Packing copies A into MR-row slivers and B into NR-column slivers (zero-padded at the edges),
+// so the micro-kernel always runs full tiles; partial tiles go through a small local buffer.
+
+template <class UK>
+struct BlockedSgemm {
+  static void pack_a(const fastconv::cpu::GemmArgs& g, int64_t i0, int64_t mc, int64_t p0,
+                     int64_t kc, float* pa) {
+    for (int64_t s = 0; s < mc; s += UK::MR) {
+      const int64_t rows = mc - s < UK::MR ? mc - s : UK::MR;
+      float* dst = pa + s * kc;
+      for (int64_t r = 0; r < UK::MR; ++r) {
+        if (r < rows) {
+          const float* src = g.a + (i0 + s + r) * g.rs_a + p0 * g.cs_a;
+          for (int64_t k = 0; k < kc; ++k) dst[k * UK::MR + r] = src[k * g.cs_a];
+        } else {
+          for (int64_t k = 0; k < kc; ++k) dst[k * UK::MR + r] = 0.0f;
+        }
+      }
+    }
+  }
+
+  static void pack_b(const fastconv::cpu::GemmArgs& g, int64_t p0, int64_t kc, int64_t j0,
+                     int64_t nc, float* pb) {
+    for (int64_t s = 0; s < nc; s += UK::NR) {
+      const int64_t cols = nc - s < UK::NR ? nc - s : UK::NR;
+      float* dst = pb + s * kc;
+      if (g.cs_b == 1) {
+        for (int64_t k = 0; k < kc; ++k) {
+          const float* src = g.b + (p0 + k) * g.rs_b + (j0 + s);
+          float* d = dst + k * UK::NR;
+          int64_t j = 0;
+          for (; j < cols; ++j) d[j] = src[j];
+          for (; j < UK::NR; ++j) d[j] = 0.0f;
+        }
+      } else {
+        // Transposed B (column-contiguous): walk each source column once.
+        for (int64_t j = 0; j < UK::NR; ++j) {
+          if (j < cols) {
+            const float* src = g.b + p0 * g.rs_b + (j0 + s + j) * g.cs_b;
+            for (int64_t k = 0; k < kc; ++k) dst[k * UK::NR + j] = src[k * g.rs_b];
+          } else {
+            for (int64_t k = 0; k < kc; ++k) dst[k * UK::NR + j] = 0.0f;
+          }
+        }
+      }
+    }
+  }
+
+  static void epilogue(const fastconv::cpu::GemmArgs& g, int64_t i0, int64_t rows, int64_t j0,
+                       int64_t cols) {
+    for (int64_t i = 0; i < rows; ++i) {
+      float* c = g.c + (i0 + i) * g.ldc + j0;
+      const float bias = g.bias != nullptr ? g.bias[i0 + i] : 0.0f;
+      if (g.relu) {
+        for (int64_t j = 0; j < cols; ++j) {
+          const float v = c[j] + bias;
+          c[j] = v > 0.0f ? v : 0.0f;
+        }
+      } else {
+        for (int64_t j = 0; j < cols; ++j) c[j] += bias;
+      }
+    }
+  }
+
+  static void run(const fastconv::cpu::GemmArgs& g) {
+    if (g.m <= 0 || g.n <= 0) return;
+    const bool has_epilogue = g.bias != nullptr || g.relu;
+    if (g.k <= 0) {
+      if (!g.accumulate)
+        for (int64_t i = 0; i < g.m; ++i)
+          for (int64_t j = 0; j < g.n; ++j) g.c[i * g.ldc + j] = 0.0f;
+      if (has_epilogue) epilogue(g, 0, g.m, 0, g.n);
+      return;
+    }
+    // Thread-local packing buffers: grown once, reused by every later call on this thread.
+    thread_local std::vector<float> pa_buf, pb_buf;
+    if (pa_buf.size() < std::size_t(UK::MC * UK::KC)) pa_buf.resize(UK::MC * UK::KC);
+    if (pb_buf.size() < std::size_t(UK::KC * UK::NC)) pb_buf.resize(UK::KC * UK::NC);
+    float* pa = pa_buf.data();
+    float* pb = pb_buf.data();
+    alignas(64) float tile[UK::MR * UK::NR];
+
+    for (int64_t jc = 0; jc < g.n; jc += UK::NC) {
+      const int64_t nc = g.n - jc < UK::NC ? g.n - jc : UK::NC;
+      for (int64_t pc = 0; pc < g.k; pc += UK::KC) {
+        const int64_t kc = g.k - pc < UK::KC ? g.k - pc : UK::KC;
+        const bool load_c = g.accumulate || pc > 0;
+        const bool last_k = pc + kc >= g.k;
+        pack_b(g, pc, kc, jc, nc, pb);
+        for (int64_t ic = 0; ic < g.m; ic += UK::MC) {
+          const int64_t mc = g.m - ic < UK::MC ? g.m - ic : UK::MC;
+          pack_a(g, ic, mc, pc, kc, pa);
+          for (int64_t jr = 0; jr < nc; jr += UK::NR) {
+            const int64_t nr = nc - jr < UK::NR ? nc - jr : UK::NR;
+            for (int64_t ir = 0; ir < mc; ir += UK::MR) {
+              const int64_t mr = mc - ir < UK::MR ? mc - ir : UK::MR;
+              float* c = g.c + (ic + ir) * g.ldc + (jc + jr);
+              if (mr == UK::MR && nr == UK::NR) {
+                UK::run(kc, pa + ir * kc, pb + jr * kc, c, g.ldc, load_c);
+              } else {
+                if (load_c)
+                  for (int64_t i = 0; i < mr; ++i)
+                    for (int64_t j = 0; j < nr; ++j) tile[i * UK::NR + j] = c[i * g.ldc + j];
+                UK::run(kc, pa + ir * kc, pb + jr * kc, tile, UK::NR, load_c);
+                for (int64_t i = 0; i < mr; ++i)
+                  for (int64_t j = 0; j < nr; ++j) c[i * g.ldc + j] = tile[i * UK::NR + j];
+              }
+              if (last_k && has_epilogue) epilogue(g, ic + ir, mr, jc + jr, nr);
+            }
+          }
+        }
+      }
+    }
+  }
+};

@@ -1,0 +1,35 @@
+// ops.h — the native entry points, one per pass, named by what they produce. Outputs come first,
+// then inputs, then parameters (already validated by make_conv2d_params / make_pool2d_params).
+// Every pointer is a dense NCHW (or OIHW) float32 buffer; indices are int64 offsets h*W + w.
+#pragma once
+
+#include <cstdint>
+
+#include "fastconv/params.h"
+
+namespace fastconv {
+
+// Debug mode for tests: kernels fill outputs and workspaces with NaN before computing, so any
+// element a kernel forgets to write shows up.
+bool debug_poison();
+void set_debug_poison(bool on);
+
+namespace cpu {
+
+// y = conv(x, w) + b, optionally ReLU-clamped. y is (N, C_out, OH, OW); b may be nullptr.
+void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
+                     const Conv2dParams& p, bool relu);
+// dx = d(loss)/dx given dy = d(loss)/dy. dx is (N, C_in, H, W).
+void conv2d_bwd_data__cpu(float* dx, const float* dy, const float* w, const Conv2dParams& p);
+// dw = d(loss)/dw (C_out, C_in/groups, KH, KW) and db = sum of dy over N, OH, OW (nullptr: skip).
+void conv2d_bwd_weights__cpu(float* dw, float* db, const float* dy, const float* x,
+                             const Conv2dParams& p);
+
+// y = window max, idx = flat h*W + w of the winner in its (n, c) plane (first max; NaN wins).
+void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dParams& p);
+// dx (x_shape) = scatter-add of dy (y_shape) into idx. Throws ValueError on an index out of range.
+void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x_shape,
+                        Shape4 y_shape);
+
+}  // namespace cpu
+}  // namespace fastconv

@@ -1,0 +1,25 @@
+// parallel.h — a small persistent thread pool with static, deterministic partitioning.
+//
+// parallel_for(ntasks, fn) splits [0, ntasks) into one contiguous chunk per thread (chunk t gets
+// [t*ntasks/T, (t+1)*ntasks/T)), so which thread computes what depends only on T: results are
+// bit-identical run to run at a given thread count. No OpenMP: the pool is rebuilt lazily in a
+// forked child (pthread_atfork), so a process that forks after using fastconv never hangs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace fastconv {
+
+int get_num_threads();
+void set_num_threads(int n);  // n >= 1; throws ValueError otherwise
+
+// fn(begin, end, part) for each non-empty chunk; part in [0, parts). Exceptions thrown by fn are
+// rethrown in the caller (the first one). Calls from inside a worker run serially.
+using ChunkFn = std::function<void(int64_t begin, int64_t end, int part)>;
+void parallel_for(int64_t ntasks, const ChunkFn& fn);
+
+// Number of chunks parallel_for(ntasks, ...) will use: min(ntasks, threads), at least 1.
+int parallel_parts(int64_t ntasks);
+
+}  // namespace fastconv

@@ -1,0 +1,97 @@
+"""fastconv: fast Conv2D / MaxPool2D kernels (AVX2/AVX-512 C++, CUDA) for NCHW float32 arrays,
+checked against a NumPy reference, with a Keras-like layer API (fastconv.nn).
+
+    import fastconv
+    y = fastconv.conv2d(x, w, b, padding="same")
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+from . import _C
+from .ops import (
+    conv2d,
+    conv2d_backward,
+    conv2d_bwd_data,
+    conv2d_bwd_weights,
+    max_pool2d,
+    max_pool2d_backward,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "conv2d",
+    "conv2d_backward",
+    "conv2d_bwd_data",
+    "conv2d_bwd_weights",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "info",
+    "cpu_isas",
+    "get_cpu_isa",
+    "set_cpu_isa",
+    "get_num_threads",
+    "set_num_threads",
+]
+
+
+def cpu_isas() -> list:
+    """The CPU kernel paths this machine and build support, e.g. ['portable', 'avx2', 'avx512']."""
+    return list(_C.available_isas())
+
+
+def get_cpu_isa() -> str:
+    """The CPU kernel path in use."""
+    return _C.get_isa()
+
+
+def set_cpu_isa(isa: str) -> None:
+    """Force a CPU kernel path ('portable', 'avx2' or 'avx512'); ValueError if unsupported."""
+    if not isinstance(isa, str):
+        raise TypeError(f"isa must be a str, got {isa!r}")
+    _C.set_isa(isa)
+
+
+def get_num_threads() -> int:
+    """Threads used by the CPU kernels."""
+    return _C.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the CPU kernels' thread count (default: FASTCONV_NUM_THREADS, else all cores)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {n!r}")
+    _C.set_num_threads(n)
+
+
+def _set_debug_poison(on: bool) -> None:
+    """Test hook: kernels fill outputs and workspaces with NaN before running."""
+    _C.set_debug_poison(bool(on))
+
+
+def info() -> dict:
+    """Version, CPU kernel path, thread count and CUDA status."""
+    out = {
+        "version": __version__,
+        "cpu_isa": get_cpu_isa(),
+        "cpu_isas": cpu_isas(),
+        "num_threads": get_num_threads(),
+        "cuda_built": bool(_C.cuda_built),
+        "cuda_device": None,
+    }
+    if out["cuda_built"]:
+        try:
+            from . import _cuda_ops
+
+            out["cuda_device"] = _cuda_ops.device_name()
+        except Exception as exc:  # noqa: BLE001 - report why no GPU is usable
+            out["cuda_device"] = f"unavailable ({exc})"
+    return out
+
+
+# FASTCONV_CPU_ISA forces a kernel path; an unknown or unsupported value is an error, not a guess.
+if _os.environ.get("FASTCONV_CPU_ISA"):
+    set_cpu_isa(_os.environ["FASTCONV_CPU_ISA"])

@@ -1,0 +1,450 @@
+"""Sequential: a stack of layers with Keras' compile / fit / evaluate / predict, and History.
+
+Layout is NCHW (channels first): images are (N, C, H, W); (N, H, W) arrays get the channel axis
+added when the model's input shape is (1, H, W). Everything runs in the backend's dtype (float32
+on the CPU): a batch is converted once on entry and never upcast.
+
+    model = Sequential([Conv2D(20, 5, padding="same", activation="relu"), MaxPooling2D(2),
+                        Flatten(), Dense(10)], input_shape=(1, 28, 28), seed=0)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=100, epochs=10, validation_split=0.1)
+    loss, acc = model.evaluate(x_test, y_test)
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from . import losses as _losses
+from . import optimizers as _optimizers
+from .backend import get_backend
+from .layers import Activation, Layer
+
+__all__ = ["History", "Sequential"]
+
+
+class History:
+    """What fit() returns: ``history`` maps "loss", "accuracy" (and "val_loss", "val_accuracy"
+    when there is validation data) to one value per epoch; ``epoch_seconds`` is the wall time
+    of each epoch's training pass and ``images_per_second`` its throughput."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+        self.epoch_seconds = []
+        self.images_per_second = []
+        self.params = {}
+
+    def _append(self, epoch, logs, seconds, images):
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(float(v))
+        self.epoch_seconds.append(float(seconds))
+        self.images_per_second.append(float(images / seconds) if seconds > 0 else float("inf"))
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
+
+
+class _Progress:
+    """One epoch's progress: tqdm when installed, else a plain line (redrawn on a terminal)."""
+
+    def __init__(self, total, desc, verbose, stream=None):
+        self.total, self.desc, self.verbose = total, desc, verbose
+        self.stream = sys.stderr if stream is None else stream
+        self.done, self.t0, self.last = 0, time.perf_counter(), 0.0
+        self.bar = None
+        if verbose == 1:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, desc=desc, unit="img", unit_scale=True, leave=True, file=self.stream)
+        self.tty = verbose == 1 and self.bar is None and hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def update(self, n, loss, acc):
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix_str(self._metrics(loss, acc), refresh=False)
+        elif self.tty:
+            now = time.perf_counter()
+            if now - self.last > 0.25 or self.done >= self.total:
+                self.last = now
+                rate = self.done / max(now - self.t0, 1e-9)
+                self.stream.write(f"\r{self.desc} {self.done}/{self.total} [{rate:,.0f} img/s] "
+                                  f"{self._metrics(loss, acc)}")
+                self.stream.flush()
+
+    @staticmethod
+    def _metrics(loss, acc):
+        s = f"loss={loss:.4f}"
+        return s if acc is None else s + f" accuracy={acc:.4f}"
+
+    def close(self, seconds, logs):
+        extra = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
+        if self.bar is not None:
+            self.bar.set_postfix_str(extra)
+            self.bar.close()
+        elif self.verbose:
+            rate = self.total / max(seconds, 1e-9)
+            self.stream.write(("\r" if self.tty else "") +
+                              f"{self.desc} {self.total}/{self.total} {seconds:.1f}s [{rate:,.0f} img/s] {extra}\n")
+            self.stream.flush()
+
+
+def _check_int(value, name, low=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+class Sequential:
+    """A linear stack of layers (NCHW). input_shape is per sample, e.g. (1, 28, 28); seed makes
+    the initial weights (and, unless fit() gets its own seed, shuffling and dropout) reproducible;
+    device names the backend ("cpu" = fastconv's kernels in float32, "reference" = float64 NumPy)."""
+
+    def __init__(self, layers=None, input_shape=None, seed=None, device="cpu", name="sequential"):
+        self.layers = []
+        self.name = name
+        if seed is not None:
+            _check_int(seed, "seed", low=0)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self.backend = get_backend(device)
+        self.input_shape = None if input_shape is None else tuple(_check_int(d, "input_shape") for d in input_shape)
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        for layer in layers or []:
+            self.add(layer)
+        if self.input_shape is not None and self.layers:
+            self.build(self.input_shape)
+
+    # ---- structure ------------------------------------------------------------------------------
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layers must be fastconv.nn layers, got {layer!r}")
+        if layer.built:
+            raise ValueError(f"layer {layer!r} is already built into a model")
+        self.layers.append(layer)
+
+    @property
+    def built(self):
+        return bool(self.layers) and all(layer.built for layer in self.layers)
+
+    def build(self, input_shape=None):
+        """Create every layer's parameters for a per-sample input_shape (C, H, W) or (features,)."""
+        if input_shape is None:
+            input_shape = self.input_shape
+        if input_shape is None:
+            raise ValueError("input_shape is needed to build the model, e.g. input_shape=(1, 28, 28)")
+        if not self.layers:
+            raise ValueError("the model has no layers")
+        self.input_shape = tuple(int(d) for d in input_shape)
+        used = {}
+        shape = self.input_shape
+        for layer in self.layers:
+            base = layer.name or _snake(type(layer).__name__)
+            k = used.get(base, 0)
+            used[base] = k + 1
+            if layer.name is None or k:
+                layer.name = base if k == 0 else f"{base}_{k}"
+            shape = layer.build(shape, self.backend, self._rng)
+        seen_params = False
+        for layer in self.layers:
+            layer.need_input_grad = seen_params  # the first parametrised layer's input needs no gradient
+            seen_params = seen_params or bool(layer.params)
+        return self
+
+    def to(self, device):
+        """Move the parameters to another backend ("cpu", "reference", or a registered GPU one)."""
+        self.backend = get_backend(device)
+        for layer in self.layers:
+            if layer.built:
+                layer.to(self.backend)
+            else:
+                layer.backend = self.backend
+        if self.optimizer is not None:
+            self.optimizer.reset()
+        return self
+
+    def count_params(self):
+        self._require_built()
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary(self, print_fn=print):
+        """Print layer, output shape (None is the batch axis), parameters and the total."""
+        self._require_built()
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for layer in self.layers:
+            rows.append((f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
+                         f"{layer.count_params():,}"))
+        w0 = max(len(r[0]) for r in rows) + 2
+        w1 = max(len(r[1]) for r in rows) + 2
+        line = "-" * (w0 + w1 + 10)
+        out = [f'Model: "{self.name}" (NCHW, input {(None, *self.input_shape)})', line]
+        out += [f"{a:<{w0}}{b:<{w1}}{c:>8}" for a, b, c in rows[:1]] + ["=" * len(line)]
+        out += [f"{a:<{w0}}{b:<{w1}}{c:>8}" for a, b, c in rows[1:]]
+        out += ["=" * len(line), f"Total params: {self.count_params():,}", line]
+        text = "\n".join(out)
+        print_fn(text)
+        return text
+
+    def _require_built(self):
+        if not self.built:
+            raise ValueError("the model is not built yet: give input_shape=... or call build() or fit() first")
+
+    # ---- compile and data -----------------------------------------------------------------------
+    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None):
+        """optimizer: "adam", "sgd" or an Optimizer; loss: "sparse_categorical_crossentropy"
+        (integer labels) or "categorical_crossentropy" (one-hot); metrics: None or ["accuracy"]."""
+        self.optimizer = _optimizers.get(optimizer)
+        self.loss = _losses.get(loss)
+        metrics = list(metrics or [])
+        for m in metrics:
+            if m not in ("accuracy", "acc"):
+                raise ValueError(f"metrics may only hold 'accuracy', got {metrics!r}")
+        self.metrics = ["accuracy"] if metrics else []
+        return self
+
+    def _prep_x(self, x, name="x"):
+        x = np.asarray(x) if isinstance(x, (list, tuple)) else x
+        if not hasattr(x, "ndim") or getattr(x, "dtype", np.dtype(object)).kind not in "fiub":
+            raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}")
+        if self.input_shape is None:
+            self.input_shape = (1, *x.shape[1:]) if x.ndim == 3 else tuple(x.shape[1:])
+        if x.ndim == 3 and len(self.input_shape) == 3 and self.input_shape[0] == 1:
+            x = x[:, None]  # (N, H, W) images: add the channel axis (NCHW)
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"{name} must be (N, {', '.join(map(str, self.input_shape))}) (NCHW), got {x.shape}")
+        if not self.built:
+            self.build(self.input_shape)
+        return x
+
+    def _prep_y(self, y, n, name="y"):
+        y = np.asarray(y) if isinstance(y, (list, tuple)) else y
+        if not hasattr(y, "ndim") or len(y) != n:
+            raise ValueError(f"{name} must have one target per sample ({n}), got {getattr(y, 'shape', y)}")
+        self.loss.check_targets(y, self.layers[-1].output_shape[-1])
+        return y
+
+    def _batch(self, a, idx, dtype=True):
+        b = a[idx]
+        return self.backend.asarray(b) if dtype else self.backend.asarray(b, dtype=b.dtype)
+
+    # ---- passes ---------------------------------------------------------------------------------
+    def _folded(self):
+        """The layers to run for logits: a final softmax layer is left out (folded into the loss)."""
+        last = self.layers[-1]
+        if isinstance(last, Activation) and last.activation == "softmax" and len(self.layers) > 1:
+            return self.layers[:-1]
+        return self.layers
+
+    def _forward(self, x, training, logits):
+        layers = self._folded() if logits else self.layers
+        for i, layer in enumerate(layers):
+            x = layer.forward(x, training=training, logits=logits and i == len(layers) - 1)
+        return x
+
+    def _backward(self, dz):
+        for layer in reversed(self._folded()):
+            dz = layer.backward(dz)
+            if dz is None:
+                break
+
+    def _param_pairs(self):
+        return [((i, k), p, layer.grads[k]) for i, layer in enumerate(self.layers) for k, p in layer.params.items()]
+
+    def loss_and_grads(self, x, y, training=False):
+        """(loss, logits) for one batch, leaving each layer's grads filled (for gradient checks)."""
+        self._check_compiled()
+        x = self._prep_x(x)
+        y = self._prep_y(y, len(x))
+        z = self._forward(self.backend.asarray(x), training, True)
+        loss, dz = self.loss(z, self.backend.asarray(y, dtype=y.dtype))
+        self._backward(dz)
+        return loss, z
+
+    def train_on_batch(self, x, y):
+        """One optimizer step on a prepared batch; returns (loss, number of correct predictions)."""
+        z = self._forward(x, True, True)
+        loss, dz = self.loss(z, y)
+        correct = int((z.argmax(axis=1) == self.loss.labels(y)).sum()) if self.metrics else 0
+        self._backward(dz)
+        self.optimizer.step(self._param_pairs())
+        return loss, correct
+
+    def _check_compiled(self):
+        if self.loss is None:
+            raise ValueError("compile() the model before fit(), evaluate() or loss_and_grads()")
+
+    def fit(self, x, y, batch_size=32, epochs=1, validation_split=0.0, validation_data=None, shuffle=True,
+            seed=None, verbose=1):
+        """Train; returns a History. validation_split holds out the last fraction of (x, y) before
+        shuffling, as Keras does; validation_data=(x_val, y_val) takes precedence. verbose: 0 silent,
+        1 a progress bar per epoch (tqdm if installed), 2 one line per epoch."""
+        self._check_compiled()
+        x = self._prep_x(x)
+        y = self._prep_y(y, len(x))
+        batch_size = _check_int(batch_size, "batch_size")
+        epochs = _check_int(epochs, "epochs")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+                or not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be a float in [0, 1), got {validation_split!r}")
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            xv, yv = validation_data
+        elif validation_split > 0:
+            split_at = int(math.floor(len(x) * (1.0 - validation_split) + 1e-9))
+            if split_at <= 0 or split_at >= len(x):
+                raise ValueError(f"validation_split={validation_split} leaves no training or no validation data")
+            x, xv, y, yv = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+        else:
+            xv = yv = None
+        rng = self._rng if seed is None else np.random.default_rng(_check_int(seed, "seed", low=0))
+        for layer in self.layers:
+            if hasattr(layer, "rng"):
+                layer.rng = np.random.default_rng(rng.integers(2**63))
+        n = len(x)
+        history = History()
+        history.params = dict(batch_size=batch_size, epochs=epochs, samples=n,
+                              validation_samples=0 if xv is None else len(xv))
+        for epoch in range(epochs):
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            prog = _Progress(n, f"Epoch {epoch + 1}/{epochs}", verbose)
+            t0 = time.perf_counter()
+            total_loss, total_correct = 0.0, 0
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                if shuffle:
+                    idx = np.sort(idx)  # gather in memory order: same batch, faster copy
+                xb = self._batch(x, idx)
+                yb = self._batch(y, idx, dtype=False)
+                loss, correct = self.train_on_batch(xb, yb)
+                total_loss += loss * len(idx)
+                total_correct += correct
+                seen = start + len(idx)
+                prog.update(len(idx), total_loss / seen, total_correct / seen if self.metrics else None)
+            seconds = time.perf_counter() - t0
+            logs = {"loss": total_loss / n}
+            if self.metrics:
+                logs["accuracy"] = total_correct / n
+            if xv is not None:
+                res = self.evaluate(xv, yv, batch_size=max(batch_size, 500))
+                if self.metrics:
+                    logs["val_loss"], logs["val_accuracy"] = res
+                else:
+                    logs["val_loss"] = res
+            prog.close(seconds, logs)
+            history._append(epoch, logs, seconds, n)
+        self.history = history
+        return history
+
+    def evaluate(self, x, y, batch_size=500, verbose=0):
+        """[loss, accuracy] when compiled with metrics=["accuracy"], else the loss (as Keras)."""
+        self._check_compiled()
+        x = self._prep_x(x)
+        y = self._prep_y(y, len(x))
+        batch_size = _check_int(batch_size, "batch_size")
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(x), batch_size):
+            sl = slice(start, start + batch_size)
+            yb = self.backend.asarray(y[sl], dtype=y.dtype)
+            z = self._forward(self.backend.asarray(x[sl]), False, True)
+            loss, _ = self.loss(z, yb)
+            total_loss += loss * len(yb)
+            correct += int((z.argmax(axis=1) == self.loss.labels(yb)).sum())
+        loss = total_loss / len(x)
+        if verbose:
+            print(f"loss={loss:.4f} accuracy={correct / len(x):.4f}")
+        return [loss, correct / len(x)] if self.metrics else loss
+
+    def predict(self, x, batch_size=500):
+        """The model's outputs (softmax probabilities when it ends in a softmax, else logits), as NumPy."""
+        x = self._prep_x(x)
+        batch_size = _check_int(batch_size, "batch_size")
+        out = [self.backend.to_numpy(self._forward(self.backend.asarray(x[s:s + batch_size]), False, False))
+               for s in range(0, len(x), batch_size)]
+        return np.concatenate(out)
+
+    def __call__(self, x):
+        return self.predict(x)
+
+    # ---- weights --------------------------------------------------------------------------------
+    def get_weights(self):
+        self._require_built()
+        return [self.backend.to_numpy(p) for layer in self.layers for p in layer.params.values()]
+
+    def save_weights(self, path):
+        """Write every parameter to an .npz file (no pickle), atomically."""
+        self._require_built()
+        arrays = {"__layers__": np.array([f"{type(lyr).__name__}:{lyr.name}" for lyr in self.layers])}
+        for layer in self.layers:
+            for k, p in layer.params.items():
+                arrays[f"{layer.name}.{k}"] = self.backend.to_numpy(p)
+        path = os.fspath(path)
+        d = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=d)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def load_weights(self, path):
+        """Read weights saved by save_weights; a file for another architecture raises ValueError
+        naming the first mismatching layer and shapes."""
+        self._require_built()
+        path = os.fspath(path)
+        with open(path, "rb") as f:
+            data = io.BytesIO(f.read())
+        try:
+            npz = np.load(data, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"{path} is not a weights .npz file: {e}") from None
+        with npz:
+            keys = set(npz.files) - {"__layers__"}
+            expected = []
+            for i, layer in enumerate(self.layers):
+                for k, p in layer.params.items():
+                    key = f"{layer.name}.{k}"
+                    expected.append(key)
+                    where = f"layer {i} '{layer.name}' ({type(layer).__name__}) {k}"
+                    if key not in keys:
+                        raise ValueError(f"{path} has no weights for {where} of shape {tuple(p.shape)}")
+                    if tuple(npz[key].shape) != tuple(p.shape):
+                        raise ValueError(f"{path}: {where} has shape {tuple(npz[key].shape)} in the file "
+                                         f"but {tuple(p.shape)} in the model")
+            extra = sorted(keys - set(expected))
+            if extra:
+                raise ValueError(f"{path} holds weights the model has no layer for: {extra}")
+            for layer in self.layers:
+                for k in layer.params:
+                    layer.params[k] = self.backend.asarray(npz[f"{layer.name}.{k}"])
+        if self.optimizer is not None:
+            self.optimizer.reset()
+        return self
+
+
+def _snake(name):
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (not name[i - 1].isupper() and not name[i - 1].isdigit()):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)

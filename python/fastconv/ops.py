@@ -1,0 +1,228 @@
+"""The functional API: Conv2D and MaxPool2D, forward and backward, on NumPy (and CuPy) arrays.
+
+Layout is NCHW, float32; semantics and output shapes are PyTorch's. This module normalises the
+arguments (int or (h, w) pairs, "valid"/"same" padding), checks dtypes and dimensions, and hands
+C-contiguous float32 buffers to the native kernels, which validate the geometry in one place
+(cpp/params.cpp) shared by the CPU and CUDA backends.
+
+Dtypes: float32 arrays are used as they are; other real floating and integer arrays (float64,
+float16, int8, ...) are converted to float32 (a copy — the caller's array is never modified);
+complex, bool, object and string arrays raise TypeError. Results are always new float32 arrays.
+N = 0 is allowed: outputs are empty arrays of the right shape, and weight/bias gradients are zero.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _C
+
+IntPair = Union[int, Tuple[int, int]]
+PaddingArg = Union[int, Tuple[int, int], str]
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward",
+    "conv2d_bwd_data",
+    "conv2d_bwd_weights",
+    "max_pool2d",
+    "max_pool2d_backward",
+]
+
+
+# --- argument normalisation -------------------------------------------------------------------
+
+def _pair(value: Any, name: str) -> Tuple[int, int]:
+    """int or (h, w) pair of ints -> (h, w); TypeError for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in value
+    ):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
+
+
+def _padding(value: Any) -> Tuple[str, Tuple[int, int]]:
+    """padding -> (mode, (h, w)) with mode 'explicit', 'valid' or 'same'."""
+    if isinstance(value, str):
+        mode = value.lower()
+        if mode not in ("valid", "same"):
+            raise ValueError(
+                f"padding must be an int, an (h, w) pair, 'valid' or 'same', got {value!r}"
+            )
+        return mode, (0, 0)
+    return "explicit", _pair(value, "padding")
+
+
+def _shape4(value: Any, name: str) -> Tuple[int, int, int, int]:
+    try:
+        shape = tuple(int(v) for v in value)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of 4 ints (N, C, H, W), got {value!r}") from None
+    if len(shape) != 4:
+        raise ValueError(f"{name} must have 4 entries (N, C, H, W), got {value!r}")
+    return shape  # type: ignore[return-value]
+
+
+def _is_cuda(a: Any) -> bool:
+    return hasattr(a, "__cuda_array_interface__")
+
+
+def _as_f32(a: Any, name: str, ndim: Optional[int] = 4) -> np.ndarray:
+    """A C-contiguous float32 view or copy of `a`; TypeError for non-numeric dtypes."""
+    if _is_cuda(a):
+        raise TypeError(
+            f"{name} is a GPU array but the other arguments are on the CPU; "
+            "pass all arrays on the same device"
+        )
+    arr = np.asarray(a)
+    kind = arr.dtype.kind
+    if kind not in "fiu":
+        raise TypeError(
+            f"{name} must be a real float or integer array (float32 preferred), got dtype {arr.dtype}"
+        )
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _as_index(a: Any, name: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype != np.int64:
+        raise TypeError(f"{name} must be an int64 array (as returned by max_pool2d), got {arr.dtype}")
+    if arr.ndim != 4:
+        raise ValueError(f"{name} must be 4-D, got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def _cuda():
+    """The CUDA backend module, imported on first use (needs CuPy and a CUDA build)."""
+    from . import _cuda_ops
+
+    return _cuda_ops
+
+
+# --- Conv2D -----------------------------------------------------------------------------------
+
+def conv2d(
+    input,
+    weight,
+    bias=None,
+    stride: IntPair = 1,
+    padding: PaddingArg = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    *,
+    activation: Optional[str] = None,
+):
+    """2-D convolution (cross-correlation, as in PyTorch) of an NCHW batch.
+
+    input (N, C_in, H, W); weight (C_out, C_in/groups, KH, KW); bias (C_out,) or None.
+    stride, dilation: int or (h, w). padding: int, (h, w), "valid" or "same" (stride 1 only; an odd
+    total puts the extra row/column at the bottom/right). activation: None or "relu" (fused).
+    Returns a new float32 array (N, C_out, OH, OW).
+    """
+    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+    relu = _activation(activation)
+    if _is_cuda(input):
+        return _cuda().conv2d_fwd(input, weight, bias, *args, relu)
+    x = _as_f32(input, "input")
+    w = _as_f32(weight, "weight")
+    b = None if bias is None else _as_f32(bias, "bias", ndim=None)
+    return _C.conv2d_fwd(x, w, b, *args, relu)
+
+
+def conv2d_bwd_data(grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
+    """Gradient of conv2d with respect to its input, shape `input_shape` (N, C_in, H, W)."""
+    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+    shape = _shape4(input_shape, "input_shape")
+    if _is_cuda(grad_output):
+        return _cuda().conv2d_bwd_data(grad_output, weight, shape, *args)
+    dy = _as_f32(grad_output, "grad_output")
+    w = _as_f32(weight, "weight")
+    return _C.conv2d_bwd_data(dy, w, shape, *args)
+
+
+def conv2d_bwd_weights(
+    grad_output, input, weight_shape, stride=1, padding=0, dilation=1, groups=1, *, with_bias=True
+):
+    """Gradients of conv2d with respect to weight (shape `weight_shape`) and bias.
+
+    Returns (grad_weight, grad_bias); grad_bias is the sum of grad_output over N, OH, OW, or None
+    when with_bias is False.
+    """
+    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+    shape = _shape4(weight_shape, "weight_shape")
+    if _is_cuda(grad_output):
+        return _cuda().conv2d_bwd_weights(grad_output, input, shape, *args, with_bias)
+    dy = _as_f32(grad_output, "grad_output")
+    x = _as_f32(input, "input")
+    return tuple(_C.conv2d_bwd_weights(dy, x, shape, *args, with_bias))
+
+
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+    """All three gradients of conv2d: (grad_input, grad_weight, grad_bias)."""
+    shape = tuple(int(s) for s in np.shape(weight)) if not _is_cuda(weight) else tuple(weight.shape)
+    if len(shape) != 4:
+        raise ValueError(f"weight must be 4-D, got shape {shape}")
+    dx = conv2d_bwd_data(grad_output, weight, _input_shape(input), stride, padding, dilation, groups)
+    dw, db = conv2d_bwd_weights(grad_output, input, shape, stride, padding, dilation, groups)
+    return dx, dw, db
+
+
+def _input_shape(x) -> Tuple[int, ...]:
+    shape = tuple(int(s) for s in (x.shape if hasattr(x, "shape") else np.shape(x)))
+    if len(shape) != 4:
+        raise ValueError(f"input must be 4-D, got shape {shape}")
+    return shape
+
+
+def _groups(groups: Any) -> int:
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral):
+        raise TypeError(f"groups must be an int, got {groups!r}")
+    return int(groups)
+
+
+def _activation(activation: Optional[str]) -> bool:
+    if activation is None:
+        return False
+    if activation == "relu":
+        return True
+    raise ValueError(f"activation must be None or 'relu', got {activation!r}")
+
+
+# --- MaxPool2D --------------------------------------------------------------------------------
+
+def max_pool2d(input, kernel_size: IntPair, stride: Optional[IntPair] = None,
+               padding: PaddingArg = 0, return_indices: bool = False):
+    """2-D max pooling of an NCHW batch.
+
+    kernel_size, stride: int or (h, w); stride defaults to kernel_size. padding: int or (h, w), at
+    most half the kernel (padded cells never win), or "valid" / "same" (TensorFlow's rule:
+    out = ceil(in / stride), extra padding at the bottom/right).
+    indices (int64) hold the flat offset h*W + w of each window's winner inside its own (n, c)
+    plane; ties go to the first element in row-major window order and NaN wins (propagates).
+    Returns output, or (output, indices) when return_indices is True.
+    """
+    kernel = _pair(kernel_size, "kernel_size")
+    strides = kernel if stride is None else _pair(stride, "stride")
+    mode, pad = _padding(padding)
+    if _is_cuda(input):
+        y, idx = _cuda().maxpool2d_fwd(input, kernel, strides, mode, pad)
+    else:
+        y, idx = _C.maxpool2d_fwd(_as_f32(input, "input"), kernel, strides, mode, pad)
+    return (y, idx) if return_indices else y
+
+
+def max_pool2d_backward(grad_output, indices, input_shape):
+    """Gradient of max_pool2d: each grad_output element is added into its window's winner."""
+    shape = _shape4(input_shape, "input_shape")
+    if _is_cuda(grad_output):
+        return _cuda().maxpool2d_bwd(grad_output, indices, shape)
+    return _C.maxpool2d_bwd(_as_f32(grad_output, "grad_output"), _as_index(indices, "indices"), shape)
