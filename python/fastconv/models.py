@@ -63,7 +63,11 @@ _LAYERS = {
         Dense(84, activation="relu"),
         Dense(10),
     ],
-    "fashion_dense": lambda: [Flatten(), Dense(128, activation="relu"), Dense(10, activation="softmax")],
+    "fashion_dense": lambda: [
+        Flatten(),
+        Dense(128, activation="relu"),
+        Dense(10, activation="softmax"),
+    ],
     "fashion_cnn": lambda: [
         Conv2D(32, 3, padding="same", activation="relu"),
         MaxPooling2D(2, strides=2),
@@ -79,14 +83,31 @@ NAMES = tuple(_LAYERS)
 
 #: Parameter counts from NETWORKS.md.
 PARAMS = {
-    "softmax": 7850, "mlp128": 101770, "mlp256": 203530, "mlp512": 407050, "mlp1024": 814090,
-    "mlp2048": 1628170, "cnn1": 20350, "cnn2": 109650, "keras_cnn": 995060, "lenet5": 61706,
-    "fashion_dense": 101770, "fashion_cnn": 421642,
+    "softmax": 7850,
+    "mlp128": 101770,
+    "mlp256": 203530,
+    "mlp512": 407050,
+    "mlp1024": 814090,
+    "mlp2048": 1628170,
+    "cnn1": 20350,
+    "cnn2": 109650,
+    "keras_cnn": 995060,
+    "lenet5": 61706,
+    "fashion_dense": 101770,
+    "fashion_cnn": 421642,
 }
 
-_STUDY = dict(dataset="mnist", epochs=30, batch_size=100, optimizer="adam", learning_rate=1e-3,
-              loss="sparse_categorical_crossentropy", validation_split=5000 / 60000, seed=None,
-              source="NETWORKS.md A: 30 epochs, Adam, batch 100, 10 runs, trained on 55,000 images")
+_STUDY = dict(
+    dataset="mnist",
+    epochs=30,
+    batch_size=100,
+    optimizer="adam",
+    learning_rate=1e-3,
+    loss="sparse_categorical_crossentropy",
+    validation_split=5000 / 60000,
+    seed=None,
+    source="NETWORKS.md A: 30 epochs, Adam, batch 100, 10 runs, trained on 55,000 images",
+)
 
 #: Training schedule per model (NETWORKS.md), plus the published test accuracy (None if none).
 DEFAULTS = {
@@ -98,19 +119,55 @@ DEFAULTS = {
     "mlp2048": dict(_STUDY, published=0.9854),
     "cnn1": dict(_STUDY, published=0.9913),
     "cnn2": dict(_STUDY, published=0.9932),
-    "keras_cnn": dict(dataset="mnist", epochs=10, batch_size=200, optimizer="adam", learning_rate=1e-3,
-                      loss="categorical_crossentropy", validation_split=0.2, seed=42, published=0.9941,
-                      source="NETWORKS.md B: Adam, categorical cross-entropy, batch 200, 10 epochs, "
-                             "validation_split 0.2, seed 42"),
-    "lenet5": dict(dataset="mnist", epochs=10, batch_size=100, optimizer="adam", learning_rate=1e-3,
-                   loss="sparse_categorical_crossentropy", validation_split=0.0, seed=None, published=0.99,
-                   source="NETWORKS.md D: no published schedule; classic result about 99%"),
-    "fashion_dense": dict(dataset="fashion", epochs=5, batch_size=32, optimizer="adam", learning_rate=1e-3,
-                          loss="sparse_categorical_crossentropy", validation_split=0.0, seed=None,
-                          published=0.878, source="NETWORKS.md C: 5 epochs, batch 32, shuffled"),
-    "fashion_cnn": dict(dataset="fashion", epochs=10, batch_size=32, optimizer="adam", learning_rate=1e-3,
-                        loss="sparse_categorical_crossentropy", validation_split=0.0, seed=None,
-                        published=0.91, source="NETWORKS.md C: 10 epochs, batch 32; about 91% test"),
+    "keras_cnn": dict(
+        dataset="mnist",
+        epochs=10,
+        batch_size=200,
+        optimizer="adam",
+        learning_rate=1e-3,
+        loss="categorical_crossentropy",
+        validation_split=0.2,
+        seed=42,
+        published=0.9941,
+        source="NETWORKS.md B: Adam, categorical cross-entropy, batch 200, 10 epochs, "
+        "validation_split 0.2, seed 42",
+    ),
+    "lenet5": dict(
+        dataset="mnist",
+        epochs=10,
+        batch_size=100,
+        optimizer="adam",
+        learning_rate=1e-3,
+        loss="sparse_categorical_crossentropy",
+        validation_split=0.0,
+        seed=None,
+        published=0.99,
+        source="NETWORKS.md D: no published schedule; classic result about 99%",
+    ),
+    "fashion_dense": dict(
+        dataset="fashion",
+        epochs=5,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        loss="sparse_categorical_crossentropy",
+        validation_split=0.0,
+        seed=None,
+        published=0.878,
+        source="NETWORKS.md C: 5 epochs, batch 32, shuffled",
+    ),
+    "fashion_cnn": dict(
+        dataset="fashion",
+        epochs=10,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        loss="sparse_categorical_crossentropy",
+        validation_split=0.0,
+        seed=None,
+        published=0.91,
+        source="NETWORKS.md C: 10 epochs, batch 32; about 91% test",
+    ),
 }
 
 

@@ -44,7 +44,9 @@ class Backend:
 
     def asarray(self, a, dtype=None):
         """a as a C-contiguous array of this backend (dtype defaults to the backend's)."""
-        return self.xp.ascontiguousarray(self.xp.asarray(a, dtype=self.dtype if dtype is None else dtype))
+        return self.xp.ascontiguousarray(
+            self.xp.asarray(a, dtype=self.dtype if dtype is None else dtype)
+        )
 
     def to_numpy(self, a):
         """a as a NumPy array (a device backend copies it to the host)."""
@@ -58,7 +60,9 @@ class Backend:
 
     def keep_mask(self, rng, shape, keep):
         """Dropout mask: 1/keep with probability keep, else 0 (from a NumPy Generator)."""
-        m = (rng.random(size=shape, dtype=np.float32) < keep).astype(self.dtype) / self.dtype.type(keep)
+        m = (rng.random(size=shape, dtype=np.float32) < keep).astype(self.dtype) / self.dtype.type(
+            keep
+        )
         return self.asarray(m)
 
     def __repr__(self):
@@ -93,15 +97,20 @@ class _ReferenceOps:
             th = max((-(-h // sh) - 1) * sh + kh - h, 0)
             tw = max((-(-w // sw) - 1) * sw + kw - w, 0)
             pt, pl = th // 2, tw // 2
-            xp_ = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pt, th - pt), (pl, tw - pl)),
-                         constant_values=-np.inf)
+            xp_ = np.pad(
+                x.astype(np.float64),
+                ((0, 0), (0, 0), (pt, th - pt), (pl, tw - pl)),
+                constant_values=-np.inf,
+            )
             y, idx = self.ref.max_pool2d(xp_, (kh, kw), (sh, sw), 0, return_indices=True)
             wp = w + tw
             idx = (idx // wp - pt) * w + (idx % wp - pl)
         else:
             if isinstance(padding, str):
                 if padding != "valid":
-                    raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+                    raise ValueError(
+                        f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}"
+                    )
                 padding = 0
             y, idx = self.ref.max_pool2d(x, kernel_size, stride, padding, return_indices=True)
         return (y, idx) if return_indices else y

@@ -172,8 +172,18 @@ class Conv2D(Layer):
     The kernel is (filters, C/groups, KH, KW), Glorot-uniform; the bias is zero.
     """
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None, use_bias=True,
-                 dilation_rate=1, groups=1, name=None):
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        activation=None,
+        use_bias=True,
+        dilation_rate=1,
+        groups=1,
+        name=None,
+    ):
         super().__init__(activation, name)
         self.filters = _pos_int(filters, "filters")
         self.kernel_size = _pair(kernel_size, "kernel_size")
@@ -182,19 +192,28 @@ class Conv2D(Layer):
         self.groups = _pos_int(groups, "groups")
         if isinstance(padding, str):
             if padding not in ("valid", "same"):
-                raise ValueError(f"padding must be 'valid', 'same', an int or a pair, got {padding!r}")
+                raise ValueError(
+                    f"padding must be 'valid', 'same', an int or a pair, got {padding!r}"
+                )
             if padding == "same" and self.strides != (1, 1):
                 raise ValueError(f"padding='same' needs strides=1, got strides={self.strides}")
         else:
-            padding = tuple(int(p) for p in (padding if isinstance(padding, (tuple, list)) else (padding, padding)))
+            padding = tuple(
+                int(p)
+                for p in (padding if isinstance(padding, (tuple, list)) else (padding, padding))
+            )
             if len(padding) != 2 or min(padding) < 0:
-                raise ValueError(f"padding must be 'valid', 'same', an int >= 0 or a pair, got {padding!r}")
+                raise ValueError(
+                    f"padding must be 'valid', 'same', an int >= 0 or a pair, got {padding!r}"
+                )
         self.padding = padding
         if not isinstance(use_bias, bool):
             raise TypeError(f"use_bias must be a bool, got {use_bias!r}")
         self.use_bias = use_bias
         if self.filters % self.groups:
-            raise ValueError(f"filters ({self.filters}) must be divisible by groups ({self.groups})")
+            raise ValueError(
+                f"filters ({self.filters}) must be divisible by groups ({self.groups})"
+            )
 
     def _pads(self):
         kh, kw = self.kernel_size
@@ -208,7 +227,9 @@ class Conv2D(Layer):
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
-            raise ValueError(f"{self.name or 'Conv2D'} expects (C, H, W) inputs (NCHW), got {input_shape}")
+            raise ValueError(
+                f"{self.name or 'Conv2D'} expects (C, H, W) inputs (NCHW), got {input_shape}"
+            )
         (pt, pb), (pl, pr) = self._pads()
         _, h, w = input_shape
         ekh = self.dilation_rate[0] * (self.kernel_size[0] - 1) + 1
@@ -216,7 +237,9 @@ class Conv2D(Layer):
         oh = (h + pt + pb - ekh) // self.strides[0] + 1
         ow = (w + pl + pr - ekw) // self.strides[1] + 1
         if oh <= 0 or ow <= 0:
-            raise ValueError(f"{self.name or 'Conv2D'}: kernel {self.kernel_size} does not fit input {input_shape}")
+            raise ValueError(
+                f"{self.name or 'Conv2D'}: kernel {self.kernel_size} does not fit input {input_shape}"
+            )
         return self.filters, oh, ow
 
     def _build(self, input_shape, rng):
@@ -226,19 +249,28 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         cg = c // self.groups
         shape = (self.filters, cg, kh, kw)
-        self.params["kernel"] = _glorot(self.backend, rng, shape, cg * kh * kw, self.filters * kh * kw // self.groups)
+        self.params["kernel"] = _glorot(
+            self.backend, rng, shape, cg * kh * kw, self.filters * kh * kw // self.groups
+        )
         if self.use_bias:
             self.params["bias"] = self.backend.asarray(np.zeros(self.filters))
 
     def _kw(self):
-        return dict(stride=self.strides, padding=self.padding, dilation=self.dilation_rate, groups=self.groups)
+        return dict(
+            stride=self.strides,
+            padding=self.padding,
+            dilation=self.dilation_rate,
+            groups=self.groups,
+        )
 
     def call(self, x, training):
         b = self.backend
         self._x = x
         self._fused = self.activation == "relu" and b.fused_relu
         if self._fused:
-            return b.conv2d(x, self.params["kernel"], self.params.get("bias"), activation="relu", **self._kw())
+            return b.conv2d(
+                x, self.params["kernel"], self.params.get("bias"), activation="relu", **self._kw()
+            )
         return b.conv2d(x, self.params["kernel"], self.params.get("bias"), **self._kw())
 
     def call_backward(self, dy):
@@ -264,13 +296,17 @@ class _Pool2D(Layer):
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
-            raise ValueError(f"{self.name or type(self).__name__} expects (C, H, W) inputs (NCHW), got {input_shape}")
+            raise ValueError(
+                f"{self.name or type(self).__name__} expects (C, H, W) inputs (NCHW), got {input_shape}"
+            )
         c, h, w = input_shape
         (kh, kw), (sh, sw) = self.pool_size, self.strides
         if self.padding == "same":
             return c, -(-h // sh), -(-w // sw)
         if h < kh or w < kw:
-            raise ValueError(f"{self.name or type(self).__name__}: pool {self.pool_size} larger than input {input_shape}")
+            raise ValueError(
+                f"{self.name or type(self).__name__}: pool {self.pool_size} larger than input {input_shape}"
+            )
         return c, (h - kh) // sh + 1, (w - kw) // sw + 1
 
 
@@ -280,7 +316,9 @@ class MaxPooling2D(_Pool2D):
     first maximal input of each window only."""
 
     def call(self, x, training):
-        y, self._idx = self.backend.max_pool2d(x, self.pool_size, self.strides, self.padding, return_indices=True)
+        y, self._idx = self.backend.max_pool2d(
+            x, self.pool_size, self.strides, self.padding, return_indices=True
+        )
         self._xshape = x.shape
         return y
 
@@ -309,12 +347,12 @@ class AveragePooling2D(_Pool2D):
     def _count(self, h, w, geo, xp, dtype):
         oh, ow, pt, pb, pl, pr = geo
         ones = xp.zeros((h + pt + pb, w + pl + pr), dtype=dtype)
-        ones[pt:pt + h, pl:pl + w] = 1
+        ones[pt : pt + h, pl : pl + w] = 1
         cnt = xp.zeros((oh, ow), dtype=dtype)
         (kh, kw), (sh, sw) = self.pool_size, self.strides
         for i in range(kh):
             for j in range(kw):
-                cnt += ones[i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
+                cnt += ones[i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw]
         return cnt
 
     def call(self, x, training):
@@ -325,14 +363,14 @@ class AveragePooling2D(_Pool2D):
         (kh, kw), (sh, sw) = self.pool_size, self.strides
         self._xshape = x.shape
         if (pt, pb, pl, pr) == (0, 0, 0, 0) and (kh, kw) == (sh, sw):  # tiling windows: one reshape
-            y = x[:, :, :oh * kh, :ow * kw].reshape(n, c, oh, kh, ow, kw).mean(axis=(3, 5))
+            y = x[:, :, : oh * kh, : ow * kw].reshape(n, c, oh, kh, ow, kw).mean(axis=(3, 5))
             self._cnt = None
             return y.astype(x.dtype, copy=False)
         xpad = xp.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if pt + pb + pl + pr else x
         y = xp.zeros((n, c, oh, ow), dtype=x.dtype)
         for i in range(kh):
             for j in range(kw):
-                y += xpad[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
+                y += xpad[:, :, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw]
         self._cnt = self._count(h, w, geo, xp, x.dtype)
         y /= self._cnt
         return y
@@ -347,15 +385,16 @@ class AveragePooling2D(_Pool2D):
         if self._cnt is None:
             g = (dy / (kh * kw)).astype(dy.dtype, copy=False)
             dx = xp.zeros(self._xshape, dtype=dy.dtype)
-            dx[:, :, :oh * kh, :ow * kw] = xp.broadcast_to(
-                g[:, :, :, None, :, None], (n, c, oh, kh, ow, kw)).reshape(n, c, oh * kh, ow * kw)
+            dx[:, :, : oh * kh, : ow * kw] = xp.broadcast_to(
+                g[:, :, :, None, :, None], (n, c, oh, kh, ow, kw)
+            ).reshape(n, c, oh * kh, ow * kw)
             return dx
         g = dy / self._cnt
         dxp = xp.zeros((n, c, h + pt + pb, w + pl + pr), dtype=dy.dtype)
         for i in range(kh):
             for j in range(kw):
-                dxp[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw] += g
-        return dxp[:, :, pt:pt + h, pl:pl + w]
+                dxp[:, :, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw] += g
+        return dxp[:, :, pt : pt + h, pl : pl + w]
 
 
 class Dense(Layer):
@@ -370,8 +409,10 @@ class Dense(Layer):
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
-            raise ValueError(f"{self.name or 'Dense'} expects flat (features,) inputs, got {input_shape}: "
-                             "put a Flatten() before it")
+            raise ValueError(
+                f"{self.name or 'Dense'} expects flat (features,) inputs, got {input_shape}: "
+                "put a Flatten() before it"
+            )
         return (self.units,)
 
     def _build(self, input_shape, rng):

@@ -56,9 +56,13 @@ class SparseCategoricalCrossentropy(Loss):
 
     def check_targets(self, y, n_classes):
         if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise ValueError(f"y must be integer class labels (N,) for {self.name}, got {y.dtype} {y.shape}")
+            raise ValueError(
+                f"y must be integer class labels (N,) for {self.name}, got {y.dtype} {y.shape}"
+            )
         if y.size and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-            raise ValueError(f"y labels must lie in [0, {n_classes}), got [{int(y.min())}, {int(y.max())}]")
+            raise ValueError(
+                f"y labels must lie in [0, {n_classes}), got [{int(y.min())}, {int(y.max())}]"
+            )
 
 
 class CategoricalCrossentropy(Loss):
@@ -81,7 +85,9 @@ class CategoricalCrossentropy(Loss):
 
     def check_targets(self, y, n_classes):
         if y.ndim != 2 or y.shape[1] != n_classes:
-            raise ValueError(f"y must be one-hot (N, {n_classes}) for {self.name}, got shape {y.shape}")
+            raise ValueError(
+                f"y must be one-hot (N, {n_classes}) for {self.name}, got shape {y.shape}"
+            )
 
 
 _LOSSES = {c.name: c for c in (SparseCategoricalCrossentropy, CategoricalCrossentropy)}

@@ -67,8 +67,20 @@ class _Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=total, desc=desc, unit="img", unit_scale=True, leave=True, file=self.stream)
-        self.tty = verbose == 1 and self.bar is None and hasattr(self.stream, "isatty") and self.stream.isatty()
+                self.bar = tqdm(
+                    total=total,
+                    desc=desc,
+                    unit="img",
+                    unit_scale=True,
+                    leave=True,
+                    file=self.stream,
+                )
+        self.tty = (
+            verbose == 1
+            and self.bar is None
+            and hasattr(self.stream, "isatty")
+            and self.stream.isatty()
+        )
 
     def update(self, n, loss, acc):
         self.done += n
@@ -80,8 +92,10 @@ class _Progress:
             if now - self.last > 0.25 or self.done >= self.total:
                 self.last = now
                 rate = self.done / max(now - self.t0, 1e-9)
-                self.stream.write(f"\r{self.desc} {self.done}/{self.total} [{rate:,.0f} img/s] "
-                                  f"{self._metrics(loss, acc)}")
+                self.stream.write(
+                    f"\r{self.desc} {self.done}/{self.total} [{rate:,.0f} img/s] "
+                    f"{self._metrics(loss, acc)}"
+                )
                 self.stream.flush()
 
     @staticmethod
@@ -96,8 +110,10 @@ class _Progress:
             self.bar.close()
         elif self.verbose:
             rate = self.total / max(seconds, 1e-9)
-            self.stream.write(("\r" if self.tty else "") +
-                              f"{self.desc} {self.total}/{self.total} {seconds:.1f}s [{rate:,.0f} img/s] {extra}\n")
+            self.stream.write(
+                ("\r" if self.tty else "")
+                + f"{self.desc} {self.total}/{self.total} {seconds:.1f}s [{rate:,.0f} img/s] {extra}\n"
+            )
             self.stream.flush()
 
 
@@ -120,7 +136,11 @@ class Sequential:
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.backend = get_backend(device)
-        self.input_shape = None if input_shape is None else tuple(_check_int(d, "input_shape") for d in input_shape)
+        self.input_shape = (
+            None
+            if input_shape is None
+            else tuple(_check_int(d, "input_shape") for d in input_shape)
+        )
         self.optimizer = None
         self.loss = None
         self.metrics = []
@@ -146,7 +166,9 @@ class Sequential:
         if input_shape is None:
             input_shape = self.input_shape
         if input_shape is None:
-            raise ValueError("input_shape is needed to build the model, e.g. input_shape=(1, 28, 28)")
+            raise ValueError(
+                "input_shape is needed to build the model, e.g. input_shape=(1, 28, 28)"
+            )
         if not self.layers:
             raise ValueError("the model has no layers")
         self.input_shape = tuple(int(d) for d in input_shape)
@@ -161,7 +183,9 @@ class Sequential:
             shape = layer.build(shape, self.backend, self._rng)
         seen_params = False
         for layer in self.layers:
-            layer.need_input_grad = seen_params  # the first parametrised layer's input needs no gradient
+            layer.need_input_grad = (
+                seen_params  # the first parametrised layer's input needs no gradient
+            )
             seen_params = seen_params or bool(layer.params)
         return self
 
@@ -186,8 +210,13 @@ class Sequential:
         self._require_built()
         rows = [("Layer (type)", "Output Shape", "Param #")]
         for layer in self.layers:
-            rows.append((f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
-                         f"{layer.count_params():,}"))
+            rows.append(
+                (
+                    f"{layer.name} ({type(layer).__name__})",
+                    str((None, *layer.output_shape)),
+                    f"{layer.count_params():,}",
+                )
+            )
         w0 = max(len(r[0]) for r in rows) + 2
         w1 = max(len(r[1]) for r in rows) + 2
         line = "-" * (w0 + w1 + 10)
@@ -201,7 +230,9 @@ class Sequential:
 
     def _require_built(self):
         if not self.built:
-            raise ValueError("the model is not built yet: give input_shape=... or call build() or fit() first")
+            raise ValueError(
+                "the model is not built yet: give input_shape=... or call build() or fit() first"
+            )
 
     # ---- compile and data -----------------------------------------------------------------------
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None):
@@ -225,7 +256,9 @@ class Sequential:
         if x.ndim == 3 and len(self.input_shape) == 3 and self.input_shape[0] == 1:
             x = x[:, None]  # (N, H, W) images: add the channel axis (NCHW)
         if tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"{name} must be (N, {', '.join(map(str, self.input_shape))}) (NCHW), got {x.shape}")
+            raise ValueError(
+                f"{name} must be (N, {', '.join(map(str, self.input_shape))}) (NCHW), got {x.shape}"
+            )
         if not self.built:
             self.build(self.input_shape)
         return x
@@ -233,7 +266,9 @@ class Sequential:
     def _prep_y(self, y, n, name="y"):
         y = np.asarray(y) if isinstance(y, (list, tuple)) else y
         if not hasattr(y, "ndim") or len(y) != n:
-            raise ValueError(f"{name} must have one target per sample ({n}), got {getattr(y, 'shape', y)}")
+            raise ValueError(
+                f"{name} must have one target per sample ({n}), got {getattr(y, 'shape', y)}"
+            )
         self.loss.check_targets(y, self.layers[-1].output_shape[-1])
         return y
 
@@ -262,7 +297,11 @@ class Sequential:
                 break
 
     def _param_pairs(self):
-        return [((i, k), p, layer.grads[k]) for i, layer in enumerate(self.layers) for k, p in layer.params.items()]
+        return [
+            ((i, k), p, layer.grads[k])
+            for i, layer in enumerate(self.layers)
+            for k, p in layer.params.items()
+        ]
 
     def loss_and_grads(self, x, y, training=False):
         """(loss, logits) for one batch, leaving each layer's grads filled (for gradient checks)."""
@@ -287,8 +326,18 @@ class Sequential:
         if self.loss is None:
             raise ValueError("compile() the model before fit(), evaluate() or loss_and_grads()")
 
-    def fit(self, x, y, batch_size=32, epochs=1, validation_split=0.0, validation_data=None, shuffle=True,
-            seed=None, verbose=1):
+    def fit(
+        self,
+        x,
+        y,
+        batch_size=32,
+        epochs=1,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        seed=None,
+        verbose=1,
+    ):
         """Train; returns a History. validation_split holds out the last fraction of (x, y) before
         shuffling, as Keras does; validation_data=(x_val, y_val) takes precedence. verbose: 0 silent,
         1 a progress bar per epoch (tqdm if installed), 2 one line per epoch."""
@@ -297,9 +346,14 @@ class Sequential:
         y = self._prep_y(y, len(x))
         batch_size = _check_int(batch_size, "batch_size")
         epochs = _check_int(epochs, "epochs")
-        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
-                or not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"validation_split must be a float in [0, 1), got {validation_split!r}")
+        if (
+            isinstance(validation_split, bool)
+            or not isinstance(validation_split, (int, float))
+            or not 0.0 <= validation_split < 1.0
+        ):
+            raise ValueError(
+                f"validation_split must be a float in [0, 1), got {validation_split!r}"
+            )
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if validation_data is not None:
@@ -309,7 +363,9 @@ class Sequential:
         elif validation_split > 0:
             split_at = int(math.floor(len(x) * (1.0 - validation_split) + 1e-9))
             if split_at <= 0 or split_at >= len(x):
-                raise ValueError(f"validation_split={validation_split} leaves no training or no validation data")
+                raise ValueError(
+                    f"validation_split={validation_split} leaves no training or no validation data"
+                )
             x, xv, y, yv = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
         else:
             xv = yv = None
@@ -319,15 +375,19 @@ class Sequential:
                 layer.rng = np.random.default_rng(rng.integers(2**63))
         n = len(x)
         history = History()
-        history.params = dict(batch_size=batch_size, epochs=epochs, samples=n,
-                              validation_samples=0 if xv is None else len(xv))
+        history.params = dict(
+            batch_size=batch_size,
+            epochs=epochs,
+            samples=n,
+            validation_samples=0 if xv is None else len(xv),
+        )
         for epoch in range(epochs):
             order = rng.permutation(n) if shuffle else np.arange(n)
             prog = _Progress(n, f"Epoch {epoch + 1}/{epochs}", verbose)
             t0 = time.perf_counter()
             total_loss, total_correct = 0.0, 0
             for start in range(0, n, batch_size):
-                idx = order[start:start + batch_size]
+                idx = order[start : start + batch_size]
                 if shuffle:
                     idx = np.sort(idx)  # gather in memory order: same batch, faster copy
                 xb = self._batch(x, idx)
@@ -336,7 +396,9 @@ class Sequential:
                 total_loss += loss * len(idx)
                 total_correct += correct
                 seen = start + len(idx)
-                prog.update(len(idx), total_loss / seen, total_correct / seen if self.metrics else None)
+                prog.update(
+                    len(idx), total_loss / seen, total_correct / seen if self.metrics else None
+                )
             seconds = time.perf_counter() - t0
             logs = {"loss": total_loss / n}
             if self.metrics:
@@ -375,8 +437,12 @@ class Sequential:
         """The model's outputs (softmax probabilities when it ends in a softmax, else logits), as NumPy."""
         x = self._prep_x(x)
         batch_size = _check_int(batch_size, "batch_size")
-        out = [self.backend.to_numpy(self._forward(self.backend.asarray(x[s:s + batch_size]), False, False))
-               for s in range(0, len(x), batch_size)]
+        out = [
+            self.backend.to_numpy(
+                self._forward(self.backend.asarray(x[s : s + batch_size]), False, False)
+            )
+            for s in range(0, len(x), batch_size)
+        ]
         return np.concatenate(out)
 
     def __call__(self, x):
@@ -390,7 +456,9 @@ class Sequential:
     def save_weights(self, path):
         """Write every parameter to an .npz file (no pickle), atomically."""
         self._require_built()
-        arrays = {"__layers__": np.array([f"{type(lyr).__name__}:{lyr.name}" for lyr in self.layers])}
+        arrays = {
+            "__layers__": np.array([f"{type(lyr).__name__}:{lyr.name}" for lyr in self.layers])
+        }
         for layer in self.layers:
             for k, p in layer.params.items():
                 arrays[f"{layer.name}.{k}"] = self.backend.to_numpy(p)
@@ -426,10 +494,14 @@ class Sequential:
                     expected.append(key)
                     where = f"layer {i} '{layer.name}' ({type(layer).__name__}) {k}"
                     if key not in keys:
-                        raise ValueError(f"{path} has no weights for {where} of shape {tuple(p.shape)}")
+                        raise ValueError(
+                            f"{path} has no weights for {where} of shape {tuple(p.shape)}"
+                        )
                     if tuple(npz[key].shape) != tuple(p.shape):
-                        raise ValueError(f"{path}: {where} has shape {tuple(npz[key].shape)} in the file "
-                                         f"but {tuple(p.shape)} in the model")
+                        raise ValueError(
+                            f"{path}: {where} has shape {tuple(npz[key].shape)} in the file "
+                            f"but {tuple(p.shape)} in the model"
+                        )
             extra = sorted(keys - set(expected))
             if extra:
                 raise ValueError(f"{path} holds weights the model has no layer for: {extra}")

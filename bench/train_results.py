@@ -1,0 +1,165 @@
+"""Train the NETWORKS.md networks and write docs/RESULTS.md from the measured metrics.
+
+    python bench/train_results.py run cnn1 --runs 3            # -> results/train/cnn1/seed{0,1,2}/metrics.json
+    python bench/train_results.py run all --runs 1 --epochs 10 # every table network, shorter schedule
+    python bench/train_results.py report                       # -> docs/RESULTS.md (+ docs/cnn1_curves.png)
+
+`run` calls `python -m fastconv train MODEL --seed S --out DIR` once per (model, seed), one after the
+other (the machine is shared: run it niced), and skips runs whose metrics.json already exists for the same number of epochs.
+`report` reads every metrics.json under results/train and tabulates published vs measured test
+accuracy (mean ± std over runs), epochs, batch size, runs, seconds per epoch and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "train"
+TABLE = (
+    "softmax",
+    "mlp128",
+    "mlp1024",
+    "cnn1",
+    "cnn2",
+    "keras_cnn",
+    "lenet5",
+    "fashion_dense",
+    "fashion_cnn",
+)
+
+
+def run(args):
+    from fastconv import models
+
+    names = TABLE if args.models == ["all"] else args.models
+    for name in names:
+        if name not in models.NAMES:
+            raise SystemExit(f"unknown model {name!r}; choose from {', '.join(models.NAMES)}")
+        seed0 = models.DEFAULTS[name]["seed"] or 0
+        for r in range(args.runs):
+            seed = seed0 + r
+            out = RESULTS / name / f"seed{seed}"
+            epochs = args.epochs or models.DEFAULTS[name]["epochs"]
+            done = out / "metrics.json"
+            if (
+                done.exists()
+                and not args.force
+                and json.loads(done.read_text())["epochs"] == epochs
+            ):
+                print(f"skip {name} seed {seed}: {done} exists")
+                continue
+            cmd = [
+                sys.executable,
+                "-m",
+                "fastconv",
+                "train",
+                name,
+                "--seed",
+                str(seed),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+            if args.epochs:
+                cmd += ["--epochs", str(args.epochs)]
+            print("+", " ".join(cmd[1:]), flush=True)
+            subprocess.run(cmd, check=True)
+
+
+def _load():
+    runs = {}
+    for p in sorted(RESULTS.glob("*/seed*/metrics.json")):
+        m = json.loads(p.read_text())
+        runs.setdefault(m["model"], []).append(m)
+    return runs
+
+
+def report(args):
+    runs = _load()
+    lines = [
+        "# Reproduction of the published accuracies (NETWORKS.md)",
+        "",
+        "Measured with `python bench/train_results.py run ...` then `python bench/train_results.py report`,",
+        "which wrote this file from results/train/*/seed*/metrics.json. Test accuracy is on the full test",
+        'set (10,000 images); "ours" is the mean (± standard deviation) over the runs; s/epoch is the',
+        "training pass alone on this machine (2 shared cores, fastconv's CPU kernels, float32).",
+        "",
+        "| network | data | published | ours | Δ (points) | epochs | batch | runs | s/epoch | command |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name in [*TABLE, *sorted(set(runs) - set(TABLE))]:
+        ms = runs.get(name)
+        if not ms:
+            lines.append(f"| `{name}` | | | not run | | | | | | |")
+            continue
+        acc = np.array([m["test_accuracy"] for m in ms]) * 100
+        pub = ms[0]["published_accuracy"]
+        pub_s = "-" if pub is None else f"{pub * 100:.2f}%"
+        delta = "" if pub is None else f"{acc.mean() - pub * 100:+.2f}"
+        ours = f"{acc.mean():.2f}%" + (f" ± {acc.std(ddof=1):.2f}" if len(acc) > 1 else "")
+        spe = np.mean([m["seconds_per_epoch"] for m in ms])
+        epochs = sorted({m["epochs"] for m in ms})
+        cmd = ms[0]["command"] or ""
+        cmd = cmd.replace(f"--seed {ms[0]['seed']}", "--seed S").split(" --out")[0]
+        lines.append(
+            f"| `{name}` | {ms[0]['dataset']} | {pub_s} | {ours} | {delta} | {'/'.join(map(str, epochs))} | "
+            f"{ms[0]['batch_size']} | {len(ms)} | {spe:.1f} | `{cmd}` |"
+        )
+    lines += ["", "Per-run figures (test accuracy, best validation accuracy and its epoch):", ""]
+    for name, ms in sorted(runs.items()):
+        for m in ms:
+            va = m["history"].get("val_accuracy")
+            best = (
+                ""
+                if not va
+                else f"; best val {max(va) * 100:.2f}% at epoch {int(np.argmax(va)) + 1}"
+            )
+            lines.append(
+                f"- `{name}` seed {m['seed']}: test {m['test_accuracy'] * 100:.2f}% after "
+                f"{m['epochs']} epochs{best}; {m['seconds_per_epoch']:.1f} s/epoch "
+                f"({np.mean(m['images_per_second']):,.0f} img/s), CPU {m['fastconv'].get('cpu_isa')} "
+                f"x{m['fastconv'].get('num_threads')}"
+            )
+    curves = sorted(RESULTS.glob("cnn1/seed*/curves.png"))
+    if curves:
+        shutil.copyfile(curves[0], ROOT / "docs" / "cnn1_curves.png")
+        lines += [
+            "",
+            "## cnn1 training curves",
+            "",
+            "![cnn1 loss and accuracy per epoch](cnn1_curves.png)",
+        ]
+    out = ROOT / "docs" / "RESULTS.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train models (sequentially) into results/train")
+    r.add_argument(
+        "models", nargs="+", help="model names, or 'all' for the RESULTS table's networks"
+    )
+    r.add_argument(
+        "--runs", type=int, default=1, help="runs per model (seeds default, default+1, ...)"
+    )
+    r.add_argument("--epochs", type=int, help="override the NETWORKS.md schedule")
+    r.add_argument("--force", action="store_true", help="re-run even if metrics.json exists")
+    sub.add_parser("report", help="write docs/RESULTS.md from results/train")
+    args = p.parse_args(argv)
+    os.chdir(ROOT)
+    (run if args.cmd == "run" else report)(args)
+
+
+if __name__ == "__main__":
+    main()
