@@ -9,8 +9,8 @@ Layout is NCHW: x is (N, C, H, W), w is (K, C/groups, KH, KW).
     CONV_LAYERS / POOL_LAYERS          the real layers at their training batch size (bench)
     conv(name) / pool(name)            look one up by name
 
-This module imports only the standard library (no pytest, no numpy, no fastconv) so bench scripts can
-load it standalone, e.g. `sys.path.insert(0, "tests"); import shapes`.
+This module imports only the standard library (no pytest, no numpy, no fastconv) so bench scripts
+can load it standalone, e.g. `sys.path.insert(0, "tests"); import shapes`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _pair(v):
 
 @dataclass(frozen=True)
 class ConvShape:
-    """One conv2d problem. padding is what the public API takes: int, (ph, pw), "same" or "valid"."""
+    """One conv2d problem; padding is what the public API takes: int, (ph, pw), "same", "valid"."""
 
     name: str
     n: int
@@ -61,7 +61,7 @@ class ConvShape:
         return (self.k,) if self.bias else None
 
     def pads(self):
-        """(top, bottom, left, right), with "same" resolved as PyTorch does (extra at bottom/right)."""
+        """(top, bottom, left, right); "same" resolved as PyTorch does (extra at bottom/right)."""
         if self.padding == "valid":
             return (0, 0, 0, 0)
         if self.padding == "same":
@@ -86,12 +86,23 @@ class ConvShape:
 
     def kwargs(self):
         """Keyword arguments for fastconv.conv2d / reference.conv2d_fwd (besides the arrays)."""
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        return dict(
+            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups
+        )
 
     def flops(self):
         """FLOPs of one pass: 2 * N * K * OH * OW * (C/groups) * KH * KW."""
         oh, ow = self.out_hw
-        return 2 * self.n * self.k * oh * ow * (self.c // self.groups) * self.kernel[0] * self.kernel[1]
+        return (
+            2
+            * self.n
+            * self.k
+            * oh
+            * ow
+            * (self.c // self.groups)
+            * self.kernel[0]
+            * self.kernel[1]
+        )
 
     def with_batch(self, n):
         return dataclasses.replace(self, name=f"{self.name}@n{n}", n=n, bench_only=False)
@@ -150,7 +161,7 @@ P = PoolShape
 # ------------------------------------------------------------------------------------------------
 # conv2d
 
-# Channels / widths that are not a multiple of 8 (AVX2) or 16 (AVX-512): every vector loop's tail path.
+# Channels / widths not a multiple of 8 (AVX2) or 16 (AVX-512): every vector loop's tail path.
 CONV_TAILS = [
     C("tails.c1k1", 2, 1, 9, 9, 1),
     C("tails.c3k5", 2, 3, 11, 13, 5),
@@ -179,6 +190,12 @@ CONV_EDGES = [
     C("edges.nobias", 2, 5, 9, 9, 6, bias=False),
     C("edges.in1x1_k1", 4, 12, 1, 1, 10, kernel=1),
     C("edges.bigbatch", 33, 3, 6, 6, 5),
+    C("edges.wide", 1, 3, 3, 1000, 5),
+    C("edges.many_k", 1, 300, 5, 5, 257, kernel=1),
+    C("edges.many_n_tiny", 64, 2, 4, 4, 3, kernel=2, stride=2),
+    C("edges.dil10", 1, 2, 30, 30, 3, dilation=10),
+    C("edges.k1_s4", 2, 5, 13, 13, 6, kernel=1, stride=4),
+    C("edges.depthwise7_same", 2, 64, 7, 7, 64, kernel=7, padding="same", groups=64),
 ]
 
 # Kernels 1x1 .. 11x11 and non-square ones.
@@ -209,7 +226,7 @@ CONV_STRIDES = [
     C("strides.s3.k2", 1, 4, 12, 12, 4, kernel=2, stride=3),
 ]
 
-# Explicit (symmetric), asymmetric (ph != pw), same (odd and even kernels), valid, padding > kernel/2.
+# Explicit (symmetric), asymmetric (ph != pw), same (odd and even kernels), valid, pad > kernel/2.
 CONV_PADDINGS = [
     C("padding.p1", 2, 4, 8, 8, 5, padding=1),
     C("padding.p2.k5", 2, 3, 9, 9, 4, kernel=5, padding=2),
@@ -265,11 +282,18 @@ CONV_LAYERS = [
 ]
 
 CONV_SHAPES = (
-    CONV_TAILS + CONV_EDGES + CONV_KERNELS + CONV_STRIDES + CONV_PADDINGS + CONV_DILATIONS + CONV_GROUPS + CONV_LAYERS
+    CONV_TAILS
+    + CONV_EDGES
+    + CONV_KERNELS
+    + CONV_STRIDES
+    + CONV_PADDINGS
+    + CONV_DILATIONS
+    + CONV_GROUPS
+    + CONV_LAYERS
 )
 
 # The test suite's list: the small problems as they are, the MNIST-size real layers at batch 2.
-# The bench-only layers (VGG, AlexNet, Inception) are in CONV_BIG_TEST at batch 1, for `-m slow`.
+# The bench-only layers (VGG, AlexNet, Inception) are in CONV_BIG_TEST at batch 1 (a few seconds).
 CONV_TEST = [s for s in CONV_SHAPES if s not in CONV_LAYERS] + [
     s.with_batch(2) for s in CONV_LAYERS if not s.bench_only
 ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_close, assert_identical
-
 from fastconv import reference as ref
 
 EDGE = np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=np.float64)
@@ -45,7 +44,9 @@ def test_sharpen_filter_leaves_uniform_image_unchanged(value):
 def test_blur_filter_averages_each_3x3_window(rng):
     x = rng.random((1, 1, 8, 10))
     y = ref.conv2d_fwd(x, _filter(BLUR), padding="valid")
-    expected = np.array([[x[0, 0, i : i + 3, j : j + 3].mean() for j in range(8)] for i in range(6)])
+    expected = np.array(
+        [[x[0, 0, i : i + 3, j : j + 3].mean() for j in range(8)] for i in range(6)]
+    )
     assert_close(y[0, 0], expected, 1e-15, 1e-14, "blur")
     uniform = ref.conv2d_fwd(np.full((1, 1, 5, 5), 0.75), _filter(BLUR))
     assert_close(uniform, np.full((1, 1, 3, 3), 0.75), 0, 1e-15, "blur of uniform")
@@ -70,10 +71,13 @@ def test_hand_computed_2x2_diagonal_difference():
 
 
 def test_hand_computed_stride_padding():
-    # 3x3 input, 2x2 kernel of ones, stride 2, padding 1: each output sums the real pixels its window covers.
+    # 3x3 input, 2x2 kernel of ones, stride 2, padding 1: each output sums the real pixels
+    # its window covers.
     x = np.array([[1.0, 2, 3], [4, 5, 6], [7, 8, 9]]).reshape(1, 1, 3, 3)
     y = ref.conv2d_fwd(x, np.ones((1, 1, 2, 2)), stride=2, padding=1)
-    assert_identical(y[0, 0], np.array([[1.0, 2 + 3], [4 + 7, 5 + 6 + 8 + 9]]), "stride 2, padding 1")
+    assert_identical(
+        y[0, 0], np.array([[1.0, 2 + 3], [4 + 7, 5 + 6 + 8 + 9]]), "stride 2, padding 1"
+    )
 
 
 def test_hand_computed_groups_and_dilation():
@@ -105,7 +109,9 @@ def test_float32_input_gives_float64_output():
 def test_zero_batch(rng):
     y = ref.conv2d_fwd(np.zeros((0, 3, 5, 5)), rng.random((4, 3, 3, 3)), rng.random(4), padding=1)
     assert y.shape == (0, 4, 5, 5)
-    dx, dw, db = ref.conv2d_backward(np.zeros((0, 4, 5, 5)), np.zeros((0, 3, 5, 5)), np.ones((4, 3, 3, 3)), padding=1)
+    dx, dw, db = ref.conv2d_backward(
+        np.zeros((0, 4, 5, 5)), np.zeros((0, 3, 5, 5)), np.ones((4, 3, 3, 3)), padding=1
+    )
     assert dx.shape == (0, 3, 5, 5)
     assert (dw == 0).all()
     assert dw.shape == (4, 3, 3, 3)
@@ -193,7 +199,7 @@ FD_CASES = [
 
 
 def _numeric_grad(f, a, eps=1e-6):
-    """Central differences of scalar f() with respect to every element of a (modified in place, restored)."""
+    """Central differences of scalar f() w.r.t. every element of a (changed in place, restored)."""
     g = np.zeros_like(a)
     flat, gflat = a.reshape(-1), g.reshape(-1)
     for i in range(flat.size):
@@ -239,14 +245,22 @@ def test_conv2d_backward_matches_finite_differences(rng, x_shape, k, kernel, kwa
     ],
 )
 def test_maxpool2d_backward_matches_finite_differences(rng, x_shape, kwargs):
-    x = rng.permutation(np.arange(np.prod(x_shape), dtype=np.float64)).reshape(x_shape)  # distinct: no ties
+    x = rng.permutation(np.arange(np.prod(x_shape), dtype=np.float64)).reshape(
+        x_shape
+    )  # distinct: no ties
     y, idx = ref.maxpool2d_fwd(x, **kwargs)
     dy = rng.standard_normal(y.shape)
 
     def loss():
         return float(np.sum(ref.maxpool2d_fwd(x, **kwargs)[0] * dy))
 
-    assert_close(ref.maxpool2d_bwd(dy, idx, x.shape), _numeric_grad(loss, x, eps=1e-3), 1e-9, 1e-9, "max-pool dx")
+    assert_close(
+        ref.maxpool2d_bwd(dy, idx, x.shape),
+        _numeric_grad(loss, x, eps=1e-3),
+        1e-9,
+        1e-9,
+        "max-pool dx",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,12 +274,16 @@ def test_maxpool_known_answer():
     assert_identical(idx[0, 0], np.array([[5, 7], [13, 15]]), "indices")
     assert idx.dtype == np.int64
     y, idx = ref.max_pool2d(-x, 3, stride=1, return_indices=True)
-    assert_identical(idx[0, 0], np.array([[0, 1], [4, 5]]), "indices of the top-left of each window")
+    assert_identical(
+        idx[0, 0], np.array([[0, 1], [4, 5]]), "indices of the top-left of each window"
+    )
 
 
 def test_maxpool_ties_go_to_first_in_row_major_window_order():
     x = np.zeros((1, 1, 4, 4))
-    x[0, 0, 1, 0] = x[0, 0, 0, 1] = 3.0  # both in the first window; (0, 1) comes first in row-major order
+    x[0, 0, 1, 0] = x[0, 0, 0, 1] = (
+        3.0  # both in the first window; (0, 1) comes first in row-major order
+    )
     y, idx = ref.maxpool2d_fwd(x, 2)
     assert idx[0, 0, 0, 0] == 1
     assert idx[0, 0, 1, 1] == 2 * 4 + 2  # all-zero window: its first element
@@ -304,7 +322,9 @@ def test_maxpool_backward_accumulates_overlapping_windows():
     expected = np.zeros((1, 1, 5, 5))
     expected[0, 0, 2, 2] = 10.0
     assert_identical(dx, expected, "accumulated gradient")
-    assert_identical(ref.max_pool2d_backward(np.ones((1, 1, 2, 2)), idx, x.shape).sum(), 4.0, "alias")
+    assert_identical(
+        ref.max_pool2d_backward(np.ones((1, 1, 2, 2)), idx, x.shape).sum(), 4.0, "alias"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -329,11 +349,15 @@ def test_conv2d_matches_torch(rng, x_shape, k, kernel, kwargs):
     assert_close(db, tb.grad.numpy(), 1e-12, 1e-12, "db vs torch")
 
 
-@pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, None, 0), (3, 2, 1), ((3, 2), (2, 1), (1, 1))])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"), [(2, None, 0), (3, 2, 1), ((3, 2), (2, 1), (1, 1))]
+)
 def test_maxpool_matches_torch(rng, kernel, stride, padding):
     torch = pytest.importorskip("torch")
     x = rng.standard_normal((2, 3, 9, 8))
-    ty, tidx = torch.nn.functional.max_pool2d(torch.tensor(x), kernel, stride, padding, return_indices=True)
+    ty, tidx = torch.nn.functional.max_pool2d(
+        torch.tensor(x), kernel, stride, padding, return_indices=True
+    )
     y, idx = ref.maxpool2d_fwd(x, kernel, stride, padding)
     assert_identical(y, ty.numpy(), "values vs torch")
     assert_identical(idx, tidx.numpy(), "indices vs torch")

@@ -1,8 +1,8 @@
 """Pure-NumPy oracles for every fastconv op and pass (the test suite's ground truth).
 
 Contents: output-size / argument-normalising helpers, then
-    conv2d_fwd         y  = conv(x, w) + b                      x is (N, C, H, W), w is (K, C/groups, KH, KW)
-    conv2d_bwd_data    dx = d(sum(y * dy)) / dx                  dy is (N, K, OH, OW)
+    conv2d_fwd         y = conv(x, w) + b         x (N, C, H, W), w (K, C/groups, KH, KW)
+    conv2d_bwd_data    dx = d(sum(y * dy)) / dx    dy (N, K, OH, OW)
     conv2d_bwd_weights dw, db = d(sum(y * dy)) / dw, / db
     maxpool2d_fwd      y, indices (argmax as h*W + w inside each (n, c) plane)
     maxpool2d_bwd      dx = scatter-add of dy through the argmax indices
@@ -14,7 +14,8 @@ imports only NumPy. Every function computes in float64 and returns float64 array
 int64); speed comes only from vectorising over (N, channels, output pixels) for each kernel tap,
 so the loops left are the KH*KW taps, which is where the definition reads most plainly:
 
-    y[n, k, oy, ox] = b[k] + sum_{c, i, j} w[k, c, i, j] * xpad[n, g*Cg + c, oy*sh + i*dh, ox*sw + j*dw]
+    y[n, k, oy, ox] = b[k] + sum_{c, i, j} w[k, c, i, j]
+                                * xpad[n, g*Cg + c, oy*sh + i*dh, ox*sw + j*dw]
 
 with g = k // (K / groups) and Cg = C / groups.
 """
@@ -48,8 +49,10 @@ def pair(value, name):
     """An int or an (h, w) pair of ints as a tuple (h, w)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
     ):
         return int(value[0]), int(value[1])
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -80,7 +83,10 @@ def conv2d_padding(padding, kernel_size, stride=1, dilation=1):
 
 
 def conv2d_out_size(in_size, kernel_size, stride=1, padding=0, dilation=1):
-    """(OH, OW) of a conv. in_size is (H, W). Not invertible: several H give the same OH when stride > 1."""
+    """(OH, OW) of a conv; in_size is (H, W).
+
+    Not invertible: several H give the same OH when stride > 1 (so backward takes the input shape).
+    """
     h, w = in_size
     kh, kw = pair(kernel_size, "kernel_size")
     sh, sw = pair(stride, "stride")
@@ -99,7 +105,7 @@ def conv2d_out_size(in_size, kernel_size, stride=1, padding=0, dilation=1):
 
 
 def maxpool2d_out_size(in_size, kernel_size, stride=None, padding=0):
-    """(OH, OW) of a max-pool (floor mode). stride defaults to kernel_size; padding <= kernel // 2."""
+    """(OH, OW) of a max-pool (floor mode). stride defaults to kernel_size; padding <= kernel//2."""
     h, w = in_size
     kh, kw = pair(kernel_size, "kernel_size")
     sh, sw = pair(kernel_size if stride is None else stride, "stride")
@@ -108,9 +114,14 @@ def maxpool2d_out_size(in_size, kernel_size, stride=None, padding=0):
         if a <= 0 or b <= 0:
             raise ValueError(f"{name} must be > 0, got {name}={(a, b)}")
     if ph < 0 or pw < 0 or ph > kh // 2 or pw > kw // 2:
-        raise ValueError(f"padding must be in [0, kernel_size // 2], got padding={(ph, pw)} for kernel {(kh, kw)}")
+        raise ValueError(
+            f"padding must be in [0, kernel_size // 2], got padding={(ph, pw)} "
+            f"for kernel_size {(kh, kw)}"
+        )
     if h + 2 * ph < kh or w + 2 * pw < kw:
-        raise ValueError(f"kernel_size {(kh, kw)} is larger than the padded input {(h + 2 * ph, w + 2 * pw)}")
+        raise ValueError(
+            f"kernel_size {(kh, kw)} is larger than the padded input {(h + 2 * ph, w + 2 * pw)}"
+        )
     return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
 
 
@@ -128,18 +139,29 @@ def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
     n, c, h, w = x_shape
     k, cg, kh, kw = w_shape
     if groups <= 0 or c % groups or k % groups:
-        raise ValueError(f"groups={groups} must be > 0 and divide in_channels={c} and out_channels={k}")
+        raise ValueError(
+            f"groups={groups} must be > 0 and divide in_channels={c} and out_channels={k}"
+        )
     if cg != c // groups:
-        raise ValueError(f"weight has {cg} input channels per group, expected in_channels/groups = {c // groups}")
+        raise ValueError(
+            f"weight has {cg} input channels per group, expected in_channels/groups = {c // groups}"
+        )
     oh, ow = conv2d_out_size((h, w), (kh, kw), stride, padding, dilation)
     pads = conv2d_padding(padding, (kh, kw), stride, dilation)
-    return (n, c, h, w, k, cg, kh, kw, oh, ow), pads, pair(stride, "stride"), pair(dilation, "dilation")
+    return (
+        (n, c, h, w, k, cg, kh, kw, oh, ow),
+        pads,
+        pair(stride, "stride"),
+        pair(dilation, "dilation"),
+    )
 
 
 def _tap(a, i, j, oh, ow, stride, dilation):
-    """The strided view a[..., i*dh + oy*sh, j*dw + ox*sw] for all (oy, ox): what kernel tap (i, j) sees."""
+    """What kernel tap (i, j) sees: the view a[..., i*dh + oy*sh, j*dw + ox*sw] for all (oy, ox)."""
     (sh, sw), (dh, dw) = stride, dilation
-    return a[..., i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
+    return a[
+        ..., i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,14 +169,19 @@ def _tap(a, i, j, oh, ow, stride, dilation):
 
 
 def conv2d_fwd(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    """y = conv2d(x, w) + b. x (N, C, H, W), w (K, C/groups, KH, KW), b (K,) or None -> y (N, K, OH, OW)."""
+    """y = conv2d(x, w) + b.
+
+    x (N, C, H, W), w (K, C/groups, KH, KW), b (K,) or None -> y (N, K, OH, OW).
+    """
     x = _as_f64(x, "input", 4)
     w = _as_f64(w, "weight", 4)
     (n, c, h, wd, k, cg, kh, kw, oh, ow), (pt, pb, pl, pr), s, d = _conv_geometry(
         x.shape, w.shape, stride, padding, dilation, groups
     )
     g, kg = groups, k // groups
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))).reshape(n, g, cg, h + pt + pb, wd + pl + pr)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))).reshape(
+        n, g, cg, h + pt + pb, wd + pl + pr
+    )
     wg = w.reshape(g, kg, cg, kh, kw)
     y = np.zeros((n, g, kg, oh, ow))
     for i in range(kh):
@@ -170,7 +197,10 @@ def conv2d_fwd(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def conv2d_bwd_data(dy, w, x_shape, stride=1, padding=0, dilation=1, groups=1):
-    """dx (N, C, H, W) from dy (N, K, OH, OW) and w: each tap scatters w^T dy back onto the pixels it read."""
+    """dx (N, C, H, W) from dy (N, K, OH, OW) and w.
+
+    Each tap scatters w^T dy back onto the input pixels it read.
+    """
     w = _as_f64(w, "weight", 4)
     dy = _as_f64(dy, "grad_output", 4)
     (n, c, h, wd, k, cg, kh, kw, oh, ow), (pt, pb, pl, pr), s, d = _conv_geometry(
@@ -189,7 +219,11 @@ def conv2d_bwd_data(dy, w, x_shape, stride=1, padding=0, dilation=1, groups=1):
 
 
 def conv2d_bwd_weights(dy, x, w_shape, stride=1, padding=0, dilation=1, groups=1):
-    """(dw, db): dw (K, C/groups, KH, KW) sums dy * x over every use of each weight; db (K,) sums dy over N, OH, OW."""
+    """(dw, db) from dy (N, K, OH, OW) and x.
+
+    dw (K, C/groups, KH, KW) sums dy * x over every use of each weight; db (K,) sums dy over
+    N, OH, OW.
+    """
     x = _as_f64(x, "input", 4)
     dy = _as_f64(dy, "grad_output", 4)
     (n, c, h, wd, k, cg, kh, kw, oh, ow), (pt, pb, pl, pr), s, d = _conv_geometry(
@@ -198,7 +232,9 @@ def conv2d_bwd_weights(dy, x, w_shape, stride=1, padding=0, dilation=1, groups=1
     if dy.shape != (n, k, oh, ow):
         raise ValueError(f"grad_output must have shape {(n, k, oh, ow)}, got {dy.shape}")
     g, kg = groups, k // groups
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))).reshape(n, g, cg, h + pt + pb, wd + pl + pr)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))).reshape(
+        n, g, cg, h + pt + pb, wd + pl + pr
+    )
     dyg = dy.reshape(n, g, kg, oh, ow)
     dw = np.zeros((g, kg, cg, kh, kw))
     for i in range(kh):
@@ -212,7 +248,9 @@ def conv2d_bwd_weights(dy, x, w_shape, stride=1, padding=0, dilation=1, groups=1
 
 
 def maxpool2d_fwd(x, kernel_size, stride=None, padding=0):
-    """(y, indices) of a max-pool. x (N, C, H, W) -> y (N, C, OH, OW) float64, indices int64 (h*W + w in the plane).
+    """(y, indices) of a max-pool.
+
+    x (N, C, H, W) -> y (N, C, OH, OW) float64 and indices int64 (h*W + w within the plane).
 
     Windows are scanned in row-major order; a later element replaces the current best only when it
     is strictly greater, or when it is NaN and the best is not, so ties go to the first element and
@@ -231,7 +269,10 @@ def maxpool2d_fwd(x, kernel_size, stride=None, padding=0):
     ox = np.arange(ow)[None, :]
     for i in range(kh):
         for j in range(kw):
-            iy, ix = oy * sh - ph + i, ox * sw - pw + j  # input row/column this tap reads, (OH, 1) and (1, OW)
+            iy, ix = (
+                oy * sh - ph + i,
+                ox * sw - pw + j,
+            )  # input row/column this tap reads, (OH, 1) and (1, OW)
             valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)  # (OH, OW)
             v = x[:, :, np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1)]
             unset = arg < 0
@@ -249,9 +290,13 @@ def maxpool2d_bwd(dy, indices, x_shape):
     if indices.dtype.kind not in "iu":
         raise TypeError(f"indices must be an integer array, got dtype {indices.dtype}")
     if indices.shape != dy.shape or dy.shape[:2] != (n, c):
-        raise ValueError(f"indices {indices.shape} and grad_output {dy.shape} must match and start with {(n, c)}")
+        raise ValueError(
+            f"indices {indices.shape} and grad_output {dy.shape} must match and start with {(n, c)}"
+        )
     if indices.size and (indices.min() < 0 or indices.max() >= h * w):
-        raise ValueError(f"indices must lie in [0, {h * w}), got range [{indices.min()}, {indices.max()}]")
+        raise ValueError(
+            f"indices must lie in [0, {h * w}), got range [{indices.min()}, {indices.max()}]"
+        )
     dx = np.zeros((n * c, h * w))
     planes = np.repeat(np.arange(n * c), dy.shape[2] * dy.shape[3])
     np.add.at(dx, (planes, indices.reshape(-1)), dy.reshape(-1))

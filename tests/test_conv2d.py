@@ -1,0 +1,459 @@
+"""Native conv2d (fwd, bwd_data, bwd_weights) against the float64 NumPy reference, every CPU path.
+
+Link (b) of STYLE.md item 11: each native pass is compared with fastconv.reference over the named
+problems in shapes.py and a fixed set of seeded random configurations, for each `isa` (portable,
+avx2, avx512), with debug poison on (unwritten outputs are NaN). Inputs are float32 in [-1, 1); the
+reference sees the same float32 values, so the tolerance only has to cover float32 accumulation:
+atol + rtol*|ref| with atol growing with the pass's reduction length (conftest.conv_tolerance).
+Also: inputs never modified, non-contiguous inputs, dtype conversion, N = 0, the NETWORKS.md
+hand-made filters, and PyTorch when installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import fastconv
+import numpy as np
+import pytest
+import shapes
+from conftest import assert_close, assert_identical, conv_tolerance
+from fastconv import reference as ref
+
+# ----------------------------------------------------------------------------------------------
+# problems
+
+
+def _random_configs(count, seed=20251122):
+    """count seeded random conv problems (fixed at collection time, so test ids are stable)."""
+    r = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        groups = int(r.choice([1, 1, 1, 2, 3, 4, 0]))  # 0: depthwise
+        cg = 1 if groups == 0 else int(r.integers(1, 10))
+        kg = int(r.integers(1, 3)) if groups == 0 else int(r.integers(1, 10))
+        if groups == 0:
+            groups = int(r.integers(2, 17))
+        kernel = (int(r.integers(1, 6)), int(r.integers(1, 6)))
+        stride = (int(r.integers(1, 4)), int(r.integers(1, 4)))
+        dilation = (int(r.integers(1, 3)), int(r.integers(1, 3))) if r.random() < 0.3 else (1, 1)
+        options = ["int", "pair", "valid"] + (["same"] if stride == (1, 1) else [])
+        choice = str(r.choice(options))
+        padding = {
+            "int": int(r.integers(0, 3)),
+            "pair": (int(r.integers(0, 3)), int(r.integers(0, 3))),
+            "valid": "valid",
+            "same": "same",
+        }[choice]
+        shape = shapes.ConvShape(
+            f"random.{i:02d}",
+            int(r.integers(1, 4)),
+            cg * groups,
+            1,
+            1,
+            kg * groups,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias=bool(r.random() < 0.8),
+        )
+        pt, pb, pl, pr = shape.pads()
+        extent = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)
+        h = max(1, extent[0] - pt - pb) + int(r.integers(0, 9))
+        w = max(1, extent[1] - pl - pr) + int(r.integers(0, 12))
+        out.append(dataclasses.replace(shape, h=h, w=w))
+    return out
+
+
+RANDOM = _random_configs(40)
+CASES = [pytest.param(s, id=s.name) for s in shapes.CONV_TEST + RANDOM]
+# VGG / AlexNet / Inception layers at batch 1 (a few seconds in all), and the MNIST-size layers at
+# their real training batch (slow: the float64 reference dominates)
+BIG_CASES = [pytest.param(s, id=s.name) for s in shapes.CONV_BIG_TEST] + [
+    pytest.param(s, id=f"{s.name}@n{s.n}", marks=pytest.mark.slow)
+    for s in shapes.CONV_LAYERS
+    if not s.bench_only
+]
+# the two single-output entry points share code with conv2d_backward; a cross-section is enough
+ENTRY_CASES = [
+    pytest.param(shapes.conv(n), id=n)
+    for n in (
+        "tails.c19k23",
+        "tails.w19.ow17",
+        "edges.nobias",
+        "kernels.1x1",
+        "kernels.2x5",
+        "strides.s3",
+        "strides.s1x3",
+        "padding.pair0x3",
+        "padding.same_even4x2",
+        "dilation.d2.s2",
+        "groups.g3.tails",
+        "groups.depthwise17",
+        "cnn1.conv2@n2",
+        "fashion.conv2@n2",
+    )
+]
+
+
+def _arrays(rng, s, dtype=np.float32):
+    """x, w, b (or None) and a dy for problem s, all uniform in [-1, 1)."""
+    x = rng.uniform(-1, 1, s.x_shape).astype(dtype)
+    w = rng.uniform(-1, 1, s.w_shape).astype(dtype)
+    b = rng.uniform(-1, 1, s.k).astype(dtype) if s.bias else None
+    dy = rng.uniform(-1, 1, s.y_shape).astype(dtype)
+    return x, w, b, dy
+
+
+def _tolerances(s):
+    """(atol, rtol) per pass: the reduction each output element sums over."""
+    oh, ow = s.out_hw
+    kh, kw = s.kernel
+    return {
+        "y": conv_tolerance((s.c // s.groups) * kh * kw),
+        "dx": conv_tolerance((s.k // s.groups) * kh * kw),
+        "dw": conv_tolerance(s.n * oh * ow),
+        "db": conv_tolerance(s.n * oh * ow),
+    }
+
+
+def check_fwd(s, x, w, b):
+    y = fastconv.conv2d(x, w, b, **s.kwargs())
+    assert isinstance(y, np.ndarray)
+    assert y.dtype == np.float32
+    assert y.shape == s.y_shape
+    atol, rtol = _tolerances(s)["y"]
+    assert_close(y, ref.conv2d_fwd(x, w, b, **s.kwargs()), atol, rtol, f"{s.name}: conv2d_fwd y")
+    return y
+
+
+def check_backward(s, x, w, dy):
+    dx, dw, db = fastconv.conv2d_backward(dy, x, w, **s.kwargs())
+    tol = _tolerances(s)
+    for name, got, shape in (("dx", dx, s.x_shape), ("dw", dw, s.w_shape), ("db", db, (s.k,))):
+        assert got.dtype == np.float32, f"{name} dtype {got.dtype}"
+        assert got.shape == shape, f"{name} shape {got.shape}, expected {shape}"
+    rdx = ref.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+    rdw, rdb = ref.conv2d_bwd_weights(dy, x, w.shape, **s.kwargs())
+    assert_close(dx, rdx, *tol["dx"], f"{s.name}: conv2d_bwd_data dx")
+    assert_close(dw, rdw, *tol["dw"], f"{s.name}: conv2d_bwd_weights dw")
+    assert_close(db, rdb, *tol["db"], f"{s.name}: conv2d_bwd_weights db")
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------------------------
+# native vs reference
+
+
+@pytest.mark.parametrize("s", CASES + BIG_CASES)
+def test_conv2d_fwd(isa, rng, s):
+    x, w, b, _ = _arrays(rng, s)
+    check_fwd(s, x, w, b)
+
+
+@pytest.mark.parametrize("s", CASES + BIG_CASES)
+def test_conv2d_backward(isa, rng, s):
+    x, w, _, dy = _arrays(rng, s)
+    check_backward(s, x, w, dy)
+
+
+@pytest.mark.parametrize("s", ENTRY_CASES)
+def test_conv2d_bwd_data_and_bwd_weights_entries(isa, rng, s):
+    x, w, _, dy = _arrays(rng, s)
+    tol = _tolerances(s)
+    dx = fastconv.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+    assert dx.dtype == np.float32
+    assert_close(dx, ref.conv2d_bwd_data(dy, w, x.shape, **s.kwargs()), *tol["dx"], f"{s.name}: dx")
+    dw, db = fastconv.conv2d_bwd_weights(dy, x, w.shape, **s.kwargs())
+    assert dw.dtype == np.float32
+    assert db.dtype == np.float32
+    rdw, rdb = ref.conv2d_bwd_weights(dy, x, w.shape, **s.kwargs())
+    assert_close(dw, rdw, *tol["dw"], f"{s.name}: dw")
+    assert_close(db, rdb, *tol["db"], f"{s.name}: db")
+
+
+def test_isa_paths_agree_on_a_real_layer(rng):
+    """Every supported CPU path gives the same answer (within float32 rounding) on cnn1.conv2."""
+    s = shapes.conv("cnn1.conv2@n2")
+    x, w, b, dy = _arrays(rng, s)
+    previous = fastconv.get_cpu_isa()
+    results = {}
+    try:
+        for name in fastconv.cpu_isas():
+            fastconv.set_cpu_isa(name)
+            assert fastconv.get_cpu_isa() == name
+            results[name] = (
+                fastconv.conv2d(x, w, b, **s.kwargs()),
+                *fastconv.conv2d_backward(dy, x, w, **s.kwargs()),
+            )
+    finally:
+        fastconv.set_cpu_isa(previous)
+    tol = _tolerances(s)
+    base = results.pop("portable")
+    for name, outs in results.items():
+        for key, got, want in zip(("y", "dx", "dw", "db"), outs, base):
+            assert_close(got, want, 2 * tol[key][0], 2 * tol[key][1], f"{name} vs portable: {key}")
+
+
+# ----------------------------------------------------------------------------------------------
+# the NETWORKS.md hand-made filters, on the native path (exact: the values are dyadic)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, 1.0, 0.296875])
+def test_known_filters_exact(isa, value):
+    x = np.full((3, 1, 9, 17), value, dtype=np.float32)
+    edge = np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], np.float32).reshape(1, 1, 3, 3)
+    sharpen = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], np.float32).reshape(1, 1, 3, 3)
+    y = fastconv.conv2d(x, edge, padding="valid")
+    assert y.shape == (3, 1, 7, 15)
+    assert_identical(y, np.zeros_like(y), "edge filter on a uniform image")
+    y = fastconv.conv2d(x, sharpen, padding="valid")
+    assert_identical(y, np.full_like(y, value), "sharpen filter on a uniform image")
+    both = np.concatenate(
+        [edge, sharpen, np.full((1, 1, 3, 3), 0.125, np.float32)]
+    )  # 3 filters at once
+    y = fastconv.conv2d(x, both)
+    assert_identical(y[:, 0], np.zeros_like(y[:, 0]), "edge (of 3 filters)")
+    assert_identical(y[:, 1], np.full_like(y[:, 1], value), "sharpen (of 3 filters)")
+    assert_identical(y[:, 2], np.full_like(y[:, 2], value * 9 / 8), "ones/8 (of 3 filters)")
+
+
+def test_blur_filter_averages(isa, rng):
+    x = rng.random((2, 1, 10, 12)).astype(np.float32)
+    y = fastconv.conv2d(x, np.full((1, 1, 3, 3), 1 / 9, np.float32))
+    windows = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), (3, 3), axis=(2, 3))
+    assert_close(y, windows.mean(axis=(-2, -1)), 1e-6, 1e-6, "blur")
+
+
+# ----------------------------------------------------------------------------------------------
+# input handling
+
+
+def test_inputs_are_not_modified_and_outputs_are_new(isa, rng):
+    s = shapes.conv("groups.g3.tails")
+    x, w, b, dy = _arrays(rng, s)
+    copies = [a.copy() for a in (x, w, b, dy)]
+    y = fastconv.conv2d(x, w, b, **s.kwargs())
+    grads = fastconv.conv2d_backward(dy, x, w, **s.kwargs())
+    dx = fastconv.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+    dw, db = fastconv.conv2d_bwd_weights(dy, x, w.shape, **s.kwargs())
+    for name, a, c in zip(("x", "w", "b", "dy"), (x, w, b, dy), copies):
+        assert_identical(a, c, f"{name} after the calls")
+    for out in (y, *grads, dx, dw, db):
+        assert out.flags.writeable
+        for a in (x, w, b, dy):
+            assert not np.shares_memory(out, a)
+
+
+def _noncontiguous(rng, a, how):
+    """a's values in a non-contiguous view.
+
+    Every other element of a bigger buffer, an NHWC buffer seen as NCHW, Fortran order, or the
+    last axis reversed (negative stride). 1-D arrays always get the slice.
+    """
+    if how == "slice" or a.ndim == 1:
+        big = rng.uniform(-1, 1, tuple(2 * d + 1 for d in a.shape)).astype(a.dtype)
+        view = big[tuple(slice(1, None, 2) for _ in a.shape)]
+    elif how == "nhwc":
+        n, c, h, w = a.shape
+        view = np.empty((n, h, w, c), a.dtype).transpose(0, 3, 1, 2)
+    elif how == "fortran":
+        view = np.empty(a.shape, a.dtype, order="F")
+    elif how == "reversed":
+        view = np.empty(a.shape, a.dtype)[..., ::-1]
+    else:
+        raise AssertionError(how)
+    view[...] = a
+    assert not view.flags.c_contiguous
+    return view
+
+
+@pytest.mark.parametrize("how", ["slice", "nhwc", "fortran", "reversed"])
+def test_noncontiguous_inputs(isa, rng, how):
+    s = shapes.conv("strides.s2")
+    x, w, b, dy = _arrays(rng, s)
+    xv, wv, bv, dyv = (_noncontiguous(rng, a, how) for a in (x, w, b, dy))
+    tol = _tolerances(s)
+    y = fastconv.conv2d(xv, wv, bv, **s.kwargs())
+    assert_close(y, ref.conv2d_fwd(x, w, b, **s.kwargs()), *tol["y"], f"y ({how} inputs)")
+    dx, dw, db = fastconv.conv2d_backward(dyv, xv, wv, **s.kwargs())
+    rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, **s.kwargs())
+    assert_close(dx, rdx, *tol["dx"], f"dx ({how} inputs)")
+    assert_close(dw, rdw, *tol["dw"], f"dw ({how} inputs)")
+    assert_close(db, rdb, *tol["db"], f"db ({how} inputs)")
+    assert_close(
+        fastconv.conv2d_bwd_data(dyv, wv, x.shape, **s.kwargs()), rdx, *tol["dx"], "bwd_data"
+    )
+    dw2, db2 = fastconv.conv2d_bwd_weights(dyv, xv, w.shape, **s.kwargs())
+    assert_close(dw2, rdw, *tol["dw"], "bwd_weights dw")
+    assert_close(db2, rdb, *tol["db"], "bwd_weights db")
+
+
+def test_float64_inputs_are_converted_to_float32(isa, rng):
+    s = shapes.conv("tails.c17k15")
+    x, w, b, dy = _arrays(rng, s, dtype=np.float64)
+    tol = _tolerances(s)
+    f32 = [a.astype(np.float32) for a in (x, w, b, dy)]
+    y = fastconv.conv2d(x, w, b, **s.kwargs())
+    assert y.dtype == np.float32
+    assert_close(y, ref.conv2d_fwd(*f32[:3], **s.kwargs()), *tol["y"], "y from float64")
+    dx, dw, db = fastconv.conv2d_backward(dy, x, w, **s.kwargs())
+    assert dx.dtype == dw.dtype == db.dtype == np.float32
+    rdx, rdw, rdb = ref.conv2d_backward(f32[3], f32[0], f32[1], **s.kwargs())
+    assert_close(dx, rdx, *tol["dx"], "dx from float64")
+    assert_close(dw, rdw, *tol["dw"], "dw from float64")
+    assert_close(db, rdb, *tol["db"], "db from float64")
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.int16])
+def test_integer_inputs_are_converted(isa, rng, dtype):
+    x = rng.integers(0, 8, (2, 3, 7, 6)).astype(dtype)
+    w = rng.integers(0, 4, (5, 3, 3, 3)).astype(dtype)
+    b = np.arange(5).astype(dtype)
+    y = fastconv.conv2d(x, w, b, padding=1)
+    assert y.dtype == np.float32
+    assert_identical(
+        y, ref.conv2d_fwd(x, w, b, padding=1).astype(np.float32), "integer conv (exact)"
+    )
+    dy = rng.integers(0, 3, y.shape).astype(dtype)
+    for got, want, name in zip(
+        fastconv.conv2d_backward(dy, x, w, padding=1),
+        ref.conv2d_backward(dy, x, w, padding=1),
+        ("dx", "dw", "db"),
+    ):
+        assert got.dtype == np.float32
+        assert_identical(got, want.astype(np.float32), f"integer {name} (exact)")
+
+
+def test_mixed_dtypes(isa, rng):
+    x = rng.uniform(-1, 1, (2, 3, 6, 6))  # float64
+    w = rng.uniform(-1, 1, (4, 3, 3, 3)).astype(np.float32)
+    b = np.arange(4)  # int64
+    y = fastconv.conv2d(x, w, b)
+    assert y.dtype == np.float32
+    assert_close(y, ref.conv2d_fwd(x.astype(np.float32), w, b), *conv_tolerance(27), "mixed dtypes")
+
+
+@pytest.mark.parametrize(
+    "s", [pytest.param(shapes.conv(n), id=n) for n in ("padding.p1", "groups.g2", "strides.s4")]
+)
+def test_zero_batch(isa, s):
+    s = dataclasses.replace(s, n=0)
+    x = np.zeros(s.x_shape, np.float32)
+    w = np.ones(s.w_shape, np.float32)
+    b = np.ones(s.k, np.float32)
+    y = fastconv.conv2d(x, w, b, **s.kwargs())
+    assert y.dtype == np.float32
+    assert y.shape == s.y_shape
+    dy = np.zeros(s.y_shape, np.float32)
+    dx, dw, db = fastconv.conv2d_backward(dy, x, w, **s.kwargs())
+    assert dx.shape == s.x_shape
+    assert_identical(dw, np.zeros(s.w_shape, np.float32), "dw for N=0")
+    assert_identical(db, np.zeros(s.k, np.float32), "db for N=0")
+    assert fastconv.conv2d_bwd_data(dy, w, s.x_shape, **s.kwargs()).shape == s.x_shape
+    dw, db = fastconv.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
+    assert_identical(dw, np.zeros(s.w_shape, np.float32), "bwd_weights dw for N=0")
+    assert_identical(db, np.zeros(s.k, np.float32), "bwd_weights db for N=0")
+
+
+def test_padding_spellings_agree(isa, rng):
+    """padding=1, (1, 1) and "same" are the same problem for a 3x3 kernel; 0 and "valid" too."""
+    x = rng.uniform(-1, 1, (2, 5, 8, 9)).astype(np.float32)
+    w = rng.uniform(-1, 1, (6, 5, 3, 3)).astype(np.float32)
+    y1 = fastconv.conv2d(x, w, padding=1)
+    assert_close(fastconv.conv2d(x, w, padding=(1, 1)), y1, 1e-6, 1e-6, "(1, 1) vs 1")
+    assert_close(fastconv.conv2d(x, w, padding="same"), y1, 1e-6, 1e-6, "same vs 1")
+    assert_close(
+        fastconv.conv2d(x, w, padding="valid"), fastconv.conv2d(x, w), 1e-6, 1e-6, "valid vs 0"
+    )
+    assert_close(
+        fastconv.conv2d(x, w, stride=(1, 1), dilation=(1, 1), groups=1),
+        fastconv.conv2d(x, w),
+        1e-6,
+        1e-6,
+        "explicit defaults",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# PyTorch cross-check (optional)
+
+TORCH_CASES = [
+    pytest.param(shapes.conv(n), id=n)
+    for n in (
+        "tails.c19k23",
+        "padding.same_even4x2",
+        "groups.g2.dil2.s2",
+        "strides.s4",
+        "cnn1.conv2@n2",
+    )
+]
+
+
+@pytest.mark.parametrize("s", TORCH_CASES)
+def test_conv2d_matches_torch(isa, rng, s):
+    torch = pytest.importorskip("torch")
+    x, w, b, dy = _arrays(rng, s)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if b is not None else None
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **s.kwargs())
+    ty.backward(torch.tensor(dy))
+    tol = _tolerances(s)
+    assert_close(
+        fastconv.conv2d(x, w, b, **s.kwargs()), ty.detach().numpy(), *tol["y"], "y vs torch"
+    )
+    dx, dw, db = fastconv.conv2d_backward(dy, x, w, **s.kwargs())
+    assert_close(dx, tx.grad.numpy(), *tol["dx"], "dx vs torch")
+    assert_close(dw, tw.grad.numpy(), *tol["dw"], "dw vs torch")
+    if tb is not None:
+        assert_close(db, tb.grad.numpy(), *tol["db"], "db vs torch")
+
+
+def test_debug_poison_is_on_during_kernel_tests():
+    """The autouse fixture must really turn poisoning on, or unwritten outputs could pass unseen."""
+    get = getattr(fastconv._C, "get_debug_poison", None)
+    if get is None:
+        pytest.skip("fastconv._C has no get_debug_poison to check")
+    assert get() is True
+
+
+# ----------------------------------------------------------------------------------------------
+# CUDA (CuPy arrays in, CuPy arrays out); skipped with the reason where there is no GPU
+
+GPU_CASES = [
+    pytest.param(shapes.conv(n), id=n)
+    for n in (
+        "tails.c19k23",
+        "edges.nobias",
+        "kernels.11x11",
+        "strides.s4",
+        "padding.same_even4x2",
+        "dilation.d2.s2",
+        "groups.depthwise17",
+        "groups.g3.tails",
+        "cnn1.conv2@n2",
+        "keras.conv2@n2",
+        "alexnet.conv2@n1",
+    )
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("s", GPU_CASES)
+def test_conv2d_cuda(rng, s):
+    import cupy
+
+    x, w, b, dy = _arrays(rng, s)
+    dev = [None if a is None else cupy.asarray(a) for a in (x, w, b, dy)]
+    tol = _tolerances(s)
+    y = fastconv.conv2d(*dev[:3], **s.kwargs())
+    assert isinstance(y, cupy.ndarray)
+    assert y.dtype == np.float32
+    assert_close(cupy.asnumpy(y), ref.conv2d_fwd(x, w, b, **s.kwargs()), *tol["y"], "cuda y")
+    dx, dw, db = fastconv.conv2d_backward(dev[3], dev[0], dev[1], **s.kwargs())
+    rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, **s.kwargs())
+    assert_close(cupy.asnumpy(dx), rdx, *tol["dx"], "cuda dx")
+    assert_close(cupy.asnumpy(dw), rdw, *tol["dw"], "cuda dw")
+    assert_close(cupy.asnumpy(db), rdb, *tol["db"], "cuda db")
