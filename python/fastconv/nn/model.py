@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from . import losses as _losses
+from ._blas import single_threaded_blas
 from . import optimizers as _optimizers
 from .backend import get_backend
 from .layers import Activation, Layer
@@ -381,6 +382,13 @@ class Sequential:
             samples=n,
             validation_samples=0 if xv is None else len(xv),
         )
+        with single_threaded_blas():
+            self._fit_epochs(x, y, xv, yv, epochs, batch_size, shuffle, rng, verbose, history)
+        self.history = history
+        return history
+
+    def _fit_epochs(self, x, y, xv, yv, epochs, batch_size, shuffle, rng, verbose, history):
+        n = len(x)
         for epoch in range(epochs):
             order = rng.permutation(n) if shuffle else np.arange(n)
             prog = _Progress(n, f"Epoch {epoch + 1}/{epochs}", verbose)
@@ -411,8 +419,6 @@ class Sequential:
                     logs["val_loss"] = res
             prog.close(seconds, logs)
             history._append(epoch, logs, seconds, n)
-        self.history = history
-        return history
 
     def evaluate(self, x, y, batch_size=500, verbose=0):
         """[loss, accuracy] when compiled with metrics=["accuracy"], else the loss (as Keras)."""
