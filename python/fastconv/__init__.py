@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os as _os
 
-from . import _C
+from . import _C, reference
 from .ops import (
     conv2d,
     conv2d_backward,
@@ -30,6 +30,10 @@ __all__ = [
     "max_pool2d",
     "max_pool2d_backward",
     "info",
+    "reference",
+    "nn",
+    "models",
+    "datasets",
     "cpu_isas",
     "get_cpu_isa",
     "set_cpu_isa",
@@ -91,6 +95,8 @@ def info() -> dict:
             out["cuda_device"] = f"unavailable ({exc})"
     return out
 
+
+from . import datasets, models, nn  # noqa: E402  (the layer API builds on the ops above)
 
 # FASTCONV_CPU_ISA forces a kernel path; an unknown or unsupported value is an error, not a guess.
 if _os.environ.get("FASTCONV_CPU_ISA"):
