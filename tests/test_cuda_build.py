@@ -101,3 +101,15 @@ def test_gpu_arrays_are_routed_to_the_cuda_backend(monkeypatch):
 def test_mixing_cpu_input_with_gpu_weight_is_a_type_error():
     with pytest.raises(TypeError, match="same device"):
         fastconv.conv2d(np.ones((1, 1, 4, 4), np.float32), _FakeGpuArray())
+
+
+@pytest.mark.skipif(not _C.cuda_built, reason="fastconv was built without CUDA")
+def test_cuda_errors_become_runtime_errors():
+    """Any CUDA runtime failure surfaces as RuntimeError naming the CUDA error (here: no driver/GPU)."""
+    if _C.cuda.device_count() > 0:
+        with pytest.raises(RuntimeError, match="CUDA error"):
+            _C.cuda.set_conv_algo("auto")
+            _C.cuda.synchronize(_C.cuda.device_count(), 0)  # a device index that does not exist
+    else:
+        with pytest.raises(RuntimeError, match="CUDA error"):
+            _C.cuda.synchronize(0, 0)

@@ -1,0 +1,194 @@
+// bindings_cuda.cpp — the pybind11 side of the CUDA kernels: submodule fastconv._C.cuda.
+//
+// Compiled into _C only when CMake built fastconv_cuda (FASTCONV_WITH_CUDA); bindings.cpp calls
+// register_cuda_bindings(m). The entries are deliberately raw: device pointers arrive as Python
+// ints, shapes as tuples, the stream as CuPy's stream handle (an int, 0 = legacy default stream).
+// python/fastconv/_cuda_ops.py checks and converts the arrays, allocates outputs with CuPy and
+// calls these. Geometry is validated here by the same make_conv2d_params / make_pool2d_params the
+// CPU uses (ValueError with the same messages). Kernels are queued with the GIL released; CUDA
+// errors raise RuntimeError (gpu::CudaError is a std::runtime_error).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "fastconv/error.h"
+#include "fastconv/ops_cuda.h"
+#include "fastconv/params.h"
+
+namespace py = pybind11;
+using namespace fastconv;
+
+namespace {
+
+using Pair2 = std::tuple<int64_t, int64_t>;
+using Shape4T = std::tuple<int64_t, int64_t, int64_t, int64_t>;
+using PoolGeomT = std::tuple<Pair2, Pair2, std::string, Pair2>;  // kernel, stride, mode, padding
+
+Shape4 shape_of(const Shape4T& s) {
+  return {std::get<0>(s), std::get<1>(s), std::get<2>(s), std::get<3>(s)};
+}
+Shape4T tuple_of(Shape4 s) { return {s.n, s.c, s.h, s.w}; }
+Pair pair_of(const Pair2& p) { return {std::get<0>(p), std::get<1>(p)}; }
+
+PaddingSpec padding_of(const std::string& mode, const Pair2& pad) {
+  PaddingSpec s;
+  if (mode == "valid") s.mode = PadMode::Valid;
+  else if (mode == "same") s.mode = PadMode::Same;
+  else if (mode == "explicit") s.mode = PadMode::Explicit;
+  else throw ValueError(str_cat("padding must be an int, an (h, w) pair, 'valid' or 'same', got '", mode, "'"));
+  s.pad = pair_of(pad);
+  return s;
+}
+
+Conv2dParams conv_params(const Shape4T& x, const Shape4T& w, const Pair2& stride,
+                         const std::string& mode, const Pair2& pad, const Pair2& dilation,
+                         int64_t groups) {
+  return make_conv2d_params(shape_of(x), shape_of(w), pair_of(stride), padding_of(mode, pad),
+                            pair_of(dilation), groups);
+}
+
+Pool2dParams pool_params(const Shape4T& x, const Pair2& kernel, const Pair2& stride,
+                         const std::string& mode, const Pair2& pad) {
+  return make_pool2d_params(shape_of(x), pair_of(kernel), pair_of(stride), padding_of(mode, pad));
+}
+
+template <class T>
+T* ptr(uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+cudaStream_t stream_of(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+gpu::ConvAlgo algo_of(const std::string& name) {
+  if (name == "auto") return gpu::ConvAlgo::Auto;
+  if (name == "direct") return gpu::ConvAlgo::Direct;
+  if (name == "tiled") return gpu::ConvAlgo::Tiled;
+  throw ValueError(str_cat("conv algorithm must be 'auto', 'direct' or 'tiled', got '", name, "'"));
+}
+
+const char* algo_name(gpu::ConvAlgo a) {
+  switch (a) {
+    case gpu::ConvAlgo::Direct: return "direct";
+    case gpu::ConvAlgo::Tiled: return "tiled";
+    default: return "auto";
+  }
+}
+
+}  // namespace
+
+void register_cuda_bindings(py::module_& m) {
+  py::module_ c = m.def_submodule(
+      "cuda", "fastconv CUDA kernels on raw device pointers (use fastconv._cuda_ops, which checks arrays)");
+
+  c.def("device_count", &gpu::device_count, "CUDA devices visible (0 without a driver or device).");
+  c.def("device_name", &gpu::device_name, py::arg("device") = 0,
+        "Name, compute capability and SM count of a device; RuntimeError when unusable.");
+  c.def("runtime_version", &gpu::runtime_version, "CUDA runtime version built in (static).");
+  c.def("set_conv_algo", [](const std::string& a) { gpu::set_conv_algo(algo_of(a)); },
+        py::arg("algo"), "Force the conv kernel family: 'auto', 'direct' or 'tiled' (tests, benches).");
+  c.def("get_conv_algo", [] { return std::string(algo_name(gpu::conv_algo())); });
+  c.def("synchronize",
+        [](int device, uintptr_t stream) {
+          py::gil_scoped_release nogil;
+          gpu::set_device(device);
+          gpu::synchronize(stream_of(stream));
+        },
+        py::arg("device"), py::arg("stream"));
+
+  // Geometry only (no device work): validate and return the output shape.
+  c.def("conv2d_out_shape",
+        [](Shape4T x, Shape4T w, Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
+           int64_t groups) { return tuple_of(conv_params(x, w, stride, mode, pad, dilation, groups).y); },
+        py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding_mode"),
+        py::arg("padding"), py::arg("dilation"), py::arg("groups"));
+  c.def("maxpool2d_out_shape",
+        [](Shape4T x, Pair2 kernel, Pair2 stride, const std::string& mode, Pair2 pad) {
+          return tuple_of(pool_params(x, kernel, stride, mode, pad).y);
+        },
+        py::arg("x_shape"), py::arg("kernel"), py::arg("stride"), py::arg("padding_mode"),
+        py::arg("padding"));
+  c.def("conv2d_bwd_weights_workspace_bytes",
+        [](int device, Shape4T x, Shape4T w, Pair2 stride, const std::string& mode, Pair2 pad,
+           Pair2 dilation, int64_t groups) {
+          const Conv2dParams p = conv_params(x, w, stride, mode, pad, dilation, groups);
+          gpu::set_device(device);
+          return gpu::conv2d_bwd_weights_workspace__cuda(p);
+        },
+        py::arg("device"), py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"),
+        py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
+
+  c.def("conv2d_fwd",
+        [](int device, uintptr_t stream, uintptr_t y, uintptr_t x, uintptr_t w, uintptr_t b,
+           Shape4T xs, Shape4T ws, Pair2 stride, const std::string& mode, Pair2 pad,
+           Pair2 dilation, int64_t groups, bool relu) {
+          const Conv2dParams p = conv_params(xs, ws, stride, mode, pad, dilation, groups);
+          py::gil_scoped_release nogil;
+          gpu::set_device(device);
+          gpu::conv2d_fwd__cuda(ptr<float>(y), ptr<const float>(x), ptr<const float>(w),
+                                ptr<const float>(b), p, relu, stream_of(stream));
+        },
+        py::arg("device"), py::arg("stream"), py::arg("y"), py::arg("x"), py::arg("w"),
+        py::arg("b"), py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"),
+        py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("relu"), "y = conv2d(x, w) + b on device pointers; b = 0 means no bias.");
+  c.def("conv2d_bwd_data",
+        [](int device, uintptr_t stream, uintptr_t dx, uintptr_t dy, uintptr_t w, Shape4T xs,
+           Shape4T ws, Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
+           int64_t groups) {
+          const Conv2dParams p = conv_params(xs, ws, stride, mode, pad, dilation, groups);
+          py::gil_scoped_release nogil;
+          gpu::set_device(device);
+          gpu::conv2d_bwd_data__cuda(ptr<float>(dx), ptr<const float>(dy), ptr<const float>(w), p,
+                                     stream_of(stream));
+        },
+        py::arg("device"), py::arg("stream"), py::arg("dx"), py::arg("dy"), py::arg("w"),
+        py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding_mode"),
+        py::arg("padding"), py::arg("dilation"), py::arg("groups"));
+  c.def("conv2d_bwd_weights",
+        [](int device, uintptr_t stream, uintptr_t dw, uintptr_t db, uintptr_t dy, uintptr_t x,
+           uintptr_t workspace, size_t workspace_bytes, Shape4T xs, Shape4T ws, Pair2 stride,
+           const std::string& mode, Pair2 pad, Pair2 dilation, int64_t groups) {
+          const Conv2dParams p = conv_params(xs, ws, stride, mode, pad, dilation, groups);
+          py::gil_scoped_release nogil;
+          gpu::set_device(device);
+          gpu::conv2d_bwd_weights__cuda(ptr<float>(dw), ptr<float>(db), ptr<const float>(dy),
+                                        ptr<const float>(x), p, ptr<float>(workspace),
+                                        workspace_bytes, stream_of(stream));
+        },
+        py::arg("device"), py::arg("stream"), py::arg("dw"), py::arg("db"), py::arg("dy"),
+        py::arg("x"), py::arg("workspace"), py::arg("workspace_bytes"), py::arg("x_shape"),
+        py::arg("w_shape"), py::arg("stride"), py::arg("padding_mode"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), "(dw, db) on device pointers; db = 0 skips it.");
+  c.def("maxpool2d_fwd",
+        [](int device, uintptr_t stream, uintptr_t y, uintptr_t idx, uintptr_t x, Shape4T xs,
+           Pair2 kernel, Pair2 stride, const std::string& mode, Pair2 pad) {
+          const Pool2dParams p = pool_params(xs, kernel, stride, mode, pad);
+          py::gil_scoped_release nogil;
+          gpu::set_device(device);
+          gpu::maxpool2d_fwd__cuda(ptr<float>(y), ptr<int64_t>(idx), ptr<const float>(x), p,
+                                   stream_of(stream));
+        },
+        py::arg("device"), py::arg("stream"), py::arg("y"), py::arg("indices"), py::arg("x"),
+        py::arg("x_shape"), py::arg("kernel"), py::arg("stride"), py::arg("padding_mode"),
+        py::arg("padding"));
+  c.def("maxpool2d_bwd",
+        [](int device, uintptr_t stream, uintptr_t dx, uintptr_t dy, uintptr_t idx, Shape4T xs,
+           Shape4T ys, std::optional<PoolGeomT> geometry) {
+          std::optional<Pool2dParams> p;
+          if (geometry) {
+            p = pool_params(xs, std::get<0>(*geometry), std::get<1>(*geometry),
+                            std::get<2>(*geometry), std::get<3>(*geometry));
+          }
+          py::gil_scoped_release nogil;
+          gpu::set_device(device);
+          gpu::maxpool2d_bwd__cuda(ptr<float>(dx), ptr<const float>(dy), ptr<const int64_t>(idx),
+                                   shape_of(xs), shape_of(ys), p ? &*p : nullptr, stream_of(stream));
+        },
+        py::arg("device"), py::arg("stream"), py::arg("dx"), py::arg("dy"), py::arg("indices"),
+        py::arg("x_shape"), py::arg("y_shape"), py::arg("geometry") = py::none(),
+        "dx of max pooling; geometry = (kernel, stride, padding_mode, padding) selects the "
+        "deterministic gather kernel, None the atomic scatter.");
+}

@@ -1,0 +1,345 @@
+// conv2d.cu — CUDA Conv2D: fwd, bwd_data, bwd_weights (the last also produces the bias gradient).
+//
+// Contents: kernels (anonymous namespace) / launchers / exported entries conv2d_*__cuda.
+// Two kernel families per pass, both covering every geometry params.h allows (strides, asymmetric
+// padding, dilation, groups, bias, fused ReLU):
+//   direct  the straightforward version, written independently of the GEMM index maps:
+//           fwd and bwd_data one thread per output element (bwd_data gathers: each dx element sums
+//           the dy taps that read it, so no atomics); bwd_weights one block per weight, its threads
+//           striding over (n, oy, ox) and reducing through shared memory in a fixed order.
+//           Used for few channels per group (depthwise, C_in = 1 first layers) where a 64-wide
+//           GEMM tile would be mostly empty.
+//   tiled   implicit GEMM (conv2d_gemm.cuh): 64x64 output tile per 256-thread block, 4x4 per
+//           thread, 16-deep reduction steps staged through shared memory, im2col gathered on the
+//           fly. bwd_weights splits its long reduction (N*OH*OW) into chunks whose partials are
+//           added in a fixed order by a second kernel: deterministic, no global atomics.
+// The bias gradient is one block per channel, a fixed-order tree reduction.
+// Every result is deterministic for a given GPU model (split counts depend on the SM count).
+// FASTCONV_CUDA_ALGO is not read here; tests force a family through gpu::set_conv_algo.
+#include <algorithm>
+
+#include "common.cuh"
+#include "conv2d_gemm.cuh"
+#include "fastconv/ops.h"
+#include "fastconv/ops_cuda.h"
+
+namespace fastconv {
+namespace gpu {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// kernels: tiled implicit GEMM (one template for the three passes)
+
+template <class G>
+__global__ void __launch_bounds__(kThreads) conv_gemm_tiled(const G gm) {
+  // +4 keeps rows 16-byte aligned and shifts banks between rows.
+  __shared__ float As[kBK][kBM + 4];
+  __shared__ float Bs[kBK][kBN + 4];
+  __shared__ typename G::RCtx rtab[kBK];
+
+  const int z = blockIdx.z, m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN, tid = threadIdx.x;
+  int r_begin = 0, r_end = 0;
+  gm.range(z, &r_begin, &r_end);
+
+  // Loader layout: A tile threads run along r (contiguous in w / dy), B tile threads run along the
+  // output columns (contiguous pixels), each thread keeping one column for the whole kernel.
+  const int a_rr = tid % kBK, a_mm = tid / kBK;
+  const int b_nn = tid % kBN, b_rr = tid / kBN;
+  const typename G::ColCtx col = gm.colctx(z, n0 + b_nn);
+  const int tx = tid % (kBN / kTN), ty = tid / (kBN / kTN);
+
+  float acc[kTM][kTN];
+#pragma unroll
+  for (int i = 0; i < kTM; ++i)
+#pragma unroll
+    for (int j = 0; j < kTN; ++j) acc[i][j] = 0.0f;
+
+  for (int r0 = r_begin; r0 < r_end; r0 += kBK) {
+    if (tid < kBK) rtab[tid] = gm.rctx(z, r0 + tid, r_end);
+    __syncthreads();
+    const typename G::RCtx ta = rtab[a_rr];
+#pragma unroll
+    for (int i = 0; i < kBM * kBK / kThreads; ++i) {
+      const int mm = a_mm + i * (kThreads / kBK);
+      As[a_rr][mm] = gm.a(z, m0 + mm, ta);
+    }
+#pragma unroll
+    for (int i = 0; i < kBK * kBN / kThreads; ++i) {
+      const int rr = b_rr + i * (kThreads / kBN);
+      Bs[rr][b_nn] = gm.bval(col, rtab[rr]);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < kBK; ++k) {
+      float av[kTM], bv[kTN];
+#pragma unroll
+      for (int i = 0; i < kTM; ++i) av[i] = As[k][ty * kTM + i];
+#pragma unroll
+      for (int j = 0; j < kTN; ++j) bv[j] = Bs[k][tx * kTN + j];
+#pragma unroll
+      for (int i = 0; i < kTM; ++i)
+#pragma unroll
+        for (int j = 0; j < kTN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+
+  const int M = gm.M(), Ncols = gm.Ncols();
+#pragma unroll
+  for (int i = 0; i < kTM; ++i) {
+    const int m = m0 + ty * kTM + i;
+#pragma unroll
+    for (int j = 0; j < kTN; ++j) {
+      const int n = n0 + tx * kTN + j;
+      if (m < M && n < Ncols) gm.store(z, m, n, acc[i][j]);
+    }
+  }
+}
+
+// dw[i] = sum over s = 0, 1, ... of ws[s][i]: the fixed-order second half of the split reduction.
+__global__ void sum_splits(float* __restrict__ dw, const float* __restrict__ ws, int numel,
+                           int splits) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= numel) return;
+  float s = 0.0f;
+  for (int k = 0; k < splits; ++k) s += ws[k * numel + i];
+  dw[i] = s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// kernels: direct
+
+// One thread per y element (n, co, oy, ox), consecutive threads along ox.
+__global__ void conv2d_fwd_direct(float* __restrict__ y, const float* __restrict__ x,
+                                  const float* __restrict__ w, const float* __restrict__ b,
+                                  const ConvGeom g, bool relu, int total) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const int ox = i % g.OW, oy = (i / g.OW) % g.OH, co = (i / (g.OW * g.OH)) % g.K;
+  const int n = i / (g.OW * g.OH * g.K);
+  const int grp = co / g.cout_g;
+  const float* xg = x + (n * g.C + grp * g.cin_g) * g.H * g.W;
+  const float* wk = w + co * g.cin_g * g.KH * g.KW;
+  float acc = 0.0f;
+  for (int c = 0; c < g.cin_g; ++c) {
+    for (int ky = 0; ky < g.KH; ++ky) {
+      const int iy = oy * g.sh - g.pt + ky * g.dh;
+      if (!inside(iy, g.H)) continue;
+      for (int kx = 0; kx < g.KW; ++kx) {
+        const int ix = ox * g.sw - g.pl + kx * g.dw;
+        if (!inside(ix, g.W)) continue;
+        acc = fmaf(wk[(c * g.KH + ky) * g.KW + kx], xg[(c * g.H + iy) * g.W + ix], acc);
+      }
+    }
+  }
+  if (b != nullptr) acc += b[co];
+  if (relu) acc = acc > 0.0f ? acc : 0.0f;
+  y[i] = acc;
+}
+
+// One thread per dx element (n, ci, iy, ix): gather the dy positions whose window tap hits it.
+__global__ void conv2d_bwd_data_direct(float* __restrict__ dx, const float* __restrict__ dy,
+                                       const float* __restrict__ w, const ConvGeom g, int total) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const int ix = i % g.W, iy = (i / g.W) % g.H, ci = (i / (g.W * g.H)) % g.C;
+  const int n = i / (g.W * g.H * g.C);
+  const int grp = ci / g.cin_g, cl = ci - grp * g.cin_g;
+  float acc = 0.0f;
+  for (int col = 0; col < g.cout_g; ++col) {
+    const int co = grp * g.cout_g + col;
+    const float* dyc = dy + (n * g.K + co) * g.OH * g.OW;
+    const float* wk = w + (co * g.cin_g + cl) * g.KH * g.KW;
+    for (int ky = 0; ky < g.KH; ++ky) {
+      const int ty = iy + g.pt - ky * g.dh;
+      if (ty < 0 || ty % g.sh != 0 || ty / g.sh >= g.OH) continue;
+      const int oy = ty / g.sh;
+      for (int kx = 0; kx < g.KW; ++kx) {
+        const int tx = ix + g.pl - kx * g.dw;
+        if (tx < 0 || tx % g.sw != 0 || tx / g.sw >= g.OW) continue;
+        acc = fmaf(wk[ky * g.KW + kx], dyc[oy * g.OW + tx / g.sw], acc);
+      }
+    }
+  }
+  dx[i] = acc;
+}
+
+constexpr int kReduceThreads = 256;
+
+// Fixed-order block sum of one value per thread; result valid in thread 0.
+__device__ float block_sum(float v, float* sh) {
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = kReduceThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    __syncthreads();
+  }
+  return sh[0];
+}
+
+// One block per weight (co, c, ky, kx): threads stride over (n, oy, ox) in a fixed pattern.
+__global__ void __launch_bounds__(kReduceThreads)
+conv2d_bwd_weights_direct(float* __restrict__ dw, const float* __restrict__ dy,
+                          const float* __restrict__ x, const ConvGeom g) {
+  __shared__ float sh[kReduceThreads];
+  const int i = blockIdx.x;  // flat OIHW index
+  const int kx = i % g.KW, ky = (i / g.KW) % g.KH, c = (i / (g.KW * g.KH)) % g.cin_g;
+  const int co = i / (g.KW * g.KH * g.cin_g);
+  const int grp = co / g.cout_g, ohw = g.OH * g.OW, R = g.N * ohw;
+  float acc = 0.0f;
+  for (int r = threadIdx.x; r < R; r += kReduceThreads) {
+    const int n = r / ohw, pix = r - n * ohw, oy = pix / g.OW, ox = pix - oy * g.OW;
+    const int iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
+    if (inside(iy, g.H) && inside(ix, g.W)) {
+      acc = fmaf(dy[(n * g.K + co) * ohw + pix],
+                 x[((n * g.C + grp * g.cin_g + c) * g.H + iy) * g.W + ix], acc);
+    }
+  }
+  const float s = block_sum(acc, sh);
+  if (threadIdx.x == 0) dw[i] = s;
+}
+
+// db[co] = sum of dy over (n, oy, ox): one block per channel.
+__global__ void __launch_bounds__(kReduceThreads)
+conv2d_bias_grad(float* __restrict__ db, const float* __restrict__ dy, int N, int K, int ohw) {
+  __shared__ float sh[kReduceThreads];
+  const int co = blockIdx.x;
+  float acc = 0.0f;
+  for (int n = 0; n < N; ++n) {
+    const float* d = dy + (n * K + co) * ohw;
+    for (int pix = threadIdx.x; pix < ohw; pix += kReduceThreads) acc += d[pix];
+  }
+  const float s = block_sum(acc, sh);
+  if (threadIdx.x == 0) db[co] = s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// launchers
+
+template <class G>
+void launch_tiled(const G& gm, cudaStream_t stream, const char* name) {
+  FC_CHECK(gm.Z() <= 65535, "conv2d on CUDA: groups x splits = ", gm.Z(), " exceeds 65535");
+  const dim3 grid(static_cast<unsigned>(ceil_div(gm.Ncols(), kBN)),
+                  static_cast<unsigned>(ceil_div(gm.M(), kBM)), static_cast<unsigned>(gm.Z()));
+  FC_CHECK(grid.y <= 65535, "conv2d on CUDA: too many channels per group (", gm.M(), ")");
+  conv_gemm_tiled<G><<<grid, kThreads, 0, stream>>>(gm);
+  CHECK_LAUNCH(name, stream);
+}
+
+void check_sizes(const Conv2dParams& p) {
+  check_int32(p.x, "input");
+  check_int32(p.y, "output");
+  check_int32(p.wt, "weight");
+}
+
+void poison(void* ptr, size_t bytes, cudaStream_t stream) {
+  // 0xFF bytes are a NaN in every float and -1 in every int64: unwritten outputs show up in tests.
+  if (debug_poison() && ptr != nullptr && bytes > 0) CUDA_CHECK(cudaMemsetAsync(ptr, 0xFF, bytes, stream));
+}
+
+// Few channels per group leave a 64-row GEMM tile mostly empty: use the direct kernels then.
+bool use_tiled(int64_t rows, int64_t cols_or_reduction, int64_t min_rows) {
+  switch (conv_algo()) {
+    case ConvAlgo::Direct: return false;
+    case ConvAlgo::Tiled: return true;
+    default: return rows >= min_rows && cols_or_reduction >= 16;
+  }
+}
+
+struct SplitPlan {
+  int splits, chunk;
+};
+
+// Split bwd_weights' reduction so that about two waves of blocks fill the GPU, each chunk a
+// multiple of the 16-deep step and at least 4 steps long; at most 64 chunks.
+SplitPlan split_plan(const Conv2dParams& p, bool tiled) {
+  const int64_t R = p.y.n * p.y.h * p.y.w;
+  if (!tiled || R == 0) return {1, int(R)};
+  const int64_t blocks = ceil_div(p.cout_per_group(), kBM) * ceil_div(p.reduction(), kBN) * p.groups;
+  const int64_t target = 2 * int64_t(sm_count());
+  int64_t splits = std::min<int64_t>({ceil_div(target, blocks), ceil_div(R, 4 * kBK), 64,
+                                      std::max<int64_t>(1, 65535 / p.groups),
+                                      std::max<int64_t>(1, kMaxIndex / p.wt.numel())});
+  splits = std::max<int64_t>(splits, 1);
+  const int64_t chunk = ceil_div(ceil_div(R, splits), kBK) * kBK;
+  return {int(ceil_div(R, chunk)), int(chunk)};
+}
+
+bool bwd_weights_tiled(const Conv2dParams& p) {
+  return use_tiled(p.cout_per_group(), p.reduction(), 16);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// entries
+
+void conv2d_fwd__cuda(float* y, const float* x, const float* w, const float* b,
+                      const Conv2dParams& p, bool relu, cudaStream_t stream) {
+  check_sizes(p);
+  poison(y, sizeof(float) * size_t(p.y.numel()), stream);
+  if (p.y.numel() == 0) return;
+  const ConvGeom g = conv_geom(p);
+  if (use_tiled(p.cout_per_group(), p.reduction(), 32)) {
+    launch_tiled(FwdGemm{x, w, b, y, g, relu}, stream, "conv_gemm_tiled<FwdGemm>");
+  } else {
+    const int total = int(p.y.numel());
+    conv2d_fwd_direct<<<grid_1d(total, 256), 256, 0, stream>>>(y, x, w, b, g, relu, total);
+    CHECK_LAUNCH("conv2d_fwd_direct", stream);
+  }
+}
+
+void conv2d_bwd_data__cuda(float* dx, const float* dy, const float* w, const Conv2dParams& p,
+                           cudaStream_t stream) {
+  check_sizes(p);
+  poison(dx, sizeof(float) * size_t(p.x.numel()), stream);
+  if (p.x.numel() == 0) return;
+  const ConvGeom g = conv_geom(p);
+  if (use_tiled(p.cin_per_group(), p.cout_per_group() * p.kh() * p.kw(), 32)) {
+    launch_tiled(BwdDataGemm{dy, w, dx, g}, stream, "conv_gemm_tiled<BwdDataGemm>");
+  } else {
+    const int total = int(p.x.numel());
+    conv2d_bwd_data_direct<<<grid_1d(total, 256), 256, 0, stream>>>(dx, dy, w, g, total);
+    CHECK_LAUNCH("conv2d_bwd_data_direct", stream);
+  }
+}
+
+size_t conv2d_bwd_weights_workspace__cuda(const Conv2dParams& p) {
+  const SplitPlan plan = split_plan(p, bwd_weights_tiled(p));
+  return plan.splits > 1 ? sizeof(float) * size_t(plan.splits) * size_t(p.wt.numel()) : 0;
+}
+
+void conv2d_bwd_weights__cuda(float* dw, float* db, const float* dy, const float* x,
+                              const Conv2dParams& p, float* workspace, size_t workspace_bytes,
+                              cudaStream_t stream) {
+  check_sizes(p);
+  poison(dw, sizeof(float) * size_t(p.wt.numel()), stream);
+  if (db != nullptr) poison(db, sizeof(float) * size_t(p.y.c), stream);
+  const ConvGeom g = conv_geom(p);
+  const bool tiled = bwd_weights_tiled(p);
+  const SplitPlan plan = split_plan(p, tiled);
+  const int numel = int(p.wt.numel());
+  if (tiled) {
+    const size_t need = plan.splits > 1 ? sizeof(float) * size_t(plan.splits) * size_t(numel) : 0;
+    FC_CHECK(workspace_bytes >= need && (need == 0 || workspace != nullptr),
+             "conv2d_bwd_weights on CUDA needs a workspace of ", need, " bytes, got ",
+             workspace_bytes);
+    poison(workspace, need, stream);
+    launch_tiled(BwdWeightsGemm{dy, x, dw, workspace, g, plan.splits, plan.chunk}, stream,
+                 "conv_gemm_tiled<BwdWeightsGemm>");
+    if (plan.splits > 1) {
+      sum_splits<<<grid_1d(numel, 256), 256, 0, stream>>>(dw, workspace, numel, plan.splits);
+      CHECK_LAUNCH("sum_splits", stream);
+    }
+  } else {
+    conv2d_bwd_weights_direct<<<numel, kReduceThreads, 0, stream>>>(dw, dy, x, g);
+    CHECK_LAUNCH("conv2d_bwd_weights_direct", stream);
+  }
+  if (db != nullptr) {
+    conv2d_bias_grad<<<int(p.y.c), kReduceThreads, 0, stream>>>(db, dy, g.N, g.K, g.OH * g.OW);
+    CHECK_LAUNCH("conv2d_bias_grad", stream);
+  }
+}
+
+}  // namespace gpu
+}  // namespace fastconv
