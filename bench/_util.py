@@ -1,0 +1,254 @@
+"""Shared pieces of the CPU benchmarks: thread pinning, an alternating timer, statistics, machine
+info, FLOP/peak bookkeeping and the JSON writer.
+
+    from _util import pin_threads      # call BEFORE numpy/torch are imported (sets the env vars)
+    pin_threads(2)
+    from _util import alternate, machine_info, write_json
+
+Timing method (the same for every script in bench/): every backend is warmed up, then the backends
+run one repetition each in turn (A B C, C B A, A B C, ...; the order flips every round so neither
+side always runs right after the other), and each repetition is timed on its own with
+time.perf_counter_ns. Machine noise therefore lands on all backends alike. We report the median and
+the interquartile range (p25/p75) plus the minimum; the ratio columns use medians.
+
+This file imports only the standard library at module level, so pin_threads() can run before NumPy
+or PyTorch start their thread pools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# This machine's float32 FMA ceilings per core (issue 5: AVX-512 ~127 GFLOP/s/core, AVX2 ~70).
+# They are the issue's figures for the 2-core benchmark machine; on another CPU, read them as a
+# yardstick, not as that CPU's peak.
+PEAK_GFLOPS_PER_CORE = {"avx512": 127.0, "avx2": 70.0, "portable": 70.0}
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def pin_threads(n: int) -> None:
+    """Limit every thread pool (OpenBLAS for NumPy, OpenMP for torch) to n threads.
+
+    Must run before numpy/torch are imported: the BLAS pools read these variables at load time.
+    fastconv and torch are also set explicitly later (set_num_threads), which this cannot do.
+    """
+    if "numpy" in sys.modules:
+        print("warning: numpy already imported; its BLAS thread count may not follow --threads",
+              file=sys.stderr)
+    for var in _THREAD_VARS:
+        os.environ[var] = str(n)
+    os.environ["FASTCONV_NUM_THREADS"] = str(n)
+
+
+def add_tests_to_path() -> None:
+    """Make tests/shapes.py importable as `shapes` (it imports only the standard library)."""
+    p = str(REPO / "tests")
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+
+# ---- timing ----------------------------------------------------------------------------------------
+
+def stats_ms(samples_ns):
+    """median, p25, p75, min, max (ms) and n of a list of nanosecond timings."""
+    ms = sorted(s / 1e6 for s in samples_ns)
+    if not ms:
+        return None
+    if len(ms) >= 2:
+        q = statistics.quantiles(ms, n=4, method="inclusive")
+        p25, p75 = q[0], q[2]
+    else:
+        p25 = p75 = ms[0]
+    return {"median_ms": statistics.median(ms), "p25_ms": p25, "p75_ms": p75,
+            "min_ms": ms[0], "max_ms": ms[-1], "reps": len(ms)}
+
+
+def alternate(fns, reps, warmup=2, max_reps=None, min_seconds=0.0, budget_seconds=None, block=3,
+              switch_warmup=1, settle=0.0):
+    """Time several callables by turns; returns {name: stats_ms(...)}.
+
+    fns: {name: callable(i)}; the callable gets a running call number (to rotate input buffers).
+    A name may map to (callable, reps_cap) to give a slow backend (plain NumPy) fewer repetitions.
+    Each turn of a backend is `switch_warmup` untimed calls, then `block` timed calls; turns go
+    A B C, C B A, A B C, ... until every backend has `reps` timed samples (and, up to max_reps,
+    has spent min_seconds in timed calls). The untimed call after each switch absorbs the hand-over
+    between libraries: torch's libgomp workers spin ~300k iterations after a parallel region and
+    OpenBLAS's up to 2^28 cycles, so the first call after a switch shares the cores with the
+    previous library's spinning threads, and a library whose workers went to sleep pays their
+    wake-up once. Timed calls then see each library in its steady state, as in a training loop
+    (back-to-back calls), while machine noise still falls on all backends alike.
+    budget_seconds: stop once the whole call took this long (at least 3 samples each).
+    settle: optional untimed sleep before each turn (0 by default).
+    """
+    items = []
+    for name, f in fns.items():
+        cap = None
+        if isinstance(f, tuple):
+            f, cap = f
+        items.append([name, f, cap, []])
+    calls = 0
+    for name, f, cap, _ in items:  # warm-up: first-touch allocation, packing caches, primitive caches
+        for _ in range(warmup if cap is None or cap > 0 else 0):
+            f(calls)
+            calls += 1
+    max_reps = max(reps, max_reps or reps)
+    block = max(1, block)
+    t_start = time.perf_counter()
+    turn = 0
+    while True:
+        order = items if turn % 2 == 0 else items[::-1]
+        turn += 1
+        for name, f, cap, samples in order:
+            if (cap is not None and len(samples) >= cap) or len(samples) >= max_reps:
+                continue
+            if settle:
+                time.sleep(settle)
+            for _ in range(switch_warmup):
+                f(calls)
+                calls += 1
+            for _ in range(block):
+                t0 = time.perf_counter_ns()
+                f(calls)
+                samples.append(time.perf_counter_ns() - t0)
+                calls += 1
+        open_ = [s for _, _, cap, s in items if (cap is None or len(s) < cap) and len(s) < max_reps]
+        if not open_:
+            break
+        if budget_seconds is not None and time.perf_counter() - t_start > budget_seconds \
+                and min(len(s) for s in open_) >= 3:
+            break
+        if min(len(s) for s in open_) >= reps and min(sum(s) for s in open_) / 1e9 >= min_seconds:
+            break
+    return {name: stats_ms(samples) for name, _, _, samples in items}
+
+
+def peak_gflops(isa: str, threads: int) -> float:
+    return PEAK_GFLOPS_PER_CORE.get(isa, PEAK_GFLOPS_PER_CORE["avx2"]) * threads
+
+
+# ---- machine info ----------------------------------------------------------------------------------
+
+def _cpuinfo():
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return model, flags
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model in ("unknown", "", platform.machine()):
+            model = val.strip()
+        elif key == "flags" and not flags:
+            flags = set(val.split())
+    return model, flags
+
+
+def machine_info(threads=None):
+    """CPU model/flags, cores, load, Python/NumPy/fastconv/torch versions and torch's oneDNN line."""
+    model, flags = _cpuinfo()
+    info = {
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu_model": model,
+        "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "fma", "sse4", "amx"))),
+        "cores_online": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "threads": threads,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }
+    try:
+        info["git_commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                            capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        info["git_dirty"] = bool(dirty)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        import numpy as np
+
+        info["numpy"] = np.__version__
+    except ImportError:
+        pass
+    try:
+        import fastconv
+
+        info["fastconv"] = fastconv.info()
+    except ImportError as e:
+        info["fastconv"] = f"not importable: {e}"
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_num_threads"] = torch.get_num_threads()
+        cfg = torch.__config__.show()
+        info["torch_onednn"] = next((ln.strip() for ln in cfg.splitlines()
+                                     if "oneDNN" in ln or "MKL-DNN" in ln), None)
+        info["torch_cpu_capability"] = next((ln.strip() for ln in cfg.splitlines()
+                                             if "CPU capability" in ln), None)
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def describe(info) -> str:
+    """Two or three human lines about the machine for the top of a printed table."""
+    fc = info.get("fastconv")
+    fc_s = (f"fastconv {fc['version']} isa={fc['cpu_isa']} threads={fc['num_threads']}"
+            if isinstance(fc, dict) else str(fc))
+    lines = [
+        f"{info['cpu_model']} | {info['cores_usable']} usable cores | load {info.get('loadavg')}",
+        f"{fc_s} | torch {info.get('torch')} ({info.get('torch_onednn')}, "
+        f"{info.get('torch_cpu_capability')}) | numpy {info.get('numpy')} | git {info.get('git_commit')}"
+        + (" (dirty)" if info.get("git_dirty") else ""),
+    ]
+    return "\n".join(lines)
+
+
+# ---- output ----------------------------------------------------------------------------------------
+
+def write_json(path, meta, records):
+    """Write {"meta": ..., "records": [...]} atomically (tmp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"meta": meta, "records": records}, indent=1, default=str) + "\n")
+    tmp.replace(path)
+
+
+def fmt_ms(st):
+    """'1.234 (1.20-1.30)' or '-' for a stats dict."""
+    if not st:
+        return "-"
+    return f"{_g(st['median_ms'])} ({_g(st['p25_ms'])}-{_g(st['p75_ms'])})"
+
+
+def _g(v):
+    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def print_table(headers, rows, out=sys.stdout):
+    """Plain fixed-width table (also valid-ish Markdown when pasted between pipes)."""
+    cols = [[str(h)] + [str(r[i]) for r in rows] for i, h in enumerate(headers)]
+    widths = [max(len(c) for c in col) for col in cols]
+    def line(cells):
+        return "| " + " | ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w)
+                                  for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+    print(line(headers), file=out)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=out)
+    for r in rows:
+        print(line(r), file=out)
