@@ -1,6 +1,7 @@
 """Command line: `fastconv train MODEL ...` and `fastconv info` (also `python -m fastconv ...`).
 
     fastconv train cnn1 --epochs 1 --out runs/cnn1       # defaults per model from NETWORKS.md
+    fastconv train cnn1 --device cuda                    # on the GPU (needs fastconv[cuda])
     fastconv info
 
 train prints a progress bar per epoch (tqdm if installed, else a plain line) with images/s, loss and
@@ -57,6 +58,13 @@ def _parser():
         "--data",
         help="folder with the IDX files (default: FASTCONV_DATA, the cache, the system, "
         "then a download)",
+    )
+    t.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where to train: cpu (default) or cuda (CuPy + fastconv's CUDA kernels; "
+        'pip install "fastconv[cuda]")',
     )
     t.add_argument("--threads", type=int, help="CPU kernel threads (fastconv.set_num_threads)")
     t.add_argument(
@@ -138,6 +146,14 @@ def _train(args):
         raise SystemExit(f"fastconv train: --validation-split must be in [0, 1), got {split}")
     if args.threads is not None:
         fastconv.set_num_threads(args.threads)
+    # the device first: a missing CuPy / CUDA build / GPU fails here, before any data is read
+    from .nn import get_backend
+
+    try:
+        get_backend(args.device)
+    except (ImportError, RuntimeError, ValueError) as e:
+        raise SystemExit(f"fastconv train: --device {args.device}: {e}") from None
+    gpu = _gpu_name() if args.device == "cuda" else None
     out = args.out or os.path.join("runs", args.model)
     os.makedirs(out, exist_ok=True)
 
@@ -156,13 +172,17 @@ def _train(args):
     if cfg["loss"] == "categorical_crossentropy":  # one-hot targets, as the Keras course does
         y, yt = np.eye(10, dtype=np.float32)[y], np.eye(10, dtype=np.float32)[yt]
 
-    model = models.build(args.model, seed=seed, compile=False)
+    model = models.build(args.model, seed=seed, device=args.device, compile=False)
     model.compile(optimizers.get(cfg["optimizer"], lr), cfg["loss"], metrics=["accuracy"])
     print(
         f"fastconv {fastconv.__version__}: {args.model} ({model.count_params():,} parameters) on {dataset} "
         f"[{source}, {len(x)} training images]; {epochs} epochs, batch {batch}, {cfg['optimizer']} lr {lr}, "
-        f"seed {seed}, validation_split {split:.4g}; CPU {fastconv.info().get('cpu_isa')} "
-        f"x{fastconv.info().get('num_threads')} threads",
+        f"seed {seed}, validation_split {split:.4g}; "
+        + (
+            f"GPU {gpu}"
+            if gpu is not None
+            else f"CPU {fastconv.info().get('cpu_isa')} x{fastconv.info().get('num_threads')} threads"
+        ),
         flush=True,
     )
     hist = model.fit(
@@ -207,6 +227,8 @@ def _train(args):
         load_seconds=load_s,
         published_accuracy=cfg["published"],
         command=args.command_line,
+        device=args.device,
+        gpu=gpu,
         fastconv=fastconv.info(),
         python=platform.python_version(),
         numpy=np.__version__,
@@ -225,6 +247,14 @@ def _train(args):
             "(pip install matplotlib, or fastconv[train])"
         )
     return metrics
+
+
+def _gpu_name():
+    """The GPU the "cuda" backend runs on, as fastconv.info() names it."""
+    import fastconv
+
+    name = fastconv.info().get("cuda_device")
+    return None if name is None else str(name)
 
 
 def main(argv=None):

@@ -220,9 +220,87 @@ def max_pool2d(input, kernel_size: IntPair, stride: Optional[IntPair] = None,
     return (y, idx) if return_indices else y
 
 
-def max_pool2d_backward(grad_output, indices, input_shape):
-    """Gradient of max_pool2d: each grad_output element is added into its window's winner."""
+def max_pool2d_backward(grad_output, indices, input_shape, *, kernel_size: Optional[IntPair] = None,
+                        stride: Optional[IntPair] = None, padding: PaddingArg = 0):
+    """Gradient of max_pool2d: each grad_output element is added into its window's winner.
+
+    grad_output and indices are max_pool2d's output shape, indices as max_pool2d returned them
+    (int64, flat h*W + w inside each (n, c) plane); the result is a new float32 array of
+    input_shape (N, C, H, W).
+
+    kernel_size, stride, padding (keyword-only, optional): the forward call's pooling geometry,
+    with max_pool2d's meaning and defaults (stride defaults to kernel_size). When kernel_size is
+    given they are validated (TypeError / ValueError naming the argument, and ValueError when the
+    geometry's output shape is not grad_output's) and:
+      - on the GPU, each input cell gathers the gradients of the windows that chose it in a fixed
+        order: deterministic and bit-identical to the CPU. Without them the GPU scatters with
+        atomics, which for overlapping windows (stride < kernel_size) may differ in the last bits
+        from run to run.
+      - on the CPU they are not needed: the scatter runs plane by plane in a fixed order and is
+        deterministic either way, so the result is the same with or without them.
+    stride or padding without kernel_size is a TypeError.
+    """
     shape = _shape4(input_shape, "input_shape")
+    geometry = _pool_geometry(kernel_size, stride, padding)
     if _is_cuda(grad_output):
-        return _cuda().maxpool2d_bwd(grad_output, indices, shape)
-    return _C.maxpool2d_bwd(_as_f32(grad_output, "grad_output"), _as_index(indices, "indices"), shape)
+        if geometry is None:
+            return _cuda().maxpool2d_bwd(grad_output, indices, shape)
+        kernel, strides, mode, pad = geometry
+        return _cuda().maxpool2d_bwd(
+            grad_output, indices, shape, kernel=kernel, stride=strides, pad_mode=mode, pad=pad
+        )
+    dy = _as_f32(grad_output, "grad_output")
+    if geometry is not None:
+        want = _pool_out_shape(shape, *geometry)
+        if tuple(dy.shape) != want:
+            raise ValueError(
+                f"grad_output has shape {tuple(dy.shape)} but kernel_size={kernel_size!r}, "
+                f"stride={stride!r}, padding={padding!r} on input_shape {shape} give {want}"
+            )
+    return _C.maxpool2d_bwd(dy, _as_index(indices, "indices"), shape)
+
+
+def _pool_geometry(kernel_size, stride, padding):
+    """(kernel, stride, pad_mode, pad) from max_pool2d_backward's optional keywords, or None."""
+    if kernel_size is None:
+        if stride is not None or not (
+            isinstance(padding, numbers.Integral) and not isinstance(padding, (bool, np.bool_))
+            and padding == 0
+        ):
+            raise TypeError(
+                "max_pool2d_backward: stride and padding describe the forward geometry and need "
+                f"kernel_size as well (got kernel_size=None, stride={stride!r}, padding={padding!r})"
+            )
+        return None
+    kernel = _pair(kernel_size, "kernel_size")
+    strides = kernel if stride is None else _pair(stride, "stride")
+    mode, pad = _padding(padding)
+    if min(kernel) < 1:
+        raise ValueError(f"kernel_size must be >= 1, got {kernel_size!r}")
+    if min(strides) < 1:
+        raise ValueError(f"stride must be >= 1, got {stride!r}")
+    if mode == "explicit":
+        if min(pad) < 0:
+            raise ValueError(f"padding must be >= 0, got {padding!r}")
+        if pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:
+            raise ValueError(
+                f"padding must be at most half the kernel_size {kernel}, got {padding!r}"
+            )
+    return kernel, strides, mode, pad
+
+
+def _pool_out_shape(x_shape, kernel, strides, mode, pad):
+    """max_pool2d's output shape (cpp/params.cpp make_pool2d_params, in Python)."""
+    n, c, h, w = x_shape
+    out = []
+    for size, k, s, p in ((h, kernel[0], strides[0], pad[0]), (w, kernel[1], strides[1], pad[1])):
+        if mode == "same":
+            out.append(-(-size // s))
+            continue
+        total = size + 2 * p if mode == "explicit" else size
+        if k > total:
+            raise ValueError(
+                f"kernel_size {kernel} is larger than the padded input of input_shape {x_shape}"
+            )
+        out.append((total - k) // s + 1)
+    return (n, c, out[0], out[1])

@@ -7,7 +7,8 @@
 
 Modules: layers (Conv2D, MaxPooling2D, AveragePooling2D, Dense, Flatten, Dropout, ReLU, Activation,
 Softmax), losses (fused softmax cross-entropy), optimizers (Adam, SGD), model (Sequential, History),
-backend (where arrays and kernels come from: "cpu", "reference", or a registered GPU backend).
+backend (where arrays and kernels come from: "cpu", "reference", "cuda" (CuPy + fastconv's CUDA
+kernels, fastconv.nn.cuda; model.to("cuda") or device="cuda"), or a registered one).
 """
 
 from . import losses, optimizers

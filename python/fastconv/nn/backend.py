@@ -9,8 +9,10 @@ only thing a new device needs.
 Backends shipped here:
     "cpu"        fastconv's native kernels (fastconv.conv2d, ...), float32. The default.
     "reference"  fastconv.reference (pure NumPy, float64): slow, exact; the tests' gradient checks.
-A GPU backend registers itself with `register_backend("cuda", factory)`; `get_backend("cuda")`
-first tries to import ``fastconv.nn.cuda`` (a module the CUDA side may add) so that it can do so.
+    "cuda"       CuPy arrays on the current GPU, float32, fastconv's CUDA kernels (fastconv.nn.cuda,
+                 imported by the first get_backend("cuda")). Without CuPy, a CUDA build or a
+                 visible GPU, get_backend("cuda") raises ImportError / RuntimeError saying which.
+Other GPU backends register themselves with `register_backend(name, factory)`.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ class Backend:
 
     ``fused_relu`` is True when ``conv2d`` accepts ``activation="relu"`` (the core may fuse the
     ReLU into the convolution's epilogue); Conv2D then uses it instead of a separate pass.
+    ``pool_geometry`` is True when ``max_pool2d_backward`` accepts the forward's geometry
+    (``kernel_size=, stride=, padding=``; the GPU then gathers deterministically); MaxPooling2D
+    passes it when it is.
     """
 
-    def __init__(self, name, xp, dtype, ops, *, fused_relu=None):
+    def __init__(self, name, xp, dtype, ops, *, fused_relu=None, pool_geometry=None):
         self.name = name
         self.xp = xp
         self.dtype = np.dtype(dtype)
@@ -41,6 +46,9 @@ class Backend:
         if fused_relu is None:
             fused_relu = _accepts(ops.conv2d, "activation")
         self.fused_relu = bool(fused_relu)
+        if pool_geometry is None:
+            pool_geometry = _accepts(ops.max_pool2d_backward, "kernel_size")
+        self.pool_geometry = bool(pool_geometry)
 
     def asarray(self, a, dtype=None):
         """a as a C-contiguous array of this backend (dtype defaults to the backend's)."""
@@ -115,7 +123,9 @@ class _ReferenceOps:
             y, idx = self.ref.max_pool2d(x, kernel_size, stride, padding, return_indices=True)
         return (y, idx) if return_indices else y
 
-    def max_pool2d_backward(self, grad_output, indices, input_shape):
+    def max_pool2d_backward(self, grad_output, indices, input_shape, *, kernel_size=None,
+                            stride=None, padding=0):
+        # the geometry only matters to the GPU's gather; the reference scatter needs none
         return self.ref.max_pool2d_backward(grad_output, indices, input_shape)
 
 

@@ -313,7 +313,8 @@ class _Pool2D(Layer):
 class MaxPooling2D(_Pool2D):
     """Max-pool, NCHW: (N, C, H, W) -> (N, C, OH, OW). strides defaults to pool_size; padding
     "valid" (floor) or "same" (TF-style: OH = ceil(H / stride)). The gradient goes to the
-    first maximal input of each window only."""
+    first maximal input of each window only. The backward pass hands max_pool2d_backward the
+    pooling geometry (when the backend takes it), so on the GPU it is the deterministic gather."""
 
     def call(self, x, training):
         y, self._idx = self.backend.max_pool2d(
@@ -325,7 +326,18 @@ class MaxPooling2D(_Pool2D):
     def call_backward(self, dy):
         if not self.need_input_grad:
             return None
-        dx = self.backend.max_pool2d_backward(dy, self._idx, self._xshape)
+        b = self.backend
+        if b.pool_geometry:
+            dx = b.max_pool2d_backward(
+                dy,
+                self._idx,
+                self._xshape,
+                kernel_size=self.pool_size,
+                stride=self.strides,
+                padding=self.padding,
+            )
+        else:
+            dx = b.max_pool2d_backward(dy, self._idx, self._xshape)
         self._idx = None
         return dx
 

@@ -2,7 +2,13 @@
 
 Layout is NCHW (channels first): images are (N, C, H, W); (N, H, W) arrays get the channel axis
 added when the model's input shape is (1, H, W). Everything runs in the backend's dtype (float32
-on the CPU): a batch is converted once on entry and never upcast.
+on the CPU and the GPU): a batch is converted once on entry and never upcast.
+
+Devices: Sequential(..., device="cuda") or model.to("cuda") puts the parameters on the GPU (CuPy
+arrays; see fastconv.nn.cuda). fit/evaluate/predict still take host (NumPy) arrays — or CuPy
+arrays — and move one batch at a time; losses and metrics come back as Python floats, predict()
+and get_weights() return NumPy arrays on every device, save_weights/load_weights use host .npz
+files. model.to("cpu") brings everything back (exactly: float32 in, float32 out).
 
     model = Sequential([Conv2D(20, 5, padding="same", activation="relu"), MaxPooling2D(2),
                         Flatten(), Dense(10)], input_shape=(1, 28, 28), seed=0)
@@ -25,7 +31,7 @@ import numpy as np
 from . import losses as _losses
 from ._blas import single_threaded_blas
 from . import optimizers as _optimizers
-from .backend import get_backend
+from .backend import get_array_module, get_backend
 from .layers import Activation, Layer
 
 __all__ = ["History", "Sequential"]
@@ -127,7 +133,9 @@ def _check_int(value, name, low=1):
 class Sequential:
     """A linear stack of layers (NCHW). input_shape is per sample, e.g. (1, 28, 28); seed makes
     the initial weights (and, unless fit() gets its own seed, shuffling and dropout) reproducible;
-    device names the backend ("cpu" = fastconv's kernels in float32, "reference" = float64 NumPy)."""
+    device names the backend ("cpu" = fastconv's kernels in float32, "reference" = float64 NumPy,
+    "cuda" = fastconv's CUDA kernels on CuPy arrays, float32). The weights are drawn on the host,
+    so a seed gives the same initial weights on every device."""
 
     def __init__(self, layers=None, input_shape=None, seed=None, device="cpu", name="sequential"):
         self.layers = []
@@ -190,16 +198,27 @@ class Sequential:
             seen_params = seen_params or bool(layer.params)
         return self
 
+    @property
+    def device(self):
+        """The backend's name: "cpu", "reference", "cuda", ..."""
+        return self.backend.name
+
     def to(self, device):
-        """Move the parameters to another backend ("cpu", "reference", or a registered GPU one)."""
-        self.backend = get_backend(device)
+        """Move the parameters (and the optimizer's moments) to another backend: "cpu",
+        "reference", "cuda" (CuPy; ImportError / RuntimeError, with nothing moved, when CuPy, a
+        CUDA build or a GPU is missing) or a registered one. Values are copied exactly (through
+        the host), so to("cuda").to("cpu") gives back the same float32 weights. Returns self."""
+        old, new = self.backend, get_backend(device)
+        if new is old:
+            return self
         for layer in self.layers:
             if layer.built:
-                layer.to(self.backend)
+                layer.to(new)
             else:
-                layer.backend = self.backend
+                layer.backend = new
         if self.optimizer is not None:
-            self.optimizer.reset()
+            self.optimizer.move_state(lambda a: new.asarray(old.to_numpy(a)))
+        self.backend = new
         return self
 
     def count_params(self):
@@ -274,6 +293,9 @@ class Sequential:
         return y
 
     def _batch(self, a, idx, dtype=True):
+        """Rows idx of a, on the backend's device (gathered where a lives, then moved once)."""
+        if not isinstance(a, np.ndarray):  # a device array: index it with a device index
+            idx = get_array_module(a).asarray(idx)
         b = a[idx]
         return self.backend.asarray(b) if dtype else self.backend.asarray(b, dtype=b.dtype)
 
@@ -440,7 +462,9 @@ class Sequential:
         return [loss, correct / len(x)] if self.metrics else loss
 
     def predict(self, x, batch_size=500):
-        """The model's outputs (softmax probabilities when it ends in a softmax, else logits), as NumPy."""
+        """The model's outputs (softmax probabilities when it ends in a softmax, else logits), as a
+        NumPy array on every device (as Keras returns host arrays): a GPU model copies each batch's
+        outputs back."""
         x = self._prep_x(x)
         batch_size = _check_int(batch_size, "batch_size")
         out = [

@@ -36,9 +36,17 @@ class Optimizer:
         raise NotImplementedError
 
     def reset(self):
-        """Forget the state (after the parameters moved to another backend)."""
+        """Forget the state (moments, velocities) and the step count."""
         self.state = {}
         self.iterations = 0
+
+    def move_state(self, convert):
+        """Apply convert to every state array (Sequential.to: move the moments along with the
+        parameters, so training continues where it stopped on the other device)."""
+        self.state = {
+            k: tuple(convert(a) for a in st) if isinstance(st, tuple) else convert(st)
+            for k, st in self.state.items()
+        }
 
 
 class Adam(Optimizer):
