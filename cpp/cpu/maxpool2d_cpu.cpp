@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "fastconv/cpu_kernels.h"
 #include "fastconv/error.h"
 #include "fastconv/ops.h"
 #include "fastconv/parallel.h"
@@ -19,6 +20,18 @@ void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dPara
     std::fill(idx, idx + p.y.numel(), int64_t(-1));
   }
   const int64_t H = p.x.h, W = p.x.w, OH = p.y.h, OW = p.y.w;
+  // 2x2 / stride 2 / unpadded (every pooling layer of NETWORKS.md): the ISA's vector kernel.
+  // Window offsets travel as floats inside it, exact while W + 1 < 2^24.
+  const MaxPool2x2Fn fast = kernels().maxpool2d_fwd_2x2s2;
+  if (fast != nullptr && p.kernel.h == 2 && p.kernel.w == 2 && p.stride.h == 2 &&
+      p.stride.w == 2 && p.pad.top == 0 && p.pad.left == 0 && p.pad.bottom == 0 &&
+      p.pad.right == 0 && W + 1 < (int64_t(1) << 24)) {
+    parallel_for(p.x.n * p.x.c, [&](int64_t begin, int64_t end, int) {
+      fast(y + begin * OH * OW, idx + begin * OH * OW, x + begin * H * W, H, W, OH, OW,
+           end - begin);
+    });
+    return;
+  }
   parallel_for(p.x.n * p.x.c, [&](int64_t begin, int64_t end, int) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const float* xp = x + plane * H * W;

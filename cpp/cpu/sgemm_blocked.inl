@@ -120,4 +120,49 @@ struct BlockedSgemm {
       }
     }
   }
+
+  // Pre-packed operands (see PackedGemmArgs): K is cut into KC chunks; within one, each B sliver
+  // (KC x NR, L1-resident) meets every A sliver of the chunk (the chunk of A stays in L2).
+  static void run_packed(const fastconv::cpu::PackedGemmArgs& g) {
+    if (g.m <= 0 || g.n <= 0) return;
+    const bool has_epilogue = g.bias != nullptr || g.relu;
+    fastconv::cpu::GemmArgs e{};
+    e.c = g.c;
+    e.ldc = g.ldc;
+    e.bias = g.bias;
+    e.relu = g.relu;
+    if (g.k <= 0) {
+      if (!g.accumulate)
+        for (int64_t i = 0; i < g.m; ++i)
+          for (int64_t j = 0; j < g.n; ++j) g.c[i * g.ldc + j] = 0.0f;
+      if (has_epilogue) epilogue(e, 0, g.m, 0, g.n);
+      return;
+    }
+    alignas(64) float tile[UK::MR * UK::NR];
+    for (int64_t pc = 0; pc < g.k; pc += UK::KC) {
+      const int64_t kc = g.k - pc < UK::KC ? g.k - pc : UK::KC;
+      const bool load_c = g.accumulate || pc > 0;
+      const bool last_k = pc + kc >= g.k;
+      for (int64_t jr = 0; jr < g.n; jr += UK::NR) {
+        const int64_t nr = g.n - jr < UK::NR ? g.n - jr : UK::NR;
+        const float* pb = g.pb + jr * g.k + pc * UK::NR;  // sliver jr/NR, row pc
+        for (int64_t ir = 0; ir < g.m; ir += UK::MR) {
+          const int64_t mr = g.m - ir < UK::MR ? g.m - ir : UK::MR;
+          const float* pa = g.pa + ir * g.k + pc * UK::MR;
+          float* c = g.c + ir * g.ldc + jr;
+          if (mr == UK::MR && nr == UK::NR) {
+            UK::run(kc, pa, pb, c, g.ldc, load_c);
+          } else {
+            if (load_c)
+              for (int64_t i = 0; i < mr; ++i)
+                for (int64_t j = 0; j < nr; ++j) tile[i * UK::NR + j] = c[i * g.ldc + j];
+            UK::run(kc, pa, pb, tile, UK::NR, load_c);
+            for (int64_t i = 0; i < mr; ++i)
+              for (int64_t j = 0; j < nr; ++j) c[i * g.ldc + j] = tile[i * UK::NR + j];
+          }
+          if (last_k && has_epilogue) epilogue(e, ir, mr, jr, nr);
+        }
+      }
+    }
+  }
 };

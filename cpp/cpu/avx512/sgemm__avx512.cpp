@@ -45,13 +45,19 @@ struct MicroKernelAvx512 {
 #include "../sgemm_blocked.inl"
 
 void sgemm__avx512(const fastconv::cpu::GemmArgs& g) { BlockedSgemm<MicroKernelAvx512>::run(g); }
+void sgemm_packed__avx512(const fastconv::cpu::PackedGemmArgs& g) {
+  BlockedSgemm<MicroKernelAvx512>::run_packed(g);
+}
 
 }  // namespace
 
 namespace fastconv {
 namespace cpu {
 const KernelTable& kernel_table__avx512() {
-  static const KernelTable table{"avx512", sgemm__avx512};
+  static const KernelTable table{"avx512", sgemm__avx512, sgemm_packed__avx512, 8, 32,
+                                 maxpool2d_fwd_2x2s2__avx512,
+                                 conv2d_fwd_direct__avx512, conv2d_bwd_weights_direct__avx512,
+                                 16};
   return table;
 }
 }  // namespace cpu

@@ -27,15 +27,79 @@ struct GemmArgs {
 
 using SgemmFn = void (*)(const GemmArgs&);
 
+// The same GEMM on operands the caller packed already (no copies inside): A as ceil(m/MR) slivers
+// of k x MR floats (element (i, kk) at pa[(i/MR)*k*MR + kk*MR + i%MR], rows past m zero) and B as
+// ceil(n/NR) slivers of k x NR (element (kk, j) at pb[(j/NR)*k*NR + kk*NR + j%NR], columns past n
+// zero). The conv drivers pack the weights once per call and im2col straight into B's layout.
+struct PackedGemmArgs {
+  int64_t m, n, k;
+  const float* pa;
+  const float* pb;
+  float* c;
+  int64_t ldc;
+  bool accumulate;
+  const float* bias;
+  bool relu;
+};
+using PackedSgemmFn = void (*)(const PackedGemmArgs&);
+
+// Max-pool 2x2, stride 2, no padding, over `planes` consecutive (H, W) planes of x: y and idx are
+// (planes, OH, OW) with OH = H/2, OW = W/2 (floor). Same rule as the generic loop: window order
+// row-major, a later element wins if strictly greater or NaN over a number; idx = h*W + w.
+using MaxPool2x2Fn = void (*)(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
+                              int64_t OH, int64_t OW, int64_t planes);
+
+// Direct (no im2col) convolution of ONE image, stride 1, dilation 1, groups 1, for small C_in.
+// The input arrives zero-padded: C_in planes of `hp` rows x `wp` columns (wp = W + pad_l + pad_r),
+// followed by kDirectSlackRows * wp + kDirectSlack readable floats (zeros) past the last plane.
+struct DirectConvArgs {
+  int64_t cin, cout, kh, kw;
+  int64_t hp, wp;  // padded input plane (rows, row pitch)
+  int64_t plane;   // floats between consecutive padded input planes (hp * wp)
+  int64_t oh, ow;  // output plane (= hp - kh + 1, wp - kw + 1)
+};
+// y (cout, oh, ow) = conv(xpad, w (cout, cin, kh, kw)) [+ bias] [ReLU].
+using DirectFwdFn = void (*)(float* y, const float* xpad, const float* w, const float* bias,
+                             bool relu, const DirectConvArgs& a);
+// acc (cout, cin*kh*kw, lanes) += per-lane partial sums of dy (cout, oh, ow) x patches of xpad;
+// dbacc (cout, lanes) += per-lane sums of dy (skipped when nullptr). The caller zeroes acc/dbacc
+// once, feeds every image of its chunk, then sums the lanes in a fixed order.
+using DirectBwdWeightsFn = void (*)(float* acc, float* dbacc, const float* dy, const float* xpad,
+                                    const DirectConvArgs& a);
+
 struct KernelTable {
   const char* isa;  // "portable", "avx2", "avx512"
   SgemmFn sgemm;
+  PackedSgemmFn sgemm_packed;
+  int gemm_mr, gemm_nr;                             // sliver widths of sgemm_packed's A and B
+  MaxPool2x2Fn maxpool2d_fwd_2x2s2;                 // nullptr: the generic loop
+  DirectFwdFn conv2d_fwd_direct;                    // nullptr: im2col + GEMM only
+  DirectBwdWeightsFn conv2d_bwd_weights_direct;     // nullptr: im2col + GEMM only
+  int direct_lanes;                                 // lanes of the direct kernels' partial sums
 };
+
+// Readable zero slack the direct kernels may touch past the padded planes.
+constexpr int64_t kDirectSlackRows = 4;   // extra zero rows below the last plane's rows
+constexpr int64_t kDirectSlack = 64;      // extra floats past the end
 
 // Defined in cpu/scalar/sgemm__scalar.cpp, cpu/avx2/sgemm__avx2.cpp, cpu/avx512/sgemm__avx512.cpp.
 const KernelTable& kernel_table__scalar();
 const KernelTable& kernel_table__avx2();
 const KernelTable& kernel_table__avx512();
+
+// The SIMD kernels behind the tables (cpu/<isa>/conv_pool__<isa>.cpp); see the typedefs above.
+void conv2d_fwd_direct__avx2(float* y, const float* xpad, const float* w, const float* bias,
+                             bool relu, const DirectConvArgs& a);
+void conv2d_bwd_weights_direct__avx2(float* acc, float* dbacc, const float* dy,
+                                     const float* xpad, const DirectConvArgs& a);
+void maxpool2d_fwd_2x2s2__avx2(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
+                               int64_t OH, int64_t OW, int64_t planes);
+void conv2d_fwd_direct__avx512(float* y, const float* xpad, const float* w, const float* bias,
+                               bool relu, const DirectConvArgs& a);
+void conv2d_bwd_weights_direct__avx512(float* acc, float* dbacc, const float* dy,
+                                       const float* xpad, const DirectConvArgs& a);
+void maxpool2d_fwd_2x2s2__avx512(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
+                                 int64_t OH, int64_t OW, int64_t planes);
 
 // cpu_dispatch.cpp: the table in use (FASTCONV_CPU_ISA or the best the CPU supports).
 const KernelTable& kernels();

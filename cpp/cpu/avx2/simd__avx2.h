@@ -1,0 +1,55 @@
+// simd__avx2.h — thin AVX2+FMA vector wrappers (8 floats) for the kernels in ../*.inl.
+// Include ONLY from the AVX2 translation unit, INSIDE its anonymous namespace (file-local, compiled
+// with -mavx2 -mfma). Same interface as simd__avx512.h (see there); masks are vector masks here.
+#pragma once
+
+struct VecAvx2 {
+  using reg = __m256;
+  using tmask = __m256i;
+  using pmask = __m256;
+  static constexpr int W = 8;
+
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg set1(float v) { return _mm256_set1_ps(v); }
+  static reg loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static tmask tail(int64_t n) {  // n in [0, 8]: lanes < n set
+    alignas(32) static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                  0,  0,  0,  0,  0,  0,  0,  0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
+  }
+  static reg load_tail(const float* p, tmask m) { return _mm256_maskload_ps(p, m); }
+  static void store_tail(float* p, reg v, tmask m) { _mm256_maskstore_ps(p, m, v); }
+  static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static reg relu(reg a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+
+  static pmask take_right(reg r, reg l) {
+    const reg gt = _mm256_cmp_ps(r, l, _CMP_GT_OQ);
+    const reg r_nan = _mm256_cmp_ps(r, r, _CMP_UNORD_Q);
+    const reg l_num = _mm256_cmp_ps(l, l, _CMP_ORD_Q);
+    return _mm256_or_ps(gt, _mm256_and_ps(r_nan, l_num));
+  }
+  static reg blend(pmask m, reg a, reg b) { return _mm256_blendv_ps(a, b, m); }
+  static void deinterleave(reg a, reg b, reg& even, reg& odd) {
+    // shuffle gives [a0 a2 b0 b2 | a4 a6 b4 b6]; the 64-bit permute restores lane order.
+    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+  }
+  static void store_idx(int64_t* dst, int64_t n, int64_t base, int64_t step, reg off) {
+    const __m256i o32 = _mm256_cvttps_epi32(off);
+    const __m256i lo_base = _mm256_setr_epi64x(base, base + step, base + 2 * step, base + 3 * step);
+    const __m256i hi_base = _mm256_add_epi64(lo_base, _mm256_set1_epi64x(4 * step));
+    const __m256i lo = _mm256_add_epi64(lo_base, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(o32)));
+    const __m256i hi = _mm256_add_epi64(hi_base, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(o32, 1)));
+    if (n >= 8) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 4), hi);
+    } else {
+      alignas(32) int64_t tmp[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), lo);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(tmp + 4), hi);
+      for (int64_t j = 0; j < n; ++j) dst[j] = tmp[j];
+    }
+  }
+};

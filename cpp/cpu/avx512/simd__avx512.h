@@ -1,0 +1,59 @@
+// simd__avx512.h — thin AVX-512F vector wrappers (16 floats) for the kernels in ../*.inl.
+// Include ONLY from the AVX-512 translation unit, INSIDE its anonymous namespace: the struct is then
+// file-local and compiled with -mavx512f, so no other ISA's code can link against it.
+// Interface shared with simd__avx2.h (the .inl kernels are written against it):
+//   reg / tmask (tail mask) / pmask (lane predicate), W (lanes)
+//   zero, set1, loadu, storeu, tail(n), load_tail, store_tail, fmadd, add, relu, hsum
+//   take_right(r, l): lanes where r beats l under the max-pool rule (r > l, or r NaN and l not)
+//   blend(m, a, b): m ? b : a;  deinterleave(a, b, even, odd): split 2W consecutive floats
+//   store_idx(dst, n, base, step, off): dst[j] = base + j*step + int(off[j]) for j < n (int64)
+#pragma once
+
+struct VecAvx512 {
+  using reg = __m512;
+  using tmask = __mmask16;
+  using pmask = __mmask16;
+  static constexpr int W = 16;
+
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg set1(float v) { return _mm512_set1_ps(v); }
+  static reg loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static tmask tail(int64_t n) { return tmask((1u << unsigned(n)) - 1u); }  // n in [0, 16]
+  static reg load_tail(const float* p, tmask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store_tail(float* p, reg v, tmask m) { _mm512_mask_storeu_ps(p, m, v); }
+  static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static reg relu(reg a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
+
+  static pmask take_right(reg r, reg l) {
+    const pmask gt = _mm512_cmp_ps_mask(r, l, _CMP_GT_OQ);
+    const pmask r_nan = _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q);
+    const pmask l_num = _mm512_cmp_ps_mask(l, l, _CMP_ORD_Q);
+    return pmask(gt | (r_nan & l_num));
+  }
+  static reg blend(pmask m, reg a, reg b) { return _mm512_mask_blend_ps(m, a, b); }
+  static void deinterleave(reg a, reg b, reg& even, reg& odd) {
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    even = _mm512_permutex2var_ps(a, ie, b);
+    odd = _mm512_permutex2var_ps(a, io, b);
+  }
+  static void store_idx(int64_t* dst, int64_t n, int64_t base, int64_t step, reg off) {
+    const __m512i o32 = _mm512_cvttps_epi32(off);
+    const __m512i lo_base = _mm512_setr_epi64(base, base + step, base + 2 * step, base + 3 * step,
+                                              base + 4 * step, base + 5 * step, base + 6 * step,
+                                              base + 7 * step);
+    const __m512i hi_base = _mm512_add_epi64(lo_base, _mm512_set1_epi64(8 * step));
+    const __m512i lo = _mm512_add_epi64(lo_base, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(o32)));
+    const __m512i hi = _mm512_add_epi64(hi_base, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(o32, 1)));
+    if (n >= 16) {
+      _mm512_storeu_si512(dst, lo);
+      _mm512_storeu_si512(dst + 8, hi);
+    } else {
+      const unsigned m = (1u << unsigned(n)) - 1u;
+      _mm512_mask_storeu_epi64(dst, __mmask8(m & 0xFF), lo);
+      _mm512_mask_storeu_epi64(dst + 8, __mmask8(m >> 8), hi);
+    }
+  }
+};
