@@ -89,6 +89,7 @@ class Layer:
         self.input_shape = None
         self.output_shape = None
         self.need_input_grad = True
+        self.relu_grad_in_next = False  # a following max-pool applies this layer's ReLU mask
         self._out = None  # post-activation output, kept for the activation's backward
 
     # ---- construction ---------------------------------------------------------------------------
@@ -134,12 +135,13 @@ class Layer:
                 z = self.backend.xp.maximum(z, 0, out=z)
         elif act == "softmax":
             z = _softmax(z, -1, self.backend.xp)
-        self._out = z if act is not None else None
+        keep = act == "softmax" or (act == "relu" and not self.relu_grad_in_next)
+        self._out = z if keep else None
         return z
 
     def backward(self, dy):
         """dx for an upstream gradient dy; fills self.grads."""
-        if self._act == "relu":
+        if self._act == "relu" and not self.relu_grad_in_next:
             dy = dy * (self._out > 0)
         elif self._act == "softmax":
             s = self._out
@@ -316,17 +318,25 @@ class MaxPooling2D(_Pool2D):
     first maximal input of each window only. The backward pass hands max_pool2d_backward the
     pooling geometry (when the backend takes it), so on the GPU it is the deterministic gather."""
 
+    #: Set by Sequential when the layer before ends in a ReLU: the backward pass then masks the
+    #: gradient by (output > 0), which is that ReLU's derivative at each window's winner.
+    mask_nonpositive = False
+
     def call(self, x, training):
         y, self._idx = self.backend.max_pool2d(
             x, self.pool_size, self.strides, self.padding, return_indices=True
         )
         self._xshape = x.shape
+        self._y = y if self.mask_nonpositive else None
         return y
 
     def call_backward(self, dy):
         if not self.need_input_grad:
             return None
         b = self.backend
+        if self.mask_nonpositive:
+            dy = dy * (self._y > 0)
+            self._y = None
         if b.pool_geometry:
             dx = b.max_pool2d_backward(
                 dy,

@@ -32,7 +32,7 @@ from . import losses as _losses
 from ._blas import single_threaded_blas
 from . import optimizers as _optimizers
 from .backend import get_array_module, get_backend
-from .layers import Activation, Layer
+from .layers import Activation, Layer, MaxPooling2D
 
 __all__ = ["History", "Sequential"]
 
@@ -196,6 +196,13 @@ class Sequential:
                 seen_params  # the first parametrised layer's input needs no gradient
             )
             seen_params = seen_params or bool(layer.params)
+        # A ReLU followed by a max-pool: the pool's gradient reaches only each window's winner, and
+        # the winner's ReLU derivative is (pooled value > 0). Masking the pooled gradient (a quarter
+        # of the size for 2x2 windows) replaces the full-size ReLU mask of the layer before.
+        for layer, nxt in zip(self.layers, self.layers[1:]):
+            fuse = layer.activation == "relu" and isinstance(nxt, MaxPooling2D)
+            layer.relu_grad_in_next = fuse
+            nxt.mask_nonpositive = fuse or getattr(nxt, "mask_nonpositive", False)
         return self
 
     @property
