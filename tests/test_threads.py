@@ -186,6 +186,19 @@ def test_fastconv_cpu_isa_env_is_honoured(name):
     assert out.strip() == name
 
 
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_num_threads_env_fails_loudly(value):
+    proc = subprocess.run(
+        [sys.executable, "-c", "import fastconv"],
+        env={**os.environ, "FASTCONV_NUM_THREADS": value},
+        capture_output=True,
+        text=True,
+        timeout=FORK_TIMEOUT_S,
+    )
+    assert proc.returncode != 0
+    assert "FASTCONV_NUM_THREADS" in proc.stderr
+
+
 def test_unsupported_cpu_isa_env_fails_loudly():
     proc = subprocess.run(
         [sys.executable, "-c", "import fastconv"],

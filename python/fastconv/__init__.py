@@ -98,6 +98,12 @@ def info() -> dict:
 
 from . import datasets, models, nn  # noqa: E402  (the layer API builds on the ops above)
 
-# FASTCONV_CPU_ISA forces a kernel path; an unknown or unsupported value is an error, not a guess.
+# FASTCONV_CPU_ISA forces a kernel path and FASTCONV_NUM_THREADS the thread count; an unknown or
+# unusable value is an error at import, not a silent guess.
 if _os.environ.get("FASTCONV_CPU_ISA"):
     set_cpu_isa(_os.environ["FASTCONV_CPU_ISA"])
+if _os.environ.get("FASTCONV_NUM_THREADS"):
+    _n = _os.environ["FASTCONV_NUM_THREADS"].strip()
+    if not _n.isdigit() or not 1 <= int(_n) <= 4096:
+        raise ValueError(f"FASTCONV_NUM_THREADS must be an integer from 1 to 4096, got {_n!r}")
+    set_num_threads(int(_n))
