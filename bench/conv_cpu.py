@@ -18,8 +18,8 @@ are checked against torch (max |a-b| / max |b|, pool values and indices exactly)
 is reported as FAIL and its fastconv passes are not timed.
 
 FLOPs per conv pass = 2*N*C_out*H_out*W_out*(C_in/groups)*KH*KW (the same for all three passes).
-% of peak is against the issue's FMA ceilings for the 2-core benchmark machine: AVX-512 ~127 GFLOP/s
-per core, AVX2 ~70 per core (times --threads), for the ISA fastconv runs. Pools report GB/s of
+% of peak is against this machine's measured FMA ceilings (bench/fma_peak.cpp): AVX-512 239 GFLOP/s
+per core, AVX2 120 per core (times --threads), for the ISA fastconv runs. Pools report GB/s of
 compulsory traffic (fwd: x read, y and int64 indices written; bwd: dy and indices read, dx written).
 
 Run (from the repo root, in a venv with fastconv built and torch installed: pip install .[bench]):
@@ -149,7 +149,7 @@ def main(argv=None):
                     "backends alternate rep by rep in one process (order flips every round); "
                     "median and p25/p75 of per-call perf_counter_ns times after warm-up"))
     print(describe(meta))
-    print(f"threads={args.threads} isa={isa} peak={peak:.0f} GFLOP/s (issue-5 FMA ceiling for this ISA) "
+    print(f"threads={args.threads} isa={isa} peak={peak:.0f} GFLOP/s (measured FMA ceiling, bench/fma_peak.cpp) "
           f"reps>={args.reps} min-time={args.min_time}s warm-up={args.warmup}", flush=True)
 
     rng = np.random.default_rng(args.seed)
