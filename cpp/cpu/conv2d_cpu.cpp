@@ -151,11 +151,13 @@ float* caller_workspace(int64_t n) {
   return ws.data();
 }
 
-// --- direct path (small C_in) ---------------------------------------------------------------------
-// Used when the ISA has direct kernels and the layer is groups = 1, stride 1, dilation 1 with
-// C_in <= max_cin (default 24: the C_in = 1 MNIST layers, lenet.conv2 (6) and cnn1.conv2 (20),
-// where it measured 2x faster than im2col + GEMM; at C_in >= 32 (fashion.conv2, keras.conv2,
-// vgg.*) the packed GEMM wins. FASTCONV_DIRECT_MAX_CIN overrides it for A/B runs; 0 disables it).
+// --- direct path ---------------------------------------------------------------------------------
+// Forward (and bwd_data, as a stride-1 conv of the padded dy) use the direct kernel when the ISA has
+// one and the layer is groups = 1, stride 1, dilation 1, for every C_in: its weight-stationary
+// tile reads the zero-bordered input straight from L1/L2, with no im2col copy (measured >= the
+// packed GEMM on every NETWORKS.md layer). bwd_weights' direct kernel keeps per-lane partial sums
+// of every weight, so it only wins for small C_in (<= 24, FASTCONV_DIRECT_MAX_CIN; 0 disables the
+// direct path everywhere, for A/B runs).
 int64_t direct_max_cin() {
   static const int64_t v = [] {
     const char* e = std::getenv("FASTCONV_DIRECT_MAX_CIN");
@@ -165,9 +167,39 @@ int64_t direct_max_cin() {
   return v;
 }
 
-bool use_direct(const Conv2dParams& p, const void* fn) {
-  return fn != nullptr && p.groups == 1 && p.stride.h == 1 && p.stride.w == 1 &&
-         p.dilation.h == 1 && p.dilation.w == 1 && p.x.c <= direct_max_cin();
+bool direct_geometry(const Conv2dParams& p, const void* fn) {
+  return fn != nullptr && direct_max_cin() > 0 && p.groups == 1 && p.stride.h == 1 &&
+         p.stride.w == 1 && p.dilation.h == 1 && p.dilation.w == 1;
+}
+
+bool use_direct_fwd(const Conv2dParams& p, const void* fn) { return direct_geometry(p, fn); }
+
+bool use_direct_bwd_weights(const Conv2dParams& p, const void* fn) {
+  return direct_geometry(p, fn) && p.x.c <= direct_max_cin();
+}
+
+// bwd_data as a forward conv needs padding k-1-pad >= 0 on every side, and enough output
+// channels (C_in of the layer) to fill a channel block: C_in = 1 stays on GEMM + col2im. The full
+// correlation computes H*W/(OH*OW) times the useful multiply-adds (zeros of dy's wide border):
+// 1 for "same" padding, 2.25 for keras.conv2 (12x12 -> 8x8), where the packed GEMM + col2im is
+// 2.5x faster; small-channel layers (lenet.conv2, C_out 16, ratio 1.96) still win with direct.
+bool use_direct_bwd_data(const Conv2dParams& p, const void* fn) {
+  if (!(direct_geometry(p, fn) && p.x.c >= 4 && p.pad.top <= p.wt.h - 1 &&
+        p.pad.bottom <= p.wt.h - 1 && p.pad.left <= p.wt.w - 1 && p.pad.right <= p.wt.w - 1))
+    return false;
+  const double waste = double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
+  return waste <= 1.3 || p.y.c <= direct_max_cin();
+}
+
+// Output-channel block of the direct forward kernel: 4, 5 or 6, the one wasting the fewest channels
+// (ties: the larger block): 20 -> 5, 75 -> 5, 32/64/128 -> 4, 6 -> 6, 16 -> 4.
+int64_t direct_channel_block(int64_t cout) {
+  int64_t best = 6, best_pad = (cout + 5) / 6 * 6 - cout;
+  for (int64_t cb = 5; cb >= 4; --cb) {
+    const int64_t pad = (cout + cb - 1) / cb * cb - cout;
+    if (pad < best_pad) best = cb, best_pad = pad;
+  }
+  return best;
 }
 
 DirectConvArgs direct_args(const Conv2dParams& p) {
@@ -181,6 +213,7 @@ DirectConvArgs direct_args(const Conv2dParams& p) {
   a.plane = a.hp * a.wp;
   a.oh = p.y.h;
   a.ow = p.y.w;
+  a.cb = direct_channel_block(a.cout);
   return a;
 }
 
@@ -188,25 +221,95 @@ int64_t xpad_size(const DirectConvArgs& a) {
   return a.cin * a.plane + kDirectSlackRows * a.wp + kDirectSlack;
 }
 
-// xpad <- image x_n (C_in, H, W) with its zero border, plus zero slack (see cpu_kernels.h).
+// xpad <- the a.cin planes (H x W) of src placed at (top, left) inside zero-bordered planes of
+// a.hp x a.wp, plus zero slack (see cpu_kernels.h).
+void pad_planes(float* xpad, const float* src, int64_t H, int64_t W, int64_t top, int64_t left,
+                const DirectConvArgs& a) {
+  const int64_t right = a.wp - left - W;
+  float* d = xpad;
+  for (int64_t c = 0; c < a.cin; ++c) {
+    std::fill(d, d + top * a.wp, 0.0f);
+    d += top * a.wp;
+    for (int64_t iy = 0; iy < H; ++iy) {
+      std::fill(d, d + left, 0.0f);
+      std::memcpy(d + left, src + (c * H + iy) * W, size_t(W) * sizeof(float));
+      std::fill(d + left + W, d + left + W + right, 0.0f);
+      d += a.wp;
+    }
+    const int64_t rest = (a.hp - top - H) * a.wp;
+    std::fill(d, d + rest, 0.0f);
+    d += rest;
+  }
+  std::fill(d, xpad + xpad_size(a), 0.0f);
+}
+
 void pad_image(float* xpad, const float* x_n, const Conv2dParams& p, const DirectConvArgs& a) {
-  std::fill(xpad, xpad + xpad_size(a), 0.0f);
-  const int64_t H = p.x.h, W = p.x.w;
-  for (int64_t c = 0; c < a.cin; ++c)
-    for (int64_t iy = 0; iy < H; ++iy)
-      std::memcpy(xpad + c * a.plane + (iy + p.pad.top) * a.wp + p.pad.left,
-                  x_n + (c * H + iy) * W, size_t(W) * sizeof(float));
+  pad_planes(xpad, x_n, p.x.h, p.x.w, p.pad.top, p.pad.left, a);
+}
+
+// Packed forward weights (see DirectFwdFn): wt[((co/cb)*rows + r)*cb + co%cb] = weight(co, r) with
+// r = (ci*KH + ky)*KW + kx, zero for co >= cout; weight(co, r) = src[co*s_co + r_index(r)].
+template <class Src>
+float* pack_direct_weights(const DirectConvArgs& a, Src&& weight) {
+  const int64_t rows = a.cin * a.kh * a.kw, cb = a.cb, blocks = (a.cout + cb - 1) / cb;
+  float* wt = caller_workspace(blocks * rows * cb);
+  for (int64_t bi = 0; bi < blocks; ++bi)
+    for (int64_t r = 0; r < rows; ++r) {
+      float* d = wt + (bi * rows + r) * cb;
+      for (int64_t c = 0; c < cb; ++c) {
+        const int64_t co = bi * cb + c;
+        d[c] = co < a.cout ? weight(co, r) : 0.0f;
+      }
+    }
+  return wt;
 }
 
 void conv2d_fwd_direct(float* y, const float* x, const float* w, const float* b,
                        const Conv2dParams& p, bool relu, DirectFwdFn fn) {
   const DirectConvArgs a = direct_args(p);
+  const int64_t rows = a.cin * a.kh * a.kw;
+  const float* wt =
+      pack_direct_weights(a, [&](int64_t co, int64_t r) { return w[co * rows + r]; });
   const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
   parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
     float* xpad = scratch(xpad_size(a));
     for (int64_t n = begin; n < end; ++n) {
       pad_image(xpad, x + n * xs, p, a);
-      fn(y + n * ys, xpad, w, b, relu, a);
+      fn(y + n * ys, xpad, wt, b, relu, a);
+    }
+  });
+}
+
+// bwd_data of a stride-1, dilation-1 conv is a stride-1 conv of dy zero-padded by (k-1-pad) with
+// the flipped, in/out-transposed weights: dx[ci][iy][ix] = sum_{co,ky,kx} dyp[co][iy+ky][ix+kx] *
+// w[co][ci][KH-1-ky][KW-1-kx]. Same kernel, same threading (images), no col2im.
+void conv2d_bwd_data_direct(float* dx, const float* dy, const float* w, const Conv2dParams& p,
+                            DirectFwdFn fn) {
+  DirectConvArgs a{};
+  a.cin = p.y.c;
+  a.cout = p.x.c;
+  a.kh = p.wt.h;
+  a.kw = p.wt.w;
+  const int64_t top = a.kh - 1 - p.pad.top, left = a.kw - 1 - p.pad.left;
+  a.hp = p.y.h + top + (a.kh - 1 - p.pad.bottom);
+  a.wp = p.y.w + left + (a.kw - 1 - p.pad.right);
+  a.plane = a.hp * a.wp;
+  a.oh = p.x.h;
+  a.ow = p.x.w;
+  a.cb = direct_channel_block(a.cout);
+  // Transposed conv's weight (out = layer ci, r = (co*KH + ky)*KW + kx) = w[co][ci][KH-1-ky][KW-1-kx]
+  // = w[co*K + ci*KK + (KK-1 - (ky*KW + kx))], K = C_in*KK.
+  const int64_t KK = a.kh * a.kw, K = p.x.c * KK;
+  const float* wt = pack_direct_weights(a, [&](int64_t ci, int64_t r) {
+    const int64_t co = r / KK, t = r % KK;
+    return w[co * K + ci * KK + (KK - 1 - t)];
+  });
+  const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
+  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
+    float* dypad = scratch(xpad_size(a));
+    for (int64_t n = begin; n < end; ++n) {
+      pad_planes(dypad, dy + n * ys, p.y.h, p.y.w, top, left, a);
+      fn(dx + n * xs, dypad, wt, nullptr, false, a);
     }
   });
 }
@@ -354,6 +457,86 @@ void im2col_tap_slivers(const Conv2dParams& p, const Geometry& g, const float* x
   }
 }
 
+// Large-C_in bwd_weights without im2col (stride 1, dilation 1, groups 1): per image, x is padded
+// and dy transposed to (pixels, C_out rounded up to the lanes) so output channels ride in the
+// vector lanes and input pixels are broadcast straight from the padded rows. Threads take
+// contiguous chunks of samples, each with its own (K x coutp) + C_out partial sums in the
+// caller's workspace; the parts are summed in a fixed order: deterministic at a thread count.
+// Workspace: parts * (C_in*KH*KW * coutp + C_out) floats; per thread one padded image +
+// OH*OW * coutp floats.
+int64_t bww_t_min_cin() {
+  static const int64_t v = [] {
+    const char* e = std::getenv("FASTCONV_BWW_T_MIN_CIN");
+    if (e == nullptr || *e == '\0') return int64_t(4);
+    return int64_t(std::strtol(e, nullptr, 10));
+  }();
+  return v;
+}
+
+bool use_direct_bwd_weights_t(const Conv2dParams& p, const void* fn) {
+  return direct_geometry(p, fn) && p.x.c >= bww_t_min_cin();
+}
+
+void sum_rows_into(float* out, const float* rows, int64_t nrows, int64_t len) {
+  for (int64_t co = 0; co < nrows; ++co) {
+    // 8 independent partial sums (vectorisable, fixed order), then combined in order.
+    const float* r = rows + co * len;
+    float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8)
+      for (int j = 0; j < 8; ++j) s8[j] += r[i + j];
+    float s = 0.0f;
+    for (; i < len; ++i) s += r[i];
+    for (int j = 0; j < 8; ++j) s += s8[j];
+    out[co] += s;
+  }
+}
+
+void conv2d_bwd_weights_direct_t(float* dw, float* db, const float* dy, const float* x,
+                                 const Conv2dParams& p, DirectBwdWeightsTFn fn, int lanes) {
+  const DirectConvArgs a = direct_args(p);
+  const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
+  const int64_t K = p.reduction(), C_out = p.y.c, P = p.y.h * p.y.w;
+  const int64_t coutp = round_up(C_out, lanes);
+  const int64_t per_part = K * coutp + C_out;
+  const int parts = parallel_parts(p.x.n);
+  float* ws = caller_workspace(parts * per_part);
+  std::fill(ws, ws + parts * per_part, 0.0f);
+  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int part) {
+    float* acc = ws + part * per_part;
+    float* dbp = acc + K * coutp;
+    const int64_t xsize = xpad_size(a);
+    float* xpad = scratch(xsize + P * coutp);
+    float* dyT = xpad + xsize;
+    for (int64_t q = 0; q < P; ++q)
+      std::fill(dyT + q * coutp + C_out, dyT + (q + 1) * coutp, 0.0f);
+    for (int64_t n = begin; n < end; ++n) {
+      pad_image(xpad, x + n * xs, p, a);
+      const float* dy_n = dy + n * ys;
+      for (int64_t q0 = 0; q0 < P; q0 += 16) {  // 16-pixel strips: the 16 dyT rows stay in L1
+        const int64_t q1 = std::min(P, q0 + 16);
+        for (int64_t co = 0; co < C_out; ++co)
+          for (int64_t q = q0; q < q1; ++q) dyT[q * coutp + co] = dy_n[co * P + q];
+      }
+      fn(acc, dyT, xpad, a);
+      if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
+    }
+  });
+  for (int64_t co = 0; co < C_out; ++co)
+    for (int64_t r = 0; r < K; ++r) {
+      float s = 0.0f;
+      for (int part = 0; part < parts; ++part) s += ws[part * per_part + r * coutp + co];
+      dw[co * K + r] = s;
+    }
+  if (db != nullptr) {
+    for (int64_t co = 0; co < C_out; ++co) {
+      float s = 0.0f;
+      for (int part = 0; part < parts; ++part) s += ws[part * per_part + K * coutp + co];
+      db[co] = s;
+    }
+  }
+}
+
 }  // namespace
 
 // Forward, GEMM path: per group the weights are packed once (MR slivers, shared by all threads);
@@ -364,7 +547,7 @@ void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
                      const Conv2dParams& p, bool relu) {
   poison(y, p.y.numel());
   const KernelTable& kt = kernels();
-  if (use_direct(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
+  if (use_direct_fwd(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
     conv2d_fwd_direct(y, x, w, b, p, relu, kt.conv2d_fwd_direct);
     return;
   }
@@ -405,6 +588,10 @@ void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
 void conv2d_bwd_data__cpu(float* dx, const float* dy, const float* w, const Conv2dParams& p) {
   poison(dx, p.x.numel());
   const KernelTable& kt = kernels();
+  if (use_direct_bwd_data(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
+    conv2d_bwd_data_direct(dx, dy, w, p, kt.conv2d_fwd_direct);
+    return;
+  }
   const Geometry g = geometry(p);
   const int64_t G = p.groups, MR = kt.gemm_mr, NR = kt.gemm_nr;
   const int64_t a_size = round_up(g.K, MR) * g.cout_g;
@@ -461,7 +648,12 @@ void conv2d_bwd_weights__cpu(float* dw, float* db, const float* dy, const float*
     return;
   }
   const KernelTable& kt = kernels();
-  if (use_direct(p, reinterpret_cast<const void*>(kt.conv2d_bwd_weights_direct))) {
+  if (use_direct_bwd_weights_t(p, reinterpret_cast<const void*>(kt.conv2d_bwd_weights_direct_t))) {
+    conv2d_bwd_weights_direct_t(dw, db, dy, x, p, kt.conv2d_bwd_weights_direct_t,
+                                kt.direct_lanes);
+    return;
+  }
+  if (use_direct_bwd_weights(p, reinterpret_cast<const void*>(kt.conv2d_bwd_weights_direct))) {
     conv2d_bwd_weights_direct(dw, db, dy, x, p, kt.conv2d_bwd_weights_direct, kt.direct_lanes);
     return;
   }

@@ -1,5 +1,6 @@
-// conv2d_direct.inl — direct convolution (no im2col) for small C_in, stride 1, dilation 1, one
-// image at a time, written against the SIMD interface of avx2/simd__avx2.h and
+// conv2d_direct.inl — direct convolution (no im2col), stride 1, dilation 1, one image at a time
+// (forward for every C_in, also serving bwd_data; bwd_weights per-lane for C_in < 4 and
+// channels-in-lanes above), written against the SIMD interface of avx2/simd__avx2.h and
 // avx512/simd__avx512.h. Include INSIDE the anonymous namespace of an ISA translation unit.
 //
 // Why: with C_in = 1 the GEMM's reduction is only KH*KW = 9..25 long, so im2col + packing moves
@@ -15,22 +16,23 @@
 // shared by CB channels and the CB dy vectors by T taps. Partial sums stay in lanes (the caller
 // sums them in a fixed order at the end) so the result does not depend on the ISA's shuffles.
 
-template <class V, int R_WIDE, int R_NARROW, int CB_BWD>
+template <class V, int R_WIDE, int R_NARROW, int CB_BWD, int NQ_MAX, int COV_MAX>
 struct DirectConv {
   using reg = typename V::reg;
 
   // --- forward ---------------------------------------------------------------------------------
-  template <int R, int NV, int CB>
-  static void fwd_tile(float* y, const float* xpad, const float* w, const float* bias, bool relu,
+  // Weight-stationary inner step: for each (ci, ky, kx) the CB weights are broadcast once and each
+  // meets the R x NV input vectors (rows oy0+i+ky, columns ox0+kx+v*W, unaligned loads from the
+  // padded plane): R*NV + CB loads per R*NV*CB FMAs, no branches. Weights arrive packed per
+  // channel block (CB = a.cb): wt[((co0/CB)*cin*KH*KW + (ci*KH + ky)*KW + kx)*CB + c], zeros past
+  // cout, so one tile streams one contiguous cin*KH*KW*CB slab and tail blocks multiply by zeros.
+  // KH/KW > 0: compile-time kernel size (3x3 and 5x5 fully unrolled); 0: run-time.
+  template <int R, int NV, int CB, int KH, int KW>
+  static void fwd_tile(float* y, const float* xpad, const float* wt, const float* bias, bool relu,
                        const fastconv::cpu::DirectConvArgs& a, int64_t co0, int64_t oy0,
                        int64_t ox0) {
-    const int64_t KK = a.kh * a.kw, wstride = a.cin * KK;
-    const float* wc[CB];
-#pragma GCC unroll 8
-    for (int c = 0; c < CB; ++c) {
-      const int64_t co = co0 + c < a.cout ? co0 + c : a.cout - 1;  // tail channels: duplicates
-      wc[c] = w + co * wstride;
-    }
+    const int64_t kh = KH > 0 ? KH : a.kh, kw = KW > 0 ? KW : a.kw;
+    constexpr int64_t ld = CB;
     reg acc[R][NV][CB];
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i)
@@ -38,27 +40,28 @@ struct DirectConv {
       for (int v = 0; v < NV; ++v)
 #pragma GCC unroll 8
         for (int c = 0; c < CB; ++c) acc[i][v][c] = V::zero();
-    const int64_t rows_in = R + a.kh - 1;
+    const float* wb = wt + co0 * a.cin * kh * kw;  // co0 = (co0/CB) * CB
     for (int64_t ci = 0; ci < a.cin; ++ci) {
       const float* xc = xpad + ci * a.plane + oy0 * a.wp + ox0;
-      const int64_t woff = ci * KK;
-      for (int64_t r = 0; r < rows_in; ++r) {
-        const float* xr = xc + r * a.wp;
-        for (int64_t kx = 0; kx < a.kw; ++kx) {
-          reg xv[NV];
-#pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) xv[v] = V::loadu(xr + kx + v * V::W);
+      const float* wci = wb + ci * kh * kw * ld;
+#pragma GCC unroll 5
+      for (int64_t ky = 0; ky < kh; ++ky) {
+#pragma GCC unroll 5
+        for (int64_t kx = 0; kx < kw; ++kx) {
+          const float* xk = xc + ky * a.wp + kx;
+          const float* wk = wci + (ky * kw + kx) * ld;
+          reg xv[R][NV];
 #pragma GCC unroll 8
-          for (int i = 0; i < R; ++i) {
-            const int64_t ky = r - i;
-            if (ky < 0 || ky >= a.kh) continue;
-            const int64_t t = woff + ky * a.kw + kx;
-#pragma GCC unroll 8
-            for (int c = 0; c < CB; ++c) {
-              const reg wv = V::set1(wc[c][t]);
+          for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
-              for (int v = 0; v < NV; ++v) acc[i][v][c] = V::fmadd(xv[v], wv, acc[i][v][c]);
-            }
+            for (int v = 0; v < NV; ++v) xv[i][v] = V::loadu(xk + i * a.wp + v * V::W);
+#pragma GCC unroll 8
+          for (int c = 0; c < CB; ++c) {
+            const reg wv = V::set1(wk[c]);
+#pragma GCC unroll 8
+            for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+              for (int v = 0; v < NV; ++v) acc[i][v][c] = V::fmadd(xv[i][v], wv, acc[i][v][c]);
           }
         }
       }
@@ -90,43 +93,196 @@ struct DirectConv {
     }
   }
 
-  template <int R, int NV, int CB>
-  static void fwd_image(float* y, const float* xpad, const float* w, const float* bias, bool relu,
-                        const fastconv::cpu::DirectConvArgs& a) {
-    for (int64_t co0 = 0; co0 < a.cout; co0 += CB)
-      for (int64_t oy0 = 0; oy0 < a.oh; oy0 += R)
-        for (int64_t ox0 = 0; ox0 < a.ow; ox0 += NV * V::W)
-          fwd_tile<R, NV, CB>(y, xpad, w, bias, relu, a, co0, oy0, ox0);
+  // Row tiles outside channel blocks: a row tile's input rows (all ci) are reused by every block.
+  // When R = 4 and only 1 or 2 rows are left (oh = 14: 12 + 2), a 2-row tile finishes the image
+  // instead of computing 2-3 junk rows.
+  template <int R, int NV, int CB, int KH, int KW>
+  static void fwd_image(float* y, const float* xpad, const float* wt, const float* bias,
+                        bool relu, const fastconv::cpu::DirectConvArgs& a) {
+    constexpr int RT = R >= 4 ? 2 : R;
+    for (int64_t oy0 = 0; oy0 < a.oh; oy0 += R) {
+      const bool short_tail = RT < R && a.oh - oy0 <= RT;
+      for (int64_t co0 = 0; co0 < a.cout; co0 += CB)
+        for (int64_t ox0 = 0; ox0 < a.ow; ox0 += NV * V::W) {
+          if (short_tail) {
+            fwd_tile<RT, NV, CB, KH, KW>(y, xpad, wt, bias, relu, a, co0, oy0, ox0);
+          } else {
+            fwd_tile<R, NV, CB, KH, KW>(y, xpad, wt, bias, relu, a, co0, oy0, ox0);
+          }
+        }
+    }
   }
 
-  // Channel block among 4, 5, 6 with the least padding (ties: the larger block).
-  static int pick_cb(int64_t cout) {
-    int best = 6;
-    int64_t best_pad = (cout + 5) / 6 * 6 - cout;
-    for (int cb = 5; cb >= 4; --cb) {
-      const int64_t pad = (cout + cb - 1) / cb * cb - cout;
-      if (pad < best_pad) best = cb, best_pad = pad;
+  // Flat tile (narrow or odd-sized rows): NQ vectors of consecutive positions q = oy*wp + ox of
+  // the output laid out with the padded row pitch wp; position q reads xpad[ci*plane + q + ky*wp +
+  // kx], so one unaligned load per vector and step, whatever the row width. Columns ox >= ow are
+  // junk (kw - 1 per row) and never stored: each vector is stored as its (at most a few) row
+  // segments with lane-range masks. Wastes (wp - ow)/wp lanes instead of the row tile's rounding
+  // of ow up to NV*W and of oh up to R (lenet.conv2: 69% useful lanes vs 52%).
+  template <int NQ, int CB, int KH, int KW>
+  static void fwd_flat_tile(float* y, const float* xpad, const float* wt, const float* bias,
+                            bool relu, const fastconv::cpu::DirectConvArgs& a, int64_t co0,
+                            int64_t q0) {
+    const int64_t kh = KH > 0 ? KH : a.kh, kw = KW > 0 ? KW : a.kw;
+    reg acc[NQ][CB];
+#pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j)
+#pragma GCC unroll 8
+      for (int c = 0; c < CB; ++c) acc[j][c] = V::zero();
+    const float* wb = wt + co0 * a.cin * kh * kw;
+    for (int64_t ci = 0; ci < a.cin; ++ci) {
+      const float* xc = xpad + ci * a.plane + q0;
+      const float* wci = wb + ci * kh * kw * CB;
+#pragma GCC unroll 5
+      for (int64_t ky = 0; ky < kh; ++ky) {
+#pragma GCC unroll 5
+        for (int64_t kx = 0; kx < kw; ++kx) {
+          const float* xk = xc + ky * a.wp + kx;
+          const float* wk = wci + (ky * kw + kx) * CB;
+          reg xv[NQ];
+#pragma GCC unroll 8
+          for (int j = 0; j < NQ; ++j) xv[j] = V::loadu(xk + j * V::W);
+#pragma GCC unroll 8
+          for (int c = 0; c < CB; ++c) {
+            const reg wv = V::set1(wk[c]);
+#pragma GCC unroll 8
+            for (int j = 0; j < NQ; ++j) acc[j][c] = V::fmadd(xv[j], wv, acc[j][c]);
+          }
+        }
+      }
     }
-    return best;
+    const int64_t ohw = a.oh * a.ow, qend = a.oh * a.wp;
+    reg vb[CB];
+#pragma GCC unroll 8
+    for (int c = 0; c < CB; ++c)
+      vb[c] = V::set1(bias != nullptr && co0 + c < a.cout ? bias[co0 + c] : 0.0f);
+    const int ncb = a.cout - co0 < CB ? int(a.cout - co0) : CB;
+#pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j) {
+      const int64_t qv = q0 + j * V::W;
+      if (qv >= qend) break;
+      // (no std::min here: an inline std template instantiated in an ISA TU could be shared)
+      const int64_t last_row = (qv + V::W - 1) / a.wp;
+      const int64_t last = last_row < a.oh - 1 ? last_row : a.oh - 1;
+      for (int64_t oy = qv / a.wp, rs = oy * a.wp; oy <= last; ++oy, rs += a.wp) {
+        const int64_t l0 = rs > qv ? rs - qv : 0;
+        const int64_t l1 = rs + a.ow - qv < V::W ? rs + a.ow - qv : int64_t(V::W);
+        if (l1 <= l0) continue;
+        // lane l of the vector is output (oy, qv + l - rs): address yc + oy*ow - rs + qv + l.
+        const int64_t off = oy * a.ow - rs + qv;
+        const bool full = l0 == 0 && l1 == V::W;
+        const auto m = V::range(l0, l1);
+#pragma GCC unroll 8
+        for (int c = 0; c < CB; ++c) {
+          if (c >= ncb) break;
+          reg o = V::add(acc[j][c], vb[c]);
+          if (relu) o = V::relu(o);
+          float* base = y + (co0 + c) * ohw + off;
+          if (full) {
+            V::storeu(base, o);
+          } else {
+            V::store_tail(base, o, m);
+          }
+        }
+      }
+    }
+  }
+
+  template <int NQ, int CB, int KH, int KW>
+  static void fwd_flat_image(float* y, const float* xpad, const float* wt, const float* bias,
+                             bool relu, const fastconv::cpu::DirectConvArgs& a) {
+    const int64_t qend = a.oh * a.wp;
+    for (int64_t q0 = 0; q0 < qend; q0 += NQ * V::W)
+      for (int64_t co0 = 0; co0 < a.cout; co0 += CB)
+        fwd_flat_tile<NQ, CB, KH, KW>(y, xpad, wt, bias, relu, a, co0, q0);
+  }
+
+  template <int NQ, int CB>
+  static void fwd_flat_k(float* y, const float* xpad, const float* wt, const float* bias,
+                         bool relu, const fastconv::cpu::DirectConvArgs& a) {
+    if (a.kh == 3 && a.kw == 3) {
+      fwd_flat_image<NQ, CB, 3, 3>(y, xpad, wt, bias, relu, a);
+    } else if (a.kh == 5 && a.kw == 5) {
+      fwd_flat_image<NQ, CB, 5, 5>(y, xpad, wt, bias, relu, a);
+    } else {
+      fwd_flat_image<NQ, CB, 0, 0>(y, xpad, wt, bias, relu, a);
+    }
+  }
+
+  template <int NQ>
+  static void fwd_flat_cb(int cb, float* y, const float* xpad, const float* wt,
+                          const float* bias, bool relu, const fastconv::cpu::DirectConvArgs& a) {
+    switch (cb) {
+      case 4: fwd_flat_k<NQ, 4>(y, xpad, wt, bias, relu, a); break;
+      case 5: fwd_flat_k<NQ, 5>(y, xpad, wt, bias, relu, a); break;
+      default: fwd_flat_k<NQ, 6>(y, xpad, wt, bias, relu, a); break;
+    }
+  }
+
+  // Useful fraction of the computed lanes: row tiles (R rows x NV vectors) vs flat tiles of NQ.
+  static double row_efficiency(const fastconv::cpu::DirectConvArgs& a, int64_t R, int64_t NV) {
+    const int64_t tw = NV * V::W, rem = a.oh % R;
+    const int64_t rows = a.oh / R * R + (rem == 0 ? 0 : (R >= 4 && rem <= 2) ? 2 : R);
+    return double(a.ow) / double((a.ow + tw - 1) / tw * tw) * double(a.oh) / double(rows);
+  }
+  static double flat_efficiency(const fastconv::cpu::DirectConvArgs& a, int64_t NQ) {
+    const int64_t tq = NQ * V::W, q = a.oh * a.wp;
+    return double(a.oh * a.ow) / double((q + tq - 1) / tq * tq);
+  }
+
+  template <int R, int NV, int CB>
+  static void fwd_k(float* y, const float* xpad, const float* wt, const float* bias, bool relu,
+                    const fastconv::cpu::DirectConvArgs& a) {
+    if (a.kh == 3 && a.kw == 3) {
+      fwd_image<R, NV, CB, 3, 3>(y, xpad, wt, bias, relu, a);
+    } else if (a.kh == 5 && a.kw == 5) {
+      fwd_image<R, NV, CB, 5, 5>(y, xpad, wt, bias, relu, a);
+    } else {
+      fwd_image<R, NV, CB, 0, 0>(y, xpad, wt, bias, relu, a);
+    }
   }
 
   template <int R, int NV>
-  static void fwd_cb(int cb, float* y, const float* xpad, const float* w, const float* bias,
+  static void fwd_cb(int cb, float* y, const float* xpad, const float* wt, const float* bias,
                      bool relu, const fastconv::cpu::DirectConvArgs& a) {
     switch (cb) {
-      case 4: fwd_image<R, NV, 4>(y, xpad, w, bias, relu, a); break;
-      case 5: fwd_image<R, NV, 5>(y, xpad, w, bias, relu, a); break;
-      default: fwd_image<R, NV, 6>(y, xpad, w, bias, relu, a); break;
+      case 4: fwd_k<R, NV, 4>(y, xpad, wt, bias, relu, a); break;
+      case 5: fwd_k<R, NV, 5>(y, xpad, wt, bias, relu, a); break;
+      default: fwd_k<R, NV, 6>(y, xpad, wt, bias, relu, a); break;
     }
   }
 
-  static void fwd(float* y, const float* xpad, const float* w, const float* bias, bool relu,
+  static void fwd(float* y, const float* xpad, const float* wt, const float* bias, bool relu,
                   const fastconv::cpu::DirectConvArgs& a) {
-    const int cb = pick_cb(a.cout);
-    if (a.ow <= V::W) {
-      fwd_cb<R_NARROW, 1>(cb, y, xpad, w, bias, relu, a);
+    const int cb = int(a.cb);
+    const bool narrow = a.ow <= V::W;
+    // Score = useful-lane fraction / load pressure (loads per FMA above 1/2 assumed to slow the
+    // step down proportionally). Flat tiles only when the reduction is long enough to hide their
+    // dearer, row-split stores (not for the C_in = 1 layers).
+    auto pressure = [cb](int64_t vecs) {
+      const double r = 2.0 * double(vecs + cb) / double(vecs * cb);
+      return r > 1.0 ? r : 1.0;
+    };
+    const double row = narrow ? row_efficiency(a, R_NARROW, 1) / pressure(R_NARROW)
+                              : row_efficiency(a, R_WIDE, 2) / pressure(2 * R_WIDE);
+    int best_nq = 0;  // 0: row tiles
+    double best = row * 1.03;
+    if (a.cin * a.kh * a.kw >= 32) {
+      for (int nq = NQ_MAX; nq >= 2; --nq) {
+        const double e = flat_efficiency(a, nq) / pressure(nq);
+        if (e > best) best = e, best_nq = nq;
+      }
+    }
+    if (best_nq == 4 && NQ_MAX >= 4) {
+      fwd_flat_cb<NQ_MAX >= 4 ? 4 : 2>(cb, y, xpad, wt, bias, relu, a);
+    } else if (best_nq == 3 && NQ_MAX >= 3) {
+      fwd_flat_cb<NQ_MAX >= 3 ? 3 : 2>(cb, y, xpad, wt, bias, relu, a);
+    } else if (best_nq == 2) {
+      fwd_flat_cb<2>(cb, y, xpad, wt, bias, relu, a);
+    } else if (narrow) {
+      fwd_cb<R_NARROW, 1>(cb, y, xpad, wt, bias, relu, a);
     } else {
-      fwd_cb<R_WIDE, 2>(cb, y, xpad, w, bias, relu, a);
+      fwd_cb<R_WIDE, 2>(cb, y, xpad, wt, bias, relu, a);
     }
   }
 
@@ -214,6 +370,109 @@ struct DirectConv {
       for (; i < nfull; i += V::W) s0 = V::add(s0, V::loadu(d + i));
       if (nfull < ohw) s1 = V::add(s1, V::load_tail(d + nfull, V::tail(ohw - nfull)));
       V::storeu(dbacc + co * V::W, V::add(s0, s1));
+    }
+  }
+  // --- backward weights, output channels in lanes (large C_in) ---------------------------------
+  // acc[r*coutp + co] += sum over the image's pixels of dyT[p*coutp + co] * x(ci, oy+ky, ox+kx),
+  // r = (ci*kh + ky)*kw + kx. dyT is dy transposed to (oh*ow, coutp), zero past cout (coutp = cout
+  // rounded up to W). Tile = COV vectors of output channels x T consecutive taps of one (ci, ky)
+  // row: per pixel COV dy loads + T broadcasts of the input for COV*T FMAs; the sums are complete
+  // dot products (no per-lane partials), loaded/added/stored once per tile and row block. Rows
+  // are blocked so a block of dyT (rows x ow x COV*W floats) stays in L1 across all taps.
+  template <int COV, int KB, int T>
+  static void bwt_tile(float* acc, const float* dyT, const float* xpad,
+                       const fastconv::cpu::DirectConvArgs& a, int64_t coutp, int64_t co0,
+                       int64_t ci, int64_t ky0, int64_t kx0, int64_t oy0, int64_t oy1) {
+    reg s[COV][KB][T];
+#pragma GCC unroll 4
+    for (int v = 0; v < COV; ++v)
+#pragma GCC unroll 2
+      for (int b = 0; b < KB; ++b)
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) s[v][b][t] = V::zero();
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      const float* xr = xpad + ci * a.plane + (oy + ky0) * a.wp + kx0;
+      const float* dr = dyT + oy * a.ow * coutp + co0;
+      for (int64_t ox = 0; ox < a.ow; ++ox) {
+        reg d[COV];
+#pragma GCC unroll 4
+        for (int v = 0; v < COV; ++v) d[v] = V::loadu(dr + ox * coutp + v * V::W);
+#pragma GCC unroll 2
+        for (int b = 0; b < KB; ++b)
+#pragma GCC unroll 8
+          for (int t = 0; t < T; ++t) {
+            const reg xb = V::set1(xr[b * a.wp + ox + t]);
+#pragma GCC unroll 4
+            for (int v = 0; v < COV; ++v) s[v][b][t] = V::fmadd(d[v], xb, s[v][b][t]);
+          }
+      }
+    }
+#pragma GCC unroll 2
+    for (int b = 0; b < KB; ++b) {
+      const int64_t r0 = (ci * a.kh + ky0 + b) * a.kw + kx0;
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        float* ar = acc + (r0 + t) * coutp + co0;
+#pragma GCC unroll 4
+        for (int v = 0; v < COV; ++v)
+          V::storeu(ar + v * V::W, V::add(V::loadu(ar + v * V::W), s[v][b][t]));
+      }
+    }
+  }
+
+  // Taps per tile: one kernel row of up to 5 taps, or two rows when kw <= 3 (3x3: 6 taps, so
+  // COV*6 FMAs per COV + 6 loads instead of COV*3 per COV + 3).
+  template <int COV, int KB>
+  static void bwt_row(float* acc, const float* dyT, const float* xpad,
+                      const fastconv::cpu::DirectConvArgs& a, int64_t coutp, int64_t co0,
+                      int64_t ci, int64_t ky, int64_t oy0, int64_t oy1) {
+    constexpr int TMAX = 5;
+    for (int64_t kx0 = 0; kx0 < a.kw; kx0 += TMAX) {
+      switch (a.kw - kx0 < TMAX ? a.kw - kx0 : TMAX) {
+        case 1: bwt_tile<COV, KB, 1>(acc, dyT, xpad, a, coutp, co0, ci, ky, kx0, oy0, oy1); break;
+        case 2: bwt_tile<COV, KB, 2>(acc, dyT, xpad, a, coutp, co0, ci, ky, kx0, oy0, oy1); break;
+        case 3: bwt_tile<COV, KB, 3>(acc, dyT, xpad, a, coutp, co0, ci, ky, kx0, oy0, oy1); break;
+        case 4: bwt_tile<COV, 1, 4>(acc, dyT, xpad, a, coutp, co0, ci, ky, kx0, oy0, oy1);
+                if (KB == 2) bwt_tile<COV, 1, 4>(acc, dyT, xpad, a, coutp, co0, ci, ky + 1, kx0, oy0, oy1);
+                break;
+        default: bwt_tile<COV, 1, 5>(acc, dyT, xpad, a, coutp, co0, ci, ky, kx0, oy0, oy1);
+                 if (KB == 2) bwt_tile<COV, 1, 5>(acc, dyT, xpad, a, coutp, co0, ci, ky + 1, kx0, oy0, oy1);
+                 break;
+      }
+    }
+  }
+
+  template <int COV>
+  static void bwt_taps(float* acc, const float* dyT, const float* xpad,
+                       const fastconv::cpu::DirectConvArgs& a, int64_t coutp, int64_t co0,
+                       int64_t oy0, int64_t oy1) {
+    const bool pair = a.kw <= 3;
+    for (int64_t ci = 0; ci < a.cin; ++ci) {
+      int64_t ky = 0;
+      if (pair)
+        for (; ky + 2 <= a.kh; ky += 2) bwt_row<COV, 2>(acc, dyT, xpad, a, coutp, co0, ci, ky, oy0, oy1);
+      for (; ky < a.kh; ++ky) bwt_row<COV, 1>(acc, dyT, xpad, a, coutp, co0, ci, ky, oy0, oy1);
+    }
+  }
+
+  static void bwd_weights_t(float* acc, const float* dyT, const float* xpad,
+                            const fastconv::cpu::DirectConvArgs& a) {
+    const int64_t coutp = (a.cout + V::W - 1) / V::W * V::W, nvec = coutp / V::W;
+    // Row block: dyT block of rb*ow*COV_MAX*W floats <= ~24 KB (L1), at least one row.
+    int64_t rb = (24 * 1024 / 4) / (a.ow * COV_MAX * V::W);
+    if (rb < 1) rb = 1;
+    for (int64_t oy0 = 0; oy0 < a.oh; oy0 += rb) {
+      const int64_t oy1 = oy0 + rb < a.oh ? oy0 + rb : a.oh;
+      for (int64_t v0 = 0; v0 < nvec; v0 += COV_MAX) {
+        const int64_t nv = nvec - v0 < COV_MAX ? nvec - v0 : COV_MAX;
+        const int64_t co0 = v0 * V::W;
+        switch (nv) {
+          case 1: bwt_taps<1>(acc, dyT, xpad, a, coutp, co0, oy0, oy1); break;
+          case 2: bwt_taps<COV_MAX >= 2 ? 2 : 1>(acc, dyT, xpad, a, coutp, co0, oy0, oy1); break;
+          case 3: bwt_taps<COV_MAX >= 3 ? 3 : 1>(acc, dyT, xpad, a, coutp, co0, oy0, oy1); break;
+          default: bwt_taps<COV_MAX>(acc, dyT, xpad, a, coutp, co0, oy0, oy1); break;
+        }
+      }
     }
   }
 };

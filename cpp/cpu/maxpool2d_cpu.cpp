@@ -62,14 +62,24 @@ void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dPara
   });
 }
 
+// Backward: planes are independent, so results do not depend on the thread count. Every pooling
+// layer of NETWORKS.md (2x2, stride 2, no padding: disjoint tiles, H/OH == W/OW == 2) takes the
+// ISA's single-pass tile writer when it has one; a plane whose indices are not all inside their own
+// tiles (other geometry, foreign indices) falls back to zero-fill + scatter-add in output order,
+// which validates every index (ValueError outside [0, H*W)).
 void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x_shape,
                         Shape4 y_shape) {
-  const int64_t HW = x_shape.h * x_shape.w, OHW = y_shape.h * y_shape.w;
+  const int64_t H = x_shape.h, W = x_shape.w, OH = y_shape.h, OW = y_shape.w;
+  const int64_t HW = H * W, OHW = OH * OW;
+  const MaxPool2x2BwdFn tiles = kernels().maxpool2d_bwd_2x2s2;
+  const bool use_tiles = tiles != nullptr && OH > 0 && OW > 0 && H / OH == 2 && W / OW == 2 &&
+                         W < (int64_t(1) << 30);
   parallel_for(x_shape.n * x_shape.c, [&](int64_t begin, int64_t end, int) {
     for (int64_t plane = begin; plane < end; ++plane) {
       float* dxp = dx + plane * HW;
       const float* dyp = dy + plane * OHW;
       const int64_t* ip = idx + plane * OHW;
+      if (use_tiles && tiles(dxp, dyp, ip, H, W, OH, OW)) continue;
       std::fill(dxp, dxp + HW, 0.0f);
       for (int64_t o = 0; o < OHW; ++o) {
         const int64_t i = ip[o];

@@ -9,6 +9,27 @@
 // Packing copies A into MR-row slivers and B into NR-column slivers (zero-padded at the edges),
 // so the micro-kernel always runs full tiles; partial tiles go through a small local buffer.
 
+// Grow-only float buffer, file-local to the including ISA TU (see sgemm's packing buffers).
+// new[] throws std::bad_alloc on failure (MemoryError in Python).
+struct PackBuffer {
+  float* p = nullptr;
+  std::size_t n = 0;
+  PackBuffer() = default;
+  PackBuffer(const PackBuffer&) = delete;
+  PackBuffer& operator=(const PackBuffer&) = delete;
+  ~PackBuffer() { delete[] p; }
+  float* get(std::size_t want) {
+    if (n < want) {
+      delete[] p;
+      p = nullptr;
+      n = 0;
+      p = new float[want];
+      n = want;
+    }
+    return p;
+  }
+};
+
 template <class UK>
 struct BlockedSgemm {
   static void pack_a(const fastconv::cpu::GemmArgs& g, int64_t i0, int64_t mc, int64_t p0,
@@ -80,12 +101,13 @@ struct BlockedSgemm {
       if (has_epilogue) epilogue(g, 0, g.m, 0, g.n);
       return;
     }
-    // Thread-local packing buffers: grown once, reused by every later call on this thread.
-    thread_local std::vector<float> pa_buf, pb_buf;
-    if (pa_buf.size() < std::size_t(UK::MC * UK::KC)) pa_buf.resize(UK::MC * UK::KC);
-    if (pb_buf.size() < std::size_t(UK::KC * UK::NC)) pb_buf.resize(UK::KC * UK::NC);
-    float* pa = pa_buf.data();
-    float* pb = pb_buf.data();
+    // Thread-local packing buffers: grown once, reused by every later call on this thread. A
+    // file-local type, not std::vector: a std template instantiated here would be emitted as a
+    // weak symbol compiled with this TU's ISA flags and could be the copy the linker keeps for
+    // the baseline code (SIGILL on an older CPU).
+    thread_local PackBuffer pa_buf, pb_buf;
+    float* pa = pa_buf.get(std::size_t(UK::MC * UK::KC));
+    float* pb = pb_buf.get(std::size_t(UK::KC * UK::NC));
     alignas(64) float tile[UK::MR * UK::NR];
 
     for (int64_t jc = 0; jc < g.n; jc += UK::NC) {

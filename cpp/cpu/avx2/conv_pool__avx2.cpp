@@ -1,6 +1,7 @@
-// conv_pool__avx2.cpp — the avx2 direct convolution (small C_in) and max-pool 2x2/2 kernels:
+// conv_pool__avx2.cpp — the avx2 direct convolution (fwd / bwd_data, both bwd_weights kernels) and
+// max-pool 2x2/2 kernels:
 // ../conv2d_direct.inl and ../maxpool2d_simd.inl instantiated over simd__avx2.h. Compiled with
-// -mavx2 -mfma only; everything except the three exported entry points is file-local.
+// -mavx2 -mfma only; everything except the exported `__avx2` entry points is file-local.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -14,7 +15,7 @@ namespace {
 
 // Tiles: forward R = 1 rows x 2 vectors (or 2 rows x 1 vector when OW fits one) x 4..6
 // channels; backward-weights 2 channels x up to 5 taps (register budget of the ISA).
-using Direct = DirectConv<VecAvx2, 1, 2, 2>;
+using Direct = DirectConv<VecAvx2, 1, 2, 2, 2, 2>;
 }  // namespace
 
 namespace fastconv {
@@ -33,6 +34,11 @@ void conv2d_bwd_weights_direct__avx2(float* acc, float* dbacc, const float* dy,
 void maxpool2d_fwd_2x2s2__avx2(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
                                int64_t OH, int64_t OW, int64_t planes) {
   maxpool2d_fwd_2x2s2<VecAvx2>(y, idx, x, H, W, OH, OW, planes);
+}
+
+void conv2d_bwd_weights_direct_t__avx2(float* acc, const float* dyT, const float* xpad,
+                                   const DirectConvArgs& a) {
+  Direct::bwd_weights_t(acc, dyT, xpad, a);
 }
 
 }  // namespace cpu

@@ -18,6 +18,9 @@ struct VecAvx2 {
                                                   0,  0,  0,  0,  0,  0,  0,  0};
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
   }
+  static tmask range(int64_t l0, int64_t l1) {  // lanes [l0, l1), 0 <= l0 <= l1 <= 8
+    return _mm256_andnot_si256(tail(l0), tail(l1));
+  }
   static reg load_tail(const float* p, tmask m) { return _mm256_maskload_ps(p, m); }
   static void store_tail(float* p, reg v, tmask m) { _mm256_maskstore_ps(p, m, v); }
   static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }

@@ -1,9 +1,11 @@
-// conv_pool__avx512.cpp — the avx512 direct convolution (small C_in) and max-pool 2x2/2 kernels:
+// conv_pool__avx512.cpp — the avx512 direct convolution (fwd / bwd_data, both bwd_weights kernels) and
+// max-pool 2x2/2 kernels:
 // ../conv2d_direct.inl and ../maxpool2d_simd.inl instantiated over simd__avx512.h. Compiled with
-// -mavx512f -mavx2 -mfma only; everything except the three exported entry points is file-local.
+// -mavx512f -mavx2 -mfma only; everything except the exported `__avx512` entry points is file-local.
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "fastconv/cpu_kernels.h"
 
@@ -14,7 +16,58 @@ namespace {
 
 // Tiles: forward R = 2 rows x 2 vectors (or 4 rows x 1 vector when OW fits one) x 4..6
 // channels; backward-weights 4 channels x up to 5 taps (register budget of the ISA).
-using Direct = DirectConv<VecAvx512, 2, 4, 4>;
+using Direct = DirectConv<VecAvx512, 2, 4, 4, 4, 4>;
+
+// Max-pool 2x2/2 backward, one plane, 16 outputs per step: d = idx - (tile corner) narrowed to
+// int32 with saturation (a far-off index can never alias 0, 1, W or W+1), four compares give the
+// winner's cell, the even/odd columns are re-interleaved and both input rows stored in one pass.
+bool pool_bwd_2x2(float* dx, const float* dy, const int64_t* idx, int64_t H, int64_t W,
+                  int64_t OH, int64_t OW) {
+  const __m512i lane2 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i ihi =
+      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_set1_epi32(1);
+  const __m512i cw = _mm512_set1_epi32(int32_t(W)), cw1 = _mm512_set1_epi32(int32_t(W + 1));
+  for (int64_t oy = 0; oy < OH; ++oy) {
+    float* r0 = dx + 2 * oy * W;
+    float* r1 = r0 + W;
+    const int64_t* ir = idx + oy * OW;
+    const float* gr = dy + oy * OW;
+    for (int64_t ox0 = 0; ox0 < OW; ox0 += 16) {
+      const int64_t n = OW - ox0 < 16 ? OW - ox0 : 16;
+      const __mmask16 m = __mmask16((1u << unsigned(n)) - 1u);
+      const __m512i blo = _mm512_add_epi64(_mm512_set1_epi64(2 * oy * W + 2 * ox0), lane2);
+      const __m512i bhi = _mm512_add_epi64(blo, _mm512_set1_epi64(16));
+      const __m512i dlo = _mm512_sub_epi64(_mm512_maskz_loadu_epi64(__mmask8(m), ir + ox0), blo);
+      const __m512i dhi =
+          _mm512_sub_epi64(_mm512_maskz_loadu_epi64(__mmask8(m >> 8), ir + ox0 + 8), bhi);
+      const __m512i d = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtsepi64_epi32(dlo)),
+                                           _mm512_cvtsepi64_epi32(dhi), 1);
+      const __mmask16 k0 = _mm512_cmpeq_epi32_mask(d, c0), k1 = _mm512_cmpeq_epi32_mask(d, c1);
+      const __mmask16 kw = _mm512_cmpeq_epi32_mask(d, cw), kw1 = _mm512_cmpeq_epi32_mask(d, cw1);
+      if (__mmask16((k0 | k1 | kw | kw1) & m) != m) return false;
+      const __m512 g = _mm512_maskz_loadu_ps(m, gr + ox0);
+      const __m512 e0 = _mm512_maskz_mov_ps(k0, g), o0 = _mm512_maskz_mov_ps(k1, g);
+      const __m512 e1 = _mm512_maskz_mov_ps(kw, g), o1 = _mm512_maskz_mov_ps(kw1, g);
+      const int64_t n2 = 2 * n;
+      const __mmask16 ma = __mmask16(n2 >= 16 ? 0xFFFFu : (1u << unsigned(n2)) - 1u);
+      const __mmask16 mb = __mmask16(n2 > 16 ? (1u << unsigned(n2 - 16)) - 1u : 0u);
+      float* p0 = r0 + 2 * ox0;
+      float* p1 = r1 + 2 * ox0;
+      _mm512_mask_storeu_ps(p0, ma, _mm512_permutex2var_ps(e0, ilo, o0));
+      _mm512_mask_storeu_ps(p0 + 16, mb, _mm512_permutex2var_ps(e0, ihi, o0));
+      _mm512_mask_storeu_ps(p1, ma, _mm512_permutex2var_ps(e1, ilo, o1));
+      _mm512_mask_storeu_ps(p1 + 16, mb, _mm512_permutex2var_ps(e1, ihi, o1));
+    }
+    if (2 * OW < W) {
+      std::memset(r0 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
+      std::memset(r1 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
+    }
+  }
+  if (2 * OH < H) std::memset(dx + 2 * OH * W, 0, size_t((H - 2 * OH) * W) * sizeof(float));
+  return true;
+}
 }  // namespace
 
 namespace fastconv {
@@ -33,6 +86,16 @@ void conv2d_bwd_weights_direct__avx512(float* acc, float* dbacc, const float* dy
 void maxpool2d_fwd_2x2s2__avx512(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
                                int64_t OH, int64_t OW, int64_t planes) {
   maxpool2d_fwd_2x2s2<VecAvx512>(y, idx, x, H, W, OH, OW, planes);
+}
+
+bool maxpool2d_bwd_2x2s2__avx512(float* dx, const float* dy, const int64_t* idx, int64_t H,
+                                 int64_t W, int64_t OH, int64_t OW) {
+  return pool_bwd_2x2(dx, dy, idx, H, W, OH, OW);
+}
+
+void conv2d_bwd_weights_direct_t__avx512(float* acc, const float* dyT, const float* xpad,
+                                   const DirectConvArgs& a) {
+  Direct::bwd_weights_t(acc, dyT, xpad, a);
 }
 
 }  // namespace cpu

@@ -3,7 +3,7 @@
 // file-local and compiled with -mavx512f, so no other ISA's code can link against it.
 // Interface shared with simd__avx2.h (the .inl kernels are written against it):
 //   reg / tmask (tail mask) / pmask (lane predicate), W (lanes)
-//   zero, set1, loadu, storeu, tail(n), load_tail, store_tail, fmadd, add, relu, hsum
+//   zero, set1, loadu, storeu, tail(n), range(l0, l1), load_tail, store_tail, fmadd, add, relu, hsum
 //   take_right(r, l): lanes where r beats l under the max-pool rule (r > l, or r NaN and l not)
 //   blend(m, a, b): m ? b : a;  deinterleave(a, b, even, odd): split 2W consecutive floats
 //   store_idx(dst, n, base, step, off): dst[j] = base + j*step + int(off[j]) for j < n (int64)
@@ -20,6 +20,9 @@ struct VecAvx512 {
   static reg loadu(const float* p) { return _mm512_loadu_ps(p); }
   static void storeu(float* p, reg v) { _mm512_storeu_ps(p, v); }
   static tmask tail(int64_t n) { return tmask((1u << unsigned(n)) - 1u); }  // n in [0, 16]
+  static tmask range(int64_t l0, int64_t l1) {  // lanes [l0, l1), 0 <= l0 <= l1 <= 16
+    return tmask(((1u << unsigned(l1)) - 1u) & ~((1u << unsigned(l0)) - 1u));
+  }
   static reg load_tail(const float* p, tmask m) { return _mm512_maskz_loadu_ps(m, p); }
   static void store_tail(float* p, reg v, tmask m) { _mm512_mask_storeu_ps(p, m, v); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }

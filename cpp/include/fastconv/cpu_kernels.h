@@ -49,6 +49,14 @@ using PackedSgemmFn = void (*)(const PackedGemmArgs&);
 using MaxPool2x2Fn = void (*)(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
                               int64_t OH, int64_t OW, int64_t planes);
 
+// Max-pool backward for ONE plane whose windows are the disjoint 2x2 tiles (H/OH == W/OW == 2,
+// W < 2^30): dx (H, W) <- dy (OH, OW) written in one pass, the winner idx[o] of each tile gets
+// dy[o], every other cell (also the floor-mode remainder row/column) +0. Returns false, with dx
+// partly written, if some idx[o] is not inside its own tile; the caller then runs the general
+// (validating) scatter on the plane.
+using MaxPool2x2BwdFn = bool (*)(float* dx, const float* dy, const int64_t* idx, int64_t H,
+                                 int64_t W, int64_t OH, int64_t OW);
+
 // Direct (no im2col) convolution of ONE image, stride 1, dilation 1, groups 1, for small C_in.
 // The input arrives zero-padded: C_in planes of `hp` rows x `wp` columns (wp = W + pad_l + pad_r),
 // followed by kDirectSlackRows * wp + kDirectSlack readable floats (zeros) past the last plane.
@@ -57,8 +65,13 @@ struct DirectConvArgs {
   int64_t hp, wp;  // padded input plane (rows, row pitch)
   int64_t plane;   // floats between consecutive padded input planes (hp * wp)
   int64_t oh, ow;  // output plane (= hp - kh + 1, wp - kw + 1)
+  int64_t cb;      // fwd only: output-channel block of the packed weights (4, 5 or 6)
 };
-// y (cout, oh, ow) = conv(xpad, w (cout, cin, kh, kw)) [+ bias] [ReLU].
+// y (cout, oh, ow) = conv(xpad, w) [+ bias] [ReLU], with the weights packed by the caller in
+// blocks of cb output channels: wt[((co/cb)*cin*kh*kw + (ci*kh + ky)*kw + kx)*cb + co%cb]
+// (channels past cout zero; the driver picks cb in {4, 5, 6}, see conv2d_cpu.cpp). The driver uses
+// the same kernel for bwd_data of a stride-1 conv (dy padded by k-1-pad, flipped and in/out
+// transposed weights).
 using DirectFwdFn = void (*)(float* y, const float* xpad, const float* w, const float* bias,
                              bool relu, const DirectConvArgs& a);
 // acc (cout, cin*kh*kw, lanes) += per-lane partial sums of dy (cout, oh, ow) x patches of xpad;
@@ -66,6 +79,12 @@ using DirectFwdFn = void (*)(float* y, const float* xpad, const float* w, const 
 // once, feeds every image of its chunk, then sums the lanes in a fixed order.
 using DirectBwdWeightsFn = void (*)(float* acc, float* dbacc, const float* dy, const float* xpad,
                                     const DirectConvArgs& a);
+
+// Large-C_in bwd_weights of ONE image, output channels in lanes: acc (cin*kh*kw, coutp) += dW^T,
+// coutp = cout rounded up to direct_lanes; dyT is the image's dy transposed to (oh*ow, coutp)
+// with zeros past cout. Full dot products per element: the caller sums the per-thread parts.
+using DirectBwdWeightsTFn = void (*)(float* acc, const float* dyT, const float* xpad,
+                                     const DirectConvArgs& a);
 
 struct KernelTable {
   const char* isa;  // "portable", "avx2", "avx512"
@@ -76,6 +95,8 @@ struct KernelTable {
   DirectFwdFn conv2d_fwd_direct;                    // nullptr: im2col + GEMM only
   DirectBwdWeightsFn conv2d_bwd_weights_direct;     // nullptr: im2col + GEMM only
   int direct_lanes;                                 // lanes of the direct kernels' partial sums
+  MaxPool2x2BwdFn maxpool2d_bwd_2x2s2;              // nullptr: zero-fill + scatter
+  DirectBwdWeightsTFn conv2d_bwd_weights_direct_t;  // nullptr: im2col + GEMM for large C_in
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -100,6 +121,12 @@ void conv2d_bwd_weights_direct__avx512(float* acc, float* dbacc, const float* dy
                                        const float* xpad, const DirectConvArgs& a);
 void maxpool2d_fwd_2x2s2__avx512(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
                                  int64_t OH, int64_t OW, int64_t planes);
+void conv2d_bwd_weights_direct_t__avx2(float* acc, const float* dyT, const float* xpad,
+                                       const DirectConvArgs& a);
+void conv2d_bwd_weights_direct_t__avx512(float* acc, const float* dyT, const float* xpad,
+                                         const DirectConvArgs& a);
+bool maxpool2d_bwd_2x2s2__avx512(float* dx, const float* dy, const int64_t* idx, int64_t H,
+                                 int64_t W, int64_t OH, int64_t OW);
 
 // cpu_dispatch.cpp: the table in use (FASTCONV_CPU_ISA or the best the CPU supports).
 const KernelTable& kernels();
