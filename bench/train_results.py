@@ -91,7 +91,13 @@ def report(args):
         "Measured with `python bench/train_results.py run ...` then `python bench/train_results.py report`,",
         "which wrote this file from results/train/*/seed*/metrics.json. Test accuracy is on the full test",
         'set (10,000 images); "ours" is the mean (± standard deviation) over the runs; s/epoch is the',
-        "training pass alone on this machine (2 shared cores, fastconv's CPU kernels, float32).",
+        "training pass alone on this machine (2 cores, fastconv's CPU kernels, float32).",
+        "",
+        "s/epoch is indicative only: the runs were made while kernel work and benchmarks shared the",
+        "2 cores, most with one kernel thread (`x1` in the per-run list), and some with the kernels of",
+        "an earlier commit. Clean, same-process timings against PyTorch are in",
+        "[BENCHMARKS.md](BENCHMARKS.md). The study behind section A averaged 10 runs of 30 epochs;",
+        "where we ran fewer runs or epochs the table says so.",
         "",
         "| network | data | published | ours | Δ (points) | epochs | batch | runs | s/epoch | command |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -138,6 +144,9 @@ def report(args):
             "",
             "![cnn1 loss and accuracy per epoch](cnn1_curves.png)",
         ]
+    notes = ROOT / "docs" / "results_notes.md"
+    if notes.exists():  # hand-written reading of the table, kept across regenerations
+        lines += ["", notes.read_text().rstrip()]
     out = ROOT / "docs" / "RESULTS.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
