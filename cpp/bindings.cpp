@@ -15,6 +15,7 @@
 #include "fastconv/error.h"
 #include "fastconv/ops.h"
 #include "fastconv/params.h"
+#include "bindings_args.h"
 #include "fastconv/parallel.h"
 
 namespace py = pybind11;
@@ -22,8 +23,6 @@ using namespace fastconv;
 
 using FloatArray = py::array_t<float, py::array::c_style>;
 using IndexArray = py::array_t<int64_t, py::array::c_style>;
-using Pair2 = std::tuple<int64_t, int64_t>;
-using Shape4T = std::tuple<int64_t, int64_t, int64_t, int64_t>;
 
 #ifdef FASTCONV_WITH_CUDA
 void register_cuda_bindings(py::module_& m);  // bindings_cuda.cpp
@@ -31,24 +30,19 @@ void register_cuda_bindings(py::module_& m);  // bindings_cuda.cpp
 
 namespace {
 
+using bind::Pair2;
+using bind::Shape4T;
+using bind::pair_of;
+using bind::padding_of;
+using bind::shape_of;
+
 Shape4 shape_of(const py::array& a, const char* name) {
   FC_CHECK(a.ndim() == 4, name, " must be 4-D (N, C, H, W), got ", a.ndim(), " dimensions");
   return {a.shape(0), a.shape(1), a.shape(2), a.shape(3)};
 }
-Shape4 shape_of(const Shape4T& s) { return {std::get<0>(s), std::get<1>(s), std::get<2>(s), std::get<3>(s)}; }
-Pair pair_of(const Pair2& p) { return {std::get<0>(p), std::get<1>(p)}; }
 bool same(Shape4 a, Shape4 b) { return a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w; }
 std::string str(Shape4 s) { return str_cat("(", s.n, ", ", s.c, ", ", s.h, ", ", s.w, ")"); }
 
-PaddingSpec padding_of(const std::string& mode, const Pair2& pad) {
-  PaddingSpec s;
-  if (mode == "valid") s.mode = PadMode::Valid;
-  else if (mode == "same") s.mode = PadMode::Same;
-  else if (mode == "explicit") s.mode = PadMode::Explicit;
-  else throw ValueError(str_cat("padding must be an int, an (h, w) pair, 'valid' or 'same', got '", mode, "'"));
-  s.pad = pair_of(pad);
-  return s;
-}
 
 FloatArray new_array(Shape4 s) { return FloatArray({s.n, s.c, s.h, s.w}); }
 

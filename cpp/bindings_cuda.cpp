@@ -18,31 +18,23 @@
 #include "fastconv/error.h"
 #include "fastconv/ops_cuda.h"
 #include "fastconv/params.h"
+#include "bindings_args.h"
 
 namespace py = pybind11;
 using namespace fastconv;
 
 namespace {
 
-using Pair2 = std::tuple<int64_t, int64_t>;
-using Shape4T = std::tuple<int64_t, int64_t, int64_t, int64_t>;
+using bind::Pair2;
+using bind::Shape4T;
+using bind::pair_of;
+using bind::padding_of;
+using bind::shape_of;
+
 using PoolGeomT = std::tuple<Pair2, Pair2, std::string, Pair2>;  // kernel, stride, mode, padding
 
-Shape4 shape_of(const Shape4T& s) {
-  return {std::get<0>(s), std::get<1>(s), std::get<2>(s), std::get<3>(s)};
-}
 Shape4T tuple_of(Shape4 s) { return {s.n, s.c, s.h, s.w}; }
-Pair pair_of(const Pair2& p) { return {std::get<0>(p), std::get<1>(p)}; }
 
-PaddingSpec padding_of(const std::string& mode, const Pair2& pad) {
-  PaddingSpec s;
-  if (mode == "valid") s.mode = PadMode::Valid;
-  else if (mode == "same") s.mode = PadMode::Same;
-  else if (mode == "explicit") s.mode = PadMode::Explicit;
-  else throw ValueError(str_cat("padding must be an int, an (h, w) pair, 'valid' or 'same', got '", mode, "'"));
-  s.pad = pair_of(pad);
-  return s;
-}
 
 Conv2dParams conv_params(const Shape4T& x, const Shape4T& w, const Pair2& stride,
                          const std::string& mode, const Pair2& pad, const Pair2& dilation,
