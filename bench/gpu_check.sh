@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One pass over everything that needs a GPU, for a lent machine whose image already holds CuPy,
+# PyTorch (CUDA) and pytest: build with CUDA forced on, run the GPU tests, compute-sanitizer,
+# the cuDNN benchmark and (optionally) cnn1's full training. Logs and JSON go to $OUT (default
+# ./gpu_out). Steps are chosen by name: bench/gpu_check.sh build tests sanitize bench train
+#   FASTCONV_DATA   folder with mnist/ (for the train step and the data tests)
+#   CUDAARCHS       architectures to build (default 90-real: only the GPU at hand, quick build)
+set -uo pipefail
+OUT=${OUT:-gpu_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 FASTCONV_CUDA=ON CUDAARCHS=${CUDAARCHS:-90-real}
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+PY=${PY:-python3}
+steps=${*:-build tests sanitize bench train}
+
+step() { echo "=== $1 ($(date +%T))"; }
+
+for s in $steps; do
+  case $s in
+  build)
+    step build
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+    $PY -c "import torch, cupy; print('torch', torch.__version__, 'cupy', cupy.__version__)" | tee -a "$OUT/gpu.txt"
+    $PY -m pip install -q --no-build-isolation --no-deps . >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+    (cd /tmp && $PY -c "import fastconv, json; print(json.dumps(fastconv.info(), default=str))") | tee -a "$OUT/gpu.txt"
+    ;;
+  tests)
+    step tests
+    timeout ${TESTS_TIMEOUT:-240} $PY -m pytest -q -p no:cacheprovider -m "gpu and not slow" \
+      tests/test_cuda.py tests/test_nn_cuda.py tests/test_maxpool2d.py tests/test_cuda_build.py \
+      2>&1 | tee "$OUT/tests.log" | tail -60
+    ;;
+  slow)
+    step slow
+    timeout ${SLOW_TIMEOUT:-150} $PY -m pytest -q -p no:cacheprovider -m "gpu and slow" tests/test_cuda.py \
+      2>&1 | tee "$OUT/slow.log" | tail -30
+    ;;
+  sanitize)
+    step sanitize
+    timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool memcheck --error-exitcode 99 \
+      $PY -m pytest -q -p no:cacheprovider -x tests/test_cuda.py -m "gpu and not slow" -k "not cudnn" \
+      >"$OUT/sanitize.log" 2>&1
+    echo "compute-sanitizer exit: $?"; grep -E "ERROR SUMMARY|passed|failed" "$OUT/sanitize.log" | tail -5
+    ;;
+  bench)
+    step bench
+    timeout ${BENCH_TIMEOUT:-150} $PY bench/conv_cuda.py --json "$OUT/conv_cuda.json" --tf32 2>&1 | tee "$OUT/bench.log" | tail -50
+    ;;
+  train)
+    step train
+    timeout ${TRAIN_TIMEOUT:-200} $PY -m fastconv train cnn1 --device cuda --quiet --out "$OUT/train_cnn1" 2>&1 \
+      | tee "$OUT/train.log" | tail -40
+    ;;
+  *) echo "unknown step $s"; exit 2 ;;
+  esac
+done
