@@ -1,9 +1,11 @@
 """Write the measured tables into docs/BENCHMARKS.md (between its <!-- results --> markers).
 
     python bench/report_md.py                 # reads bench/results/{cpu_latest,cpu_latest_1t,train_latest}.json
+                                              # and bench/results/conv_cuda*.json (GPU section)
 
-Every number in the generated section comes from those JSON files, written by bench/conv_cpu.py and
-bench/train_epoch.py; nothing is typed by hand.
+Every number in the generated sections comes from those JSON files, written by bench/conv_cpu.py,
+bench/train_epoch.py and bench/conv_cuda.py (one GPU table per conv_cuda*.json, between the
+<!-- gpu-results --> markers); nothing is typed by hand.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+GPU_BEGIN, GPU_END = "<!-- gpu-results:begin -->", "<!-- gpu-results:end -->"
+GPU_HEADING = "## GPU (CUDA) vs cuDNN"
 
 
 def _load(name):
@@ -95,6 +99,75 @@ def _train_table(data):
     return "\n".join(rows)
 
 
+def _gpu_shape(r):
+    x = ",".join(map(str, r["x"]))
+    if r["op"] == "conv2d":
+        w, st = r["w"], r["stride"]
+        pad = r["padding"] if isinstance(r["padding"], (int, str)) else r["padding"][0]
+        return f"({x})→{w[0]} k{w[2]}" + (f" s{st[0]}" if st[0] != 1 else "") + (
+            f" {pad}" if isinstance(pad, str) else f" p{pad}")
+    return f"({x}) {r['kernel'][0]}×{r['kernel'][1]}/{r['stride'][0]}"
+
+
+def _gpu_table(data):
+    """One row per (layer, pass): the FP32 comparison, with the TF32 cuDNN time (peer cudnn-tf32) beside it."""
+    rows = data["rows"]
+    tf32 = {(r["shape"], r["pass"]): r for r in rows if r.get("peer") == "cudnn-tf32"}
+    out = [
+        "| layer | pass | fastconv ms | cuDNN ms | cuDNN TF32 ms | fastconv TFLOP/s or GB/s | "
+        "ratio fastconv / cuDNN time | floor µs | rel. err |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r.get("peer") == "cudnn-tf32":
+            continue
+        pool = r["op"] != "conv2d"
+        tf = tf32.get((r["shape"], r["pass"]))
+        speed = f"{r['fastconv_gbs']:.0f} GB/s" if pool else f"{r['fastconv_tflops']:.2f}"
+        err = "" if pool else f"{r['rel_err_vs_cudnn']:.1e}"
+        floor = "" if r.get("floor_ms") is None else f"{r['floor_ms'] * 1e3:.3g}"
+        tf_ms = f"{tf['cudnn_ms']:.3g}" if tf else "–"
+        out.append(
+            f"| {r['shape']} {_gpu_shape(r)} | {'pool ' if pool else ''}{r['pass']} | {r['fastconv_ms']:.3g} | "
+            f"{r['cudnn_ms']:.3g}{' †' if pool else ''} | {tf_ms} | {speed} | "
+            f"{r['ratio']:.2f} | {floor} | {err} |"
+        )
+    return "\n".join(out)
+
+
+def _gpu_parts(files):
+    parts = [GPU_BEGIN, ""]
+    for path in files:
+        data = json.loads(path.read_text())
+        meta = data["meta"]
+        gpu = meta.get("fastconv_cuda_device") or meta.get("gpu") or "unknown GPU"
+        parts += [
+            f"### {meta.get('gpu', gpu)}",
+            "",
+            f"GPU: {gpu}; fastconv {meta.get('fastconv', '?')}, PyTorch {meta.get('torch', '?')}, "
+            f"cuDNN {meta.get('cudnn', '?')}, Python {meta.get('python', '?')}; median of {meta.get('reps', '?')} "
+            f"calls after {meta.get('warmup', '?')} warm-up calls (`bench/results/{path.name}`).",
+            "",
+            _gpu_table(data),
+            "",
+            "ratio = fastconv time / cuDNN FP32 time (> 1: fastconv slower — the inverse of the CPU tables' "
+            "ratio). cuDNN TF32 ms: the same cuDNN call with TF32 tensor cores allowed, lower precision, "
+            "for reference only; fastconv has no TF32 mode. † pool rows: the peer is PyTorch's own CUDA "
+            "max-pool kernel (with indices), not cuDNN. floor: max(FLOPs / FP32 peak, minimum bytes / HBM "
+            "bandwidth), datasheet peaks (`PEAKS` in bench/conv_cuda.py, CUDA.md). rel. err: ‖fastconv − cuDNN‖ / ‖cuDNN‖.",
+            "",
+        ]
+    parts.append(GPU_END)
+    return parts
+
+
+def _splice(text, begin, end, parts, heading=None):
+    body = "\n".join(parts)
+    if begin in text:
+        return text[: text.index(begin)] + body + text[text.index(end) + len(end):]
+    return text.rstrip("\n") + "\n\n" + (f"{heading}\n\n" if heading else "") + body + "\n"
+
+
 def main():
     two, one, train = _load("cpu_latest.json"), _load("cpu_latest_1t.json"), _load("train_latest.json")
     meta = two["meta"]
@@ -118,11 +191,10 @@ def main():
     if train:
         parts += ["### One training epoch on MNIST (60,000 images)", "", _train_table(train), ""]
     parts.append(END)
-    text = DOC.read_text()
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + "\n".join(parts) + text[text.index(END) + len(END):]
-    else:
-        text += "\n" + "\n".join(parts) + "\n"
+    text = _splice(DOC.read_text(), BEGIN, END, parts)
+    gpu_files = sorted(RESULTS.glob("conv_cuda*.json"))
+    if gpu_files:
+        text = _splice(text, GPU_BEGIN, GPU_END, _gpu_parts(gpu_files), GPU_HEADING)
     DOC.write_text(text)
     print(f"wrote {DOC}")
 

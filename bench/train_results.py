@@ -2,12 +2,14 @@
 
     python bench/train_results.py run cnn1 --runs 3            # -> results/train/cnn1/seed{0,1,2}/metrics.json
     python bench/train_results.py run all --runs 1 --epochs 10 # every table network, shorter schedule
+    python bench/train_results.py run cnn1 --device cuda       # -> results/train/cnn1_cuda/seed0 (GPU)
     python bench/train_results.py report                       # -> docs/RESULTS.md (+ docs/cnn1_curves.png)
 
 `run` calls `python -m fastconv train MODEL --seed S --out DIR` once per (model, seed), one after the
 other (the machine is shared: run it niced), and skips runs whose metrics.json already exists for the same number of epochs.
 `report` reads every metrics.json under results/train and tabulates published vs measured test
 accuracy (mean ± std over runs), epochs, batch size, runs, seconds per epoch and the command.
+Runs with "device" other than "cpu" in metrics.json (the `*_cuda` folders) get their own table.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def run(args):
         seed0 = models.DEFAULTS[name]["seed"] or 0
         for r in range(args.runs):
             seed = seed0 + r
-            out = RESULTS / name / f"seed{seed}"
+            out = RESULTS / (name if args.device == "cpu" else f"{name}_{args.device}") / f"seed{seed}"
             epochs = args.epochs or models.DEFAULTS[name]["epochs"]
             done = out / "metrics.json"
             if (
@@ -71,27 +73,81 @@ def run(args):
             ]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
+            if args.device != "cpu":
+                cmd += ["--device", args.device]
             print("+", " ".join(cmd[1:]), flush=True)
             subprocess.run(cmd, check=True)
 
 
 def _load():
-    runs = {}
+    """CPU runs and GPU runs, each as {model: [metrics, ...]}."""
+    cpu, gpu = {}, {}
     for p in sorted(RESULTS.glob("*/seed*/metrics.json")):
         m = json.loads(p.read_text())
-        runs.setdefault(m["model"], []).append(m)
-    return runs
+        (cpu if m.get("device", "cpu") == "cpu" else gpu).setdefault(m["model"], []).append(m)
+    return cpu, gpu
+
+
+def _command(m):
+    cmd = (m["command"] or "").replace(f"--seed {m['seed']}", "--seed S").split(" --out")[0]
+    cmd = cmd.replace(" --quiet", "")
+    dev = m.get("device", "cpu")
+    return cmd if dev == "cpu" or f"--device {dev}" in cmd else f"{cmd} --device {dev}"
+
+
+def _run_line(name, m):
+    va = m["history"].get("val_accuracy")
+    best = "" if not va else f"; best val {max(va) * 100:.2f}% at epoch {int(np.argmax(va)) + 1}"
+    where = (
+        f"CPU {m['fastconv'].get('cpu_isa')} x{m['fastconv'].get('num_threads')}"
+        if m.get("device", "cpu") == "cpu"
+        else f"GPU {m.get('gpu') or m['fastconv'].get('cuda_device')}"
+    )
+    return (
+        f"- `{name}` seed {m['seed']}: test {m['test_accuracy'] * 100:.2f}% after "
+        f"{m['epochs']} epochs{best}; {m['seconds_per_epoch']:.1f} s/epoch "
+        f"({np.mean(m['images_per_second']):,.0f} img/s), {where}"
+    )
+
+
+def _gpu_section(gpu):
+    lines = [
+        "",
+        "## On the GPU",
+        "",
+        "The same schedule with `--device cuda` (results/train/*_cuda/): conv and max-pool on fastconv's",
+        "CUDA kernels, the rest (Dense, activations, loss, Adam) as CuPy kernels, float32 (no TF32).",
+        "s/epoch is the mean over the epochs, the range in brackets; one run per line.",
+        "",
+        "| network | GPU | published | ours | Δ (points) | epochs | batch | s/epoch (min–max) | img/s | command |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, ms in sorted(gpu.items()):
+        for m in ms:
+            acc, pub = m["test_accuracy"] * 100, m["published_accuracy"]
+            es = m["epoch_seconds"]
+            lines.append(
+                f"| `{name}` | {m.get('gpu') or m['fastconv'].get('cuda_device')} | "
+                f"{'-' if pub is None else f'{pub * 100:.2f}%'} | {acc:.2f}% | "
+                f"{'' if pub is None else f'{acc - pub * 100:+.2f}'} | {m['epochs']} | {m['batch_size']} | "
+                f"{m['seconds_per_epoch']:.1f} ({min(es):.1f}–{max(es):.1f}) | "
+                f"{np.mean(m['images_per_second']):,.0f} | `{_command(m)}` |"
+            )
+    lines += ["", "Per-run figures:", ""]
+    lines += [_run_line(name, m) for name, ms in sorted(gpu.items()) for m in ms]
+    return lines
 
 
 def report(args):
-    runs = _load()
+    runs, gpu = _load()
     lines = [
         "# Reproduction of the published accuracies (NETWORKS.md)",
         "",
         "Measured with `python bench/train_results.py run ...` then `python bench/train_results.py report`,",
         "which wrote this file from results/train/*/seed*/metrics.json. Test accuracy is on the full test",
         'set (10,000 images); "ours" is the mean (± standard deviation) over the runs; s/epoch is the',
-        "training pass alone on this machine (2 cores, fastconv's CPU kernels, float32).",
+        "training pass alone on this machine (2 cores, fastconv's CPU kernels, float32). GPU runs:",
+        "[On the GPU](#on-the-gpu).",
         "",
         "s/epoch is indicative only: the runs were made while kernel work and benchmarks shared the",
         "2 cores, most with one kernel thread (`x1` in the per-run list), and some with the kernels of",
@@ -114,27 +170,15 @@ def report(args):
         ours = f"{acc.mean():.2f}%" + (f" ± {acc.std(ddof=1):.2f}" if len(acc) > 1 else "")
         spe = np.mean([m["seconds_per_epoch"] for m in ms])
         epochs = sorted({m["epochs"] for m in ms})
-        cmd = ms[0]["command"] or ""
-        cmd = cmd.replace(f"--seed {ms[0]['seed']}", "--seed S").split(" --out")[0]
+        cmd = _command(ms[0])
         lines.append(
             f"| `{name}` | {ms[0]['dataset']} | {pub_s} | {ours} | {delta} | {'/'.join(map(str, epochs))} | "
             f"{ms[0]['batch_size']} | {len(ms)} | {spe:.1f} | `{cmd}` |"
         )
     lines += ["", "Per-run figures (test accuracy, best validation accuracy and its epoch):", ""]
-    for name, ms in sorted(runs.items()):
-        for m in ms:
-            va = m["history"].get("val_accuracy")
-            best = (
-                ""
-                if not va
-                else f"; best val {max(va) * 100:.2f}% at epoch {int(np.argmax(va)) + 1}"
-            )
-            lines.append(
-                f"- `{name}` seed {m['seed']}: test {m['test_accuracy'] * 100:.2f}% after "
-                f"{m['epochs']} epochs{best}; {m['seconds_per_epoch']:.1f} s/epoch "
-                f"({np.mean(m['images_per_second']):,.0f} img/s), CPU {m['fastconv'].get('cpu_isa')} "
-                f"x{m['fastconv'].get('num_threads')}"
-            )
+    lines += [_run_line(name, m) for name, ms in sorted(runs.items()) for m in ms]
+    if gpu:
+        lines += _gpu_section(gpu)
     curves = sorted(RESULTS.glob("cnn1/seed*/curves.png"))
     if curves:
         shutil.copyfile(curves[0], ROOT / "docs" / "cnn1_curves.png")
@@ -164,6 +208,9 @@ def main(argv=None):
     )
     r.add_argument("--epochs", type=int, help="override the NETWORKS.md schedule")
     r.add_argument("--force", action="store_true", help="re-run even if metrics.json exists")
+    r.add_argument(
+        "--device", default="cpu", help="cpu (default) or cuda: results/train/MODEL_cuda/seedS"
+    )
     sub.add_parser("report", help="write docs/RESULTS.md from results/train")
     args = p.parse_args(argv)
     os.chdir(ROOT)
