@@ -46,6 +46,41 @@ std::string str(Shape4 s) { return str_cat("(", s.n, ", ", s.c, ", ", s.h, ", ",
 
 FloatArray new_array(Shape4 s) { return FloatArray({s.n, s.c, s.h, s.w}); }
 
+using OptArray = std::optional<py::array>;
+
+// An out= buffer: the caller's array is written in place, so it is checked, never converted (a
+// converted copy would silently drop the result): exact dtype, shape, C order, writeable, and no
+// byte shared with an input (the kernels read inputs while writing outputs).
+template <class T>
+T* out_data(py::array out, const char* name, const std::vector<py::ssize_t>& shape,
+            std::initializer_list<const py::array*> inputs) {
+  const py::dtype want = py::dtype::of<T>();
+  FC_CHECK(out.dtype().kind() == want.kind() && out.itemsize() == want.itemsize() &&
+               out.dtype().byteorder() != '>',
+           name, " must be a ", want.kind() == 'f' ? "float32" : "int64", " array, got dtype ",
+           std::string(py::str(out.dtype())));
+  bool same_shape = out.ndim() == py::ssize_t(shape.size());
+  for (size_t i = 0; same_shape && i < shape.size(); ++i) same_shape = out.shape(i) == shape[i];
+  if (!same_shape) {
+    std::string want_s = "(", got_s = "(";
+    for (size_t i = 0; i < shape.size(); ++i) want_s += str_cat(i ? ", " : "", shape[i]);
+    for (py::ssize_t i = 0; i < out.ndim(); ++i) got_s += str_cat(i ? ", " : "", out.shape(i));
+    throw ValueError(str_cat(name, " must have shape ", want_s, "), got ", got_s, ")"));
+  }
+  FC_CHECK(out.flags() & py::array::c_style, name, " must be C-contiguous");
+  FC_CHECK(out.writeable(), name, " must be writeable");
+  const char* lo = static_cast<const char*>(out.data());
+  const char* hi = lo + out.nbytes();
+  for (const py::array* in : inputs) {
+    if (in == nullptr || in->nbytes() == 0) continue;
+    const char* ilo = static_cast<const char*>(in->data());
+    FC_CHECK(hi <= ilo || ilo + in->nbytes() <= lo, name, " must not share memory with an input");
+  }
+  return static_cast<T*>(out.mutable_data());
+}
+
+std::vector<py::ssize_t> dims(Shape4 s) { return {s.n, s.c, s.h, s.w}; }
+
 Conv2dParams conv_params(Shape4 x, Shape4 w, const Pair2& stride, const std::string& mode,
                          const Pair2& pad, const Pair2& dilation, int64_t groups) {
   return make_conv2d_params(x, w, pair_of(stride), padding_of(mode, pad), pair_of(dilation), groups);
@@ -57,18 +92,19 @@ void check_grad_output(const py::array& dy, Shape4 expected) {
            ", got ", str(s));
 }
 
-FloatArray conv2d_fwd(const FloatArray& x, const FloatArray& w, const std::optional<FloatArray>& b,
-                      Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
-                      int64_t groups, bool relu) {
+py::array conv2d_fwd(const FloatArray& x, const FloatArray& w, const std::optional<FloatArray>& b,
+                     Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
+                     int64_t groups, bool relu, const OptArray& out) {
   const Conv2dParams p = conv_params(shape_of(x, "input"), shape_of(w, "weight"), stride, mode,
                                      pad, dilation, groups);
   if (b) {
     FC_CHECK(b->ndim() == 1 && b->shape(0) == p.y.c, "bias must have shape (C_out,) = (", p.y.c,
              ",), got ", b->ndim(), "-D array with ", b->size(), " elements");
   }
-  FloatArray y = new_array(p.y);
   const float* bp = b ? b->data() : nullptr;
-  float* yp = y.mutable_data();
+  py::array y = out ? *out : py::array(new_array(p.y));
+  float* yp = out ? out_data<float>(y, "out", dims(p.y), {&x, &w, b ? &*b : nullptr})
+                  : static_cast<float*>(y.mutable_data());
   {
     py::gil_scoped_release nogil;
     if (p.x.n > 0) cpu::conv2d_fwd__cpu(yp, x.data(), w.data(), bp, p, relu);
@@ -76,14 +112,15 @@ FloatArray conv2d_fwd(const FloatArray& x, const FloatArray& w, const std::optio
   return y;
 }
 
-FloatArray conv2d_bwd_data(const FloatArray& dy, const FloatArray& w, Shape4T x_shape,
-                           Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
-                           int64_t groups) {
+py::array conv2d_bwd_data(const FloatArray& dy, const FloatArray& w, Shape4T x_shape,
+                          Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
+                          int64_t groups, const OptArray& out) {
   const Conv2dParams p = conv_params(shape_of(x_shape), shape_of(w, "weight"), stride, mode, pad,
                                      dilation, groups);
   check_grad_output(dy, p.y);
-  FloatArray dx = new_array(p.x);
-  float* dxp = dx.mutable_data();
+  py::array dx = out ? *out : py::array(new_array(p.x));
+  float* dxp = out ? out_data<float>(dx, "out", dims(p.x), {&dy, &w})
+                   : static_cast<float*>(dx.mutable_data());
   {
     py::gil_scoped_release nogil;
     if (p.x.n > 0) cpu::conv2d_bwd_data__cpu(dxp, dy.data(), w.data(), p);
@@ -93,14 +130,19 @@ FloatArray conv2d_bwd_data(const FloatArray& dy, const FloatArray& w, Shape4T x_
 
 py::tuple conv2d_bwd_weights(const FloatArray& dy, const FloatArray& x, Shape4T w_shape,
                              Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
-                             int64_t groups, bool with_bias) {
+                             int64_t groups, bool with_bias, const OptArray& out_w,
+                             const OptArray& out_b) {
   const Conv2dParams p = conv_params(shape_of(x, "input"), shape_of(w_shape), stride, mode, pad,
                                      dilation, groups);
   check_grad_output(dy, p.y);
-  FloatArray dw = new_array(p.wt);
-  FloatArray db(std::vector<py::ssize_t>{with_bias ? p.y.c : 0});
-  float* dwp = dw.mutable_data();
-  float* dbp = with_bias ? db.mutable_data() : nullptr;
+  FC_CHECK(with_bias || !out_b, "out has a grad_bias buffer but with_bias is False");
+  py::array dw = out_w ? *out_w : py::array(new_array(p.wt));
+  py::array db = out_b ? *out_b : py::array(FloatArray(std::vector<py::ssize_t>{with_bias ? p.y.c : 0}));
+  float* dwp = out_w ? out_data<float>(dw, "out[0] (grad_weight)", dims(p.wt), {&dy, &x})
+                     : static_cast<float*>(dw.mutable_data());
+  float* dbp = !with_bias ? nullptr
+               : out_b   ? out_data<float>(db, "out[1] (grad_bias)", {p.y.c}, {&dy, &x, &dw})
+                         : static_cast<float*>(db.mutable_data());
   {
     py::gil_scoped_release nogil;
     cpu::conv2d_bwd_weights__cpu(dwp, dbp, dy.data(), x.data(), p);
@@ -110,13 +152,15 @@ py::tuple conv2d_bwd_weights(const FloatArray& dy, const FloatArray& x, Shape4T 
 }
 
 py::tuple maxpool2d_fwd(const FloatArray& x, Pair2 kernel, Pair2 stride, const std::string& mode,
-                        Pair2 pad) {
+                        Pair2 pad, const OptArray& out_y, const OptArray& out_idx) {
   const Pool2dParams p =
       make_pool2d_params(shape_of(x, "input"), pair_of(kernel), pair_of(stride), padding_of(mode, pad));
-  FloatArray y = new_array(p.y);
-  IndexArray idx(std::vector<py::ssize_t>{p.y.n, p.y.c, p.y.h, p.y.w});
-  float* yp = y.mutable_data();
-  int64_t* ip = idx.mutable_data();
+  py::array y = out_y ? *out_y : py::array(new_array(p.y));
+  py::array idx = out_idx ? *out_idx : py::array(IndexArray(dims(p.y)));
+  float* yp = out_y ? out_data<float>(y, "out[0] (output)", dims(p.y), {&x})
+                    : static_cast<float*>(y.mutable_data());
+  int64_t* ip = out_idx ? out_data<int64_t>(idx, "out[1] (indices)", dims(p.y), {&x, &y})
+                        : static_cast<int64_t*>(idx.mutable_data());
   {
     py::gil_scoped_release nogil;
     if (p.x.n > 0) cpu::maxpool2d_fwd__cpu(yp, ip, x.data(), p);
@@ -124,15 +168,17 @@ py::tuple maxpool2d_fwd(const FloatArray& x, Pair2 kernel, Pair2 stride, const s
   return py::make_tuple(y, idx);
 }
 
-FloatArray maxpool2d_bwd(const FloatArray& dy, const IndexArray& idx, Shape4T x_shape_t) {
+py::array maxpool2d_bwd(const FloatArray& dy, const IndexArray& idx, Shape4T x_shape_t,
+                        const OptArray& out) {
   const Shape4 ys = shape_of(dy, "grad_output");
   const Shape4 is = shape_of(idx, "indices");
   const Shape4 xs = shape_of(x_shape_t);
   FC_CHECK(same(ys, is), "indices must have grad_output's shape ", str(ys), ", got ", str(is));
   FC_CHECK(xs.n == ys.n && xs.c == ys.c && xs.h >= 1 && xs.w >= 1,
            "input_shape must be (N, C, H, W) with grad_output's N and C ", str(ys), ", got ", str(xs));
-  FloatArray dx = new_array(xs);
-  float* dxp = dx.mutable_data();
+  py::array dx = out ? *out : py::array(new_array(xs));
+  float* dxp = out ? out_data<float>(dx, "out", dims(xs), {&dy, &idx})
+                   : static_cast<float*>(dx.mutable_data());
   {
     py::gil_scoped_release nogil;
     cpu::maxpool2d_bwd__cpu(dxp, dy.data(), idx.data(), xs, ys);
@@ -154,18 +200,20 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("conv2d_fwd", &conv2d_fwd, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
         py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
-        py::arg("relu") = false, "y = conv2d(x, w) + b (optionally ReLU), NCHW float32.");
+        py::arg("relu") = false, py::arg("out") = py::none(),
+        "y = conv2d(x, w) + b (optionally ReLU), NCHW float32; out: an array to write y into.");
   m.def("conv2d_bwd_data", &conv2d_bwd_data, py::arg("dy"), py::arg("w"), py::arg("x_shape"),
         py::arg("stride"), py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"),
-        py::arg("groups"), "dx of conv2d given dy.");
+        py::arg("groups"), py::arg("out") = py::none(), "dx of conv2d given dy.");
   m.def("conv2d_bwd_weights", &conv2d_bwd_weights, py::arg("dy"), py::arg("x"),
         py::arg("w_shape"), py::arg("stride"), py::arg("padding_mode"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("with_bias") = true,
-        "(dw, db) of conv2d given dy; db is None when with_bias is False.");
+        py::arg("out_w") = py::none(), py::arg("out_b") = py::none(), "(dw, db) of conv2d given dy; db is None when with_bias is False.");
   m.def("maxpool2d_fwd", &maxpool2d_fwd, py::arg("x"), py::arg("kernel"), py::arg("stride"),
-        py::arg("padding_mode"), py::arg("padding"), "(y, indices) of 2-D max pooling.");
+        py::arg("padding_mode"), py::arg("padding"), py::arg("out_y") = py::none(),
+        py::arg("out_indices") = py::none(), "(y, indices) of 2-D max pooling.");
   m.def("maxpool2d_bwd", &maxpool2d_bwd, py::arg("dy"), py::arg("indices"), py::arg("x_shape"),
-        "dx of max pooling: dy scatter-added into the argmax indices.");
+        py::arg("out") = py::none(), "dx of max pooling: dy scatter-added into the argmax indices.");
 
   m.def("set_isa", [](const std::string& isa) { cpu::set_isa(isa.c_str()); }, py::arg("isa"));
   m.def("get_isa", [] { return std::string(cpu::kernels().isa); });

@@ -7,7 +7,11 @@ C-contiguous float32 buffers to the native kernels, which validate the geometry 
 
 Dtypes: float32 arrays are used as they are; other real floating and integer arrays (float64,
 float16, int8, ...) are converted to float32 (a copy — the caller's array is never modified);
-complex, bool, object and string arrays raise TypeError. Results are always new float32 arrays.
+complex, bool, object and string arrays raise TypeError. Results are new float32 arrays, unless
+an ``out=`` buffer is given (NumPy only): the result is then written into it and it is returned. An
+``out`` array must already have the result's exact shape and dtype, be C-contiguous and writeable,
+and share no memory with an input (ValueError / TypeError otherwise); training loops use it to keep
+reusing the same buffers instead of paying fresh pages every step.
 N = 0 is allowed: outputs are empty arrays of the right shape, and weight/bias gradients are zero.
 """
 
@@ -101,6 +105,35 @@ def _as_index(a: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _out(out: Any, name: str = "out", dtype=np.float32) -> Optional[np.ndarray]:
+    """An out= argument: None or a NumPy array of `dtype` (shape, order, writeability and overlap
+    with the inputs are checked by the native entry, which never converts it)."""
+    if out is None:
+        return None
+    if _is_cuda(out):
+        raise TypeError(f"{name} must be a NumPy array: out= is not supported for GPU arrays")
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array or None, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must be a {np.dtype(dtype).name} array, got dtype {out.dtype}")
+    return out
+
+
+def _out_pair(out: Any, names: Tuple[str, str]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """out=(a, b) for the two-result functions; either entry may be None."""
+    if out is None:
+        return None, None
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(f"out must be a ({names[0]}, {names[1]}) tuple or None, got {type(out).__name__}")
+    dtype1 = np.int64 if names[1] == "indices" else np.float32
+    return _out(out[0], f"out[0] ({names[0]})"), _out(out[1], f"out[1] ({names[1]})", dtype1)
+
+
+def _no_gpu_out(out: Any) -> None:
+    if out is not None:
+        raise TypeError("out= is not supported for GPU arrays (results are new CuPy arrays)")
+
+
 def _cuda():
     """The CUDA backend module, imported on first use (needs CuPy and a CUDA build)."""
     from . import _cuda_ops
@@ -120,50 +153,58 @@ def conv2d(
     groups: int = 1,
     *,
     activation: Optional[str] = None,
+    out=None,
 ):
     """2-D convolution (cross-correlation, as in PyTorch) of an NCHW batch.
 
     input (N, C_in, H, W); weight (C_out, C_in/groups, KH, KW); bias (C_out,) or None.
     stride, dilation: int or (h, w). padding: int, (h, w), "valid" or "same" (stride 1 only; an odd
     total puts the extra row/column at the bottom/right). activation: None or "relu" (fused).
-    Returns a new float32 array (N, C_out, OH, OW).
+    Returns a new float32 array (N, C_out, OH, OW), or `out` filled with it.
     """
     args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
     relu = _activation(activation)
     if _is_cuda(input):
+        _no_gpu_out(out)
         return _cuda().conv2d_fwd(input, weight, bias, *args, relu)
     x = _as_f32(input, "input")
     w = _as_f32(weight, "weight")
     b = None if bias is None else _as_f32(bias, "bias", ndim=None)
-    return _C.conv2d_fwd(x, w, b, *args, relu)
+    return _C.conv2d_fwd(x, w, b, *args, relu, _out(out))
 
 
-def conv2d_bwd_data(grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_bwd_data(grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1,
+                    *, out=None):
     """Gradient of conv2d with respect to its input, shape `input_shape` (N, C_in, H, W)."""
     args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
     shape = _shape4(input_shape, "input_shape")
     if _is_cuda(grad_output):
+        _no_gpu_out(out)
         return _cuda().conv2d_bwd_data(grad_output, weight, shape, *args)
     dy = _as_f32(grad_output, "grad_output")
     w = _as_f32(weight, "weight")
-    return _C.conv2d_bwd_data(dy, w, shape, *args)
+    return _C.conv2d_bwd_data(dy, w, shape, *args, _out(out))
 
 
 def conv2d_bwd_weights(
-    grad_output, input, weight_shape, stride=1, padding=0, dilation=1, groups=1, *, with_bias=True
+    grad_output, input, weight_shape, stride=1, padding=0, dilation=1, groups=1, *, with_bias=True,
+    out=None,
 ):
     """Gradients of conv2d with respect to weight (shape `weight_shape`) and bias.
 
     Returns (grad_weight, grad_bias); grad_bias is the sum of grad_output over N, OH, OW, or None
-    when with_bias is False.
+    when with_bias is False. out: None or a (grad_weight, grad_bias) tuple of buffers (either may
+    be None; grad_bias must be None when with_bias is False).
     """
     args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
     shape = _shape4(weight_shape, "weight_shape")
     if _is_cuda(grad_output):
+        _no_gpu_out(out)
         return _cuda().conv2d_bwd_weights(grad_output, input, shape, *args, with_bias)
+    out_w, out_b = _out_pair(out, ("grad_weight", "grad_bias"))
     dy = _as_f32(grad_output, "grad_output")
     x = _as_f32(input, "input")
-    return tuple(_C.conv2d_bwd_weights(dy, x, shape, *args, with_bias))
+    return tuple(_C.conv2d_bwd_weights(dy, x, shape, *args, with_bias, out_w, out_b))
 
 
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
@@ -200,7 +241,7 @@ def _activation(activation: Optional[str]) -> bool:
 # --- MaxPool2D --------------------------------------------------------------------------------
 
 def max_pool2d(input, kernel_size: IntPair, stride: Optional[IntPair] = None,
-               padding: PaddingArg = 0, return_indices: bool = False):
+               padding: PaddingArg = 0, return_indices: bool = False, *, out=None):
     """2-D max pooling of an NCHW batch.
 
     kernel_size, stride: int or (h, w); stride defaults to kernel_size. padding: int or (h, w), at
@@ -208,20 +249,23 @@ def max_pool2d(input, kernel_size: IntPair, stride: Optional[IntPair] = None,
     out = ceil(in / stride), extra padding at the bottom/right).
     indices (int64) hold the flat offset h*W + w of each window's winner inside its own (n, c)
     plane; ties go to the first element in row-major window order and NaN wins (propagates).
-    Returns output, or (output, indices) when return_indices is True.
+    Returns output, or (output, indices) when return_indices is True. out: None or an
+    (output, indices) tuple of buffers (float32 and int64; either may be None).
     """
     kernel = _pair(kernel_size, "kernel_size")
     strides = kernel if stride is None else _pair(stride, "stride")
     mode, pad = _padding(padding)
     if _is_cuda(input):
+        _no_gpu_out(out)
         y, idx = _cuda().maxpool2d_fwd(input, kernel, strides, mode, pad)
     else:
-        y, idx = _C.maxpool2d_fwd(_as_f32(input, "input"), kernel, strides, mode, pad)
+        out_y, out_i = _out_pair(out, ("output", "indices"))
+        y, idx = _C.maxpool2d_fwd(_as_f32(input, "input"), kernel, strides, mode, pad, out_y, out_i)
     return (y, idx) if return_indices else y
 
 
 def max_pool2d_backward(grad_output, indices, input_shape, *, kernel_size: Optional[IntPair] = None,
-                        stride: Optional[IntPair] = None, padding: PaddingArg = 0):
+                        stride: Optional[IntPair] = None, padding: PaddingArg = 0, out=None):
     """Gradient of max_pool2d: each grad_output element is added into its window's winner.
 
     grad_output and indices are max_pool2d's output shape, indices as max_pool2d returned them
@@ -238,11 +282,12 @@ def max_pool2d_backward(grad_output, indices, input_shape, *, kernel_size: Optio
         from run to run.
       - on the CPU they are not needed: the scatter runs plane by plane in a fixed order and is
         deterministic either way, so the result is the same with or without them.
-    stride or padding without kernel_size is a TypeError.
+    stride or padding without kernel_size is a TypeError. out: an array to write the result into.
     """
     shape = _shape4(input_shape, "input_shape")
     geometry = _pool_geometry(kernel_size, stride, padding)
     if _is_cuda(grad_output):
+        _no_gpu_out(out)
         if geometry is None:
             return _cuda().maxpool2d_bwd(grad_output, indices, shape)
         kernel, strides, mode, pad = geometry
@@ -257,7 +302,7 @@ def max_pool2d_backward(grad_output, indices, input_shape, *, kernel_size: Optio
                 f"grad_output has shape {tuple(dy.shape)} but kernel_size={kernel_size!r}, "
                 f"stride={stride!r}, padding={padding!r} on input_shape {shape} give {want}"
             )
-    return _C.maxpool2d_bwd(dy, _as_index(indices, "indices"), shape)
+    return _C.maxpool2d_bwd(dy, _as_index(indices, "indices"), shape, _out(out))
 
 
 def _pool_geometry(kernel_size, stride, padding):

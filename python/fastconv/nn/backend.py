@@ -32,9 +32,12 @@ class Backend:
     ``pool_geometry`` is True when ``max_pool2d_backward`` accepts the forward's geometry
     (``kernel_size=, stride=, padding=``; the GPU then gathers deterministically); MaxPooling2D
     passes it when it is.
+    ``out_buffers`` is True when the ops take NumPy ``out=`` arrays (the CPU backend): layers then
+    reuse their output and gradient arrays from one training step to the next (see
+    ``Layer.buffer``) instead of asking the allocator for fresh pages every step.
     """
 
-    def __init__(self, name, xp, dtype, ops, *, fused_relu=None, pool_geometry=None):
+    def __init__(self, name, xp, dtype, ops, *, fused_relu=None, pool_geometry=None, out_buffers=None):
         self.name = name
         self.xp = xp
         self.dtype = np.dtype(dtype)
@@ -49,6 +52,13 @@ class Backend:
         if pool_geometry is None:
             pool_geometry = _accepts(ops.max_pool2d_backward, "kernel_size")
         self.pool_geometry = bool(pool_geometry)
+        if out_buffers is None:
+            out_buffers = xp is np and all(
+                _accepts(getattr(ops, f), "out")
+                for f in ("conv2d", "conv2d_bwd_data", "conv2d_bwd_weights", "max_pool2d",
+                          "max_pool2d_backward")
+            )
+        self.out_buffers = bool(out_buffers)
 
     def asarray(self, a, dtype=None):
         """a as a C-contiguous array of this backend (dtype defaults to the backend's)."""

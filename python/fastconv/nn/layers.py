@@ -91,6 +91,10 @@ class Layer:
         self.need_input_grad = True
         self.relu_grad_in_next = False  # a following max-pool applies this layer's ReLU mask
         self._out = None  # post-activation output, kept for the activation's backward
+        # Set by Sequential.train_on_batch while a training step runs: no array a layer produces
+        # escapes the step there, so outputs and gradients may live in buffers reused next step.
+        self.reuse_buffers = False
+        self._buffers = {}
 
     # ---- construction ---------------------------------------------------------------------------
     def build(self, input_shape, backend=None, rng=None):
@@ -116,6 +120,20 @@ class Layer:
 
     def count_params(self):
         return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
+
+    def buffer(self, key, shape, dtype=np.float32):
+        """An `out=` array for result `key`, or None (no reuse now, or a backend without out=).
+
+        Reusing the same arrays every step keeps the training loop off the allocator: fresh
+        multi-megabyte NumPy arrays are new pages to fault in and zero on every step, which cost
+        more than the kernels themselves on the MNIST-size layers (docs/DESIGN.md, workspace).
+        """
+        if not (self.reuse_buffers and self.backend.out_buffers):
+            return None
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = self._buffers[key] = np.empty(shape, dtype)
+        return buf
 
     def _ensure_built(self, x):
         if not self.built:
@@ -161,6 +179,7 @@ class Layer:
             self.params[k] = backend.asarray(self.backend.to_numpy(p) if self.backend else p)
         self.grads = {k: None for k in self.params}
         self.backend = backend
+        self._buffers = {}
         return self
 
     def __repr__(self):
@@ -269,20 +288,32 @@ class Conv2D(Layer):
         b = self.backend
         self._x = x
         self._fused = self.activation == "relu" and b.fused_relu
+        kw = self._kw()
         if self._fused:
-            return b.conv2d(
-                x, self.params["kernel"], self.params.get("bias"), activation="relu", **self._kw()
-            )
-        return b.conv2d(x, self.params["kernel"], self.params.get("bias"), **self._kw())
+            kw["activation"] = "relu"
+        out = self.buffer("y", (x.shape[0], *self.output_shape))
+        if out is not None:
+            kw["out"] = out
+        return b.conv2d(x, self.params["kernel"], self.params.get("bias"), **kw)
 
     def call_backward(self, dy):
         b = self.backend
         w = self.params["kernel"]
-        dw, db = b.conv2d_bwd_weights(dy, self._x, w.shape, **self._kw())
+        kw = self._kw()
+        dw_out = self.buffer("dw", w.shape)
+        if dw_out is not None:
+            kw["out"] = (dw_out, self.buffer("db", (self.filters,)))
+        dw, db = b.conv2d_bwd_weights(dy, self._x, w.shape, **kw)
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db
-        dx = b.conv2d_bwd_data(dy, w, self._x.shape, **self._kw()) if self.need_input_grad else None
+        dx = None
+        if self.need_input_grad:
+            kw = self._kw()
+            dx_out = self.buffer("dx", self._x.shape)
+            if dx_out is not None:
+                kw["out"] = dx_out
+            dx = b.conv2d_bwd_data(dy, w, self._x.shape, **kw)
         self._x = None
         return dx
 
@@ -323,8 +354,13 @@ class MaxPooling2D(_Pool2D):
     mask_nonpositive = False
 
     def call(self, x, training):
+        kw = {}
+        shape = (x.shape[0], *self.output_shape)
+        y_out = self.buffer("y", shape)
+        if y_out is not None:
+            kw["out"] = (y_out, self.buffer("indices", shape, np.int64))
         y, self._idx = self.backend.max_pool2d(
-            x, self.pool_size, self.strides, self.padding, return_indices=True
+            x, self.pool_size, self.strides, self.padding, return_indices=True, **kw
         )
         self._xshape = x.shape
         self._y = y if self.mask_nonpositive else None
@@ -335,19 +371,19 @@ class MaxPooling2D(_Pool2D):
             return None
         b = self.backend
         if self.mask_nonpositive:
-            dy = dy * (self._y > 0)
+            if self.reuse_buffers and b.out_buffers:
+                # dy came from the next layer's backward inside this step: nobody else holds it
+                dy = b.xp.multiply(dy, self._y > 0, out=dy)
+            else:
+                dy = dy * (self._y > 0)
             self._y = None
+        kw = {}
+        dx_out = self.buffer("dx", self._xshape)
+        if dx_out is not None:
+            kw["out"] = dx_out
         if b.pool_geometry:
-            dx = b.max_pool2d_backward(
-                dy,
-                self._idx,
-                self._xshape,
-                kernel_size=self.pool_size,
-                stride=self.strides,
-                padding=self.padding,
-            )
-        else:
-            dx = b.max_pool2d_backward(dy, self._idx, self._xshape)
+            kw.update(kernel_size=self.pool_size, stride=self.strides, padding=self.padding)
+        dx = b.max_pool2d_backward(dy, self._idx, self._xshape, **kw)
         self._idx = None
         return dx
 

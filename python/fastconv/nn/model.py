@@ -344,12 +344,20 @@ class Sequential:
         return loss, z
 
     def train_on_batch(self, x, y):
-        """One optimizer step on a prepared batch; returns (loss, number of correct predictions)."""
-        z = self._forward(x, True, True)
-        loss, dz = self.loss(z, y)
-        correct = int((z.argmax(axis=1) == self.loss.labels(y)).sum()) if self.metrics else 0
-        self._backward(dz)
-        self.optimizer.step(self._param_pairs())
+        """One optimizer step on a prepared batch; returns (loss, number of correct predictions).
+        Only Python numbers leave it, so the layers may reuse their arrays from step to step."""
+        layers = self._folded()
+        for layer in layers[:-1]:  # the last one's output (the logits) is not a reused buffer
+            layer.reuse_buffers = True
+        try:
+            z = self._forward(x, True, True)
+            loss, dz = self.loss(z, y)
+            correct = int((z.argmax(axis=1) == self.loss.labels(y)).sum()) if self.metrics else 0
+            self._backward(dz)
+            self.optimizer.step(self._param_pairs())
+        finally:
+            for layer in layers[:-1]:
+                layer.reuse_buffers = False
         return loss, correct
 
     def _check_compiled(self):
