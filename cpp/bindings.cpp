@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -186,6 +187,45 @@ py::array maxpool2d_bwd(const FloatArray& dy, const IndexArray& idx, Shape4T x_s
   return dx;
 }
 
+// C (m, n) = op(A) @ op(B) for the layer API's Dense layers (op = optional transpose, read in place
+// through strides). Columns (or rows, when n is small) are split across fastconv's pool in
+// multiples of the micro-tile; each element is one thread's full sum in the GEMM's fixed k order,
+// so the result does not depend on the thread count.
+py::array matmul(const FloatArray& a, const FloatArray& b, bool trans_a, bool trans_b,
+                 const OptArray& out) {
+  FC_CHECK(a.ndim() == 2 && b.ndim() == 2, "matmul operands must be 2-D, got ", a.ndim(), "-D and ",
+           b.ndim(), "-D");
+  const int64_t m = trans_a ? a.shape(1) : a.shape(0), k = trans_a ? a.shape(0) : a.shape(1);
+  const int64_t kb = trans_b ? b.shape(1) : b.shape(0), n = trans_b ? b.shape(0) : b.shape(1);
+  FC_CHECK(k == kb, "matmul inner dimensions differ: ", k, " and ", kb);
+  py::array c = out ? *out : py::array(FloatArray(std::vector<py::ssize_t>{m, n}));
+  float* cp = out ? out_data<float>(c, "out", {m, n}, {&a, &b}) : static_cast<float*>(c.mutable_data());
+  if (m == 0 || n == 0) return c;
+  cpu::GemmArgs g{};
+  g.m = m, g.n = n, g.k = k;
+  g.a = a.data(), g.rs_a = trans_a ? 1 : k, g.cs_a = trans_a ? m : 1;
+  g.b = b.data(), g.rs_b = trans_b ? 1 : n, g.cs_b = trans_b ? k : 1;
+  g.c = cp, g.ldc = n;
+  const cpu::KernelTable& kt = cpu::kernels();
+  {
+    py::gil_scoped_release nogil;
+    const bool by_cols = n >= 2 * kt.gemm_nr;
+    const int64_t step = by_cols ? kt.gemm_nr : kt.gemm_mr;
+    const int64_t tasks = ((by_cols ? n : m) + step - 1) / step;
+    parallel_for(tasks, [&](int64_t begin, int64_t end, int) {
+      cpu::GemmArgs part = g;
+      const int64_t lo = begin * step, hi = std::min(end * step, by_cols ? n : m);
+      if (by_cols) {
+        part.n = hi - lo, part.b = g.b + lo * g.cs_b, part.c = g.c + lo;
+      } else {
+        part.m = hi - lo, part.a = g.a + lo * g.rs_a, part.c = g.c + lo * g.ldc;
+      }
+      kt.sgemm(part);
+    });
+  }
+  return c;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -215,6 +255,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("maxpool2d_bwd", &maxpool2d_bwd, py::arg("dy"), py::arg("indices"), py::arg("x_shape"),
         py::arg("out") = py::none(), "dx of max pooling: dy scatter-added into the argmax indices.");
 
+  m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
+        py::arg("trans_b") = false, py::arg("out") = py::none(),
+        "C = op(A) @ op(B), float32, op an optional transpose (the layer API's Dense layers).");
   m.def("set_isa", [](const std::string& isa) { cpu::set_isa(isa.c_str()); }, py::arg("isa"));
   m.def("get_isa", [] { return std::string(cpu::kernels().isa); });
   m.def("best_isa", [] { return std::string(cpu::best_isa()); });

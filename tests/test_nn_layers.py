@@ -337,3 +337,24 @@ def test_cpu_backend_matches_reference(make, rng):
     for k in ref.grads:
         assert cpu.grads[k].dtype == np.float32
         np.testing.assert_allclose(cpu.grads[k], ref.grads[k], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (7, 13, 5), (33, 70, 129), (200, 160, 50)])
+def test_cpu_backend_matmul(isa, rng, m, k, n):
+    """Dense layers' native GEMM (fastconv's threaded sgemm): every transpose, odd sizes, out=."""
+    from fastconv.nn.backend import get_backend
+
+    b = get_backend("cpu")
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((k, n), dtype=np.float32)
+    ref = a.astype(np.float64) @ w
+    for ta in (False, True):
+        for tb in (False, True):
+            A = np.ascontiguousarray(a.T) if ta else a
+            B = np.ascontiguousarray(w.T) if tb else w
+            out = np.full((m, n), np.nan, np.float32)
+            got = b.matmul(A, B, trans_a=ta, trans_b=tb, out=out)
+            assert got is out
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+    with pytest.raises(ValueError, match="inner dimensions differ"):
+        b.matmul(a, w[:-1] if k > 1 else np.ones((2, n), np.float32))

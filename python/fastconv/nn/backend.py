@@ -37,7 +37,8 @@ class Backend:
     ``Layer.buffer``) instead of asking the allocator for fresh pages every step.
     """
 
-    def __init__(self, name, xp, dtype, ops, *, fused_relu=None, pool_geometry=None, out_buffers=None):
+    def __init__(self, name, xp, dtype, ops, *, fused_relu=None, pool_geometry=None, out_buffers=None,
+                 matmul=None):
         self.name = name
         self.xp = xp
         self.dtype = np.dtype(dtype)
@@ -59,6 +60,15 @@ class Backend:
                           "max_pool2d_backward")
             )
         self.out_buffers = bool(out_buffers)
+        self._matmul = matmul
+
+    def matmul(self, a, b, trans_a=False, trans_b=False, out=None):
+        """op(a) @ op(b) for Dense layers, op a transpose when asked (out: None or the result's
+        buffer). The CPU backend runs fastconv's own threaded GEMM, so Dense layers share the conv
+        kernels' thread count instead of starting a BLAS thread pool of their own."""
+        if self._matmul is not None:
+            return self._matmul(a, b, trans_a, trans_b, out)
+        return self.xp.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
 
     def asarray(self, a, dtype=None):
         """a as a C-contiguous array of this backend (dtype defaults to the backend's)."""
@@ -139,10 +149,18 @@ class _ReferenceOps:
         return self.ref.max_pool2d_backward(grad_output, indices, input_shape)
 
 
+def _native_matmul(a, b, trans_a, trans_b, out):
+    from fastconv import _C
+
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    return _C.matmul(a, b, trans_a, trans_b, out)
+
+
 def _cpu():
     import fastconv
 
-    return Backend("cpu", np, np.float32, fastconv)
+    return Backend("cpu", np, np.float32, fastconv, matmul=_native_matmul)
 
 
 def _reference():

@@ -481,18 +481,21 @@ class Dense(Layer):
 
     def call(self, x, training):
         self._x = x
-        y = x @ self.params["kernel"]
+        b = self.backend
+        y = b.matmul(x, self.params["kernel"], out=self.buffer("y", (x.shape[0], self.units)))
         if self.use_bias:
             y += self.params["bias"]
         return y
 
     def call_backward(self, dy):
-        x = self._x
-        self.grads["kernel"] = x.T @ dy
+        x, w, b = self._x, self.params["kernel"], self.backend
+        self.grads["kernel"] = b.matmul(x, dy, trans_a=True, out=self.buffer("dw", w.shape))
         if self.use_bias:
             self.grads["bias"] = dy.sum(axis=0)
         self._x = None
-        return dy @ self.params["kernel"].T if self.need_input_grad else None
+        if not self.need_input_grad:
+            return None
+        return b.matmul(dy, w, trans_b=True, out=self.buffer("dx", x.shape))
 
 
 class Flatten(Layer):
