@@ -532,13 +532,27 @@ class Dropout(Layer):
             return x
         if self.rng is None:
             self.rng = np.random.default_rng()
-        self._mask = self.backend.keep_mask(self.rng, x.shape, 1.0 - self.rate)
-        return x * self._mask
+        keep = 1.0 - self.rate
+        mask = self.buffer("mask", x.shape)
+        if mask is None:
+            self._mask = self.backend.keep_mask(self.rng, x.shape, keep)
+            return x * self._mask
+        # The same draws and values as keep_mask, in reused arrays: uniform floats into the mask
+        # buffer, then (u < keep) * (1/keep) over them; y = x * mask into the output buffer.
+        self.rng.random(out=mask, dtype=np.float32)
+        np.multiply(mask < np.float32(keep), np.float32(1.0) / np.float32(keep), out=mask)
+        self._mask = mask
+        return np.multiply(x, mask, out=self.buffer("y", x.shape))
 
     def call_backward(self, dy):
         if not self.need_input_grad:
             return None
-        return dy if self._mask is None else dy * self._mask
+        if self._mask is None:
+            return dy
+        if self.reuse_buffers and self.backend.out_buffers:
+            # dy came from the next layer's backward inside this step: nobody else holds it
+            return np.multiply(dy, self._mask, out=dy)
+        return dy * self._mask
 
 
 class Activation(Layer):
