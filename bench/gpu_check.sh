@@ -2,7 +2,7 @@
 # One pass over everything that needs a GPU, for a lent machine whose image already holds CuPy,
 # PyTorch (CUDA) and pytest: build with CUDA forced on, run the GPU tests, compute-sanitizer,
 # the cuDNN benchmark and (optionally) cnn1's full training. Logs and JSON go to $OUT (default
-# ./gpu_out). Steps are chosen by name: bench/gpu_check.sh build tests sanitize bench train
+# ./gpu_out). Steps are chosen by name: bench/gpu_check.sh build tests sanitize racecheck bench train
 #   FASTCONV_DATA   folder with mnist/ (for the train step and the data tests)
 #   CUDAARCHS       architectures to build (default 90-real: only the GPU at hand, quick build)
 set -uo pipefail
@@ -41,6 +41,13 @@ for s in $steps; do
       $PY -m pytest -q -p no:cacheprovider -x tests/test_cuda.py -m "gpu and not slow" -k "not cudnn" \
       >"$OUT/sanitize.log" 2>&1
     echo "compute-sanitizer exit: $?"; grep -E "ERROR SUMMARY|passed|failed" "$OUT/sanitize.log" | tail -5
+    ;;
+  racecheck)
+    step racecheck
+    timeout ${RACE_TIMEOUT:-120} compute-sanitizer --tool racecheck --error-exitcode 99 \
+      $PY -m pytest -q -p no:cacheprovider -x tests/test_cuda.py -m "gpu and not slow" \
+      -k "backward_cuda and (tiled or auto)" >"$OUT/racecheck.log" 2>&1
+    echo "racecheck exit: $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/racecheck.log" | tail -5
     ;;
   bench)
     step bench

@@ -8,10 +8,12 @@
 //           the dy taps that read it, so no atomics); bwd_weights one block per weight, its threads
 //           striding over (n, oy, ox) and reducing through shared memory in a fixed order.
 //           Used for few channels per group (depthwise, C_in = 1 first layers) where a 64-wide
-//           GEMM tile would be mostly empty.
+//           GEMM tile would be mostly empty. bwd_data visits only the taps of its stride phase.
 //   tiled   implicit GEMM (conv2d_gemm.cuh): 64x64 output tile per 256-thread block, 4x4 per
 //           thread, 16-deep reduction steps staged through shared memory, im2col gathered on the
-//           fly. bwd_weights splits its long reduction (N*OH*OW) into chunks whose partials are
+//           fly. bwd_data runs one dense GEMM per stride phase (z = group x phase), with a tile
+//           whose height fits C_in/groups (Tile1 ... Tile64, bwd_data_choice).
+//           bwd_weights splits its long reduction (N*OH*OW) into chunks whose partials are
 //           added in a fixed order by a second kernel: deterministic, no global atomics.
 // The bias gradient is one block per channel, a fixed-order tree reduction.
 // Every result is deterministic for a given GPU model (split counts depend on the SM count).
@@ -30,68 +32,75 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // kernels: tiled implicit GEMM (one template for the three passes)
 
-template <class G>
+template <class G, class T>
 __global__ void __launch_bounds__(kThreads) conv_gemm_tiled(const G gm) {
+  constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
   // +4 keeps rows 16-byte aligned and shifts banks between rows.
-  __shared__ float As[kBK][kBM + 4];
-  __shared__ float Bs[kBK][kBN + 4];
+  __shared__ float As[kBK][BM + 4];
+  __shared__ float Bs[kBK][BN + 4];
   __shared__ typename G::RCtx rtab[kBK];
 
-  const int z = blockIdx.z, m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN, tid = threadIdx.x;
+  const typename G::ZCtx zc = gm.zctx(blockIdx.z);
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN, tid = threadIdx.x;
+  // bwd_data's phases have different column counts; the grid covers the largest. Block-uniform,
+  // before any barrier.
+  if (n0 >= gm.ncols(zc)) return;
   int r_begin = 0, r_end = 0;
-  gm.range(z, &r_begin, &r_end);
+  gm.range(zc, &r_begin, &r_end);
 
   // Loader layout: A tile threads run along r (contiguous in w / dy), B tile threads run along the
   // output columns (contiguous pixels), each thread keeping one column for the whole kernel.
+  // Narrow tiles (BM * kBK < kThreads) load A with the first BM * kBK threads only.
+  constexpr int kALoads = (BM * kBK + kThreads - 1) / kThreads;
   const int a_rr = tid % kBK, a_mm = tid / kBK;
-  const int b_nn = tid % kBN, b_rr = tid / kBN;
-  const typename G::ColCtx col = gm.colctx(z, n0 + b_nn);
-  const int tx = tid % (kBN / kTN), ty = tid / (kBN / kTN);
+  const int b_nn = tid % BN, b_rr = tid / BN;
+  const typename G::ColCtx col = gm.colctx(zc, n0 + b_nn);
+  const int tx = tid % (BN / TN), ty = tid / (BN / TN);
 
-  float acc[kTM][kTN];
+  float acc[TM][TN];
 #pragma unroll
-  for (int i = 0; i < kTM; ++i)
+  for (int i = 0; i < TM; ++i)
 #pragma unroll
-    for (int j = 0; j < kTN; ++j) acc[i][j] = 0.0f;
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
   for (int r0 = r_begin; r0 < r_end; r0 += kBK) {
-    if (tid < kBK) rtab[tid] = gm.rctx(z, r0 + tid, r_end);
+    if (tid < kBK) rtab[tid] = gm.rctx(zc, r0 + tid, r_end);
     __syncthreads();
     const typename G::RCtx ta = rtab[a_rr];
 #pragma unroll
-    for (int i = 0; i < kBM * kBK / kThreads; ++i) {
+    for (int i = 0; i < kALoads; ++i) {
       const int mm = a_mm + i * (kThreads / kBK);
-      As[a_rr][mm] = gm.a(z, m0 + mm, ta);
+      if (BM * kBK % kThreads == 0 || mm < BM) As[a_rr][mm] = gm.a(zc, m0 + mm, ta);
     }
 #pragma unroll
-    for (int i = 0; i < kBK * kBN / kThreads; ++i) {
-      const int rr = b_rr + i * (kThreads / kBN);
+    for (int i = 0; i < kBK * BN / kThreads; ++i) {
+      const int rr = b_rr + i * (kThreads / BN);
       Bs[rr][b_nn] = gm.bval(col, rtab[rr]);
     }
     __syncthreads();
 #pragma unroll
     for (int k = 0; k < kBK; ++k) {
-      float av[kTM], bv[kTN];
+      float av[TM], bv[TN];
 #pragma unroll
-      for (int i = 0; i < kTM; ++i) av[i] = As[k][ty * kTM + i];
+      for (int i = 0; i < TM; ++i) av[i] = As[k][ty * TM + i];
 #pragma unroll
-      for (int j = 0; j < kTN; ++j) bv[j] = Bs[k][tx * kTN + j];
+      for (int j = 0; j < TN; ++j) bv[j] = Bs[k][tx * TN + j];
 #pragma unroll
-      for (int i = 0; i < kTM; ++i)
+      for (int i = 0; i < TM; ++i)
 #pragma unroll
-        for (int j = 0; j < kTN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
     }
     __syncthreads();
   }
 
-  const int M = gm.M(), Ncols = gm.Ncols();
+  const int M = gm.M(), Ncols = gm.ncols(zc);
 #pragma unroll
-  for (int i = 0; i < kTM; ++i) {
-    const int m = m0 + ty * kTM + i;
+  for (int i = 0; i < TM; ++i) {
+    const int m = m0 + ty * TM + i;
 #pragma unroll
-    for (int j = 0; j < kTN; ++j) {
-      const int n = n0 + tx * kTN + j;
-      if (m < M && n < Ncols) gm.store(z, m, n, acc[i][j]);
+    for (int j = 0; j < TN; ++j) {
+      const int n = n0 + tx * TN + j;
+      if (m < M && n < Ncols) gm.store(zc, m, n, acc[i][j]);
     }
   }
 }
@@ -102,6 +111,8 @@ __global__ void sum_splits(float* __restrict__ dw, const float* __restrict__ ws,
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= numel) return;
   float s = 0.0f;
+  // Unrolled so several loads are in flight; the adds stay in split order.
+#pragma unroll 8
   for (int k = 0; k < splits; ++k) s += ws[k * numel + i];
   dw[i] = s;
 }
@@ -137,31 +148,13 @@ __global__ void conv2d_fwd_direct(float* __restrict__ y, const float* __restrict
   y[i] = acc;
 }
 
-// One thread per dx element (n, ci, iy, ix): gather the dy positions whose window tap hits it.
+// One thread per dx element (n, ci, iy, ix): gather the dy positions whose window tap hits it,
+// visiting only the taps of its stride phase (bwd_data_direct_at, conv2d_gemm.cuh).
 __global__ void conv2d_bwd_data_direct(float* __restrict__ dx, const float* __restrict__ dy,
                                        const float* __restrict__ w, const ConvGeom g, int total) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= total) return;
-  const int ix = i % g.W, iy = (i / g.W) % g.H, ci = (i / (g.W * g.H)) % g.C;
-  const int n = i / (g.W * g.H * g.C);
-  const int grp = ci / g.cin_g, cl = ci - grp * g.cin_g;
-  float acc = 0.0f;
-  for (int col = 0; col < g.cout_g; ++col) {
-    const int co = grp * g.cout_g + col;
-    const float* dyc = dy + (n * g.K + co) * g.OH * g.OW;
-    const float* wk = w + (co * g.cin_g + cl) * g.KH * g.KW;
-    for (int ky = 0; ky < g.KH; ++ky) {
-      const int ty = iy + g.pt - ky * g.dh;
-      if (ty < 0 || ty % g.sh != 0 || ty / g.sh >= g.OH) continue;
-      const int oy = ty / g.sh;
-      for (int kx = 0; kx < g.KW; ++kx) {
-        const int tx = ix + g.pl - kx * g.dw;
-        if (tx < 0 || tx % g.sw != 0 || tx / g.sw >= g.OW) continue;
-        acc = fmaf(wk[ky * g.KW + kx], dyc[oy * g.OW + tx / g.sw], acc);
-      }
-    }
-  }
-  dx[i] = acc;
+  dx[i] = bwd_data_direct_at(g, dy, w, i);
 }
 
 constexpr int kReduceThreads = 256;
@@ -216,13 +209,13 @@ conv2d_bias_grad(float* __restrict__ db, const float* __restrict__ dy, int N, in
 // ---------------------------------------------------------------------------------------------
 // launchers
 
-template <class G>
+template <class G, class T = Tile64>
 void launch_tiled(const G& gm, cudaStream_t stream, const char* name) {
   FC_CHECK(gm.Z() <= 65535, "conv2d on CUDA: groups x splits = ", gm.Z(), " exceeds 65535");
-  const dim3 grid(static_cast<unsigned>(ceil_div(gm.Ncols(), kBN)),
-                  static_cast<unsigned>(ceil_div(gm.M(), kBM)), static_cast<unsigned>(gm.Z()));
+  const dim3 grid(static_cast<unsigned>(ceil_div(gm.Ncols(), T::BN)),
+                  static_cast<unsigned>(ceil_div(gm.M(), T::BM)), static_cast<unsigned>(gm.Z()));
   FC_CHECK(grid.y <= 65535, "conv2d on CUDA: too many channels per group (", gm.M(), ")");
-  conv_gemm_tiled<G><<<grid, kThreads, 0, stream>>>(gm);
+  conv_gemm_tiled<G, T><<<grid, kThreads, 0, stream>>>(gm);
   CHECK_LAUNCH(name, stream);
 }
 
@@ -251,13 +244,15 @@ struct SplitPlan {
 };
 
 // Split bwd_weights' reduction so that about two waves of blocks fill the GPU, each chunk a
-// multiple of the 16-deep step and at least 4 steps long; at most 64 chunks.
+// multiple of the 16-deep step and at least 4 steps long; at most 256 chunks (a layer with one or
+// two output tiles, e.g. C_in = 1, needs that many to occupy the GPU; the workspace stays below
+// 2 * SMs * 64 * 64 floats because splits <= 2 * SMs / tiles).
 SplitPlan split_plan(const Conv2dParams& p, bool tiled) {
   const int64_t R = p.y.n * p.y.h * p.y.w;
   if (!tiled || R == 0) return {1, int(R)};
   const int64_t blocks = ceil_div(p.cout_per_group(), kBM) * ceil_div(p.reduction(), kBN) * p.groups;
   const int64_t target = 2 * int64_t(sm_count());
-  int64_t splits = std::min<int64_t>({ceil_div(target, blocks), ceil_div(R, 4 * kBK), 64,
+  int64_t splits = std::min<int64_t>({ceil_div(target, blocks), ceil_div(R, 4 * kBK), 256,
                                       std::max<int64_t>(1, 65535 / p.groups),
                                       std::max<int64_t>(1, kMaxIndex / p.wt.numel())});
   splits = std::max<int64_t>(splits, 1);
@@ -267,6 +262,32 @@ SplitPlan split_plan(const Conv2dParams& p, bool tiled) {
 
 bool bwd_weights_tiled(const Conv2dParams& p) {
   return use_tiled(p.cout_per_group(), p.reduction(), 16);
+}
+
+// bwd_data kernel choice: 0 = direct, otherwise the BM of the tile (Tile1 ... Tile64).
+// Cost per useful FMA = padded rows / rows * (issue slots per FMA), the latter a paper estimate
+// per tile: each column's gather (~7 instructions + a shared store) is shared by BM rows, and the
+// inner loop issues TM + TN shared loads per TM * TN FMAs. The direct kernel pads nothing and
+// issues ~5 instructions (two of them L1 loads) per FMA, but with stride > 1 neighbouring threads
+// have different tap counts (divergence), so it competes only at stride 1.
+// Not yet calibrated on a GPU: re-fit the estimates from bench/conv_cuda.py timings.
+int bwd_data_choice(const Conv2dParams& p, const ConvGeom& g) {
+  const ConvAlgo algo = conv_algo();
+  // z = group x phase; beyond 65535 the grid cannot hold it: the direct kernel handles any shape.
+  if (algo == ConvAlgo::Direct || int64_t(g.groups) * g.sh * g.sw > 65535) return 0;
+  struct Cand { int bm; double slots_per_fma; };
+  static constexpr Cand kCands[] = {{1, 10.0}, {4, 3.2}, {8, 2.3}, {16, 1.65}, {32, 1.45}, {64, 1.37}};
+  const int64_t M = p.cin_per_group();
+  int best = 0;
+  double best_cost = algo == ConvAlgo::Auto && g.sh == 1 && g.sw == 1 ? 5.0 : 1e300;
+  for (const Cand& c : kCands) {
+    const double cost = double(ceil_div(M, c.bm) * c.bm) / double(M) * c.slots_per_fma;
+    if (cost < best_cost) {
+      best = c.bm;
+      best_cost = cost;
+    }
+  }
+  return best;
 }
 
 }  // namespace
@@ -295,12 +316,19 @@ void conv2d_bwd_data__cuda(float* dx, const float* dy, const float* w, const Con
   poison(dx, sizeof(float) * size_t(p.x.numel()), stream);
   if (p.x.numel() == 0) return;
   const ConvGeom g = conv_geom(p);
-  if (use_tiled(p.cin_per_group(), p.cout_per_group() * p.kh() * p.kw(), 32)) {
-    launch_tiled(BwdDataGemm{dy, w, dx, g}, stream, "conv_gemm_tiled<BwdDataGemm>");
-  } else {
-    const int total = int(p.x.numel());
-    conv2d_bwd_data_direct<<<grid_1d(total, 256), 256, 0, stream>>>(dx, dy, w, g, total);
-    CHECK_LAUNCH("conv2d_bwd_data_direct", stream);
+  const BwdDataGemm gm{dy, w, dx, g};
+  switch (bwd_data_choice(p, g)) {
+    case 1: launch_tiled<BwdDataGemm, Tile1>(gm, stream, "conv_gemm_tiled<BwdDataGemm, Tile1>"); break;
+    case 4: launch_tiled<BwdDataGemm, Tile4>(gm, stream, "conv_gemm_tiled<BwdDataGemm, Tile4>"); break;
+    case 8: launch_tiled<BwdDataGemm, Tile8>(gm, stream, "conv_gemm_tiled<BwdDataGemm, Tile8>"); break;
+    case 16: launch_tiled<BwdDataGemm, Tile16>(gm, stream, "conv_gemm_tiled<BwdDataGemm, Tile16>"); break;
+    case 32: launch_tiled<BwdDataGemm, Tile32>(gm, stream, "conv_gemm_tiled<BwdDataGemm, Tile32>"); break;
+    case 64: launch_tiled<BwdDataGemm, Tile64>(gm, stream, "conv_gemm_tiled<BwdDataGemm, Tile64>"); break;
+    default: {
+      const int total = int(p.x.numel());
+      conv2d_bwd_data_direct<<<grid_1d(total, 256), 256, 0, stream>>>(dx, dy, w, g, total);
+      CHECK_LAUNCH("conv2d_bwd_data_direct", stream);
+    }
   }
 }
 

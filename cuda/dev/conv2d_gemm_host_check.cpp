@@ -17,51 +17,91 @@
 using namespace fastconv;
 using namespace fastconv::gpu;
 
-// Serial emulation of conv_gemm_tiled<G>: same tile sizes, loader layout and r-table.
-template <class G>
+// Serial emulation of conv_gemm_tiled<G, T>: same tile sizes, loader layout, r-table, early exit.
+template <class G, class T = Tile64>
 void emulate_tiled(const G& gm) {
-  const int gx = int((gm.Ncols() + kBN - 1) / kBN), gy = int((gm.M() + kBM - 1) / kBM);
-  std::vector<float> As(kBK * kBM), Bs(kBK * kBN);
+  constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
+  constexpr int kALoads = (BM * kBK + kThreads - 1) / kThreads;
+  const int gx = int((gm.Ncols() + BN - 1) / BN), gy = int((gm.M() + BM - 1) / BM);
+  std::vector<float> As(kBK * BM), Bs(kBK * BN);
   std::vector<typename G::RCtx> rtab(kBK);
-  std::vector<float> acc(size_t(kThreads) * kTM * kTN);
+  std::vector<float> acc(size_t(kThreads) * TM * TN);
   for (int z = 0; z < gm.Z(); ++z)
     for (int by = 0; by < gy; ++by)
       for (int bx = 0; bx < gx; ++bx) {
-        const int m0 = by * kBM, n0 = bx * kBN;
+        const typename G::ZCtx zc = gm.zctx(z);
+        const int m0 = by * BM, n0 = bx * BN;
+        if (n0 >= gm.ncols(zc)) continue;
         int r_begin, r_end;
-        gm.range(z, &r_begin, &r_end);
+        gm.range(zc, &r_begin, &r_end);
         std::fill(acc.begin(), acc.end(), 0.0f);
+        std::fill(As.begin(), As.end(), NAN);  // a slot the loaders miss would poison the result
+        std::fill(Bs.begin(), Bs.end(), NAN);
         for (int r0 = r_begin; r0 < r_end; r0 += kBK) {
-          for (int t = 0; t < kBK; ++t) rtab[t] = gm.rctx(z, r0 + t, r_end);
+          for (int t = 0; t < kBK; ++t) rtab[t] = gm.rctx(zc, r0 + t, r_end);
           for (int tid = 0; tid < kThreads; ++tid) {
-            const int a_rr = tid % kBK, a_mm = tid / kBK, b_nn = tid % kBN, b_rr = tid / kBN;
-            const auto col = gm.colctx(z, n0 + b_nn);
-            for (int i = 0; i < kBM * kBK / kThreads; ++i) {
+            const int a_rr = tid % kBK, a_mm = tid / kBK, b_nn = tid % BN, b_rr = tid / BN;
+            const auto col = gm.colctx(zc, n0 + b_nn);
+            for (int i = 0; i < kALoads; ++i) {
               const int mm = a_mm + i * (kThreads / kBK);
-              As[a_rr * kBM + mm] = gm.a(z, m0 + mm, rtab[a_rr]);
+              if (BM * kBK % kThreads == 0 || mm < BM) As[a_rr * BM + mm] = gm.a(zc, m0 + mm, rtab[a_rr]);
             }
-            for (int i = 0; i < kBK * kBN / kThreads; ++i) {
-              const int rr = b_rr + i * (kThreads / kBN);
-              Bs[rr * kBN + b_nn] = gm.bval(col, rtab[rr]);
+            for (int i = 0; i < kBK * BN / kThreads; ++i) {
+              const int rr = b_rr + i * (kThreads / BN);
+              Bs[rr * BN + b_nn] = gm.bval(col, rtab[rr]);
             }
           }
           for (int tid = 0; tid < kThreads; ++tid) {
-            const int tx = tid % (kBN / kTN), ty = tid / (kBN / kTN);
+            const int tx = tid % (BN / TN), ty = tid / (BN / TN);
             for (int k = 0; k < kBK; ++k)
-              for (int i = 0; i < kTM; ++i)
-                for (int j = 0; j < kTN; ++j)
-                  acc[(tid * kTM + i) * kTN + j] += As[k * kBM + ty * kTM + i] * Bs[k * kBN + tx * kTN + j];
+              for (int i = 0; i < TM; ++i)
+                for (int j = 0; j < TN; ++j)
+                  acc[(tid * TM + i) * TN + j] = std::fma(As[k * BM + ty * TM + i], Bs[k * BN + tx * TN + j],
+                                                          acc[(tid * TM + i) * TN + j]);
           }
         }
         for (int tid = 0; tid < kThreads; ++tid) {
-          const int tx = tid % (kBN / kTN), ty = tid / (kBN / kTN);
-          for (int i = 0; i < kTM; ++i)
-            for (int j = 0; j < kTN; ++j) {
-              const int m = m0 + ty * kTM + i, n = n0 + tx * kTN + j;
-              if (m < gm.M() && n < gm.Ncols()) gm.store(z, m, n, acc[(tid * kTM + i) * kTN + j]);
+          const int tx = tid % (BN / TN), ty = tid / (BN / TN);
+          for (int i = 0; i < TM; ++i)
+            for (int j = 0; j < TN; ++j) {
+              const int m = m0 + ty * TM + i, n = n0 + tx * TN + j;
+              if (m < gm.M() && n < gm.ncols(zc)) gm.store(zc, m, n, acc[(tid * TM + i) * TN + j]);
             }
         }
       }
+}
+
+// phase_taps / phase_axis / clip_taps against brute force over every position and tap of one axis.
+int check_phase_axis(int In, int K, int s, int d, int pad, int O) {
+  int bad = 0;
+  std::vector<int> seen(In, 0);
+  for (int ph = 0; ph < s; ++ph) {
+    const PhaseAxis a = phase_axis(ph, In, K, s, d, pad);
+    for (int j = 0; j < a.n_in; ++j) {
+      const int i = a.i0 + j * s;
+      if (i < 0 || i >= In || (i + pad) % s != ph) ++bad;
+      else ++seen[i];
+      // the taps it lists, in order, must be exactly the k with (i + pad - k*d) divisible by s
+      std::vector<int> want, got;
+      for (int k = 0; k < K; ++k)
+        if ((i + pad - k * d) % s == 0) want.push_back(k);
+      for (int jt = 0; jt < a.taps.count; ++jt) {
+        const int k = a.taps.k0 + jt * a.taps.step;
+        got.push_back(k);
+        if ((i + pad - k * d) / s != a.o0 + j - jt * a.taps.shift) ++bad;  // exact: divisible
+      }
+      if (want != got) ++bad;
+      // clip_taps: exactly the listed taps whose output lies in [0, O)
+      int lo, hi;
+      clip_taps(a.taps, a.o0 + j, O, &lo, &hi);
+      for (int jt = 0; jt < a.taps.count; ++jt) {
+        const int o = a.o0 + j - jt * a.taps.shift;
+        if ((o >= 0 && o < O) != (jt >= lo && jt < hi)) ++bad;
+      }
+    }
+  }
+  for (int i = 0; i < In; ++i) bad += seen[i] != 1;
+  return bad;
 }
 
 struct Ref {
@@ -110,16 +150,34 @@ int main() {
   auto U = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   std::uniform_real_distribution<float> val(-1.f, 1.f);
   int failures = 0, cases = 0;
-  for (int t = 0; t < 300; ++t) {
+
+  // The per-axis phase arithmetic on its own, exhaustively over small sizes.
+  int axis_bad = 0, axis_cases = 0;
+  for (int s = 1; s <= 5; ++s)
+    for (int d = 1; d <= 4; ++d)
+      for (int K = 1; K <= 11; ++K)
+        for (int pad = 0; pad <= 6; ++pad)
+          for (int In = 1; In <= 20; ++In) {
+            const int O = int(conv_out_size(In, pad, U(0, 6), K, s, d));
+            if (O <= 0) continue;
+            axis_bad += check_phase_axis(In, K, s, d, pad, O);
+            ++axis_cases;
+          }
+  std::printf("phase axes: %d cases, %d mismatches\n", axis_cases, axis_bad);
+  failures += axis_bad != 0;
+
+  for (int t = 0; t < 600; ++t) {
     const int groups = U(0, 3) == 0 ? U(2, 4) : 1;
-    const int cin_g = t % 3 == 0 ? U(17, 40) : U(1, 9), cout_g = t % 4 == 0 ? U(33, 80) : U(1, 20);
-    const Pair k{U(1, 5), U(1, 5)}, s{U(1, 3), U(1, 3)}, d{U(1, 2), U(1, 2)};
+    const int cin_g = t % 3 == 0 ? U(17, 80) : U(1, 9), cout_g = t % 4 == 0 ? U(33, 80) : U(1, 20);
+    const bool big_k = U(0, 3) == 0;
+    const Pair k{big_k ? U(5, 11) : U(1, 5), big_k ? U(5, 11) : U(1, 5)}, s{U(1, 4), U(1, 4)},
+        d{U(1, 3) == 1 ? 2 : 1, U(1, 3) == 1 ? U(2, 3) : 1};
     PaddingSpec pad;
     const int mode = U(0, 2);
     pad.mode = mode == 0 ? PadMode::Explicit : mode == 1 ? PadMode::Valid : PadMode::Same;
     if (pad.mode == PadMode::Same && (s.h != 1 || s.w != 1)) pad.mode = PadMode::Explicit;
-    pad.pad = {U(0, 2), U(0, 2)};
-    const int64_t H = d.h * (k.h - 1) + 1 + U(0, 9), W = d.w * (k.w - 1) + 1 + U(0, 12);
+    pad.pad = {U(0, 3), U(0, 3)};
+    const int64_t H = d.h * (k.h - 1) + 1 + U(0, 12), W = d.w * (k.w - 1) + 1 + U(0, 14);
     Conv2dParams p;
     try {
       p = make_conv2d_params({U(1, 3), int64_t(cin_g) * groups, H, W},
@@ -127,14 +185,37 @@ int main() {
     } catch (const ValueError&) {
       continue;
     }
+    if (t % 4 == 1) {  // asymmetric explicit padding (the kernels take any four pads)
+      p.pad = {U(0, 4), U(0, 4), U(0, 4), U(0, 4)};
+      p.y.h = conv_out_size(p.x.h, p.pad.top, p.pad.bottom, k.h, s.h, d.h);
+      p.y.w = conv_out_size(p.x.w, p.pad.left, p.pad.right, k.w, s.w, d.w);
+      if (p.y.h <= 0 || p.y.w <= 0) continue;
+    }
     const ConvGeom g = conv_geom(p);
     std::vector<float> x(p.x.numel()), w(p.wt.numel()), dy(p.y.numel());
     for (auto* v : {&x, &w, &dy})
       for (auto& e : *v) e = val(rng);
     const Ref r = reference(g, x, w, dy);
-    std::vector<float> y(p.y.numel(), NAN), dx(p.x.numel(), NAN), dw(p.wt.numel(), NAN);
+    std::vector<float> y(p.y.numel(), NAN), dw(p.wt.numel(), NAN);
     emulate_tiled(FwdGemm{x.data(), w.data(), nullptr, y.data(), g, false});
-    emulate_tiled(BwdDataGemm{dy.data(), w.data(), dx.data(), g});
+    // bwd_data: the direct kernel's element function and the phase GEMM with every tile shape.
+    double edx = 0;
+    std::vector<float> dx(p.x.numel(), NAN), dx_direct(p.x.numel(), NAN);
+    for (int i = 0; i < int(dx_direct.size()); ++i) dx_direct[i] = bwd_data_direct_at(g, dy.data(), w.data(), i);
+    edx = std::max(edx, max_err(dx_direct, r.dx));
+    const BwdDataGemm bd{dy.data(), w.data(), dx.data(), g};
+    auto run_bd = [&](auto tile) {
+      std::fill(dx.begin(), dx.end(), NAN);
+      emulate_tiled<BwdDataGemm, decltype(tile)>(bd);
+      edx = std::max(edx, max_err(dx, r.dx));
+      // same order of the same products as the direct kernel; fma(a, 0, acc) == acc for finite a
+      for (size_t i = 0; i < dx.size(); ++i)
+        if (dx[i] != dx_direct[i] && !(dx[i] == 0 && dx_direct[i] == 0)) {
+          edx = std::max(edx, 1e30);
+          break;
+        }
+    };
+    run_bd(Tile1{}); run_bd(Tile4{}); run_bd(Tile8{}); run_bd(Tile16{}); run_bd(Tile32{}); run_bd(Tile64{});
     // bwd_weights with 1 split (direct store) and with several splits (workspace + ordered sum).
     const int R = g.N * g.OH * g.OW;
     const int splits = 1 + t % 5, chunk = ((R + splits - 1) / splits + kBK - 1) / kBK * kBK;
@@ -147,7 +228,7 @@ int main() {
         for (int q = 0; q < nsplit; ++q) acc += ws[q * w.size() + i];
         dw[i] = acc;
       }
-    const double ey = max_err(y, r.y), edx = max_err(dx, r.dx), edw = max_err(dw, r.dw);
+    const double ey = max_err(y, r.y), edw = max_err(dw, r.dw);
     const double tol = 1e-4 * (1 + std::max(R, cin_g * cout_g * int(k.h * k.w)) / 100.0);
     ++cases;
     if (ey > tol || edx > tol || edw > tol) {
