@@ -15,6 +15,7 @@
 #include "fastconv/cpu_kernels.h"
 #include "fastconv/error.h"
 #include "fastconv/ops.h"
+#include "fastconv/output_cache.h"
 #include "fastconv/params.h"
 #include "bindings_args.h"
 #include "fastconv/parallel.h"
@@ -45,7 +46,18 @@ bool same(Shape4 a, Shape4 b) { return a.n == b.n && a.c == b.c && a.h == b.h &&
 std::string str(Shape4 s) { return str_cat("(", s.n, ", ", s.c, ", ", s.h, ", ", s.w, ")"); }
 
 
-FloatArray new_array(Shape4 s) { return FloatArray({s.n, s.c, s.h, s.w}); }
+// A result array whose memory comes from the output cache (output_cache.h) and goes back to it
+// when NumPy drops the array: a loop asking for the same shapes reuses warm pages.
+template <class T>
+py::array_t<T, py::array::c_style> cached_array(const std::vector<py::ssize_t>& shape) {
+  std::size_t n = 1;
+  for (py::ssize_t d : shape) n *= std::size_t(d);
+  void* p = output_alloc(n * sizeof(T));
+  py::capsule owner(p, [](void* q) { output_free(q); });
+  return py::array_t<T, py::array::c_style>(shape, static_cast<T*>(p), owner);
+}
+
+FloatArray new_array(Shape4 s) { return cached_array<float>({s.n, s.c, s.h, s.w}); }
 
 using OptArray = std::optional<py::array>;
 
@@ -157,7 +169,7 @@ py::tuple maxpool2d_fwd(const FloatArray& x, Pair2 kernel, Pair2 stride, const s
   const Pool2dParams p =
       make_pool2d_params(shape_of(x, "input"), pair_of(kernel), pair_of(stride), padding_of(mode, pad));
   py::array y = out_y ? *out_y : py::array(new_array(p.y));
-  py::array idx = out_idx ? *out_idx : py::array(IndexArray(dims(p.y)));
+  py::array idx = out_idx ? *out_idx : py::array(cached_array<int64_t>(dims(p.y)));
   float* yp = out_y ? out_data<float>(y, "out[0] (output)", dims(p.y), {&x})
                     : static_cast<float*>(y.mutable_data());
   int64_t* ip = out_idx ? out_data<int64_t>(idx, "out[1] (indices)", dims(p.y), {&x, &y})
@@ -198,7 +210,7 @@ py::array matmul(const FloatArray& a, const FloatArray& b, bool trans_a, bool tr
   const int64_t m = trans_a ? a.shape(1) : a.shape(0), k = trans_a ? a.shape(0) : a.shape(1);
   const int64_t kb = trans_b ? b.shape(1) : b.shape(0), n = trans_b ? b.shape(0) : b.shape(1);
   FC_CHECK(k == kb, "matmul inner dimensions differ: ", k, " and ", kb);
-  py::array c = out ? *out : py::array(FloatArray(std::vector<py::ssize_t>{m, n}));
+  py::array c = out ? *out : py::array(cached_array<float>({m, n}));
   float* cp = out ? out_data<float>(c, "out", {m, n}, {&a, &b}) : static_cast<float*>(c.mutable_data());
   if (m == 0 || n == 0) return c;
   cpu::GemmArgs g{};
@@ -267,6 +279,9 @@ PYBIND11_MODULE(_C, m) {
       if (cpu::isa_supported(isa)) out.emplace_back(isa);
     return out;
   });
+  m.def("set_output_cache_limit", &set_output_cache_limit, py::arg("bytes"));
+  m.def("output_cache_limit", &output_cache_limit);
+  m.def("output_cache_idle_bytes", &output_cache_idle_bytes);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);
   m.def("set_debug_poison", &set_debug_poison, py::arg("on"));

@@ -39,6 +39,8 @@ __all__ = [
     "set_cpu_isa",
     "get_num_threads",
     "set_num_threads",
+    "get_output_cache_mb",
+    "set_output_cache_mb",
 ]
 
 
@@ -71,6 +73,24 @@ def set_num_threads(n: int) -> None:
     _C.set_num_threads(n)
 
 
+def get_output_cache_mb() -> float:
+    """Most idle result memory kept for reuse, in MiB (see set_output_cache_mb)."""
+    return _C.output_cache_limit() / 2**20
+
+
+def set_output_cache_mb(mb) -> None:
+    """Keep up to `mb` MiB of freed result arrays (those of 64 KiB and more) for the next result of
+    the same size, instead of returning them to the system (default 256, or
+    FASTCONV_OUTPUT_CACHE_MB). A fresh multi-megabyte array costs page faults that, for the
+    MNIST-size layers, take as long as the convolution. 0 turns the cache off and frees what it
+    holds."""
+    if isinstance(mb, bool) or not isinstance(mb, (int, float)):
+        raise TypeError(f"mb must be a number of MiB, got {mb!r}")
+    if not 0 <= mb <= 2**20:
+        raise ValueError(f"mb must be from 0 to 1048576 MiB, got {mb!r}")
+    _C.set_output_cache_limit(int(mb * 2**20))
+
+
 def _set_debug_poison(on: bool) -> None:
     """Test hook: kernels fill outputs and workspaces with NaN before running."""
     _C.set_debug_poison(bool(on))
@@ -83,6 +103,7 @@ def info() -> dict:
         "cpu_isa": get_cpu_isa(),
         "cpu_isas": cpu_isas(),
         "num_threads": get_num_threads(),
+        "output_cache_mb": get_output_cache_mb(),
         "cuda_built": bool(_C.cuda_built),
         "cuda_device": None,
     }
@@ -107,3 +128,8 @@ if _os.environ.get("FASTCONV_NUM_THREADS"):
     if not _n.isdigit() or not 1 <= int(_n) <= 4096:
         raise ValueError(f"FASTCONV_NUM_THREADS must be an integer from 1 to 4096, got {_n!r}")
     set_num_threads(int(_n))
+if _os.environ.get("FASTCONV_OUTPUT_CACHE_MB"):
+    _mb = _os.environ["FASTCONV_OUTPUT_CACHE_MB"].strip()
+    if not _mb.isdigit() or int(_mb) > 2**20:
+        raise ValueError(f"FASTCONV_OUTPUT_CACHE_MB must be an integer from 0 to 1048576, got {_mb!r}")
+    set_output_cache_mb(int(_mb))
