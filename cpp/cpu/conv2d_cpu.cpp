@@ -537,6 +537,77 @@ void conv2d_bwd_weights_direct_t(float* dw, float* db, const float* dy, const fl
   }
 }
 
+// bwd_weights with (kx, ci) in lanes (conv2d_bww_cl.inl), stride 1, dilation 1, groups 1: per
+// image x is zero-padded into channels-last rows, so the KW*C_in inputs of one kernel row at one
+// output pixel are contiguous; threads take contiguous chunks of samples, each with its own
+// (C_out x KH x lp) + C_out partial sums, added in a fixed order and un-permuted into
+// (co, ci, ky, kx) at the end. Workspace: parts * (C_out*KH*lp + C_out) floats; per thread one
+// channels-last padded image (hp*wp*C_in + lanes floats).
+bool bww_cl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("FASTCONV_BWW_CL");
+    return e == nullptr || *e == '\0' || *e != '0';
+  }();
+  return on;
+}
+
+bool use_direct_bwd_weights_cl(const Conv2dParams& p, const void* fn) {
+  return bww_cl_enabled() && direct_geometry(p, fn) && p.x.c >= bww_t_min_cin();
+}
+
+void pad_channels_last(float* xcl, const float* x_n, const Conv2dParams& p, const DirectConvArgs& a,
+                       int64_t total) {
+  const int64_t H = p.x.h, W = p.x.w, C = a.cin;
+  std::fill(xcl, xcl + total, 0.0f);
+  for (int64_t iy = 0; iy < H; ++iy) {
+    float* row = xcl + ((iy + p.pad.top) * a.wp + p.pad.left) * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float* src = x_n + (c * H + iy) * W;
+      for (int64_t ix = 0; ix < W; ++ix) row[ix * C + c] = src[ix];
+    }
+  }
+}
+
+void conv2d_bwd_weights_direct_cl(float* dw, float* db, const float* dy, const float* x,
+                                  const Conv2dParams& p, DirectBwdWeightsClFn fn, int lanes) {
+  const DirectConvArgs a = direct_args(p);
+  const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
+  const int64_t C_out = p.y.c, C_in = p.x.c, P = p.y.h * p.y.w;
+  const int64_t lp = round_up(a.kw * C_in, lanes);
+  const int64_t per_part = C_out * a.kh * lp + C_out;
+  const int parts = parallel_parts(p.x.n);
+  float* ws = caller_workspace(parts * per_part);
+  std::fill(ws, ws + parts * per_part, 0.0f);
+  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int part) {
+    float* acc = ws + part * per_part;
+    float* dbp = acc + C_out * a.kh * lp;
+    const int64_t xsize = a.hp * a.wp * C_in + lanes;
+    float* xcl = scratch(xsize);
+    for (int64_t n = begin; n < end; ++n) {
+      pad_channels_last(xcl, x + n * xs, p, a, xsize);
+      const float* dy_n = dy + n * ys;
+      fn(acc, dy_n, xcl, a, lp);
+      if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
+    }
+  });
+  for (int64_t co = 0; co < C_out; ++co)
+    for (int64_t ci = 0; ci < C_in; ++ci)
+      for (int64_t ky = 0; ky < a.kh; ++ky)
+        for (int64_t kx = 0; kx < a.kw; ++kx) {
+          const int64_t src = (co * a.kh + ky) * lp + kx * C_in + ci;
+          float s = 0.0f;
+          for (int part = 0; part < parts; ++part) s += ws[part * per_part + src];
+          dw[((co * C_in + ci) * a.kh + ky) * a.kw + kx] = s;
+        }
+  if (db != nullptr) {
+    for (int64_t co = 0; co < C_out; ++co) {
+      float s = 0.0f;
+      for (int part = 0; part < parts; ++part) s += ws[part * per_part + C_out * a.kh * lp + co];
+      db[co] = s;
+    }
+  }
+}
+
 }  // namespace
 
 // Forward, GEMM path: per group the weights are packed once (MR slivers, shared by all threads);
@@ -648,6 +719,11 @@ void conv2d_bwd_weights__cpu(float* dw, float* db, const float* dy, const float*
     return;
   }
   const KernelTable& kt = kernels();
+  if (use_direct_bwd_weights_cl(p, reinterpret_cast<const void*>(kt.conv2d_bwd_weights_direct_cl))) {
+    conv2d_bwd_weights_direct_cl(dw, db, dy, x, p, kt.conv2d_bwd_weights_direct_cl,
+                                 kt.direct_lanes);
+    return;
+  }
   if (use_direct_bwd_weights_t(p, reinterpret_cast<const void*>(kt.conv2d_bwd_weights_direct_t))) {
     conv2d_bwd_weights_direct_t(dw, db, dy, x, p, kt.conv2d_bwd_weights_direct_t,
                                 kt.direct_lanes);

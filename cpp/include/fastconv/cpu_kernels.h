@@ -86,6 +86,13 @@ using DirectBwdWeightsFn = void (*)(float* acc, float* dbacc, const float* dy, c
 using DirectBwdWeightsTFn = void (*)(float* acc, const float* dyT, const float* xpad,
                                      const DirectConvArgs& a);
 
+// bwd_weights of ONE image with (kx, ci) in lanes (conv2d_bww_cl.inl): xcl is the image padded
+// and channels-last, xcl[(row*wp + col)*cin + ci], followed by at least direct_lanes readable
+// floats; acc (cout, kh, lp) += dW with acc[(co*kh + ky)*lp + kx*cin + ci], lp = kw*cin rounded
+// up to direct_lanes (lanes past kw*cin hold junk). The caller sums its threads' acc.
+using DirectBwdWeightsClFn = void (*)(float* acc, const float* dy, const float* xcl,
+                                      const DirectConvArgs& a, int64_t lp);
+
 struct KernelTable {
   const char* isa;  // "portable", "avx2", "avx512"
   SgemmFn sgemm;
@@ -97,6 +104,7 @@ struct KernelTable {
   int direct_lanes;                                 // lanes of the direct kernels' partial sums
   MaxPool2x2BwdFn maxpool2d_bwd_2x2s2;              // nullptr: zero-fill + scatter
   DirectBwdWeightsTFn conv2d_bwd_weights_direct_t;  // nullptr: im2col + GEMM for large C_in
+  DirectBwdWeightsClFn conv2d_bwd_weights_direct_cl;  // nullptr: the _t kernel (or GEMM)
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -125,6 +133,8 @@ void conv2d_bwd_weights_direct_t__avx2(float* acc, const float* dyT, const float
                                        const DirectConvArgs& a);
 void conv2d_bwd_weights_direct_t__avx512(float* acc, const float* dyT, const float* xpad,
                                          const DirectConvArgs& a);
+void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const float* xcl,
+                                          const DirectConvArgs& a, int64_t lp);
 bool maxpool2d_bwd_2x2s2__avx512(float* dx, const float* dy, const int64_t* idx, int64_t H,
                                  int64_t W, int64_t OH, int64_t OW);
 
