@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -70,6 +71,38 @@ bool spin_until(Pred pred) {
   }
 }
 
+// A dynamic job: tasks are claimed from `next` in chunks of `grain`. It lives in a shared_ptr that
+// every thread taking part holds, so a worker that arrives after the caller has returned still
+// finds valid counters: it claims nothing (next >= ntasks) and never touches fn, which is only
+// called for claimed tasks, all finished before the caller returns.
+struct DynamicJob {
+  DynamicJob(const ChunkFn& f, int64_t n, int64_t g) : fn(f), ntasks(n), grain(g) {}
+  const ChunkFn& fn;
+  const int64_t ntasks, grain;
+  std::atomic<int64_t> next{0}, done{0};
+  std::mutex mu;  // guards error and pairs with cv for the caller's wait
+  std::condition_variable cv;
+  std::exception_ptr error;
+
+  void work(int part) {
+    for (;;) {
+      const int64_t b = next.fetch_add(grain, std::memory_order_relaxed);
+      if (b >= ntasks) return;
+      const int64_t e = b + grain < ntasks ? b + grain : ntasks;
+      try {
+        fn(b, e, part);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (!error) error = std::current_exception();
+      }
+      if (done.fetch_add(e - b, std::memory_order_acq_rel) + (e - b) == ntasks) {
+        std::lock_guard<std::mutex> lk(mu);
+        cv.notify_all();
+      }
+    }
+  }
+};
+
 class Pool {
  public:
   explicit Pool(int nthreads) : nthreads_(nthreads) {
@@ -85,9 +118,31 @@ class Pool {
   }
   int size() const { return nthreads_; }
 
+  void run_dynamic(int64_t ntasks, int64_t grain, const ChunkFn& fn) {
+    auto job = std::make_shared<DynamicJob>(fn, ntasks, grain);
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      dynamic_ = job;
+      job_ = nullptr;
+      parts_ = nthreads_;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_start_.notify_all();
+    job->work(0);
+    auto finished = [&] { return job->done.load(std::memory_order_acquire) == ntasks; };
+    if (!spin_until(finished)) {
+      std::unique_lock<std::mutex> lk(job->mu);
+      job->cv.wait(lk, finished);
+    }
+    // dynamic_ stays published until the next job replaces it: a worker that wakes up late for
+    // this generation must still see it as dynamic (it then claims nothing), not as a static job.
+    if (job->error) std::rethrow_exception(job->error);
+  }
+
   void run(int64_t ntasks, int parts, const ChunkFn& fn) {
     {
       std::lock_guard<std::mutex> lk(m_);
+      dynamic_.reset();
       job_ = &fn;
       ntasks_ = ntasks;
       parts_ = parts;
@@ -127,6 +182,7 @@ class Pool {
                generation_.load(std::memory_order_acquire) != seen;
       };
       spin_until(fresh);
+      std::shared_ptr<DynamicJob> dynamic;
       {
         // Read the generation and the job's shape together, under the lock the caller publishes
         // them with, so a job is never paired with another job's shape.
@@ -134,7 +190,12 @@ class Pool {
         cv_start_.wait(lk, fresh);
         if (stop_.load(std::memory_order_acquire)) return;
         seen = generation_.load(std::memory_order_acquire);
-        if (idx >= parts_) continue;  // not needed for this job
+        dynamic = dynamic_;
+        if (!dynamic && idx >= parts_) continue;  // not needed for this job
+      }
+      if (dynamic) {  // the caller waits for tasks, not for this worker
+        dynamic->work(idx);
+        continue;
       }
       run_chunk(idx);
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -150,6 +211,7 @@ class Pool {
   std::condition_variable cv_start_, cv_done_;
   std::atomic<uint64_t> generation_{0};
   const ChunkFn* job_ = nullptr;
+  std::shared_ptr<DynamicJob> dynamic_;
   int64_t ntasks_ = 0;
   int parts_ = 1;
   std::atomic<int> pending_{0};
@@ -195,6 +257,25 @@ void set_num_threads(int n) {
     g_pool = nullptr;
   }
   g_threads = n;
+}
+
+void parallel_for_dynamic(int64_t ntasks, const ChunkFn& fn) {
+  if (ntasks <= 0) return;
+  if (t_in_worker) {
+    fn(0, ntasks, 0);
+    return;
+  }
+  std::lock_guard<std::mutex> lk(g_run_mutex);
+  const int t = threads_locked();
+  if (t == 1 || ntasks == 1) {
+    InParallelScope scope;
+    fn(0, ntasks, 0);
+    return;
+  }
+  if (g_pool == nullptr) g_pool = new Pool(t);
+  InParallelScope scope;
+  const int64_t grain = ntasks / (4 * int64_t(t)) > 1 ? ntasks / (4 * int64_t(t)) : 1;
+  g_pool->run_dynamic(ntasks, grain, fn);
 }
 
 int parallel_parts(int64_t ntasks) {

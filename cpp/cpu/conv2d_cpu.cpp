@@ -271,7 +271,7 @@ void conv2d_fwd_direct(float* y, const float* x, const float* w, const float* b,
   const float* wt =
       pack_direct_weights(a, [&](int64_t co, int64_t r) { return w[co * rows + r]; });
   const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
-  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
+  parallel_for_dynamic(p.x.n, [&](int64_t begin, int64_t end, int) {
     float* xpad = scratch(xpad_size(a));
     for (int64_t n = begin; n < end; ++n) {
       pad_image(xpad, x + n * xs, p, a);
@@ -305,7 +305,7 @@ void conv2d_bwd_data_direct(float* dx, const float* dy, const float* w, const Co
     return w[co * K + ci * KK + (KK - 1 - t)];
   });
   const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
-  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
+  parallel_for_dynamic(p.x.n, [&](int64_t begin, int64_t end, int) {
     float* dypad = scratch(xpad_size(a));
     for (int64_t n = begin; n < end; ++n) {
       pad_planes(dypad, dy + n * ys, p.y.h, p.y.w, top, left, a);
@@ -629,7 +629,7 @@ void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
   for (int64_t gi = 0; gi < G; ++gi)
     pack_slivers(pa_all + gi * a_size, w + gi * g.cout_g * g.K, g.cout_g, g.K, g.K, 1, MR);
   const int64_t tasks = p.x.n * G * g.nblocks;
-  parallel_for(tasks, [&](int64_t begin, int64_t end, int) {
+  parallel_for_dynamic(tasks, [&](int64_t begin, int64_t end, int) {
     float* pb = scratch(g.K * round_up(g.block, NR));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / (G * g.nblocks), gi = (t / g.nblocks) % G, blk = t % g.nblocks;
@@ -670,7 +670,7 @@ void conv2d_bwd_data__cpu(float* dx, const float* dy, const float* w, const Conv
   for (int64_t gi = 0; gi < G; ++gi)  // W_g^T: element (kk, co) at w[co*K + kk]
     pack_slivers(pa_all + gi * a_size, w + gi * g.cout_g * g.K, g.K, g.cout_g, 1, g.K, MR);
   const int64_t tasks = p.x.n * G;
-  parallel_for(tasks, [&](int64_t begin, int64_t end, int) {
+  parallel_for_dynamic(tasks, [&](int64_t begin, int64_t end, int) {
     const int64_t pb_size = g.cout_g * round_up(g.block, NR);
     float* buf = scratch(pb_size + (g.pointwise ? 0 : g.K * g.block));
     float* pb = buf;

@@ -19,6 +19,14 @@ void set_num_threads(int n);  // n >= 1; throws ValueError otherwise
 using ChunkFn = std::function<void(int64_t begin, int64_t end, int part)>;
 void parallel_for(int64_t ntasks, const ChunkFn& fn);
 
+// For tasks that write disjoint outputs (so the result cannot depend on which thread ran which
+// task): the caller and the workers claim chunks of about ntasks / (4 * threads) tasks from a
+// shared counter until none is left. A worker that is late (woken slowly, or sharing its core with
+// another busy thread) then costs at most the chunk it holds, where the static split above makes
+// the caller wait for a whole half. fn's part is the thread's index (scratch space only, never
+// results).
+void parallel_for_dynamic(int64_t ntasks, const ChunkFn& fn);
+
 // Number of chunks parallel_for(ntasks, ...) will use: min(ntasks, threads), at least 1.
 int parallel_parts(int64_t ntasks);
 
