@@ -278,6 +278,23 @@ void parallel_for_dynamic(int64_t ntasks, const ChunkFn& fn) {
   g_pool->run_dynamic(ntasks, grain, fn);
 }
 
+void parallel_for_parts(int64_t ntasks, int parts, const ChunkFn& fn) {
+  if (ntasks <= 0) return;
+  parallel_for_dynamic(parts, [&](int64_t pb, int64_t pe, int) {
+    for (int64_t part = pb; part < pe; ++part) {
+      const int64_t begin = ntasks * part / parts, end = ntasks * (part + 1) / parts;
+      if (begin < end) fn(begin, end, int(part));
+    }
+  });
+}
+
+int reduction_parts(int64_t ntasks) {
+  if (t_in_worker) return 1;
+  const int t = get_num_threads();
+  if (t == 1 || ntasks <= 1) return 1;
+  return int(ntasks < 2 * t ? ntasks : 2 * t);
+}
+
 int parallel_parts(int64_t ntasks) {
   if (t_in_worker) return 1;
   const int t = get_num_threads();

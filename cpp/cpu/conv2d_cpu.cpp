@@ -323,10 +323,10 @@ void conv2d_bwd_weights_direct(float* dw, float* db, const float* dy, const floa
   const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
   const int64_t K = p.reduction(), C_out = p.y.c;
   const int64_t per_part = C_out * (K + 1) * lanes;
-  const int parts = parallel_parts(p.x.n);
+  const int parts = reduction_parts(p.x.n);
   float* ws = caller_workspace(parts * per_part);
   std::fill(ws, ws + parts * per_part, 0.0f);
-  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int part) {
+  parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
     float* acc = ws + part * per_part;
     float* dbacc = db != nullptr ? acc + C_out * K * lanes : nullptr;
     float* xpad = scratch(xpad_size(a));
@@ -499,10 +499,10 @@ void conv2d_bwd_weights_direct_t(float* dw, float* db, const float* dy, const fl
   const int64_t K = p.reduction(), C_out = p.y.c, P = p.y.h * p.y.w;
   const int64_t coutp = round_up(C_out, lanes);
   const int64_t per_part = K * coutp + C_out;
-  const int parts = parallel_parts(p.x.n);
+  const int parts = reduction_parts(p.x.n);
   float* ws = caller_workspace(parts * per_part);
   std::fill(ws, ws + parts * per_part, 0.0f);
-  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int part) {
+  parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
     float* acc = ws + part * per_part;
     float* dbp = acc + K * coutp;
     const int64_t xsize = xpad_size(a);
@@ -575,10 +575,10 @@ void conv2d_bwd_weights_direct_cl(float* dw, float* db, const float* dy, const f
   const int64_t C_out = p.y.c, C_in = p.x.c, P = p.y.h * p.y.w;
   const int64_t lp = round_up(a.kw * C_in, lanes);
   const int64_t per_part = C_out * a.kh * lp + C_out;
-  const int parts = parallel_parts(p.x.n);
+  const int parts = reduction_parts(p.x.n);
   float* ws = caller_workspace(parts * per_part);
   std::fill(ws, ws + parts * per_part, 0.0f);
-  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int part) {
+  parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
     float* acc = ws + part * per_part;
     float* dbp = acc + C_out * a.kh * lp;
     const int64_t xsize = a.hp * a.wp * C_in + lanes;
@@ -735,12 +735,12 @@ void conv2d_bwd_weights__cpu(float* dw, float* db, const float* dy, const float*
   }
   const Geometry g = geometry(p);
   const int64_t G = p.groups, MR = kt.gemm_mr, NR = kt.gemm_nr;
-  const int parts = parallel_parts(p.x.n);
+  const int parts = reduction_parts(p.x.n);
   float* partial_dw = caller_workspace((parts - 1) * wsize + parts * C_out);
   float* partial_db = partial_dw + (parts - 1) * wsize;
   std::fill(dw, dw + wsize, 0.0f);
   std::fill(partial_dw, partial_dw + (parts - 1) * wsize + parts * C_out, 0.0f);
-  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int part) {
+  parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
     float* my_dw = part == 0 ? dw : partial_dw + (part - 1) * wsize;
     float* my_db = partial_db + part * C_out;
     const int64_t pa_size = round_up(g.cout_g, MR) * g.block;

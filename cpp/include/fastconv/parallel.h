@@ -27,6 +27,14 @@ void parallel_for(int64_t ntasks, const ChunkFn& fn);
 // results).
 void parallel_for_dynamic(int64_t ntasks, const ChunkFn& fn);
 
+// For per-part reductions (weight gradients): [0, ntasks) is cut into `parts` fixed contiguous
+// ranges, part p = [p*ntasks/parts, (p+1)*ntasks/parts), which the threads claim dynamically;
+// fn(begin, end, part) gets the range's index, so each part's partial sum is the same whichever
+// thread computed it. reduction_parts(ntasks): 1 on one thread, else min(ntasks, 2 * threads)
+// (two ranges per thread, so a late worker delays the call by about a quarter, not a half).
+void parallel_for_parts(int64_t ntasks, int parts, const ChunkFn& fn);
+int reduction_parts(int64_t ntasks);
+
 // Number of chunks parallel_for(ntasks, ...) will use: min(ntasks, threads), at least 1.
 int parallel_parts(int64_t ntasks);
 
