@@ -21,6 +21,41 @@ struct DirectConv {
   using reg = typename V::reg;
 
   // --- forward ---------------------------------------------------------------------------------
+  // One kernel tap of a row tile: R x NV input vectors (rows i of the tile, pitch wp) each meet
+  // the CB broadcast weights of the tap.
+  template <int R, int NV, int CB>
+  static inline __attribute__((always_inline)) void row_tap(reg (&acc)[R][NV][CB], const float* xk,
+                                                            const float* wk, int64_t wp) {
+    reg xv[R][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) xv[i][v] = V::loadu(xk + i * wp + v * V::W);
+#pragma GCC unroll 8
+    for (int c = 0; c < CB; ++c) {
+      const reg wv = V::set1(wk[c]);
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v][c] = V::fmadd(xv[i][v], wv, acc[i][v][c]);
+    }
+  }
+
+  // One kernel tap of a flat tile: NQ consecutive input vectors meet the CB broadcast weights.
+  template <int NQ, int CB>
+  static inline __attribute__((always_inline)) void flat_tap(reg (&acc)[NQ][CB], const float* xk,
+                                                             const float* wk) {
+    reg xv[NQ];
+#pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j) xv[j] = V::loadu(xk + j * V::W);
+#pragma GCC unroll 8
+    for (int c = 0; c < CB; ++c) {
+      const reg wv = V::set1(wk[c]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NQ; ++j) acc[j][c] = V::fmadd(xv[j], wv, acc[j][c]);
+    }
+  }
+
   // Weight-stationary inner step: for each (ci, ky, kx) the CB weights are broadcast once and each
   // meets the R x NV input vectors (rows oy0+i+ky, columns ox0+kx+v*W, unaligned loads from the
   // padded plane): R*NV + CB loads per R*NV*CB FMAs, no branches. Weights arrive packed per
@@ -44,26 +79,21 @@ struct DirectConv {
     for (int64_t ci = 0; ci < a.cin; ++ci) {
       const float* xc = xpad + ci * a.plane + oy0 * a.wp + ox0;
       const float* wci = wb + ci * kh * kw * ld;
-#pragma GCC unroll 5
-      for (int64_t ky = 0; ky < kh; ++ky) {
-#pragma GCC unroll 5
-        for (int64_t kx = 0; kx < kw; ++kx) {
-          const float* xk = xc + ky * a.wp + kx;
-          const float* wk = wci + (ky * kw + kx) * ld;
-          reg xv[R][NV];
-#pragma GCC unroll 8
-          for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) xv[i][v] = V::loadu(xk + i * a.wp + v * V::W);
-#pragma GCC unroll 8
-          for (int c = 0; c < CB; ++c) {
-            const reg wv = V::set1(wk[c]);
-#pragma GCC unroll 8
-            for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-              for (int v = 0; v < NV; ++v) acc[i][v][c] = V::fmadd(xv[i][v], wv, acc[i][v][c]);
-          }
-        }
+      // Tap loops unrolled for 3x3 only: fully unrolled 5x5 bodies ran 1.2-1.3x slower (GCC
+      // hoists later taps' loads and then shuffles registers; DESIGN.md, round 4), while 3x3
+      // layers lose ~10% without the unrolling.
+      if constexpr (KW == 3 && KH == 3) {
+#pragma GCC unroll 3
+        for (int64_t ky = 0; ky < 3; ++ky)
+#pragma GCC unroll 3
+          for (int64_t kx = 0; kx < 3; ++kx)
+            row_tap<R, NV, CB>(acc, xc + ky * a.wp + kx, wci + (ky * 3 + kx) * ld, a.wp);
+      } else {
+#pragma GCC unroll 1
+        for (int64_t ky = 0; ky < kh; ++ky)
+#pragma GCC unroll 1
+          for (int64_t kx = 0; kx < kw; ++kx)
+            row_tap<R, NV, CB>(acc, xc + ky * a.wp + kx, wci + (ky * kw + kx) * ld, a.wp);
       }
     }
     const int64_t ohw = a.oh * a.ow;
@@ -133,22 +163,18 @@ struct DirectConv {
     for (int64_t ci = 0; ci < a.cin; ++ci) {
       const float* xc = xpad + ci * a.plane + q0;
       const float* wci = wb + ci * kh * kw * CB;
-#pragma GCC unroll 5
-      for (int64_t ky = 0; ky < kh; ++ky) {
-#pragma GCC unroll 5
-        for (int64_t kx = 0; kx < kw; ++kx) {
-          const float* xk = xc + ky * a.wp + kx;
-          const float* wk = wci + (ky * kw + kx) * CB;
-          reg xv[NQ];
-#pragma GCC unroll 8
-          for (int j = 0; j < NQ; ++j) xv[j] = V::loadu(xk + j * V::W);
-#pragma GCC unroll 8
-          for (int c = 0; c < CB; ++c) {
-            const reg wv = V::set1(wk[c]);
-#pragma GCC unroll 8
-            for (int j = 0; j < NQ; ++j) acc[j][c] = V::fmadd(xv[j], wv, acc[j][c]);
-          }
-        }
+      if constexpr (KW == 3 && KH == 3) {  // same unrolling rule as fwd_tile
+#pragma GCC unroll 3
+        for (int64_t ky = 0; ky < 3; ++ky)
+#pragma GCC unroll 3
+          for (int64_t kx = 0; kx < 3; ++kx)
+            flat_tap<NQ, CB>(acc, xc + ky * a.wp + kx, wci + (ky * 3 + kx) * CB);
+      } else {
+#pragma GCC unroll 1
+        for (int64_t ky = 0; ky < kh; ++ky)
+#pragma GCC unroll 1
+          for (int64_t kx = 0; kx < kw; ++kx)
+            flat_tap<NQ, CB>(acc, xc + ky * a.wp + kx, wci + (ky * kw + kx) * CB);
       }
     }
     const int64_t ohw = a.oh * a.ow, qend = a.oh * a.wp;
