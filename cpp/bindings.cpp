@@ -224,7 +224,7 @@ py::array matmul(const FloatArray& a, const FloatArray& b, bool trans_a, bool tr
     const bool by_cols = n >= 2 * kt.gemm_nr;
     const int64_t step = by_cols ? kt.gemm_nr : kt.gemm_mr;
     const int64_t tasks = ((by_cols ? n : m) + step - 1) / step;
-    parallel_for_dynamic(tasks, [&](int64_t begin, int64_t end, int) {
+    parallel_for(tasks, [&](int64_t begin, int64_t end, int) {
       cpu::GemmArgs part = g;
       const int64_t lo = begin * step, hi = std::min(end * step, by_cols ? n : m);
       if (by_cols) {

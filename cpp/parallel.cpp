@@ -71,12 +71,12 @@ bool spin_until(Pred pred) {
   }
 }
 
-// A dynamic job: tasks are claimed from `next` in chunks of `grain`. It lives in a shared_ptr that
-// every thread taking part holds, so a worker that arrives after the caller has returned still
-// finds valid counters: it claims nothing (next >= ntasks) and never touches fn, which is only
-// called for claimed tasks, all finished before the caller returns.
-struct DynamicJob {
-  DynamicJob(const ChunkFn& f, int64_t n, int64_t g) : fn(f), ntasks(n), grain(g) {}
+// A job: tasks are claimed from `next` in chunks of `grain` by the caller and the workers. It lives
+// in a shared_ptr that every thread taking part holds, so a worker that arrives after the caller
+// has returned still finds valid counters: it claims nothing (next >= ntasks) and never touches
+// fn, which is only called for claimed tasks, all finished before the caller returns.
+struct Job {
+  Job(const ChunkFn& f, int64_t n, int64_t g) : fn(f), ntasks(n), grain(g) {}
   const ChunkFn& fn;
   const int64_t ntasks, grain;
   std::atomic<int64_t> next{0}, done{0};
@@ -84,13 +84,13 @@ struct DynamicJob {
   std::condition_variable cv;
   std::exception_ptr error;
 
-  void work(int part) {
+  void work(int thread) {
     for (;;) {
       const int64_t b = next.fetch_add(grain, std::memory_order_relaxed);
       if (b >= ntasks) return;
       const int64_t e = b + grain < ntasks ? b + grain : ntasks;
       try {
-        fn(b, e, part);
+        fn(b, e, thread);
       } catch (...) {
         std::lock_guard<std::mutex> lk(mu);
         if (!error) error = std::current_exception();
@@ -118,13 +118,13 @@ class Pool {
   }
   int size() const { return nthreads_; }
 
-  void run_dynamic(int64_t ntasks, int64_t grain, const ChunkFn& fn) {
-    auto job = std::make_shared<DynamicJob>(fn, ntasks, grain);
+  // The caller waits for the tasks to be done, not for the workers: a worker that starts late
+  // finds fewer (or no) chunks left.
+  void run(int64_t ntasks, int64_t grain, const ChunkFn& fn) {
+    auto job = std::make_shared<Job>(fn, ntasks, grain);
     {
       std::lock_guard<std::mutex> lk(m_);
-      dynamic_ = job;
-      job_ = nullptr;
-      parts_ = nthreads_;
+      job_ = job;  // stays published until the next job replaces it (late workers claim nothing)
       generation_.fetch_add(1, std::memory_order_release);
     }
     cv_start_.notify_all();
@@ -134,45 +134,10 @@ class Pool {
       std::unique_lock<std::mutex> lk(job->mu);
       job->cv.wait(lk, finished);
     }
-    // dynamic_ stays published until the next job replaces it: a worker that wakes up late for
-    // this generation must still see it as dynamic (it then claims nothing), not as a static job.
     if (job->error) std::rethrow_exception(job->error);
   }
 
-  void run(int64_t ntasks, int parts, const ChunkFn& fn) {
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      dynamic_.reset();
-      job_ = &fn;
-      ntasks_ = ntasks;
-      parts_ = parts;
-      error_ = nullptr;
-      pending_.store(parts - 1, std::memory_order_relaxed);
-      generation_.fetch_add(1, std::memory_order_release);  // publishes the job to spinners
-    }
-    cv_start_.notify_all();
-    run_chunk(0);
-    if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
-      std::unique_lock<std::mutex> lk(m_);
-      cv_done_.wait(lk, [this] { return pending_.load(std::memory_order_acquire) == 0; });
-    }
-    std::lock_guard<std::mutex> lk(m_);
-    job_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
-  }
-
  private:
-  void run_chunk(int part) {
-    const int64_t begin = ntasks_ * part / parts_, end = ntasks_ * (part + 1) / parts_;
-    if (begin >= end) return;
-    try {
-      (*job_)(begin, end, part);
-    } catch (...) {
-      std::lock_guard<std::mutex> lk(m_);
-      if (!error_) error_ = std::current_exception();
-    }
-  }
-
   void worker(int idx) {
     t_in_worker = true;
     uint64_t seen = 0;
@@ -182,41 +147,26 @@ class Pool {
                generation_.load(std::memory_order_acquire) != seen;
       };
       spin_until(fresh);
-      std::shared_ptr<DynamicJob> dynamic;
+      std::shared_ptr<Job> job;
       {
-        // Read the generation and the job's shape together, under the lock the caller publishes
-        // them with, so a job is never paired with another job's shape.
+        // Read the generation and its job together, under the lock the caller publishes them with.
         std::unique_lock<std::mutex> lk(m_);
         cv_start_.wait(lk, fresh);
         if (stop_.load(std::memory_order_acquire)) return;
         seen = generation_.load(std::memory_order_acquire);
-        dynamic = dynamic_;
-        if (!dynamic && idx >= parts_) continue;  // not needed for this job
+        job = job_;
       }
-      if (dynamic) {  // the caller waits for tasks, not for this worker
-        dynamic->work(idx);
-        continue;
-      }
-      run_chunk(idx);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lk(m_);  // pairs with the caller's predicate check
-        cv_done_.notify_one();
-      }
+      job->work(idx);
     }
   }
 
   const int nthreads_;
   std::vector<std::thread> workers_;
   std::mutex m_;
-  std::condition_variable cv_start_, cv_done_;
+  std::condition_variable cv_start_;
   std::atomic<uint64_t> generation_{0};
-  const ChunkFn* job_ = nullptr;
-  std::shared_ptr<DynamicJob> dynamic_;
-  int64_t ntasks_ = 0;
-  int parts_ = 1;
-  std::atomic<int> pending_{0};
+  std::shared_ptr<Job> job_;
   std::atomic<bool> stop_{false};
-  std::exception_ptr error_;
 };
 
 // One job at a time (kernels release the GIL, so two Python threads may call in together).
@@ -259,28 +209,27 @@ void set_num_threads(int n) {
   g_threads = n;
 }
 
-void parallel_for_dynamic(int64_t ntasks, const ChunkFn& fn) {
+void parallel_for(int64_t ntasks, const ChunkFn& fn) {
   if (ntasks <= 0) return;
-  if (t_in_worker) {
+  if (t_in_worker) {  // nested: stay on this thread
     fn(0, ntasks, 0);
     return;
   }
   std::lock_guard<std::mutex> lk(g_run_mutex);
   const int t = threads_locked();
+  InParallelScope scope;
   if (t == 1 || ntasks == 1) {
-    InParallelScope scope;
     fn(0, ntasks, 0);
     return;
   }
   if (g_pool == nullptr) g_pool = new Pool(t);
-  InParallelScope scope;
   const int64_t grain = ntasks / (4 * int64_t(t)) > 1 ? ntasks / (4 * int64_t(t)) : 1;
-  g_pool->run_dynamic(ntasks, grain, fn);
+  g_pool->run(ntasks, grain, fn);
 }
 
 void parallel_for_parts(int64_t ntasks, int parts, const ChunkFn& fn) {
   if (ntasks <= 0) return;
-  parallel_for_dynamic(parts, [&](int64_t pb, int64_t pe, int) {
+  parallel_for(parts, [&](int64_t pb, int64_t pe, int) {
     for (int64_t part = pb; part < pe; ++part) {
       const int64_t begin = ntasks * part / parts, end = ntasks * (part + 1) / parts;
       if (begin < end) fn(begin, end, int(part));
@@ -293,31 +242,6 @@ int reduction_parts(int64_t ntasks) {
   const int t = get_num_threads();
   if (t == 1 || ntasks <= 1) return 1;
   return int(ntasks < 2 * t ? ntasks : 2 * t);
-}
-
-int parallel_parts(int64_t ntasks) {
-  if (t_in_worker) return 1;
-  const int t = get_num_threads();
-  return int(ntasks < t ? (ntasks < 1 ? 1 : ntasks) : t);
-}
-
-void parallel_for(int64_t ntasks, const ChunkFn& fn) {
-  if (ntasks <= 0) return;
-  if (t_in_worker) {  // nested: stay on this thread
-    fn(0, ntasks, 0);
-    return;
-  }
-  std::lock_guard<std::mutex> lk(g_run_mutex);
-  const int t = threads_locked();
-  const int parts = int(ntasks < t ? ntasks : t);
-  if (parts == 1) {
-    InParallelScope scope;
-    fn(0, ntasks, 0);
-    return;
-  }
-  if (g_pool == nullptr) g_pool = new Pool(t);
-  InParallelScope scope;
-  g_pool->run(ntasks, parts, fn);
 }
 
 }  // namespace fastconv

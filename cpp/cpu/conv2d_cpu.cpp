@@ -158,12 +158,14 @@ float* caller_workspace(int64_t n) {
 // packed GEMM on every NETWORKS.md layer). bwd_weights' direct kernel keeps per-lane partial sums
 // of every weight, so it only wins for small C_in (<= 24, FASTCONV_DIRECT_MAX_CIN; 0 disables the
 // direct path everywhere, for A/B runs).
+// An integer tuning knob from the environment (A/B runs), read once per knob by the caller.
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* e = std::getenv(name);
+  return e == nullptr || *e == '\0' ? fallback : int64_t(std::strtol(e, nullptr, 10));
+}
+
 int64_t direct_max_cin() {
-  static const int64_t v = [] {
-    const char* e = std::getenv("FASTCONV_DIRECT_MAX_CIN");
-    if (e == nullptr || *e == '\0') return int64_t(24);
-    return int64_t(std::strtol(e, nullptr, 10));
-  }();
+  static const int64_t v = env_int("FASTCONV_DIRECT_MAX_CIN", 24);
   return v;
 }
 
@@ -271,7 +273,7 @@ void conv2d_fwd_direct(float* y, const float* x, const float* w, const float* b,
   const float* wt =
       pack_direct_weights(a, [&](int64_t co, int64_t r) { return w[co * rows + r]; });
   const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
-  parallel_for_dynamic(p.x.n, [&](int64_t begin, int64_t end, int) {
+  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
     float* xpad = scratch(xpad_size(a));
     for (int64_t n = begin; n < end; ++n) {
       pad_image(xpad, x + n * xs, p, a);
@@ -305,7 +307,7 @@ void conv2d_bwd_data_direct(float* dx, const float* dy, const float* w, const Co
     return w[co * K + ci * KK + (KK - 1 - t)];
   });
   const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
-  parallel_for_dynamic(p.x.n, [&](int64_t begin, int64_t end, int) {
+  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
     float* dypad = scratch(xpad_size(a));
     for (int64_t n = begin; n < end; ++n) {
       pad_planes(dypad, dy + n * ys, p.y.h, p.y.w, top, left, a);
@@ -314,9 +316,9 @@ void conv2d_bwd_data_direct(float* dx, const float* dy, const float* w, const Co
   });
 }
 
-// Each thread chunk of samples accumulates per-lane partial sums in its slice of the caller's
-// workspace; the lanes, then the parts, are summed in a fixed order: deterministic at a given
-// thread count. Workspace: parts * C_out * (C_in*KH*KW + 1) * lanes floats.
+// Each fixed range of samples (parallel_for_parts) accumulates per-lane partial sums in its slice
+// of the caller's workspace; the lanes, then the parts, are summed in a fixed order:
+// deterministic at a given thread count. Workspace: parts * C_out * (C_in*KH*KW + 1) * lanes floats.
 void conv2d_bwd_weights_direct(float* dw, float* db, const float* dy, const float* x,
                                const Conv2dParams& p, DirectBwdWeightsFn fn, int lanes) {
   const DirectConvArgs a = direct_args(p);
@@ -460,16 +462,12 @@ void im2col_tap_slivers(const Conv2dParams& p, const Geometry& g, const float* x
 // Large-C_in bwd_weights without im2col (stride 1, dilation 1, groups 1): per image, x is padded
 // and dy transposed to (pixels, C_out rounded up to the lanes) so output channels ride in the
 // vector lanes and input pixels are broadcast straight from the padded rows. Threads take
-// contiguous chunks of samples, each with its own (K x coutp) + C_out partial sums in the
-// caller's workspace; the parts are summed in a fixed order: deterministic at a thread count.
+// fixed ranges of samples (parallel_for_parts), each with its own (K x coutp) + C_out partial
+// sums in the caller's workspace, summed in a fixed order: deterministic at a thread count.
 // Workspace: parts * (C_in*KH*KW * coutp + C_out) floats; per thread one padded image +
 // OH*OW * coutp floats.
 int64_t bww_t_min_cin() {
-  static const int64_t v = [] {
-    const char* e = std::getenv("FASTCONV_BWW_T_MIN_CIN");
-    if (e == nullptr || *e == '\0') return int64_t(4);
-    return int64_t(std::strtol(e, nullptr, 10));
-  }();
+  static const int64_t v = env_int("FASTCONV_BWW_T_MIN_CIN", 4);
   return v;
 }
 
@@ -539,15 +537,12 @@ void conv2d_bwd_weights_direct_t(float* dw, float* db, const float* dy, const fl
 
 // bwd_weights with (kx, ci) in lanes (conv2d_bww_cl.inl), stride 1, dilation 1, groups 1: per
 // image x is zero-padded into channels-last rows, so the KW*C_in inputs of one kernel row at one
-// output pixel are contiguous; threads take contiguous chunks of samples, each with its own
+// output pixel are contiguous; fixed ranges of samples (parallel_for_parts), each with its own
 // (C_out x KH x lp) + C_out partial sums, added in a fixed order and un-permuted into
 // (co, ci, ky, kx) at the end. Workspace: parts * (C_out*KH*lp + C_out) floats; per thread one
 // channels-last padded image (hp*wp*C_in + lanes floats).
 bool bww_cl_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("FASTCONV_BWW_CL");
-    return e == nullptr || *e == '\0' || *e != '0';
-  }();
+  static const bool on = env_int("FASTCONV_BWW_CL", 1) != 0;
   return on;
 }
 
@@ -629,7 +624,7 @@ void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
   for (int64_t gi = 0; gi < G; ++gi)
     pack_slivers(pa_all + gi * a_size, w + gi * g.cout_g * g.K, g.cout_g, g.K, g.K, 1, MR);
   const int64_t tasks = p.x.n * G * g.nblocks;
-  parallel_for_dynamic(tasks, [&](int64_t begin, int64_t end, int) {
+  parallel_for(tasks, [&](int64_t begin, int64_t end, int) {
     float* pb = scratch(g.K * round_up(g.block, NR));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / (G * g.nblocks), gi = (t / g.nblocks) % G, blk = t % g.nblocks;
@@ -670,7 +665,7 @@ void conv2d_bwd_data__cpu(float* dx, const float* dy, const float* w, const Conv
   for (int64_t gi = 0; gi < G; ++gi)  // W_g^T: element (kk, co) at w[co*K + kk]
     pack_slivers(pa_all + gi * a_size, w + gi * g.cout_g * g.K, g.K, g.cout_g, 1, g.K, MR);
   const int64_t tasks = p.x.n * G;
-  parallel_for_dynamic(tasks, [&](int64_t begin, int64_t end, int) {
+  parallel_for(tasks, [&](int64_t begin, int64_t end, int) {
     const int64_t pb_size = g.cout_g * round_up(g.block, NR);
     float* buf = scratch(pb_size + (g.pointwise ? 0 : g.K * g.block));
     float* pb = buf;

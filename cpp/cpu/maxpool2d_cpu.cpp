@@ -26,13 +26,13 @@ void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dPara
   if (fast != nullptr && p.kernel.h == 2 && p.kernel.w == 2 && p.stride.h == 2 &&
       p.stride.w == 2 && p.pad.top == 0 && p.pad.left == 0 && p.pad.bottom == 0 &&
       p.pad.right == 0 && W + 1 < (int64_t(1) << 24)) {
-    parallel_for_dynamic(p.x.n * p.x.c, [&](int64_t begin, int64_t end, int) {
+    parallel_for(p.x.n * p.x.c, [&](int64_t begin, int64_t end, int) {
       fast(y + begin * OH * OW, idx + begin * OH * OW, x + begin * H * W, H, W, OH, OW,
            end - begin);
     });
     return;
   }
-  parallel_for_dynamic(p.x.n * p.x.c, [&](int64_t begin, int64_t end, int) {
+  parallel_for(p.x.n * p.x.c, [&](int64_t begin, int64_t end, int) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const float* xp = x + plane * H * W;
       float* yp = y + plane * OH * OW;
@@ -76,7 +76,7 @@ void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x
   // the vector and measured slower than zero-fill + scatter (keras.pool2, OW = 4: 0.96 vs 0.24 ms).
   const bool use_tiles = tiles != nullptr && OH > 0 && OW >= 16 && H / OH == 2 && W / OW == 2 &&
                          W < (int64_t(1) << 30);
-  parallel_for_dynamic(x_shape.n * x_shape.c, [&](int64_t begin, int64_t end, int) {
+  parallel_for(x_shape.n * x_shape.c, [&](int64_t begin, int64_t end, int) {
     for (int64_t plane = begin; plane < end; ++plane) {
       float* dxp = dx + plane * HW;
       const float* dyp = dy + plane * OHW;

@@ -121,19 +121,34 @@ class Layer:
     def count_params(self):
         return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
 
+    @property
+    def reusing(self):
+        """True inside a training step on a backend whose ops take NumPy `out=` arrays: results
+        may then go to buffers kept from the last step, and gradients may be masked in place."""
+        return self.reuse_buffers and self.backend.out_buffers
+
     def buffer(self, key, shape, dtype=np.float32):
-        """An `out=` array for result `key`, or None (no reuse now, or a backend without out=).
+        """An `out=` array for result `key`, or None when not `reusing`.
 
         Reusing the same arrays every step keeps the training loop off the allocator: fresh
         multi-megabyte NumPy arrays are new pages to fault in and zero on every step, which cost
         more than the kernels themselves on the MNIST-size layers (docs/DESIGN.md, workspace).
         """
-        if not (self.reuse_buffers and self.backend.out_buffers):
+        if not self.reusing:
             return None
         buf = self._buffers.get(key)
         if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
             buf = self._buffers[key] = np.empty(shape, dtype)
         return buf
+
+    def out_kw(self, *results):
+        """Keyword arguments giving an op its `out=` buffers: {} when not `reusing` (so backends
+        without `out=` never see it), else {"out": buffer} for one result or a tuple for several.
+        Each result is (key, shape) or (key, shape, dtype)."""
+        if not self.reusing:
+            return {}
+        bufs = tuple(self.buffer(*r) for r in results)
+        return {"out": bufs[0] if len(bufs) == 1 else bufs}
 
     def _ensure_built(self, x):
         if not self.built:
@@ -288,32 +303,23 @@ class Conv2D(Layer):
         b = self.backend
         self._x = x
         self._fused = self.activation == "relu" and b.fused_relu
-        kw = self._kw()
+        kw = dict(self._kw(), **self.out_kw(("y", (x.shape[0], *self.output_shape))))
         if self._fused:
             kw["activation"] = "relu"
-        out = self.buffer("y", (x.shape[0], *self.output_shape))
-        if out is not None:
-            kw["out"] = out
         return b.conv2d(x, self.params["kernel"], self.params.get("bias"), **kw)
 
     def call_backward(self, dy):
         b = self.backend
         w = self.params["kernel"]
-        kw = self._kw()
-        dw_out = self.buffer("dw", w.shape)
-        if dw_out is not None:
-            kw["out"] = (dw_out, self.buffer("db", (self.filters,)))
-        dw, db = b.conv2d_bwd_weights(dy, self._x, w.shape, **kw)
+        outs = self.out_kw(("dw", w.shape), ("db", (self.filters,)))
+        dw, db = b.conv2d_bwd_weights(dy, self._x, w.shape, **self._kw(), **outs)
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db
         dx = None
         if self.need_input_grad:
-            kw = self._kw()
-            dx_out = self.buffer("dx", self._x.shape)
-            if dx_out is not None:
-                kw["out"] = dx_out
-            dx = b.conv2d_bwd_data(dy, w, self._x.shape, **kw)
+            outs = self.out_kw(("dx", self._x.shape))
+            dx = b.conv2d_bwd_data(dy, w, self._x.shape, **self._kw(), **outs)
         self._x = None
         return dx
 
@@ -354,11 +360,8 @@ class MaxPooling2D(_Pool2D):
     mask_nonpositive = False
 
     def call(self, x, training):
-        kw = {}
         shape = (x.shape[0], *self.output_shape)
-        y_out = self.buffer("y", shape)
-        if y_out is not None:
-            kw["out"] = (y_out, self.buffer("indices", shape, np.int64))
+        kw = self.out_kw(("y", shape), ("indices", shape, np.int64))
         y, self._idx = self.backend.max_pool2d(
             x, self.pool_size, self.strides, self.padding, return_indices=True, **kw
         )
@@ -371,16 +374,13 @@ class MaxPooling2D(_Pool2D):
             return None
         b = self.backend
         if self.mask_nonpositive:
-            if self.reuse_buffers and b.out_buffers:
+            if self.reusing:
                 # dy came from the next layer's backward inside this step: nobody else holds it
                 dy = b.xp.multiply(dy, self._y > 0, out=dy)
             else:
                 dy = dy * (self._y > 0)
             self._y = None
-        kw = {}
-        dx_out = self.buffer("dx", self._xshape)
-        if dx_out is not None:
-            kw["out"] = dx_out
+        kw = self.out_kw(("dx", self._xshape))
         if b.pool_geometry:
             kw.update(kernel_size=self.pool_size, stride=self.strides, padding=self.padding)
         dx = b.max_pool2d_backward(dy, self._idx, self._xshape, **kw)
@@ -549,7 +549,7 @@ class Dropout(Layer):
             return None
         if self._mask is None:
             return dy
-        if self.reuse_buffers and self.backend.out_buffers:
+        if self.reusing:
             # dy came from the next layer's backward inside this step: nobody else holds it
             return np.multiply(dy, self._mask, out=dy)
         return dy * self._mask
