@@ -286,6 +286,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &get_num_threads);
   m.def("set_debug_poison", &set_debug_poison, py::arg("on"));
   m.def("get_debug_poison", &debug_poison);
+  m.def("_set_fwd_cl_mode", &cpu::set_fwd_cl_mode, py::arg("mode"));
 #ifdef FASTCONV_WITH_CUDA
   m.attr("cuda_built") = true;
   register_cuda_bindings(m);

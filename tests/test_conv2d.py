@@ -174,6 +174,40 @@ def test_conv2d_bwd_data_and_bwd_weights_entries(isa, rng, s):
     assert_close(db, rdb, *tol["db"], f"{s.name}: db")
 
 
+CL_CASES = [
+    c for c in CASES + BIG_CASES
+    if c.values[0].stride == (1, 1) and c.values[0].dilation == (1, 1) and c.values[0].groups == 1
+]
+
+
+@pytest.fixture(params=["forced", "off"])
+def channels_in_lanes(request):
+    """The AVX-512 channels-in-lanes direct kernel forced on (every stride-1 problem runs it, fwd
+    and bwd_data), or off (the pixels-in-lanes / GEMM paths it replaces on some layers)."""
+    if "avx512" not in fastconv.cpu_isas():
+        pytest.skip("the channels-in-lanes kernel is AVX-512 only; this CPU has no AVX-512")
+    previous_isa = fastconv.get_cpu_isa()
+    fastconv.set_cpu_isa("avx512")
+    previous = fastconv._C._set_fwd_cl_mode(1 if request.param == "forced" else 0)
+    try:
+        yield request.param
+    finally:
+        fastconv._C._set_fwd_cl_mode(previous)
+        fastconv.set_cpu_isa(previous_isa)
+
+
+@pytest.mark.parametrize("s", CL_CASES)
+def test_conv2d_channels_in_lanes_switch(channels_in_lanes, rng, s):
+    x, w, b, dy = _arrays(rng, s)
+    check_fwd(s, x, w, b)
+    check_backward(s, x, w, dy)
+
+
+def test_channels_in_lanes_switch_validates():
+    with pytest.raises(ValueError, match="mode"):
+        fastconv._C._set_fwd_cl_mode(2)
+
+
 def test_isa_paths_agree_on_a_real_layer(rng):
     """Every supported CPU path gives the same answer (within float32 rounding) on cnn1.conv2."""
     s = shapes.conv("cnn1.conv2@n2")

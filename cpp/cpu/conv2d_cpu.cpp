@@ -11,6 +11,7 @@
 // blocks would overlap) and over samples for bwd_weights, whose per-thread partial sums are then
 // added in a fixed order — deterministic at a given thread count.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "fastconv/cpu_kernels.h"
+#include "fastconv/error.h"
 #include "fastconv/ops.h"
 #include "fastconv/parallel.h"
 
@@ -550,17 +552,23 @@ bool use_direct_bwd_weights_cl(const Conv2dParams& p, const void* fn) {
   return bww_cl_enabled() && direct_geometry(p, fn) && p.x.c >= bww_t_min_cin();
 }
 
-void pad_channels_last(float* xcl, const float* x_n, const Conv2dParams& p, const DirectConvArgs& a,
-                       int64_t total) {
-  const int64_t H = p.x.h, W = p.x.w, C = a.cin;
-  std::fill(xcl, xcl + total, 0.0f);
+// dst (hp x wp pixels x C, channels-last) <- the C planes (H x W) of src placed at (top, left),
+// zeros around them and in the `total - hp*wp*C` floats of slack after.
+void channels_last_padded(float* dst, const float* src, int64_t C, int64_t H, int64_t W,
+                          int64_t top, int64_t left, int64_t wp, int64_t total) {
+  std::fill(dst, dst + total, 0.0f);
   for (int64_t iy = 0; iy < H; ++iy) {
-    float* row = xcl + ((iy + p.pad.top) * a.wp + p.pad.left) * C;
+    float* row = dst + ((iy + top) * wp + left) * C;
     for (int64_t c = 0; c < C; ++c) {
-      const float* src = x_n + (c * H + iy) * W;
-      for (int64_t ix = 0; ix < W; ++ix) row[ix * C + c] = src[ix];
+      const float* s = src + (c * H + iy) * W;
+      for (int64_t ix = 0; ix < W; ++ix) row[ix * C + c] = s[ix];
     }
   }
+}
+
+void pad_channels_last(float* xcl, const float* x_n, const Conv2dParams& p, const DirectConvArgs& a,
+                       int64_t total) {
+  channels_last_padded(xcl, x_n, a.cin, p.x.h, p.x.w, p.pad.top, p.pad.left, a.wp, total);
 }
 
 void conv2d_bwd_weights_direct_cl(float* dw, float* db, const float* dy, const float* x,
@@ -603,7 +611,169 @@ void conv2d_bwd_weights_direct_cl(float* dw, float* db, const float* dy, const f
   }
 }
 
+// --- channels-in-lanes direct path (conv2d_fwd_cl.inl) --------------------------------------------
+// Forward and bwd_data with output channels in the vector lanes, for layers whose short output
+// rows waste the pixels-in-lanes kernel's lanes (keras.conv2: rows of 8 in 16 lanes) and for
+// bwd_data whose dy border the full correlation would multiply (the CL kernel skips those taps).
+// FASTCONV_FWD_CL: -1 (default) picks by lane use, 0 never, 1 whenever the geometry allows;
+// FASTCONV_CL_COV (1..4) forces the kernel's channel vectors per tile (A/B runs).
+std::atomic<int>& fwd_cl_mode_ref() {
+  static std::atomic<int> mode{int(env_int("FASTCONV_FWD_CL", -1))};
+  return mode;
+}
+
+int64_t fwd_cl_mode() { return fwd_cl_mode_ref().load(std::memory_order_relaxed); }
+
+int64_t cl_cov_max() {
+  static const int64_t v = env_int("FASTCONV_CL_COV", 0);
+  return v;
+}
+
+// Useful-lane fraction of the pixels-in-lanes kernel (its better of row and flat tiles, roughly)
+// against the channels-in-lanes kernel's (output channels over their rounding to the lanes); the
+// CL kernel needs a few input channels to amortise its per-tap weight loads (C_in = 1 layers
+// measured 1.5x slower on it). Measured at 1 thread (DESIGN.md, round 5): CL/pixel time 0.84
+// keras.conv2 fwd, 0.83 lenet.conv2 fwd, 0.83-0.93 fashion.conv2, 0.95-1.01 vgg.b; the rule's
+// losers 1.05-1.07 vgg.a, 1.25-1.30 cnn1.conv2 (20 channels in 32 lanes).
+bool cl_wins(int64_t in_channels, int64_t out_channels, int64_t ow, int64_t oh, int64_t wp,
+             int lanes) {
+  if (fwd_cl_mode() >= 0) return fwd_cl_mode() > 0;
+  if (in_channels < 4) return false;
+  const double cl = double(out_channels) / double(round_up(out_channels, lanes));
+  const double row = double(ow) / double(round_up(ow, lanes));
+  const double flat = double(oh * ow) / double(round_up(oh * wp, lanes));
+  return cl >= 1.05 * std::max(row, flat);
+}
+
+bool use_fwd_cl(const Conv2dParams& p, const KernelTable& kt) {
+  if (kt.conv2d_fwd_cl == nullptr ||
+      !direct_geometry(p, reinterpret_cast<const void*>(kt.conv2d_fwd_cl)))
+    return false;
+  const int64_t wp = p.x.w + p.pad.left + p.pad.right;
+  return cl_wins(p.x.c, p.y.c, p.y.w, p.y.h, wp, kt.direct_lanes);
+}
+
+// bwd_data: the same border-waste limit as the pixels-in-lanes kernel (the CL kernel skips whole
+// zero kernel rows, but a full-row tile still multiplies the zero columns: keras.conv2, 1.5x the
+// useful work, stays on GEMM + col2im, 34 vs 39 ms).
+bool use_bwd_data_cl(const Conv2dParams& p, const KernelTable& kt) {
+  if (kt.conv2d_fwd_cl == nullptr ||
+      !direct_geometry(p, reinterpret_cast<const void*>(kt.conv2d_fwd_cl)) ||
+      p.pad.top > p.wt.h - 1 || p.pad.bottom > p.wt.h - 1 || p.pad.left > p.wt.w - 1 ||
+      p.pad.right > p.wt.w - 1)
+    return false;
+  const double waste = double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
+  const int64_t wp = p.y.w + 2 * (p.wt.w - 1) - p.pad.left - p.pad.right;
+  return (waste <= 1.3 || fwd_cl_mode() > 0) && cl_wins(p.y.c, p.x.c, p.x.w, p.x.h, wp, kt.direct_lanes);
+}
+
+// y (C x P, NCHW plane order) <- ycl (P x coutp) [+ bias] [ReLU], in blocks of 64 pixels so the
+// strided reads stay in L1.
+void unpack_channels_last(float* y, const float* ycl, int64_t C, int64_t P, int64_t coutp,
+                          const float* bias, bool relu) {
+  for (int64_t q0 = 0; q0 < P; q0 += 64) {
+    const int64_t q1 = std::min(P, q0 + 64);
+    for (int64_t c = 0; c < C; ++c) {
+      const float b = bias != nullptr ? bias[c] : 0.0f;
+      float* yr = y + c * P;
+      const float* src = ycl + c;
+      for (int64_t q = q0; q < q1; ++q) {
+        const float v = src[q * coutp] + b;
+        yr[q] = relu ? std::max(v, 0.0f) : v;
+      }
+    }
+  }
+}
+
+// Shared by forward and bwd_data: per image, src (a.cin planes of h x w) is zero-bordered into the
+// scratch, the kernel writes ycl, which is unpacked into dst (C_dst planes).
+void run_cl_images(float* dst, const float* src, const float* wcl, const float* bias, bool relu,
+                   int64_t n_images, int64_t C_dst, const ClConvArgs& a, DirectFwdClFn fn) {
+  DirectConvArgs d{};  // the pixels-in-lanes path's padded-plane layout (pad_planes, xpad_size)
+  d.cin = a.cin;
+  d.hp = a.oh + a.kh - 1;
+  d.wp = a.wp;
+  d.plane = a.plane;
+  const int64_t P = a.oh * a.ow, xsize = xpad_size(d);
+  const int64_t src_stride = a.cin * a.h * a.w, dst_stride = C_dst * P;
+  parallel_for(n_images, [&](int64_t begin, int64_t end, int) {
+    float* xpad = scratch(xsize + P * a.coutp);
+    float* ycl = xpad + xsize;
+    for (int64_t n = begin; n < end; ++n) {
+      pad_planes(xpad, src + n * src_stride, a.h, a.w, a.top, a.left, d);
+      fn(ycl, xpad, wcl, a);
+      unpack_channels_last(dst + n * dst_stride, ycl, C_dst, P, a.coutp, bias, relu);
+    }
+  });
+}
+
+// wcl[((ky*cin + ci)*kw + kx)*coutp + co] = weight(co, ci, ky, kx), zero for co >= C.
+template <class Weight>
+float* pack_cl_weights(const ClConvArgs& a, int64_t C, Weight&& weight) {
+  float* wcl = caller_workspace(a.kh * a.cin * a.kw * a.coutp);
+  float* d = wcl;
+  for (int64_t ky = 0; ky < a.kh; ++ky)
+    for (int64_t ci = 0; ci < a.cin; ++ci)
+      for (int64_t kx = 0; kx < a.kw; ++kx, d += a.coutp) {
+        for (int64_t co = 0; co < C; ++co) d[co] = weight(co, ci, ky, kx);
+        std::fill(d + C, d + a.coutp, 0.0f);
+      }
+  return wcl;
+}
+
+void conv2d_fwd_cl(float* y, const float* x, const float* w, const float* b, const Conv2dParams& p,
+                   bool relu, const KernelTable& kt) {
+  ClConvArgs a{};
+  a.cin = p.x.c;
+  a.coutp = round_up(p.y.c, kt.direct_lanes);
+  a.kh = p.wt.h;
+  a.kw = p.wt.w;
+  a.wp = p.x.w + p.pad.left + p.pad.right;
+  a.plane = (p.x.h + p.pad.top + p.pad.bottom) * a.wp;
+  a.oh = p.y.h;
+  a.ow = p.y.w;
+  a.top = p.pad.top;
+  a.left = p.pad.left;
+  a.h = p.x.h;
+  a.w = p.x.w;
+  a.cov_max = cl_cov_max();
+  const float* wcl = pack_cl_weights(a, p.y.c, [&](int64_t co, int64_t ci, int64_t ky, int64_t kx) {
+    return w[((co * a.cin + ci) * a.kh + ky) * a.kw + kx];
+  });
+  run_cl_images(y, x, wcl, b, relu, p.x.n, p.y.c, a, kt.conv2d_fwd_cl);
+}
+
+// bwd_data as the forward of dy (padded by k-1-pad) with flipped, in/out-transposed weights.
+void conv2d_bwd_data_cl(float* dx, const float* dy, const float* w, const Conv2dParams& p,
+                        const KernelTable& kt) {
+  ClConvArgs a{};
+  a.cin = p.y.c;
+  a.coutp = round_up(p.x.c, kt.direct_lanes);
+  a.kh = p.wt.h;
+  a.kw = p.wt.w;
+  a.top = a.kh - 1 - p.pad.top;
+  a.left = a.kw - 1 - p.pad.left;
+  a.wp = p.y.w + a.left + (a.kw - 1 - p.pad.right);
+  a.oh = p.x.h;
+  a.ow = p.x.w;
+  a.h = p.y.h;
+  a.w = p.y.w;
+  a.plane = (p.y.h + a.top + (a.kh - 1 - p.pad.bottom)) * a.wp;
+  a.cov_max = cl_cov_max();
+  // Layer co is this conv's input channel, layer ci its output channel, taps flipped.
+  const int64_t C_in = p.x.c;
+  const float* wcl = pack_cl_weights(a, C_in, [&](int64_t ci, int64_t co, int64_t ky, int64_t kx) {
+    return w[((co * C_in + ci) * a.kh + (a.kh - 1 - ky)) * a.kw + (a.kw - 1 - kx)];
+  });
+  run_cl_images(dx, dy, wcl, nullptr, false, p.x.n, C_in, a, kt.conv2d_fwd_cl);
+}
+
 }  // namespace
+
+int set_fwd_cl_mode(int mode) {
+  FC_CHECK(mode >= -1 && mode <= 1, "mode must be -1 (auto), 0 (off) or 1 (on), got ", mode);
+  return fwd_cl_mode_ref().exchange(mode);
+}
 
 // Forward, GEMM path: per group the weights are packed once (MR slivers, shared by all threads);
 // each task (image, group, pixel block) writes its patches straight into NR slivers and runs the
@@ -613,6 +783,10 @@ void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
                      const Conv2dParams& p, bool relu) {
   poison(y, p.y.numel());
   const KernelTable& kt = kernels();
+  if (use_fwd_cl(p, kt)) {
+    conv2d_fwd_cl(y, x, w, b, p, relu, kt);
+    return;
+  }
   if (use_direct_fwd(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
     conv2d_fwd_direct(y, x, w, b, p, relu, kt.conv2d_fwd_direct);
     return;
@@ -654,6 +828,10 @@ void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
 void conv2d_bwd_data__cpu(float* dx, const float* dy, const float* w, const Conv2dParams& p) {
   poison(dx, p.x.numel());
   const KernelTable& kt = kernels();
+  if (use_bwd_data_cl(p, kt)) {
+    conv2d_bwd_data_cl(dx, dy, w, p, kt);
+    return;
+  }
   if (use_direct_bwd_data(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
     conv2d_bwd_data_direct(dx, dy, w, p, kt.conv2d_fwd_direct);
     return;

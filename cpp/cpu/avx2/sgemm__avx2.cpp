@@ -65,7 +65,8 @@ const KernelTable& kernel_table__avx2() {
   static const KernelTable table{"avx2", sgemm__avx2, sgemm_packed__avx2, 6, 16,
                                  maxpool2d_fwd_2x2s2__avx2,
                                  conv2d_fwd_direct__avx2, conv2d_bwd_weights_direct__avx2,
-                                 8, nullptr, conv2d_bwd_weights_direct_t__avx2, nullptr};
+                                 8, nullptr, conv2d_bwd_weights_direct_t__avx2, nullptr,
+                                 nullptr};
   return table;
 }
 }  // namespace cpu

@@ -14,6 +14,7 @@ namespace {
 #include "../conv2d_direct.inl"
 #include "../maxpool2d_simd.inl"
 #include "../conv2d_bww_cl.inl"
+#include "../conv2d_fwd_cl.inl"
 
 // Tiles: forward R = 2 rows x 2 vectors (or 4 rows x 1 vector when OW fits one) x 4..6
 // channels; backward-weights 4 channels x up to 5 taps (register budget of the ISA).
@@ -87,6 +88,12 @@ void conv2d_bwd_weights_direct__avx512(float* acc, float* dbacc, const float* dy
 void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const float* xcl,
                                           const DirectConvArgs& a, int64_t lp) {
   BwdWeightsChannelsLast<VecAvx512, 3, 7>::run(acc, dy, xcl, a, lp);
+}
+
+// Channels-in-lanes forward: pixels per tile by channel vectors (acc NP*COV + COV weights + one
+// broadcast within the 32 registers).
+void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl, const ClConvArgs& a) {
+  FwdChannelsLast<VecAvx512, 16, 14, 9, 6>::run(ycl, xpad, wcl, a);
 }
 
 void maxpool2d_fwd_2x2s2__avx512(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,

@@ -93,6 +93,22 @@ using DirectBwdWeightsTFn = void (*)(float* acc, const float* dyT, const float* 
 using DirectBwdWeightsClFn = void (*)(float* acc, const float* dy, const float* xcl,
                                       const DirectConvArgs& a, int64_t lp);
 
+// Direct conv of ONE image with output channels in lanes (conv2d_fwd_cl.inl), stride 1,
+// dilation 1: xpad holds cin zero-bordered planes of hp = oh + kh - 1 rows x wp = ow + kw - 1
+// columns (pitch `plane` floats), nonzero only inside rows [top, top + h) and columns
+// [left, left + w) (taps that meet only the border are skipped); wcl[((ky*cin + ci)*kw + kx)*coutp
+// + co] are the packed weights, zero for co >= the real channel count. Writes ycl[(oy*ow + ox)*coutp
+// + co] for every pixel and co < coutp (the caller transposes, adds bias, applies ReLU).
+struct ClConvArgs {
+  int64_t cin, coutp, kh, kw;
+  int64_t wp, plane;          // padded input row pitch and plane pitch, in floats
+  int64_t oh, ow;             // output plane
+  int64_t top, left, h, w;    // the nonzero interior of xpad
+  int64_t cov_max;            // 0: the kernel picks its tile; 1..4 forces the channel vectors
+};
+using DirectFwdClFn = void (*)(float* ycl, const float* xpad, const float* wcl,
+                               const ClConvArgs& a);
+
 struct KernelTable {
   const char* isa;  // "portable", "avx2", "avx512"
   SgemmFn sgemm;
@@ -105,6 +121,7 @@ struct KernelTable {
   MaxPool2x2BwdFn maxpool2d_bwd_2x2s2;              // nullptr: zero-fill + scatter
   DirectBwdWeightsTFn conv2d_bwd_weights_direct_t;  // nullptr: im2col + GEMM for large C_in
   DirectBwdWeightsClFn conv2d_bwd_weights_direct_cl;  // nullptr: the _t kernel (or GEMM)
+  DirectFwdClFn conv2d_fwd_cl;                      // nullptr: pixels-in-lanes direct kernel only
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -135,6 +152,8 @@ void conv2d_bwd_weights_direct_t__avx512(float* acc, const float* dyT, const flo
                                          const DirectConvArgs& a);
 void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const float* xcl,
                                           const DirectConvArgs& a, int64_t lp);
+void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl,
+                           const ClConvArgs& a);
 bool maxpool2d_bwd_2x2s2__avx512(float* dx, const float* dy, const int64_t* idx, int64_t H,
                                  int64_t W, int64_t OH, int64_t OW);
 

@@ -31,5 +31,10 @@ void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dPara
 void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x_shape,
                         Shape4 y_shape);
 
+// Test/benchmark switch for the channels-in-lanes direct kernel (conv2d_fwd_cl.inl): -1 picks by
+// the layer's lane use, 0 never, 1 whenever the geometry allows. Starts from FASTCONV_FWD_CL;
+// returns the previous mode.
+int set_fwd_cl_mode(int mode);
+
 }  // namespace cpu
 }  // namespace fastconv
