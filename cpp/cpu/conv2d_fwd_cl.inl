@@ -1,21 +1,21 @@
-// conv2d_fwd_cl.inl — direct convolution of ONE image with output channels in the lanes and the
-// input channels-last (forward, and bwd_data as the transposed conv), stride 1, dilation 1.
-// Include INSIDE the anonymous namespace of an ISA translation unit, after its SIMD interface.
+// conv2d_fwd_cl.inl — direct convolution of ONE image with the output channels in the lanes
+// (forward, and bwd_data as the transposed conv), stride 1, dilation 1. Include INSIDE the
+// anonymous namespace of an ISA translation unit, after its SIMD interface.
 //
 // Why: the pixels-in-lanes kernels (conv2d_direct.inl) waste the lanes past a short output row
-// (keras.conv2: 8 of 16 columns, lenet.conv2: 10 of 16). Here the lanes hold output channels, and
-// with the input laid out channels-last, xcl[(row*wp + col)*cin + ci], the KW*C_in inputs that one
-// kernel row meets at an output pixel are L = KW*C_in contiguous floats, so the whole reduction of
-// a kernel row is one flat loop over j = kx*cin + ci of length L, matched by the packed weights
-// wcl[(ky*L + j)*coutp + co]. A tile is NP consecutive output pixels of one row x COV vectors of
-// output channels: per j, COV weight loads + NP broadcasts for NP*COV FMAs.
-// Taps that only meet the zero border of xcl (rows outside [top, top + h), columns outside
-// [left, left + w)) are skipped: whole kernel rows per output row, and a kx range per tile. That
-// is exact (those products are 0) and removes most of bwd_data's 2.25x border waste on keras.conv2.
-// The tile writes ycl[(oy*ow + ox)*coutp + co]; the driver transposes it into NCHW.
+// (keras.conv2: 8 of 16 columns, lenet.conv2: 10 of 16). Here the lanes hold output channels
+// (rounded up to coutp) and a tile is NP consecutive output pixels of one row x COV vectors of
+// channels: per tap (ci, ky, kx), COV weight loads + NP broadcasts of the zero-bordered input
+// (the NP pixels' inputs are consecutive floats of one padded row) for NP*COV FMAs. Weights come
+// packed as wcl[((ky*cin + ci)*kw + kx)*coutp + co]; the input channels are cut into blocks whose
+// weights stay in L1 while every tile of the image runs over them (partial sums go through ycl).
+// Taps that only meet the zero border (rows outside [top, top + h), columns outside
+// [left, left + w)) are skipped: whole kernel rows per output row, and a kx range per tile. That is
+// exact (those products are 0) and takes most of the border waste out of bwd_data.
+// The tiles write ycl[(oy*ow + ox)*coutp + co]; the driver transposes it into NCHW.
 
 template <class V, int NP1, int NP2, int NP3, int NP4>
-struct FwdChannelsLast {
+struct FwdChannelsInLanes {
   using reg = typename V::reg;
   using Args = fastconv::cpu::ClConvArgs;
 

@@ -93,7 +93,7 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
 // Channels-in-lanes forward: pixels per tile by channel vectors (acc NP*COV + COV weights + one
 // broadcast within the 32 registers).
 void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl, const ClConvArgs& a) {
-  FwdChannelsLast<VecAvx512, 16, 14, 9, 6>::run(ycl, xpad, wcl, a);
+  FwdChannelsInLanes<VecAvx512, 16, 14, 9, 6>::run(ycl, xpad, wcl, a);
 }
 
 void maxpool2d_fwd_2x2s2__avx512(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
