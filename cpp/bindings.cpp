@@ -8,9 +8,11 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "fastconv/cpu_kernels.h"
 #include "fastconv/error.h"
@@ -19,6 +21,7 @@
 #include "fastconv/params.h"
 #include "bindings_args.h"
 #include "fastconv/parallel.h"
+#include "fastconv/train_ops.h"
 
 namespace py = pybind11;
 using namespace fastconv;
@@ -238,6 +241,89 @@ py::array matmul(const FloatArray& a, const FloatArray& b, bool trans_a, bool tr
   return c;
 }
 
+// ---- training-step ops (cpp/cpu/dropout_cpu.cpp, adam_cpu.cpp) ------------------------------
+
+// An input read in place: float32 required (a silent cast would hide a wrong array), C order made
+// by a copy when the caller's array is a view.
+py::array float_input(const py::array& a, const char* name) {
+  if (!(a.dtype().kind() == 'f' && a.itemsize() == 4 && a.dtype().byteorder() != '>'))
+    throw py::type_error(
+        str_cat(name, " must be a float32 array, got dtype ", std::string(py::str(a.dtype()))));
+  return a.flags() & py::array::c_style ? a : py::array(FloatArray::ensure(a));
+}
+
+std::vector<py::ssize_t> shape_vec(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+
+std::string shape_str(const std::vector<py::ssize_t>& s) {
+  std::string r = "(";
+  for (size_t i = 0; i < s.size(); ++i) r += str_cat(i ? ", " : "", s[i]);
+  return r + (s.size() == 1 ? ",)" : ")");
+}
+
+uint64_t seed_of(const py::object& seed) {
+  if (!PyIndex_Check(seed.ptr()) || PyBool_Check(seed.ptr()))
+    throw py::type_error(str_cat("seed must be an int, got ", std::string(py::repr(seed))));
+  const py::object s = py::reinterpret_steal<py::object>(PyNumber_Index(seed.ptr()));
+  if (!s) throw py::error_already_set();
+  const unsigned long long v = PyLong_AsUnsignedLongLong(s.ptr());
+  if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw ValueError(str_cat("seed must be in [0, 2**64), got ", std::string(py::repr(seed))));
+  }
+  return v;
+}
+
+void check_keep(double keep) {
+  FC_CHECK(keep > 0.0 && keep <= 1.0, "keep must be in (0, 1], got ", keep);  // NaN fails too
+}
+
+py::array dropout(const py::array& x_in, double keep, const py::object& seed, const OptArray& out,
+                  const OptArray& mask_out) {
+  const py::array x = float_input(x_in, "x");
+  const uint64_t s = seed_of(seed);
+  check_keep(keep);
+  const std::vector<py::ssize_t> shape = shape_vec(x);
+  py::array y = out ? *out : py::array(cached_array<float>(shape));
+  float* yp = out ? out_data<float>(y, "out", shape, {&x}) : static_cast<float*>(y.mutable_data());
+  float* mp = mask_out ? out_data<float>(*mask_out, "mask_out", shape, {&x, &y}) : nullptr;
+  {
+    py::gil_scoped_release nogil;
+    cpu::dropout_fwd__cpu(yp, mp, static_cast<const float*>(x.data()), x.size(), keep, s);
+  }
+  return y;
+}
+
+py::array dropout_keep(const std::vector<py::ssize_t>& shape, double keep, const py::object& seed) {
+  const uint64_t s = seed_of(seed);
+  check_keep(keep);
+  for (py::ssize_t d : shape) FC_CHECK(d >= 0, "shape must not have negative sizes, got ", d);
+  auto bits = cached_array<bool>(shape);
+  {
+    py::gil_scoped_release nogil;
+    cpu::dropout_keep__cpu(reinterpret_cast<uint8_t*>(bits.mutable_data()), bits.size(), keep, s);
+  }
+  return std::move(bits);
+}
+
+void adam_update(const py::array& p, const py::array& g_in, const py::array& m,
+                 const py::array& v, double lr_t, double beta_1, double beta_2, double epsilon) {
+  const py::array g = float_input(g_in, "g");
+  const std::vector<py::ssize_t> shape = shape_vec(p);
+  // p, m, v are written in place: exact float32, C order, no byte shared (out_data's checks)
+  float* pp = out_data<float>(p, "p", shape, {&g});
+  const std::vector<py::ssize_t> gs = shape_vec(g);
+  FC_CHECK(gs == shape, "g must have p's shape ", shape_str(shape), ", got ", shape_str(gs));
+  float* mp = out_data<float>(m, "m", shape, {&g, &p});
+  float* vp = out_data<float>(v, "v", shape, {&g, &p, &m});
+  FC_CHECK(std::isfinite(lr_t) && std::isfinite(epsilon) && epsilon >= 0.0,
+           "lr_t and epsilon must be finite (epsilon >= 0), got ", lr_t, " and ", epsilon);
+  FC_CHECK(beta_1 >= 0.0 && beta_1 < 1.0 && beta_2 >= 0.0 && beta_2 < 1.0,
+           "beta_1 and beta_2 must be in [0, 1), got ", beta_1, " and ", beta_2);
+  py::gil_scoped_release nogil;
+  cpu::adam_update__cpu(pp, mp, vp, static_cast<const float*>(g.data()), p.size(), lr_t, beta_1,
+                        beta_2, epsilon);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -270,6 +356,20 @@ PYBIND11_MODULE(_C, m) {
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("out") = py::none(),
         "C = op(A) @ op(B), float32, op an optional transpose (the layer API's Dense layers).");
+  m.def("dropout", &dropout, py::arg("x"), py::arg("keep"), py::arg("seed"),
+        py::arg("out") = py::none(), py::arg("mask_out") = py::none(),
+        R"pbdoc(y = x * mask, mask = (u < keep) / keep, u uniform in [0, 1).
+
+x: float32 array (any shape); keep in (0, 1]; seed an int in [0, 2**64). u is drawn from (seed,
+element index) alone, so the mask never depends on the thread count. out / mask_out: float32 C-contiguous
+arrays of x's shape (sharing no memory with x or each other) to write y / the mask into.)pbdoc");
+  m.def("dropout_keep", &dropout_keep, py::arg("shape"), py::arg("keep"), py::arg("seed"),
+        "Bool array of `shape`: True where dropout(x, keep, seed) keeps x's element.");
+  m.def("adam_update", &adam_update, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"),
+        py::arg("lr_t"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
+        R"pbdoc(One Adam step in place on float32 C-contiguous arrays of one shape:
+m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; p -= lr_t*m / (sqrt(v) + epsilon), rounded as NumPy
+rounds optimizers.Adam's float32 update.)pbdoc");
   m.def("set_isa", [](const std::string& isa) { cpu::set_isa(isa.c_str()); }, py::arg("isa"));
   m.def("get_isa", [] { return std::string(cpu::kernels().isa); });
   m.def("best_isa", [] { return std::string(cpu::best_isa()); });
@@ -286,7 +386,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &get_num_threads);
   m.def("set_debug_poison", &set_debug_poison, py::arg("on"));
   m.def("get_debug_poison", &debug_poison);
-  m.def("_set_fwd_cl_mode", &cpu::set_fwd_cl_mode, py::arg("mode"));
+  m.def("_set_path_mode", &cpu::set_path_mode, py::arg("path"), py::arg("mode"));
 #ifdef FASTCONV_WITH_CUDA
   m.attr("cuda_built") = true;
   register_cuda_bindings(m);

@@ -180,32 +180,39 @@ CL_CASES = [
 ]
 
 
-@pytest.fixture(params=["forced", "off"])
-def channels_in_lanes(request):
-    """The AVX-512 channels-in-lanes direct kernel forced on (every stride-1 problem runs it, fwd
-    and bwd_data), or off (the pixels-in-lanes / GEMM paths it replaces on some layers)."""
+@pytest.fixture(params=["fwd_cl", "bwd_scatter", "neither"])
+def direct_variant(request):
+    """An AVX-512 direct-kernel variant forced on for every stride-1 problem it can take:
+    channels-in-lanes forward + bwd_data, or scatter bwd_data (kernel widths 3 and 5); or both
+    off (the pixels-in-lanes / GEMM paths they replace on some layers)."""
     if "avx512" not in fastconv.cpu_isas():
-        pytest.skip("the channels-in-lanes kernel is AVX-512 only; this CPU has no AVX-512")
+        pytest.skip("these kernel variants are AVX-512 only; this CPU has no AVX-512")
     previous_isa = fastconv.get_cpu_isa()
     fastconv.set_cpu_isa("avx512")
-    previous = fastconv._C._set_fwd_cl_mode(1 if request.param == "forced" else 0)
+    modes = {"fwd_cl": 0, "bwd_scatter": 0}
+    if request.param in modes:
+        modes[request.param] = 1
+    previous = {path: fastconv._C._set_path_mode(path, m) for path, m in modes.items()}
     try:
         yield request.param
     finally:
-        fastconv._C._set_fwd_cl_mode(previous)
+        for path, m in previous.items():
+            fastconv._C._set_path_mode(path, m)
         fastconv.set_cpu_isa(previous_isa)
 
 
 @pytest.mark.parametrize("s", CL_CASES)
-def test_conv2d_channels_in_lanes_switch(channels_in_lanes, rng, s):
+def test_conv2d_direct_variants(direct_variant, rng, s):
     x, w, b, dy = _arrays(rng, s)
     check_fwd(s, x, w, b)
     check_backward(s, x, w, dy)
 
 
-def test_channels_in_lanes_switch_validates():
+def test_direct_variant_switch_validates():
     with pytest.raises(ValueError, match="mode"):
-        fastconv._C._set_fwd_cl_mode(2)
+        fastconv._C._set_path_mode("fwd_cl", 2)
+    with pytest.raises(ValueError, match="path"):
+        fastconv._C._set_path_mode("winograd", 1)
 
 
 def test_isa_paths_agree_on_a_real_layer(rng):

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "fastconv/cpu_kernels.h"
@@ -768,11 +769,78 @@ void conv2d_bwd_data_cl(float* dx, const float* dy, const float* w, const Conv2d
   run_cl_images(dx, dy, wcl, nullptr, false, p.x.n, C_in, a, kt.conv2d_fwd_cl);
 }
 
+// --- scatter bwd_data (conv2d_bwd_data_cl.inl) ---------------------------------------------------
+// Every multiply-add useful, input channels in the lanes: for layers whose dx is larger than dy
+// (valid padding: keras.conv2, 12x12 from 8x8), where the forward-of-padded-dy kernels multiply
+// the zero border. FASTCONV_BWD_SCATTER: -1 (default) picks, 0 never, 1 whenever allowed.
+std::atomic<int>& bwd_scatter_mode_ref() {
+  static std::atomic<int> mode{int(env_int("FASTCONV_BWD_SCATTER", -1))};
+  return mode;
+}
+
+int64_t bwd_scatter_mode() { return bwd_scatter_mode_ref().load(std::memory_order_relaxed); }
+
+bool use_bwd_data_scatter(const Conv2dParams& p, const KernelTable& kt) {
+  if (kt.conv2d_bwd_data_scatter == nullptr ||
+      !direct_geometry(p, reinterpret_cast<const void*>(kt.conv2d_bwd_data_scatter)) ||
+      !(p.wt.w == 3 || p.wt.w == 5))
+    return false;
+  if (bwd_scatter_mode() >= 0) return bwd_scatter_mode() > 0;
+  const double lanes = double(p.x.c) / double(round_up(p.x.c, kt.direct_lanes));
+  const double waste = double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
+  // Measured at 1 thread against the next choice (DESIGN.md, round 5): keras.conv2 27.4 vs 34.7 ms
+  // (GEMM), fashion.conv2 1.03 vs 1.24 (channels-in-lanes); wide rows lose to the latter on the
+  // tiles' overlapping columns (vgg.a 11.9 vs 9.1, vgg.b even), 20 channels in 32 lanes too.
+  return p.y.c >= 4 && lanes >= 0.85 && (waste > 1.3 || p.y.w <= 16);
+}
+
+void conv2d_bwd_data_scatter(float* dx, const float* dy, const float* w, const Conv2dParams& p,
+                             const KernelTable& kt) {
+  ScatterArgs a{};
+  a.cout = p.y.c;
+  a.cinp = round_up(p.x.c, kt.direct_lanes);
+  a.kh = p.wt.h;
+  a.kw = p.wt.w;
+  a.oh = p.y.h;
+  a.ow = p.y.w;
+  a.h = p.x.h;
+  a.top = p.pad.top;
+  const int64_t C_in = p.x.c, KK = a.kh * a.kw, H = p.x.h, W = p.x.w;
+  // wb[((ky*cout + co)*kw + kx)*cinp + ci] = w[co][ci][ky][kx]
+  float* wb = caller_workspace(a.kh * a.cout * a.kw * a.cinp);
+  for (int64_t ky = 0; ky < a.kh; ++ky)
+    for (int64_t co = 0; co < a.cout; ++co)
+      for (int64_t kx = 0; kx < a.kw; ++kx) {
+        float* d = wb + ((ky * a.cout + co) * a.kw + kx) * a.cinp;
+        for (int64_t ci = 0; ci < C_in; ++ci) d[ci] = w[(co * C_in + ci) * KK + ky * a.kw + kx];
+        std::fill(d + C_in, d + a.cinp, 0.0f);
+      }
+  const int64_t wrow = a.ow + a.kw - 1, ysize = H * wrow * a.cinp;
+  const int64_t dys = p.y.c * p.y.h * p.y.w, dxs = C_in * H * W;
+  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
+    float* ycl = scratch(ysize);
+    for (int64_t n = begin; n < end; ++n) {
+      std::fill(ycl, ycl + ysize, 0.0f);
+      kt.conv2d_bwd_data_scatter(ycl, dy + n * dys, wb, a);
+      float* dxn = dx + n * dxs;
+      for (int64_t iy = 0; iy < H; ++iy) {  // unpack the real columns [pad_left, pad_left + W)
+        const float* row = ycl + (iy * wrow + p.pad.left) * a.cinp;
+        for (int64_t ci = 0; ci < C_in; ++ci) {
+          float* d = dxn + (ci * H + iy) * W;
+          for (int64_t ix = 0; ix < W; ++ix) d[ix] = row[ix * a.cinp + ci];
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
-int set_fwd_cl_mode(int mode) {
+int set_path_mode(const std::string& path, int mode) {
   FC_CHECK(mode >= -1 && mode <= 1, "mode must be -1 (auto), 0 (off) or 1 (on), got ", mode);
-  return fwd_cl_mode_ref().exchange(mode);
+  if (path == "fwd_cl") return fwd_cl_mode_ref().exchange(mode);
+  FC_CHECK(path == "bwd_scatter", "path must be 'fwd_cl' or 'bwd_scatter', got '", path, "'");
+  return bwd_scatter_mode_ref().exchange(mode);
 }
 
 // Forward, GEMM path: per group the weights are packed once (MR slivers, shared by all threads);
@@ -828,6 +896,10 @@ void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
 void conv2d_bwd_data__cpu(float* dx, const float* dy, const float* w, const Conv2dParams& p) {
   poison(dx, p.x.numel());
   const KernelTable& kt = kernels();
+  if (use_bwd_data_scatter(p, kt)) {
+    conv2d_bwd_data_scatter(dx, dy, w, p, kt);
+    return;
+  }
   if (use_bwd_data_cl(p, kt)) {
     conv2d_bwd_data_cl(dx, dy, w, p, kt);
     return;

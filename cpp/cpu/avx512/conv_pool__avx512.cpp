@@ -15,6 +15,7 @@ namespace {
 #include "../maxpool2d_simd.inl"
 #include "../conv2d_bww_cl.inl"
 #include "../conv2d_fwd_cl.inl"
+#include "../conv2d_bwd_data_cl.inl"
 
 // Tiles: forward R = 2 rows x 2 vectors (or 4 rows x 1 vector when OW fits one) x 4..6
 // channels; backward-weights 4 channels x up to 5 taps (register budget of the ISA).
@@ -94,6 +95,12 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
 // broadcast within the 32 registers).
 void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl, const ClConvArgs& a) {
   FwdChannelsInLanes<VecAvx512, 16, 14, 9, 6>::run(ycl, xpad, wcl, a);
+}
+
+// Scatter bwd_data: up to 28 (one channel vector) or 14 (two) accumulator columns.
+void conv2d_bwd_data_scatter__avx512(float* ycl, const float* dy, const float* wb,
+                                     const ScatterArgs& a) {
+  BwdDataScatter<VecAvx512, 28, 14>::run(ycl, dy, wb, a);
 }
 
 void maxpool2d_fwd_2x2s2__avx512(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,

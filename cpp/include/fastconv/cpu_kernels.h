@@ -109,6 +109,19 @@ struct ClConvArgs {
 using DirectFwdClFn = void (*)(float* ycl, const float* xpad, const float* wcl,
                                const ClConvArgs& a);
 
+// bwd_data of ONE image by scattering dy (conv2d_bwd_data_cl.inl), stride 1, dilation 1, kw 3
+// or 5: dy (cout, oh, ow) NCHW as given; wb[((ky*cout + co)*kw + kx)*cinp + ci] = w[co][ci][ky][kx]
+// (zero for ci past the real count); ycl (h x (ow + kw - 1) x cinp) must arrive zeroed and gets
+// dx with padded columns: dx(ci, iy, ix) = ycl[(iy*(ow + kw - 1) + ix + pad_left)*cinp + ci].
+struct ScatterArgs {
+  int64_t cout, cinp, kh, kw;
+  int64_t oh, ow;  // dy plane
+  int64_t h;       // dx rows
+  int64_t top;     // the layer's top padding
+};
+using BwdDataScatterFn = void (*)(float* ycl, const float* dy, const float* wb,
+                                  const ScatterArgs& a);
+
 struct KernelTable {
   const char* isa;  // "portable", "avx2", "avx512"
   SgemmFn sgemm;
@@ -122,6 +135,7 @@ struct KernelTable {
   DirectBwdWeightsTFn conv2d_bwd_weights_direct_t;  // nullptr: im2col + GEMM for large C_in
   DirectBwdWeightsClFn conv2d_bwd_weights_direct_cl;  // nullptr: the _t kernel (or GEMM)
   DirectFwdClFn conv2d_fwd_cl;                      // nullptr: pixels-in-lanes direct kernel only
+  BwdDataScatterFn conv2d_bwd_data_scatter;         // nullptr: the other bwd_data paths
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -154,6 +168,8 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
                                           const DirectConvArgs& a, int64_t lp);
 void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl,
                            const ClConvArgs& a);
+void conv2d_bwd_data_scatter__avx512(float* ycl, const float* dy, const float* wb,
+                                     const ScatterArgs& a);
 bool maxpool2d_bwd_2x2s2__avx512(float* dx, const float* dy, const int64_t* idx, int64_t H,
                                  int64_t W, int64_t OH, int64_t OW);
 

@@ -3,6 +3,8 @@
 // Every pointer is a dense NCHW (or OIHW) float32 buffer; indices are int64 offsets h*W + w.
 #pragma once
 
+#include <string>
+
 #include <cstdint>
 
 #include "fastconv/params.h"
@@ -31,10 +33,11 @@ void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dPara
 void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x_shape,
                         Shape4 y_shape);
 
-// Test/benchmark switch for the channels-in-lanes direct kernel (conv2d_fwd_cl.inl): -1 picks by
-// the layer's lane use, 0 never, 1 whenever the geometry allows. Starts from FASTCONV_FWD_CL;
-// returns the previous mode.
-int set_fwd_cl_mode(int mode);
+// Test/benchmark switch for the direct-kernel variants: path "fwd_cl" (channels-in-lanes forward
+// and bwd_data, conv2d_fwd_cl.inl) or "bwd_scatter" (conv2d_bwd_data_cl.inl); mode -1 picks by
+// the layer, 0 never, 1 whenever the geometry allows. Starts from FASTCONV_FWD_CL /
+// FASTCONV_BWD_SCATTER; returns the previous mode.
+int set_path_mode(const std::string& path, int mode);
 
 }  // namespace cpu
 }  // namespace fastconv

@@ -35,10 +35,13 @@ class Backend:
     ``out_buffers`` is True when the ops take NumPy ``out=`` arrays (the CPU backend): layers then
     reuse their output and gradient arrays from one training step to the next (see
     ``Layer.buffer``) instead of asking the allocator for fresh pages every step.
+    ``dropout`` is None, or ``dropout(x, keep, seed, out=None) -> x * mask`` drawing the mask of
+    ``keep_mask(seed, x.shape, keep)`` itself (the CPU backend's native op): Dropout then keeps
+    no mask and redraws it from the seed in backward.
     """
 
     def __init__(self, name, xp, dtype, ops, *, fused_relu=None, pool_geometry=None, out_buffers=None,
-                 matmul=None):
+                 matmul=None, dropout=None):
         self.name = name
         self.xp = xp
         self.dtype = np.dtype(dtype)
@@ -61,6 +64,7 @@ class Backend:
             )
         self.out_buffers = bool(out_buffers)
         self._matmul = matmul
+        self.dropout = dropout
 
     def matmul(self, a, b, trans_a=False, trans_b=False, out=None):
         """op(a) @ op(b) for Dense layers, op a transpose when asked (out: None or the result's
@@ -86,12 +90,14 @@ class Backend:
         seed gives the same weights on every device)."""
         return self.asarray(rng.uniform(low, high, size=shape))
 
-    def keep_mask(self, rng, shape, keep):
-        """Dropout mask: 1/keep with probability keep, else 0 (from a NumPy Generator)."""
-        m = (rng.random(size=shape, dtype=np.float32) < keep).astype(self.dtype) / self.dtype.type(
-            keep
-        )
-        return self.asarray(m)
+    def keep_mask(self, seed, shape, keep):
+        """Dropout mask: 1/keep with probability keep, else 0. The keep decisions are
+        fastconv._C.dropout_keep's, a function of (seed, element index) drawn on the host, so a
+        seed gives the same mask on every backend."""
+        from fastconv import _C
+
+        bits = _C.dropout_keep(tuple(shape), keep, seed)
+        return self.asarray(bits.astype(self.dtype) / self.dtype.type(keep))
 
     def __repr__(self):
         return f"Backend({self.name!r}, dtype={self.dtype})"
@@ -157,10 +163,16 @@ def _native_matmul(a, b, trans_a, trans_b, out):
     return _C.matmul(a, b, trans_a, trans_b, out)
 
 
+def _native_dropout(x, keep, seed, out=None):
+    from fastconv import _C
+
+    return _C.dropout(np.ascontiguousarray(x, dtype=np.float32), keep, seed, out)
+
+
 def _cpu():
     import fastconv
 
-    return Backend("cpu", np, np.float32, fastconv, matmul=_native_matmul)
+    return Backend("cpu", np, np.float32, fastconv, matmul=_native_matmul, dropout=_native_dropout)
 
 
 def _reference():

@@ -26,9 +26,10 @@ Host <-> device traffic:
     read and write host .npz files.
 Randomness: the initial weights and the dropout masks are drawn on the host from NumPy Generators,
 as on the CPU, so a seed gives the same run on either device (up to float32 summation order).
-Dropout draws its keep/drop decisions on the host and moves them as one byte per element, then
-scales them on the GPU: slower than a cupy.random mask (the host draw costs a few ms per step for
-keras_cnn's 2.2 M activations) but reproducible across devices.
+Dropout draws its keep/drop decisions on the host (fastconv's threaded (seed, index) generator,
+the CPU backend's) and moves them as one byte per element, then scales them on the GPU: slower
+than a cupy.random mask (a transfer of 2.6 MB per step for keras_cnn's activations) but
+reproducible across devices.
 """
 
 from __future__ import annotations
@@ -88,10 +89,13 @@ class CudaBackend(Backend):
             return self.xp.asnumpy(a)
         return super().to_numpy(a)
 
-    def keep_mask(self, rng, shape, keep):
-        """The CPU's mask, bit for bit: keep/drop drawn on the host (same NumPy draws), moved as
-        one byte per element, then (keep as float32) / keep on the GPU."""
-        keep_bits = rng.random(size=shape, dtype=np.float32) < keep
+    def keep_mask(self, seed, shape, keep):
+        """The CPU's mask, bit for bit: keep/drop drawn on the host (the CPU's (seed, index)
+        draws, _C.dropout_keep), moved as one byte per element, then (keep as float32) / keep on
+        the GPU."""
+        from fastconv import _C
+
+        keep_bits = _C.dropout_keep(tuple(shape), keep, seed)
         return self.xp.asarray(keep_bits).astype(self.dtype) / self.dtype.type(keep)
 
     def synchronize(self):

@@ -517,7 +517,12 @@ class Flatten(Layer):
 
 class Dropout(Layer):
     """Zeroes a fraction rate of the inputs in training and scales the rest by 1/(1-rate)
-    (inverted dropout); the identity at inference."""
+    (inverted dropout); the identity at inference.
+
+    Each training call draws one 64-bit seed from ``self.rng``; the mask is a function of (seed,
+    element index) (``Backend.keep_mask``), so the model's seed fixes every mask, on every backend
+    and at any thread count. The CPU backend applies it natively and redraws it from the seed in
+    backward (no mask array); other backends keep the mask."""
 
     def __init__(self, rate, name=None):
         super().__init__(None, name)
@@ -525,33 +530,29 @@ class Dropout(Layer):
             raise ValueError(f"rate must be a float in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self.rng = None  # a NumPy Generator; Sequential.fit seeds it
+        self._seed = None  # this step's seed; None when the last forward dropped nothing
 
     def call(self, x, training):
+        self._mask = self._seed = None
         if not training or self.rate == 0.0:
-            self._mask = None
             return x
         if self.rng is None:
             self.rng = np.random.default_rng()
         keep = 1.0 - self.rate
-        mask = self.buffer("mask", x.shape)
-        if mask is None:
-            self._mask = self.backend.keep_mask(self.rng, x.shape, keep)
-            return x * self._mask
-        # The same draws and values as keep_mask, in reused arrays: uniform floats into the mask
-        # buffer, then (u < keep) * (1/keep) over them; y = x * mask into the output buffer.
-        self.rng.random(out=mask, dtype=np.float32)
-        np.multiply(mask < np.float32(keep), np.float32(1.0) / np.float32(keep), out=mask)
-        self._mask = mask
-        return np.multiply(x, mask, out=self.buffer("y", x.shape))
+        self._seed = int(self.rng.integers(0, 2**64, dtype=np.uint64))
+        if self.backend.dropout is not None:
+            return self.backend.dropout(x, keep, self._seed, **self.out_kw(("y", x.shape)))
+        self._mask = self.backend.keep_mask(self._seed, x.shape, keep)
+        return x * self._mask
 
     def call_backward(self, dy):
         if not self.need_input_grad:
             return None
-        if self._mask is None:
+        if self._seed is None:
             return dy
-        if self.reusing:
-            # dy came from the next layer's backward inside this step: nobody else holds it
-            return np.multiply(dy, self._mask, out=dy)
+        if self._mask is None:  # native: the seed redraws the forward's mask, bit for bit
+            return self.backend.dropout(dy, 1.0 - self.rate, self._seed,
+                                        **self.out_kw(("dx", dy.shape)))
         return dy * self._mask
 
 
