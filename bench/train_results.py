@@ -155,6 +155,10 @@ def report(args):
         "[BENCHMARKS.md](BENCHMARKS.md). The study behind section A averaged 10 runs of 30 epochs;",
         "where we ran fewer runs or epochs the table says so.",
         "",
+        "The network with Dropout (keras_cnn) was trained before dropout masks moved",
+        "to fastconv's native generator (git 1d783c4): the same `--seed` now draws other masks, so",
+        "its runs repeat statistically, not bit for bit.",
+        "",
         "| network | data | published | ours | Δ (points) | epochs | batch | runs | s/epoch | command |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
