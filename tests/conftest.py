@@ -86,6 +86,14 @@ def isa(request):
         fastconv.set_cpu_isa(previous)
 
 
+@pytest.fixture
+def restore_threads():
+    """Puts fastconv's thread count back after a test that changes it."""
+    before = fastconv.get_num_threads()
+    yield
+    fastconv.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _debug_poison():
     fastconv._set_debug_poison(True)

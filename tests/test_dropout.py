@@ -20,13 +20,6 @@ from fastconv.nn import Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Sequentia
 SIZES = [1, 15, 16, 17, 16383, 16384, 16385, 3 * 16384 + 21]
 
 
-@pytest.fixture
-def restore_threads():
-    before = fastconv.get_num_threads()
-    yield
-    fastconv.set_num_threads(before)
-
-
 def _scale(keep):
     return np.float32(1) / np.float32(keep)
 

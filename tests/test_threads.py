@@ -28,13 +28,6 @@ from fastconv import reference as ref
 FORK_TIMEOUT_S = 60
 
 
-@pytest.fixture
-def restore_threads():
-    before = fastconv.get_num_threads()
-    yield
-    fastconv.set_num_threads(before)
-
-
 def _problem(rng):
     """A conv layer big enough to be split across threads, and a pool over its output."""
     s = shapes.conv("fashion.conv2").with_batch(3)

@@ -553,23 +553,17 @@ bool use_direct_bwd_weights_cl(const Conv2dParams& p, const void* fn) {
   return bww_cl_enabled() && direct_geometry(p, fn) && p.x.c >= bww_t_min_cin();
 }
 
-// dst (hp x wp pixels x C, channels-last) <- the C planes (H x W) of src placed at (top, left),
-// zeros around them and in the `total - hp*wp*C` floats of slack after.
-void channels_last_padded(float* dst, const float* src, int64_t C, int64_t H, int64_t W,
-                          int64_t top, int64_t left, int64_t wp, int64_t total) {
-  std::fill(dst, dst + total, 0.0f);
-  for (int64_t iy = 0; iy < H; ++iy) {
-    float* row = dst + ((iy + top) * wp + left) * C;
-    for (int64_t c = 0; c < C; ++c) {
-      const float* s = src + (c * H + iy) * W;
-      for (int64_t ix = 0; ix < W; ++ix) row[ix * C + c] = s[ix];
-    }
-  }
-}
-
 void pad_channels_last(float* xcl, const float* x_n, const Conv2dParams& p, const DirectConvArgs& a,
                        int64_t total) {
-  channels_last_padded(xcl, x_n, a.cin, p.x.h, p.x.w, p.pad.top, p.pad.left, a.wp, total);
+  const int64_t H = p.x.h, W = p.x.w, C = a.cin;
+  std::fill(xcl, xcl + total, 0.0f);
+  for (int64_t iy = 0; iy < H; ++iy) {
+    float* row = xcl + ((iy + p.pad.top) * a.wp + p.pad.left) * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float* src = x_n + (c * H + iy) * W;
+      for (int64_t ix = 0; ix < W; ++ix) row[ix * C + c] = src[ix];
+    }
+  }
 }
 
 void conv2d_bwd_weights_direct_cl(float* dw, float* db, const float* dy, const float* x,
@@ -668,19 +662,24 @@ bool use_bwd_data_cl(const Conv2dParams& p, const KernelTable& kt) {
   return (waste <= 1.3 || fwd_cl_mode() > 0) && cl_wins(p.y.c, p.x.c, p.x.w, p.x.h, wp, kt.direct_lanes);
 }
 
-// y (C x P, NCHW plane order) <- ycl (P x coutp) [+ bias] [ReLU], in blocks of 64 pixels so the
-// strided reads stay in L1.
-void unpack_channels_last(float* y, const float* ycl, int64_t C, int64_t P, int64_t coutp,
-                          const float* bias, bool relu) {
-  for (int64_t q0 = 0; q0 < P; q0 += 64) {
-    const int64_t q1 = std::min(P, q0 + 64);
-    for (int64_t c = 0; c < C; ++c) {
-      const float b = bias != nullptr ? bias[c] : 0.0f;
-      float* yr = y + c * P;
-      const float* src = ycl + c;
-      for (int64_t q = q0; q < q1; ++q) {
-        const float v = src[q * coutp] + b;
-        yr[q] = relu ? std::max(v, 0.0f) : v;
+// y (C planes of rows x W, NCHW) <- ycl, channels-last with `lanes` floats per pixel and `pitch`
+// pixels per row, columns [col0, col0 + W) [+ bias] [ReLU]; runs of 64 pixels so the strided
+// reads stay in L1. A flat image is one row of rows*W pixels (pitch = W, col0 = 0).
+void unpack_channels_last(float* y, const float* ycl, int64_t C, int64_t rows, int64_t W,
+                          int64_t pitch, int64_t col0, int64_t lanes, const float* bias,
+                          bool relu) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src_row = ycl + (r * pitch + col0) * lanes;
+    for (int64_t x0 = 0; x0 < W; x0 += 64) {
+      const int64_t x1 = std::min(W, x0 + 64);
+      for (int64_t c = 0; c < C; ++c) {
+        const float b = bias != nullptr ? bias[c] : 0.0f;
+        float* yr = y + (c * rows + r) * W;
+        const float* src = src_row + c;
+        for (int64_t x = x0; x < x1; ++x) {
+          const float v = src[x * lanes] + b;
+          yr[x] = relu ? std::max(v, 0.0f) : v;
+        }
       }
     }
   }
@@ -703,23 +702,26 @@ void run_cl_images(float* dst, const float* src, const float* wcl, const float* 
     for (int64_t n = begin; n < end; ++n) {
       pad_planes(xpad, src + n * src_stride, a.h, a.w, a.top, a.left, d);
       fn(ycl, xpad, wcl, a);
-      unpack_channels_last(dst + n * dst_stride, ycl, C_dst, P, a.coutp, bias, relu);
+      unpack_channels_last(dst + n * dst_stride, ycl, C_dst, 1, P, P, 0, a.coutp, bias, relu);
     }
   });
 }
 
-// wcl[((ky*cin + ci)*kw + kx)*coutp + co] = weight(co, ci, ky, kx), zero for co >= C.
+// Weights with one channel axis in the lanes: out[((ky*R + r)*kw + kx)*lanes_p + l] =
+// weight(l, r, ky, kx) for l < L, zero up to lanes_p. R is the reduced channel axis. Used as
+// wcl (l = output channel, r = input channel) and as the scatter's wb (l = input, r = output).
 template <class Weight>
-float* pack_cl_weights(const ClConvArgs& a, int64_t C, Weight&& weight) {
-  float* wcl = caller_workspace(a.kh * a.cin * a.kw * a.coutp);
-  float* d = wcl;
-  for (int64_t ky = 0; ky < a.kh; ++ky)
-    for (int64_t ci = 0; ci < a.cin; ++ci)
-      for (int64_t kx = 0; kx < a.kw; ++kx, d += a.coutp) {
-        for (int64_t co = 0; co < C; ++co) d[co] = weight(co, ci, ky, kx);
-        std::fill(d + C, d + a.coutp, 0.0f);
+float* pack_lane_weights(int64_t kh, int64_t kw, int64_t R, int64_t lanes_p, int64_t L,
+                         Weight&& weight) {
+  float* out = caller_workspace(kh * R * kw * lanes_p);
+  float* d = out;
+  for (int64_t ky = 0; ky < kh; ++ky)
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t kx = 0; kx < kw; ++kx, d += lanes_p) {
+        for (int64_t l = 0; l < L; ++l) d[l] = weight(l, r, ky, kx);
+        std::fill(d + L, d + lanes_p, 0.0f);
       }
-  return wcl;
+  return out;
 }
 
 void conv2d_fwd_cl(float* y, const float* x, const float* w, const float* b, const Conv2dParams& p,
@@ -738,9 +740,10 @@ void conv2d_fwd_cl(float* y, const float* x, const float* w, const float* b, con
   a.h = p.x.h;
   a.w = p.x.w;
   a.cov_max = cl_cov_max();
-  const float* wcl = pack_cl_weights(a, p.y.c, [&](int64_t co, int64_t ci, int64_t ky, int64_t kx) {
-    return w[((co * a.cin + ci) * a.kh + ky) * a.kw + kx];
-  });
+  const float* wcl = pack_lane_weights(a.kh, a.kw, a.cin, a.coutp, p.y.c,
+                                       [&](int64_t co, int64_t ci, int64_t ky, int64_t kx) {
+                                         return w[((co * a.cin + ci) * a.kh + ky) * a.kw + kx];
+                                       });
   run_cl_images(y, x, wcl, b, relu, p.x.n, p.y.c, a, kt.conv2d_fwd_cl);
 }
 
@@ -763,9 +766,10 @@ void conv2d_bwd_data_cl(float* dx, const float* dy, const float* w, const Conv2d
   a.cov_max = cl_cov_max();
   // Layer co is this conv's input channel, layer ci its output channel, taps flipped.
   const int64_t C_in = p.x.c;
-  const float* wcl = pack_cl_weights(a, C_in, [&](int64_t ci, int64_t co, int64_t ky, int64_t kx) {
-    return w[((co * C_in + ci) * a.kh + (a.kh - 1 - ky)) * a.kw + (a.kw - 1 - kx)];
-  });
+  const float* wcl = pack_lane_weights(
+      a.kh, a.kw, a.cin, a.coutp, C_in, [&](int64_t ci, int64_t co, int64_t ky, int64_t kx) {
+        return w[((co * C_in + ci) * a.kh + (a.kh - 1 - ky)) * a.kw + (a.kw - 1 - kx)];
+      });
   run_cl_images(dx, dy, wcl, nullptr, false, p.x.n, C_in, a, kt.conv2d_fwd_cl);
 }
 
@@ -807,14 +811,10 @@ void conv2d_bwd_data_scatter(float* dx, const float* dy, const float* w, const C
   a.top = p.pad.top;
   const int64_t C_in = p.x.c, KK = a.kh * a.kw, H = p.x.h, W = p.x.w;
   // wb[((ky*cout + co)*kw + kx)*cinp + ci] = w[co][ci][ky][kx]
-  float* wb = caller_workspace(a.kh * a.cout * a.kw * a.cinp);
-  for (int64_t ky = 0; ky < a.kh; ++ky)
-    for (int64_t co = 0; co < a.cout; ++co)
-      for (int64_t kx = 0; kx < a.kw; ++kx) {
-        float* d = wb + ((ky * a.cout + co) * a.kw + kx) * a.cinp;
-        for (int64_t ci = 0; ci < C_in; ++ci) d[ci] = w[(co * C_in + ci) * KK + ky * a.kw + kx];
-        std::fill(d + C_in, d + a.cinp, 0.0f);
-      }
+  const float* wb = pack_lane_weights(a.kh, a.kw, a.cout, a.cinp, C_in,
+                                      [&](int64_t ci, int64_t co, int64_t ky, int64_t kx) {
+                                        return w[(co * C_in + ci) * KK + ky * a.kw + kx];
+                                      });
   const int64_t wrow = a.ow + a.kw - 1, ysize = H * wrow * a.cinp;
   const int64_t dys = p.y.c * p.y.h * p.y.w, dxs = C_in * H * W;
   parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
@@ -822,14 +822,9 @@ void conv2d_bwd_data_scatter(float* dx, const float* dy, const float* w, const C
     for (int64_t n = begin; n < end; ++n) {
       std::fill(ycl, ycl + ysize, 0.0f);
       kt.conv2d_bwd_data_scatter(ycl, dy + n * dys, wb, a);
-      float* dxn = dx + n * dxs;
-      for (int64_t iy = 0; iy < H; ++iy) {  // unpack the real columns [pad_left, pad_left + W)
-        const float* row = ycl + (iy * wrow + p.pad.left) * a.cinp;
-        for (int64_t ci = 0; ci < C_in; ++ci) {
-          float* d = dxn + (ci * H + iy) * W;
-          for (int64_t ix = 0; ix < W; ++ix) d[ix] = row[ix * a.cinp + ci];
-        }
-      }
+      // the real columns [pad_left, pad_left + W) of each padded row
+      unpack_channels_last(dx + n * dxs, ycl, C_in, H, W, wrow, p.pad.left, a.cinp, nullptr,
+                           false);
     }
   });
 }
