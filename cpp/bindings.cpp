@@ -28,6 +28,7 @@ using namespace fastconv;
 
 using FloatArray = py::array_t<float, py::array::c_style>;
 using IndexArray = py::array_t<int64_t, py::array::c_style>;
+using CodeArray = py::array_t<uint8_t, py::array::c_style>;
 
 #ifdef FASTCONV_WITH_CUDA
 void register_cuda_bindings(py::module_& m);  // bindings_cuda.cpp
@@ -73,7 +74,8 @@ T* out_data(py::array out, const char* name, const std::vector<py::ssize_t>& sha
   const py::dtype want = py::dtype::of<T>();
   FC_CHECK(out.dtype().kind() == want.kind() && out.itemsize() == want.itemsize() &&
                out.dtype().byteorder() != '>',
-           name, " must be a ", want.kind() == 'f' ? "float32" : "int64", " array, got dtype ",
+           name, " must be a ", want.kind() == 'f' ? "float32" : want.itemsize() == 1 ? "uint8" : "int64",
+           " array, got dtype ",
            std::string(py::str(out.dtype())));
   bool same_shape = out.ndim() == py::ssize_t(shape.size());
   for (size_t i = 0; same_shape && i < shape.size(); ++i) same_shape = out.shape(i) == shape[i];
@@ -198,6 +200,87 @@ py::array maxpool2d_bwd(const FloatArray& dy, const IndexArray& idx, Shape4T x_s
   {
     py::gil_scoped_release nogil;
     cpu::maxpool2d_bwd__cpu(dxp, dy.data(), idx.data(), xs, ys);
+  }
+  return dx;
+}
+
+// Conv + ReLU + 2x2/2 max-pool in one pass: (pooled, codes), see ops.h.
+py::tuple conv2d_relu_maxpool2d(const FloatArray& x, const FloatArray& w,
+                                const std::optional<FloatArray>& b, Pair2 stride,
+                                const std::string& mode, Pair2 pad, Pair2 dilation, int64_t groups,
+                                const OptArray& out_y, const OptArray& out_codes) {
+  const Conv2dParams p = conv_params(shape_of(x, "input"), shape_of(w, "weight"), stride, mode,
+                                     pad, dilation, groups);
+  if (b) {
+    FC_CHECK(b->ndim() == 1 && b->shape(0) == p.y.c, "bias must have shape (C_out,) = (", p.y.c,
+             ",), got ", b->ndim(), "-D array with ", b->size(), " elements");
+  }
+  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
+           "got ", p.y.h, "x", p.y.w);
+  const Shape4 ps{p.y.n, p.y.c, p.y.h / 2, p.y.w / 2};
+  py::array y = out_y ? *out_y : py::array(new_array(ps));
+  py::array codes = out_codes ? *out_codes : py::array(cached_array<uint8_t>(dims(ps)));
+  const py::array* bin = b ? &*b : nullptr;
+  float* yp = out_y ? out_data<float>(y, "out[0] (output)", dims(ps), {&x, &w, bin})
+                    : static_cast<float*>(y.mutable_data());
+  uint8_t* cp = out_codes ? out_data<uint8_t>(codes, "out[1] (codes)", dims(ps), {&x, &w, bin, &y})
+                          : static_cast<uint8_t*>(codes.mutable_data());
+  {
+    py::gil_scoped_release nogil;
+    if (p.x.n > 0)
+      cpu::conv2d_relu_maxpool2d_fwd__cpu(yp, cp, x.data(), w.data(), b ? b->data() : nullptr, p);
+  }
+  return py::make_tuple(y, codes);
+}
+
+// conv2d_bwd_weights of the fused layer, from the pooled gradient and the codes.
+py::tuple conv2d_relu_maxpool2d_bwd_weights(const FloatArray& pdy, const CodeArray& codes,
+                                            const FloatArray& x, Shape4T w_shape, Pair2 stride,
+                                            const std::string& mode, Pair2 pad, Pair2 dilation,
+                                            int64_t groups, bool with_bias, const OptArray& out_w,
+                                            const OptArray& out_b) {
+  const Conv2dParams p = conv_params(shape_of(x, "input"), shape_of(w_shape), stride, mode, pad,
+                                     dilation, groups);
+  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
+           "got ", p.y.h, "x", p.y.w);
+  const Shape4 ps{p.y.n, p.y.c, p.y.h / 2, p.y.w / 2};
+  const Shape4 gs = shape_of(pdy, "grad_output");
+  FC_CHECK(same(gs, ps), "grad_output must have the pooled output's shape ", str(ps), ", got ",
+           str(gs));
+  const Shape4 cs = shape_of(codes, "codes");
+  FC_CHECK(same(cs, ps), "codes must have the pooled output's shape ", str(ps), ", got ", str(cs));
+  FC_CHECK(with_bias || !out_b, "out has a grad_bias buffer but with_bias is False");
+  py::array dw = out_w ? *out_w : py::array(new_array(p.wt));
+  py::array db = out_b ? *out_b : py::array(FloatArray(std::vector<py::ssize_t>{with_bias ? p.y.c : 0}));
+  float* dwp = out_w ? out_data<float>(dw, "out[0] (grad_weight)", dims(p.wt), {&pdy, &codes, &x})
+                     : static_cast<float*>(dw.mutable_data());
+  float* dbp = !with_bias ? nullptr
+               : out_b   ? out_data<float>(db, "out[1] (grad_bias)", {p.y.c}, {&pdy, &codes, &x, &dw})
+                         : static_cast<float*>(db.mutable_data());
+  {
+    py::gil_scoped_release nogil;
+    cpu::conv2d_relu_maxpool2d_bwd_weights__cpu(dwp, dbp, pdy.data(), codes.data(), x.data(), p);
+  }
+  if (!with_bias) return py::make_tuple(dw, py::none());
+  return py::make_tuple(dw, db);
+}
+
+py::array relu_maxpool2d_bwd(const FloatArray& dy, const CodeArray& codes, Shape4T x_shape_t,
+                             const OptArray& out) {
+  const Shape4 ys = shape_of(dy, "grad_output");
+  const Shape4 cs = shape_of(codes, "codes");
+  const Shape4 xs = shape_of(x_shape_t);
+  FC_CHECK(same(ys, cs), "codes must have grad_output's shape ", str(ys), ", got ", str(cs));
+  FC_CHECK(xs.n == ys.n && xs.c == ys.c && xs.h / 2 == ys.h && xs.w / 2 == ys.w && xs.h >= 2 &&
+               xs.w >= 2,
+           "input_shape must be the pooled layer's input (N, C, H, W) with (N, C, H // 2, W // 2) "
+           "= grad_output's shape ", str(ys), ", got ", str(xs));
+  py::array dx = out ? *out : py::array(new_array(xs));
+  float* dxp = out ? out_data<float>(dx, "out", dims(xs), {&dy, &codes})
+                   : static_cast<float*>(dx.mutable_data());
+  {
+    py::gil_scoped_release nogil;
+    if (xs.n > 0 && xs.c > 0) cpu::relu_maxpool2d_bwd__cpu(dxp, dy.data(), codes.data(), xs);
   }
   return dx;
 }
@@ -353,6 +436,18 @@ PYBIND11_MODULE(_C, m) {
   m.def("maxpool2d_bwd", &maxpool2d_bwd, py::arg("dy"), py::arg("indices"), py::arg("x_shape"),
         py::arg("out") = py::none(), "dx of max pooling: dy scatter-added into the argmax indices.");
 
+  m.def("conv2d_relu_maxpool2d", &conv2d_relu_maxpool2d, py::arg("x"), py::arg("w"), py::arg("b"),
+        py::arg("stride"), py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("out_y") = py::none(), py::arg("out_codes") = py::none(),
+        "(pooled, codes): 2x2/2 max-pool of relu(conv2d(x, w) + b) with uint8 window codes.");
+  m.def("conv2d_relu_maxpool2d_bwd_weights", &conv2d_relu_maxpool2d_bwd_weights, py::arg("dy"),
+        py::arg("codes"), py::arg("x"), py::arg("w_shape"), py::arg("stride"),
+        py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("with_bias") = true, py::arg("out_w") = py::none(), py::arg("out_b") = py::none(),
+        "(dw, db) of the fused conv + ReLU + 2x2 max-pool from the pooled gradient and codes.");
+  m.def("relu_maxpool2d_bwd", &relu_maxpool2d_bwd, py::arg("dy"), py::arg("codes"),
+        py::arg("x_shape"), py::arg("out") = py::none(),
+        "Gradient of the pooled ReLU outputs w.r.t. the conv output, from the window codes.");
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("out") = py::none(),
         "C = op(A) @ op(B), float32, op an optional transpose (the layer API's Dense layers).");

@@ -269,18 +269,60 @@ float* pack_direct_weights(const DirectConvArgs& a, Src&& weight) {
   return wt;
 }
 
-void conv2d_fwd_direct(float* y, const float* x, const float* w, const float* b,
+// Where a per-image forward driver puts image n's output (C planes of OH x OW): straight into y,
+// or, for conv2d_relu_maxpool2d, into the thread's scratch, pooled from there into py / codes
+// while it is in L1/L2 (the full-size activation never goes to memory).
+struct ImageSink {
+  float* y = nullptr;           // plain: the (N, C, OH, OW) output
+  float* py = nullptr;          // pooled: (N, C, OH/2, OW/2) values and window codes
+  uint8_t* codes = nullptr;
+  int64_t c = 0, oh = 0, ow = 0;
+
+  bool pooled() const { return py != nullptr; }
+  int64_t scratch_floats() const { return pooled() ? c * oh * ow : 0; }
+  // The buffer image n's output goes to (tmp: scratch_floats() of the thread's scratch).
+  float* target(int64_t n, float* tmp) const { return pooled() ? tmp : y + n * c * oh * ow; }
+  void finish(int64_t n, const float* img) const {
+    if (!pooled()) return;
+    const int64_t pp = (oh / 2) * (ow / 2);
+    relu_maxpool2d_codes_planes(py + n * c * pp, codes + n * c * pp, img, oh, ow, c);
+  }
+};
+
+// Where a per-image weight-gradient driver reads image n's dy (C planes of OH x OW): straight from
+// dy, or, for conv2d_relu_maxpool2d's backward, unpooled from the pooled gradient and the window
+// codes into the thread's scratch (the full-size gradient never goes to memory).
+struct DySource {
+  const float* dy = nullptr;    // plain: the (N, C, OH, OW) gradient
+  const float* pdy = nullptr;   // pooled: (N, C, OH/2, OW/2) gradient and window codes
+  const uint8_t* codes = nullptr;
+  int64_t c = 0, oh = 0, ow = 0;
+
+  bool pooled() const { return pdy != nullptr; }
+  int64_t scratch_floats() const { return pooled() ? c * oh * ow : 0; }
+  const float* image(int64_t n, float* tmp) const {
+    if (!pooled()) return dy + n * c * oh * ow;
+    const int64_t pp = (oh / 2) * (ow / 2);
+    relu_maxpool2d_unpool_planes(tmp, pdy + n * c * pp, codes + n * c * pp, oh, ow, c);
+    return tmp;
+  }
+};
+
+void conv2d_fwd_direct(const ImageSink& out, const float* x, const float* w, const float* b,
                        const Conv2dParams& p, bool relu, DirectFwdFn fn) {
   const DirectConvArgs a = direct_args(p);
   const int64_t rows = a.cin * a.kh * a.kw;
   const float* wt =
       pack_direct_weights(a, [&](int64_t co, int64_t r) { return w[co * rows + r]; });
-  const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
+  const int64_t xs = p.x.c * p.x.h * p.x.w;
   parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
-    float* xpad = scratch(xpad_size(a));
+    float* xpad = scratch(xpad_size(a) + out.scratch_floats());
+    float* tmp = xpad + xpad_size(a);
     for (int64_t n = begin; n < end; ++n) {
       pad_image(xpad, x + n * xs, p, a);
-      fn(y + n * ys, xpad, wt, b, relu, a);
+      float* dst = out.target(n, tmp);
+      fn(dst, xpad, wt, b, relu, a);
+      out.finish(n, dst);
     }
   });
 }
@@ -322,10 +364,10 @@ void conv2d_bwd_data_direct(float* dx, const float* dy, const float* w, const Co
 // Each fixed range of samples (parallel_for_parts) accumulates per-lane partial sums in its slice
 // of the caller's workspace; the lanes, then the parts, are summed in a fixed order:
 // deterministic at a given thread count. Workspace: parts * C_out * (C_in*KH*KW + 1) * lanes floats.
-void conv2d_bwd_weights_direct(float* dw, float* db, const float* dy, const float* x,
+void conv2d_bwd_weights_direct(float* dw, float* db, const DySource& dy, const float* x,
                                const Conv2dParams& p, DirectBwdWeightsFn fn, int lanes) {
   const DirectConvArgs a = direct_args(p);
-  const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
+  const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t K = p.reduction(), C_out = p.y.c;
   const int64_t per_part = C_out * (K + 1) * lanes;
   const int parts = reduction_parts(p.x.n);
@@ -334,10 +376,11 @@ void conv2d_bwd_weights_direct(float* dw, float* db, const float* dy, const floa
   parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
     float* acc = ws + part * per_part;
     float* dbacc = db != nullptr ? acc + C_out * K * lanes : nullptr;
-    float* xpad = scratch(xpad_size(a));
+    float* xpad = scratch(xpad_size(a) + dy.scratch_floats());
+    float* tmp = xpad + xpad_size(a);
     for (int64_t n = begin; n < end; ++n) {
       pad_image(xpad, x + n * xs, p, a);
-      fn(acc, dbacc, dy + n * ys, xpad, a);
+      fn(acc, dbacc, dy.image(n, tmp), xpad, a);
     }
   });
   auto lane_sum = [lanes](const float* v) {
@@ -493,10 +536,10 @@ void sum_rows_into(float* out, const float* rows, int64_t nrows, int64_t len) {
   }
 }
 
-void conv2d_bwd_weights_direct_t(float* dw, float* db, const float* dy, const float* x,
+void conv2d_bwd_weights_direct_t(float* dw, float* db, const DySource& dy, const float* x,
                                  const Conv2dParams& p, DirectBwdWeightsTFn fn, int lanes) {
   const DirectConvArgs a = direct_args(p);
-  const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
+  const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t K = p.reduction(), C_out = p.y.c, P = p.y.h * p.y.w;
   const int64_t coutp = round_up(C_out, lanes);
   const int64_t per_part = K * coutp + C_out;
@@ -507,13 +550,14 @@ void conv2d_bwd_weights_direct_t(float* dw, float* db, const float* dy, const fl
     float* acc = ws + part * per_part;
     float* dbp = acc + K * coutp;
     const int64_t xsize = xpad_size(a);
-    float* xpad = scratch(xsize + P * coutp);
+    float* xpad = scratch(xsize + P * coutp + dy.scratch_floats());
     float* dyT = xpad + xsize;
+    float* tmp = dyT + P * coutp;
     for (int64_t q = 0; q < P; ++q)
       std::fill(dyT + q * coutp + C_out, dyT + (q + 1) * coutp, 0.0f);
     for (int64_t n = begin; n < end; ++n) {
       pad_image(xpad, x + n * xs, p, a);
-      const float* dy_n = dy + n * ys;
+      const float* dy_n = dy.image(n, tmp);
       for (int64_t q0 = 0; q0 < P; q0 += 16) {  // 16-pixel strips: the 16 dyT rows stay in L1
         const int64_t q1 = std::min(P, q0 + 16);
         for (int64_t co = 0; co < C_out; ++co)
@@ -566,10 +610,10 @@ void pad_channels_last(float* xcl, const float* x_n, const Conv2dParams& p, cons
   }
 }
 
-void conv2d_bwd_weights_direct_cl(float* dw, float* db, const float* dy, const float* x,
+void conv2d_bwd_weights_direct_cl(float* dw, float* db, const DySource& dy, const float* x,
                                   const Conv2dParams& p, DirectBwdWeightsClFn fn, int lanes) {
   const DirectConvArgs a = direct_args(p);
-  const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
+  const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t C_out = p.y.c, C_in = p.x.c, P = p.y.h * p.y.w;
   const int64_t lp = round_up(a.kw * C_in, lanes);
   const int64_t per_part = C_out * a.kh * lp + C_out;
@@ -580,10 +624,11 @@ void conv2d_bwd_weights_direct_cl(float* dw, float* db, const float* dy, const f
     float* acc = ws + part * per_part;
     float* dbp = acc + C_out * a.kh * lp;
     const int64_t xsize = a.hp * a.wp * C_in + lanes;
-    float* xcl = scratch(xsize);
+    float* xcl = scratch(xsize + dy.scratch_floats());
+    float* tmp = xcl + xsize;
     for (int64_t n = begin; n < end; ++n) {
       pad_channels_last(xcl, x + n * xs, p, a, xsize);
-      const float* dy_n = dy + n * ys;
+      const float* dy_n = dy.image(n, tmp);
       fn(acc, dy_n, xcl, a, lp);
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }
@@ -687,22 +732,26 @@ void unpack_channels_last(float* y, const float* ycl, int64_t C, int64_t rows, i
 
 // Shared by forward and bwd_data: per image, src (a.cin planes of h x w) is zero-bordered into the
 // scratch, the kernel writes ycl, which is unpacked into dst (C_dst planes).
-void run_cl_images(float* dst, const float* src, const float* wcl, const float* bias, bool relu,
-                   int64_t n_images, int64_t C_dst, const ClConvArgs& a, DirectFwdClFn fn) {
+void run_cl_images(const ImageSink& out, const float* src, const float* wcl, const float* bias,
+                   bool relu, int64_t n_images, int64_t C_dst, const ClConvArgs& a,
+                   DirectFwdClFn fn) {
   DirectConvArgs d{};  // the pixels-in-lanes path's padded-plane layout (pad_planes, xpad_size)
   d.cin = a.cin;
   d.hp = a.oh + a.kh - 1;
   d.wp = a.wp;
   d.plane = a.plane;
   const int64_t P = a.oh * a.ow, xsize = xpad_size(d);
-  const int64_t src_stride = a.cin * a.h * a.w, dst_stride = C_dst * P;
+  const int64_t src_stride = a.cin * a.h * a.w;
   parallel_for(n_images, [&](int64_t begin, int64_t end, int) {
-    float* xpad = scratch(xsize + P * a.coutp);
+    float* xpad = scratch(xsize + P * a.coutp + out.scratch_floats());
     float* ycl = xpad + xsize;
+    float* tmp = ycl + P * a.coutp;
     for (int64_t n = begin; n < end; ++n) {
       pad_planes(xpad, src + n * src_stride, a.h, a.w, a.top, a.left, d);
       fn(ycl, xpad, wcl, a);
-      unpack_channels_last(dst + n * dst_stride, ycl, C_dst, 1, P, P, 0, a.coutp, bias, relu);
+      float* dst = out.target(n, tmp);
+      unpack_channels_last(dst, ycl, C_dst, 1, P, P, 0, a.coutp, bias, relu);
+      out.finish(n, dst);
     }
   });
 }
@@ -724,8 +773,8 @@ float* pack_lane_weights(int64_t kh, int64_t kw, int64_t R, int64_t lanes_p, int
   return out;
 }
 
-void conv2d_fwd_cl(float* y, const float* x, const float* w, const float* b, const Conv2dParams& p,
-                   bool relu, const KernelTable& kt) {
+void conv2d_fwd_cl(const ImageSink& out, const float* x, const float* w, const float* b,
+                   const Conv2dParams& p, bool relu, const KernelTable& kt) {
   ClConvArgs a{};
   a.cin = p.x.c;
   a.coutp = round_up(p.y.c, kt.direct_lanes);
@@ -744,7 +793,7 @@ void conv2d_fwd_cl(float* y, const float* x, const float* w, const float* b, con
                                        [&](int64_t co, int64_t ci, int64_t ky, int64_t kx) {
                                          return w[((co * a.cin + ci) * a.kh + ky) * a.kw + kx];
                                        });
-  run_cl_images(y, x, wcl, b, relu, p.x.n, p.y.c, a, kt.conv2d_fwd_cl);
+  run_cl_images(out, x, wcl, b, relu, p.x.n, p.y.c, a, kt.conv2d_fwd_cl);
 }
 
 // bwd_data as the forward of dy (padded by k-1-pad) with flipped, in/out-transposed weights.
@@ -770,7 +819,12 @@ void conv2d_bwd_data_cl(float* dx, const float* dy, const float* w, const Conv2d
       a.kh, a.kw, a.cin, a.coutp, C_in, [&](int64_t ci, int64_t co, int64_t ky, int64_t kx) {
         return w[((co * C_in + ci) * a.kh + (a.kh - 1 - ky)) * a.kw + (a.kw - 1 - kx)];
       });
-  run_cl_images(dx, dy, wcl, nullptr, false, p.x.n, C_in, a, kt.conv2d_fwd_cl);
+  ImageSink out;
+  out.y = dx;
+  out.c = C_in;
+  out.oh = p.x.h;
+  out.ow = p.x.w;
+  run_cl_images(out, dy, wcl, nullptr, false, p.x.n, C_in, a, kt.conv2d_fwd_cl);
 }
 
 // --- scatter bwd_data (conv2d_bwd_data_cl.inl) ---------------------------------------------------
@@ -846,12 +900,17 @@ void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
                      const Conv2dParams& p, bool relu) {
   poison(y, p.y.numel());
   const KernelTable& kt = kernels();
+  ImageSink out;
+  out.y = y;
+  out.c = p.y.c;
+  out.oh = p.y.h;
+  out.ow = p.y.w;
   if (use_fwd_cl(p, kt)) {
-    conv2d_fwd_cl(y, x, w, b, p, relu, kt);
+    conv2d_fwd_cl(out, x, w, b, p, relu, kt);
     return;
   }
   if (use_direct_fwd(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
-    conv2d_fwd_direct(y, x, w, b, p, relu, kt.conv2d_fwd_direct);
+    conv2d_fwd_direct(out, x, w, b, p, relu, kt.conv2d_fwd_direct);
     return;
   }
   const Geometry g = geometry(p);
@@ -882,6 +941,36 @@ void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
       kt.sgemm_packed(a);
     }
   });
+}
+
+// Conv + ReLU + 2x2/2 max-pool: the per-image paths (channels-in-lanes, direct) pool each image
+// from the thread's scratch; other geometries (stride, dilation, groups: GEMM) convolve the whole
+// batch into a temporary first. Same kernels as conv2d_fwd__cpu, so the same values and winners.
+void conv2d_relu_maxpool2d_fwd__cpu(float* py, uint8_t* codes, const float* x, const float* w,
+                                    const float* b, const Conv2dParams& p) {
+  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
+           "got ", p.y.h, "x", p.y.w);
+  const int64_t pooled = p.y.n * p.y.c * (p.y.h / 2) * (p.y.w / 2);
+  poison(py, pooled);
+  if (debug_poison()) std::fill(codes, codes + pooled, uint8_t(0xFF));
+  const KernelTable& kt = kernels();
+  ImageSink out;
+  out.py = py;
+  out.codes = codes;
+  out.c = p.y.c;
+  out.oh = p.y.h;
+  out.ow = p.y.w;
+  if (use_fwd_cl(p, kt)) {
+    conv2d_fwd_cl(out, x, w, b, p, true, kt);
+    return;
+  }
+  if (use_direct_fwd(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
+    conv2d_fwd_direct(out, x, w, b, p, true, kt.conv2d_fwd_direct);
+    return;
+  }
+  std::vector<float> y(size_t(p.y.numel()));  // off the training layers' paths: heap is fine
+  conv2d_fwd__cpu(y.data(), x, w, b, p, true);
+  relu_maxpool2d_fwd__cpu(py, codes, y.data(), p.y);
 }
 
 // Backward data: dcol (K x pn) = W_g^T (K x C_out/g, packed once per call) * dY block (packed per
@@ -948,7 +1037,8 @@ void conv2d_bwd_data__cpu(float* dx, const float* dy, const float* w, const Conv
 // sums are then added in a fixed order (deterministic at a given thread count).
 // Workspace: caller's (parts - 1) * |dW| + parts * C_out floats; per thread
 // round_up(C_out/g, MR) * block + block * round_up(K, NR) floats.
-void conv2d_bwd_weights__cpu(float* dw, float* db, const float* dy, const float* x,
+namespace {
+void conv2d_bwd_weights_from(float* dw, float* db, const DySource& dy, const float* x,
                              const Conv2dParams& p) {
   const int64_t wsize = p.wt.numel(), C_out = p.y.c;
   poison(dw, wsize);
@@ -984,12 +1074,14 @@ void conv2d_bwd_weights__cpu(float* dw, float* db, const float* dy, const float*
     float* my_dw = part == 0 ? dw : partial_dw + (part - 1) * wsize;
     float* my_db = partial_db + part * C_out;
     const int64_t pa_size = round_up(g.cout_g, MR) * g.block;
-    float* pa = scratch(pa_size + g.block * round_up(g.K, NR));
+    float* pa = scratch(pa_size + g.block * round_up(g.K, NR) + dy.scratch_floats());
     float* pb = pa + pa_size;
+    float* tmp = pb + g.block * round_up(g.K, NR);
     for (int64_t n = begin; n < end; ++n) {
+      const float* dy_n = dy.image(n, tmp);
       for (int64_t gi = 0; gi < G; ++gi) {
         const float* x_g = x + (n * p.x.c + gi * g.cin_g) * g.HW;
-        const float* dy_g = dy + (n * p.y.c + gi * g.cout_g) * g.P;
+        const float* dy_g = dy_n + gi * g.cout_g * g.P;
         for (int64_t blk = 0; blk < g.nblocks; ++blk) {
           const int64_t p0 = blk * g.block, pn = std::min(g.block, g.P - p0);
           pack_slivers(pa, dy_g + p0, g.cout_g, pn, g.P, 1, MR);
@@ -1034,6 +1126,31 @@ void conv2d_bwd_weights__cpu(float* dw, float* db, const float* dy, const float*
       db[co] = s;
     }
   }
+}
+}  // namespace
+
+void conv2d_bwd_weights__cpu(float* dw, float* db, const float* dy, const float* x,
+                             const Conv2dParams& p) {
+  DySource src;
+  src.dy = dy;
+  src.c = p.y.c;
+  src.oh = p.y.h;
+  src.ow = p.y.w;
+  conv2d_bwd_weights_from(dw, db, src, x, p);
+}
+
+void conv2d_relu_maxpool2d_bwd_weights__cpu(float* dw, float* db, const float* pdy,
+                                            const uint8_t* codes, const float* x,
+                                            const Conv2dParams& p) {
+  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
+           "got ", p.y.h, "x", p.y.w);
+  DySource src;
+  src.pdy = pdy;
+  src.codes = codes;
+  src.c = p.y.c;
+  src.oh = p.y.h;
+  src.ow = p.y.w;
+  conv2d_bwd_weights_from(dw, db, src, x, p);
 }
 
 }  // namespace cpu

@@ -93,5 +93,84 @@ void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x
   });
 }
 
+// --- ReLU + max-pool 2x2/2 with one-byte window codes (the fused conv layers' pooling) ---------
+
+void relu_maxpool2d_codes_planes(float* y, uint8_t* codes, const float* x, int64_t H, int64_t W,
+                                 int64_t planes) {
+  const int64_t OH = H / 2, OW = W / 2;
+  if (const MaxPool2x2CodesFn fn = kernels().maxpool2d_codes_2x2s2) {
+    fn(y, codes, x, H, W, OH, OW, planes);
+    return;
+  }
+  for (int64_t pl = 0; pl < planes; ++pl)
+    for (int64_t oy = 0; oy < OH; ++oy) {
+      const float* r0 = x + (pl * H + 2 * oy) * W;
+      float* yr = y + (pl * OH + oy) * OW;
+      uint8_t* cr = codes + (pl * OH + oy) * OW;
+      for (int64_t ox = 0; ox < OW; ++ox) {
+        const float cand[4] = {r0[2 * ox], r0[2 * ox + 1], r0[W + 2 * ox], r0[W + 2 * ox + 1]};
+        int best_i = 0;
+        float best = cand[0];
+        for (int i = 1; i < 4; ++i)
+          if (cand[i] > best || (std::isnan(cand[i]) && !std::isnan(best))) best = cand[i], best_i = i;
+        yr[ox] = best;
+        cr[ox] = uint8_t(best_i + (best > 0.0f ? 0 : 4));
+      }
+    }
+}
+
+void relu_maxpool2d_fwd__cpu(float* y, uint8_t* codes, const float* x, Shape4 x_shape) {
+  const int64_t planes = x_shape.n * x_shape.c, H = x_shape.h, W = x_shape.w;
+  const int64_t OHW = (H / 2) * (W / 2);
+  if (debug_poison()) {
+    std::fill(y, y + planes * OHW, std::numeric_limits<float>::quiet_NaN());
+    std::fill(codes, codes + planes * OHW, uint8_t(0xFF));
+  }
+  parallel_for(planes, [&](int64_t begin, int64_t end, int) {
+    relu_maxpool2d_codes_planes(y + begin * OHW, codes + begin * OHW, x + begin * H * W, H, W,
+                                end - begin);
+  });
+}
+
+namespace {
+bool unpool_codes_generic(float* dx, const float* dy, const uint8_t* codes, int64_t H, int64_t W,
+                          int64_t OH, int64_t OW, int64_t planes) {
+  uint8_t high = 0;
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    float* d = dx + pl * H * W;
+    std::fill(d, d + H * W, 0.0f);
+    for (int64_t oy = 0; oy < OH; ++oy)
+      for (int64_t ox = 0; ox < OW; ++ox) {
+        const int64_t o = (pl * OH + oy) * OW + ox;
+        const uint8_t c = codes[o];
+        high |= uint8_t(c & ~7u);
+        if (c < 4) d[(2 * oy + (c >> 1)) * W + 2 * ox + (c & 1)] = dy[o];
+      }
+  }
+  return high == 0;
+}
+}  // namespace
+
+void relu_maxpool2d_unpool_planes(float* dx, const float* dy, const uint8_t* codes, int64_t H,
+                                  int64_t W, int64_t planes) {
+  const int64_t OH = H / 2, OW = W / 2;
+  const Unpool2x2CodesFn fn = kernels().unpool2d_codes_2x2s2;
+  const bool good = fn != nullptr ? fn(dx, dy, codes, H, W, OH, OW, planes)
+                                  : unpool_codes_generic(dx, dy, codes, H, W, OH, OW, planes);
+  FC_CHECK(good, "codes must hold values in [0, 8) (window cell + 4 for no gradient), as "
+           "conv2d_relu_maxpool2d returns them; got a larger value");
+}
+
+void relu_maxpool2d_bwd__cpu(float* dx, const float* dy, const uint8_t* codes, Shape4 x_shape) {
+  const int64_t planes = x_shape.n * x_shape.c, H = x_shape.h, W = x_shape.w;
+  const int64_t OHW = (H / 2) * (W / 2);
+  if (debug_poison())
+    std::fill(dx, dx + planes * H * W, std::numeric_limits<float>::quiet_NaN());
+  parallel_for(planes, [&](int64_t begin, int64_t end, int) {
+    relu_maxpool2d_unpool_planes(dx + begin * H * W, dy + begin * OHW, codes + begin * OHW, H, W,
+                                 end - begin);
+  });
+}
+
 }  // namespace cpu
 }  // namespace fastconv

@@ -15,8 +15,11 @@ from .ops import (
     conv2d_backward,
     conv2d_bwd_data,
     conv2d_bwd_weights,
+    conv2d_relu_maxpool2d,
+    conv2d_relu_maxpool2d_bwd_weights,
     max_pool2d,
     max_pool2d_backward,
+    relu_maxpool2d_backward,
 )
 
 __version__ = "0.1.0"
@@ -27,8 +30,11 @@ __all__ = [
     "conv2d_backward",
     "conv2d_bwd_data",
     "conv2d_bwd_weights",
+    "conv2d_relu_maxpool2d",
+    "conv2d_relu_maxpool2d_bwd_weights",
     "max_pool2d",
     "max_pool2d_backward",
+    "relu_maxpool2d_backward",
     "info",
     "reference",
     "nn",

@@ -32,8 +32,11 @@ __all__ = [
     "conv2d_backward",
     "conv2d_bwd_data",
     "conv2d_bwd_weights",
+    "conv2d_relu_maxpool2d",
+    "conv2d_relu_maxpool2d_bwd_weights",
     "max_pool2d",
     "max_pool2d_backward",
+    "relu_maxpool2d_backward",
 ]
 
 
@@ -125,7 +128,7 @@ def _out_pair(out: Any, names: Tuple[str, str]) -> Tuple[Optional[np.ndarray], O
         return None, None
     if not isinstance(out, tuple) or len(out) != 2:
         raise TypeError(f"out must be a ({names[0]}, {names[1]}) tuple or None, got {type(out).__name__}")
-    dtype1 = np.int64 if names[1] == "indices" else np.float32
+    dtype1 = {"indices": np.int64, "codes": np.uint8}.get(names[1], np.float32)
     return _out(out[0], f"out[0] ({names[0]})"), _out(out[1], f"out[1] ({names[1]})", dtype1)
 
 
@@ -349,3 +352,77 @@ def _pool_out_shape(x_shape, kernel, strides, mode, pad):
             )
         out.append((total - k) // s + 1)
     return (n, c, out[0], out[1])
+
+
+# --- Conv2D + ReLU + MaxPool 2x2 in one pass (the layer API's fused pair) ------------------------
+
+def conv2d_relu_maxpool2d(input, weight, bias=None, stride: IntPair = 1, padding: PaddingArg = 0,  # noqa: A002
+                          dilation: IntPair = 1, groups: int = 1, *, out=None):
+    """max_pool2d(conv2d(..., activation="relu"), 2, 2) in one pass, with one-byte window codes.
+
+    Arguments as conv2d's; the convolution's output must be at least 2x2 (the pooling floors odd
+    sizes). Returns (pooled, codes): pooled float32 (N, C_out, OH // 2, OW // 2), bit-identical to
+    the two-step result; codes uint8 of the same shape, the winner's cell in its 2x2 window
+    (row * 2 + column; max_pool2d's winner rule) plus 4 where the pooled value is not > 0, i.e.
+    where the ReLU passes no gradient. relu_maxpool2d_backward turns them into the gradient.
+    Each image is convolved into a per-thread buffer and pooled from cache, so the full-size
+    activation is never written. CPU (NumPy) only. out: None or a (pooled, codes) tuple of
+    buffers (either may be None).
+    """
+    if _is_cuda(input):
+        raise TypeError("conv2d_relu_maxpool2d runs on the CPU only; on a GPU call conv2d "
+                        "(activation='relu') and max_pool2d")
+    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+    x = _as_f32(input, "input")
+    w = _as_f32(weight, "weight")
+    b = None if bias is None else _as_f32(bias, "bias", ndim=None)
+    out_y, out_c = _out_pair(out, ("output", "codes"))
+    y, codes = _C.conv2d_relu_maxpool2d(x, w, b, *args, out_y, out_c)
+    return y, codes
+
+
+def _codes(codes) -> np.ndarray:
+    c = np.asarray(codes)
+    if c.dtype != np.uint8:
+        raise TypeError(f"codes must be a uint8 array (as returned by conv2d_relu_maxpool2d), got {c.dtype}")
+    if c.ndim != 4:
+        raise ValueError(f"codes must be 4-D, got shape {c.shape}")
+    return np.ascontiguousarray(c)
+
+
+def conv2d_relu_maxpool2d_bwd_weights(grad_output, codes, input, weight_shape, stride=1, padding=0,  # noqa: A002
+                                      dilation=1, groups=1, *, with_bias=True, out=None):
+    """conv2d_bwd_weights for conv2d_relu_maxpool2d, from the gradient of the pooled output.
+
+    Equals conv2d_bwd_weights(relu_maxpool2d_backward(grad_output, codes, conv output shape),
+    input, weight_shape, ...), but each image's full-size gradient is rebuilt in a per-thread
+    buffer and used while it is in cache (the layer API's first conv layer, whose input needs no
+    gradient, takes this path). Arguments and out= as conv2d_bwd_weights; grad_output and codes
+    have the pooled shape. CPU (NumPy) only.
+    """
+    if _is_cuda(grad_output) or _is_cuda(input):
+        raise TypeError("conv2d_relu_maxpool2d_bwd_weights runs on the CPU only")
+    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+    shape = _shape4(weight_shape, "weight_shape")
+    out_w, out_b = _out_pair(out, ("grad_weight", "grad_bias"))
+    dy = _as_f32(grad_output, "grad_output")
+    x = _as_f32(input, "input")
+    return tuple(_C.conv2d_relu_maxpool2d_bwd_weights(dy, _codes(codes), x, shape, *args, with_bias,
+                                                      out_w, out_b))
+
+
+def relu_maxpool2d_backward(grad_output, codes, input_shape, *, out=None):
+    """Gradient w.r.t. the convolution's output (before the ReLU) of conv2d_relu_maxpool2d.
+
+    grad_output (N, C, PH, PW) is the gradient of the pooled output, codes the uint8 array
+    conv2d_relu_maxpool2d returned, input_shape the convolution's output shape (N, C, H, W) with
+    H // 2 == PH and W // 2 == PW. The result (float32, input_shape) holds grad_output at each
+    window's winner whose code is < 4 and 0 everywhere else (also the odd remainder row/column):
+    max_pool2d_backward and the ReLU's mask in one pass. A code >= 8 is a ValueError.
+    out: an array to write the result into.
+    """
+    shape = _shape4(input_shape, "input_shape")
+    if _is_cuda(grad_output) or _is_cuda(codes):
+        raise TypeError("relu_maxpool2d_backward runs on the CPU only")
+    dy = _as_f32(grad_output, "grad_output")
+    return _C.relu_maxpool2d_bwd(dy, _codes(codes), shape, _out(out))

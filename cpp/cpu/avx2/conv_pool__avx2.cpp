@@ -31,6 +31,11 @@ void conv2d_bwd_weights_direct__avx2(float* acc, float* dbacc, const float* dy,
   Direct::bwd_weights(acc, dbacc, dy, xpad, a);
 }
 
+void maxpool2d_codes_2x2s2__avx2(float* y, uint8_t* codes, const float* x, int64_t H,
+                                 int64_t W, int64_t OH, int64_t OW, int64_t planes) {
+  maxpool2d_codes_2x2s2<VecAvx2>(y, codes, x, H, W, OH, OW, planes);
+}
+
 void maxpool2d_fwd_2x2s2__avx2(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
                                int64_t OH, int64_t OW, int64_t planes) {
   maxpool2d_fwd_2x2s2<VecAvx2>(y, idx, x, H, W, OH, OW, planes);

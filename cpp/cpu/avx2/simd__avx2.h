@@ -55,4 +55,17 @@ struct VecAvx2 {
       for (int64_t j = 0; j < n; ++j) dst[j] = tmp[j];
     }
   }
+  static pmask not_positive(reg v) { return _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NGT_UQ); }
+  static void store_codes(uint8_t* dst, int64_t n, reg code) {
+    const __m256i c = _mm256_cvttps_epi32(code);
+    const __m128i c16 = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    const __m128i c8 = _mm_packus_epi16(c16, c16);
+    if (n >= 8) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), c8);
+    } else {
+      alignas(16) uint8_t tmp[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), c8);
+      for (int64_t j = 0; j < n; ++j) dst[j] = tmp[j];
+    }
+  }
 };

@@ -71,6 +71,71 @@ bool pool_bwd_2x2(float* dx, const float* dy, const int64_t* idx, int64_t H, int
   if (2 * OH < H) std::memset(dx + 2 * OH * W, 0, size_t((H - 2 * OH) * W) * sizeof(float));
   return true;
 }
+
+// Backward of the coded pooling (Unpool2x2CodesFn), 16 windows per step: the codes widened to
+// int32, four compares give the winner's cell (a code with bit 2 set matches none: no gradient),
+// the even/odd columns are re-interleaved and both input rows stored in one pass, as above.
+// kByteMask + 16 - n: n bytes of 0xFF, then zeros.
+alignas(16) constexpr uint8_t kByteMask[32] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                               0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+
+bool unpool_codes_2x2(float* dx, const float* dy, const uint8_t* codes, int64_t H, int64_t W,
+                      int64_t OH, int64_t OW, int64_t planes) {
+  const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i ihi =
+      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_set1_epi32(1);
+  const __m512i c2 = _mm512_set1_epi32(2), c3 = _mm512_set1_epi32(3);
+  const __m512i high = _mm512_set1_epi32(~7);
+  __m512i bad = _mm512_setzero_si512();
+  const uint8_t* codes_end = codes + planes * OH * OW;
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    float* dxp = dx + pl * H * W;
+    for (int64_t oy = 0; oy < OH; ++oy) {
+      float* r0 = dxp + 2 * oy * W;
+      float* r1 = r0 + W;
+      const uint8_t* cr = codes + (pl * OH + oy) * OW;
+      const float* gr = dy + (pl * OH + oy) * OW;
+      for (int64_t ox0 = 0; ox0 < OW; ox0 += 16) {
+        const int64_t n = OW - ox0 < 16 ? OW - ox0 : 16;
+        const __mmask16 m = __mmask16((1u << unsigned(n)) - 1u);
+        __m128i c8;
+        // 16 bytes are readable while they stay inside this call's planes; lanes past n are
+        // masked off below (byte-masked loads would need AVX512BW; this unit is AVX512F only).
+        if (cr + ox0 + 16 <= codes_end) {
+          c8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cr + ox0));
+          if (n < 16) c8 = _mm_and_si128(c8, _mm_loadu_si128(reinterpret_cast<const __m128i*>(kByteMask + 16 - n)));
+        } else {
+          alignas(16) uint8_t tmp[16] = {};
+          std::memcpy(tmp, cr + ox0, size_t(n));
+          c8 = _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
+        }
+        const __m512i c = _mm512_cvtepu8_epi32(c8);
+        bad = _mm512_or_si512(bad, _mm512_and_si512(c, high));
+        const __m512 g = _mm512_maskz_loadu_ps(m, gr + ox0);
+        const __m512 e0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(c, c0), g);
+        const __m512 o0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(c, c1), g);
+        const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(c, c2), g);
+        const __m512 o1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(c, c3), g);
+        const int64_t n2 = 2 * n;
+        const __mmask16 ma = __mmask16(n2 >= 16 ? 0xFFFFu : (1u << unsigned(n2)) - 1u);
+        const __mmask16 mb = __mmask16(n2 > 16 ? (1u << unsigned(n2 - 16)) - 1u : 0u);
+        float* p0 = r0 + 2 * ox0;
+        float* p1 = r1 + 2 * ox0;
+        _mm512_mask_storeu_ps(p0, ma, _mm512_permutex2var_ps(e0, ilo, o0));
+        _mm512_mask_storeu_ps(p0 + 16, mb, _mm512_permutex2var_ps(e0, ihi, o0));
+        _mm512_mask_storeu_ps(p1, ma, _mm512_permutex2var_ps(e1, ilo, o1));
+        _mm512_mask_storeu_ps(p1 + 16, mb, _mm512_permutex2var_ps(e1, ihi, o1));
+      }
+      if (2 * OW < W) {
+        std::memset(r0 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
+        std::memset(r1 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
+      }
+    }
+    if (2 * OH < H) std::memset(dxp + 2 * OH * W, 0, size_t((H - 2 * OH) * W) * sizeof(float));
+  }
+  return _mm512_test_epi32_mask(bad, bad) == 0;
+}
 }  // namespace
 
 namespace fastconv {
@@ -106,6 +171,16 @@ void conv2d_bwd_data_scatter__avx512(float* ycl, const float* dy, const float* w
 void maxpool2d_fwd_2x2s2__avx512(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
                                int64_t OH, int64_t OW, int64_t planes) {
   maxpool2d_fwd_2x2s2<VecAvx512>(y, idx, x, H, W, OH, OW, planes);
+}
+
+void maxpool2d_codes_2x2s2__avx512(float* y, uint8_t* codes, const float* x, int64_t H,
+                                   int64_t W, int64_t OH, int64_t OW, int64_t planes) {
+  maxpool2d_codes_2x2s2<VecAvx512>(y, codes, x, H, W, OH, OW, planes);
+}
+
+bool unpool2d_codes_2x2s2__avx512(float* dx, const float* dy, const uint8_t* codes, int64_t H,
+                                  int64_t W, int64_t OH, int64_t OW, int64_t planes) {
+  return unpool_codes_2x2(dx, dy, codes, H, W, OH, OW, planes);
 }
 
 bool maxpool2d_bwd_2x2s2__avx512(float* dx, const float* dy, const int64_t* idx, int64_t H,

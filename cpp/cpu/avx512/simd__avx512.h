@@ -7,6 +7,8 @@
 //   take_right(r, l): lanes where r beats l under the max-pool rule (r > l, or r NaN and l not)
 //   blend(m, a, b): m ? b : a;  deinterleave(a, b, even, odd): split 2W consecutive floats
 //   store_idx(dst, n, base, step, off): dst[j] = base + j*step + int(off[j]) for j < n (int64)
+//   not_positive(v): lanes where !(v > 0) (0, negatives, NaN)
+//   store_codes(dst, n, code): dst[j] = uint8(int(code[j])) for j < n (code holds 0..7)
 #pragma once
 
 struct VecAvx512 {
@@ -58,5 +60,10 @@ struct VecAvx512 {
       _mm512_mask_storeu_epi64(dst, __mmask8(m & 0xFF), lo);
       _mm512_mask_storeu_epi64(dst + 8, __mmask8(m >> 8), hi);
     }
+  }
+  static pmask not_positive(reg v) { return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NGT_UQ); }
+  static void store_codes(uint8_t* dst, int64_t n, reg code) {
+    const __mmask16 m = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << unsigned(n)) - 1u);
+    _mm512_mask_cvtepi32_storeu_epi8(dst, m, _mm512_cvttps_epi32(code));
   }
 };

@@ -49,6 +49,17 @@ using PackedSgemmFn = void (*)(const PackedGemmArgs&);
 using MaxPool2x2Fn = void (*)(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
                               int64_t OH, int64_t OW, int64_t planes);
 
+// Max-pool 2x2/2 (floor) of ReLU outputs with one-byte window codes instead of indices, over
+// `planes` planes: y as above; codes[o] = the winner's cell in its window (row*2 + column, same
+// winner rule), + 4 where y[o] is not > 0, i.e. where the ReLU before passes no gradient.
+using MaxPool2x2CodesFn = void (*)(float* y, uint8_t* codes, const float* x, int64_t H,
+                                   int64_t W, int64_t OH, int64_t OW, int64_t planes);
+// Its backward over `planes` planes: dx (H, W) <- dy[o] at the winner of each window whose code
+// is < 4, +0 everywhere else (also the floor-mode remainder). Returns false if some code is >= 8
+// (dx is then fully written but meaningless; the caller raises).
+using Unpool2x2CodesFn = bool (*)(float* dx, const float* dy, const uint8_t* codes, int64_t H,
+                                  int64_t W, int64_t OH, int64_t OW, int64_t planes);
+
 // Max-pool backward for ONE plane whose windows are the disjoint 2x2 tiles (H/OH == W/OW == 2,
 // W < 2^30): dx (H, W) <- dy (OH, OW) written in one pass, the winner idx[o] of each tile gets
 // dy[o], every other cell (also the floor-mode remainder row/column) +0. Returns false, with dx
@@ -136,6 +147,8 @@ struct KernelTable {
   DirectBwdWeightsClFn conv2d_bwd_weights_direct_cl;  // nullptr: the _t kernel (or GEMM)
   DirectFwdClFn conv2d_fwd_cl;                      // nullptr: pixels-in-lanes direct kernel only
   BwdDataScatterFn conv2d_bwd_data_scatter;         // nullptr: the other bwd_data paths
+  MaxPool2x2CodesFn maxpool2d_codes_2x2s2;          // nullptr: the generic loop
+  Unpool2x2CodesFn unpool2d_codes_2x2s2;            // nullptr: the generic loop
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -170,6 +183,12 @@ void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl,
                            const ClConvArgs& a);
 void conv2d_bwd_data_scatter__avx512(float* ycl, const float* dy, const float* wb,
                                      const ScatterArgs& a);
+void maxpool2d_codes_2x2s2__avx2(float* y, uint8_t* codes, const float* x, int64_t H,
+                                 int64_t W, int64_t OH, int64_t OW, int64_t planes);
+void maxpool2d_codes_2x2s2__avx512(float* y, uint8_t* codes, const float* x, int64_t H,
+                                   int64_t W, int64_t OH, int64_t OW, int64_t planes);
+bool unpool2d_codes_2x2s2__avx512(float* dx, const float* dy, const uint8_t* codes, int64_t H,
+                                  int64_t W, int64_t OH, int64_t OW, int64_t planes);
 bool maxpool2d_bwd_2x2s2__avx512(float* dx, const float* dy, const int64_t* idx, int64_t H,
                                  int64_t W, int64_t OH, int64_t OW);
 

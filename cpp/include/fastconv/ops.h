@@ -33,6 +33,30 @@ void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dPara
 void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x_shape,
                         Shape4 y_shape);
 
+// A conv layer with ReLU followed by a 2x2/2 max-pool (floor), in one pass: py (N, C_out, OH/2,
+// OW/2) = the pooled ReLU outputs, codes (uint8, same shape) = winner cell (row*2 + column in the
+// window, max_pool2d's winner rule) + 4 where the pooled value is not > 0. Each image is
+// convolved into a per-thread buffer and pooled while it is in cache: the full-size activation
+// never reaches memory. Needs OH, OW >= 2.
+void conv2d_relu_maxpool2d_fwd__cpu(float* py, uint8_t* codes, const float* x, const float* w,
+                                    const float* b, const Conv2dParams& p);
+// conv2d_bwd_weights__cpu for that fused layer, from the pooled gradient pdy and the codes: each
+// image's full-size gradient is unpooled into a per-thread buffer, never into memory.
+void conv2d_relu_maxpool2d_bwd_weights__cpu(float* dw, float* db, const float* pdy,
+                                            const uint8_t* codes, const float* x,
+                                            const Conv2dParams& p);
+// The pooling alone, over x_shape's planes (N*C planes of H x W; H, W >= 2).
+void relu_maxpool2d_fwd__cpu(float* y, uint8_t* codes, const float* x, Shape4 x_shape);
+// `planes` consecutive planes, single-threaded (the fused forward's per-image step).
+void relu_maxpool2d_codes_planes(float* y, uint8_t* codes, const float* x, int64_t H, int64_t W,
+                                 int64_t planes);
+// `planes` consecutive planes of relu_maxpool2d_bwd__cpu, single-threaded; ValueError on a code >= 8.
+void relu_maxpool2d_unpool_planes(float* dx, const float* dy, const uint8_t* codes, int64_t H,
+                                  int64_t W, int64_t planes);
+// dx (x_shape: the conv output) = dy at each window's winner where its code is < 4, else 0 (the
+// ReLU and pooling backward in one pass). Throws ValueError if a code is >= 8.
+void relu_maxpool2d_bwd__cpu(float* dx, const float* dy, const uint8_t* codes, Shape4 x_shape);
+
 // Test/benchmark switch for the direct-kernel variants: path "fwd_cl" (channels-in-lanes forward
 // and bwd_data, conv2d_fwd_cl.inl) or "bwd_scatter" (conv2d_bwd_data_cl.inl); mode -1 picks by
 // the layer, 0 never, 1 whenever the geometry allows. Starts from FASTCONV_FWD_CL /

@@ -38,10 +38,14 @@ class Backend:
     ``dropout`` is None, or ``dropout(x, keep, seed, out=None) -> x * mask`` drawing the mask of
     ``keep_mask(seed, x.shape, keep)`` itself (the CPU backend's native op): Dropout then keeps
     no mask and redraws it from the seed in backward.
+    ``conv_relu_pool`` is None, or a module with fastconv's conv2d_relu_maxpool2d,
+    conv2d_relu_maxpool2d_bwd_weights and relu_maxpool2d_backward (the CPU backend): a Conv2D
+    with ReLU followed by a 2x2/2 max-pool then runs as one op that never writes the full-size
+    activation (see Sequential.build).
     """
 
     def __init__(self, name, xp, dtype, ops, *, fused_relu=None, pool_geometry=None, out_buffers=None,
-                 matmul=None, dropout=None):
+                 matmul=None, dropout=None, conv_relu_pool=None):
         self.name = name
         self.xp = xp
         self.dtype = np.dtype(dtype)
@@ -65,6 +69,7 @@ class Backend:
         self.out_buffers = bool(out_buffers)
         self._matmul = matmul
         self.dropout = dropout
+        self.conv_relu_pool = conv_relu_pool
 
     def matmul(self, a, b, trans_a=False, trans_b=False, out=None):
         """op(a) @ op(b) for Dense layers, op a transpose when asked (out: None or the result's
@@ -172,7 +177,8 @@ def _native_dropout(x, keep, seed, out=None):
 def _cpu():
     import fastconv
 
-    return Backend("cpu", np, np.float32, fastconv, matmul=_native_matmul, dropout=_native_dropout)
+    return Backend("cpu", np, np.float32, fastconv, matmul=_native_matmul, dropout=_native_dropout,
+                   conv_relu_pool=fastconv)
 
 
 def _reference():

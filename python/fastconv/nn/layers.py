@@ -90,6 +90,9 @@ class Layer:
         self.output_shape = None
         self.need_input_grad = True
         self.relu_grad_in_next = False  # a following max-pool applies this layer's ReLU mask
+        # Set by Sequential.build on a Conv2D(relu) whose next layer is a 2x2/2 MaxPooling2D: on a
+        # backend with `conv_relu_pool`, the conv then returns the pooled output itself.
+        self.pool_partner = None
         self._out = None  # post-activation output, kept for the activation's backward
         # Set by Sequential.train_on_batch while a training step runs: no array a layer produces
         # escapes the step there, so outputs and gradients may live in buffers reused next step.
@@ -302,6 +305,19 @@ class Conv2D(Layer):
     def call(self, x, training):
         b = self.backend
         self._x = x
+        self._codes = None
+        pool = self.pool_partner
+        if pool is not None and b.conv_relu_pool is not None:
+            # conv + ReLU + the next layer's 2x2 max-pool in one op: the pooled output and one-byte
+            # window codes, never the full-size activation; the pool layer passes it through.
+            self._fused = True
+            ps = (x.shape[0], *pool.output_shape)
+            kw = dict(self._kw(), **self.out_kw(("pooled", ps), ("codes", ps, np.uint8)))
+            y, self._codes = b.conv_relu_pool.conv2d_relu_maxpool2d(
+                x, self.params["kernel"], self.params.get("bias"), **kw
+            )
+            pool.fused_input = y
+            return y
         self._fused = self.activation == "relu" and b.fused_relu
         kw = dict(self._kw(), **self.out_kw(("y", (x.shape[0], *self.output_shape))))
         if self._fused:
@@ -312,6 +328,20 @@ class Conv2D(Layer):
         b = self.backend
         w = self.params["kernel"]
         outs = self.out_kw(("dw", w.shape), ("db", (self.filters,)))
+        if self._codes is not None:  # dy is the gradient of the pooled output (see call)
+            ops, codes = b.conv_relu_pool, self._codes
+            self._codes = None
+            if not self.need_input_grad:
+                dw, db = ops.conv2d_relu_maxpool2d_bwd_weights(
+                    dy, codes, self._x, w.shape, **self._kw(), **outs
+                )
+                self.grads["kernel"] = dw
+                if self.use_bias:
+                    self.grads["bias"] = db
+                self._x = None
+                return None
+            shape = (self._x.shape[0], *self.output_shape)
+            dy = ops.relu_maxpool2d_backward(dy, codes, shape, **self.out_kw(("dz", shape)))
         dw, db = b.conv2d_bwd_weights(dy, self._x, w.shape, **self._kw(), **outs)
         self.grads["kernel"] = dw
         if self.use_bias:
@@ -358,8 +388,14 @@ class MaxPooling2D(_Pool2D):
     #: Set by Sequential when the layer before ends in a ReLU: the backward pass then masks the
     #: gradient by (output > 0), which is that ReLU's derivative at each window's winner.
     mask_nonpositive = False
+    #: The pooled array the Conv2D before produced itself (its pool_partner path): passed through.
+    fused_input = None
 
     def call(self, x, training):
+        self._passthrough = x is self.fused_input and x is not None
+        self.fused_input = None
+        if self._passthrough:  # the conv layer pooled already and owns the backward
+            return x
         shape = (x.shape[0], *self.output_shape)
         kw = self.out_kw(("y", shape), ("indices", shape, np.int64))
         y, self._idx = self.backend.max_pool2d(
@@ -372,6 +408,8 @@ class MaxPooling2D(_Pool2D):
     def call_backward(self, dy):
         if not self.need_input_grad:
             return None
+        if self._passthrough:
+            return dy
         b = self.backend
         if self.mask_nonpositive:
             if self.reusing:

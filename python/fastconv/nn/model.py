@@ -32,7 +32,7 @@ from . import losses as _losses
 from ._blas import single_threaded_blas
 from . import optimizers as _optimizers
 from .backend import get_array_module, get_backend
-from .layers import Activation, Layer, MaxPooling2D
+from .layers import Activation, Conv2D, Layer, MaxPooling2D
 
 __all__ = ["History", "Sequential"]
 
@@ -203,6 +203,19 @@ class Sequential:
             fuse = layer.activation == "relu" and isinstance(nxt, MaxPooling2D)
             layer.relu_grad_in_next = fuse
             nxt.mask_nonpositive = fuse or getattr(nxt, "mask_nonpositive", False)
+        # Conv2D(relu) -> MaxPooling2D(2x2, stride 2, valid): on a backend with conv_relu_pool
+        # (the CPU) the conv runs both as one op (Conv2D.call), same values and gradients, without
+        # writing the full-size activation.
+        for layer, nxt in zip(self.layers, self.layers[1:]):
+            pairable = (
+                isinstance(layer, Conv2D)
+                and layer.activation == "relu"
+                and isinstance(nxt, MaxPooling2D)
+                and nxt.pool_size == (2, 2)
+                and nxt.strides == (2, 2)
+                and nxt.padding == "valid"
+            )
+            layer.pool_partner = nxt if pairable else None
         return self
 
     @property
