@@ -6,13 +6,15 @@ Contents: output-size / argument-normalising helpers, then
     conv2d_bwd_weights dw, db = d(sum(y * dy)) / dw, / db
     maxpool2d_fwd      y, indices (argmax as h*W + w inside each (n, c) plane)
     maxpool2d_bwd      dx = scatter-add of dy through the argmax indices
+    conv2d_relu_maxpool2d    pooled, codes = 2x2/s2 max-pool of relu(conv2d_fwd(...)), codes uint8
+    relu_maxpool2d_backward  dx (w.r.t. the conv output, before the ReLU) from dy and the codes
 and aliases with the public names (conv2d, conv2d_backward, max_pool2d, max_pool2d_backward).
 
 Role: this file is written straight from the definitions (PyTorch's semantics, NCHW) and shares no
 code with the native kernels or with fastconv.ops, so a bug in one cannot hide in the other. It
 imports only NumPy. Every function computes in float64 and returns float64 arrays (indices are
-int64); speed comes only from vectorising over (N, channels, output pixels) for each kernel tap,
-so the loops left are the KH*KW taps, which is where the definition reads most plainly:
+int64, codes uint8); speed comes only from vectorising over (N, channels, output pixels) for each
+kernel tap, so the loops left are the KH*KW taps, which is where the definition reads most plainly:
 
     y[n, k, oy, ox] = b[k] + sum_{c, i, j} w[k, c, i, j]
                                 * xpad[n, g*Cg + c, oy*sh + i*dh, ox*sw + j*dw]
@@ -32,12 +34,14 @@ __all__ = [
     "conv2d_fwd",
     "conv2d_out_size",
     "conv2d_padding",
+    "conv2d_relu_maxpool2d",
     "max_pool2d",
     "max_pool2d_backward",
     "maxpool2d_bwd",
     "maxpool2d_fwd",
     "maxpool2d_out_size",
     "pair",
+    "relu_maxpool2d_backward",
 ]
 
 
@@ -301,6 +305,65 @@ def maxpool2d_bwd(dy, indices, x_shape):
     planes = np.repeat(np.arange(n * c), dy.shape[2] * dy.shape[3])
     np.add.at(dx, (planes, indices.reshape(-1)), dy.reshape(-1))
     return dx.reshape(n, c, h, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# conv2d + ReLU + 2x2 / stride 2 max-pool, with one uint8 code per pooled element
+#
+# code = pos + 4 * dead: pos = a*2 + b is the winner's (row a, column b) inside its 2x2 window
+# (the window of pooled (i, j) covers rows 2i, 2i+1 and columns 2j, 2j+1), dead = not (pooled > 0)
+# (true for 0 and NaN): the ReLU's derivative at the winner is 0 and no gradient flows back.
+
+_DEAD = 4  # the code bit set where the ReLU blocks the gradient
+
+
+def conv2d_relu_maxpool2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """(pooled, codes): max_pool2d(relu(conv2d(x, w, b)), 2, 2) and each window's code (above).
+
+    pooled (N, K, OH//2, OW//2) float64 and codes (same shape) uint8, where (OH, OW) is the conv's
+    output size (both must be >= 2). ReLU is max(y, 0) with NaN kept (PyTorch's relu); the pool's
+    winner rule (first maximum in row-major order, the first NaN wins) is maxpool2d_fwd's.
+    """
+    y = np.maximum(conv2d_fwd(x, w, b, stride, padding, dilation, groups), 0.0)
+    oh, ow = y.shape[2:]
+    if oh < 2 or ow < 2:
+        raise ValueError(f"the conv output {(oh, ow)} is smaller than the 2x2 pooling window")
+    pooled, indices = maxpool2d_fwd(y, 2, 2)
+    a = indices // ow - 2 * np.arange(pooled.shape[2])[:, None]  # winner's row in its window
+    c = indices % ow - 2 * np.arange(pooled.shape[3])[None, :]  # and column
+    codes = (2 * a + c + _DEAD * ~(pooled > 0)).astype(np.uint8)
+    return pooled, codes
+
+
+def relu_maxpool2d_backward(dy, codes, input_shape):
+    """dx (N, C, H, W), the gradient w.r.t. the conv output before the ReLU.
+
+    dx[n, c, 2i + a, 2j + b] = dy[n, c, i, j] where codes[n, c, i, j] == 2a + b (the dead bit
+    clear), else 0; the last row / column of an odd H / W gets nothing. dy (N, C, H//2, W//2) and
+    codes (same shape, integers in [0, 8)).
+    """
+    dy = _as_f64(dy, "grad_output", 4)
+    codes = np.asarray(codes)
+    n, c, h, w = (int(v) for v in input_shape)
+    if codes.dtype.kind not in "iu":
+        raise TypeError(f"codes must be an integer array, got dtype {codes.dtype}")
+    if dy.shape != (n, c, h // 2, w // 2):
+        raise ValueError(
+            f"grad_output {dy.shape} must be (N, C, H//2, W//2) = {(n, c, h // 2, w // 2)} for "
+            f"input_shape {(n, c, h, w)}"
+        )
+    if codes.shape != dy.shape:
+        raise ValueError(f"codes must have grad_output's shape {dy.shape}, got {codes.shape}")
+    if codes.size and (codes.min() < 0 or codes.max() >= 2 * _DEAD):
+        raise ValueError(
+            f"codes must lie in [0, {2 * _DEAD}), got range [{codes.min()}, {codes.max()}]"
+        )
+    ph, pw = dy.shape[2:]
+    dx = np.zeros((n, c, h, w))
+    for a in range(2):
+        for b in range(2):
+            dx[:, :, a : 2 * ph : 2, b : 2 * pw : 2] = np.where(codes == 2 * a + b, dy, 0.0)
+    return dx
 
 
 # ----------------------------------------------------------------------------------------------
