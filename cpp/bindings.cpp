@@ -265,6 +265,32 @@ py::tuple conv2d_relu_maxpool2d_bwd_weights(const FloatArray& pdy, const CodeArr
   return py::make_tuple(dw, db);
 }
 
+// conv2d_bwd_data of the fused layer, from the pooled gradient and the codes.
+py::array conv2d_relu_maxpool2d_bwd_data(const FloatArray& pdy, const CodeArray& codes,
+                                         const FloatArray& w, Shape4T x_shape, Pair2 stride,
+                                         const std::string& mode, Pair2 pad, Pair2 dilation,
+                                         int64_t groups, const OptArray& out) {
+  const Conv2dParams p = conv_params(shape_of(x_shape), shape_of(w, "weight"), stride, mode, pad,
+                                     dilation, groups);
+  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
+           "got ", p.y.h, "x", p.y.w);
+  const Shape4 ps{p.y.n, p.y.c, p.y.h / 2, p.y.w / 2};
+  const Shape4 gs = shape_of(pdy, "grad_output");
+  FC_CHECK(same(gs, ps), "grad_output must have the pooled output's shape ", str(ps), ", got ",
+           str(gs));
+  const Shape4 cs = shape_of(codes, "codes");
+  FC_CHECK(same(cs, ps), "codes must have the pooled output's shape ", str(ps), ", got ", str(cs));
+  py::array dx = out ? *out : py::array(new_array(p.x));
+  float* dxp = out ? out_data<float>(dx, "out", dims(p.x), {&pdy, &codes, &w})
+                   : static_cast<float*>(dx.mutable_data());
+  {
+    py::gil_scoped_release nogil;
+    if (p.x.n > 0)
+      cpu::conv2d_relu_maxpool2d_bwd_data__cpu(dxp, pdy.data(), codes.data(), w.data(), p);
+  }
+  return dx;
+}
+
 py::array relu_maxpool2d_bwd(const FloatArray& dy, const CodeArray& codes, Shape4T x_shape_t,
                              const OptArray& out) {
   const Shape4 ys = shape_of(dy, "grad_output");
@@ -445,6 +471,11 @@ PYBIND11_MODULE(_C, m) {
         py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("with_bias") = true, py::arg("out_w") = py::none(), py::arg("out_b") = py::none(),
         "(dw, db) of the fused conv + ReLU + 2x2 max-pool from the pooled gradient and codes.");
+  m.def("conv2d_relu_maxpool2d_bwd_data", &conv2d_relu_maxpool2d_bwd_data, py::arg("dy"),
+        py::arg("codes"), py::arg("w"), py::arg("x_shape"), py::arg("stride"),
+        py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("out") = py::none(),
+        "dx of the fused conv + ReLU + 2x2 max-pool from the pooled gradient and codes.");
   m.def("relu_maxpool2d_bwd", &relu_maxpool2d_bwd, py::arg("dy"), py::arg("codes"),
         py::arg("x_shape"), py::arg("out") = py::none(),
         "Gradient of the pooled ReLU outputs w.r.t. the conv output, from the window codes.");

@@ -959,6 +959,49 @@ def test_fused_weight_gradient_equals_two_step(isa, rng, s, kind, with_bias):
         assert got_b is None
 
 
+@pytest.mark.parametrize("kind", ["normal", "ties"])
+@pytest.mark.parametrize("s", CASES)
+def test_fused_data_gradient_equals_two_step(isa, rng, s, kind):
+    """conv2d_relu_maxpool2d_bwd_data == conv2d_bwd_data of the full-size gradient, exactly."""
+    x, w, b = _arrays(rng, s, kind)
+    pooled, codes = fastconv.conv2d_relu_maxpool2d(x, w, b, **s.kwargs())
+    dy = rng.uniform(-1, 1, pooled.shape).astype(np.float32)
+    dz = fastconv.relu_maxpool2d_backward(dy, codes, (s.n, s.k, *s.out_hw))
+    want = fastconv.conv2d_bwd_data(dz, w, s.x_shape, **s.kwargs())
+    got = fastconv.conv2d_relu_maxpool2d_bwd_data(dy, codes, w, s.x_shape, **s.kwargs())
+    assert_identical(got, want, f"{s.name}: grad_input")
+
+
+@pytest.mark.parametrize("path", ["fwd_cl", "bwd_scatter"])
+@pytest.mark.parametrize("mode", [0, 1])
+@pytest.mark.parametrize("s", STRIDE1[:12])
+def test_fused_data_gradient_forced_variants(rng, s, path, mode):
+    prev = fastconv._C._set_path_mode(path, mode)
+    try:
+        test_fused_data_gradient_equals_two_step("avx512" if "avx512" in fastconv.cpu_isas()
+                                                 else fastconv.get_cpu_isa(), rng, s, "ties")
+    finally:
+        fastconv._C._set_path_mode(path, prev)
+
+
+def test_fused_data_gradient_errors(rng):
+    x_shape, w = (2, 3, 9, 8), np.ones((4, 3, 3, 3), np.float32)
+    dy = rng.uniform(-1, 1, (2, 4, 3, 3)).astype(np.float32)
+    codes = rng.integers(0, 8, (2, 4, 3, 3)).astype(np.uint8)
+    out = _poisoned(x_shape)
+    assert fastconv.conv2d_relu_maxpool2d_bwd_data(dy, codes, w, x_shape, out=out) is out
+    with pytest.raises(ValueError, match="grad_output"):
+        fastconv.conv2d_relu_maxpool2d_bwd_data(dy[:, :3], codes, w, x_shape)
+    with pytest.raises(ValueError, match="codes"):
+        fastconv.conv2d_relu_maxpool2d_bwd_data(dy, codes[..., :2], w, x_shape)
+    bad = codes.copy()
+    bad[0, 0, 0, 0] = 200
+    with pytest.raises(ValueError, match="codes"):
+        fastconv.conv2d_relu_maxpool2d_bwd_data(dy, bad, w, x_shape)
+    with pytest.raises(ValueError, match="out"):
+        fastconv.conv2d_relu_maxpool2d_bwd_data(dy, codes, w, x_shape, out=out[:1])
+
+
 def test_fused_weight_gradient_vs_reference(rng):
     s = _by_name(REF_NAMES[0])
     x, w, b = _arrays(rng, s, "normal")

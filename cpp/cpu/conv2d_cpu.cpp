@@ -298,6 +298,14 @@ struct DySource {
   const uint8_t* codes = nullptr;
   int64_t c = 0, oh = 0, ow = 0;
 
+  static DySource plain(const float* a, int64_t c, int64_t h, int64_t w) {
+    DySource s;
+    s.dy = a;
+    s.c = c;
+    s.oh = h;
+    s.ow = w;
+    return s;
+  }
   bool pooled() const { return pdy != nullptr; }
   int64_t scratch_floats() const { return pooled() ? c * oh * ow : 0; }
   const float* image(int64_t n, float* tmp) const {
@@ -330,7 +338,7 @@ void conv2d_fwd_direct(const ImageSink& out, const float* x, const float* w, con
 // bwd_data of a stride-1, dilation-1 conv is a stride-1 conv of dy zero-padded by (k-1-pad) with
 // the flipped, in/out-transposed weights: dx[ci][iy][ix] = sum_{co,ky,kx} dyp[co][iy+ky][ix+kx] *
 // w[co][ci][KH-1-ky][KW-1-kx]. Same kernel, same threading (images), no col2im.
-void conv2d_bwd_data_direct(float* dx, const float* dy, const float* w, const Conv2dParams& p,
+void conv2d_bwd_data_direct(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
                             DirectFwdFn fn) {
   DirectConvArgs a{};
   a.cin = p.y.c;
@@ -351,11 +359,12 @@ void conv2d_bwd_data_direct(float* dx, const float* dy, const float* w, const Co
     const int64_t co = r / KK, t = r % KK;
     return w[co * K + ci * KK + (KK - 1 - t)];
   });
-  const int64_t xs = p.x.c * p.x.h * p.x.w, ys = p.y.c * p.y.h * p.y.w;
+  const int64_t xs = p.x.c * p.x.h * p.x.w;
   parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
-    float* dypad = scratch(xpad_size(a));
+    float* dypad = scratch(xpad_size(a) + dy.scratch_floats());
+    float* tmp = dypad + xpad_size(a);
     for (int64_t n = begin; n < end; ++n) {
-      pad_planes(dypad, dy + n * ys, p.y.h, p.y.w, top, left, a);
+      pad_planes(dypad, dy.image(n, tmp), p.y.h, p.y.w, top, left, a);
       fn(dx + n * xs, dypad, wt, nullptr, false, a);
     }
   });
@@ -732,7 +741,7 @@ void unpack_channels_last(float* y, const float* ycl, int64_t C, int64_t rows, i
 
 // Shared by forward and bwd_data: per image, src (a.cin planes of h x w) is zero-bordered into the
 // scratch, the kernel writes ycl, which is unpacked into dst (C_dst planes).
-void run_cl_images(const ImageSink& out, const float* src, const float* wcl, const float* bias,
+void run_cl_images(const ImageSink& out, const DySource& src, const float* wcl, const float* bias,
                    bool relu, int64_t n_images, int64_t C_dst, const ClConvArgs& a,
                    DirectFwdClFn fn) {
   DirectConvArgs d{};  // the pixels-in-lanes path's padded-plane layout (pad_planes, xpad_size)
@@ -741,13 +750,13 @@ void run_cl_images(const ImageSink& out, const float* src, const float* wcl, con
   d.wp = a.wp;
   d.plane = a.plane;
   const int64_t P = a.oh * a.ow, xsize = xpad_size(d);
-  const int64_t src_stride = a.cin * a.h * a.w;
   parallel_for(n_images, [&](int64_t begin, int64_t end, int) {
-    float* xpad = scratch(xsize + P * a.coutp + out.scratch_floats());
+    float* xpad = scratch(xsize + P * a.coutp + out.scratch_floats() + src.scratch_floats());
     float* ycl = xpad + xsize;
     float* tmp = ycl + P * a.coutp;
+    float* src_tmp = tmp + out.scratch_floats();
     for (int64_t n = begin; n < end; ++n) {
-      pad_planes(xpad, src + n * src_stride, a.h, a.w, a.top, a.left, d);
+      pad_planes(xpad, src.image(n, src_tmp), a.h, a.w, a.top, a.left, d);
       fn(ycl, xpad, wcl, a);
       float* dst = out.target(n, tmp);
       unpack_channels_last(dst, ycl, C_dst, 1, P, P, 0, a.coutp, bias, relu);
@@ -793,11 +802,12 @@ void conv2d_fwd_cl(const ImageSink& out, const float* x, const float* w, const f
                                        [&](int64_t co, int64_t ci, int64_t ky, int64_t kx) {
                                          return w[((co * a.cin + ci) * a.kh + ky) * a.kw + kx];
                                        });
-  run_cl_images(out, x, wcl, b, relu, p.x.n, p.y.c, a, kt.conv2d_fwd_cl);
+  run_cl_images(out, DySource::plain(x, a.cin, a.h, a.w), wcl, b, relu, p.x.n, p.y.c, a,
+                kt.conv2d_fwd_cl);
 }
 
 // bwd_data as the forward of dy (padded by k-1-pad) with flipped, in/out-transposed weights.
-void conv2d_bwd_data_cl(float* dx, const float* dy, const float* w, const Conv2dParams& p,
+void conv2d_bwd_data_cl(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
                         const KernelTable& kt) {
   ClConvArgs a{};
   a.cin = p.y.c;
@@ -852,7 +862,7 @@ bool use_bwd_data_scatter(const Conv2dParams& p, const KernelTable& kt) {
   return p.y.c >= 4 && lanes >= 0.85 && (waste > 1.3 || p.y.w <= 16);
 }
 
-void conv2d_bwd_data_scatter(float* dx, const float* dy, const float* w, const Conv2dParams& p,
+void conv2d_bwd_data_scatter(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
                              const KernelTable& kt) {
   ScatterArgs a{};
   a.cout = p.y.c;
@@ -870,12 +880,13 @@ void conv2d_bwd_data_scatter(float* dx, const float* dy, const float* w, const C
                                         return w[(co * C_in + ci) * KK + ky * a.kw + kx];
                                       });
   const int64_t wrow = a.ow + a.kw - 1, ysize = H * wrow * a.cinp;
-  const int64_t dys = p.y.c * p.y.h * p.y.w, dxs = C_in * H * W;
+  const int64_t dxs = C_in * H * W;
   parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
-    float* ycl = scratch(ysize);
+    float* ycl = scratch(ysize + dy.scratch_floats());
+    float* tmp = ycl + ysize;
     for (int64_t n = begin; n < end; ++n) {
       std::fill(ycl, ycl + ysize, 0.0f);
-      kt.conv2d_bwd_data_scatter(ycl, dy + n * dys, wb, a);
+      kt.conv2d_bwd_data_scatter(ycl, dy.image(n, tmp), wb, a);
       // the real columns [pad_left, pad_left + W) of each padded row
       unpack_channels_last(dx + n * dxs, ycl, C_in, H, W, wrow, p.pad.left, a.cinp, nullptr,
                            false);
@@ -977,21 +988,49 @@ void conv2d_relu_maxpool2d_fwd__cpu(float* py, uint8_t* codes, const float* x, c
 // block, small), then col2im-add into dx. Threads over (image, group): neighbouring pixel blocks'
 // col2im overlap in dx. Workspace: the caller's packed W^T (round_up(K, MR) x C_out/g per group)
 // + per thread (C_out/g x round_up(block, NR)) + K x block floats.
-void conv2d_bwd_data__cpu(float* dx, const float* dy, const float* w, const Conv2dParams& p) {
-  poison(dx, p.x.numel());
-  const KernelTable& kt = kernels();
+namespace {
+// The per-image bwd_data paths read dy through a DySource; true if one of them ran.
+bool bwd_data_per_image(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
+                        const KernelTable& kt) {
   if (use_bwd_data_scatter(p, kt)) {
     conv2d_bwd_data_scatter(dx, dy, w, p, kt);
-    return;
+    return true;
   }
   if (use_bwd_data_cl(p, kt)) {
     conv2d_bwd_data_cl(dx, dy, w, p, kt);
-    return;
+    return true;
   }
   if (use_direct_bwd_data(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
     conv2d_bwd_data_direct(dx, dy, w, p, kt.conv2d_fwd_direct);
-    return;
+    return true;
   }
+  return false;
+}
+}  // namespace
+
+// bwd_data of the fused conv + ReLU + pool from the pooled gradient and codes: per image unpooled
+// into the thread's scratch on the per-image paths; the GEMM path gets the full-size gradient.
+void conv2d_relu_maxpool2d_bwd_data__cpu(float* dx, const float* pdy, const uint8_t* codes,
+                                         const float* w, const Conv2dParams& p) {
+  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
+           "got ", p.y.h, "x", p.y.w);
+  poison(dx, p.x.numel());
+  DySource src;
+  src.pdy = pdy;
+  src.codes = codes;
+  src.c = p.y.c;
+  src.oh = p.y.h;
+  src.ow = p.y.w;
+  if (bwd_data_per_image(dx, src, w, p, kernels())) return;
+  std::vector<float> dy(size_t(p.y.numel()));  // off the training layers' paths: heap is fine
+  relu_maxpool2d_bwd__cpu(dy.data(), pdy, codes, p.y);
+  conv2d_bwd_data__cpu(dx, dy.data(), w, p);
+}
+
+void conv2d_bwd_data__cpu(float* dx, const float* dy, const float* w, const Conv2dParams& p) {
+  poison(dx, p.x.numel());
+  const KernelTable& kt = kernels();
+  if (bwd_data_per_image(dx, DySource::plain(dy, p.y.c, p.y.h, p.y.w), w, p, kt)) return;
   const Geometry g = geometry(p);
   const int64_t G = p.groups, MR = kt.gemm_mr, NR = kt.gemm_nr;
   const int64_t a_size = round_up(g.K, MR) * g.cout_g;

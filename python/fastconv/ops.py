@@ -33,6 +33,7 @@ __all__ = [
     "conv2d_bwd_data",
     "conv2d_bwd_weights",
     "conv2d_relu_maxpool2d",
+    "conv2d_relu_maxpool2d_bwd_data",
     "conv2d_relu_maxpool2d_bwd_weights",
     "max_pool2d",
     "max_pool2d_backward",
@@ -409,6 +410,24 @@ def conv2d_relu_maxpool2d_bwd_weights(grad_output, codes, input, weight_shape, s
     x = _as_f32(input, "input")
     return tuple(_C.conv2d_relu_maxpool2d_bwd_weights(dy, _codes(codes), x, shape, *args, with_bias,
                                                       out_w, out_b))
+
+
+def conv2d_relu_maxpool2d_bwd_data(grad_output, codes, weight, input_shape, stride=1, padding=0,
+                                   dilation=1, groups=1, *, out=None):
+    """conv2d_bwd_data for conv2d_relu_maxpool2d, from the gradient of the pooled output.
+
+    Equals conv2d_bwd_data(relu_maxpool2d_backward(grad_output, codes, conv output shape), weight,
+    input_shape, ...), with each image's full-size gradient rebuilt in a per-thread buffer (the
+    GEMM geometries, e.g. stride 2, build the whole one first). Arguments and out= as
+    conv2d_bwd_data; grad_output and codes have the pooled shape. CPU (NumPy) only.
+    """
+    if _is_cuda(grad_output) or _is_cuda(weight):
+        raise TypeError("conv2d_relu_maxpool2d_bwd_data runs on the CPU only")
+    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+    shape = _shape4(input_shape, "input_shape")
+    dy = _as_f32(grad_output, "grad_output")
+    w = _as_f32(weight, "weight")
+    return _C.conv2d_relu_maxpool2d_bwd_data(dy, _codes(codes), w, shape, *args, _out(out))
 
 
 def relu_maxpool2d_backward(grad_output, codes, input_shape, *, out=None):

@@ -45,6 +45,9 @@ void conv2d_relu_maxpool2d_fwd__cpu(float* py, uint8_t* codes, const float* x, c
 void conv2d_relu_maxpool2d_bwd_weights__cpu(float* dw, float* db, const float* pdy,
                                             const uint8_t* codes, const float* x,
                                             const Conv2dParams& p);
+// conv2d_bwd_data__cpu for that fused layer, from pdy and the codes (per image, like bwd_weights).
+void conv2d_relu_maxpool2d_bwd_data__cpu(float* dx, const float* pdy, const uint8_t* codes,
+                                         const float* w, const Conv2dParams& p);
 // The pooling alone, over x_shape's planes (N*C planes of H x W; H, W >= 2).
 void relu_maxpool2d_fwd__cpu(float* y, uint8_t* codes, const float* x, Shape4 x_shape);
 // `planes` consecutive planes, single-threaded (the fused forward's per-image step).

@@ -331,17 +331,20 @@ class Conv2D(Layer):
         if self._codes is not None:  # dy is the gradient of the pooled output (see call)
             ops, codes = b.conv_relu_pool, self._codes
             self._codes = None
-            if not self.need_input_grad:
-                dw, db = ops.conv2d_relu_maxpool2d_bwd_weights(
-                    dy, codes, self._x, w.shape, **self._kw(), **outs
+            dw, db = ops.conv2d_relu_maxpool2d_bwd_weights(
+                dy, codes, self._x, w.shape, **self._kw(), **outs
+            )
+            self.grads["kernel"] = dw
+            if self.use_bias:
+                self.grads["bias"] = db
+            dx = None
+            if self.need_input_grad:
+                outs = self.out_kw(("dx", self._x.shape))
+                dx = ops.conv2d_relu_maxpool2d_bwd_data(
+                    dy, codes, w, self._x.shape, **self._kw(), **outs
                 )
-                self.grads["kernel"] = dw
-                if self.use_bias:
-                    self.grads["bias"] = db
-                self._x = None
-                return None
-            shape = (self._x.shape[0], *self.output_shape)
-            dy = ops.relu_maxpool2d_backward(dy, codes, shape, **self.out_kw(("dz", shape)))
+            self._x = None
+            return dx
         dw, db = b.conv2d_bwd_weights(dy, self._x, w.shape, **self._kw(), **outs)
         self.grads["kernel"] = dw
         if self.use_bias:
