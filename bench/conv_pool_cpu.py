@@ -38,7 +38,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--layers", default="*", help="comma-separated glob patterns (default: all)")
-    p.add_argument("--reps", type=int, default=15, help="timed calls per backend (default 15)")
+    p.add_argument("--reps", type=int, default=30, help="timed calls per backend (default 30)")
+    p.add_argument("--block", type=int, default=10,
+                   help="timed calls per turn (default 10: long turns keep each library's pool warm "
+                        "and the other's idle; see _util.alternate)")
     p.add_argument("--json", help="write every record here")
     return p.parse_args(argv)
 
@@ -130,7 +133,7 @@ def main(argv=None):
 
         for pas, fns in (("fwd", {"fastconv": f_fwd, "torch": lambda _: t_fwd()}),
                          ("bwd", {"fastconv": f_bwd, "torch": lambda _: t_bwd(r, tidx)})):
-            res = alternate(fns, args.reps, warmup=2, block=3)
+            res = alternate(fns, args.reps, warmup=2, block=args.block)
             ratio = res["torch"]["median_ms"] / res["fastconv"]["median_ms"]
             grads = "dW, db" if first else "dx, dW, db"
             for backend, st in res.items():
