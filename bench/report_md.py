@@ -1,6 +1,7 @@
 """Write the measured tables into docs/BENCHMARKS.md (between its <!-- results --> markers).
 
-    python bench/report_md.py                 # reads bench/results/{cpu_latest,cpu_latest_1t,train_latest}.json
+    python bench/report_md.py                 # reads bench/results/{cpu_latest,cpu_latest_1t,train_latest}.json,
+                                              # conv_pool_latest[_1t].json
                                               # and bench/results/conv_cuda*.json (GPU section)
 
 Every number in the generated sections comes from those JSON files, written by bench/conv_cpu.py,
@@ -99,6 +100,30 @@ def _train_table(data):
     return "\n".join(rows)
 
 
+def _pair_table(data):
+    """bench/conv_pool_cpu.py's records: the fused conv + ReLU + pool pair against PyTorch."""
+    recs = data["records"]
+    rows = [
+        "| pair (conv + ReLU + 2×2 pool) | pass | computes | fastconv ms (p25–p75) | PyTorch ms (p25–p75) | speed-up |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in recs:
+        if r["backend"] != "fastconv":
+            continue
+        t = next(q for q in recs if q["backend"] == "torch" and q["layer"] == r["layer"]
+                 and q["pass"] == r["pass"])
+        what = "pooled output + codes" if r["pass"] == "fwd" else r["grads"]
+        rows.append(
+            f"| {r['layer']} | {r['pass']} | {what} | {r['median_ms']:.3g} ({r['p25_ms']:.3g}–{r['p75_ms']:.3g}) "
+            f"| {t['median_ms']:.3g} ({t['p25_ms']:.3g}–{t['p75_ms']:.3g}) | {r['speedup_vs_torch']:.2f}× |"
+        )
+    meta = data["meta"]
+    rows.append("")
+    rows.append(f"git {meta['git_commit'][:7]}{' (dirty)' if meta.get('git_dirty') else ''}; "
+                f"{meta['threads']} thread(s); median of at least 30 calls each, alternating in turns of 10.")
+    return "\n".join(rows)
+
+
 def _gpu_shape(r):
     x = ",".join(map(str, r["x"]))
     if r["op"] == "conv2d":
@@ -190,6 +215,11 @@ def main():
         parts += ["### Layers, 1 thread", "", _layer_table(one), ""]
     if train:
         parts += ["### One training epoch on MNIST (60,000 images)", "", _train_table(train), ""]
+    for name, label in (("conv_pool_latest.json", "2 threads"), ("conv_pool_latest_1t.json", "1 thread")):
+        pair = _load(name)
+        if pair:
+            parts += [f"### Conv + ReLU + max-pool pairs as the layer API trains them, {label}", "",
+                      _pair_table(pair), ""]
     parts.append(END)
     text = _splice(DOC.read_text(), BEGIN, END, parts)
     gpu_files = sorted(RESULTS.glob("conv_cuda*.json"))
