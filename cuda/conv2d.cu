@@ -144,7 +144,7 @@ __global__ void conv2d_fwd_direct(float* __restrict__ y, const float* __restrict
     }
   }
   if (b != nullptr) acc += b[co];
-  if (relu) acc = acc > 0.0f ? acc : 0.0f;
+  if (relu) acc = acc < 0.0f ? 0.0f : acc;  // NaN stays NaN, as on the CPU
   y[i] = acc;
 }
 

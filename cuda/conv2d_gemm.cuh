@@ -168,7 +168,7 @@ struct FwdGemm {
   FASTCONV_HD void store(int z, int m, int n, float v) const {
     const int ohw = g.OH * g.OW, img = n / ohw, pix = n - img * ohw, co = z * g.cout_g + m;
     if (b != nullptr) v += b[co];
-    if (relu) v = v > 0.0f ? v : 0.0f;  // the CPU's rule: NaN -> 0
+    if (relu) v = v < 0.0f ? 0.0f : v;  // the CPU's rule: NaN stays NaN
     y[(img * g.K + co) * ohw + pix] = v;
   }
 };

@@ -498,3 +498,32 @@ def test_conv2d_cuda(rng, s):
     assert_close(cupy.asnumpy(dx), rdx, *tol["dx"], "cuda dx")
     assert_close(cupy.asnumpy(dw), rdw, *tol["dw"], "cuda dw")
     assert_close(cupy.asnumpy(db), rdb, *tol["db"], "cuda db")
+
+
+RELU_CASES = [
+    pytest.param(s, id=s.name)
+    for s in (
+        shapes.ConvShape("relu.direct_c1", 2, 1, 12, 11, 7, kernel=5, padding=2),
+        shapes.ConvShape("relu.direct", 2, 6, 10, 10, 20, kernel=3, padding=1),
+        shapes.ConvShape("relu.cl", 2, 16, 8, 8, 32, kernel=3, padding="valid"),
+        shapes.ConvShape("relu.gemm_stride2", 2, 3, 11, 11, 5, kernel=3, stride=2, padding=1),
+        shapes.ConvShape("relu.gemm_groups", 2, 4, 9, 9, 6, kernel=3, groups=2),
+    )
+]
+
+
+@pytest.mark.parametrize("fwd_cl", [0, 1], ids=["fwd_cl=off", "fwd_cl=on"])
+@pytest.mark.parametrize("s", RELU_CASES)
+def test_fused_relu_keeps_nan_on_every_path(isa, rng, s, fwd_cl):
+    """activation="relu" is max(y, 0) with NaN kept (PyTorch's and the reference's ReLU) on every
+    kernel: the direct, channels-in-lanes and GEMM epilogues once disagreed (NaN -> 0 on some)."""
+    x, w, b, _ = _arrays(rng, s)
+    x.reshape(-1)[:: max(1, x.size // 5)] = np.nan  # a few NaN pixels: NaN outputs around them
+    prev = fastconv._C._set_path_mode("fwd_cl", fwd_cl)
+    try:
+        y = fastconv.conv2d(x, w, b, activation="relu", **s.kwargs())
+        plain = fastconv.conv2d(x, w, b, **s.kwargs())
+    finally:
+        fastconv._C._set_path_mode("fwd_cl", prev)
+    assert np.isnan(plain).any() and not np.isnan(plain).all()
+    assert_identical(y, np.maximum(plain, np.float32(0)), f"{s.name}: relu epilogue")

@@ -20,8 +20,8 @@ Checked here:
   (debug poison is on), odd H/W rows/columns zero;
 - out= buffers, inputs never modified, argument errors (exceptions, never crashes), threads.
 
-Native ReLU maps NaN to 0 (as conv2d(activation="relu") does); the reference keeps NaN (PyTorch's
-relu), so NaN inputs are compared native vs native only.
+Every ReLU keeps NaN (native and reference alike, as PyTorch's relu); the NaN and inf inputs are
+compared native vs native, the native-vs-reference tests use finite inputs.
 """
 
 from __future__ import annotations

@@ -732,7 +732,7 @@ void unpack_channels_last(float* y, const float* ycl, int64_t C, int64_t rows, i
         const float* src = src_row + c;
         for (int64_t x = x0; x < x1; ++x) {
           const float v = src[x * lanes] + b;
-          yr[x] = relu ? std::max(v, 0.0f) : v;
+          yr[x] = relu && v < 0.0f ? 0.0f : v;  // NaN stays NaN, as in every path
         }
       }
     }

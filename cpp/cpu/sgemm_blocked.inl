@@ -83,7 +83,7 @@ struct BlockedSgemm {
       if (g.relu) {
         for (int64_t j = 0; j < cols; ++j) {
           const float v = c[j] + bias;
-          c[j] = v > 0.0f ? v : 0.0f;
+          c[j] = v < 0.0f ? 0.0f : v;  // NaN stays NaN (ReLU as PyTorch)
         }
       } else {
         for (int64_t j = 0; j < cols; ++j) c[j] += bias;

@@ -163,7 +163,8 @@ def conv2d(
 
     input (N, C_in, H, W); weight (C_out, C_in/groups, KH, KW); bias (C_out,) or None.
     stride, dilation: int or (h, w). padding: int, (h, w), "valid" or "same" (stride 1 only; an odd
-    total puts the extra row/column at the bottom/right). activation: None or "relu" (fused).
+    total puts the extra row/column at the bottom/right). activation: None or "relu" (fused:
+    max(y, 0), NaN kept, as PyTorch's relu).
     Returns a new float32 array (N, C_out, OH, OW), or `out` filled with it.
     """
     args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))

@@ -29,7 +29,7 @@ struct VecAvx512 {
   static void store_tail(float* p, reg v, tmask m) { _mm512_mask_storeu_ps(p, m, v); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
-  static reg relu(reg a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
+  static reg relu(reg a) { return _mm512_max_ps(_mm512_setzero_ps(), a); }  // NaN stays NaN
 
   static pmask take_right(reg r, reg l) {
     const pmask gt = _mm512_cmp_ps_mask(r, l, _CMP_GT_OQ);
