@@ -146,6 +146,30 @@ py::array conv2d_bwd_data(const FloatArray& dy, const FloatArray& w, Shape4T x_s
   return dx;
 }
 
+// The (grad_weight, grad_bias) results of a weight-gradient entry: the caller's out= buffers
+// (checked, never converted) or new arrays; grad_bias is None without a bias.
+struct WeightGrads {
+  py::array dw, db;
+  float* dwp = nullptr;
+  float* dbp = nullptr;
+
+  WeightGrads(const Conv2dParams& p, bool with_bias, const OptArray& out_w, const OptArray& out_b,
+              const py::array& a, const py::array& b, const py::array* c = nullptr) {
+    FC_CHECK(with_bias || !out_b, "out has a grad_bias buffer but with_bias is False");
+    dw = out_w ? *out_w : py::array(new_array(p.wt));
+    db = out_b ? *out_b : py::array(FloatArray(std::vector<py::ssize_t>{with_bias ? p.y.c : 0}));
+    dwp = out_w ? out_data<float>(dw, "out[0] (grad_weight)", dims(p.wt), {&a, &b, c})
+                : static_cast<float*>(dw.mutable_data());
+    dbp = !with_bias ? nullptr
+          : out_b   ? out_data<float>(db, "out[1] (grad_bias)", {p.y.c}, {&a, &b, c, &dw})
+                    : static_cast<float*>(db.mutable_data());
+  }
+  py::tuple result() const {
+    if (dbp == nullptr) return py::make_tuple(dw, py::none());
+    return py::make_tuple(dw, db);
+  }
+};
+
 py::tuple conv2d_bwd_weights(const FloatArray& dy, const FloatArray& x, Shape4T w_shape,
                              Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
                              int64_t groups, bool with_bias, const OptArray& out_w,
@@ -153,20 +177,12 @@ py::tuple conv2d_bwd_weights(const FloatArray& dy, const FloatArray& x, Shape4T 
   const Conv2dParams p = conv_params(shape_of(x, "input"), shape_of(w_shape), stride, mode, pad,
                                      dilation, groups);
   check_grad_output(dy, p.y);
-  FC_CHECK(with_bias || !out_b, "out has a grad_bias buffer but with_bias is False");
-  py::array dw = out_w ? *out_w : py::array(new_array(p.wt));
-  py::array db = out_b ? *out_b : py::array(FloatArray(std::vector<py::ssize_t>{with_bias ? p.y.c : 0}));
-  float* dwp = out_w ? out_data<float>(dw, "out[0] (grad_weight)", dims(p.wt), {&dy, &x})
-                     : static_cast<float*>(dw.mutable_data());
-  float* dbp = !with_bias ? nullptr
-               : out_b   ? out_data<float>(db, "out[1] (grad_bias)", {p.y.c}, {&dy, &x, &dw})
-                         : static_cast<float*>(db.mutable_data());
+  const WeightGrads g(p, with_bias, out_w, out_b, dy, x);
   {
     py::gil_scoped_release nogil;
-    cpu::conv2d_bwd_weights__cpu(dwp, dbp, dy.data(), x.data(), p);
+    cpu::conv2d_bwd_weights__cpu(g.dwp, g.dbp, dy.data(), x.data(), p);
   }
-  if (!with_bias) return py::make_tuple(dw, py::none());
-  return py::make_tuple(dw, db);
+  return g.result();
 }
 
 py::tuple maxpool2d_fwd(const FloatArray& x, Pair2 kernel, Pair2 stride, const std::string& mode,
@@ -204,6 +220,21 @@ py::array maxpool2d_bwd(const FloatArray& dy, const IndexArray& idx, Shape4T x_s
   return dx;
 }
 
+// The fused conv + ReLU + pool's pooled shape (N, C_out, OH/2, OW/2); the conv output must be 2x2+.
+Shape4 pooled_shape(const Conv2dParams& p) {
+  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
+           "got ", p.y.h, "x", p.y.w);
+  return {p.y.n, p.y.c, p.y.h / 2, p.y.w / 2};
+}
+
+void check_pooled_grad(const py::array& pdy, const py::array& codes, Shape4 ps) {
+  const Shape4 gs = shape_of(pdy, "grad_output");
+  FC_CHECK(same(gs, ps), "grad_output must have the pooled output's shape ", str(ps), ", got ",
+           str(gs));
+  const Shape4 cs = shape_of(codes, "codes");
+  FC_CHECK(same(cs, ps), "codes must have the pooled output's shape ", str(ps), ", got ", str(cs));
+}
+
 // Conv + ReLU + 2x2/2 max-pool in one pass: (pooled, codes), see ops.h.
 py::tuple conv2d_relu_maxpool2d(const FloatArray& x, const FloatArray& w,
                                 const std::optional<FloatArray>& b, Pair2 stride,
@@ -215,9 +246,7 @@ py::tuple conv2d_relu_maxpool2d(const FloatArray& x, const FloatArray& w,
     FC_CHECK(b->ndim() == 1 && b->shape(0) == p.y.c, "bias must have shape (C_out,) = (", p.y.c,
              ",), got ", b->ndim(), "-D array with ", b->size(), " elements");
   }
-  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
-           "got ", p.y.h, "x", p.y.w);
-  const Shape4 ps{p.y.n, p.y.c, p.y.h / 2, p.y.w / 2};
+  const Shape4 ps = pooled_shape(p);
   py::array y = out_y ? *out_y : py::array(new_array(ps));
   py::array codes = out_codes ? *out_codes : py::array(cached_array<uint8_t>(dims(ps)));
   const py::array* bin = b ? &*b : nullptr;
@@ -241,28 +270,14 @@ py::tuple conv2d_relu_maxpool2d_bwd_weights(const FloatArray& pdy, const CodeArr
                                             const OptArray& out_b) {
   const Conv2dParams p = conv_params(shape_of(x, "input"), shape_of(w_shape), stride, mode, pad,
                                      dilation, groups);
-  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
-           "got ", p.y.h, "x", p.y.w);
-  const Shape4 ps{p.y.n, p.y.c, p.y.h / 2, p.y.w / 2};
-  const Shape4 gs = shape_of(pdy, "grad_output");
-  FC_CHECK(same(gs, ps), "grad_output must have the pooled output's shape ", str(ps), ", got ",
-           str(gs));
-  const Shape4 cs = shape_of(codes, "codes");
-  FC_CHECK(same(cs, ps), "codes must have the pooled output's shape ", str(ps), ", got ", str(cs));
-  FC_CHECK(with_bias || !out_b, "out has a grad_bias buffer but with_bias is False");
-  py::array dw = out_w ? *out_w : py::array(new_array(p.wt));
-  py::array db = out_b ? *out_b : py::array(FloatArray(std::vector<py::ssize_t>{with_bias ? p.y.c : 0}));
-  float* dwp = out_w ? out_data<float>(dw, "out[0] (grad_weight)", dims(p.wt), {&pdy, &codes, &x})
-                     : static_cast<float*>(dw.mutable_data());
-  float* dbp = !with_bias ? nullptr
-               : out_b   ? out_data<float>(db, "out[1] (grad_bias)", {p.y.c}, {&pdy, &codes, &x, &dw})
-                         : static_cast<float*>(db.mutable_data());
+  const Shape4 ps = pooled_shape(p);
+  check_pooled_grad(pdy, codes, ps);
+  const WeightGrads g(p, with_bias, out_w, out_b, pdy, x, &codes);
   {
     py::gil_scoped_release nogil;
-    cpu::conv2d_relu_maxpool2d_bwd_weights__cpu(dwp, dbp, pdy.data(), codes.data(), x.data(), p);
+    cpu::conv2d_relu_maxpool2d_bwd_weights__cpu(g.dwp, g.dbp, pdy.data(), codes.data(), x.data(), p);
   }
-  if (!with_bias) return py::make_tuple(dw, py::none());
-  return py::make_tuple(dw, db);
+  return g.result();
 }
 
 // conv2d_bwd_data of the fused layer, from the pooled gradient and the codes.
@@ -272,14 +287,8 @@ py::array conv2d_relu_maxpool2d_bwd_data(const FloatArray& pdy, const CodeArray&
                                          int64_t groups, const OptArray& out) {
   const Conv2dParams p = conv_params(shape_of(x_shape), shape_of(w, "weight"), stride, mode, pad,
                                      dilation, groups);
-  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
-           "got ", p.y.h, "x", p.y.w);
-  const Shape4 ps{p.y.n, p.y.c, p.y.h / 2, p.y.w / 2};
-  const Shape4 gs = shape_of(pdy, "grad_output");
-  FC_CHECK(same(gs, ps), "grad_output must have the pooled output's shape ", str(ps), ", got ",
-           str(gs));
-  const Shape4 cs = shape_of(codes, "codes");
-  FC_CHECK(same(cs, ps), "codes must have the pooled output's shape ", str(ps), ", got ", str(cs));
+  const Shape4 ps = pooled_shape(p);
+  check_pooled_grad(pdy, codes, ps);
   py::array dx = out ? *out : py::array(new_array(p.x));
   float* dxp = out ? out_data<float>(dx, "out", dims(p.x), {&pdy, &codes, &w})
                    : static_cast<float*>(dx.mutable_data());

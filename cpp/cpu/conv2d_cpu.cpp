@@ -278,6 +278,19 @@ struct ImageSink {
   uint8_t* codes = nullptr;
   int64_t c = 0, oh = 0, ow = 0;
 
+  static ImageSink plain(float* y, int64_t c, int64_t oh, int64_t ow) {
+    ImageSink s;
+    s.y = y;
+    s.c = c, s.oh = oh, s.ow = ow;
+    return s;
+  }
+  static ImageSink pooled_into(float* py, uint8_t* codes, const Shape4& conv_out) {
+    ImageSink s;
+    s.py = py;
+    s.codes = codes;
+    s.c = conv_out.c, s.oh = conv_out.h, s.ow = conv_out.w;
+    return s;
+  }
   bool pooled() const { return py != nullptr; }
   int64_t scratch_floats() const { return pooled() ? c * oh * ow : 0; }
   // The buffer image n's output goes to (tmp: scratch_floats() of the thread's scratch).
@@ -301,9 +314,14 @@ struct DySource {
   static DySource plain(const float* a, int64_t c, int64_t h, int64_t w) {
     DySource s;
     s.dy = a;
-    s.c = c;
-    s.oh = h;
-    s.ow = w;
+    s.c = c, s.oh = h, s.ow = w;
+    return s;
+  }
+  static DySource pooled_from(const float* pdy, const uint8_t* codes, const Shape4& conv_out) {
+    DySource s;
+    s.pdy = pdy;
+    s.codes = codes;
+    s.c = conv_out.c, s.oh = conv_out.h, s.ow = conv_out.w;
     return s;
   }
   bool pooled() const { return pdy != nullptr; }
@@ -829,12 +847,7 @@ void conv2d_bwd_data_cl(float* dx, const DySource& dy, const float* w, const Con
       a.kh, a.kw, a.cin, a.coutp, C_in, [&](int64_t ci, int64_t co, int64_t ky, int64_t kx) {
         return w[((co * C_in + ci) * a.kh + (a.kh - 1 - ky)) * a.kw + (a.kw - 1 - kx)];
       });
-  ImageSink out;
-  out.y = dx;
-  out.c = C_in;
-  out.oh = p.x.h;
-  out.ow = p.x.w;
-  run_cl_images(out, dy, wcl, nullptr, false, p.x.n, C_in, a, kt.conv2d_fwd_cl);
+  run_cl_images(ImageSink::plain(dx, C_in, p.x.h, p.x.w), dy, wcl, nullptr, false, p.x.n, C_in, a, kt.conv2d_fwd_cl);
 }
 
 // --- scatter bwd_data (conv2d_bwd_data_cl.inl) ---------------------------------------------------
@@ -907,23 +920,27 @@ int set_path_mode(const std::string& path, int mode) {
 // each task (image, group, pixel block) writes its patches straight into NR slivers and runs the
 // packed GEMM with bias + ReLU fused into the store. Workspace: the caller's packed weights
 // (C_out rounded up to MR per group x K floats) + per thread K x round_up(block, NR) floats.
+namespace {
+// The per-image forward paths write each image through an ImageSink; true if one of them ran.
+bool fwd_per_image(const ImageSink& out, const float* x, const float* w, const float* b,
+                   const Conv2dParams& p, bool relu, const KernelTable& kt) {
+  if (use_fwd_cl(p, kt)) {
+    conv2d_fwd_cl(out, x, w, b, p, relu, kt);
+    return true;
+  }
+  if (use_direct_fwd(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
+    conv2d_fwd_direct(out, x, w, b, p, relu, kt.conv2d_fwd_direct);
+    return true;
+  }
+  return false;
+}
+}  // namespace
+
 void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
                      const Conv2dParams& p, bool relu) {
   poison(y, p.y.numel());
   const KernelTable& kt = kernels();
-  ImageSink out;
-  out.y = y;
-  out.c = p.y.c;
-  out.oh = p.y.h;
-  out.ow = p.y.w;
-  if (use_fwd_cl(p, kt)) {
-    conv2d_fwd_cl(out, x, w, b, p, relu, kt);
-    return;
-  }
-  if (use_direct_fwd(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
-    conv2d_fwd_direct(out, x, w, b, p, relu, kt.conv2d_fwd_direct);
-    return;
-  }
+  if (fwd_per_image(ImageSink::plain(y, p.y.c, p.y.h, p.y.w), x, w, b, p, relu, kt)) return;
   const Geometry g = geometry(p);
   const int64_t G = p.groups, MR = kt.gemm_mr, NR = kt.gemm_nr;
   const int64_t a_size = round_up(g.cout_g, MR) * g.K;
@@ -959,35 +976,15 @@ void conv2d_fwd__cpu(float* y, const float* x, const float* w, const float* b,
 // batch into a temporary first. Same kernels as conv2d_fwd__cpu, so the same values and winners.
 void conv2d_relu_maxpool2d_fwd__cpu(float* py, uint8_t* codes, const float* x, const float* w,
                                     const float* b, const Conv2dParams& p) {
-  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
-           "got ", p.y.h, "x", p.y.w);
   const int64_t pooled = p.y.n * p.y.c * (p.y.h / 2) * (p.y.w / 2);
   poison(py, pooled);
   if (debug_poison()) std::fill(codes, codes + pooled, uint8_t(0xFF));
-  const KernelTable& kt = kernels();
-  ImageSink out;
-  out.py = py;
-  out.codes = codes;
-  out.c = p.y.c;
-  out.oh = p.y.h;
-  out.ow = p.y.w;
-  if (use_fwd_cl(p, kt)) {
-    conv2d_fwd_cl(out, x, w, b, p, true, kt);
-    return;
-  }
-  if (use_direct_fwd(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
-    conv2d_fwd_direct(out, x, w, b, p, true, kt.conv2d_fwd_direct);
-    return;
-  }
+  if (fwd_per_image(ImageSink::pooled_into(py, codes, p.y), x, w, b, p, true, kernels())) return;
   std::vector<float> y(size_t(p.y.numel()));  // off the training layers' paths: heap is fine
   conv2d_fwd__cpu(y.data(), x, w, b, p, true);
   relu_maxpool2d_fwd__cpu(py, codes, y.data(), p.y);
 }
 
-// Backward data: dcol (K x pn) = W_g^T (K x C_out/g, packed once per call) * dY block (packed per
-// block, small), then col2im-add into dx. Threads over (image, group): neighbouring pixel blocks'
-// col2im overlap in dx. Workspace: the caller's packed W^T (round_up(K, MR) x C_out/g per group)
-// + per thread (C_out/g x round_up(block, NR)) + K x block floats.
 namespace {
 // The per-image bwd_data paths read dy through a DySource; true if one of them ran.
 bool bwd_data_per_image(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
@@ -1012,21 +1009,17 @@ bool bwd_data_per_image(float* dx, const DySource& dy, const float* w, const Con
 // into the thread's scratch on the per-image paths; the GEMM path gets the full-size gradient.
 void conv2d_relu_maxpool2d_bwd_data__cpu(float* dx, const float* pdy, const uint8_t* codes,
                                          const float* w, const Conv2dParams& p) {
-  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
-           "got ", p.y.h, "x", p.y.w);
   poison(dx, p.x.numel());
-  DySource src;
-  src.pdy = pdy;
-  src.codes = codes;
-  src.c = p.y.c;
-  src.oh = p.y.h;
-  src.ow = p.y.w;
-  if (bwd_data_per_image(dx, src, w, p, kernels())) return;
+  if (bwd_data_per_image(dx, DySource::pooled_from(pdy, codes, p.y), w, p, kernels())) return;
   std::vector<float> dy(size_t(p.y.numel()));  // off the training layers' paths: heap is fine
   relu_maxpool2d_bwd__cpu(dy.data(), pdy, codes, p.y);
   conv2d_bwd_data__cpu(dx, dy.data(), w, p);
 }
 
+// Backward data: dcol (K x pn) = W_g^T (K x C_out/g, packed once per call) * dY block (packed per
+// block, small), then col2im-add into dx. Threads over (image, group): neighbouring pixel blocks'
+// col2im overlap in dx. Workspace: the caller's packed W^T (round_up(K, MR) x C_out/g per group)
+// + per thread (C_out/g x round_up(block, NR)) + K x block floats.
 void conv2d_bwd_data__cpu(float* dx, const float* dy, const float* w, const Conv2dParams& p) {
   poison(dx, p.x.numel());
   const KernelTable& kt = kernels();
@@ -1170,26 +1163,13 @@ void conv2d_bwd_weights_from(float* dw, float* db, const DySource& dy, const flo
 
 void conv2d_bwd_weights__cpu(float* dw, float* db, const float* dy, const float* x,
                              const Conv2dParams& p) {
-  DySource src;
-  src.dy = dy;
-  src.c = p.y.c;
-  src.oh = p.y.h;
-  src.ow = p.y.w;
-  conv2d_bwd_weights_from(dw, db, src, x, p);
+  conv2d_bwd_weights_from(dw, db, DySource::plain(dy, p.y.c, p.y.h, p.y.w), x, p);
 }
 
 void conv2d_relu_maxpool2d_bwd_weights__cpu(float* dw, float* db, const float* pdy,
                                             const uint8_t* codes, const float* x,
                                             const Conv2dParams& p) {
-  FC_CHECK(p.y.h >= 2 && p.y.w >= 2, "the convolution's output must be at least 2x2 to be pooled, "
-           "got ", p.y.h, "x", p.y.w);
-  DySource src;
-  src.pdy = pdy;
-  src.codes = codes;
-  src.c = p.y.c;
-  src.oh = p.y.h;
-  src.ow = p.y.w;
-  conv2d_bwd_weights_from(dw, db, src, x, p);
+  conv2d_bwd_weights_from(dw, db, DySource::pooled_from(pdy, codes, p.y), x, p);
 }
 
 }  // namespace cpu

@@ -100,10 +100,14 @@ def _as_f32(a: Any, name: str, ndim: Optional[int] = 4) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _as_index(a: Any, name: str) -> np.ndarray:
+def _as_index(a: Any, name: str, dtype=np.int64, source: str = "max_pool2d") -> np.ndarray:
+    """A 4-D C-contiguous array of exactly `dtype` (indices or codes an op returned); never cast."""
     arr = np.asarray(a)
-    if arr.dtype != np.int64:
-        raise TypeError(f"{name} must be an int64 array (as returned by max_pool2d), got {arr.dtype}")
+    if arr.dtype != dtype:
+        raise TypeError(
+            f"{name} must be an array of dtype {np.dtype(dtype).name} (as returned by {source}), "
+            f"got {arr.dtype}"
+        )
     if arr.ndim != 4:
         raise ValueError(f"{name} must be 4-D, got shape {arr.shape}")
     return np.ascontiguousarray(arr)
@@ -384,12 +388,7 @@ def conv2d_relu_maxpool2d(input, weight, bias=None, stride: IntPair = 1, padding
 
 
 def _codes(codes) -> np.ndarray:
-    c = np.asarray(codes)
-    if c.dtype != np.uint8:
-        raise TypeError(f"codes must be a uint8 array (as returned by conv2d_relu_maxpool2d), got {c.dtype}")
-    if c.ndim != 4:
-        raise ValueError(f"codes must be 4-D, got shape {c.shape}")
-    return np.ascontiguousarray(c)
+    return _as_index(codes, "codes", np.uint8, "conv2d_relu_maxpool2d")
 
 
 def conv2d_relu_maxpool2d_bwd_weights(grad_output, codes, input, weight_shape, stride=1, padding=0,  # noqa: A002

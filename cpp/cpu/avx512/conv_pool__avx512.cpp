@@ -21,15 +21,36 @@ namespace {
 // channels; backward-weights 4 channels x up to 5 taps (register budget of the ISA).
 using Direct = DirectConv<VecAvx512, 2, 4, 4, 4, 4>;
 
+// Both input rows of 16 2x2 windows (n valid): e0/o0 the even/odd columns of the top row, e1/o1
+// of the bottom one, re-interleaved and stored in one pass (masked to the 2n real columns).
+inline void store_window_rows(float* p0, float* p1, __m512 e0, __m512 o0, __m512 e1, __m512 o1,
+                              int64_t n) {
+  const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i ihi =
+      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const int64_t n2 = 2 * n;
+  const __mmask16 ma = __mmask16(n2 >= 16 ? 0xFFFFu : (1u << unsigned(n2)) - 1u);
+  const __mmask16 mb = __mmask16(n2 > 16 ? (1u << unsigned(n2 - 16)) - 1u : 0u);
+  _mm512_mask_storeu_ps(p0, ma, _mm512_permutex2var_ps(e0, ilo, o0));
+  _mm512_mask_storeu_ps(p0 + 16, mb, _mm512_permutex2var_ps(e0, ihi, o0));
+  _mm512_mask_storeu_ps(p1, ma, _mm512_permutex2var_ps(e1, ilo, o1));
+  _mm512_mask_storeu_ps(p1 + 16, mb, _mm512_permutex2var_ps(e1, ihi, o1));
+}
+
+// The floor-mode remainder column of a row pair (W odd) gets no gradient.
+inline void zero_floor_columns(float* r0, float* r1, int64_t W, int64_t OW) {
+  if (2 * OW < W) {
+    std::memset(r0 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
+    std::memset(r1 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
+  }
+}
+
 // Max-pool 2x2/2 backward, one plane, 16 outputs per step: d = idx - (tile corner) narrowed to
 // int32 with saturation (a far-off index can never alias 0, 1, W or W+1), four compares give the
 // winner's cell, the even/odd columns are re-interleaved and both input rows stored in one pass.
 bool pool_bwd_2x2(float* dx, const float* dy, const int64_t* idx, int64_t H, int64_t W,
                   int64_t OH, int64_t OW) {
   const __m512i lane2 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-  const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i ihi =
-      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_set1_epi32(1);
   const __m512i cw = _mm512_set1_epi32(int32_t(W)), cw1 = _mm512_set1_epi32(int32_t(W + 1));
   for (int64_t oy = 0; oy < OH; ++oy) {
@@ -53,37 +74,23 @@ bool pool_bwd_2x2(float* dx, const float* dy, const int64_t* idx, int64_t H, int
       const __m512 g = _mm512_maskz_loadu_ps(m, gr + ox0);
       const __m512 e0 = _mm512_maskz_mov_ps(k0, g), o0 = _mm512_maskz_mov_ps(k1, g);
       const __m512 e1 = _mm512_maskz_mov_ps(kw, g), o1 = _mm512_maskz_mov_ps(kw1, g);
-      const int64_t n2 = 2 * n;
-      const __mmask16 ma = __mmask16(n2 >= 16 ? 0xFFFFu : (1u << unsigned(n2)) - 1u);
-      const __mmask16 mb = __mmask16(n2 > 16 ? (1u << unsigned(n2 - 16)) - 1u : 0u);
-      float* p0 = r0 + 2 * ox0;
-      float* p1 = r1 + 2 * ox0;
-      _mm512_mask_storeu_ps(p0, ma, _mm512_permutex2var_ps(e0, ilo, o0));
-      _mm512_mask_storeu_ps(p0 + 16, mb, _mm512_permutex2var_ps(e0, ihi, o0));
-      _mm512_mask_storeu_ps(p1, ma, _mm512_permutex2var_ps(e1, ilo, o1));
-      _mm512_mask_storeu_ps(p1 + 16, mb, _mm512_permutex2var_ps(e1, ihi, o1));
+      store_window_rows(r0 + 2 * ox0, r1 + 2 * ox0, e0, o0, e1, o1, n);
     }
-    if (2 * OW < W) {
-      std::memset(r0 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
-      std::memset(r1 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
-    }
+    zero_floor_columns(r0, r1, W, OW);
   }
   if (2 * OH < H) std::memset(dx + 2 * OH * W, 0, size_t((H - 2 * OH) * W) * sizeof(float));
   return true;
 }
 
-// Backward of the coded pooling (Unpool2x2CodesFn), 16 windows per step: the codes widened to
-// int32, four compares give the winner's cell (a code with bit 2 set matches none: no gradient),
-// the even/odd columns are re-interleaved and both input rows stored in one pass, as above.
 // kByteMask + 16 - n: n bytes of 0xFF, then zeros.
 alignas(16) constexpr uint8_t kByteMask[32] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
                                                0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
 
+// Backward of the coded pooling (Unpool2x2CodesFn), 16 windows per step: the codes widened to
+// int32, four compares give the winner's cell (a code with bit 2 set matches none: no gradient),
+// then store_window_rows as above.
 bool unpool_codes_2x2(float* dx, const float* dy, const uint8_t* codes, int64_t H, int64_t W,
                       int64_t OH, int64_t OW, int64_t planes) {
-  const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i ihi =
-      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_set1_epi32(1);
   const __m512i c2 = _mm512_set1_epi32(2), c3 = _mm512_set1_epi32(3);
   const __m512i high = _mm512_set1_epi32(~7);
@@ -117,20 +124,9 @@ bool unpool_codes_2x2(float* dx, const float* dy, const uint8_t* codes, int64_t 
         const __m512 o0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(c, c1), g);
         const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(c, c2), g);
         const __m512 o1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(c, c3), g);
-        const int64_t n2 = 2 * n;
-        const __mmask16 ma = __mmask16(n2 >= 16 ? 0xFFFFu : (1u << unsigned(n2)) - 1u);
-        const __mmask16 mb = __mmask16(n2 > 16 ? (1u << unsigned(n2 - 16)) - 1u : 0u);
-        float* p0 = r0 + 2 * ox0;
-        float* p1 = r1 + 2 * ox0;
-        _mm512_mask_storeu_ps(p0, ma, _mm512_permutex2var_ps(e0, ilo, o0));
-        _mm512_mask_storeu_ps(p0 + 16, mb, _mm512_permutex2var_ps(e0, ihi, o0));
-        _mm512_mask_storeu_ps(p1, ma, _mm512_permutex2var_ps(e1, ilo, o1));
-        _mm512_mask_storeu_ps(p1 + 16, mb, _mm512_permutex2var_ps(e1, ihi, o1));
+        store_window_rows(r0 + 2 * ox0, r1 + 2 * ox0, e0, o0, e1, o1, n);
       }
-      if (2 * OW < W) {
-        std::memset(r0 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
-        std::memset(r1 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
-      }
+      zero_floor_columns(r0, r1, W, OW);
     }
     if (2 * OH < H) std::memset(dxp + 2 * OH * W, 0, size_t((H - 2 * OH) * W) * sizeof(float));
   }

@@ -37,7 +37,8 @@ void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x
 // OW/2) = the pooled ReLU outputs, codes (uint8, same shape) = winner cell (row*2 + column in the
 // window, max_pool2d's winner rule) + 4 where the pooled value is not > 0. Each image is
 // convolved into a per-thread buffer and pooled while it is in cache: the full-size activation
-// never reaches memory. Needs OH, OW >= 2.
+// never reaches memory. Needs OH, OW >= 2 (the three fused entries below take that as validated:
+// bindings.cpp, pooled_shape).
 void conv2d_relu_maxpool2d_fwd__cpu(float* py, uint8_t* codes, const float* x, const float* w,
                                     const float* b, const Conv2dParams& p);
 // conv2d_bwd_weights__cpu for that fused layer, from the pooled gradient pdy and the codes: each

@@ -327,32 +327,23 @@ class Conv2D(Layer):
     def call_backward(self, dy):
         b = self.backend
         w = self.params["kernel"]
-        outs = self.out_kw(("dw", w.shape), ("db", (self.filters,)))
-        if self._codes is not None:  # dy is the gradient of the pooled output (see call)
-            ops, codes = b.conv_relu_pool, self._codes
+        if self._codes is None:
+            bwd_weights, bwd_data, grad = b.conv2d_bwd_weights, b.conv2d_bwd_data, (dy,)
+        else:  # dy is the gradient of the pooled output (see call); the ops take it with the codes
+            ops = b.conv_relu_pool
+            bwd_weights = ops.conv2d_relu_maxpool2d_bwd_weights
+            bwd_data = ops.conv2d_relu_maxpool2d_bwd_data
+            grad = (dy, self._codes)
             self._codes = None
-            dw, db = ops.conv2d_relu_maxpool2d_bwd_weights(
-                dy, codes, self._x, w.shape, **self._kw(), **outs
-            )
-            self.grads["kernel"] = dw
-            if self.use_bias:
-                self.grads["bias"] = db
-            dx = None
-            if self.need_input_grad:
-                outs = self.out_kw(("dx", self._x.shape))
-                dx = ops.conv2d_relu_maxpool2d_bwd_data(
-                    dy, codes, w, self._x.shape, **self._kw(), **outs
-                )
-            self._x = None
-            return dx
-        dw, db = b.conv2d_bwd_weights(dy, self._x, w.shape, **self._kw(), **outs)
+        outs = self.out_kw(("dw", w.shape), ("db", (self.filters,)))
+        dw, db = bwd_weights(*grad, self._x, w.shape, **self._kw(), **outs)
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db
         dx = None
         if self.need_input_grad:
             outs = self.out_kw(("dx", self._x.shape))
-            dx = b.conv2d_bwd_data(dy, w, self._x.shape, **self._kw(), **outs)
+            dx = bwd_data(*grad, w, self._x.shape, **self._kw(), **outs)
         self._x = None
         return dx
 
