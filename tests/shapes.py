@@ -242,6 +242,17 @@ CONV_PADDINGS = [
     C("padding.strided", 2, 4, 10, 10, 5, stride=2, padding=(2, 1)),
 ]
 
+# Winograd F(2x2, 3x3) tile geometry (3x3, stride 1, even output): a tile row over several lane
+# groups with a short last one (70 wide: 35 tiles = 16 + 16 + 3), exactly 16 tiles, blocks of
+# several tile rows with a short last block, and asymmetric padding (bwd_data pads 0 and 2).
+CONV_WINOGRAD = [
+    C("winograd.wide", 1, 5, 12, 70, 17, padding=1),
+    C("winograd.row16", 1, 3, 6, 32, 16, padding=1),
+    C("winograd.blocks", 2, 18, 30, 10, 40, padding=1),
+    C("winograd.pad2x0", 2, 6, 8, 12, 9, padding=(2, 0)),
+    C("winograd.pair0x1", 2, 4, 10, 10, 6, padding=(0, 1)),
+]
+
 # Dilation, alone and with stride/padding.
 CONV_DILATIONS = [
     C("dilation.d2", 2, 4, 11, 11, 5, dilation=2),
@@ -287,6 +298,7 @@ CONV_SHAPES = (
     + CONV_KERNELS
     + CONV_STRIDES
     + CONV_PADDINGS
+    + CONV_WINOGRAD
     + CONV_DILATIONS
     + CONV_GROUPS
     + CONV_LAYERS

@@ -758,10 +758,12 @@ void unpack_channels_last(float* y, const float* ycl, int64_t C, int64_t rows, i
 }
 
 // Shared by forward and bwd_data: per image, src (a.cin planes of h x w) is zero-bordered into the
-// scratch, the kernel writes ycl, which is unpacked into dst (C_dst planes).
-void run_cl_images(const ImageSink& out, const DySource& src, const float* wcl, const float* bias,
-                   bool relu, int64_t n_images, int64_t C_dst, const ClConvArgs& a,
-                   DirectFwdClFn fn) {
+// scratch, kernel(ycl, xpad, work) writes ycl (work: work_floats of the thread's scratch), which is
+// unpacked into dst (C_dst planes).
+template <class Kernel>
+void run_cl_images(const ImageSink& out, const DySource& src, const float* bias, bool relu,
+                   int64_t n_images, int64_t C_dst, const ClConvArgs& a, int64_t work_floats,
+                   Kernel&& kernel) {
   DirectConvArgs d{};  // the pixels-in-lanes path's padded-plane layout (pad_planes, xpad_size)
   d.cin = a.cin;
   d.hp = a.oh + a.kh - 1;
@@ -769,13 +771,15 @@ void run_cl_images(const ImageSink& out, const DySource& src, const float* wcl, 
   d.plane = a.plane;
   const int64_t P = a.oh * a.ow, xsize = xpad_size(d);
   parallel_for(n_images, [&](int64_t begin, int64_t end, int) {
-    float* xpad = scratch(xsize + P * a.coutp + out.scratch_floats() + src.scratch_floats());
+    float* xpad = scratch(xsize + P * a.coutp + out.scratch_floats() + src.scratch_floats() +
+                          work_floats);
     float* ycl = xpad + xsize;
     float* tmp = ycl + P * a.coutp;
     float* src_tmp = tmp + out.scratch_floats();
+    float* work = src_tmp + src.scratch_floats();
     for (int64_t n = begin; n < end; ++n) {
       pad_planes(xpad, src.image(n, src_tmp), a.h, a.w, a.top, a.left, d);
-      fn(ycl, xpad, wcl, a);
+      kernel(ycl, xpad, work);
       float* dst = out.target(n, tmp);
       unpack_channels_last(dst, ycl, C_dst, 1, P, P, 0, a.coutp, bias, relu);
       out.finish(n, dst);
@@ -800,8 +804,8 @@ float* pack_lane_weights(int64_t kh, int64_t kw, int64_t R, int64_t lanes_p, int
   return out;
 }
 
-void conv2d_fwd_cl(const ImageSink& out, const float* x, const float* w, const float* b,
-                   const Conv2dParams& p, bool relu, const KernelTable& kt) {
+// The channels-in-lanes geometry of the forward: x zero-bordered by the layer's padding.
+ClConvArgs fwd_cl_args(const Conv2dParams& p, const KernelTable& kt) {
   ClConvArgs a{};
   a.cin = p.x.c;
   a.coutp = round_up(p.y.c, kt.direct_lanes);
@@ -816,17 +820,11 @@ void conv2d_fwd_cl(const ImageSink& out, const float* x, const float* w, const f
   a.h = p.x.h;
   a.w = p.x.w;
   a.cov_max = cl_cov_max();
-  const float* wcl = pack_lane_weights(a.kh, a.kw, a.cin, a.coutp, p.y.c,
-                                       [&](int64_t co, int64_t ci, int64_t ky, int64_t kx) {
-                                         return w[((co * a.cin + ci) * a.kh + ky) * a.kw + kx];
-                                       });
-  run_cl_images(out, DySource::plain(x, a.cin, a.h, a.w), wcl, b, relu, p.x.n, p.y.c, a,
-                kt.conv2d_fwd_cl);
+  return a;
 }
 
 // bwd_data as the forward of dy (padded by k-1-pad) with flipped, in/out-transposed weights.
-void conv2d_bwd_data_cl(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
-                        const KernelTable& kt) {
+ClConvArgs bwd_data_cl_args(const Conv2dParams& p, const KernelTable& kt) {
   ClConvArgs a{};
   a.cin = p.y.c;
   a.coutp = round_up(p.x.c, kt.direct_lanes);
@@ -841,13 +839,120 @@ void conv2d_bwd_data_cl(float* dx, const DySource& dy, const float* w, const Con
   a.w = p.y.w;
   a.plane = (p.y.h + a.top + (a.kh - 1 - p.pad.bottom)) * a.wp;
   a.cov_max = cl_cov_max();
-  // Layer co is this conv's input channel, layer ci its output channel, taps flipped.
-  const int64_t C_in = p.x.c;
-  const float* wcl = pack_lane_weights(
-      a.kh, a.kw, a.cin, a.coutp, C_in, [&](int64_t ci, int64_t co, int64_t ky, int64_t kx) {
-        return w[((co * C_in + ci) * a.kh + (a.kh - 1 - ky)) * a.kw + (a.kw - 1 - kx)];
-      });
-  run_cl_images(ImageSink::plain(dx, C_in, p.x.h, p.x.w), dy, wcl, nullptr, false, p.x.n, C_in, a, kt.conv2d_fwd_cl);
+  return a;
+}
+
+// The weights as the forward sees them: layer weights, or (bwd_data) layer co is this conv's input
+// channel, layer ci its output channel, taps flipped.
+auto fwd_weight(const float* w, const ClConvArgs& a) {
+  return [w, a](int64_t co, int64_t ci, int64_t ky, int64_t kx) {
+    return w[((co * a.cin + ci) * a.kh + ky) * a.kw + kx];
+  };
+}
+auto bwd_data_weight(const float* w, const ClConvArgs& a, int64_t C_in) {
+  return [w, a, C_in](int64_t ci, int64_t co, int64_t ky, int64_t kx) {
+    return w[((co * C_in + ci) * a.kh + (a.kh - 1 - ky)) * a.kw + (a.kw - 1 - kx)];
+  };
+}
+
+void conv2d_fwd_cl(const ImageSink& out, const float* x, const float* w, const float* b,
+                   const Conv2dParams& p, bool relu, const KernelTable& kt) {
+  const ClConvArgs a = fwd_cl_args(p, kt);
+  const float* wcl = pack_lane_weights(a.kh, a.kw, a.cin, a.coutp, p.y.c, fwd_weight(w, a));
+  run_cl_images(out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a, 0,
+                [&](float* ycl, const float* xpad, float*) { kt.conv2d_fwd_cl(ycl, xpad, wcl, a); });
+}
+
+void conv2d_bwd_data_cl(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
+                        const KernelTable& kt) {
+  const ClConvArgs a = bwd_data_cl_args(p, kt);
+  const float* wcl = pack_lane_weights(a.kh, a.kw, a.cin, a.coutp, p.x.c,
+                                       bwd_data_weight(w, a, p.x.c));
+  run_cl_images(ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n, p.x.c, a, 0,
+                [&](float* ycl, const float* xpad, float*) { kt.conv2d_fwd_cl(ycl, xpad, wcl, a); });
+}
+
+// --- Winograd F(2x2, 3x3) (conv2d_winograd.inl) ---------------------------------------------------
+// 16 products per 2x2 output tile and channel pair instead of 36, for the 3x3 layers with enough
+// channels to fill the lanes (vgg.*, fashion.conv2), forward and (as the forward of padded dy)
+// bwd_data. FASTCONV_WINOGRAD: -1 (default) picks, 0 never, 1 whenever the geometry allows.
+std::atomic<int>& winograd_mode_ref() {
+  static std::atomic<int> mode{int(env_int("FASTCONV_WINOGRAD", -1))};
+  return mode;
+}
+
+int64_t winograd_mode() { return winograd_mode_ref().load(std::memory_order_relaxed); }
+
+// Geometry the kernel takes (3x3, stride 1, dilation 1, groups 1, even output: whole 2x2 tiles
+// over the zero-bordered input), then the choice: output channels filling >= 85% of the lanes
+// (they ride in the lanes of the point GEMM) and >= 16 input channels (the input transform is
+// paid per input channel and tile, the GEMM per channel pair).
+bool winograd_fits(const Conv2dParams& p, const KernelTable& kt, int64_t cin, int64_t cout,
+                   int64_t oh, int64_t ow) {
+  if (kt.conv2d_fwd_winograd == nullptr ||
+      !direct_geometry(p, reinterpret_cast<const void*>(kt.conv2d_fwd_winograd)) ||
+      p.wt.h != 3 || p.wt.w != 3 || oh % 2 != 0 || ow % 2 != 0)
+    return false;
+  if (winograd_mode() >= 0) return winograd_mode() > 0;
+  return cin >= 16 && double(cout) / double(round_up(cout, kt.direct_lanes)) >= 0.85;
+}
+
+bool use_fwd_winograd(const Conv2dParams& p, const KernelTable& kt) {
+  return winograd_fits(p, kt, p.x.c, p.y.c, p.y.h, p.y.w);
+}
+
+// bwd_data: pad <= 2 on every side (dy padded by 2 - pad), and "same"-like sizes unless forced
+// (a valid conv's full correlation multiplies dy's wide zero border, as for the CL kernel).
+bool use_bwd_data_winograd(const Conv2dParams& p, const KernelTable& kt) {
+  if (p.pad.top > 2 || p.pad.bottom > 2 || p.pad.left > 2 || p.pad.right > 2) return false;
+  const double waste = double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
+  return winograd_fits(p, kt, p.y.c, p.x.c, p.x.h, p.x.w) && (waste <= 1.3 || winograd_mode() > 0);
+}
+
+// u[(pt*R + r)*lanes_p + l] = (G g G^T)[pt] of g = weight(l, r, ., .), pt = 4i + j, in double
+// (G's entries are 0, 1/2, 1: the float result is the correctly rounded sum).
+template <class Weight>
+float* pack_winograd_weights(int64_t R, int64_t lanes_p, int64_t L, Weight&& weight) {
+  static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  float* u = caller_workspace(16 * R * lanes_p);
+  std::fill(u, u + 16 * R * lanes_p, 0.0f);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t l = 0; l < L; ++l) {
+      double gG[3][4];  // g G^T
+      for (int ky = 0; ky < 3; ++ky)
+        for (int j = 0; j < 4; ++j) {
+          double s = 0;
+          for (int kx = 0; kx < 3; ++kx) s += double(weight(l, r, ky, kx)) * G[j][kx];
+          gG[ky][j] = s;
+        }
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) {
+          double s = 0;
+          for (int ky = 0; ky < 3; ++ky) s += G[i][ky] * gG[ky][j];
+          u[((4 * i + j) * R + r) * lanes_p + l] = float(s);
+        }
+    }
+  return u;
+}
+
+void conv2d_fwd_winograd(const ImageSink& out, const float* x, const float* w, const float* b,
+                         const Conv2dParams& p, bool relu, const KernelTable& kt) {
+  const ClConvArgs a = fwd_cl_args(p, kt);
+  const float* u = pack_winograd_weights(a.cin, a.coutp, p.y.c, fwd_weight(w, a));
+  run_cl_images(out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a,
+                winograd_work_floats(a), [&](float* ycl, const float* xpad, float* work) {
+                  kt.conv2d_fwd_winograd(ycl, xpad, u, work, a);
+                });
+}
+
+void conv2d_bwd_data_winograd(float* dx, const DySource& dy, const float* w,
+                              const Conv2dParams& p, const KernelTable& kt) {
+  const ClConvArgs a = bwd_data_cl_args(p, kt);
+  const float* u = pack_winograd_weights(a.cin, a.coutp, p.x.c, bwd_data_weight(w, a, p.x.c));
+  run_cl_images(ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n, p.x.c, a,
+                winograd_work_floats(a), [&](float* ycl, const float* xpad, float* work) {
+                  kt.conv2d_fwd_winograd(ycl, xpad, u, work, a);
+                });
 }
 
 // --- scatter bwd_data (conv2d_bwd_data_cl.inl) ---------------------------------------------------
@@ -912,7 +1017,9 @@ void conv2d_bwd_data_scatter(float* dx, const DySource& dy, const float* w, cons
 int set_path_mode(const std::string& path, int mode) {
   FC_CHECK(mode >= -1 && mode <= 1, "mode must be -1 (auto), 0 (off) or 1 (on), got ", mode);
   if (path == "fwd_cl") return fwd_cl_mode_ref().exchange(mode);
-  FC_CHECK(path == "bwd_scatter", "path must be 'fwd_cl' or 'bwd_scatter', got '", path, "'");
+  if (path == "winograd") return winograd_mode_ref().exchange(mode);
+  FC_CHECK(path == "bwd_scatter", "path must be 'fwd_cl', 'winograd' or 'bwd_scatter', got '",
+           path, "'");
   return bwd_scatter_mode_ref().exchange(mode);
 }
 
@@ -924,6 +1031,10 @@ namespace {
 // The per-image forward paths write each image through an ImageSink; true if one of them ran.
 bool fwd_per_image(const ImageSink& out, const float* x, const float* w, const float* b,
                    const Conv2dParams& p, bool relu, const KernelTable& kt) {
+  if (use_fwd_winograd(p, kt)) {
+    conv2d_fwd_winograd(out, x, w, b, p, relu, kt);
+    return true;
+  }
   if (use_fwd_cl(p, kt)) {
     conv2d_fwd_cl(out, x, w, b, p, relu, kt);
     return true;
@@ -989,6 +1100,10 @@ namespace {
 // The per-image bwd_data paths read dy through a DySource; true if one of them ran.
 bool bwd_data_per_image(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
                         const KernelTable& kt) {
+  if (use_bwd_data_winograd(p, kt)) {
+    conv2d_bwd_data_winograd(dx, dy, w, p, kt);
+    return true;
+  }
   if (use_bwd_data_scatter(p, kt)) {
     conv2d_bwd_data_scatter(dx, dy, w, p, kt);
     return true;

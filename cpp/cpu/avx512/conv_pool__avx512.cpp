@@ -16,6 +16,7 @@ namespace {
 #include "../conv2d_bww_cl.inl"
 #include "../conv2d_fwd_cl.inl"
 #include "../conv2d_bwd_data_cl.inl"
+#include "../conv2d_winograd.inl"
 
 // Tiles: forward R = 2 rows x 2 vectors (or 4 rows x 1 vector when OW fits one) x 4..6
 // channels; backward-weights 4 channels x up to 5 taps (register budget of the ISA).
@@ -156,6 +157,11 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
 // broadcast within the 32 registers).
 void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl, const ClConvArgs& a) {
   FwdChannelsInLanes<VecAvx512, 16, 14, 9, 6>::run(ycl, xpad, wcl, a);
+}
+
+void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, float* work,
+                                 const ClConvArgs& a) {
+  WinogradF2x3<VecAvx512>::run(ycl, xpad, u, work, a);
 }
 
 // Scatter bwd_data: up to 28 (one channel vector) or 14 (two) accumulator columns.

@@ -133,6 +133,22 @@ struct ScatterArgs {
 using BwdDataScatterFn = void (*)(float* ycl, const float* dy, const float* wb,
                                   const ScatterArgs& a);
 
+// Winograd F(2x2, 3x3) of ONE image (conv2d_winograd.inl), stride 1, dilation 1, kernel 3x3, even
+// oh and ow: xpad and the args as for DirectFwdClFn (kh = kw = 3, wp >= ow + 2, rows oh + 2, the
+// border zero); u[(pt*cin + ci)*coutp + co] = (G g G^T)[pt] the transformed weights (pt = 4i + j,
+// zero past the real channels); work: winograd_work_floats(a) floats of the caller's. Writes
+// ycl[(oy*ow + ox)*coutp + co] for every pixel and co < coutp, like the channels-in-lanes kernel.
+using WinogradFwdFn = void (*)(float* ycl, const float* xpad, const float* u, float* work,
+                               const ClConvArgs& a);
+// Tile rows per block: at least 32 tiles, so each point's weights are reused across enough tiles.
+inline int64_t winograd_block_rows(int64_t tiles_per_row) {
+  return tiles_per_row >= 32 ? 1 : (32 + tiles_per_row - 1) / tiles_per_row;
+}
+inline int64_t winograd_work_floats(const ClConvArgs& a) {
+  const int64_t tb = winograd_block_rows(a.ow / 2) * (a.ow / 2);
+  return 16 * tb * (a.cin + a.coutp);
+}
+
 struct KernelTable {
   const char* isa;  // "portable", "avx2", "avx512"
   SgemmFn sgemm;
@@ -149,6 +165,7 @@ struct KernelTable {
   BwdDataScatterFn conv2d_bwd_data_scatter;         // nullptr: the other bwd_data paths
   MaxPool2x2CodesFn maxpool2d_codes_2x2s2;          // nullptr: the generic loop
   Unpool2x2CodesFn unpool2d_codes_2x2s2;            // nullptr: the generic loop
+  WinogradFwdFn conv2d_fwd_winograd;                // nullptr: the direct kernels for 3x3 too
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -181,6 +198,8 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
                                           const DirectConvArgs& a, int64_t lp);
 void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl,
                            const ClConvArgs& a);
+void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, float* work,
+                                  const ClConvArgs& a);
 void conv2d_bwd_data_scatter__avx512(float* ycl, const float* dy, const float* wb,
                                      const ScatterArgs& a);
 void maxpool2d_codes_2x2s2__avx2(float* y, uint8_t* codes, const float* x, int64_t H,

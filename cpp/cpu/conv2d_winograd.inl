@@ -1,0 +1,173 @@
+// conv2d_winograd.inl — Winograd F(2x2, 3x3) convolution of ONE image with the output channels in
+// the lanes (forward, and bwd_data as the transposed conv), stride 1, dilation 1, even output
+// size. Include INSIDE the anonymous namespace of the AVX-512 translation unit, after its SIMD
+// interface (it needs the interface's deinterleave and sub).
+//
+// Why: the 3x3 layers with many channels (vgg.*, fashion.conv2) run the direct kernels at 75-85%
+// of the FMA peak, and so does oneDNN: to be faster the multiply count itself has to go down.
+// F(2x2, 3x3) computes each 2x2 output tile from a 4x4 input patch with 16 products per (ci, co)
+// instead of 36 (2.25x fewer), the transforms being additions only (Lavin & Gray, 2016):
+//   Y = A^T [ U (.) V ] A,   U = G g G^T (weights, done once per call by the driver),
+//   V = B^T d B (input patch d), summed over input channels before the output transform.
+// Per block of tiles (whole tile rows, about 32+ tiles):
+//   1. input transform, tiles in the lanes: 16 consecutive tiles of a tile row are the even/odd
+//      columns of 2 x 16 consecutive floats of each padded input row (one permute per vector),
+//      their 16 transformed points stored at v[(pt*cin + ci)*tb + tile] (a masked store keeps a
+//      short tile row's junk lanes out);
+//   2. per point, a small GEMM m[pt][tile][co] = sum_ci v[pt][ci][tile] * u[pt][ci][co]: a tile
+//      of NT tiles x COV channel vectors, per ci COV weight loads + NT broadcasts for NT*COV FMAs
+//      (the fwd_cl kernel's tile, with the taps replaced by points);
+//   3. output transform per tile and channel vector into ycl[(oy*ow + ox)*coutp + co].
+// The rounding is slightly different from a direct sum (a few ulps more, tested against the
+// float64 reference like every path); the weights' 1/2 factors are exact in binary.
+
+template <class V>
+struct WinogradF2x3 {
+  using reg = typename V::reg;
+  using Args = fastconv::cpu::ClConvArgs;
+
+  // Tiles of one block and the floats of its work area (transformed inputs + point products).
+  static int64_t block_rows(const Args& a) { return fastconv::cpu::winograd_block_rows(a.ow / 2); }
+
+  // 1. The 16 transformed points of 16 tiles (ty, tx0 .. tx0+15) of input channel ci.
+  static void input_transform(float* v, const float* xpad, const Args& a, int64_t ci, int64_t ty,
+                              int64_t tx0, int64_t tb, int64_t slot, int64_t nreal) {
+    reg e[4][4];
+    const float* xr = xpad + ci * a.plane + 2 * ty * a.wp + 2 * tx0;
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r, xr += a.wp) {
+      reg d0, d1, d2, d3;  // patch columns 0..3 of row r for the 16 tiles
+      V::deinterleave(V::loadu(xr), V::loadu(xr + V::W), d0, d1);
+      V::deinterleave(V::loadu(xr + 2), V::loadu(xr + 2 + V::W), d2, d3);
+      e[r][0] = V::sub(d0, d2);  // d B
+      e[r][1] = V::add(d1, d2);
+      e[r][2] = V::sub(d2, d1);
+      e[r][3] = V::sub(d1, d3);
+    }
+    const auto m = V::tail(nreal);
+    float* out = v + ci * tb + slot;
+    const int64_t pstride = a.cin * tb;
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {  // B^T (d B), point (i, j) at pt = 4i + j
+      V::store_tail(out + (0 * 4 + j) * pstride, V::sub(e[0][j], e[2][j]), m);
+      V::store_tail(out + (1 * 4 + j) * pstride, V::add(e[1][j], e[2][j]), m);
+      V::store_tail(out + (2 * 4 + j) * pstride, V::sub(e[2][j], e[1][j]), m);
+      V::store_tail(out + (3 * 4 + j) * pstride, V::sub(e[1][j], e[3][j]), m);
+    }
+  }
+
+  // 2. m[(pt*tb + t)*coutp + co] for NT tiles t0.. and COV channel vectors co0..
+  template <int COV, int NT>
+  static void point_tile(float* mp, const float* vp, const float* up, const Args& a, int64_t tb,
+                         int64_t t0, int64_t co0) {
+    reg acc[NT][COV];
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 4
+      for (int c = 0; c < COV; ++c) acc[t][c] = V::zero();
+    const float* vt = vp + t0;
+    const float* uc = up + co0;
+    for (int64_t ci = 0; ci < a.cin; ++ci, vt += tb, uc += a.coutp) {
+      reg wv[COV];
+#pragma GCC unroll 4
+      for (int c = 0; c < COV; ++c) {
+        wv[c] = V::loadu(uc + c * V::W);
+        asm("" : "+v"(wv[c]));  // keep in registers (see conv2d_fwd_cl.inl)
+      }
+#pragma GCC unroll 16
+      for (int t = 0; t < NT; ++t) {
+        const reg xb = V::set1(vt[t]);
+#pragma GCC unroll 4
+        for (int c = 0; c < COV; ++c) acc[t][c] = V::fmadd(xb, wv[c], acc[t][c]);
+      }
+    }
+    float* out = mp + t0 * a.coutp + co0;
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 4
+      for (int c = 0; c < COV; ++c) V::storeu(out + t * a.coutp + c * V::W, acc[t][c]);
+  }
+
+  template <int COV, int NT>
+  static void point_tile_n(int64_t nt, float* mp, const float* vp, const float* up, const Args& a,
+                           int64_t tb, int64_t t0, int64_t co0) {
+    if (nt == NT) {
+      point_tile<COV, NT>(mp, vp, up, a, tb, t0, co0);
+    } else if constexpr (NT > 1) {
+      point_tile_n<COV, NT - 1>(nt, mp, vp, up, a, tb, t0, co0);
+    }
+  }
+
+  // Tiles per GEMM step for COV channel vectors: NT*COV accumulators + COV weights + a broadcast
+  // within 32 registers, and at most ~1 load per 2 FMAs.
+  static constexpr int nt_max(int cov) { return cov == 1 ? 16 : cov == 2 ? 12 : cov == 3 ? 8 : 6; }
+
+  template <int COV>
+  static void points(float* m, const float* v, const float* u, const Args& a, int64_t tb,
+                     int64_t co0) {
+    constexpr int NT = nt_max(COV);
+    for (int64_t pt = 0; pt < 16; ++pt) {
+      const float* vp = v + pt * a.cin * tb;
+      const float* up = u + pt * a.cin * a.coutp;
+      float* mp = m + pt * tb * a.coutp;
+      for (int64_t t0 = 0; t0 < tb; t0 += NT) {
+        const int64_t nt = tb - t0 < NT ? tb - t0 : NT;
+        point_tile_n<COV, NT>(nt, mp, vp, up, a, tb, t0, co0);
+      }
+    }
+  }
+
+  // 3. Y = A^T m A for tile t of the block, every channel vector.
+  static void output_transform(float* ycl, const float* m, const Args& a, int64_t tb, int64_t t,
+                               int64_t oy, int64_t ox) {
+    const int64_t ps = tb * a.coutp;
+    float* y0 = ycl + (oy * a.ow + ox) * a.coutp;
+    float* y1 = y0 + a.ow * a.coutp;
+    for (int64_t co = 0; co < a.coutp; co += V::W) {
+      const float* mt = m + t * a.coutp + co;
+      reg f[4][2];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {  // m A
+        const reg m0 = V::loadu(mt + (4 * i + 0) * ps), m1 = V::loadu(mt + (4 * i + 1) * ps);
+        const reg m2 = V::loadu(mt + (4 * i + 2) * ps), m3 = V::loadu(mt + (4 * i + 3) * ps);
+        f[i][0] = V::add(V::add(m0, m1), m2);
+        f[i][1] = V::sub(V::sub(m1, m2), m3);
+      }
+#pragma GCC unroll 2
+      for (int j = 0; j < 2; ++j) {  // A^T (m A)
+        V::storeu(y0 + j * a.coutp + co, V::add(V::add(f[0][j], f[1][j]), f[2][j]));
+        V::storeu(y1 + j * a.coutp + co, V::sub(V::sub(f[1][j], f[2][j]), f[3][j]));
+      }
+    }
+  }
+
+  // u[(pt*cin + ci)*coutp + co]: the transformed weights (zero past the real channels); work: the
+  // driver's winograd_work_floats(a) floats.
+  static void run(float* ycl, const float* xpad, const float* u, float* work, const Args& a) {
+    const int64_t th = a.oh / 2, tw = a.ow / 2, rows = block_rows(a);
+    const int64_t nvec = a.coutp / V::W;
+    const int64_t chunks = (nvec + 3) / 4, per = (nvec + chunks - 1) / chunks;
+    for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {
+      const int64_t ty1 = ty0 + rows < th ? ty0 + rows : th, tb = (ty1 - ty0) * tw;
+      float* v = work;
+      float* m = work + 16 * a.cin * tb;
+      for (int64_t ci = 0; ci < a.cin; ++ci)
+        for (int64_t ty = ty0; ty < ty1; ++ty)
+          for (int64_t tx0 = 0; tx0 < tw; tx0 += V::W) {
+            const int64_t nreal = tw - tx0 < V::W ? tw - tx0 : V::W;
+            input_transform(v, xpad, a, ci, ty, tx0, tb, (ty - ty0) * tw + tx0, nreal);
+          }
+      for (int64_t v0 = 0; v0 < nvec; v0 += per) {
+        const int64_t cov = nvec - v0 < per ? nvec - v0 : per, co0 = v0 * V::W;
+        switch (cov) {
+          case 1: points<1>(m, v, u, a, tb, co0); break;
+          case 2: points<2>(m, v, u, a, tb, co0); break;
+          case 3: points<3>(m, v, u, a, tb, co0); break;
+          default: points<4>(m, v, u, a, tb, co0); break;
+        }
+      }
+      for (int64_t t = 0; t < tb; ++t)
+        output_transform(ycl, m, a, tb, t, 2 * (ty0 + t / tw), 2 * (t % tw));
+    }
+  }
+};
