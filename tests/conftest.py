@@ -142,6 +142,11 @@ def conv_tolerance(reduction_length):
     return TOL_PER_TERM * (max(int(reduction_length), 1) + 8), RTOL
 
 
+def winograd_5x5(s):
+    """True if problem s (a shapes.ConvShape) is one the Winograd F(2x2, 5x5) kernel may take."""
+    return s.kernel == (5, 5) and s.stride == (1, 1) and s.dilation == (1, 1) and s.groups == 1
+
+
 def _coords(index, shape):
     idx = np.unravel_index(index, shape)
     names = ("n", "c", "y", "x") if len(shape) == 4 else tuple(f"i{d}" for d in range(len(shape)))

@@ -17,7 +17,7 @@ import fastconv
 import numpy as np
 import pytest
 import shapes
-from conftest import assert_close, assert_identical, conv_tolerance
+from conftest import RTOL, assert_close, assert_identical, conv_tolerance, winograd_5x5
 from fastconv import reference as ref
 
 # ----------------------------------------------------------------------------------------------
@@ -108,12 +108,17 @@ def _arrays(rng, s, dtype=np.float32):
 
 
 def _tolerances(s):
-    """(atol, rtol) per pass: the reduction each output element sums over."""
+    """(atol, rtol) per pass: the reduction each output element sums over.
+
+    y and dx of a 5x5 stride-1 conv may run Winograd F(2x2, 5x5) on AVX-512, whose transforms
+    (B^T's 4s and 5s, G's 1/6s) round a few times coarser than a direct sum: 4x the atol there.
+    """
     oh, ow = s.out_hw
     kh, kw = s.kernel
+    f = 4 if winograd_5x5(s) else 1
     return {
-        "y": conv_tolerance((s.c // s.groups) * kh * kw),
-        "dx": conv_tolerance((s.k // s.groups) * kh * kw),
+        "y": (f * conv_tolerance((s.c // s.groups) * kh * kw)[0], RTOL),
+        "dx": (f * conv_tolerance((s.k // s.groups) * kh * kw)[0], RTOL),
         "dw": conv_tolerance(s.n * oh * ow),
         "db": conv_tolerance(s.n * oh * ow),
     }

@@ -21,6 +21,7 @@
 
 #include "fastconv/cpu_kernels.h"
 #include "fastconv/error.h"
+#include "fastconv/winograd.h"
 #include "fastconv/ops.h"
 #include "fastconv/parallel.h"
 
@@ -891,7 +892,7 @@ bool winograd_fits(const Conv2dParams& p, const KernelTable& kt, int64_t cin, in
                    int64_t oh, int64_t ow) {
   if (kt.conv2d_fwd_winograd == nullptr ||
       !direct_geometry(p, reinterpret_cast<const void*>(kt.conv2d_fwd_winograd)) ||
-      p.wt.h != 3 || p.wt.w != 3 || oh % 2 != 0 || ow % 2 != 0)
+      p.wt.h != p.wt.w || (p.wt.h != 3 && p.wt.h != 5) || oh % 2 != 0 || ow % 2 != 0)
     return false;
   if (winograd_mode() >= 0) return winograd_mode() > 0;
   return cin >= 16 && double(cout) / double(round_up(cout, kt.direct_lanes)) >= 0.85;
@@ -904,41 +905,49 @@ bool use_fwd_winograd(const Conv2dParams& p, const KernelTable& kt) {
 // bwd_data: pad <= 2 on every side (dy padded by 2 - pad), and "same"-like sizes unless forced
 // (a valid conv's full correlation multiplies dy's wide zero border, as for the CL kernel).
 bool use_bwd_data_winograd(const Conv2dParams& p, const KernelTable& kt) {
-  if (p.pad.top > 2 || p.pad.bottom > 2 || p.pad.left > 2 || p.pad.right > 2) return false;
+  const int64_t k1 = p.wt.h - 1;
+  if (p.pad.top > k1 || p.pad.bottom > k1 || p.pad.left > k1 || p.pad.right > k1) return false;
   const double waste = double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
   return winograd_fits(p, kt, p.y.c, p.x.c, p.x.h, p.x.w) && (waste <= 1.3 || winograd_mode() > 0);
 }
 
-// u[(pt*R + r)*lanes_p + l] = (G g G^T)[pt] of g = weight(l, r, ., .), pt = 4i + j, in double
-// (G's entries are 0, 1/2, 1: the float result is the correctly rounded sum).
-template <class Weight>
+// u[(pt*R + r)*lanes_p + l] = (G g G^T)[pt] of g = weight(l, r, ., .), pt = n*i + j, in double
+// and rounded once (F(2, 5)'s G has 1/6, 1/12, 1/24).
+template <int K, class Weight>
 float* pack_winograd_weights(int64_t R, int64_t lanes_p, int64_t L, Weight&& weight) {
-  static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  float* u = caller_workspace(16 * R * lanes_p);
-  std::fill(u, u + 16 * R * lanes_p, 0.0f);
+  using Wm = Winograd<K>;
+  constexpr int n = Wm::n;
+  float* u = caller_workspace(n * n * R * lanes_p);
+  std::fill(u, u + n * n * R * lanes_p, 0.0f);
   for (int64_t r = 0; r < R; ++r)
     for (int64_t l = 0; l < L; ++l) {
-      double gG[3][4];  // g G^T
-      for (int ky = 0; ky < 3; ++ky)
-        for (int j = 0; j < 4; ++j) {
+      double gG[K][n];  // g G^T
+      for (int ky = 0; ky < K; ++ky)
+        for (int j = 0; j < n; ++j) {
           double s = 0;
-          for (int kx = 0; kx < 3; ++kx) s += double(weight(l, r, ky, kx)) * G[j][kx];
+          for (int kx = 0; kx < K; ++kx) s += double(weight(l, r, ky, kx)) * Wm::G[j][kx];
           gG[ky][j] = s;
         }
-      for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) {
+      for (int i = 0; i < n; ++i)
+        for (int j = 0; j < n; ++j) {
           double s = 0;
-          for (int ky = 0; ky < 3; ++ky) s += G[i][ky] * gG[ky][j];
-          u[((4 * i + j) * R + r) * lanes_p + l] = float(s);
+          for (int ky = 0; ky < K; ++ky) s += Wm::G[i][ky] * gG[ky][j];
+          u[((n * i + j) * R + r) * lanes_p + l] = float(s);
         }
     }
   return u;
 }
 
+template <class Weight>
+float* pack_winograd_weights(int64_t k, int64_t R, int64_t lanes_p, int64_t L, Weight&& weight) {
+  return k == 5 ? pack_winograd_weights<5>(R, lanes_p, L, weight)
+                : pack_winograd_weights<3>(R, lanes_p, L, weight);
+}
+
 void conv2d_fwd_winograd(const ImageSink& out, const float* x, const float* w, const float* b,
                          const Conv2dParams& p, bool relu, const KernelTable& kt) {
   const ClConvArgs a = fwd_cl_args(p, kt);
-  const float* u = pack_winograd_weights(a.cin, a.coutp, p.y.c, fwd_weight(w, a));
+  const float* u = pack_winograd_weights(a.kh, a.cin, a.coutp, p.y.c, fwd_weight(w, a));
   run_cl_images(out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a,
                 winograd_work_floats(a), [&](float* ycl, const float* xpad, float* work) {
                   kt.conv2d_fwd_winograd(ycl, xpad, u, work, a);
@@ -948,7 +957,8 @@ void conv2d_fwd_winograd(const ImageSink& out, const float* x, const float* w, c
 void conv2d_bwd_data_winograd(float* dx, const DySource& dy, const float* w,
                               const Conv2dParams& p, const KernelTable& kt) {
   const ClConvArgs a = bwd_data_cl_args(p, kt);
-  const float* u = pack_winograd_weights(a.cin, a.coutp, p.x.c, bwd_data_weight(w, a, p.x.c));
+  const float* u =
+      pack_winograd_weights(a.kh, a.cin, a.coutp, p.x.c, bwd_data_weight(w, a, p.x.c));
   run_cl_images(ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n, p.x.c, a,
                 winograd_work_floats(a), [&](float* ycl, const float* xpad, float* work) {
                   kt.conv2d_fwd_winograd(ycl, xpad, u, work, a);

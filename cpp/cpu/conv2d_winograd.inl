@@ -1,58 +1,85 @@
-// conv2d_winograd.inl — Winograd F(2x2, 3x3) convolution of ONE image with the output channels in
-// the lanes (forward, and bwd_data as the transposed conv), stride 1, dilation 1, even output
-// size. Include INSIDE the anonymous namespace of the AVX-512 translation unit, after its SIMD
-// interface (it needs the interface's deinterleave and sub).
+// conv2d_winograd.inl — Winograd F(2x2, 3x3) and F(2x2, 5x5) convolution of ONE image with the
+// output channels in the lanes (forward, and bwd_data as the transposed conv), stride 1, dilation
+// 1, even output size. Include INSIDE the anonymous namespace of the AVX-512 translation unit,
+// after its SIMD interface (it needs the interface's deinterleave) and fastconv/winograd.h.
 //
-// Why: the 3x3 layers with many channels (vgg.*, fashion.conv2) run the direct kernels at 75-85%
-// of the FMA peak, and so does oneDNN: to be faster the multiply count itself has to go down.
-// F(2x2, 3x3) computes each 2x2 output tile from a 4x4 input patch with 16 products per (ci, co)
-// instead of 36 (2.25x fewer), the transforms being additions only (Lavin & Gray, 2016):
+// Why: the layers with many channels run the direct kernels at 65-85% of the FMA peak, and so
+// does oneDNN: to be faster the multiply count itself has to go down. F(2x2, r x r) computes each
+// 2x2 output tile from an n x n input patch (n = r + 1) with n^2 products per (ci, co) instead of
+// 4 r^2 (3x3: 16 vs 36, 5x5: 36 vs 100), the transforms being a few additions (Lavin & Gray, 2016):
 //   Y = A^T [ U (.) V ] A,   U = G g G^T (weights, done once per call by the driver),
 //   V = B^T d B (input patch d), summed over input channels before the output transform.
 // Per block of tiles (whole tile rows, about 32+ tiles):
 //   1. input transform, tiles in the lanes: 16 consecutive tiles of a tile row are the even/odd
 //      columns of 2 x 16 consecutive floats of each padded input row (one permute per vector),
-//      their 16 transformed points stored at v[(pt*cin + ci)*tb + tile] (a masked store keeps a
+//      their n^2 transformed points stored at v[(pt*cin + ci)*tb + tile] (a masked store keeps a
 //      short tile row's junk lanes out);
 //   2. per point, a small GEMM m[pt][tile][co] = sum_ci v[pt][ci][tile] * u[pt][ci][co]: a tile
 //      of NT tiles x COV channel vectors, per ci COV weight loads + NT broadcasts for NT*COV FMAs
 //      (the fwd_cl kernel's tile, with the taps replaced by points);
 //   3. output transform per tile and channel vector into ycl[(oy*ow + ox)*coutp + co].
-// The rounding is slightly different from a direct sum (a few ulps more, tested against the
-// float64 reference like every path); the weights' 1/2 factors are exact in binary.
+// The rounding differs from a direct sum (F(2, 3): about the same error; F(2, 5): a few times
+// larger, from B^T's 4s and 5s), tested against the float64 reference like every path.
 
-template <class V>
-struct WinogradF2x3 {
+template <class V, int R>
+struct WinogradF2 {
   using reg = typename V::reg;
   using Args = fastconv::cpu::ClConvArgs;
+  using M = fastconv::cpu::Winograd<R>;
+  static constexpr int N = M::n, NP = N * N;
+
+  // sum_c coef[c] * d[c] for a row of constant coefficients: after unrolling, the zero terms
+  // vanish and +-1 become additions (the branches fold: coef is a compile-time table).
+  template <int K>
+  static inline __attribute__((always_inline)) reg combo(const double (&coef)[K],
+                                                        const reg (&d)[K]) {
+    reg acc = V::zero();
+    bool first = true;
+#pragma GCC unroll 8
+    for (int c = 0; c < K; ++c) {
+      const float k = float(coef[c]);
+      if (k == 0.0f) continue;
+      if (first) {
+        acc = k == 1.0f ? d[c] : V::mul(V::set1(k), d[c]);
+        first = false;
+      } else if (k == 1.0f) {
+        acc = V::add(acc, d[c]);
+      } else if (k == -1.0f) {
+        acc = V::sub(acc, d[c]);
+      } else {
+        acc = V::fmadd(V::set1(k), d[c], acc);
+      }
+    }
+    return acc;
+  }
 
   // Tiles of one block and the floats of its work area (transformed inputs + point products).
   static int64_t block_rows(const Args& a) { return fastconv::cpu::winograd_block_rows(a.ow / 2); }
 
-  // 1. The 16 transformed points of 16 tiles (ty, tx0 .. tx0+15) of input channel ci.
+  // 1. The NP transformed points of 16 tiles (ty, tx0 .. tx0+15) of input channel ci.
   static void input_transform(float* v, const float* xpad, const Args& a, int64_t ci, int64_t ty,
                               int64_t tx0, int64_t tb, int64_t slot, int64_t nreal) {
-    reg e[4][4];
+    reg e[N][N];  // e[r] = d[r] B: row r of the patch times B
     const float* xr = xpad + ci * a.plane + 2 * ty * a.wp + 2 * tx0;
+#pragma GCC unroll 8
+    for (int r = 0; r < N; ++r, xr += a.wp) {
+      reg d[N];  // patch columns 0 .. N-1 of row r for the 16 tiles
 #pragma GCC unroll 4
-    for (int r = 0; r < 4; ++r, xr += a.wp) {
-      reg d0, d1, d2, d3;  // patch columns 0..3 of row r for the 16 tiles
-      V::deinterleave(V::loadu(xr), V::loadu(xr + V::W), d0, d1);
-      V::deinterleave(V::loadu(xr + 2), V::loadu(xr + 2 + V::W), d2, d3);
-      e[r][0] = V::sub(d0, d2);  // d B
-      e[r][1] = V::add(d1, d2);
-      e[r][2] = V::sub(d2, d1);
-      e[r][3] = V::sub(d1, d3);
+      for (int k = 0; k < N / 2; ++k)
+        V::deinterleave(V::loadu(xr + 2 * k), V::loadu(xr + 2 * k + V::W), d[2 * k], d[2 * k + 1]);
+#pragma GCC unroll 8
+      for (int j = 0; j < N; ++j) e[r][j] = combo(M::BT[j], d);
     }
     const auto m = V::tail(nreal);
     float* out = v + ci * tb + slot;
     const int64_t pstride = a.cin * tb;
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {  // B^T (d B), point (i, j) at pt = 4i + j
-      V::store_tail(out + (0 * 4 + j) * pstride, V::sub(e[0][j], e[2][j]), m);
-      V::store_tail(out + (1 * 4 + j) * pstride, V::add(e[1][j], e[2][j]), m);
-      V::store_tail(out + (2 * 4 + j) * pstride, V::sub(e[2][j], e[1][j]), m);
-      V::store_tail(out + (3 * 4 + j) * pstride, V::sub(e[1][j], e[3][j]), m);
+#pragma GCC unroll 8
+    for (int j = 0; j < N; ++j) {  // B^T (d B), point (i, j) at pt = N*i + j
+      reg col[N];
+#pragma GCC unroll 8
+      for (int r = 0; r < N; ++r) col[r] = e[r][j];
+#pragma GCC unroll 8
+      for (int i = 0; i < N; ++i) V::store_tail(out + (N * i + j) * pstride, combo(M::BT[i], col), m);
     }
   }
 
@@ -106,7 +133,7 @@ struct WinogradF2x3 {
   static void points(float* m, const float* v, const float* u, const Args& a, int64_t tb,
                      int64_t co0) {
     constexpr int NT = nt_max(COV);
-    for (int64_t pt = 0; pt < 16; ++pt) {
+    for (int64_t pt = 0; pt < NP; ++pt) {
       const float* vp = v + pt * a.cin * tb;
       const float* up = u + pt * a.cin * a.coutp;
       float* mp = m + pt * tb * a.coutp;
@@ -122,26 +149,26 @@ struct WinogradF2x3 {
                                int64_t oy, int64_t ox) {
     const int64_t ps = tb * a.coutp;
     float* y0 = ycl + (oy * a.ow + ox) * a.coutp;
-    float* y1 = y0 + a.ow * a.coutp;
     for (int64_t co = 0; co < a.coutp; co += V::W) {
       const float* mt = m + t * a.coutp + co;
-      reg f[4][2];
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) {  // m A
-        const reg m0 = V::loadu(mt + (4 * i + 0) * ps), m1 = V::loadu(mt + (4 * i + 1) * ps);
-        const reg m2 = V::loadu(mt + (4 * i + 2) * ps), m3 = V::loadu(mt + (4 * i + 3) * ps);
-        f[i][0] = V::add(V::add(m0, m1), m2);
-        f[i][1] = V::sub(V::sub(m1, m2), m3);
+      reg f[2][N];  // f[j][i] = (m A)[i][j]
+#pragma GCC unroll 8
+      for (int i = 0; i < N; ++i) {
+        reg row[N];
+#pragma GCC unroll 8
+        for (int j = 0; j < N; ++j) row[j] = V::loadu(mt + (N * i + j) * ps);
+        f[0][i] = combo(M::AT[0], row);
+        f[1][i] = combo(M::AT[1], row);
       }
 #pragma GCC unroll 2
-      for (int j = 0; j < 2; ++j) {  // A^T (m A)
-        V::storeu(y0 + j * a.coutp + co, V::add(V::add(f[0][j], f[1][j]), f[2][j]));
-        V::storeu(y1 + j * a.coutp + co, V::sub(V::sub(f[1][j], f[2][j]), f[3][j]));
-      }
+      for (int io = 0; io < 2; ++io)
+#pragma GCC unroll 2
+        for (int jo = 0; jo < 2; ++jo)
+          V::storeu(y0 + (io * a.ow + jo) * a.coutp + co, combo(M::AT[io], f[jo]));
     }
   }
 
-  // u[(pt*cin + ci)*coutp + co]: the transformed weights (zero past the real channels); work: the
+  // u[(pt*cin + ci)*coutp + co]: the transformed weights (pt = N*i + j) (zero past the real channels); work: the
   // driver's winograd_work_floats(a) floats.
   static void run(float* ycl, const float* xpad, const float* u, float* work, const Args& a) {
     const int64_t th = a.oh / 2, tw = a.ow / 2, rows = block_rows(a);
@@ -150,7 +177,7 @@ struct WinogradF2x3 {
     for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {
       const int64_t ty1 = ty0 + rows < th ? ty0 + rows : th, tb = (ty1 - ty0) * tw;
       float* v = work;
-      float* m = work + 16 * a.cin * tb;
+      float* m = work + NP * a.cin * tb;
       for (int64_t ci = 0; ci < a.cin; ++ci)
         for (int64_t ty = ty0; ty < ty1; ++ty)
           for (int64_t tx0 = 0; tx0 < tw; tx0 += V::W) {

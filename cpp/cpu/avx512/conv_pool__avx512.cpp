@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "fastconv/cpu_kernels.h"
+#include "fastconv/winograd.h"
 
 namespace {
 #include "simd__avx512.h"
@@ -161,7 +162,11 @@ void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl, cons
 
 void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, float* work,
                                  const ClConvArgs& a) {
-  WinogradF2x3<VecAvx512>::run(ycl, xpad, u, work, a);
+  if (a.kh == 5) {
+    WinogradF2<VecAvx512, 5>::run(ycl, xpad, u, work, a);
+  } else {
+    WinogradF2<VecAvx512, 3>::run(ycl, xpad, u, work, a);
+  }
 }
 
 // Scatter bwd_data: up to 28 (one channel vector) or 14 (two) accumulator columns.

@@ -3,7 +3,7 @@
 // file-local and compiled with -mavx512f, so no other ISA's code can link against it.
 // Interface shared with simd__avx2.h (the .inl kernels are written against it):
 //   reg / tmask (tail mask) / pmask (lane predicate), W (lanes)
-//   zero, set1, loadu, storeu, tail(n), range(l0, l1), load_tail, store_tail, fmadd, add, sub, relu, hsum
+//   zero, set1, loadu, storeu, tail(n), range(l0, l1), load_tail, store_tail, fmadd, add, sub, mul, relu, hsum
 //   take_right(r, l): lanes where r beats l under the max-pool rule (r > l, or r NaN and l not)
 //   blend(m, a, b): m ? b : a;  deinterleave(a, b, even, odd): split 2W consecutive floats
 //   store_idx(dst, n, base, step, off): dst[j] = base + j*step + int(off[j]) for j < n (int64)
@@ -30,6 +30,7 @@ struct VecAvx512 {
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg relu(reg a) { return _mm512_max_ps(_mm512_setzero_ps(), a); }  // NaN stays NaN
 
   static pmask take_right(reg r, reg l) {

@@ -133,10 +133,10 @@ struct ScatterArgs {
 using BwdDataScatterFn = void (*)(float* ycl, const float* dy, const float* wb,
                                   const ScatterArgs& a);
 
-// Winograd F(2x2, 3x3) of ONE image (conv2d_winograd.inl), stride 1, dilation 1, kernel 3x3, even
-// oh and ow: xpad and the args as for DirectFwdClFn (kh = kw = 3, wp >= ow + 2, rows oh + 2, the
-// border zero); u[(pt*cin + ci)*coutp + co] = (G g G^T)[pt] the transformed weights (pt = 4i + j,
-// zero past the real channels); work: winograd_work_floats(a) floats of the caller's. Writes
+// Winograd F(2x2, r x r) of ONE image (conv2d_winograd.inl), stride 1, dilation 1, kernel 3x3 or
+// 5x5 (n = r + 1), even oh and ow: xpad and the args as for DirectFwdClFn (kh = kw = r, the border
+// zero); u[(pt*cin + ci)*coutp + co] = (G g G^T)[pt] the transformed weights (fastconv/winograd.h,
+// pt = n*i + j, zero past the real channels); work: winograd_work_floats(a) floats. Writes
 // ycl[(oy*ow + ox)*coutp + co] for every pixel and co < coutp, like the channels-in-lanes kernel.
 using WinogradFwdFn = void (*)(float* ycl, const float* xpad, const float* u, float* work,
                                const ClConvArgs& a);
@@ -145,8 +145,8 @@ inline int64_t winograd_block_rows(int64_t tiles_per_row) {
   return tiles_per_row >= 32 ? 1 : (32 + tiles_per_row - 1) / tiles_per_row;
 }
 inline int64_t winograd_work_floats(const ClConvArgs& a) {
-  const int64_t tb = winograd_block_rows(a.ow / 2) * (a.ow / 2);
-  return 16 * tb * (a.cin + a.coutp);
+  const int64_t tb = winograd_block_rows(a.ow / 2) * (a.ow / 2), n = a.kh + 1;
+  return n * n * tb * (a.cin + a.coutp);
 }
 
 struct KernelTable {

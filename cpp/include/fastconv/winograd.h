@@ -1,0 +1,39 @@
+// winograd.h — the transform matrices of Winograd F(2x2, 3x3) and F(2x2, 5x5): one place for the
+// driver (weights, G) and the AVX-512 kernel (inputs, B^T; outputs, A^T). Y = A^T [(G g G^T) (.)
+// (B^T d B)] A is the 2x2 correlation output of an n x n input patch d with an r x r kernel g,
+// n = r + 1. F(2, 3) is Lavin & Gray's (points 0, 1, -1, inf: +-1 and 1/2 only, exact); F(2, 5)
+// uses the points 0, 1, -1, 2, -2, inf (Cook-Toom; B^T and A^T are small integers, G has
+// 1/6, 1/12, 1/24: the driver computes G g G^T in double and rounds once).
+#pragma once
+
+namespace fastconv {
+namespace cpu {
+
+template <int R>
+struct Winograd;
+
+template <>
+struct Winograd<3> {
+  static constexpr int r = 3, n = 4;
+  static constexpr double BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+};
+
+template <>
+struct Winograd<5> {
+  static constexpr int r = 5, n = 6;
+  static constexpr double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0},
+                                      {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
+                                      {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr double G[6][5] = {{1.0 / 4, 0, 0, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3, 2.0 / 3},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3},
+                                     {0, 0, 0, 0, 1}};
+  static constexpr double AT[2][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}};
+};
+
+}  // namespace cpu
+}  // namespace fastconv
