@@ -133,11 +133,12 @@ def _exact_sums_for_ties(request):
     if params is None or params.params.get("kind") != "ties":
         yield
         return
-    previous = fastconv._C._set_path_mode("winograd", 0)
+    previous = {p: fastconv._C._set_path_mode(p, 0) for p in ("winograd", "winograd_tiles")}
     try:
         yield
     finally:
-        fastconv._C._set_path_mode("winograd", previous)
+        for p, m in previous.items():
+            fastconv._C._set_path_mode(p, m)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -758,34 +758,44 @@ void unpack_channels_last(float* y, const float* ycl, int64_t C, int64_t rows, i
   }
 }
 
-// Shared by forward and bwd_data: per image, src (a.cin planes of h x w) is zero-bordered into the
-// scratch, kernel(ycl, xpad, work) writes ycl (work: work_floats of the thread's scratch), which is
-// unpacked into dst (C_dst planes).
+// Shared by the per-image forward / bwd_data kernels that read zero-bordered planes: per image,
+// src (a.cin planes of h x w) is bordered into the thread's scratch and kernel(dst, xpad, extra)
+// writes the image's output dst (C planes, NCHW; extra: extra_floats of the thread's scratch).
 template <class Kernel>
-void run_cl_images(const ImageSink& out, const DySource& src, const float* bias, bool relu,
-                   int64_t n_images, int64_t C_dst, const ClConvArgs& a, int64_t work_floats,
-                   Kernel&& kernel) {
+void run_padded_images(const ImageSink& out, const DySource& src, int64_t n_images,
+                       const ClConvArgs& a, int64_t extra_floats, Kernel&& kernel) {
   DirectConvArgs d{};  // the pixels-in-lanes path's padded-plane layout (pad_planes, xpad_size)
   d.cin = a.cin;
   d.hp = a.oh + a.kh - 1;
   d.wp = a.wp;
   d.plane = a.plane;
-  const int64_t P = a.oh * a.ow, xsize = xpad_size(d);
+  const int64_t xsize = xpad_size(d);
   parallel_for(n_images, [&](int64_t begin, int64_t end, int) {
-    float* xpad = scratch(xsize + P * a.coutp + out.scratch_floats() + src.scratch_floats() +
-                          work_floats);
-    float* ycl = xpad + xsize;
-    float* tmp = ycl + P * a.coutp;
+    float* xpad = scratch(xsize + out.scratch_floats() + src.scratch_floats() + extra_floats);
+    float* tmp = xpad + xsize;
     float* src_tmp = tmp + out.scratch_floats();
-    float* work = src_tmp + src.scratch_floats();
+    float* extra = src_tmp + src.scratch_floats();
     for (int64_t n = begin; n < end; ++n) {
       pad_planes(xpad, src.image(n, src_tmp), a.h, a.w, a.top, a.left, d);
-      kernel(ycl, xpad, work);
       float* dst = out.target(n, tmp);
-      unpack_channels_last(dst, ycl, C_dst, 1, P, P, 0, a.coutp, bias, relu);
+      kernel(dst, xpad, extra);
       out.finish(n, dst);
     }
   });
+}
+
+// The channels-last kernels (CL, Winograd): kernel(ycl, xpad, work) writes ycl (work:
+// work_floats), which is unpacked into dst (C_dst planes) [+ bias] [ReLU].
+template <class Kernel>
+void run_cl_images(const ImageSink& out, const DySource& src, const float* bias, bool relu,
+                   int64_t n_images, int64_t C_dst, const ClConvArgs& a, int64_t work_floats,
+                   Kernel&& kernel) {
+  const int64_t P = a.oh * a.ow;
+  run_padded_images(out, src, n_images, a, P * a.coutp + work_floats,
+                    [&](float* dst, const float* xpad, float* ycl) {
+                      kernel(ycl, xpad, ycl + P * a.coutp);
+                      unpack_channels_last(dst, ycl, C_dst, 1, P, P, 0, a.coutp, bias, relu);
+                    });
 }
 
 // Weights with one channel axis in the lanes: out[((ky*R + r)*kw + kx)*lanes_p + l] =
@@ -873,42 +883,58 @@ void conv2d_bwd_data_cl(float* dx, const DySource& dy, const float* w, const Con
                 [&](float* ycl, const float* xpad, float*) { kt.conv2d_fwd_cl(ycl, xpad, wcl, a); });
 }
 
-// --- Winograd F(2x2, 3x3) (conv2d_winograd.inl) ---------------------------------------------------
-// 16 products per 2x2 output tile and channel pair instead of 36, for the 3x3 layers with enough
-// channels to fill the lanes (vgg.*, fashion.conv2), forward and (as the forward of padded dy)
-// bwd_data. FASTCONV_WINOGRAD: -1 (default) picks, 0 never, 1 whenever the geometry allows.
+// --- Winograd F(2x2, 3x3) and F(2x2, 5x5) (conv2d_winograd.inl, conv2d_winograd_tiles.inl) ------
+// n^2 products per 2x2 output tile and channel pair instead of 4 r^2 (3x3: 16 vs 36, 5x5: 36 vs
+// 100), forward and (as the forward of padded dy) bwd_data. Two layouts: output channels in the
+// lanes (many channels: vgg.*, fashion.conv2, keras.conv2) or tiles in the lanes (few channels:
+// cnn1.conv2). FASTCONV_WINOGRAD / FASTCONV_WINOGRAD_TILES: -1 (default) picks, 0 never, 1
+// whenever the geometry allows (the channels-in-lanes one first).
 std::atomic<int>& winograd_mode_ref() {
   static std::atomic<int> mode{int(env_int("FASTCONV_WINOGRAD", -1))};
   return mode;
 }
+std::atomic<int>& winograd_tiles_mode_ref() {
+  static std::atomic<int> mode{int(env_int("FASTCONV_WINOGRAD_TILES", -1))};
+  return mode;
+}
 
 int64_t winograd_mode() { return winograd_mode_ref().load(std::memory_order_relaxed); }
+int64_t winograd_tiles_mode() { return winograd_tiles_mode_ref().load(std::memory_order_relaxed); }
 
-// Geometry the kernel takes (3x3, stride 1, dilation 1, groups 1, even output: whole 2x2 tiles
-// over the zero-bordered input), then the choice: output channels filling >= 85% of the lanes
-// (they ride in the lanes of the point GEMM) and >= 16 input channels (the input transform is
-// paid per input channel and tile, the GEMM per channel pair).
-bool winograd_fits(const Conv2dParams& p, const KernelTable& kt, int64_t cin, int64_t cout,
+enum class Wino { none, channels, tiles };
+
+// Geometry both kernels take (3x3 or 5x5, stride 1, dilation 1, groups 1, even output: whole 2x2
+// tiles over the zero-bordered input), then the choice. Channels in lanes: output channels filling
+// >= 85% of the lanes and >= 16 input channels (the input transform is paid per input channel and
+// tile, the point GEMM per channel pair). Tiles in lanes: the other layers with >= 8 input
+// channels (measured at 1 thread, DESIGN.md round 7).
+Wino winograd_pick(const Conv2dParams& p, const KernelTable& kt, int64_t cin, int64_t cout,
                    int64_t oh, int64_t ow) {
-  if (kt.conv2d_fwd_winograd == nullptr ||
+  if (kt.conv2d_fwd_winograd == nullptr || kt.conv2d_fwd_winograd_tiles == nullptr ||
       !direct_geometry(p, reinterpret_cast<const void*>(kt.conv2d_fwd_winograd)) ||
       p.wt.h != p.wt.w || (p.wt.h != 3 && p.wt.h != 5) || oh % 2 != 0 || ow % 2 != 0)
-    return false;
-  if (winograd_mode() >= 0) return winograd_mode() > 0;
-  return cin >= 16 && double(cout) / double(round_up(cout, kt.direct_lanes)) >= 0.85;
+    return Wino::none;
+  const bool lanes_full = double(cout) / double(round_up(cout, kt.direct_lanes)) >= 0.85;
+  const int64_t cm = winograd_mode(), tm = winograd_tiles_mode();
+  if (cm > 0 || (cm < 0 && cin >= 16 && lanes_full)) return Wino::channels;
+  if (tm > 0 || (tm < 0 && cin >= 8 && !lanes_full)) return Wino::tiles;
+  return Wino::none;
 }
 
-bool use_fwd_winograd(const Conv2dParams& p, const KernelTable& kt) {
-  return winograd_fits(p, kt, p.x.c, p.y.c, p.y.h, p.y.w);
+Wino fwd_winograd(const Conv2dParams& p, const KernelTable& kt) {
+  return winograd_pick(p, kt, p.x.c, p.y.c, p.y.h, p.y.w);
 }
 
-// bwd_data: pad <= 2 on every side (dy padded by 2 - pad), and "same"-like sizes unless forced
+// bwd_data: pad <= k-1 on every side (dy padded by k-1-pad), and "same"-like sizes unless forced
 // (a valid conv's full correlation multiplies dy's wide zero border, as for the CL kernel).
-bool use_bwd_data_winograd(const Conv2dParams& p, const KernelTable& kt) {
+Wino bwd_data_winograd(const Conv2dParams& p, const KernelTable& kt) {
   const int64_t k1 = p.wt.h - 1;
-  if (p.pad.top > k1 || p.pad.bottom > k1 || p.pad.left > k1 || p.pad.right > k1) return false;
+  if (p.pad.top > k1 || p.pad.bottom > k1 || p.pad.left > k1 || p.pad.right > k1) return Wino::none;
+  const Wino w = winograd_pick(p, kt, p.y.c, p.x.c, p.x.h, p.x.w);
   const double waste = double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
-  return winograd_fits(p, kt, p.y.c, p.x.c, p.x.h, p.x.w) && (waste <= 1.3 || winograd_mode() > 0);
+  const bool forced = (w == Wino::channels && winograd_mode() > 0) ||
+                      (w == Wino::tiles && winograd_tiles_mode() > 0);
+  return waste <= 1.3 || forced ? w : Wino::none;
 }
 
 // u[(pt*R + r)*lanes_p + l] = (G g G^T)[pt] of g = weight(l, r, ., .), pt = n*i + j, in double
@@ -944,25 +970,48 @@ float* pack_winograd_weights(int64_t k, int64_t R, int64_t lanes_p, int64_t L, W
                 : pack_winograd_weights<3>(R, lanes_p, L, weight);
 }
 
-void conv2d_fwd_winograd(const ImageSink& out, const float* x, const float* w, const float* b,
-                         const Conv2dParams& p, bool relu, const KernelTable& kt) {
-  const ClConvArgs a = fwd_cl_args(p, kt);
-  const float* u = pack_winograd_weights(a.kh, a.cin, a.coutp, p.y.c, fwd_weight(w, a));
-  run_cl_images(out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a,
-                winograd_work_floats(a), [&](float* ycl, const float* xpad, float* work) {
-                  kt.conv2d_fwd_winograd(ycl, xpad, u, work, a);
-                });
+// Either Winograd layout on the geometry a (fwd_cl_args / bwd_data_cl_args) with the forward's
+// weights `weight` (L = real output channels): out gets the n_images outputs.
+template <class Weight>
+void run_winograd(Wino kind, const ImageSink& out, const DySource& src, const float* bias,
+                  bool relu, int64_t n_images, int64_t L, ClConvArgs a, Weight&& weight,
+                  const KernelTable& kt) {
+  if (kind == Wino::channels) {
+    const float* u = pack_winograd_weights(a.kh, a.cin, a.coutp, L, weight);
+    run_cl_images(out, src, bias, relu, n_images, L, a, winograd_work_floats(a),
+                  [&](float* ycl, const float* xpad, float* work) {
+                    kt.conv2d_fwd_winograd(ycl, xpad, u, work, a);
+                  });
+    return;
+  }
+  WinogradTilesArgs t{};
+  t.cin = a.cin;
+  t.cout = L;
+  t.coutp = L + 8;  // the point GEMM's channel blocks (<= 6) may read past L: zeros
+  t.kh = a.kh;
+  t.wp = a.wp;
+  t.plane = a.plane;
+  t.oh = a.oh;
+  t.ow = a.ow;
+  const float* u = pack_winograd_weights(a.kh, a.cin, t.coutp, L, weight);
+  run_padded_images(out, src, n_images, a, winograd_tiles_work_floats(t),
+                    [&](float* dst, const float* xpad, float* work) {
+                      kt.conv2d_fwd_winograd_tiles(dst, xpad, u, bias, relu, work, t);
+                    });
 }
 
-void conv2d_bwd_data_winograd(float* dx, const DySource& dy, const float* w,
+void conv2d_fwd_winograd(Wino kind, const ImageSink& out, const float* x, const float* w,
+                         const float* b, const Conv2dParams& p, bool relu, const KernelTable& kt) {
+  const ClConvArgs a = fwd_cl_args(p, kt);
+  run_winograd(kind, out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a,
+               fwd_weight(w, a), kt);
+}
+
+void conv2d_bwd_data_winograd(Wino kind, float* dx, const DySource& dy, const float* w,
                               const Conv2dParams& p, const KernelTable& kt) {
   const ClConvArgs a = bwd_data_cl_args(p, kt);
-  const float* u =
-      pack_winograd_weights(a.kh, a.cin, a.coutp, p.x.c, bwd_data_weight(w, a, p.x.c));
-  run_cl_images(ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n, p.x.c, a,
-                winograd_work_floats(a), [&](float* ycl, const float* xpad, float* work) {
-                  kt.conv2d_fwd_winograd(ycl, xpad, u, work, a);
-                });
+  run_winograd(kind, ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n, p.x.c,
+               a, bwd_data_weight(w, a, p.x.c), kt);
 }
 
 // --- scatter bwd_data (conv2d_bwd_data_cl.inl) ---------------------------------------------------
@@ -1028,8 +1077,9 @@ int set_path_mode(const std::string& path, int mode) {
   FC_CHECK(mode >= -1 && mode <= 1, "mode must be -1 (auto), 0 (off) or 1 (on), got ", mode);
   if (path == "fwd_cl") return fwd_cl_mode_ref().exchange(mode);
   if (path == "winograd") return winograd_mode_ref().exchange(mode);
-  FC_CHECK(path == "bwd_scatter", "path must be 'fwd_cl', 'winograd' or 'bwd_scatter', got '",
-           path, "'");
+  if (path == "winograd_tiles") return winograd_tiles_mode_ref().exchange(mode);
+  FC_CHECK(path == "bwd_scatter",
+           "path must be 'fwd_cl', 'winograd', 'winograd_tiles' or 'bwd_scatter', got '", path, "'");
   return bwd_scatter_mode_ref().exchange(mode);
 }
 
@@ -1041,8 +1091,8 @@ namespace {
 // The per-image forward paths write each image through an ImageSink; true if one of them ran.
 bool fwd_per_image(const ImageSink& out, const float* x, const float* w, const float* b,
                    const Conv2dParams& p, bool relu, const KernelTable& kt) {
-  if (use_fwd_winograd(p, kt)) {
-    conv2d_fwd_winograd(out, x, w, b, p, relu, kt);
+  if (const Wino kind = fwd_winograd(p, kt); kind != Wino::none) {
+    conv2d_fwd_winograd(kind, out, x, w, b, p, relu, kt);
     return true;
   }
   if (use_fwd_cl(p, kt)) {
@@ -1110,8 +1160,8 @@ namespace {
 // The per-image bwd_data paths read dy through a DySource; true if one of them ran.
 bool bwd_data_per_image(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
                         const KernelTable& kt) {
-  if (use_bwd_data_winograd(p, kt)) {
-    conv2d_bwd_data_winograd(dx, dy, w, p, kt);
+  if (const Wino kind = bwd_data_winograd(p, kt); kind != Wino::none) {
+    conv2d_bwd_data_winograd(kind, dx, dy, w, p, kt);
     return true;
   }
   if (use_bwd_data_scatter(p, kt)) {

@@ -18,6 +18,7 @@ namespace {
 #include "../conv2d_fwd_cl.inl"
 #include "../conv2d_bwd_data_cl.inl"
 #include "../conv2d_winograd.inl"
+#include "../conv2d_winograd_tiles.inl"
 
 // Tiles: forward R = 2 rows x 2 vectors (or 4 rows x 1 vector when OW fits one) x 4..6
 // channels; backward-weights 4 channels x up to 5 taps (register budget of the ISA).
@@ -166,6 +167,16 @@ void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, 
     WinogradF2<VecAvx512, 5>::run(ycl, xpad, u, work, a);
   } else {
     WinogradF2<VecAvx512, 3>::run(ycl, xpad, u, work, a);
+  }
+}
+
+void conv2d_fwd_winograd_tiles__avx512(float* y, const float* xpad, const float* u,
+                                       const float* bias, bool relu, float* work,
+                                       const WinogradTilesArgs& a) {
+  if (a.kh == 5) {
+    WinogradTilesF2<VecAvx512, 5>::run(y, xpad, u, bias, relu, work, a);
+  } else {
+    WinogradTilesF2<VecAvx512, 3>::run(y, xpad, u, bias, relu, work, a);
   }
 }
 

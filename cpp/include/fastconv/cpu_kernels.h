@@ -149,6 +149,22 @@ inline int64_t winograd_work_floats(const ClConvArgs& a) {
   return n * n * tb * (a.cin + a.coutp);
 }
 
+// Winograd with the tiles in the lanes (conv2d_winograd_tiles.inl), for few channels: the same
+// transforms and padded input as WinogradFwdFn, u with row pitch coutp >= cout + 6 (zeros past
+// cout); writes y (cout, oh, ow) NCHW, + bias (nullptr: none), ReLU if relu. work:
+// winograd_tiles_work_floats(a) floats.
+struct WinogradTilesArgs {
+  int64_t cin, cout, coutp, kh;
+  int64_t wp, plane;  // padded input row pitch and plane pitch, in floats
+  int64_t oh, ow;
+};
+using WinogradTilesFn = void (*)(float* y, const float* xpad, const float* u, const float* bias,
+                                 bool relu, float* work, const WinogradTilesArgs& a);
+inline int64_t winograd_tiles_work_floats(const WinogradTilesArgs& a) {
+  const int64_t n = a.kh + 1;
+  return n * n * 64 * (a.cin + a.cout);  // blocks of <= 4 units of 16 tiles
+}
+
 struct KernelTable {
   const char* isa;  // "portable", "avx2", "avx512"
   SgemmFn sgemm;
@@ -166,6 +182,7 @@ struct KernelTable {
   MaxPool2x2CodesFn maxpool2d_codes_2x2s2;          // nullptr: the generic loop
   Unpool2x2CodesFn unpool2d_codes_2x2s2;            // nullptr: the generic loop
   WinogradFwdFn conv2d_fwd_winograd;                // nullptr: the direct kernels for 3x3 too
+  WinogradTilesFn conv2d_fwd_winograd_tiles;        // nullptr: ditto for few channels
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -200,6 +217,9 @@ void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl,
                            const ClConvArgs& a);
 void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, float* work,
                                   const ClConvArgs& a);
+void conv2d_fwd_winograd_tiles__avx512(float* y, const float* xpad, const float* u,
+                                        const float* bias, bool relu, float* work,
+                                        const WinogradTilesArgs& a);
 void conv2d_bwd_data_scatter__avx512(float* ycl, const float* dy, const float* wb,
                                      const ScatterArgs& a);
 void maxpool2d_codes_2x2s2__avx2(float* y, uint8_t* codes, const float* x, int64_t H,

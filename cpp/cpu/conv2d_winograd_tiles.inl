@@ -1,0 +1,205 @@
+// conv2d_winograd_tiles.inl — Winograd F(2x2, 3x3) / F(2x2, 5x5) of ONE image with the TILES in
+// the lanes from input to output, for layers with few channels (cnn1.conv2: 20), stride 1,
+// dilation 1, even output size. Include INSIDE the anonymous namespace of the AVX-512 translation
+// unit, after conv2d_winograd.inl (it reuses its combo()).
+//
+// Why a second layout: conv2d_winograd.inl puts the output channels in the lanes of its point
+// GEMMs, so 20 channels use 20 of 32 lanes there, and its channels-last result needs an unpack.
+// Here a lane is a 2x2 output tile throughout: a "unit" is 16 tiles, either 16 consecutive tiles
+// of one tile row, or, for rows of <= 8 tiles, two tile rows of 8 (the even/odd split of two
+// input rows 2 apart is the same permute as that of 32 consecutive floats). Per block of <= 4
+// units:
+//   1. input transform as in conv2d_winograd.inl, stored whole: v[(pt*cin + ci)*nl + lane];
+//   2. per point, m[pt][co][lane] = sum_ci u[pt][ci][co] * v[pt][ci][lane]: a tile of CO channels
+//      x TV unit vectors, per ci TV loads + CO weight broadcasts for CO*TV FMAs;
+//   3. output transform per unit and channel, + bias, ReLU, and the 2x2 outputs interleaved back
+//      into rows (one permute per 16 outputs), stored straight into the NCHW image.
+// Lanes past the real tiles compute junk from readable zero slack/neighbour rows; never stored.
+
+template <class V, int R>
+struct WinogradTilesF2 {
+  using reg = typename V::reg;
+  using Args = fastconv::cpu::WinogradTilesArgs;
+  using Cl = WinogradF2<V, R>;
+  static constexpr int N = Cl::N, NP = Cl::NP;
+
+  // Units: two tile rows of 8 when a row has <= 8 tiles, otherwise 16 tiles of one row.
+  static bool paired(const Args& a) { return a.ow / 2 <= 8; }
+  static int64_t units(const Args& a) {
+    const int64_t th = a.oh / 2, tw = a.ow / 2;
+    return paired(a) ? (th + 1) / 2 : th * ((tw + 15) / 16);
+  }
+  // Unit u's first tile: row ty, column tx0; second_row: floats from the first half's input row
+  // to the second half's (paired: 2 rows down; else 32 floats right: tiles tx0 + 8 ..).
+  static void unit_origin(const Args& a, int64_t u, int64_t& ty, int64_t& tx0) {
+    if (paired(a)) {
+      ty = 2 * u, tx0 = 0;
+    } else {
+      const int64_t per_row = (a.ow / 2 + 15) / 16;
+      ty = u / per_row, tx0 = (u % per_row) * 16;
+    }
+  }
+
+  static void input_transform(float* v, const float* xpad, const Args& a, int64_t ci, int64_t u,
+                              int64_t nl, int64_t slot) {
+    int64_t ty, tx0;
+    unit_origin(a, u, ty, tx0);
+    const int64_t second = paired(a) ? 2 * a.wp : 16;
+    reg e[N][N];
+    const float* xr = xpad + ci * a.plane + 2 * ty * a.wp + 2 * tx0;
+#pragma GCC unroll 8
+    for (int r = 0; r < N; ++r, xr += a.wp) {
+      reg d[N];
+#pragma GCC unroll 4
+      for (int k = 0; k < N / 2; ++k)
+        V::deinterleave(V::loadu(xr + 2 * k), V::loadu(xr + 2 * k + second), d[2 * k],
+                        d[2 * k + 1]);
+#pragma GCC unroll 8
+      for (int j = 0; j < N; ++j) e[r][j] = Cl::combo(Cl::M::BT[j], d);
+    }
+    float* out = v + ci * nl + slot;
+    const int64_t pstride = a.cin * nl;
+#pragma GCC unroll 8
+    for (int j = 0; j < N; ++j) {
+      reg col[N];
+#pragma GCC unroll 8
+      for (int r = 0; r < N; ++r) col[r] = e[r][j];
+#pragma GCC unroll 8
+      for (int i = 0; i < N; ++i) V::storeu(out + (N * i + j) * pstride, Cl::combo(Cl::M::BT[i], col));
+    }
+  }
+
+  // m[(pt*cout + co)*nl + lane] for channels co0 .. co0+nco-1 (nco <= CO) and TV unit vectors.
+  template <int CO, int TV>
+  static void point_tile(float* mp, const float* vp, const float* up, const Args& a, int64_t nl,
+                         int64_t co0, int64_t nco) {
+    reg acc[CO][TV];
+#pragma GCC unroll 8
+    for (int c = 0; c < CO; ++c)
+#pragma GCC unroll 4
+      for (int t = 0; t < TV; ++t) acc[c][t] = V::zero();
+    const float* vc = vp;
+    const float* uc = up + co0;
+    for (int64_t ci = 0; ci < a.cin; ++ci, vc += nl, uc += a.coutp) {
+      reg xv[TV];
+#pragma GCC unroll 4
+      for (int t = 0; t < TV; ++t) {
+        xv[t] = V::loadu(vc + t * V::W);
+        asm("" : "+v"(xv[t]));  // keep in registers (see conv2d_fwd_cl.inl)
+      }
+#pragma GCC unroll 8
+      for (int c = 0; c < CO; ++c) {
+        const reg wb = V::set1(uc[c]);
+#pragma GCC unroll 4
+        for (int t = 0; t < TV; ++t) acc[c][t] = V::fmadd(xv[t], wb, acc[c][t]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < CO; ++c) {
+      if (c >= nco) break;
+#pragma GCC unroll 4
+      for (int t = 0; t < TV; ++t) V::storeu(mp + (co0 + c) * nl + t * V::W, acc[c][t]);
+    }
+  }
+
+  template <int CO, int TV>
+  static void points(float* m, const float* v, const float* u, const Args& a, int64_t nl) {
+    for (int64_t pt = 0; pt < NP; ++pt) {
+      const float* vp = v + pt * a.cin * nl;
+      const float* up = u + pt * a.cin * a.coutp;
+      float* mp = m + pt * a.cout * nl;
+      for (int64_t co0 = 0; co0 < a.cout; co0 += CO)
+        point_tile<CO, TV>(mp, vp, up, a, nl, co0, a.cout - co0 < CO ? a.cout - co0 : CO);
+    }
+  }
+
+  template <int CO>
+  static void points_tv(int64_t tv, float* m, const float* v, const float* u, const Args& a,
+                        int64_t nl) {
+    switch (tv) {
+      case 1: points<CO, 1>(m, v, u, a, nl); break;
+      case 2: points<CO, 2>(m, v, u, a, nl); break;
+      case 3: points<CO, 3>(m, v, u, a, nl); break;
+      default: points<CO, 4>(m, v, u, a, nl); break;
+    }
+  }
+
+  // Rows of 2 outputs per lane back to image rows: lanes 0-7 of (y0, y1) interleaved are 16
+  // consecutive outputs of the unit's first half, lanes 8-15 of the second.
+  static void store_unit_rows(float* y, const Args& a, int64_t ty, int64_t tx0, int io, reg y0,
+                              reg y1) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    const reg first = _mm512_permutex2var_ps(y0, lo, y1);
+    const reg second = _mm512_permutex2var_ps(y0, hi, y1);
+    if (paired(a)) {
+      const auto m = V::tail(a.ow);  // ow <= 16
+      V::store_tail(y + (2 * ty + io) * a.ow, first, m);
+      if (2 * ty + 2 < a.oh) V::store_tail(y + (2 * ty + 2 + io) * a.ow, second, m);
+    } else {
+      float* row = y + (2 * ty + io) * a.ow + 2 * tx0;
+      const int64_t left = a.ow - 2 * tx0;  // outputs of this row from the unit's first column on
+      if (left >= 32) {
+        V::storeu(row, first);
+        V::storeu(row + V::W, second);
+      } else if (left > 16) {
+        V::storeu(row, first);
+        V::store_tail(row + V::W, second, V::tail(left - 16));
+      } else {
+        V::store_tail(row, first, V::tail(left));
+      }
+    }
+  }
+
+  static void output_transform(float* y, const float* m, const Args& a, int64_t nl, int64_t slot,
+                               int64_t u, const float* bias, bool relu) {
+    int64_t ty, tx0;
+    unit_origin(a, u, ty, tx0);
+    const int64_t ps = a.cout * nl, ohw = a.oh * a.ow;
+    for (int64_t co = 0; co < a.cout; ++co) {
+      const float* mt = m + co * nl + slot;
+      reg f[2][N];
+#pragma GCC unroll 8
+      for (int i = 0; i < N; ++i) {
+        reg row[N];
+#pragma GCC unroll 8
+        for (int j = 0; j < N; ++j) row[j] = V::loadu(mt + (N * i + j) * ps);
+        f[0][i] = Cl::combo(Cl::M::AT[0], row);
+        f[1][i] = Cl::combo(Cl::M::AT[1], row);
+      }
+      const reg vb = V::set1(bias != nullptr ? bias[co] : 0.0f);
+#pragma GCC unroll 2
+      for (int io = 0; io < 2; ++io) {
+        reg out[2];
+#pragma GCC unroll 2
+        for (int jo = 0; jo < 2; ++jo) {
+          out[jo] = V::add(Cl::combo(Cl::M::AT[io], f[jo]), vb);
+          if (relu) out[jo] = V::relu(out[jo]);
+        }
+        store_unit_rows(y + co * ohw, a, ty, tx0, io, out[0], out[1]);
+      }
+    }
+  }
+
+  // u[(pt*cin + ci)*coutp + co] (coutp >= cout + 6: broadcasts past cout read zeros); work:
+  // winograd_tiles_work_floats(a) floats. y: the image's (cout, oh, ow) output.
+  static void run(float* y, const float* xpad, const float* u, const float* bias, bool relu,
+                  float* work, const Args& a) {
+    const int64_t nu = units(a);
+    // Channel block: 4, 5 or 6 channels, the fewest wasted (20 -> 5, 16 -> 4, 18 -> 6).
+    const int64_t co_blk = a.cout % 6 == 0 ? 6 : a.cout % 5 == 0 ? 5 : a.cout % 4 == 0 ? 4 : 6;
+    for (int64_t u0 = 0; u0 < nu; u0 += 4) {
+      const int64_t tv = nu - u0 < 4 ? nu - u0 : 4, nl = tv * V::W;
+      float* v = work;
+      float* m = work + NP * a.cin * nl;
+      for (int64_t ci = 0; ci < a.cin; ++ci)
+        for (int64_t k = 0; k < tv; ++k) input_transform(v, xpad, a, ci, u0 + k, nl, k * V::W);
+      switch (co_blk) {
+        case 4: points_tv<4>(tv, m, v, u, a, nl); break;
+        case 5: points_tv<5>(tv, m, v, u, a, nl); break;
+        default: points_tv<6>(tv, m, v, u, a, nl); break;
+      }
+      for (int64_t k = 0; k < tv; ++k) output_transform(y, m, a, nl, k * V::W, u0 + k, bias, relu);
+    }
+  }
+};
