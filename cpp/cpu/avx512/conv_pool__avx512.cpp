@@ -19,6 +19,7 @@ namespace {
 #include "../conv2d_bwd_data_cl.inl"
 #include "../conv2d_winograd.inl"
 #include "../conv2d_winograd_tiles.inl"
+#include "../conv2d_winograd_bww.inl"
 
 // Tiles: forward R = 2 rows x 2 vectors (or 4 rows x 1 vector when OW fits one) x 4..6
 // channels; backward-weights 4 channels x up to 5 taps (register budget of the ISA).
@@ -178,6 +179,11 @@ void conv2d_fwd_winograd_tiles__avx512(float* y, const float* xpad, const float*
   } else {
     WinogradTilesF2<VecAvx512, 3>::run(y, xpad, u, bias, relu, work, a);
   }
+}
+
+void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const float* dyT,
+                                         float* work, const ClConvArgs& a) {
+  WinogradBww<VecAvx512, 3>::run(acc, xpad, dyT, work, a);
 }
 
 // Scatter bwd_data: up to 28 (one channel vector) or 14 (two) accumulator columns.

@@ -165,6 +165,18 @@ inline int64_t winograd_tiles_work_floats(const WinogradTilesArgs& a) {
   return n * n * 64 * (a.cin + a.cout);  // blocks of <= 4 units of 16 tiles
 }
 
+// Weight gradient of ONE image by Winograd F(3x3, 2x2) (conv2d_winograd_bww.inl), kh = kw = 3,
+// stride 1, dilation 1, even oh and ow (the dy size): xpad as for WinogradFwdFn (the
+// image zero-bordered by the layer's padding), dyT the image's dy as (oh*ow, coutp), zero past the
+// real channels. acc[(pt*cin + ci)*coutp + co] += the transformed-domain sums (the caller applies
+// A_W^T . A_W of fastconv/winograd.h at the end). work: winograd_bww_work_floats(a) floats.
+using WinogradBwwFn = void (*)(float* acc, const float* xpad, const float* dyT, float* work,
+                               const ClConvArgs& a);
+inline int64_t winograd_bww_work_floats(const ClConvArgs& a) {
+  const int64_t tb = winograd_block_rows(a.ow / 2) * (a.ow / 2), n = a.kh + 1;
+  return n * n * tb * (a.cin + a.coutp);
+}
+
 struct KernelTable {
   const char* isa;  // "portable", "avx2", "avx512"
   SgemmFn sgemm;
@@ -183,6 +195,7 @@ struct KernelTable {
   Unpool2x2CodesFn unpool2d_codes_2x2s2;            // nullptr: the generic loop
   WinogradFwdFn conv2d_fwd_winograd;                // nullptr: the direct kernels for 3x3 too
   WinogradTilesFn conv2d_fwd_winograd_tiles;        // nullptr: ditto for few channels
+  WinogradBwwFn conv2d_bwd_weights_winograd;        // nullptr: the direct weight gradients
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -220,6 +233,8 @@ void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, 
 void conv2d_fwd_winograd_tiles__avx512(float* y, const float* xpad, const float* u,
                                         const float* bias, bool relu, float* work,
                                         const WinogradTilesArgs& a);
+void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const float* dyT,
+                                          float* work, const ClConvArgs& a);
 void conv2d_bwd_data_scatter__avx512(float* ycl, const float* dy, const float* wb,
                                      const ScatterArgs& a);
 void maxpool2d_codes_2x2s2__avx2(float* y, uint8_t* codes, const float* x, int64_t H,
