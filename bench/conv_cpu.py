@@ -17,7 +17,9 @@ and the BLAS/OpenMP env vars before NumPy loads). Before any timing, each layer'
 are checked against torch (max |a-b| / max |b|, pool values and indices exactly); a layer that fails
 is reported as FAIL and its fastconv passes are not timed.
 
-FLOPs per conv pass = 2*N*C_out*H_out*W_out*(C_in/groups)*KH*KW (the same for all three passes).
+FLOPs per conv pass = 2*N*C_out*H_out*W_out*(C_in/groups)*KH*KW (the same for all three passes):
+the direct algorithm's count, so a pass that runs Winograd (fewer multiplies) shows an effective
+rate, above 100% of peak where it beats any direct kernel.
 % of peak is against this machine's measured FMA ceilings (bench/fma_peak.cpp): AVX-512 239 GFLOP/s
 per core, AVX2 120 per core (times --threads), for the ISA fastconv runs. Pools report GB/s of
 compulsory traffic (fwd: x read, y and int64 indices written; bwd: dy and indices read, dx written).
@@ -170,7 +172,8 @@ def main(argv=None):
     print()
     print(f"times in ms: median (p25-p75); ratio = torch/fastconv medians (>1: fastconv faster), "
           f"ratio(min) = the same on the fastest reps; "
-          f"peak = {peak:.0f} GFLOP/s ({isa}, {args.threads} threads)")
+          f"peak = {peak:.0f} GFLOP/s ({isa}, {args.threads} threads); GFLOP/s count the direct "
+          f"algorithm's FLOPs (Winograd passes: effective rates, may exceed the peak)")
     print_table(["layer", "pass", "fastconv ms", "torch ms", "numpy ms", "ratio", "ratio(min)", "goal",
                  "fc GFLOP/s", "fc %peak", "torch GFLOP/s", "check"], rows)
     fails = [r for r in records if r.get("check") == "FAIL"]
