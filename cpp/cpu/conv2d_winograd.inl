@@ -11,9 +11,9 @@
 //   V = B^T d B (input patch d), summed over input channels before the output transform.
 // Per block of tiles (whole tile rows, about 32+ tiles):
 //   1. input transform, tiles in the lanes: 16 consecutive tiles of a tile row are the even/odd
-//      columns of 2 x 16 consecutive floats of each padded input row (one permute per vector),
-//      their n^2 transformed points stored at v[(pt*cin + ci)*tb + tile] (a masked store keeps a
-//      short tile row's junk lanes out);
+//      columns of 2 x 16 consecutive floats of each padded input row (one permute per vector; two
+//      rows of <= 8 tiles share a vector), their n^2 transformed points stored at
+//      v[(pt*cin + ci)*tb + tile] (masked stores keep the junk lanes out);
 //   2. per point, a small GEMM m[pt][tile][co] = sum_ci v[pt][ci][tile] * u[pt][ci][co]: a tile
 //      of NT tiles x COV channel vectors, per ci COV weight loads + NT broadcasts for NT*COV FMAs
 //      (the fwd_cl kernel's tile, with the taps replaced by points);
@@ -56,31 +56,61 @@ struct WinogradF2 {
   // Tiles of one block and the floats of its work area (transformed inputs + point products).
   static int64_t block_rows(const Args& a) { return fastconv::cpu::winograd_block_rows(a.ow / 2); }
 
-  // 1. The NP transformed points of 16 tiles (ty, tx0 .. tx0+15) of input channel ci.
-  static void input_transform(float* v, const float* xpad, const Args& a, int64_t ci, int64_t ty,
-                              int64_t tx0, int64_t tb, int64_t slot, int64_t nreal) {
+  // The NP transformed points of 16 tiles whose patches start at xr (lanes 0-7) and xr + second
+  // (lanes 8-15): second = 16 for 16 consecutive tiles of a tile row, 2 * wp for two rows of <= 8
+  // tiles (the even/odd split of two input rows is the same permute as that of 32 consecutive
+  // floats). store(pt, vector) gets each point.
+  template <class Store>
+  static inline __attribute__((always_inline)) void transform_patches(const float* xr,
+                                                                      int64_t second, int64_t wp,
+                                                                      Store&& store) {
     reg e[N][N];  // e[r] = d[r] B: row r of the patch times B
-    const float* xr = xpad + ci * a.plane + 2 * ty * a.wp + 2 * tx0;
 #pragma GCC unroll 8
-    for (int r = 0; r < N; ++r, xr += a.wp) {
+    for (int r = 0; r < N; ++r, xr += wp) {
       reg d[N];  // patch columns 0 .. N-1 of row r for the 16 tiles
 #pragma GCC unroll 4
       for (int k = 0; k < N / 2; ++k)
-        V::deinterleave(V::loadu(xr + 2 * k), V::loadu(xr + 2 * k + V::W), d[2 * k], d[2 * k + 1]);
+        V::deinterleave(V::loadu(xr + 2 * k), V::loadu(xr + 2 * k + second), d[2 * k],
+                        d[2 * k + 1]);
 #pragma GCC unroll 8
       for (int j = 0; j < N; ++j) e[r][j] = combo(M::BT[j], d);
     }
-    const auto m = V::tail(nreal);
-    float* out = v + ci * tb + slot;
-    const int64_t pstride = a.cin * tb;
 #pragma GCC unroll 8
     for (int j = 0; j < N; ++j) {  // B^T (d B), point (i, j) at pt = N*i + j
       reg col[N];
 #pragma GCC unroll 8
       for (int r = 0; r < N; ++r) col[r] = e[r][j];
 #pragma GCC unroll 8
-      for (int i = 0; i < N; ++i) V::store_tail(out + (N * i + j) * pstride, combo(M::BT[i], col), m);
+      for (int i = 0; i < N; ++i) store(N * i + j, combo(M::BT[i], col));
     }
+  }
+
+  // 1. The transformed points of tile rows [ty0, ty1) (tw tiles each) of every input channel:
+  // v[(pt*cin + ci)*tb + t], t = (ty - ty0)*tw + tx, only the real tiles written (masked stores).
+  // Rows of <= 8 tiles go two per vector (the block's rows are even then, but for the last).
+  static void input_transform(float* v, const float* xpad, const Args& a, int64_t ty0,
+                              int64_t ty1, int64_t tw) {
+    const int64_t tb = (ty1 - ty0) * tw, pstride = a.cin * tb;
+    const bool paired = tw <= 8;
+    for (int64_t ci = 0; ci < a.cin; ++ci)
+      for (int64_t ty = ty0; ty < ty1; ty += paired ? 2 : 1)
+        for (int64_t tx0 = 0; tx0 < tw; tx0 += V::W) {
+          const float* xr = xpad + ci * a.plane + 2 * ty * a.wp + 2 * tx0;
+          float* out = v + ci * tb + (ty - ty0) * tw + tx0;
+          if (paired) {
+            const auto m = V::tail(tw);
+            const bool two = ty + 1 < ty1;
+            transform_patches(xr, 2 * a.wp, a.wp, [&](int pt, reg x) {
+              V::store_tail(out + pt * pstride, x, m);
+              // lanes 8-15 (the second row) down to 0-7
+              if (two) V::store_tail(out + pt * pstride + tw, _mm512_shuffle_f32x4(x, x, 0x4E), m);
+            });
+          } else {
+            const auto m = V::tail(tw - tx0 < V::W ? tw - tx0 : V::W);
+            transform_patches(xr, V::W, a.wp,
+                              [&](int pt, reg x) { V::store_tail(out + pt * pstride, x, m); });
+          }
+        }
   }
 
   // 2. m[(pt*tb + t)*coutp + co] for NT tiles t0.. and COV channel vectors co0..
@@ -178,12 +208,7 @@ struct WinogradF2 {
       const int64_t ty1 = ty0 + rows < th ? ty0 + rows : th, tb = (ty1 - ty0) * tw;
       float* v = work;
       float* m = work + NP * a.cin * tb;
-      for (int64_t ci = 0; ci < a.cin; ++ci)
-        for (int64_t ty = ty0; ty < ty1; ++ty)
-          for (int64_t tx0 = 0; tx0 < tw; tx0 += V::W) {
-            const int64_t nreal = tw - tx0 < V::W ? tw - tx0 : V::W;
-            input_transform(v, xpad, a, ci, ty, tx0, tb, (ty - ty0) * tw + tx0, nreal);
-          }
+      input_transform(v, xpad, a, ty0, ty1, tw);
       for (int64_t v0 = 0; v0 < nvec; v0 += per) {
         const int64_t cov = nvec - v0 < per ? nvec - v0 : per, co0 = v0 * V::W;
         switch (cov) {

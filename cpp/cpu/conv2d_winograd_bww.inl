@@ -122,12 +122,7 @@ struct WinogradBww {
       const int64_t ty1 = ty0 + rows < th ? ty0 + rows : th, tb = (ty1 - ty0) * tw;
       float* v = work;
       float* dyh = work + NP * a.cin * tb;
-      for (int64_t ci = 0; ci < a.cin; ++ci)
-        for (int64_t ty = ty0; ty < ty1; ++ty)
-          for (int64_t tx0 = 0; tx0 < tw; tx0 += V::W) {
-            const int64_t nreal = tw - tx0 < V::W ? tw - tx0 : V::W;
-            Fwd::input_transform(v, xpad, a, ci, ty, tx0, tb, (ty - ty0) * tw + tx0, nreal);
-          }
+      Fwd::input_transform(v, xpad, a, ty0, ty1, tw);
       for (int64_t t = 0; t < tb; ++t) dy_transform(dyh, dyT, a, tb, t, ty0 + t / tw, t % tw);
       for (int64_t v0 = 0; v0 < nvec; v0 += per) {
         const int64_t cov = nvec - v0 < per ? nvec - v0 : per, co0 = v0 * V::W;

@@ -44,29 +44,11 @@ struct WinogradTilesF2 {
                               int64_t nl, int64_t slot) {
     int64_t ty, tx0;
     unit_origin(a, u, ty, tx0);
-    const int64_t second = paired(a) ? 2 * a.wp : 16;
-    reg e[N][N];
     const float* xr = xpad + ci * a.plane + 2 * ty * a.wp + 2 * tx0;
-#pragma GCC unroll 8
-    for (int r = 0; r < N; ++r, xr += a.wp) {
-      reg d[N];
-#pragma GCC unroll 4
-      for (int k = 0; k < N / 2; ++k)
-        V::deinterleave(V::loadu(xr + 2 * k), V::loadu(xr + 2 * k + second), d[2 * k],
-                        d[2 * k + 1]);
-#pragma GCC unroll 8
-      for (int j = 0; j < N; ++j) e[r][j] = Cl::combo(Cl::M::BT[j], d);
-    }
     float* out = v + ci * nl + slot;
     const int64_t pstride = a.cin * nl;
-#pragma GCC unroll 8
-    for (int j = 0; j < N; ++j) {
-      reg col[N];
-#pragma GCC unroll 8
-      for (int r = 0; r < N; ++r) col[r] = e[r][j];
-#pragma GCC unroll 8
-      for (int i = 0; i < N; ++i) V::storeu(out + (N * i + j) * pstride, Cl::combo(Cl::M::BT[i], col));
-    }
+    Cl::transform_patches(xr, paired(a) ? 2 * a.wp : V::W, a.wp,
+                          [&](int pt, reg x) { V::storeu(out + pt * pstride, x); });
   }
 
   // m[(pt*cout + co)*nl + lane] for channels co0 .. co0+nco-1 (nco <= CO) and TV unit vectors.

@@ -140,9 +140,11 @@ using BwdDataScatterFn = void (*)(float* ycl, const float* dy, const float* wb,
 // ycl[(oy*ow + ox)*coutp + co] for every pixel and co < coutp, like the channels-in-lanes kernel.
 using WinogradFwdFn = void (*)(float* ycl, const float* xpad, const float* u, float* work,
                                const ClConvArgs& a);
-// Tile rows per block: at least 32 tiles, so each point's weights are reused across enough tiles.
+// Tile rows per block: at least 32 tiles, so each point's weights are reused across enough tiles;
+// an even count when rows of <= 8 tiles are transformed two per vector.
 inline int64_t winograd_block_rows(int64_t tiles_per_row) {
-  return tiles_per_row >= 32 ? 1 : (32 + tiles_per_row - 1) / tiles_per_row;
+  const int64_t rows = tiles_per_row >= 32 ? 1 : (32 + tiles_per_row - 1) / tiles_per_row;
+  return tiles_per_row <= 8 ? (rows + 1) / 2 * 2 : rows;
 }
 inline int64_t winograd_work_floats(const ClConvArgs& a) {
   const int64_t tb = winograd_block_rows(a.ow / 2) * (a.ow / 2), n = a.kh + 1;
