@@ -185,12 +185,13 @@ bool use_direct_bwd_weights(const Conv2dParams& p, const void* fn) {
 }
 
 // bwd_data as a forward conv needs padding k-1-pad >= 0 on every side, and enough output
-// channels (C_in of the layer) to fill a channel block: C_in = 1 stays on GEMM + col2im. The full
-// correlation computes H*W/(OH*OW) times the useful multiply-adds (zeros of dy's wide border):
+// channels (C_in of the layer) to fill a channel block, or exactly one (the C_in = 1 layers: a
+// one-channel block; fashion.conv1 1.32 -> 0.34 ms, cnn1.conv1 2.86 -> 1.25 at 1 thread, against
+// GEMM + col2im and the tiles Winograd; C_in = 2, 3 stay on GEMM). The full correlation computes H*W/(OH*OW) times the useful multiply-adds (zeros of dy's wide border):
 // 1 for "same" padding, 2.25 for keras.conv2 (12x12 -> 8x8), where the packed GEMM + col2im is
 // 2.5x faster; small-channel layers (lenet.conv2, C_out 16, ratio 1.96) still win with direct.
 bool use_direct_bwd_data(const Conv2dParams& p, const void* fn) {
-  if (!(direct_geometry(p, fn) && p.x.c >= 4 && p.pad.top <= p.wt.h - 1 &&
+  if (!(direct_geometry(p, fn) && (p.x.c >= 4 || p.x.c == 1) && p.pad.top <= p.wt.h - 1 &&
         p.pad.bottom <= p.wt.h - 1 && p.pad.left <= p.wt.w - 1 && p.pad.right <= p.wt.w - 1))
     return false;
   const double waste = double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
@@ -198,8 +199,9 @@ bool use_direct_bwd_data(const Conv2dParams& p, const void* fn) {
 }
 
 // Output-channel block of the direct forward kernel: 4, 5 or 6, the one wasting the fewest channels
-// (ties: the larger block): 20 -> 5, 75 -> 5, 32/64/128 -> 4, 6 -> 6, 16 -> 4.
+// (ties: the larger block): 20 -> 5, 75 -> 5, 32/64/128 -> 4, 6 -> 6, 16 -> 4; 1 for one channel.
 int64_t direct_channel_block(int64_t cout) {
+  if (cout == 1) return 1;  // bwd_data of the C_in = 1 layers: one dx plane
   int64_t best = 6, best_pad = (cout + 5) / 6 * 6 - cout;
   for (int64_t cb = 5; cb >= 4; --cb) {
     const int64_t pad = (cout + cb - 1) / cb * cb - cout;
@@ -879,7 +881,9 @@ void conv2d_fwd_cl(const ImageSink& out, const float* x, const float* w, const f
   const ClConvArgs a = fwd_cl_args(p, kt);
   const float* wcl = pack_lane_weights(a.kh, a.kw, a.cin, a.coutp, p.y.c, fwd_weight(w, a));
   run_cl_images(out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a, 0,
-                [&](float* ycl, const float* xpad, float*) { kt.conv2d_fwd_cl(ycl, xpad, wcl, a); });
+                [&](float* ycl, const float* xpad, float*) {
+                  kt.conv2d_fwd_cl(ycl, xpad, wcl, a);
+                });
 }
 
 void conv2d_bwd_data_cl(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
@@ -888,7 +892,9 @@ void conv2d_bwd_data_cl(float* dx, const DySource& dy, const float* w, const Con
   const float* wcl = pack_lane_weights(a.kh, a.kw, a.cin, a.coutp, p.x.c,
                                        bwd_data_weight(w, a, p.x.c));
   run_cl_images(ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n, p.x.c, a, 0,
-                [&](float* ycl, const float* xpad, float*) { kt.conv2d_fwd_cl(ycl, xpad, wcl, a); });
+                [&](float* ycl, const float* xpad, float*) {
+                  kt.conv2d_fwd_cl(ycl, xpad, wcl, a);
+                });
 }
 
 // --- Winograd F(2x2, 3x3) and F(2x2, 5x5) (conv2d_winograd.inl, conv2d_winograd_tiles.inl) ------
@@ -915,7 +921,8 @@ enum class Wino { none, channels, tiles };
 // tiles over the zero-bordered input), then the choice. Channels in lanes: output channels filling
 // >= 85% of the lanes and >= 16 input channels (the input transform is paid per input channel and
 // tile, the point GEMM per channel pair). Tiles in lanes: the other layers with >= 8 input
-// channels (measured at 1 thread, DESIGN.md round 7).
+// channels and >= 4 output channels (its channel blocks are 4-6: the C_in = 1 layers' bwd_data,
+// one dx plane, ran 6x the products there). Measured at 1 thread, DESIGN.md round 7.
 Wino winograd_pick(const Conv2dParams& p, const KernelTable& kt, int64_t cin, int64_t cout,
                    int64_t oh, int64_t ow) {
   if (kt.conv2d_fwd_winograd == nullptr || kt.conv2d_fwd_winograd_tiles == nullptr ||
@@ -925,7 +932,7 @@ Wino winograd_pick(const Conv2dParams& p, const KernelTable& kt, int64_t cin, in
   const bool lanes_full = double(cout) / double(round_up(cout, kt.direct_lanes)) >= 0.85;
   const int64_t cm = winograd_mode(), tm = winograd_tiles_mode();
   if (cm > 0 || (cm < 0 && cin >= 16 && lanes_full)) return Wino::channels;
-  if (tm > 0 || (tm < 0 && cin >= 8 && !lanes_full)) return Wino::tiles;
+  if (tm > 0 || (tm < 0 && cin >= 8 && cout >= 4 && !lanes_full)) return Wino::tiles;
   return Wino::none;
 }
 
@@ -1046,7 +1053,7 @@ void conv2d_bwd_data_winograd(Wino kind, float* dx, const DySource& dy, const fl
                a, bwd_data_weight(w, a, p.x.c), kt);
 }
 
-// --- 3x3 weight gradient by Winograd F(3x3, 2x2) (conv2d_winograd_bww.inl) ------------------------
+// --- 3x3 weight gradient by Winograd F(3x3, 2x2) (conv2d_winograd_bww.inl) -----------------------
 // The 3x3 layers the channels-in-lanes Winograd forward takes (>= 16 input channels, output
 // channels filling >= 85% of the lanes): vgg.*, fashion.conv2 (1 thread: vgg.a 9.5 -> 6.6 ms,
 // vgg.b 9.5 -> 5.5, fashion.conv2 1.12 -> 0.98). Fixed ranges of samples
@@ -1212,8 +1219,8 @@ int set_path_mode(const std::string& path, int mode) {
   if (path == "winograd_tiles") return winograd_tiles_mode_ref().exchange(mode);
   if (path == "winograd_bww") return winograd_bww_mode_ref().exchange(mode);
   FC_CHECK(path == "bwd_scatter",
-           "path must be 'fwd_cl', 'winograd', 'winograd_tiles', 'winograd_bww' or 'bwd_scatter', got '",
-           path, "'");
+           "path must be 'fwd_cl', 'winograd', 'winograd_tiles', 'winograd_bww' or "
+           "'bwd_scatter', got '", path, "'");
   return bwd_scatter_mode_ref().exchange(mode);
 }
 

@@ -239,6 +239,7 @@ struct DirectConv {
   static void fwd_flat_cb(int cb, float* y, const float* xpad, const float* wt,
                           const float* bias, bool relu, const fastconv::cpu::DirectConvArgs& a) {
     switch (cb) {
+      case 1: fwd_flat_k<NQ, 1>(y, xpad, wt, bias, relu, a); break;
       case 4: fwd_flat_k<NQ, 4>(y, xpad, wt, bias, relu, a); break;
       case 5: fwd_flat_k<NQ, 5>(y, xpad, wt, bias, relu, a); break;
       default: fwd_flat_k<NQ, 6>(y, xpad, wt, bias, relu, a); break;
@@ -272,6 +273,7 @@ struct DirectConv {
   static void fwd_cb(int cb, float* y, const float* xpad, const float* wt, const float* bias,
                      bool relu, const fastconv::cpu::DirectConvArgs& a) {
     switch (cb) {
+      case 1: fwd_k<R, NV, 1>(y, xpad, wt, bias, relu, a); break;
       case 4: fwd_k<R, NV, 4>(y, xpad, wt, bias, relu, a); break;
       case 5: fwd_k<R, NV, 5>(y, xpad, wt, bias, relu, a); break;
       default: fwd_k<R, NV, 6>(y, xpad, wt, bias, relu, a); break;

@@ -53,9 +53,6 @@ struct WinogradF2 {
     return acc;
   }
 
-  // Tiles of one block and the floats of its work area (transformed inputs + point products).
-  static int64_t block_rows(const Args& a) { return fastconv::cpu::winograd_block_rows(a.ow / 2); }
-
   // The NP transformed points of 16 tiles whose patches start at xr (lanes 0-7) and xr + second
   // (lanes 8-15): second = 16 for 16 consecutive tiles of a tile row, 2 * wp for two rows of <= 8
   // tiles (the even/odd split of two input rows is the same permute as that of 32 consecutive
@@ -198,10 +195,10 @@ struct WinogradF2 {
     }
   }
 
-  // u[(pt*cin + ci)*coutp + co]: the transformed weights (pt = N*i + j) (zero past the real channels); work: the
-  // driver's winograd_work_floats(a) floats.
+  // u[(pt*cin + ci)*coutp + co]: the transformed weights (pt = N*i + j, zero past the real
+  // channels); work: the driver's winograd_work_floats(a) floats.
   static void run(float* ycl, const float* xpad, const float* u, float* work, const Args& a) {
-    const int64_t th = a.oh / 2, tw = a.ow / 2, rows = block_rows(a);
+    const int64_t th = a.oh / 2, tw = a.ow / 2, rows = fastconv::cpu::winograd_block_rows(tw);
     const int64_t nvec = a.coutp / V::W;
     const int64_t chunks = (nvec + 3) / 4, per = (nvec + chunks - 1) / chunks;
     for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {

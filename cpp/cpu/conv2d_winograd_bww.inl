@@ -1,5 +1,5 @@
-// conv2d_winograd_bww.inl — the weight gradient of ONE image by Winograd F(r x r, 2x2) (r = 3 used),
-// output channels in the lanes, stride 1, dilation 1, even dy size. Include INSIDE the anonymous
+// conv2d_winograd_bww.inl — the weight gradient of ONE image by Winograd F(r x r, 2x2) (r = 3 is
+// used), output channels in the lanes, stride 1, dilation 1, even dy size. Include INSIDE the anonymous
 // namespace of the AVX-512 translation unit, after conv2d_winograd.inl (it reuses its input
 // transform: the same B^T, see fastconv/winograd.h).
 //

@@ -1,7 +1,7 @@
 // conv2d_winograd_tiles.inl — Winograd F(2x2, 3x3) / F(2x2, 5x5) of ONE image with the TILES in
 // the lanes from input to output, for layers with few channels (cnn1.conv2: 20), stride 1,
 // dilation 1, even output size. Include INSIDE the anonymous namespace of the AVX-512 translation
-// unit, after conv2d_winograd.inl (it reuses its combo()).
+// unit, after conv2d_winograd.inl (it reuses its transforms: transform_patches, combo).
 //
 // Why a second layout: conv2d_winograd.inl puts the output channels in the lanes of its point
 // GEMMs, so 20 channels use 20 of 32 lanes there, and its channels-last result needs an unpack.

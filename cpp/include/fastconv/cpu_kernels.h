@@ -76,12 +76,12 @@ struct DirectConvArgs {
   int64_t hp, wp;  // padded input plane (rows, row pitch)
   int64_t plane;   // floats between consecutive padded input planes (hp * wp)
   int64_t oh, ow;  // output plane (= hp - kh + 1, wp - kw + 1)
-  int64_t cb;      // fwd only: output-channel block of the packed weights (4, 5 or 6)
+  int64_t cb;      // fwd only: output-channel block of the packed weights (1, 4, 5 or 6)
 };
 // y (cout, oh, ow) = conv(xpad, w) [+ bias] [ReLU], with the weights packed by the caller in
 // blocks of cb output channels: wt[((co/cb)*cin*kh*kw + (ci*kh + ky)*kw + kx)*cb + co%cb]
-// (channels past cout zero; the driver picks cb in {4, 5, 6}, see conv2d_cpu.cpp). The driver uses
-// the same kernel for bwd_data of a stride-1 conv (dy padded by k-1-pad, flipped and in/out
+// (channels past cout zero; the driver picks cb in {1, 4, 5, 6}, see conv2d_cpu.cpp). The driver
+// uses the same kernel for bwd_data of a stride-1 conv (dy padded by k-1-pad, flipped and in/out
 // transposed weights).
 using DirectFwdFn = void (*)(float* y, const float* xpad, const float* w, const float* bias,
                              bool relu, const DirectConvArgs& a);
