@@ -13,10 +13,10 @@
 // CB channels; weights are broadcast from memory. Lanes past OW compute junk that is never stored.
 // Bwd-weights tile: CB output channels x T taps (one kernel row's kx0 .. kx0+T-1) of per-lane
 // partial sums, streaming the image's dy rows and input rows; the T shifted input vectors are
-// shared by CB channels and the CB dy vectors by T taps. Partial sums stay in lanes (the caller
+// shared by CB channels and each dy vector by T taps. Partial sums stay in lanes (the caller
 // sums them in a fixed order at the end) so the result does not depend on the ISA's shuffles.
 
-template <class V, int R_WIDE, int R_NARROW, int CB_BWD, int NQ_MAX, int COV_MAX>
+template <class V, int R_WIDE, int R_NARROW, int BWD_REGS, int NQ_MAX, int COV_MAX>
 struct DirectConv {
   using reg = typename V::reg;
 
@@ -315,11 +315,17 @@ struct DirectConv {
   }
 
   // --- backward weights ------------------------------------------------------------------------
-  template <int T>
+  // Tile: CB channels x T taps. Per vector the T shifted input vectors are loaded first and each
+  // channel's dy vector then meets all of them, so CB*T accumulators + T inputs + one dy vector
+  // fit BWD_REGS registers (AVX-512: 3x3 rows 8 channels x 3 taps, 5x5 rows 5 x 5).
+  static constexpr int bww_cb_max(int T) {
+    return (BWD_REGS - T - 1) / T < 8 ? (BWD_REGS - T - 1) / T : 8;
+  }
+
+  template <int T, int CB>
   static void bww_tile(float* acc, const float* dy, const float* xpad,
                        const fastconv::cpu::DirectConvArgs& a, int64_t co0, int64_t ci,
                        int64_t ky, int64_t kx0) {
-    constexpr int CB = CB_BWD;
     const int64_t KK = a.kh * a.kw, ckk = a.cin * KK, ohw = a.oh * a.ow;
     const float* dyc[CB];
     float* ap[CB];
@@ -340,25 +346,25 @@ struct DirectConv {
       const float* xr = xbase + oy * a.wp;
       const int64_t dro = oy * a.ow;
       for (int64_t ox = 0; ox < nfull; ox += V::W) {
-        reg d[CB];
+        reg xv[T];
 #pragma GCC unroll 8
-        for (int c = 0; c < CB; ++c) d[c] = V::loadu(dyc[c] + dro + ox);
+        for (int t = 0; t < T; ++t) xv[t] = V::loadu(xr + ox + t);
 #pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-          const reg xv = V::loadu(xr + ox + t);
+        for (int c = 0; c < CB; ++c) {
+          const reg d = V::loadu(dyc[c] + dro + ox);
 #pragma GCC unroll 8
-          for (int c = 0; c < CB; ++c) s[c][t] = V::fmadd(d[c], xv, s[c][t]);
+          for (int t = 0; t < T; ++t) s[c][t] = V::fmadd(d, xv[t], s[c][t]);
         }
       }
       if (nfull < a.ow) {  // masked loads: lanes past OW contribute 0 * 0, never 0 * Inf
-        reg d[CB];
+        reg xv[T];
 #pragma GCC unroll 8
-        for (int c = 0; c < CB; ++c) d[c] = V::load_tail(dyc[c] + dro + nfull, mtail);
+        for (int t = 0; t < T; ++t) xv[t] = V::load_tail(xr + nfull + t, mtail);
 #pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-          const reg xv = V::load_tail(xr + nfull + t, mtail);
+        for (int c = 0; c < CB; ++c) {
+          const reg d = V::load_tail(dyc[c] + dro + nfull, mtail);
 #pragma GCC unroll 8
-          for (int c = 0; c < CB; ++c) s[c][t] = V::fmadd(d[c], xv, s[c][t]);
+          for (int t = 0; t < T; ++t) s[c][t] = V::fmadd(d, xv[t], s[c][t]);
         }
       }
     }
@@ -370,21 +376,43 @@ struct DirectConv {
     }
   }
 
+  // bww_tile<T, cb> for a run-time cb in [1, CB].
+  template <int T, int CB>
+  static void bww_tile_n(int64_t cb, float* acc, const float* dy, const float* xpad,
+                         const fastconv::cpu::DirectConvArgs& a, int64_t co0, int64_t ci,
+                         int64_t ky, int64_t kx0) {
+    if (cb == CB) {
+      bww_tile<T, CB>(acc, dy, xpad, a, co0, ci, ky, kx0);
+    } else if constexpr (CB > 1) {
+      bww_tile_n<T, CB - 1>(cb, acc, dy, xpad, a, co0, ci, ky, kx0);
+    }
+  }
+
+  template <int T>
+  static void bww_taps(float* acc, const float* dy, const float* xpad,
+                       const fastconv::cpu::DirectConvArgs& a, int64_t ci, int64_t ky,
+                       int64_t kx0) {
+    // Channel blocks of equal size up to the register limit (20 -> 4 x 5, 6 -> 2 x 3, 32 -> 4 x 8).
+    constexpr int CBM = bww_cb_max(T);
+    const int64_t blocks = (a.cout + CBM - 1) / CBM, cb = (a.cout + blocks - 1) / blocks;
+    for (int64_t co0 = 0; co0 < a.cout; co0 += cb)
+      bww_tile_n<T, CBM>(cb, acc, dy, xpad, a, co0, ci, ky, kx0);
+  }
+
   static void bwd_weights(float* acc, float* dbacc, const float* dy, const float* xpad,
                           const fastconv::cpu::DirectConvArgs& a) {
     constexpr int TMAX = 5;
-    for (int64_t co0 = 0; co0 < a.cout; co0 += CB_BWD)
-      for (int64_t ci = 0; ci < a.cin; ++ci)
-        for (int64_t ky = 0; ky < a.kh; ++ky)
-          for (int64_t kx0 = 0; kx0 < a.kw; kx0 += TMAX) {
-            switch (a.kw - kx0 < TMAX ? a.kw - kx0 : TMAX) {
-              case 1: bww_tile<1>(acc, dy, xpad, a, co0, ci, ky, kx0); break;
-              case 2: bww_tile<2>(acc, dy, xpad, a, co0, ci, ky, kx0); break;
-              case 3: bww_tile<3>(acc, dy, xpad, a, co0, ci, ky, kx0); break;
-              case 4: bww_tile<4>(acc, dy, xpad, a, co0, ci, ky, kx0); break;
-              default: bww_tile<5>(acc, dy, xpad, a, co0, ci, ky, kx0); break;
-            }
+    for (int64_t ci = 0; ci < a.cin; ++ci)
+      for (int64_t ky = 0; ky < a.kh; ++ky)
+        for (int64_t kx0 = 0; kx0 < a.kw; kx0 += TMAX) {
+          switch (a.kw - kx0 < TMAX ? a.kw - kx0 : TMAX) {
+            case 1: bww_taps<1>(acc, dy, xpad, a, ci, ky, kx0); break;
+            case 2: bww_taps<2>(acc, dy, xpad, a, ci, ky, kx0); break;
+            case 3: bww_taps<3>(acc, dy, xpad, a, ci, ky, kx0); break;
+            case 4: bww_taps<4>(acc, dy, xpad, a, ci, ky, kx0); break;
+            default: bww_taps<5>(acc, dy, xpad, a, ci, ky, kx0); break;
           }
+        }
     if (dbacc == nullptr) return;
     const int64_t ohw = a.oh * a.ow, nfull = ohw / V::W * V::W;
     for (int64_t co = 0; co < a.cout; ++co) {

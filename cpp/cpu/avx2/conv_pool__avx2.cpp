@@ -14,8 +14,8 @@ namespace {
 #include "../maxpool2d_simd.inl"
 
 // Tiles: forward R = 1 rows x 2 vectors (or 2 rows x 1 vector when OW fits one) x 4..6
-// channels; backward-weights 2 channels x up to 5 taps (register budget of the ISA).
-using Direct = DirectConv<VecAvx2, 1, 2, 2, 2, 2>;
+// channels; backward-weights up to 4 channels x 3 taps or 2 x 5 (16 vector registers).
+using Direct = DirectConv<VecAvx2, 1, 2, 16, 2, 2>;
 }  // namespace
 
 namespace fastconv {

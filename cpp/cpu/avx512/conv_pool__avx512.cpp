@@ -22,8 +22,8 @@ namespace {
 #include "../conv2d_winograd_bww.inl"
 
 // Tiles: forward R = 2 rows x 2 vectors (or 4 rows x 1 vector when OW fits one) x 4..6
-// channels; backward-weights 4 channels x up to 5 taps (register budget of the ISA).
-using Direct = DirectConv<VecAvx512, 2, 4, 4, 4, 4>;
+// channels; backward-weights up to 8 channels x 3 taps or 5 x 5 (32 vector registers).
+using Direct = DirectConv<VecAvx512, 2, 4, 32, 4, 4>;
 
 // Both input rows of 16 2x2 windows (n valid): e0/o0 the even/odd columns of the top row, e1/o1
 // of the bottom one, re-interleaved and stored in one pass (masked to the 2n real columns).
