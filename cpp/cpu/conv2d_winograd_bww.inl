@@ -55,13 +55,16 @@ struct WinogradBww {
   static void point_tile(float* accp, const float* dyp, const float* vp, const Args& a,
                          int64_t tb, int64_t ci0, int64_t co0) {
     reg s[CI][COV];
-    const float* xr[CI];
 #pragma GCC unroll 16
-    for (int c = 0; c < CI; ++c) {
-      xr[c] = vp + (ci0 + c) * tb;
+    for (int c = 0; c < CI; ++c)
 #pragma GCC unroll 4
       for (int v = 0; v < COV; ++v) s[c][v] = V::loadu(accp + (ci0 + c) * a.coutp + co0 + v * V::W);
-    }
+    // Input c of tile t at xg[(c/3)*3*tb + (c%3)*tb]: a base per 3 channels, indexed by tb*1 or
+    // tb*2 (x86 scaled addressing), instead of CI row pointers that GCC spilled.
+    constexpr int NG = (CI + 2) / 3;
+    const float* xg[NG];
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; ++g) xg[g] = vp + (ci0 + 3 * g) * tb;
     const float* dr = dyp + co0;
     for (int64_t t = 0; t < tb; ++t, dr += a.coutp) {
       reg dv[COV];
@@ -72,7 +75,7 @@ struct WinogradBww {
       }
 #pragma GCC unroll 16
       for (int c = 0; c < CI; ++c) {
-        const reg xb = V::set1(xr[c][t]);
+        const reg xb = V::set1(xg[c / 3][t + (c % 3) * tb]);
 #pragma GCC unroll 4
         for (int v = 0; v < COV; ++v) s[c][v] = V::fmadd(xb, dv[v], s[c][v]);
       }
@@ -99,14 +102,18 @@ struct WinogradBww {
   template <int COV>
   static void points(float* acc, const float* dyh, const float* v, const Args& a, int64_t tb,
                      int64_t co0) {
+    // Input-channel blocks of equal size up to CI (32 -> 6 x 5.33: 5, 5, 5, 5, 6, 6 rather than
+    // five 6s and a 2 whose tile would run at a third of the FMA rate).
     constexpr int CI = ci_max(COV);
+    const int64_t blocks = (a.cin + CI - 1) / CI;
     for (int64_t pt = 0; pt < NP; ++pt) {
       float* accp = acc + pt * a.cin * a.coutp;
       const float* dyp = dyh + pt * tb * a.coutp;
       const float* vp = v + pt * a.cin * tb;
-      for (int64_t ci0 = 0; ci0 < a.cin; ci0 += CI) {
-        const int64_t nci = a.cin - ci0 < CI ? a.cin - ci0 : CI;
-        point_tile_n<COV, CI>(nci, accp, dyp, vp, a, tb, ci0, co0);
+      for (int64_t b = 0, ci0 = 0; b < blocks; ++b) {
+        const int64_t ci1 = (b + 1) * a.cin / blocks;
+        point_tile_n<COV, CI>(ci1 - ci0, accp, dyp, vp, a, tb, ci0, co0);
+        ci0 = ci1;
       }
     }
   }
