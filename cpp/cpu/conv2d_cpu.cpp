@@ -965,6 +965,13 @@ double* double_scratch(int64_t n) {
   return buf.data();
 }
 
+// dst[i] += c * src[i] for i < n, skipped for c = 0 (the transforms' zero entries); vectorises.
+template <class T>
+void add_scaled_row(double* dst, double c, const T* src, int64_t n) {
+  if (c == 0.0) return;
+  for (int64_t i = 0; i < n; ++i) dst[i] += c * double(src[i]);
+}
+
 // u[(pt*R + r)*lanes_p + l] = (G g G^T)[pt] of g = weight(l, r, ., .), pt = n*i + j, in double
 // and rounded once (F(2, 5)'s G has 1/6, 1/12, 1/24). The inner loops run over l (vectorised):
 // a per-element version cost ~0.5 ms per vgg.b call, 15% of its forward at 2 threads.
@@ -984,22 +991,12 @@ float* pack_winograd_weights(int64_t R, int64_t lanes_p, int64_t L, Weight&& wei
       for (int j = 0; j < n; ++j) {
         double* tj = t + (ky * n + j) * L;
         std::fill(tj, tj + L, 0.0);
-        for (int kx = 0; kx < K; ++kx) {
-          const double c = Wm::G[j][kx];
-          const double* gk = g + (ky * K + kx) * L;
-          if (c != 0.0)
-            for (int64_t l = 0; l < L; ++l) tj[l] += c * gk[l];
-        }
+        for (int kx = 0; kx < K; ++kx) add_scaled_row(tj, Wm::G[j][kx], g + (ky * K + kx) * L, L);
       }
     for (int i = 0; i < n; ++i)  // G t
       for (int j = 0; j < n; ++j) {
         std::fill(row, row + L, 0.0);
-        for (int ky = 0; ky < K; ++ky) {
-          const double c = Wm::G[i][ky];
-          const double* tk = t + (ky * n + j) * L;
-          if (c != 0.0)
-            for (int64_t l = 0; l < L; ++l) row[l] += c * tk[l];
-        }
+        for (int ky = 0; ky < K; ++ky) add_scaled_row(row, Wm::G[i][ky], t + (ky * n + j) * L, L);
         float* out = u + ((n * i + j) * R + r) * lanes_p;
         for (int64_t l = 0; l < L; ++l) out[l] = float(row[l]);
         std::fill(out + L, out + lanes_p, 0.0f);
@@ -1097,22 +1094,14 @@ void winograd_weights_from_sums(float* dw, const float* sums, int64_t C_out, int
       for (int j = 0; j < n; ++j) {
         double* tj = t + (ky * n + j) * C_out;
         std::fill(tj, tj + C_out, 0.0);
-        for (int i = 0; i < n; ++i) {
-          const double c = Wm::AWT[ky][i];
-          const float* si = sums + ((n * i + j) * C_in + ci) * coutp;
-          if (c != 0.0)
-            for (int64_t co = 0; co < C_out; ++co) tj[co] += c * double(si[co]);
-        }
+        for (int i = 0; i < n; ++i)
+          add_scaled_row(tj, Wm::AWT[ky][i], sums + ((n * i + j) * C_in + ci) * coutp, C_out);
       }
     for (int ky = 0; ky < K; ++ky)  // (t A_W)[ky][kx]
       for (int kx = 0; kx < K; ++kx) {
         std::fill(row, row + C_out, 0.0);
-        for (int j = 0; j < n; ++j) {
-          const double c = Wm::AWT[kx][j];
-          const double* tj = t + (ky * n + j) * C_out;
-          if (c != 0.0)
-            for (int64_t co = 0; co < C_out; ++co) row[co] += c * tj[co];
-        }
+        for (int j = 0; j < n; ++j)
+          add_scaled_row(row, Wm::AWT[kx][j], t + (ky * n + j) * C_out, C_out);
         for (int64_t co = 0; co < C_out; ++co)
           dw[((co * C_in + ci) * K + ky) * K + kx] = float(row[co]);
       }
