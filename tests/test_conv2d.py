@@ -224,6 +224,37 @@ def test_direct_variant_switch_validates():
         fastconv._C._set_path_mode("gemm", 1)
 
 
+def test_set_winograd_switches_every_winograd_kernel(rng):
+    """set_winograd(False) keeps 5x5 and 3x3 layers on direct sums: small integers come out exact
+    (Winograd F(2x2, 5x5)'s 1/6 factors round them); True restores the default choice."""
+    with pytest.raises(TypeError, match="enabled"):
+        fastconv.set_winograd(1)
+    assert fastconv.get_winograd() is True
+    assert fastconv.info()["winograd"] is True
+    previous_isa = fastconv.get_cpu_isa()
+    try:
+        for name in ("keras.conv2@n2", "fashion.conv2@n2", "cnn1.conv2@n2"):
+            s = shapes.conv(name)
+            x = rng.integers(-2, 3, s.x_shape).astype(np.float32)
+            w = rng.integers(-1, 2, s.w_shape).astype(np.float32)
+            dy = rng.integers(-1, 2, s.y_shape).astype(np.float32)
+            fastconv.set_winograd(False)
+            assert fastconv.get_winograd() is False
+            y = fastconv.conv2d(x, w, **s.kwargs())
+            dx, dw, _ = fastconv.conv2d_backward(dy, x, w, **s.kwargs())
+            assert_identical(y, ref.conv2d_fwd(x, w, None, **s.kwargs()).astype(np.float32), name)
+            rdx = ref.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+            assert_identical(dx, rdx.astype(np.float32), f"{name} dx")
+            rdw, _ = ref.conv2d_bwd_weights(dy, x, w.shape, **s.kwargs())
+            assert_identical(dw, rdw.astype(np.float32), f"{name} dw")
+            fastconv.set_winograd(True)
+            assert_close(fastconv.conv2d(x, w, **s.kwargs()), y, *_tolerances(s)["y"], name)
+    finally:
+        fastconv.set_winograd(True)
+        fastconv.set_cpu_isa(previous_isa)
+    assert fastconv.get_winograd() is True
+
+
 def test_isa_paths_agree_on_a_real_layer(rng):
     """Every supported CPU path gives the same answer (within float32 rounding) on cnn1.conv2."""
     s = shapes.conv("cnn1.conv2@n2")

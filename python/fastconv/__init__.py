@@ -49,6 +49,8 @@ __all__ = [
     "set_num_threads",
     "get_output_cache_mb",
     "set_output_cache_mb",
+    "get_winograd",
+    "set_winograd",
 ]
 
 
@@ -99,19 +101,49 @@ def set_output_cache_mb(mb) -> None:
     _C.set_output_cache_limit(int(mb * 2**20))
 
 
+_WINOGRAD_PATHS = ("winograd", "winograd_tiles", "winograd_bww")
+
+
+def get_winograd() -> bool:
+    """Whether the CPU kernels may use Winograd convolution (see set_winograd)."""
+    modes = []
+    for path in _WINOGRAD_PATHS:  # read by swapping in a value and putting the old one back
+        mode = _C._set_path_mode(path, -1)
+        _C._set_path_mode(path, mode)
+        modes.append(mode)
+    return any(m != 0 for m in modes)
+
+
+def set_winograd(enabled: bool) -> None:
+    """Allow (True, the default) or forbid (False) Winograd convolution on the CPU.
+
+    Where allowed, 3x3 and 5x5 stride-1 convolutions with enough channels run Winograd F(2x2,
+    3x3) / F(2x2, 5x5) on AVX-512 (fewer multiplies, a different rounding: F(2x2, 5x5)'s results
+    differ from a direct sum by a few ulps more, and an infinite input can give NaN where a direct
+    sum gives inf). False keeps every layer on direct or GEMM kernels, e.g. for results that must
+    be exact on small integers. The environment variables FASTCONV_WINOGRAD,
+    FASTCONV_WINOGRAD_TILES and FASTCONV_WINOGRAD_BWW=0 do the same at start-up.
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False, got {enabled!r}")
+    for path in _WINOGRAD_PATHS:
+        _C._set_path_mode(path, -1 if enabled else 0)
+
+
 def _set_debug_poison(on: bool) -> None:
     """Test hook: kernels fill outputs and workspaces with NaN before running."""
     _C.set_debug_poison(bool(on))
 
 
 def info() -> dict:
-    """Version, CPU kernel path, thread count and CUDA status."""
+    """Version, CPU kernel path, thread count, Winograd switch and CUDA status."""
     out = {
         "version": __version__,
         "cpu_isa": get_cpu_isa(),
         "cpu_isas": cpu_isas(),
         "num_threads": get_num_threads(),
         "output_cache_mb": get_output_cache_mb(),
+        "winograd": get_winograd(),
         "cuda_built": bool(_C.cuda_built),
         "cuda_device": None,
     }
