@@ -525,6 +525,7 @@ rounds optimizers.Adam's float32 update.)pbdoc");
   m.def("set_debug_poison", &set_debug_poison, py::arg("on"));
   m.def("get_debug_poison", &debug_poison);
   m.def("_set_path_mode", &cpu::set_path_mode, py::arg("path"), py::arg("mode"));
+  m.def("_get_path_mode", &cpu::get_path_mode, py::arg("path"));
 #ifdef FASTCONV_WITH_CUDA
   m.attr("cuda_built") = true;
   register_cuda_bindings(m);

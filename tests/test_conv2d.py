@@ -222,6 +222,8 @@ def test_direct_variant_switch_validates():
         fastconv._C._set_path_mode("fwd_cl", 2)
     with pytest.raises(ValueError, match="path"):
         fastconv._C._set_path_mode("gemm", 1)
+    with pytest.raises(ValueError, match="path"):
+        fastconv._C._get_path_mode("gemm")
 
 
 def test_set_winograd_switches_every_winograd_kernel(rng):

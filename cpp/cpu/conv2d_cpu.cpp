@@ -825,42 +825,39 @@ float* pack_lane_weights(int64_t kh, int64_t kw, int64_t R, int64_t lanes_p, int
   return out;
 }
 
-// The channels-in-lanes geometry of the forward: x zero-bordered by the layer's padding.
-ClConvArgs fwd_cl_args(const Conv2dParams& p, const KernelTable& kt) {
+// A stride-1 forward's geometry for the per-image kernels: `cin` planes of h x w zero-bordered by
+// (top, left, bottom, right), `cout` output channels rounded up to the lanes.
+ClConvArgs padded_cl_args(const Conv2dParams& p, const KernelTable& kt, int64_t cin, int64_t cout,
+                          int64_t h, int64_t w, int64_t top, int64_t left, int64_t bottom,
+                          int64_t right) {
   ClConvArgs a{};
-  a.cin = p.x.c;
-  a.coutp = round_up(p.y.c, kt.direct_lanes);
+  a.cin = cin;
+  a.coutp = round_up(cout, kt.direct_lanes);
   a.kh = p.wt.h;
   a.kw = p.wt.w;
-  a.wp = p.x.w + p.pad.left + p.pad.right;
-  a.plane = (p.x.h + p.pad.top + p.pad.bottom) * a.wp;
-  a.oh = p.y.h;
-  a.ow = p.y.w;
-  a.top = p.pad.top;
-  a.left = p.pad.left;
-  a.h = p.x.h;
-  a.w = p.x.w;
+  a.top = top;
+  a.left = left;
+  a.h = h;
+  a.w = w;
+  a.wp = w + left + right;
+  a.plane = (h + top + bottom) * a.wp;
+  a.oh = h + top + bottom - a.kh + 1;
+  a.ow = w + left + right - a.kw + 1;
   a.cov_max = cl_cov_max();
   return a;
 }
 
-// bwd_data as the forward of dy (padded by k-1-pad) with flipped, in/out-transposed weights.
+// The forward: x bordered by the layer's padding.
+ClConvArgs fwd_cl_args(const Conv2dParams& p, const KernelTable& kt) {
+  return padded_cl_args(p, kt, p.x.c, p.y.c, p.x.h, p.x.w, p.pad.top, p.pad.left, p.pad.bottom,
+                        p.pad.right);
+}
+
+// bwd_data as the forward of dy bordered by k-1-pad (with flipped, in/out-transposed weights).
 ClConvArgs bwd_data_cl_args(const Conv2dParams& p, const KernelTable& kt) {
-  ClConvArgs a{};
-  a.cin = p.y.c;
-  a.coutp = round_up(p.x.c, kt.direct_lanes);
-  a.kh = p.wt.h;
-  a.kw = p.wt.w;
-  a.top = a.kh - 1 - p.pad.top;
-  a.left = a.kw - 1 - p.pad.left;
-  a.wp = p.y.w + a.left + (a.kw - 1 - p.pad.right);
-  a.oh = p.x.h;
-  a.ow = p.x.w;
-  a.h = p.y.h;
-  a.w = p.y.w;
-  a.plane = (p.y.h + a.top + (a.kh - 1 - p.pad.bottom)) * a.wp;
-  a.cov_max = cl_cov_max();
-  return a;
+  const int64_t kh1 = p.wt.h - 1, kw1 = p.wt.w - 1;
+  return padded_cl_args(p, kt, p.y.c, p.x.c, p.y.h, p.y.w, kh1 - p.pad.top, kw1 - p.pad.left,
+                        kh1 - p.pad.bottom, kw1 - p.pad.right);
 }
 
 // The weights as the forward sees them: layer weights, or (bwd_data) layer co is this conv's input
@@ -1206,16 +1203,27 @@ void conv2d_bwd_data_scatter(float* dx, const DySource& dy, const float* w, cons
 
 }  // namespace
 
-int set_path_mode(const std::string& path, int mode) {
-  FC_CHECK(mode >= -1 && mode <= 1, "mode must be -1 (auto), 0 (off) or 1 (on), got ", mode);
-  if (path == "fwd_cl") return fwd_cl_mode_ref().exchange(mode);
-  if (path == "winograd") return winograd_mode_ref().exchange(mode);
-  if (path == "winograd_tiles") return winograd_tiles_mode_ref().exchange(mode);
-  if (path == "winograd_bww") return winograd_bww_mode_ref().exchange(mode);
+namespace {
+// The run-time switch behind a path name (tests and fastconv.set_winograd flip them).
+std::atomic<int>& path_mode_ref(const std::string& path) {
+  if (path == "fwd_cl") return fwd_cl_mode_ref();
+  if (path == "winograd") return winograd_mode_ref();
+  if (path == "winograd_tiles") return winograd_tiles_mode_ref();
+  if (path == "winograd_bww") return winograd_bww_mode_ref();
   FC_CHECK(path == "bwd_scatter",
            "path must be 'fwd_cl', 'winograd', 'winograd_tiles', 'winograd_bww' or "
            "'bwd_scatter', got '", path, "'");
-  return bwd_scatter_mode_ref().exchange(mode);
+  return bwd_scatter_mode_ref();
+}
+}  // namespace
+
+int set_path_mode(const std::string& path, int mode) {
+  FC_CHECK(mode >= -1 && mode <= 1, "mode must be -1 (auto), 0 (off) or 1 (on), got ", mode);
+  return path_mode_ref(path).exchange(mode);
+}
+
+int get_path_mode(const std::string& path) {
+  return path_mode_ref(path).load(std::memory_order_relaxed);
 }
 
 // Forward, GEMM path: per group the weights are packed once (MR slivers, shared by all threads);

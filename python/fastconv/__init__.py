@@ -106,12 +106,7 @@ _WINOGRAD_PATHS = ("winograd", "winograd_tiles", "winograd_bww")
 
 def get_winograd() -> bool:
     """Whether the CPU kernels may use Winograd convolution (see set_winograd)."""
-    modes = []
-    for path in _WINOGRAD_PATHS:  # read by swapping in a value and putting the old one back
-        mode = _C._set_path_mode(path, -1)
-        _C._set_path_mode(path, mode)
-        modes.append(mode)
-    return any(m != 0 for m in modes)
+    return any(_C._get_path_mode(path) != 0 for path in _WINOGRAD_PATHS)
 
 
 def set_winograd(enabled: bool) -> None:

@@ -61,11 +61,13 @@ void relu_maxpool2d_unpool_planes(float* dx, const float* dy, const uint8_t* cod
 // ReLU and pooling backward in one pass). Throws ValueError if a code is >= 8.
 void relu_maxpool2d_bwd__cpu(float* dx, const float* dy, const uint8_t* codes, Shape4 x_shape);
 
-// Test/benchmark switch for the direct-kernel variants: path "fwd_cl" (channels-in-lanes forward
-// and bwd_data, conv2d_fwd_cl.inl) or "bwd_scatter" (conv2d_bwd_data_cl.inl); mode -1 picks by
-// the layer, 0 never, 1 whenever the geometry allows. Starts from FASTCONV_FWD_CL /
-// FASTCONV_BWD_SCATTER; returns the previous mode.
+// Switches for the kernel variants: path "fwd_cl" (channels-in-lanes forward and bwd_data,
+// conv2d_fwd_cl.inl), "bwd_scatter" (conv2d_bwd_data_cl.inl), "winograd", "winograd_tiles",
+// "winograd_bww" (conv2d_winograd*.inl); mode -1 picks by the layer, 0 never, 1 whenever the
+// geometry allows. Each starts from its FASTCONV_* variable; set returns the previous mode,
+// get the current one. ValueError for an unknown path or mode.
 int set_path_mode(const std::string& path, int mode);
+int get_path_mode(const std::string& path);
 
 }  // namespace cpu
 }  // namespace fastconv
