@@ -1027,6 +1027,7 @@ void run_winograd(Wino kind, const ImageSink& out, const DySource& src, const fl
   t.cout = L;
   t.coutp = L + 8;  // the point GEMM's channel blocks (<= 6) may read past L: zeros
   t.kh = a.kh;
+  t.cb = direct_channel_block(L);  // 20 -> 5, 16 -> 4, 18 -> 6
   t.wp = a.wp;
   t.plane = a.plane;
   t.oh = a.oh;

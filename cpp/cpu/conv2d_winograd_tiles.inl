@@ -168,15 +168,13 @@ struct WinogradTilesF2 {
   static void run(float* y, const float* xpad, const float* u, const float* bias, bool relu,
                   float* work, const Args& a) {
     const int64_t nu = units(a);
-    // Channel block: 4, 5 or 6 channels, the fewest wasted (20 -> 5, 16 -> 4, 18 -> 6).
-    const int64_t co_blk = a.cout % 6 == 0 ? 6 : a.cout % 5 == 0 ? 5 : a.cout % 4 == 0 ? 4 : 6;
     for (int64_t u0 = 0; u0 < nu; u0 += 4) {
       const int64_t tv = nu - u0 < 4 ? nu - u0 : 4, nl = tv * V::W;
       float* v = work;
       float* m = work + NP * a.cin * nl;
       for (int64_t ci = 0; ci < a.cin; ++ci)
         for (int64_t k = 0; k < tv; ++k) input_transform(v, xpad, a, ci, u0 + k, nl, k * V::W);
-      switch (co_blk) {
+      switch (a.cb) {
         case 4: points_tv<4>(tv, m, v, u, a, nl); break;
         case 5: points_tv<5>(tv, m, v, u, a, nl); break;
         default: points_tv<6>(tv, m, v, u, a, nl); break;

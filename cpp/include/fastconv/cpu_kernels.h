@@ -157,6 +157,7 @@ inline int64_t winograd_work_floats(const ClConvArgs& a) {
 // winograd_tiles_work_floats(a) floats.
 struct WinogradTilesArgs {
   int64_t cin, cout, coutp, kh;
+  int64_t cb;         // channels per point-GEMM tile, 4..6 (the direct kernels' channel block)
   int64_t wp, plane;  // padded input row pitch and plane pitch, in floats
   int64_t oh, ow;
 };
