@@ -186,19 +186,26 @@ CL_CASES = [
 
 
 @pytest.fixture(
-    params=["fwd_cl", "bwd_scatter", "winograd", "winograd_tiles", "winograd_bww", "neither"]
+    params=[
+        "fwd_cl", "bwd_scatter", "winograd", "winograd_tiles", "winograd_bww",
+        "winograd_transposed", "neither",
+    ]
 )
 def direct_variant(request):
     """An AVX-512 kernel variant forced on for every stride-1 problem it can take:
     channels-in-lanes forward + bwd_data, scatter bwd_data (kernel widths 3 and 5), or Winograd
     F(2x2, 3x3) / F(2x2, 5x5) forward + bwd_data (even output) with the channels or the tiles in
-    the lanes, Winograd F(3x3, 2x2) weight gradient (3x3, even output); or all off (the
+    the lanes, Winograd F(3x3, 2x2) weight gradient (3x3, even output), Winograd bwd_data as the
+    forward's transpose (even output, any padding); or all off (the
     pixels-in-lanes / GEMM paths they replace on some layers)."""
     if "avx512" not in fastconv.cpu_isas():
         pytest.skip("these kernel variants are AVX-512 only; this CPU has no AVX-512")
     previous_isa = fastconv.get_cpu_isa()
     fastconv.set_cpu_isa("avx512")
-    modes = {"fwd_cl": 0, "bwd_scatter": 0, "winograd": 0, "winograd_tiles": 0, "winograd_bww": 0}
+    modes = dict.fromkeys(
+        ["fwd_cl", "bwd_scatter", "winograd", "winograd_tiles", "winograd_bww", "winograd_transposed"],
+        0,
+    )
     if request.param in modes:
         modes[request.param] = 1
     previous = {path: fastconv._C._set_path_mode(path, m) for path, m in modes.items()}

@@ -867,9 +867,10 @@ auto fwd_weight(const float* w, const ClConvArgs& a) {
     return w[((co * a.cin + ci) * a.kh + ky) * a.kw + kx];
   };
 }
-auto bwd_data_weight(const float* w, const ClConvArgs& a, int64_t C_in) {
-  return [w, a, C_in](int64_t ci, int64_t co, int64_t ky, int64_t kx) {
-    return w[((co * C_in + ci) * a.kh + (a.kh - 1 - ky)) * a.kw + (a.kw - 1 - kx)];
+auto bwd_data_weight(const float* w, const ClConvArgs& a, int64_t C_in, bool flip = true) {
+  return [w, a, C_in, flip](int64_t ci, int64_t co, int64_t ky, int64_t kx) {
+    if (flip) ky = a.kh - 1 - ky, kx = a.kw - 1 - kx;
+    return w[((co * C_in + ci) * a.kh + ky) * a.kw + kx];
   };
 }
 
@@ -908,11 +909,15 @@ std::atomic<int>& winograd_tiles_mode_ref() {
   static std::atomic<int> mode{int(env_int("FASTCONV_WINOGRAD_TILES", -1))};
   return mode;
 }
+std::atomic<int>& winograd_transposed_mode_ref() {
+  static std::atomic<int> mode{int(env_int("FASTCONV_WINOGRAD_TRANSPOSED", -1))};
+  return mode;
+}
 
 int64_t winograd_mode() { return winograd_mode_ref().load(std::memory_order_relaxed); }
 int64_t winograd_tiles_mode() { return winograd_tiles_mode_ref().load(std::memory_order_relaxed); }
 
-enum class Wino { none, channels, tiles };
+enum class Wino { none, channels, tiles, transposed };
 
 // Geometry both kernels take (3x3 or 5x5, stride 1, dilation 1, groups 1, even output: whole 2x2
 // tiles over the zero-bordered input), then the choice. Channels in lanes: output channels filling
@@ -942,11 +947,28 @@ Wino fwd_winograd(const Conv2dParams& p, const KernelTable& kt) {
 // takes it where its product count times that waste stays under 85% of the direct count
 // (keras.conv2: 36/100 x 2.25 = 0.81; 26.5 -> 25.4 ms at 1 thread, 14.0 -> 12.9 at 2, against
 // the scatter kernel), the tiles kernel only for "same"-like sizes (lenet.conv2 ran 2x slower).
+//
+// The transposed kernel (the forward's adjoint, channels in the lanes) runs the forward's tiles
+// instead, from dy unbordered: taken for the channel-lane layers whose dy is much smaller than x
+// (the valid ones). FASTCONV_WINOGRAD_TRANSPOSED: -1 picks, 0 never, 1 whenever the geometry
+// allows (even dy).
 Wino bwd_data_winograd(const Conv2dParams& p, const KernelTable& kt) {
+  const double waste = double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
+  if (kt.conv2d_bwd_data_winograd != nullptr) {
+    const int tm = winograd_transposed_mode_ref().load(std::memory_order_relaxed);
+    const int cm = winograd_mode_ref().load(std::memory_order_relaxed);
+    if (tm != 0 && (tm > 0 || (cm != 0 && waste > 1.3))) {
+      const int64_t lanes = kt.direct_lanes;
+      const bool geometry =  // the forward's: winograd_pick's tests with dy's even size
+          direct_geometry(p, reinterpret_cast<const void*>(kt.conv2d_bwd_data_winograd)) &&
+          p.wt.h == p.wt.w && (p.wt.h == 3 || p.wt.h == 5) && p.y.h % 2 == 0 && p.y.w % 2 == 0;
+      const bool fits = p.y.c >= 16 && double(p.x.c) / double(round_up(p.x.c, lanes)) >= 0.85;
+      if (geometry && (tm > 0 || fits)) return Wino::transposed;
+    }
+  }
   const int64_t k1 = p.wt.h - 1;
   if (p.pad.top > k1 || p.pad.bottom > k1 || p.pad.left > k1 || p.pad.right > k1) return Wino::none;
   const Wino w = winograd_pick(p, kt, p.y.c, p.x.c, p.x.h, p.x.w);
-  const double waste = double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
   const double n = double(p.wt.h + 1), products = n * n / (4.0 * double(p.wt.h * p.wt.h));
   const bool forced = (w == Wino::channels && winograd_mode() > 0) ||
                       (w == Wino::tiles && winograd_tiles_mode() > 0);
@@ -1046,8 +1068,35 @@ void conv2d_fwd_winograd(Wino kind, const ImageSink& out, const float* x, const 
                fwd_weight(w, a), kt);
 }
 
+// bwd_data by the forward's adjoint (WinogradBwdDataFn): per image the kernel adds the dx of the
+// layer-padded image into channels-last scratch, whose interior is unpacked into dx's planes.
+void conv2d_bwd_data_winograd_transposed(float* dx, const DySource& dy, const float* w,
+                                         const Conv2dParams& p, const KernelTable& kt) {
+  const ClConvArgs a = padded_cl_args(p, kt, p.y.c, p.x.c, p.x.h, p.x.w, p.pad.top, p.pad.left,
+                                      p.pad.bottom, p.pad.right);
+  const float* u = pack_winograd_weights(a.kh, a.cin, a.coutp, p.x.c,
+                                         bwd_data_weight(w, a, p.x.c, /*flip=*/false));
+  const int64_t dsize = (a.oh + a.kh - 1) * a.wp * a.coutp, work_floats = winograd_work_floats(a);
+  const int64_t xs = p.x.c * p.x.h * p.x.w;
+  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
+    float* dxcl = scratch(dsize + work_floats + dy.scratch_floats());
+    float* work = dxcl + dsize;
+    float* dy_tmp = work + work_floats;
+    for (int64_t n = begin; n < end; ++n) {
+      std::fill(dxcl, dxcl + dsize, 0.0f);
+      kt.conv2d_bwd_data_winograd(dxcl, dy.image(n, dy_tmp), u, work, a);
+      unpack_channels_last(dx + n * xs, dxcl + a.top * a.wp * a.coutp, p.x.c, p.x.h, p.x.w, a.wp,
+                           a.left, a.coutp, nullptr, false);
+    }
+  });
+}
+
 void conv2d_bwd_data_winograd(Wino kind, float* dx, const DySource& dy, const float* w,
                               const Conv2dParams& p, const KernelTable& kt) {
+  if (kind == Wino::transposed) {
+    conv2d_bwd_data_winograd_transposed(dx, dy, w, p, kt);
+    return;
+  }
   const ClConvArgs a = bwd_data_cl_args(p, kt);
   run_winograd(kind, ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n, p.x.c,
                a, bwd_data_weight(w, a, p.x.c), kt);
@@ -1211,9 +1260,10 @@ std::atomic<int>& path_mode_ref(const std::string& path) {
   if (path == "winograd") return winograd_mode_ref();
   if (path == "winograd_tiles") return winograd_tiles_mode_ref();
   if (path == "winograd_bww") return winograd_bww_mode_ref();
+  if (path == "winograd_transposed") return winograd_transposed_mode_ref();
   FC_CHECK(path == "bwd_scatter",
-           "path must be 'fwd_cl', 'winograd', 'winograd_tiles', 'winograd_bww' or "
-           "'bwd_scatter', got '", path, "'");
+           "path must be 'fwd_cl', 'winograd', 'winograd_tiles', 'winograd_bww', "
+           "'winograd_transposed' or 'bwd_scatter', got '", path, "'");
   return bwd_scatter_mode_ref();
 }
 }  // namespace

@@ -195,28 +195,119 @@ struct WinogradF2 {
     }
   }
 
+  // 2. for every channel vector, in chunks of <= 4 vectors.
+  static void all_points(float* m, const float* v, const float* u, const Args& a, int64_t tb) {
+    const int64_t nvec = a.coutp / V::W;
+    const int64_t chunks = (nvec + 3) / 4, per = (nvec + chunks - 1) / chunks;
+    for (int64_t v0 = 0; v0 < nvec; v0 += per) {
+      const int64_t cov = nvec - v0 < per ? nvec - v0 : per, co0 = v0 * V::W;
+      switch (cov) {
+        case 1: points<1>(m, v, u, a, tb, co0); break;
+        case 2: points<2>(m, v, u, a, tb, co0); break;
+        case 3: points<3>(m, v, u, a, tb, co0); break;
+        default: points<4>(m, v, u, a, tb, co0); break;
+      }
+    }
+  }
+
   // u[(pt*cin + ci)*coutp + co]: the transformed weights (pt = N*i + j, zero past the real
   // channels); work: the driver's winograd_work_floats(a) floats.
   static void run(float* ycl, const float* xpad, const float* u, float* work, const Args& a) {
     const int64_t th = a.oh / 2, tw = a.ow / 2, rows = fastconv::cpu::winograd_block_rows(tw);
-    const int64_t nvec = a.coutp / V::W;
-    const int64_t chunks = (nvec + 3) / 4, per = (nvec + chunks - 1) / chunks;
     for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {
       const int64_t ty1 = ty0 + rows < th ? ty0 + rows : th, tb = (ty1 - ty0) * tw;
       float* v = work;
       float* m = work + NP * a.cin * tb;
       input_transform(v, xpad, a, ty0, ty1, tw);
-      for (int64_t v0 = 0; v0 < nvec; v0 += per) {
-        const int64_t cov = nvec - v0 < per ? nvec - v0 : per, co0 = v0 * V::W;
-        switch (cov) {
-          case 1: points<1>(m, v, u, a, tb, co0); break;
-          case 2: points<2>(m, v, u, a, tb, co0); break;
-          case 3: points<3>(m, v, u, a, tb, co0); break;
-          default: points<4>(m, v, u, a, tb, co0); break;
-        }
-      }
+      all_points(m, v, u, a, tb);
       for (int64_t t = 0; t < tb; ++t)
         output_transform(ycl, m, a, tb, t, 2 * (ty0 + t / tw), 2 * (t % tw));
+    }
+  }
+
+  // --- bwd_data as the forward's adjoint ----------------------------------------------------
+  // The forward maps each input patch d to its tile's output by A^T [U (.) (B^T d B)] A; its
+  // transpose maps each 2x2 tile of dy to a patch of dx: dd = B [U^T (.) (A dy A^T)] B^T, added
+  // at the patch's place (patches overlap by n - 2). Same tiles as the forward (oh*ow/4), where
+  // the full correlation of dy bordered by k - 1 runs h*w/4 of them: 36 vs 16 for keras.conv2's
+  // valid 12 -> 8. Here a is the forward's geometry with cin = the layer's output channels (dy,
+  // reduced) and coutp = its input channels rounded up to the lanes (dx, in the lanes).
+  static constexpr auto B = fastconv::cpu::transpose(M::BT);  // B.m[r][i] = BT[i][r]
+  static constexpr auto A = fastconv::cpu::transpose(M::AT);  // A.m[i][a] = AT[a][i]
+
+  // 1'. v[(pt*cin + co)*tb + t] = (A dy_t A^T)[pt] for the block's tiles, 16 tiles per vector
+  // gathered from dy's plane (tile t at rows 2ty, 2ty + 1 and columns 2tx, 2tx + 1).
+  static void dy_transform(float* v, const float* dy, const Args& a, int64_t ty0, int64_t ty1,
+                           int64_t tw) {
+    const int64_t tb = (ty1 - ty0) * tw, pstride = a.cin * tb, ohw = a.oh * a.ow;
+    for (int64_t t0 = 0; t0 < tb; t0 += V::W) {
+      alignas(64) int32_t at[V::W];
+      for (int l = 0; l < V::W; ++l) {  // the tile's top-left pixel; past the block: pixel 0
+        const int64_t t = t0 + l, ty = ty0 + t / tw, tx = t % tw;
+        at[l] = t < tb ? int32_t(2 * ty * a.ow + 2 * tx) : 0;
+      }
+      const __m512i i00 = _mm512_load_si512(at);
+      const __m512i i01 = _mm512_add_epi32(i00, _mm512_set1_epi32(1));
+      const __m512i i10 = _mm512_add_epi32(i00, _mm512_set1_epi32(int32_t(a.ow)));
+      const __m512i i11 = _mm512_add_epi32(i10, _mm512_set1_epi32(1));
+      const auto m = V::tail(tb - t0 < V::W ? tb - t0 : V::W);
+      for (int64_t co = 0; co < a.cin; ++co) {
+        const float* plane = dy + co * ohw;
+        const reg d0[2] = {_mm512_i32gather_ps(i00, plane, 4), _mm512_i32gather_ps(i01, plane, 4)};
+        const reg d1[2] = {_mm512_i32gather_ps(i10, plane, 4), _mm512_i32gather_ps(i11, plane, 4)};
+        float* out = v + co * tb + t0;
+#pragma GCC unroll 8
+        for (int j = 0; j < N; ++j) {  // h = dy A^T, then A h
+          const reg h[2] = {combo(A.m[j], d0), combo(A.m[j], d1)};
+#pragma GCC unroll 8
+          for (int i = 0; i < N; ++i) V::store_tail(out + (N * i + j) * pstride, combo(A.m[i], h), m);
+        }
+      }
+    }
+  }
+
+  // 3'. dxcl patch at (oy, ox) += B m_t B^T for tile t of the block, every channel vector.
+  static void scatter_tile(float* dxcl, const float* m, const Args& a, int64_t tb, int64_t t,
+                           int64_t oy, int64_t ox) {
+    const int64_t ps = tb * a.coutp;
+    for (int64_t c = 0; c < a.coutp; c += V::W) {
+      const float* mt = m + t * a.coutp + c;
+      reg e[N][N];  // e[i][col] = (m_t B^T)[i][col]
+#pragma GCC unroll 8
+      for (int i = 0; i < N; ++i) {
+        reg row[N];
+#pragma GCC unroll 8
+        for (int j = 0; j < N; ++j) row[j] = V::loadu(mt + (N * i + j) * ps);
+#pragma GCC unroll 8
+        for (int col = 0; col < N; ++col) e[i][col] = combo(B.m[col], row);
+      }
+#pragma GCC unroll 8
+      for (int col = 0; col < N; ++col) {
+        reg colv[N];
+#pragma GCC unroll 8
+        for (int i = 0; i < N; ++i) colv[i] = e[i][col];
+#pragma GCC unroll 8
+        for (int r = 0; r < N; ++r) {
+          float* d = dxcl + ((oy + r) * a.wp + ox + col) * a.coutp + c;
+          V::storeu(d, V::add(V::loadu(d), combo(B.m[r], colv)));
+        }
+      }
+    }
+  }
+
+  // dxcl ((oh + kh - 1) x wp x coutp, zeroed by the caller) += dx of the bordered image from
+  // dy (cin planes of oh x ow); u[(pt*cin + co)*coutp + ci] = (G g G^T)[pt] of g = w[co][ci].
+  static void run_transposed(float* dxcl, const float* dy, const float* u, float* work,
+                             const Args& a) {
+    const int64_t th = a.oh / 2, tw = a.ow / 2, rows = fastconv::cpu::winograd_block_rows(tw);
+    for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {
+      const int64_t ty1 = ty0 + rows < th ? ty0 + rows : th, tb = (ty1 - ty0) * tw;
+      float* v = work;
+      float* m = work + NP * a.cin * tb;
+      dy_transform(v, dy, a, ty0, ty1, tw);
+      all_points(m, v, u, a, tb);
+      for (int64_t t = 0; t < tb; ++t)
+        scatter_tile(dxcl, m, a, tb, t, 2 * (ty0 + t / tw), 2 * (t % tw));
     }
   }
 };

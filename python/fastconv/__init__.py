@@ -101,7 +101,7 @@ def set_output_cache_mb(mb) -> None:
     _C.set_output_cache_limit(int(mb * 2**20))
 
 
-_WINOGRAD_PATHS = ("winograd", "winograd_tiles", "winograd_bww")
+_WINOGRAD_PATHS = ("winograd", "winograd_tiles", "winograd_bww", "winograd_transposed")
 
 
 def get_winograd() -> bool:
@@ -117,7 +117,8 @@ def set_winograd(enabled: bool) -> None:
     differ from a direct sum by a few ulps more, and an infinite input can give NaN where a direct
     sum gives inf). False keeps every layer on direct or GEMM kernels, e.g. for results that must
     be exact on small integers. The environment variables FASTCONV_WINOGRAD,
-    FASTCONV_WINOGRAD_TILES and FASTCONV_WINOGRAD_BWW=0 do the same at start-up.
+    FASTCONV_WINOGRAD_TILES, FASTCONV_WINOGRAD_BWW and FASTCONV_WINOGRAD_TRANSPOSED=0 do the same
+    at start-up.
     """
     if not isinstance(enabled, bool):
         raise TypeError(f"enabled must be True or False, got {enabled!r}")

@@ -181,6 +181,15 @@ void conv2d_fwd_winograd_tiles__avx512(float* y, const float* xpad, const float*
   }
 }
 
+void conv2d_bwd_data_winograd__avx512(float* dxcl, const float* dy, const float* u, float* work,
+                                      const ClConvArgs& a) {
+  if (a.kh == 5) {
+    WinogradF2<VecAvx512, 5>::run_transposed(dxcl, dy, u, work, a);
+  } else {
+    WinogradF2<VecAvx512, 3>::run_transposed(dxcl, dy, u, work, a);
+  }
+}
+
 void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const float* dyT,
                                          float* work, const ClConvArgs& a) {
   WinogradBww<VecAvx512, 3>::run(acc, xpad, dyT, work, a);

@@ -140,6 +140,14 @@ using BwdDataScatterFn = void (*)(float* ycl, const float* dy, const float* wb,
 // ycl[(oy*ow + ox)*coutp + co] for every pixel and co < coutp, like the channels-in-lanes kernel.
 using WinogradFwdFn = void (*)(float* ycl, const float* xpad, const float* u, float* work,
                                const ClConvArgs& a);
+// bwd_data of ONE image as the transpose of WinogradFwdFn (conv2d_winograd.inl, run_transposed):
+// a is the forward's geometry with cin = the layer's output channels (dy's) and coutp = its input
+// channels rounded up to the lanes; dy (cin, oh, ow) NCHW, even oh and ow; u[(pt*cin + co)*coutp
+// + ci] = (G g G^T)[pt] of g = w[co][ci] (not flipped). dxcl ((oh + kh - 1) x wp x coutp) must
+// arrive zeroed and gets dx of the zero-bordered image, channels-last. work:
+// winograd_work_floats(a) floats.
+using WinogradBwdDataFn = void (*)(float* dxcl, const float* dy, const float* u, float* work,
+                                   const ClConvArgs& a);
 // Tile rows per block: at least 32 tiles, so each point's weights are reused across enough tiles;
 // an even count when rows of <= 8 tiles are transformed two per vector.
 inline int64_t winograd_block_rows(int64_t tiles_per_row) {
@@ -199,6 +207,7 @@ struct KernelTable {
   WinogradFwdFn conv2d_fwd_winograd;                // nullptr: the direct kernels for 3x3 too
   WinogradTilesFn conv2d_fwd_winograd_tiles;        // nullptr: ditto for few channels
   WinogradBwwFn conv2d_bwd_weights_winograd;        // nullptr: the direct weight gradients
+  WinogradBwdDataFn conv2d_bwd_data_winograd;       // nullptr: bwd_data as a padded forward
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -238,6 +247,8 @@ void conv2d_fwd_winograd_tiles__avx512(float* y, const float* xpad, const float*
                                         const WinogradTilesArgs& a);
 void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const float* dyT,
                                           float* work, const ClConvArgs& a);
+void conv2d_bwd_data_winograd__avx512(float* dxcl, const float* dy, const float* u, float* work,
+                                      const ClConvArgs& a);
 void conv2d_bwd_data_scatter__avx512(float* ycl, const float* dy, const float* wb,
                                      const ScatterArgs& a);
 void maxpool2d_codes_2x2s2__avx2(float* y, uint8_t* codes, const float* x, int64_t H,

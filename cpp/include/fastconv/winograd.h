@@ -42,5 +42,19 @@ struct Winograd<5> {
   static constexpr double AT[2][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}};
 };
 
+// The transpose of a constant matrix, as rows of coefficients: the adjoint transforms (bwd_data
+// as the forward's transpose) apply B and A where the forward applies B^T and A^T.
+template <int Rows, int Cols>
+struct Transposed {
+  double m[Cols][Rows];
+};
+template <int Rows, int Cols>
+constexpr Transposed<Rows, Cols> transpose(const double (&a)[Rows][Cols]) {
+  Transposed<Rows, Cols> t{};
+  for (int i = 0; i < Rows; ++i)
+    for (int j = 0; j < Cols; ++j) t.m[j][i] = a[i][j];
+  return t;
+}
+
 }  // namespace cpu
 }  // namespace fastconv
