@@ -82,6 +82,15 @@ struct WinogradF2 {
     }
   }
 
+  // A vector of 16 tiles' values into a row of v: one tile row (lanes [0, tw - tx0) real, mask
+  // m) or, paired, two rows of tw <= 8 tiles (lanes 0-7 and, if `two`, lanes 8-15 moved down).
+  static inline __attribute__((always_inline)) void store_tiles(float* out, reg x, bool paired,
+                                                                bool two, int64_t tw,
+                                                                typename V::tmask m) {
+    V::store_tail(out, x, m);
+    if (paired && two) V::store_tail(out + tw, _mm512_shuffle_f32x4(x, x, 0x4E), m);
+  }
+
   // 1. The transformed points of tile rows [ty0, ty1) (tw tiles each) of every input channel:
   // v[(pt*cin + ci)*tb + t], t = (ty - ty0)*tw + tx, only the real tiles written (masked stores).
   // Rows of <= 8 tiles go two per vector (the block's rows are even then, but for the last).
@@ -94,19 +103,11 @@ struct WinogradF2 {
         for (int64_t tx0 = 0; tx0 < tw; tx0 += V::W) {
           const float* xr = xpad + ci * a.plane + 2 * ty * a.wp + 2 * tx0;
           float* out = v + ci * tb + (ty - ty0) * tw + tx0;
-          if (paired) {
-            const auto m = V::tail(tw);
-            const bool two = ty + 1 < ty1;
-            transform_patches(xr, 2 * a.wp, a.wp, [&](int pt, reg x) {
-              V::store_tail(out + pt * pstride, x, m);
-              // lanes 8-15 (the second row) down to 0-7
-              if (two) V::store_tail(out + pt * pstride + tw, _mm512_shuffle_f32x4(x, x, 0x4E), m);
-            });
-          } else {
-            const auto m = V::tail(tw - tx0 < V::W ? tw - tx0 : V::W);
-            transform_patches(xr, V::W, a.wp,
-                              [&](int pt, reg x) { V::store_tail(out + pt * pstride, x, m); });
-          }
+          const bool two = paired && ty + 1 < ty1;
+          const auto m = V::tail(paired ? tw : tw - tx0 < V::W ? tw - tx0 : V::W);
+          transform_patches(xr, paired ? 2 * a.wp : V::W, a.wp, [&](int pt, reg x) {
+            store_tiles(out + pt * pstride, x, paired, two, tw, m);
+          });
         }
   }
 
@@ -235,35 +236,42 @@ struct WinogradF2 {
   static constexpr auto B = fastconv::cpu::transpose(M::BT);  // B.m[r][i] = BT[i][r]
   static constexpr auto A = fastconv::cpu::transpose(M::AT);  // A.m[i][a] = AT[a][i]
 
-  // 1'. v[(pt*cin + co)*tb + t] = (A dy_t A^T)[pt] for the block's tiles, 16 tiles per vector
-  // gathered from dy's plane (tile t at rows 2ty, 2ty + 1 and columns 2tx, 2tx + 1).
+  // 1'. v[(pt*cin + co)*tb + t] = (A dy_t A^T)[pt] for the block's tiles: the even/odd columns
+  // of dy's rows 2ty and 2ty + 1, split like the forward's patches (masked loads: dy has no
+  // border to read into).
   static void dy_transform(float* v, const float* dy, const Args& a, int64_t ty0, int64_t ty1,
                            int64_t tw) {
-    const int64_t tb = (ty1 - ty0) * tw, pstride = a.cin * tb, ohw = a.oh * a.ow;
-    for (int64_t t0 = 0; t0 < tb; t0 += V::W) {
-      alignas(64) int32_t at[V::W];
-      for (int l = 0; l < V::W; ++l) {  // the tile's top-left pixel; past the block: pixel 0
-        const int64_t t = t0 + l, ty = ty0 + t / tw, tx = t % tw;
-        at[l] = t < tb ? int32_t(2 * ty * a.ow + 2 * tx) : 0;
-      }
-      const __m512i i00 = _mm512_load_si512(at);
-      const __m512i i01 = _mm512_add_epi32(i00, _mm512_set1_epi32(1));
-      const __m512i i10 = _mm512_add_epi32(i00, _mm512_set1_epi32(int32_t(a.ow)));
-      const __m512i i11 = _mm512_add_epi32(i10, _mm512_set1_epi32(1));
-      const auto m = V::tail(tb - t0 < V::W ? tb - t0 : V::W);
-      for (int64_t co = 0; co < a.cin; ++co) {
-        const float* plane = dy + co * ohw;
-        const reg d0[2] = {_mm512_i32gather_ps(i00, plane, 4), _mm512_i32gather_ps(i01, plane, 4)};
-        const reg d1[2] = {_mm512_i32gather_ps(i10, plane, 4), _mm512_i32gather_ps(i11, plane, 4)};
-        float* out = v + co * tb + t0;
+    const int64_t tb = (ty1 - ty0) * tw, pstride = a.cin * tb, ow = a.ow;
+    const bool paired = tw <= 8;
+    for (int64_t co = 0; co < a.cin; ++co)
+      for (int64_t ty = ty0; ty < ty1; ty += paired ? 2 : 1)
+        for (int64_t tx0 = 0; tx0 < tw; tx0 += V::W) {
+          const float* dr = dy + (co * a.oh + 2 * ty) * ow + 2 * tx0;
+          float* out = v + co * tb + (ty - ty0) * tw + tx0;
+          if (ty1 < a.oh / 2) {  // the next block's rows (dy is not in cache: no border copy)
+            const char* next = reinterpret_cast<const char*>(dr + 2 * (ty1 - ty0) * ow);
+            for (int64_t b = 0; b < 4 * ow * (paired ? 4 : 2); b += 64)
+              _mm_prefetch(next + b, _MM_HINT_T0);
+          }
+          const bool two = paired && ty + 1 < ty1;
+          // floats of [dr, dr + 16) and [dr + second, dr + second + 16) inside the row(s)
+          const int64_t rest = ow - 2 * tx0, second = paired ? 2 * ow : V::W;
+          const int64_t n0 = rest < V::W ? rest : V::W;
+          const int64_t n1 = paired ? (two ? ow : 0) : rest - V::W < 0 ? 0 : rest - V::W;
+          const auto m0 = V::tail(n0), m1 = V::tail(n1 < V::W ? n1 : V::W);
+          reg d0[2], d1[2];  // dy[0][0..1], dy[1][0..1] of the 16 tiles
+          V::deinterleave(V::load_tail(dr, m0), V::load_tail(dr + second, m1), d0[0], d0[1]);
+          V::deinterleave(V::load_tail(dr + ow, m0), V::load_tail(dr + ow + second, m1), d1[0],
+                          d1[1]);
+          const auto m = V::tail(paired ? tw : tw - tx0 < V::W ? tw - tx0 : V::W);
 #pragma GCC unroll 8
-        for (int j = 0; j < N; ++j) {  // h = dy A^T, then A h
-          const reg h[2] = {combo(A.m[j], d0), combo(A.m[j], d1)};
+          for (int j = 0; j < N; ++j) {  // h = dy A^T, then A h
+            const reg h[2] = {combo(A.m[j], d0), combo(A.m[j], d1)};
 #pragma GCC unroll 8
-          for (int i = 0; i < N; ++i) V::store_tail(out + (N * i + j) * pstride, combo(A.m[i], h), m);
+            for (int i = 0; i < N; ++i)
+              store_tiles(out + (N * i + j) * pstride, combo(A.m[i], h), paired, two, tw, m);
+          }
         }
-      }
-    }
   }
 
   // 3'. dxcl patch at (oy, ox) += B m_t B^T for tile t of the block, every channel vector.
