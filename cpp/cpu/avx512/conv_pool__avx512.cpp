@@ -190,6 +190,42 @@ void conv2d_bwd_data_winograd__avx512(float* dxcl, const float* dy, const float*
   }
 }
 
+// 16 x 16 blocks: 16 channel rows of 16 pixels in, 16 pixel rows of 16 channels out, by the
+// usual unpack / 128-bit-lane shuffle ladder (64 shuffles per block against 256 scalar moves).
+void transpose_to_lanes__avx512(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp) {
+  for (int64_t c0 = 0; c0 < C; c0 += 16)
+    for (int64_t q0 = 0; q0 < P; q0 += 16) {
+      const int64_t pn = P - q0 < 16 ? P - q0 : 16;
+      const __mmask16 m = __mmask16((1u << unsigned(pn)) - 1u);
+      __m512 r[16], t[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = c0 + i < C ? _mm512_maskz_loadu_ps(m, dy + (c0 + i) * P + q0) : _mm512_setzero_ps();
+      for (int i = 0; i < 8; ++i) {  // pairs of rows interleaved
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+      }
+      for (int g = 0; g < 4; ++g) {  // r[4g + k]: rows 4g..4g+3 of columns k, 4 + k, 8 + k, 12 + k
+        const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+        r[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+      }
+      float* out = dyT + q0 * coutp + c0;
+      for (int k = 0; k < 4; ++k) {  // the four 128-bit lanes of the four groups, gathered
+        const __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88);
+        const __m512 b = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xdd);
+        const __m512 c = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88);
+        const __m512 d = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xdd);
+        const __m512 col[4] = {_mm512_shuffle_f32x4(a, c, 0x88), _mm512_shuffle_f32x4(b, d, 0x88),
+                               _mm512_shuffle_f32x4(a, c, 0xdd), _mm512_shuffle_f32x4(b, d, 0xdd)};
+        for (int l = 0; l < 4; ++l)  // pixel 4l + k
+          if (4 * l + k < pn) _mm512_storeu_ps(out + (4 * l + k) * coutp, col[l]);
+      }
+    }
+}
+
 void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const float* dyT,
                                          float* work, const ClConvArgs& a) {
   WinogradBww<VecAvx512, 3>::run(acc, xpad, dyT, work, a);

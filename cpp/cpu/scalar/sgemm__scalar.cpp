@@ -38,7 +38,7 @@ const KernelTable& kernel_table__scalar() {
   static const KernelTable table{"portable", sgemm__scalar, sgemm_packed__scalar, 4, 8,
                                  nullptr, nullptr, nullptr, 0, nullptr, nullptr, nullptr,
                                  nullptr, nullptr, nullptr, nullptr, nullptr,
-                                 nullptr, nullptr, nullptr};
+                                 nullptr, nullptr, nullptr, nullptr};
   return table;
 }
 }  // namespace cpu

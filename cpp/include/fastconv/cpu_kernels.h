@@ -188,6 +188,11 @@ inline int64_t winograd_bww_work_floats(const ClConvArgs& a) {
   return n * n * tb * (a.cin + a.coutp);
 }
 
+// dyT[q*coutp + c] = dy[c*P + q] for c < C and q < P, zero for C <= c < round_up(C, 16)
+// (coutp >= that): C planes of P pixels transposed so the channels ride in the lanes.
+using TransposeToLanesFn = void (*)(float* dyT, const float* dy, int64_t C, int64_t P,
+                                    int64_t coutp);
+
 struct KernelTable {
   const char* isa;  // "portable", "avx2", "avx512"
   SgemmFn sgemm;
@@ -208,6 +213,7 @@ struct KernelTable {
   WinogradTilesFn conv2d_fwd_winograd_tiles;        // nullptr: ditto for few channels
   WinogradBwwFn conv2d_bwd_weights_winograd;        // nullptr: the direct weight gradients
   WinogradBwdDataFn conv2d_bwd_data_winograd;       // nullptr: bwd_data as a padded forward
+  TransposeToLanesFn transpose_to_lanes;            // nullptr: the scalar loop
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -249,6 +255,7 @@ void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const fl
                                           float* work, const ClConvArgs& a);
 void conv2d_bwd_data_winograd__avx512(float* dxcl, const float* dy, const float* u, float* work,
                                       const ClConvArgs& a);
+void transpose_to_lanes__avx512(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp);
 void conv2d_bwd_data_scatter__avx512(float* ycl, const float* dy, const float* wb,
                                      const ScatterArgs& a);
 void maxpool2d_codes_2x2s2__avx2(float* y, uint8_t* codes, const float* x, int64_t H,
