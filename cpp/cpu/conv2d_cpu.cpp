@@ -933,16 +933,23 @@ enum class Wino { none, channels, tiles, transposed };
 // tile, the point GEMM per channel pair). Tiles in lanes: the other layers with >= 8 input
 // channels and >= 4 output channels (its channel blocks are 4-6: the C_in = 1 layers' bwd_data,
 // one dx plane, ran 6x the products there). Measured at 1 thread, DESIGN.md round 7.
+bool winograd_geometry(const Conv2dParams& p, const void* fn, int64_t oh, int64_t ow) {
+  return fn != nullptr && direct_geometry(p, fn) && p.wt.h == p.wt.w &&
+         (p.wt.h == 3 || p.wt.h == 5) && oh % 2 == 0 && ow % 2 == 0;
+}
+bool lanes_full(int64_t channels, const KernelTable& kt) {
+  return double(channels) / double(round_up(channels, kt.direct_lanes)) >= 0.85;
+}
+
 Wino winograd_pick(const Conv2dParams& p, const KernelTable& kt, int64_t cin, int64_t cout,
                    int64_t oh, int64_t ow) {
-  if (kt.conv2d_fwd_winograd == nullptr || kt.conv2d_fwd_winograd_tiles == nullptr ||
-      !direct_geometry(p, reinterpret_cast<const void*>(kt.conv2d_fwd_winograd)) ||
-      p.wt.h != p.wt.w || (p.wt.h != 3 && p.wt.h != 5) || oh % 2 != 0 || ow % 2 != 0)
+  if (kt.conv2d_fwd_winograd_tiles == nullptr ||
+      !winograd_geometry(p, reinterpret_cast<const void*>(kt.conv2d_fwd_winograd), oh, ow))
     return Wino::none;
-  const bool lanes_full = double(cout) / double(round_up(cout, kt.direct_lanes)) >= 0.85;
+  const bool full = lanes_full(cout, kt);
   const int64_t cm = winograd_mode(), tm = winograd_tiles_mode();
-  if (cm > 0 || (cm < 0 && cin >= 16 && lanes_full)) return Wino::channels;
-  if (tm > 0 || (tm < 0 && cin >= 8 && cout >= 4 && !lanes_full)) return Wino::tiles;
+  if (cm > 0 || (cm < 0 && cin >= 16 && full)) return Wino::channels;
+  if (tm > 0 || (tm < 0 && cin >= 8 && cout >= 4 && !full)) return Wino::tiles;
   return Wino::none;
 }
 
@@ -965,13 +972,12 @@ Wino fwd_winograd(const Conv2dParams& p, const KernelTable& kt) {
 Wino bwd_data_winograd(const Conv2dParams& p, const KernelTable& kt) {
   const double waste = double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
   const int tm = winograd_transposed_mode_ref().load(std::memory_order_relaxed);
-  if (kt.conv2d_bwd_data_winograd != nullptr && tm != 0 &&
-      (tm > 0 || winograd_mode() != 0) &&
-      direct_geometry(p, reinterpret_cast<const void*>(kt.conv2d_bwd_data_winograd)) &&
-      p.wt.h == p.wt.w && (p.wt.h == 3 || p.wt.h == 5) && p.y.h % 2 == 0 && p.y.w % 2 == 0) {
-    const int64_t cinp = round_up(p.x.c, kt.direct_lanes);
-    const bool lanes = p.y.c >= 16 && double(p.x.c) / double(cinp) >= 0.85;
-    const double dx_bytes = 4.0 * double(cinp * (p.y.h + p.wt.h - 1) * (p.y.w + p.wt.w - 1));
+  if (tm != 0 && (tm > 0 || winograd_mode() != 0) &&
+      winograd_geometry(p, reinterpret_cast<const void*>(kt.conv2d_bwd_data_winograd), p.y.h,
+                        p.y.w)) {  // the forward's tiles: dy's even size
+    const bool lanes = p.y.c >= 16 && lanes_full(p.x.c, kt);  // the forward's rule, roles swapped
+    const double dx_bytes = 4.0 * double(round_up(p.x.c, kt.direct_lanes) *
+                                         (p.y.h + p.wt.h - 1) * (p.y.w + p.wt.w - 1));
     if (tm > 0 || (lanes && (waste > 1.3 || dx_bytes <= 128 * 1024))) return Wino::transposed;
   }
   const int64_t k1 = p.wt.h - 1;

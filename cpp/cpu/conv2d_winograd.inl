@@ -248,7 +248,7 @@ struct WinogradF2 {
         for (int64_t tx0 = 0; tx0 < tw; tx0 += V::W) {
           const float* dr = dy + (co * a.oh + 2 * ty) * ow + 2 * tx0;
           float* out = v + co * tb + (ty - ty0) * tw + tx0;
-          if (ty1 < a.oh / 2) {  // the next block's rows (dy is not in cache: no border copy)
+          if (tx0 == 0 && ty1 < a.oh / 2) {  // the next block's rows (no border copy warmed dy)
             const char* next = reinterpret_cast<const char*>(dr + 2 * (ty1 - ty0) * ow);
             for (int64_t b = 0; b < 4 * ow * (paired ? 4 : 2); b += 64)
               _mm_prefetch(next + b, _MM_HINT_T0);
