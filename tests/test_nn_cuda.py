@@ -352,10 +352,16 @@ def test_fit_few_steps_gpu_close_to_cpu(rng, name):
     for k in ("loss", "accuracy"):
         assert all(isinstance(v, float) for v in hg.history[k])
     np.testing.assert_allclose(hg.history["loss"], hc.history["loss"], rtol=2e-3)
+    steps, lr = 2 * 96 // 32, cpu.optimizer.learning_rate
     for a, b in zip(gpu.get_weights(), cpu.get_weights()):
         assert isinstance(a, np.ndarray)
-        # Adam moves each weight by ~lr per step; summation-order noise stays well below that
-        np.testing.assert_allclose(a, b, rtol=0, atol=2e-3)
+        # Adam moves each weight by about lr per step whatever the gradient's size, so where a
+        # gradient is near zero a summation-order difference can flip the step's sign: a few
+        # weights may differ by up to 2*lr*steps (the CPU alone, Winograd on vs off, shows
+        # 0.26% of keras_cnn's conv2 weights beyond 2e-3, at most 5.4e-3). The rest must agree.
+        diff = np.abs(a - b)
+        assert diff.max() <= 2 * lr * steps, f"max |gpu - cpu| {diff.max():.3g}"
+        assert np.mean(diff > 2e-3) < 0.01, f"{np.mean(diff > 2e-3):.2%} of weights beyond 2e-3"
     res_g = gpu.evaluate(x, y)
     res_c = cpu.evaluate(x, y)
     assert all(isinstance(v, float) for v in res_g)
