@@ -255,6 +255,32 @@ void pad_image(float* xpad, const float* x_n, const Conv2dParams& p, const Direc
   pad_planes(xpad, x_n, p.x.h, p.x.w, p.pad.top, p.pad.left, a);
 }
 
+// Input of the C_in < 4 weight gradient (DirectBwdWeightsFn): per (ci, kx) the zero-padded plane
+// shifted left by kx with row pitch ow, xs[((ci*kw + kx)*hp + r)*ow + ox] = xpad[ci][r][ox + kx],
+// so that every tap reads its inputs at dy's own flat index oy*ow + ox.
+int64_t shifted_planes_size(const DirectConvArgs& a) { return a.cin * a.kw * a.hp * a.ow; }
+
+void shifted_planes(float* xs, const float* x_n, const Conv2dParams& p, const DirectConvArgs& a) {
+  const int64_t H = p.x.h, W = p.x.w, top = p.pad.top, left = p.pad.left;
+  for (int64_t ci = 0; ci < a.cin; ++ci)
+    for (int64_t kx = 0; kx < a.kw; ++kx) {
+      // output column ox reads input column ox + kx - left, which exists for ox in [lo, hi)
+      const int64_t lo = std::clamp<int64_t>(left - kx, 0, a.ow);
+      const int64_t hi = std::clamp<int64_t>(W + left - kx, lo, a.ow);
+      float* d = xs + (ci * a.kw + kx) * a.hp * a.ow;
+      for (int64_t r = 0; r < a.hp; ++r, d += a.ow) {
+        const int64_t iy = r - top;
+        if (iy < 0 || iy >= H || hi == lo) {
+          std::fill(d, d + a.ow, 0.0f);
+          continue;
+        }
+        std::fill(d, d + lo, 0.0f);
+        std::memcpy(d + lo, x_n + (ci * H + iy) * W + lo + kx - left, size_t(hi - lo) * sizeof(float));
+        std::fill(d + hi, d + a.ow, 0.0f);
+      }
+    }
+}
+
 // Packed forward weights (see DirectFwdFn): wt[((co/cb)*rows + r)*cb + co%cb] = weight(co, r) with
 // r = (ci*KH + ky)*KW + kx, zero for co >= cout; weight(co, r) = src[co*s_co + r_index(r)].
 template <class Src>
@@ -406,11 +432,11 @@ void conv2d_bwd_weights_direct(float* dw, float* db, const DySource& dy, const f
   parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
     float* acc = ws + part * per_part;
     float* dbacc = db != nullptr ? acc + C_out * K * lanes : nullptr;
-    float* xpad = scratch(xpad_size(a) + dy.scratch_floats());
-    float* tmp = xpad + xpad_size(a);
+    float* xsh = scratch(shifted_planes_size(a) + dy.scratch_floats());
+    float* tmp = xsh + shifted_planes_size(a);
     for (int64_t n = begin; n < end; ++n) {
-      pad_image(xpad, x + n * xs, p, a);
-      fn(acc, dbacc, dy.image(n, tmp), xpad, a);
+      shifted_planes(xsh, x + n * xs, p, a);
+      fn(acc, dbacc, dy.image(n, tmp), xsh, a);
     }
   });
   auto lane_sum = [lanes](const float* v) {

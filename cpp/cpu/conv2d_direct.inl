@@ -11,10 +11,10 @@
 // Input row r of the tile's (R + KH - 1)-row window is loaded once per kx and feeds every output
 // row i of the tile with ky = r - i in range, so each loaded vector serves up to min(R, KH) rows x
 // CB channels; weights are broadcast from memory. Lanes past OW compute junk that is never stored.
-// Bwd-weights tile: CB output channels x T taps (one kernel row's kx0 .. kx0+T-1) of per-lane
-// partial sums, streaming the image's dy rows and input rows; the T shifted input vectors are
-// shared by CB channels and each dy vector by T taps. Partial sums stay in lanes (the caller
-// sums them in a fixed order at the end) so the result does not depend on the ISA's shuffles.
+// Bwd-weights tile: CB output channels x T taps of per-lane partial sums, streaming the image's
+// dy planes and shifted copies of its input as flat runs (see bwd_weights); each loaded input
+// vector is shared by CB channels and each dy vector by T taps. Partial sums stay in lanes (the
+// caller sums them in a fixed order at the end) so the result does not depend on the ISA's shuffles.
 
 template <class V, int R_WIDE, int R_NARROW, int BWD_REGS, int NQ_MAX, int COV_MAX>
 struct DirectConv {
@@ -315,104 +315,113 @@ struct DirectConv {
   }
 
   // --- backward weights ------------------------------------------------------------------------
-  // Tile: CB channels x T taps. Per vector the T shifted input vectors are loaded first and each
-  // channel's dy vector then meets all of them, so CB*T accumulators + T inputs + one dy vector
-  // fit BWD_REGS registers (AVX-512: 3x3 rows 8 channels x 3 taps, 5x5 rows 5 x 5).
-  static constexpr int bww_cb_max(int T) {
-    return (BWD_REGS - T - 1) / T < 8 ? (BWD_REGS - T - 1) / T : 8;
+  // Input: xs, per (ci, kx) the zero-padded plane shifted left by kx with row pitch ow (the
+  // driver's shifted_planes): xs[((ci*kw + kx)*hp + r)*ow + ox] = xpad[ci][r][ox + kx]. Tap
+  // (ci, ky, kx) then meets dy at the same flat index q = oy*ow + ox in both planes,
+  // x = xs[((ci*kw + kx)*hp + ky)*ow + q], so a tile streams the oh*ow positions as one run: no
+  // row ends and no lanes past OW but in the plane's last vector (masked: 0 * 0, never 0 * Inf).
+  // Rows of 28 took one full and one 12-lane vector each, with the tile's pointers set up again
+  // per row: 25% of peak on fashion.conv1 before. Tile: CB channels x T consecutive taps of
+  // (ci, ky, kx); per vector CB dy loads + T input loads for CB*T FMAs, and CB*T accumulators +
+  // CB dy vectors + one input vector fit BWD_REGS registers.
+  static constexpr int BWW_CB_MAX = 6;
+  static constexpr int bww_taps_max(int cb) {
+    return (BWD_REGS - 1 - cb) / cb < 9 ? (BWD_REGS - 1 - cb) / cb : 9;
   }
 
-  template <int T, int CB>
-  static void bww_tile(float* acc, const float* dy, const float* xpad,
-                       const fastconv::cpu::DirectConvArgs& a, int64_t co0, int64_t ci,
-                       int64_t ky, int64_t kx0) {
-    const int64_t KK = a.kh * a.kw, ckk = a.cin * KK, ohw = a.oh * a.ow;
+  template <int CB, int T>
+  static void bww_tile(float* acc, const float* dy, const float* xs,
+                       const fastconv::cpu::DirectConvArgs& a, int64_t co0, int64_t t0) {
+    const int64_t KK = a.kh * a.kw, ckk = a.cin * KK, P = a.oh * a.ow;
+    const float* xt[T];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      const int64_t tap = t0 + t, ci = tap / KK, ky = tap % KK / a.kw, kx = tap % a.kw;
+      xt[t] = xs + ((ci * a.kw + kx) * a.hp + ky) * a.ow;
+    }
     const float* dyc[CB];
-    float* ap[CB];
     reg s[CB][T];
 #pragma GCC unroll 8
     for (int c = 0; c < CB; ++c) {
-      const bool valid = co0 + c < a.cout;
-      const int64_t co = valid ? co0 + c : a.cout - 1;
-      dyc[c] = dy + co * ohw;
-      ap[c] = valid ? acc + (co * ckk + ci * KK + ky * a.kw + kx0) * V::W : nullptr;
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) s[c][t] = valid ? V::loadu(ap[c] + t * V::W) : V::zero();
+      dyc[c] = dy + (co0 + c) * P;
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) s[c][t] = V::loadu(acc + ((co0 + c) * ckk + t0 + t) * V::W);
     }
-    const int64_t nfull = a.ow / V::W * V::W;
-    const auto mtail = V::tail(a.ow - nfull);
-    const float* xbase = xpad + ci * a.plane + ky * a.wp + kx0;
-    for (int64_t oy = 0; oy < a.oh; ++oy) {
-      const float* xr = xbase + oy * a.wp;
-      const int64_t dro = oy * a.ow;
-      for (int64_t ox = 0; ox < nfull; ox += V::W) {
-        reg xv[T];
+    const int64_t nfull = P / V::W * V::W;
+    for (int64_t q = 0; q < nfull; q += V::W) {
+      reg d[CB];
 #pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) xv[t] = V::loadu(xr + ox + t);
-#pragma GCC unroll 8
-        for (int c = 0; c < CB; ++c) {
-          const reg d = V::loadu(dyc[c] + dro + ox);
-#pragma GCC unroll 8
-          for (int t = 0; t < T; ++t) s[c][t] = V::fmadd(d, xv[t], s[c][t]);
-        }
+      for (int c = 0; c < CB; ++c) {
+        d[c] = V::loadu(dyc[c] + q);
+        // Keep the loaded vectors in registers: GCC otherwise folds each load into every FMA
+        // that uses it (CB*T loads instead of CB + T, and the loop becomes load-bound).
+        asm("" : "+v"(d[c]));
       }
-      if (nfull < a.ow) {  // masked loads: lanes past OW contribute 0 * 0, never 0 * Inf
-        reg xv[T];
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) {
+        reg x = V::loadu(xt[t] + q);
+        asm("" : "+v"(x));
 #pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) xv[t] = V::load_tail(xr + nfull + t, mtail);
+        for (int c = 0; c < CB; ++c) s[c][t] = V::fmadd(d[c], x, s[c][t]);
+      }
+    }
+    if (nfull < P) {
+      const auto m = V::tail(P - nfull);
+      reg d[CB];
 #pragma GCC unroll 8
-        for (int c = 0; c < CB; ++c) {
-          const reg d = V::load_tail(dyc[c] + dro + nfull, mtail);
+      for (int c = 0; c < CB; ++c) d[c] = V::load_tail(dyc[c] + nfull, m);
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) {
+        const reg x = V::load_tail(xt[t] + nfull, m);
 #pragma GCC unroll 8
-          for (int t = 0; t < T; ++t) s[c][t] = V::fmadd(d, xv[t], s[c][t]);
-        }
+        for (int c = 0; c < CB; ++c) s[c][t] = V::fmadd(d[c], x, s[c][t]);
       }
     }
 #pragma GCC unroll 8
-    for (int c = 0; c < CB; ++c) {
-      if (ap[c] == nullptr) continue;
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) V::storeu(ap[c] + t * V::W, s[c][t]);
-    }
+    for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) V::storeu(acc + ((co0 + c) * ckk + t0 + t) * V::W, s[c][t]);
   }
 
-  // bww_tile<T, cb> for a run-time cb in [1, CB].
-  template <int T, int CB>
-  static void bww_tile_n(int64_t cb, float* acc, const float* dy, const float* xpad,
-                         const fastconv::cpu::DirectConvArgs& a, int64_t co0, int64_t ci,
-                         int64_t ky, int64_t kx0) {
+  // bww_tile<CB, t> / <cb, t> for run-time t in [1, T] and cb in [1, CB].
+  template <int CB, int T>
+  static void bww_tile_t(int64_t t, float* acc, const float* dy, const float* xs,
+                         const fastconv::cpu::DirectConvArgs& a, int64_t co0, int64_t t0) {
+    if (t == T) {
+      bww_tile<CB, T>(acc, dy, xs, a, co0, t0);
+    } else if constexpr (T > 1) {
+      bww_tile_t<CB, T - 1>(t, acc, dy, xs, a, co0, t0);
+    }
+  }
+  template <int CB>
+  static void bww_tile_n(int64_t cb, int64_t t, float* acc, const float* dy, const float* xs,
+                         const fastconv::cpu::DirectConvArgs& a, int64_t co0, int64_t t0) {
     if (cb == CB) {
-      bww_tile<T, CB>(acc, dy, xpad, a, co0, ci, ky, kx0);
+      bww_tile_t<CB, bww_taps_max(CB)>(t, acc, dy, xs, a, co0, t0);
     } else if constexpr (CB > 1) {
-      bww_tile_n<T, CB - 1>(cb, acc, dy, xpad, a, co0, ci, ky, kx0);
+      bww_tile_n<CB - 1>(cb, t, acc, dy, xs, a, co0, t0);
     }
   }
 
-  template <int T>
-  static void bww_taps(float* acc, const float* dy, const float* xpad,
-                       const fastconv::cpu::DirectConvArgs& a, int64_t ci, int64_t ky,
-                       int64_t kx0) {
-    // Channel blocks of equal size up to the register limit (20 -> 4 x 5, 6 -> 2 x 3, 32 -> 4 x 8).
-    constexpr int CBM = bww_cb_max(T);
-    const int64_t blocks = (a.cout + CBM - 1) / CBM, cb = (a.cout + blocks - 1) / blocks;
-    for (int64_t co0 = 0; co0 < a.cout; co0 += cb)
-      bww_tile_n<T, CBM>(cb, acc, dy, xpad, a, co0, ci, ky, kx0);
-  }
-
-  static void bwd_weights(float* acc, float* dbacc, const float* dy, const float* xpad,
+  static void bwd_weights(float* acc, float* dbacc, const float* dy, const float* xs,
                           const fastconv::cpu::DirectConvArgs& a) {
-    constexpr int TMAX = 5;
-    for (int64_t ci = 0; ci < a.cin; ++ci)
-      for (int64_t ky = 0; ky < a.kh; ++ky)
-        for (int64_t kx0 = 0; kx0 < a.kw; kx0 += TMAX) {
-          switch (a.kw - kx0 < TMAX ? a.kw - kx0 : TMAX) {
-            case 1: bww_taps<1>(acc, dy, xpad, a, ci, ky, kx0); break;
-            case 2: bww_taps<2>(acc, dy, xpad, a, ci, ky, kx0); break;
-            case 3: bww_taps<3>(acc, dy, xpad, a, ci, ky, kx0); break;
-            case 4: bww_taps<4>(acc, dy, xpad, a, ci, ky, kx0); break;
-            default: bww_taps<5>(acc, dy, xpad, a, ci, ky, kx0); break;
-          }
-        }
+    // Every (cb, t) does cout*taps FMAs per vector position; loads are cout per tap tile plus
+    // taps per channel block: pick the channel block with the fewest (ties: the smaller).
+    const int64_t taps = a.cin * a.kh * a.kw;
+    int64_t best = 1, best_loads = -1;
+    for (int cbm = 1; cbm <= BWW_CB_MAX; ++cbm) {
+      const int64_t blocks = (a.cout + cbm - 1) / cbm, tm = bww_taps_max(cbm);
+      const int64_t loads = (taps + tm - 1) / tm * a.cout + blocks * taps;
+      if (best_loads < 0 || loads < best_loads) best = cbm, best_loads = loads;
+    }
+    // Equal-sized blocks and tiles (20 -> 4 x 5 channels; 25 taps at most 9 -> 9, 9, 7).
+    const int64_t blocks = (a.cout + best - 1) / best, cb = (a.cout + blocks - 1) / blocks;
+    const int64_t tm = bww_taps_max(int(best)), tiles = (taps + tm - 1) / tm;
+    const int64_t tt = (taps + tiles - 1) / tiles;
+    for (int64_t co0 = 0; co0 < a.cout; co0 += cb)
+      for (int64_t t0 = 0; t0 < taps; t0 += tt)
+        bww_tile_n<BWW_CB_MAX>(a.cout - co0 < cb ? a.cout - co0 : cb,
+                               taps - t0 < tt ? taps - t0 : tt, acc, dy, xs, a, co0, t0);
     if (dbacc == nullptr) return;
     const int64_t ohw = a.oh * a.ow, nfull = ohw / V::W * V::W;
     for (int64_t co = 0; co < a.cout; ++co) {

@@ -27,8 +27,8 @@ void conv2d_fwd_direct__avx2(float* y, const float* xpad, const float* w, const 
 }
 
 void conv2d_bwd_weights_direct__avx2(float* acc, float* dbacc, const float* dy,
-                                     const float* xpad, const DirectConvArgs& a) {
-  Direct::bwd_weights(acc, dbacc, dy, xpad, a);
+                                     const float* xs, const DirectConvArgs& a) {
+  Direct::bwd_weights(acc, dbacc, dy, xs, a);
 }
 
 void maxpool2d_codes_2x2s2__avx2(float* y, uint8_t* codes, const float* x, int64_t H,

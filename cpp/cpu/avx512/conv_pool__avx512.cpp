@@ -147,8 +147,8 @@ void conv2d_fwd_direct__avx512(float* y, const float* xpad, const float* w, cons
 }
 
 void conv2d_bwd_weights_direct__avx512(float* acc, float* dbacc, const float* dy,
-                                     const float* xpad, const DirectConvArgs& a) {
-  Direct::bwd_weights(acc, dbacc, dy, xpad, a);
+                                     const float* xs, const DirectConvArgs& a) {
+  Direct::bwd_weights(acc, dbacc, dy, xs, a);
 }
 
 void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const float* xcl,

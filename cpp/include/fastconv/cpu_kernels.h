@@ -85,10 +85,12 @@ struct DirectConvArgs {
 // transposed weights).
 using DirectFwdFn = void (*)(float* y, const float* xpad, const float* w, const float* bias,
                              bool relu, const DirectConvArgs& a);
-// acc (cout, cin*kh*kw, lanes) += per-lane partial sums of dy (cout, oh, ow) x patches of xpad;
-// dbacc (cout, lanes) += per-lane sums of dy (skipped when nullptr). The caller zeroes acc/dbacc
-// once, feeds every image of its chunk, then sums the lanes in a fixed order.
-using DirectBwdWeightsFn = void (*)(float* acc, float* dbacc, const float* dy, const float* xpad,
+// acc (cout, cin*kh*kw, lanes) += per-lane partial sums of dy (cout, oh, ow) x patches of the
+// padded input, given as xs: per (ci, kx) the padded plane shifted left by kx with row pitch ow,
+// xs[((ci*kw + kx)*hp + r)*ow + ox] = xpad[ci][r][ox + kx]; dbacc (cout, lanes) += per-lane sums
+// of dy (skipped when nullptr). The caller zeroes acc/dbacc once, feeds every image of its chunk,
+// then sums the lanes in a fixed order.
+using DirectBwdWeightsFn = void (*)(float* acc, float* dbacc, const float* dy, const float* xs,
                                     const DirectConvArgs& a);
 
 // Large-C_in bwd_weights of ONE image, output channels in lanes: acc (cin*kh*kw, coutp) += dW^T,
@@ -229,13 +231,13 @@ const KernelTable& kernel_table__avx512();
 void conv2d_fwd_direct__avx2(float* y, const float* xpad, const float* w, const float* bias,
                              bool relu, const DirectConvArgs& a);
 void conv2d_bwd_weights_direct__avx2(float* acc, float* dbacc, const float* dy,
-                                     const float* xpad, const DirectConvArgs& a);
+                                     const float* xs, const DirectConvArgs& a);
 void maxpool2d_fwd_2x2s2__avx2(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
                                int64_t OH, int64_t OW, int64_t planes);
 void conv2d_fwd_direct__avx512(float* y, const float* xpad, const float* w, const float* bias,
                                bool relu, const DirectConvArgs& a);
 void conv2d_bwd_weights_direct__avx512(float* acc, float* dbacc, const float* dy,
-                                       const float* xpad, const DirectConvArgs& a);
+                                       const float* xs, const DirectConvArgs& a);
 void maxpool2d_fwd_2x2s2__avx512(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
                                  int64_t OH, int64_t OW, int64_t planes);
 void conv2d_bwd_weights_direct_t__avx2(float* acc, const float* dyT, const float* xpad,
