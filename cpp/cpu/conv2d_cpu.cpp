@@ -255,30 +255,37 @@ void pad_image(float* xpad, const float* x_n, const Conv2dParams& p, const Direc
   pad_planes(xpad, x_n, p.x.h, p.x.w, p.pad.top, p.pad.left, a);
 }
 
-// Input of the C_in < 4 weight gradient (DirectBwdWeightsFn): per (ci, kx) the zero-padded plane
-// shifted left by kx with row pitch ow, xs[((ci*kw + kx)*hp + r)*ow + ox] = xpad[ci][r][ox + kx],
-// so that every tap reads its inputs at dy's own flat index oy*ow + ox.
-int64_t shifted_planes_size(const DirectConvArgs& a) { return a.cin * a.kw * a.hp * a.ow; }
+// Input of the C_in < 4 kernels (DirectBwdWeightsFn, conv2d_fwd_direct_shifted): per (ci, kx)
+// the zero-padded plane shifted left by kx with row pitch ow,
+// xs[((ci*kw + kx)*hp + r)*ow + ox] = xpad[ci][r][ox + kx], so that every tap reads its inputs
+// at the output's (and dy's) own flat index oy*ow + ox. The zeros sit at the same places for
+// every image: shifted_planes_zero once per buffer, then shifted_planes copies the image's rows.
+int64_t shifted_planes_size(const DirectConvArgs& a) {
+  return a.cin * a.kw * a.hp * a.ow + kDirectSlack;
+}
 
-void shifted_planes(float* xs, const float* x_n, const Conv2dParams& p, const DirectConvArgs& a) {
+void shifted_planes_zero(float* xs, const DirectConvArgs& a) {
+  std::fill(xs, xs + shifted_planes_size(a), 0.0f);
+}
+
+void shifted_planes(float* xs, const float* x_n, const Conv2dParams& p, const DirectConvArgs& a,
+                    ShiftPlanesFn fn) {
+  if (fn != nullptr) return fn(xs, x_n, p.x.h, p.x.w, p.pad.top, p.pad.left, a);
   const int64_t H = p.x.h, W = p.x.w, top = p.pad.top, left = p.pad.left;
   for (int64_t ci = 0; ci < a.cin; ++ci)
     for (int64_t kx = 0; kx < a.kw; ++kx) {
-      // output column ox reads input column ox + kx - left, which exists for ox in [lo, hi)
       const int64_t lo = std::clamp<int64_t>(left - kx, 0, a.ow);
       const int64_t hi = std::clamp<int64_t>(W + left - kx, lo, a.ow);
-      float* d = xs + (ci * a.kw + kx) * a.hp * a.ow;
-      for (int64_t r = 0; r < a.hp; ++r, d += a.ow) {
-        const int64_t iy = r - top;
-        if (iy < 0 || iy >= H || hi == lo) {
-          std::fill(d, d + a.ow, 0.0f);
-          continue;
-        }
-        std::fill(d, d + lo, 0.0f);
-        std::memcpy(d + lo, x_n + (ci * H + iy) * W + lo + kx - left, size_t(hi - lo) * sizeof(float));
-        std::fill(d + hi, d + a.ow, 0.0f);
-      }
+      float* d = xs + ((ci * a.kw + kx) * a.hp + top) * a.ow + lo;
+      const float* src = x_n + ci * H * W + lo + kx - left;
+      for (int64_t iy = 0; iy < H; ++iy) std::copy(src + iy * W, src + iy * W + (hi - lo), d + iy * a.ow);
     }
+}
+
+// The forward of the C_in < 4 layers over shifted planes (FASTCONV_FWD_SHIFTED=0: padded planes).
+bool use_fwd_shifted(const Conv2dParams& p, const KernelTable& kt) {
+  static const bool on = env_int("FASTCONV_FWD_SHIFTED", 1) != 0;
+  return on && kt.conv2d_fwd_direct_shifted != nullptr && p.x.c < 4;
 }
 
 // Packed forward weights (see DirectFwdFn): wt[((co/cb)*rows + r)*cb + co%cb] = weight(co, r) with
@@ -363,20 +370,29 @@ struct DySource {
   }
 };
 
+// shifted_fn (or nullptr): the kernel to run instead over the image's shifted planes.
 void conv2d_fwd_direct(const ImageSink& out, const float* x, const float* w, const float* b,
-                       const Conv2dParams& p, bool relu, DirectFwdFn fn) {
+                       const Conv2dParams& p, bool relu, DirectFwdFn fn, DirectFwdFn shifted_fn,
+                       ShiftPlanesFn shift) {
   const DirectConvArgs a = direct_args(p);
   const int64_t rows = a.cin * a.kh * a.kw;
   const float* wt =
       pack_direct_weights(a, [&](int64_t co, int64_t r) { return w[co * rows + r]; });
   const int64_t xs = p.x.c * p.x.h * p.x.w;
+  const int64_t in_size = shifted_fn != nullptr ? shifted_planes_size(a) : xpad_size(a);
   parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
-    float* xpad = scratch(xpad_size(a) + out.scratch_floats());
-    float* tmp = xpad + xpad_size(a);
+    float* xin = scratch(in_size + out.scratch_floats());
+    float* tmp = xin + in_size;
+    if (shifted_fn != nullptr) shifted_planes_zero(xin, a);
     for (int64_t n = begin; n < end; ++n) {
-      pad_image(xpad, x + n * xs, p, a);
       float* dst = out.target(n, tmp);
-      fn(dst, xpad, wt, b, relu, a);
+      if (shifted_fn != nullptr) {
+        shifted_planes(xin, x + n * xs, p, a, shift);
+        shifted_fn(dst, xin, wt, b, relu, a);
+      } else {
+        pad_image(xin, x + n * xs, p, a);
+        fn(dst, xin, wt, b, relu, a);
+      }
       out.finish(n, dst);
     }
   });
@@ -421,7 +437,8 @@ void conv2d_bwd_data_direct(float* dx, const DySource& dy, const float* w, const
 // of the caller's workspace; the lanes, then the parts, are summed in a fixed order:
 // deterministic at a given thread count. Workspace: parts * C_out * (C_in*KH*KW + 1) * lanes floats.
 void conv2d_bwd_weights_direct(float* dw, float* db, const DySource& dy, const float* x,
-                               const Conv2dParams& p, DirectBwdWeightsFn fn, int lanes) {
+                               const Conv2dParams& p, DirectBwdWeightsFn fn, int lanes,
+                               ShiftPlanesFn shift) {
   const DirectConvArgs a = direct_args(p);
   const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t K = p.reduction(), C_out = p.y.c;
@@ -434,29 +451,27 @@ void conv2d_bwd_weights_direct(float* dw, float* db, const DySource& dy, const f
     float* dbacc = db != nullptr ? acc + C_out * K * lanes : nullptr;
     float* xsh = scratch(shifted_planes_size(a) + dy.scratch_floats());
     float* tmp = xsh + shifted_planes_size(a);
+    shifted_planes_zero(xsh, a);
     for (int64_t n = begin; n < end; ++n) {
-      shifted_planes(xsh, x + n * xs, p, a);
+      shifted_planes(xsh, x + n * xs, p, a, shift);
       fn(acc, dbacc, dy.image(n, tmp), xsh, a);
     }
   });
-  auto lane_sum = [lanes](const float* v) {
-    float s = 0.0f;
-    for (int l = 0; l < lanes; ++l) s += v[l];
-    return s;
+  // The parts lane by lane in part order (independent lanes: vectorised), then the lanes as a
+  // fixed pairwise tree. The former per-part chains of 16 dependent scalar adds took ~15 us of
+  // fashion.conv1's ~90 us at 2 threads, on the calling thread alone.
+  auto total = [&](int64_t i) {
+    float t[16];  // lanes: the kernel table's vector width, 8 or 16
+    for (int l = 0; l < lanes; ++l) t[l] = ws[i * lanes + l];
+    for (int part = 1; part < parts; ++part)
+      for (int l = 0; l < lanes; ++l) t[l] += ws[part * per_part + i * lanes + l];
+    for (int w = lanes / 2; w >= 1; w /= 2)
+      for (int l = 0; l < w; ++l) t[l] += t[l + w];
+    return t[0];
   };
-  for (int64_t i = 0; i < C_out * K; ++i) {
-    float s = 0.0f;
-    for (int part = 0; part < parts; ++part) s += lane_sum(ws + part * per_part + i * lanes);
-    dw[i] = s;
-  }
-  if (db != nullptr) {
-    for (int64_t co = 0; co < C_out; ++co) {
-      float s = 0.0f;
-      for (int part = 0; part < parts; ++part)
-        s += lane_sum(ws + part * per_part + (C_out * K + co) * lanes);
-      db[co] = s;
-    }
-  }
+  for (int64_t i = 0; i < C_out * K; ++i) dw[i] = total(i);
+  if (db != nullptr)
+    for (int64_t co = 0; co < C_out; ++co) db[co] = total(C_out * K + co);
 }
 
 // --- packed-operand helpers for the GEMM path --------------------------------------------------
@@ -1334,7 +1349,9 @@ bool fwd_per_image(const ImageSink& out, const float* x, const float* w, const f
     return true;
   }
   if (use_direct_fwd(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {
-    conv2d_fwd_direct(out, x, w, b, p, relu, kt.conv2d_fwd_direct);
+    conv2d_fwd_direct(out, x, w, b, p, relu, kt.conv2d_fwd_direct,
+                      use_fwd_shifted(p, kt) ? kt.conv2d_fwd_direct_shifted : nullptr,
+                      kt.shift_planes);
     return true;
   }
   return false;
@@ -1505,7 +1522,8 @@ void conv2d_bwd_weights_from(float* dw, float* db, const DySource& dy, const flo
     return;
   }
   if (use_direct_bwd_weights(p, reinterpret_cast<const void*>(kt.conv2d_bwd_weights_direct))) {
-    conv2d_bwd_weights_direct(dw, db, dy, x, p, kt.conv2d_bwd_weights_direct, kt.direct_lanes);
+    conv2d_bwd_weights_direct(dw, db, dy, x, p, kt.conv2d_bwd_weights_direct, kt.direct_lanes,
+                              kt.shift_planes);
     return;
   }
   const Geometry g = geometry(p);

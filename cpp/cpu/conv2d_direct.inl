@@ -246,6 +246,119 @@ struct DirectConv {
     }
   }
 
+  // Flat tile over shifted planes (C_in < 4; the driver's shifted_planes, which bwd_weights reads
+  // too): output position q = oy*ow + ox of tap (ci, ky, kx) reads xs[((ci*kw + kx)*hp + ky)*ow + q],
+  // so the image's oh*ow outputs are one run of vectors, with no junk lanes and no row ends (28x28:
+  // 49 full vectors, where row tiles put rows of 28 in 32 lanes), and every vector is stored whole
+  // (the plane's last one masked).
+  template <int NQ, int CB, int KH, int KW>
+  static void fwd_shifted_tile(float* y, const float* xs, const float* wt, const float* bias,
+                               bool relu, const fastconv::cpu::DirectConvArgs& a, int64_t co0,
+                               int64_t q0) {
+    const int64_t kh = KH > 0 ? KH : a.kh, kw = KW > 0 ? KW : a.kw, slab = a.hp * a.ow;
+    reg acc[NQ][CB];
+#pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j)
+#pragma GCC unroll 8
+      for (int c = 0; c < CB; ++c) acc[j][c] = V::zero();
+    const float* wb = wt + co0 * a.cin * kh * kw;
+    for (int64_t ci = 0; ci < a.cin; ++ci) {
+      const float* xc = xs + ci * kw * slab + q0;
+      const float* wci = wb + ci * kh * kw * CB;
+      if constexpr (KW == 3 && KH == 3) {  // same unrolling rule as fwd_tile
+#pragma GCC unroll 3
+        for (int64_t ky = 0; ky < 3; ++ky)
+#pragma GCC unroll 3
+          for (int64_t kx = 0; kx < 3; ++kx)
+            flat_tap<NQ, CB>(acc, xc + kx * slab + ky * a.ow, wci + (ky * 3 + kx) * CB);
+      } else {
+#pragma GCC unroll 1
+        for (int64_t ky = 0; ky < kh; ++ky)
+#pragma GCC unroll 1
+          for (int64_t kx = 0; kx < kw; ++kx)
+            flat_tap<NQ, CB>(acc, xc + kx * slab + ky * a.ow, wci + (ky * kw + kx) * CB);
+      }
+    }
+    const int64_t P = a.oh * a.ow;
+    const int ncb = a.cout - co0 < CB ? int(a.cout - co0) : CB;
+#pragma GCC unroll 8
+    for (int c = 0; c < CB; ++c) {
+      if (c >= ncb) break;
+      const reg vb = V::set1(bias != nullptr ? bias[co0 + c] : 0.0f);
+      float* yc = y + (co0 + c) * P;
+#pragma GCC unroll 8
+      for (int j = 0; j < NQ; ++j) {
+        const int64_t qv = q0 + j * V::W;
+        if (qv >= P) break;
+        reg o = V::add(acc[j][c], vb);
+        if (relu) o = V::relu(o);
+        if (P - qv >= V::W) {
+          V::storeu(yc + qv, o);
+        } else {
+          V::store_tail(yc + qv, o, V::tail(P - qv));
+        }
+      }
+    }
+  }
+
+  // Vectors per tile: NQ*CB accumulators + NQ inputs + one broadcast weight fit the registers
+  // (AVX-512: 4 channels x 6 vectors, 5 x 5, 6 x 4). With the 3x3 taps unrolled, GCC shuffles
+  // registers unless 3 stay free (4 x 6 ran 1.25x slower than 4 x 5 on fashion.conv1).
+  static constexpr int shifted_nq(int cb, bool unrolled) {
+    const int n = (BWD_REGS - (unrolled ? 4 : 1)) / (cb + 1);
+    return n < 8 ? n : 8;
+  }
+
+  // Tail tile of t < NQ vectors (run-time kernel size: it is at most one tile per channel block).
+  template <int CB, int NQ>
+  static void fwd_shifted_tail(int64_t t, float* y, const float* xs, const float* wt,
+                               const float* bias, bool relu, const fastconv::cpu::DirectConvArgs& a,
+                               int64_t co0, int64_t q0) {
+    if (t == NQ) {
+      fwd_shifted_tile<NQ, CB, 0, 0>(y, xs, wt, bias, relu, a, co0, q0);
+    } else if constexpr (NQ > 1) {
+      fwd_shifted_tail<CB, NQ - 1>(t, y, xs, wt, bias, relu, a, co0, q0);
+    }
+  }
+
+  // Full tiles of NQ vectors, then one tail tile (49 vectors with NQ = 6: 8 x 6 + 1).
+  template <int CB, int KH, int KW>
+  static void fwd_shifted_image(float* y, const float* xs, const float* wt, const float* bias,
+                                bool relu, const fastconv::cpu::DirectConvArgs& a) {
+    constexpr int NQ = shifted_nq(CB, KH == 3 && KW == 3);
+    const int64_t nvec = (a.oh * a.ow + V::W - 1) / V::W;
+    for (int64_t v0 = 0; v0 < nvec; v0 += NQ)
+      for (int64_t co0 = 0; co0 < a.cout; co0 += CB) {
+        if (nvec - v0 >= NQ) {
+          fwd_shifted_tile<NQ, CB, KH, KW>(y, xs, wt, bias, relu, a, co0, v0 * V::W);
+        } else {
+          fwd_shifted_tail<CB, NQ - 1>(nvec - v0, y, xs, wt, bias, relu, a, co0, v0 * V::W);
+        }
+      }
+  }
+
+  template <int CB>
+  static void fwd_shifted_k(float* y, const float* xs, const float* wt, const float* bias,
+                            bool relu, const fastconv::cpu::DirectConvArgs& a) {
+    if (a.kh == 3 && a.kw == 3) {
+      fwd_shifted_image<CB, 3, 3>(y, xs, wt, bias, relu, a);
+    } else if (a.kh == 5 && a.kw == 5) {
+      fwd_shifted_image<CB, 5, 5>(y, xs, wt, bias, relu, a);
+    } else {
+      fwd_shifted_image<CB, 0, 0>(y, xs, wt, bias, relu, a);
+    }
+  }
+
+  static void fwd_shifted(float* y, const float* xs, const float* wt, const float* bias,
+                          bool relu, const fastconv::cpu::DirectConvArgs& a) {
+    switch (a.cb) {
+      case 1: fwd_shifted_k<1>(y, xs, wt, bias, relu, a); break;
+      case 4: fwd_shifted_k<4>(y, xs, wt, bias, relu, a); break;
+      case 5: fwd_shifted_k<5>(y, xs, wt, bias, relu, a); break;
+      default: fwd_shifted_k<6>(y, xs, wt, bias, relu, a); break;
+    }
+  }
+
   // Useful fraction of the computed lanes: row tiles (R rows x NV vectors) vs flat tiles of NQ.
   static double row_efficiency(const fastconv::cpu::DirectConvArgs& a, int64_t R, int64_t NV) {
     const int64_t tw = NV * V::W, rem = a.oh % R;
@@ -312,6 +425,27 @@ struct DirectConv {
     } else {
       fwd_cb<R_WIDE, 2>(cb, y, xpad, wt, bias, relu, a);
     }
+  }
+
+  // --- shifted planes (the C_in < 4 kernels' input) ----------------------------------------------
+  // The image's rows into the shifted planes (layout: ShiftPlanesFn); the zeros around them are
+  // the caller's, written once per buffer. Rows of ~28 floats: one vector + one masked vector.
+  static void shift_planes(float* xs, const float* x_n, int64_t H, int64_t W, int64_t top,
+                           int64_t left, const fastconv::cpu::DirectConvArgs& a) {
+    for (int64_t ci = 0; ci < a.cin; ++ci)
+      for (int64_t kx = 0; kx < a.kw; ++kx) {
+        // output column ox reads input column ox + kx - left, which exists for ox in [lo, hi)
+        const int64_t lo0 = left - kx < 0 ? 0 : left - kx, lo = lo0 < a.ow ? lo0 : a.ow;
+        const int64_t hi0 = W + left - kx < a.ow ? W + left - kx : a.ow, hi = hi0 < lo ? lo : hi0;
+        const int64_t n = hi - lo, nfull = n / V::W * V::W;
+        const auto m = V::tail(n - nfull);
+        float* d = xs + ((ci * a.kw + kx) * a.hp + top) * a.ow + lo;
+        const float* src = x_n + ci * H * W + lo + kx - left;
+        for (int64_t iy = 0; iy < H; ++iy, d += a.ow, src += W) {
+          for (int64_t i = 0; i < nfull; i += V::W) V::storeu(d + i, V::loadu(src + i));
+          if (nfull < n) V::store_tail(d + nfull, V::load_tail(src + nfull, m), m);
+        }
+      }
   }
 
   // --- backward weights ------------------------------------------------------------------------

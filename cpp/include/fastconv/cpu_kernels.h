@@ -195,6 +195,13 @@ inline int64_t winograd_bww_work_floats(const ClConvArgs& a) {
 using TransposeToLanesFn = void (*)(float* dyT, const float* dy, int64_t C, int64_t P,
                                     int64_t coutp);
 
+// The (cin, H, W) image x_n into the C_in < 4 kernels' shifted planes: per (ci, kx) the plane
+// zero-padded by top/left (and a.hp/a.ow) shifted left by kx with row pitch ow,
+// xs[((ci*kw + kx)*hp + r)*ow + ox] = xpad[ci][r][ox + kx]. Writes only the image's values: the
+// caller zeroes the buffer once, and the zeros stay where they are for every image.
+using ShiftPlanesFn = void (*)(float* xs, const float* x_n, int64_t H, int64_t W, int64_t top,
+                               int64_t left, const DirectConvArgs& a);
+
 struct KernelTable {
   const char* isa;  // "portable", "avx2", "avx512"
   SgemmFn sgemm;
@@ -216,11 +223,13 @@ struct KernelTable {
   WinogradBwwFn conv2d_bwd_weights_winograd;        // nullptr: the direct weight gradients
   WinogradBwdDataFn conv2d_bwd_data_winograd;       // nullptr: bwd_data as a padded forward
   TransposeToLanesFn transpose_to_lanes;            // nullptr: the scalar loop
+  DirectFwdFn conv2d_fwd_direct_shifted;  // C_in < 4, input as shifted planes; nullptr: padded
+  ShiftPlanesFn shift_planes;             // nullptr: the scalar loop
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
 constexpr int64_t kDirectSlackRows = 4;   // extra zero rows below the last plane's rows
-constexpr int64_t kDirectSlack = 64;      // extra floats past the end
+constexpr int64_t kDirectSlack = 64;      // extra floats past the end (also of the shifted planes)
 
 // Defined in cpu/scalar/sgemm__scalar.cpp, cpu/avx2/sgemm__avx2.cpp, cpu/avx512/sgemm__avx512.cpp.
 const KernelTable& kernel_table__scalar();
@@ -238,6 +247,12 @@ void conv2d_fwd_direct__avx512(float* y, const float* xpad, const float* w, cons
                                bool relu, const DirectConvArgs& a);
 void conv2d_bwd_weights_direct__avx512(float* acc, float* dbacc, const float* dy,
                                        const float* xs, const DirectConvArgs& a);
+void shift_planes__avx2(float* xs, const float* x_n, int64_t H, int64_t W, int64_t top,
+                        int64_t left, const DirectConvArgs& a);
+void shift_planes__avx512(float* xs, const float* x_n, int64_t H, int64_t W, int64_t top,
+                          int64_t left, const DirectConvArgs& a);
+void conv2d_fwd_direct_shifted__avx512(float* y, const float* xs, const float* w,
+                                       const float* bias, bool relu, const DirectConvArgs& a);
 void maxpool2d_fwd_2x2s2__avx512(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
                                  int64_t OH, int64_t OW, int64_t planes);
 void conv2d_bwd_weights_direct_t__avx2(float* acc, const float* dyT, const float* xpad,
