@@ -306,7 +306,7 @@ struct DirectConv {
   // registers unless 3 stay free (4 x 6 ran 1.25x slower than 4 x 5 on fashion.conv1).
   static constexpr int shifted_nq(int cb, bool unrolled) {
     const int n = (BWD_REGS - (unrolled ? 4 : 1)) / (cb + 1);
-    return n < 8 ? n : 8;
+    return n < 1 ? 1 : n < 8 ? n : 8;
   }
 
   // Tail tile of t < NQ vectors (run-time kernel size: it is at most one tile per channel block).
@@ -331,7 +331,7 @@ struct DirectConv {
       for (int64_t co0 = 0; co0 < a.cout; co0 += CB) {
         if (nvec - v0 >= NQ) {
           fwd_shifted_tile<NQ, CB, KH, KW>(y, xs, wt, bias, relu, a, co0, v0 * V::W);
-        } else {
+        } else if constexpr (NQ > 1) {
           fwd_shifted_tail<CB, NQ - 1>(nvec - v0, y, xs, wt, bias, relu, a, co0, v0 * V::W);
         }
       }

@@ -26,6 +26,11 @@ void conv2d_fwd_direct__avx2(float* y, const float* xpad, const float* w, const 
   Direct::fwd(y, xpad, w, bias, relu, a);
 }
 
+void conv2d_fwd_direct_shifted__avx2(float* y, const float* xs, const float* w,
+                                     const float* bias, bool relu, const DirectConvArgs& a) {
+  Direct::fwd_shifted(y, xs, w, bias, relu, a);
+}
+
 void shift_planes__avx2(float* xs, const float* x_n, int64_t H, int64_t W, int64_t top,
                   int64_t left, const DirectConvArgs& a) {
   Direct::shift_planes(xs, x_n, H, W, top, left, a);

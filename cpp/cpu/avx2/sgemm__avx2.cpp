@@ -67,8 +67,8 @@ const KernelTable& kernel_table__avx2() {
                                  conv2d_fwd_direct__avx2, conv2d_bwd_weights_direct__avx2,
                                  8, nullptr, conv2d_bwd_weights_direct_t__avx2, nullptr,
                                  nullptr, nullptr, maxpool2d_codes_2x2s2__avx2, nullptr,
-                                 nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                 shift_planes__avx2};
+                                 nullptr, nullptr, nullptr, nullptr, nullptr,
+                                 conv2d_fwd_direct_shifted__avx2, shift_planes__avx2};
   return table;
 }
 }  // namespace cpu

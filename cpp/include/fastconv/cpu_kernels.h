@@ -251,6 +251,8 @@ void shift_planes__avx2(float* xs, const float* x_n, int64_t H, int64_t W, int64
                         int64_t left, const DirectConvArgs& a);
 void shift_planes__avx512(float* xs, const float* x_n, int64_t H, int64_t W, int64_t top,
                           int64_t left, const DirectConvArgs& a);
+void conv2d_fwd_direct_shifted__avx2(float* y, const float* xs, const float* w,
+                                     const float* bias, bool relu, const DirectConvArgs& a);
 void conv2d_fwd_direct_shifted__avx512(float* y, const float* xs, const float* w,
                                        const float* bias, bool relu, const DirectConvArgs& a);
 void maxpool2d_fwd_2x2s2__avx512(float* y, int64_t* idx, const float* x, int64_t H, int64_t W,
