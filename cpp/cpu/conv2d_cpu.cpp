@@ -268,18 +268,11 @@ void shifted_planes_zero(float* xs, const DirectConvArgs& a) {
   std::fill(xs, xs + shifted_planes_size(a), 0.0f);
 }
 
+// The image's rows into the shifted planes: the ISA's kernel (every table with direct kernels has
+// one).
 void shifted_planes(float* xs, const float* x_n, const Conv2dParams& p, const DirectConvArgs& a,
                     ShiftPlanesFn fn) {
-  if (fn != nullptr) return fn(xs, x_n, p.x.h, p.x.w, p.pad.top, p.pad.left, a);
-  const int64_t H = p.x.h, W = p.x.w, top = p.pad.top, left = p.pad.left;
-  for (int64_t ci = 0; ci < a.cin; ++ci)
-    for (int64_t kx = 0; kx < a.kw; ++kx) {
-      const int64_t lo = std::clamp<int64_t>(left - kx, 0, a.ow);
-      const int64_t hi = std::clamp<int64_t>(W + left - kx, lo, a.ow);
-      float* d = xs + ((ci * a.kw + kx) * a.hp + top) * a.ow + lo;
-      const float* src = x_n + ci * H * W + lo + kx - left;
-      for (int64_t iy = 0; iy < H; ++iy) std::copy(src + iy * W, src + iy * W + (hi - lo), d + iy * a.ow);
-    }
+  fn(xs, x_n, p.x.h, p.x.w, p.pad.top, p.pad.left, a);
 }
 
 // The forward of the C_in < 4 layers over shifted planes (FASTCONV_FWD_SHIFTED=0: padded planes).

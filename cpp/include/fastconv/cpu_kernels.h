@@ -224,7 +224,7 @@ struct KernelTable {
   WinogradBwdDataFn conv2d_bwd_data_winograd;       // nullptr: bwd_data as a padded forward
   TransposeToLanesFn transpose_to_lanes;            // nullptr: the scalar loop
   DirectFwdFn conv2d_fwd_direct_shifted;  // C_in < 4, input as shifted planes; nullptr: padded
-  ShiftPlanesFn shift_planes;             // nullptr: the scalar loop
+  ShiftPlanesFn shift_planes;             // with the direct kernels (C_in < 4 inputs)
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
