@@ -76,7 +76,7 @@ def stats_ms(samples_ns):
 
 
 def alternate(fns, reps, warmup=2, max_reps=None, min_seconds=0.0, budget_seconds=None, block=3,
-              switch_warmup=1, settle=0.0):
+              switch_warmup=1, settle=0.0, handover_ms=0.0):
     """Time several callables by turns; returns {name: stats_ms(...)}.
 
     fns: {name: callable(i)}; the callable gets a running call number (to rotate input buffers).
@@ -91,6 +91,11 @@ def alternate(fns, reps, warmup=2, max_reps=None, min_seconds=0.0, budget_second
     (back-to-back calls), while machine noise still falls on all backends alike.
     budget_seconds: stop once the whole call took this long (at least 3 samples each).
     settle: optional untimed sleep before each turn (0 by default).
+    handover_ms: the untimed hand-over goes on (after its switch_warmup calls) until it has lasted
+    this long. One call is not enough for sub-millisecond calls at 2 threads: torch's workers
+    spin ~9 ms of CPU after each of its calls (measured here), so a block of ten 0.1 ms calls
+    right after torch's turn ran entirely beside a spinning thread, while torch's turns after
+    fastconv's saw its workers spin 0.2 ms. A hand-over longer than both spins is fair to both.
     """
     items = []
     for name, f in fns.items():
@@ -115,7 +120,11 @@ def alternate(fns, reps, warmup=2, max_reps=None, min_seconds=0.0, budget_second
                 continue
             if settle:
                 time.sleep(settle)
+            t_hand = time.perf_counter()
             for _ in range(switch_warmup):
+                f(calls)
+                calls += 1
+            while (time.perf_counter() - t_hand) * 1e3 < handover_ms:
                 f(calls)
                 calls += 1
             for _ in range(block):

@@ -82,9 +82,12 @@ def parse_args(argv=None):
     p.add_argument("--rotate", type=int, default=None,
                    help="input buffers to cycle through (default: 4 when a pass's inputs fit in 4 MB)")
     p.add_argument("--block", type=int, default=3,
-                   help="timed calls per turn, after one untimed hand-over call (default 3)")
+                   help="timed calls per turn, after the untimed hand-over (default 3)")
     p.add_argument("--settle", type=float, default=0.0,
                    help="ms to sleep before each turn (default 0: hand over at once)")
+    p.add_argument("--handover-ms", type=float, default=25.0,
+                   help="untimed calls after each switch of backend for at least this long (default "
+                        "25: outlasts torch's ~9 ms worker spin; see _util.alternate)")
     p.add_argument("--isa", default=None, help="force fastconv's CPU path (portable, avx2, avx512)")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 reps, 1 warm-up, no min time")
     p.add_argument("--json", default=None, metavar="PATH", help="write {meta, records} JSON here")
@@ -147,7 +150,8 @@ def main(argv=None):
 
     meta = machine_info(args.threads)
     meta.update(isa=isa, peak_gflops=peak, reps=args.reps, min_time=args.min_time,
-                warmup=args.warmup, backends=backends, method=(
+                warmup=args.warmup, block=args.block, handover_ms=args.handover_ms,
+                backends=backends, method=(
                     "backends alternate rep by rep in one process (order flips every round); "
                     "median and p25/p75 of per-call perf_counter_ns times after warm-up"))
     print(describe(meta))
@@ -213,7 +217,7 @@ class Bench:
                 continue
             table[name] = (f, a.numpy_reps) if name == "numpy" else f
         return alternate(table, a.reps, warmup=a.warmup, max_reps=a.max_reps, min_seconds=a.min_time,
-                         block=a.block, settle=a.settle / 1e3)
+                         block=a.block, settle=a.settle / 1e3, handover_ms=a.handover_ms)
 
     def _emit(self, rec):
         if self.args.jsonl:

@@ -42,6 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--block", type=int, default=10,
                    help="timed calls per turn (default 10: long turns keep each library's pool warm "
                         "and the other's idle; see _util.alternate)")
+    p.add_argument("--handover-ms", type=float, default=25.0,
+                   help="untimed calls after each switch of backend for at least this long "
+                        "(default 25; see _util.alternate)")
     p.add_argument("--json", help="write every record here")
     return p.parse_args(argv)
 
@@ -133,7 +136,7 @@ def main(argv=None):
 
         for pas, fns in (("fwd", {"fastconv": f_fwd, "torch": lambda _: t_fwd()}),
                          ("bwd", {"fastconv": f_bwd, "torch": lambda _: t_bwd(r, tidx)})):
-            res = alternate(fns, args.reps, warmup=2, block=args.block)
+            res = alternate(fns, args.reps, warmup=2, block=args.block, handover_ms=args.handover_ms)
             ratio = res["torch"]["median_ms"] / res["fastconv"]["median_ms"]
             grads = "dW, db" if first else "dx, dW, db"
             for backend, st in res.items():
