@@ -427,7 +427,7 @@ void conv2d_bwd_data_direct(float* dx, const DySource& dy, const float* w, const
 }
 
 // Each fixed range of samples (parallel_for_parts) accumulates per-lane partial sums in its slice
-// of the caller's workspace; the lanes, then the parts, are summed in a fixed order:
+// of the caller's workspace; the parts, then the lanes, are summed in a fixed order:
 // deterministic at a given thread count. Workspace: parts * C_out * (C_in*KH*KW + 1) * lanes floats.
 void conv2d_bwd_weights_direct(float* dw, float* db, const DySource& dy, const float* x,
                                const Conv2dParams& p, DirectBwdWeightsFn fn, int lanes,
@@ -451,8 +451,8 @@ void conv2d_bwd_weights_direct(float* dw, float* db, const DySource& dy, const f
     }
   });
   // The parts lane by lane in part order (independent lanes: vectorised), then the lanes as a
-  // fixed pairwise tree. The former per-part chains of 16 dependent scalar adds took ~15 us of
-  // fashion.conv1's ~90 us at 2 threads, on the calling thread alone.
+  // fixed pairwise tree: 4 adds deep, where a chain of 16 dependent scalar adds per part ran
+  // before (on the calling thread alone).
   auto total = [&](int64_t i) {
     float t[16];  // lanes: the kernel table's vector width, 8 or 16
     for (int l = 0; l < lanes; ++l) t[l] = ws[i * lanes + l];
