@@ -677,21 +677,17 @@ bool use_direct_bwd_weights_cl(const Conv2dParams& p, const void* fn) {
   return bww_cl_enabled() && direct_geometry(p, fn) && p.x.c >= bww_t_min_cin();
 }
 
+// The border zeroed, then the image transposed in by the ISA's kernel (the table that has the
+// channels-last weight gradient has one).
 void pad_channels_last(float* xcl, const float* x_n, const Conv2dParams& p, const DirectConvArgs& a,
-                       int64_t total) {
-  const int64_t H = p.x.h, W = p.x.w, C = a.cin;
+                       int64_t total, PadChannelsLastFn fn) {
   std::fill(xcl, xcl + total, 0.0f);
-  for (int64_t iy = 0; iy < H; ++iy) {
-    float* row = xcl + ((iy + p.pad.top) * a.wp + p.pad.left) * C;
-    for (int64_t c = 0; c < C; ++c) {
-      const float* src = x_n + (c * H + iy) * W;
-      for (int64_t ix = 0; ix < W; ++ix) row[ix * C + c] = src[ix];
-    }
-  }
+  fn(xcl, x_n, p.x.h, p.x.w, a.cin, p.pad.top, p.pad.left, a.wp);
 }
 
 void conv2d_bwd_weights_direct_cl(float* dw, float* db, const DySource& dy, const float* x,
-                                  const Conv2dParams& p, DirectBwdWeightsClFn fn, int lanes) {
+                                  const Conv2dParams& p, DirectBwdWeightsClFn fn, int lanes,
+                                  PadChannelsLastFn pad_cl) {
   const DirectConvArgs a = direct_args(p);
   const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t C_out = p.y.c, C_in = p.x.c, P = p.y.h * p.y.w;
@@ -707,7 +703,7 @@ void conv2d_bwd_weights_direct_cl(float* dw, float* db, const DySource& dy, cons
     float* xcl = scratch(xsize + dy.scratch_floats());
     float* tmp = xcl + xsize;
     for (int64_t n = begin; n < end; ++n) {
-      pad_channels_last(xcl, x + n * xs, p, a, xsize);
+      pad_channels_last(xcl, x + n * xs, p, a, xsize, pad_cl);
       const float* dy_n = dy.image(n, tmp);
       fn(acc, dy_n, xcl, a, lp);
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
@@ -1515,7 +1511,7 @@ void conv2d_bwd_weights_from(float* dw, float* db, const DySource& dy, const flo
   }
   if (use_direct_bwd_weights_cl(p, reinterpret_cast<const void*>(kt.conv2d_bwd_weights_direct_cl))) {
     conv2d_bwd_weights_direct_cl(dw, db, dy, x, p, kt.conv2d_bwd_weights_direct_cl,
-                                 kt.direct_lanes);
+                                 kt.direct_lanes, kt.pad_channels_last);
     return;
   }
   if (use_direct_bwd_weights_t(p, reinterpret_cast<const void*>(kt.conv2d_bwd_weights_direct_t))) {

@@ -202,6 +202,11 @@ using TransposeToLanesFn = void (*)(float* dyT, const float* dy, int64_t C, int6
 using ShiftPlanesFn = void (*)(float* xs, const float* x_n, int64_t H, int64_t W, int64_t top,
                                int64_t left, const DirectConvArgs& a);
 
+// The (C, H, W) image x_n into a zero-bordered channels-last buffer of row pitch wp pixels:
+// xcl[((iy + top)*wp + ix + left)*C + c] = x_n[(c*H + iy)*W + ix]; the border is the caller's.
+using PadChannelsLastFn = void (*)(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
+                                   int64_t top, int64_t left, int64_t wp);
+
 struct KernelTable {
   const char* isa;  // "portable", "avx2", "avx512"
   SgemmFn sgemm;
@@ -225,6 +230,7 @@ struct KernelTable {
   TransposeToLanesFn transpose_to_lanes;            // nullptr: the scalar loop
   DirectFwdFn conv2d_fwd_direct_shifted;  // C_in < 4, input as shifted planes; nullptr: padded
   ShiftPlanesFn shift_planes;             // with the direct kernels (C_in < 4 inputs)
+  PadChannelsLastFn pad_channels_last;    // with conv2d_bwd_weights_direct_cl
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -249,6 +255,8 @@ void conv2d_bwd_weights_direct__avx512(float* acc, float* dbacc, const float* dy
                                        const float* xs, const DirectConvArgs& a);
 void shift_planes__avx2(float* xs, const float* x_n, int64_t H, int64_t W, int64_t top,
                         int64_t left, const DirectConvArgs& a);
+void pad_channels_last__avx512(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
+                               int64_t top, int64_t left, int64_t wp);
 void shift_planes__avx512(float* xs, const float* x_n, int64_t H, int64_t W, int64_t top,
                           int64_t left, const DirectConvArgs& a);
 void conv2d_fwd_direct_shifted__avx2(float* y, const float* xs, const float* w,
