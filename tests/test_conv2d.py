@@ -188,7 +188,7 @@ CL_CASES = [
 @pytest.fixture(
     params=[
         "fwd_cl", "bwd_scatter", "winograd", "winograd_tiles", "winograd_bww",
-        "winograd_transposed", "neither",
+        "winograd_transposed", "bww_flat", "neither",
     ]
 )
 def direct_variant(request):
@@ -196,14 +196,16 @@ def direct_variant(request):
     channels-in-lanes forward + bwd_data, scatter bwd_data (kernel widths 3 and 5), or Winograd
     F(2x2, 3x3) / F(2x2, 5x5) forward + bwd_data (even output) with the channels or the tiles in
     the lanes, Winograd F(3x3, 2x2) weight gradient (3x3, even output), Winograd bwd_data as the
-    forward's transpose (even output, any padding); or all off (the
-    pixels-in-lanes / GEMM paths they replace on some layers)."""
+    forward's transpose (even output, any padding), the channel-lane weight gradient with its
+    lanes over (ky, kx, ci) (kw*C_in >= 16); or all off (the pixels-in-lanes / GEMM paths they
+    replace on some layers, the per-kernel-row lanes)."""
     if "avx512" not in fastconv.cpu_isas():
         pytest.skip("these kernel variants are AVX-512 only; this CPU has no AVX-512")
     previous_isa = fastconv.get_cpu_isa()
     fastconv.set_cpu_isa("avx512")
     modes = dict.fromkeys(
-        ["fwd_cl", "bwd_scatter", "winograd", "winograd_tiles", "winograd_bww", "winograd_transposed"],
+        ["fwd_cl", "bwd_scatter", "winograd", "winograd_tiles", "winograd_bww", "winograd_transposed",
+         "bww_flat"],
         0,
     )
     if request.param in modes:

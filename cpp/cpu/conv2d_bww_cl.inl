@@ -109,3 +109,131 @@ struct BwdWeightsChannelsLast {
     }
   }
 };
+
+// The same weight gradient with the lanes over the whole (ky, kx, ci) reduction, f = ky*L + kx*cin
+// + ci < kh*L: acc[co*lpf + f], lpf = kh*L rounded up to the lanes. Why: with L % W small the
+// per-row layout wastes a tail vector per kernel row (cnn1.conv2: L = 100, 5 rows x 7 vectors =
+// 35 for 500 lanes); flattened it takes 32. A vector whose lanes cross from kernel row ky to ky+1
+// (a "split" vector) is two masked loads: its low lanes from row ky, its high lanes from row ky+1,
+// which in xcl is `row - L` floats further on. Needs L >= W (a vector meets at most two rows).
+// Vectors are cut into runs that start at every split vector and every row start, so all the
+// vectors of a run after its first lie in one kernel row; runs are cut into equal chunks of at
+// most NV_MAX, and a chunk's split vector (if any) is its first.
+template <class V, int CO_MAX, int NV_MAX>
+struct BwdWeightsFlatLanes {
+  using reg = typename V::reg;
+
+  // ky_b: the kernel row of the chunk's vectors (for a split first vector: of its high lanes);
+  // lo_n > 0: the first vector is split, its lanes [0, lo_n) from row ky_b - 1.
+  template <int CO, int NV, bool SPLIT>
+  static void tile(float* acc, const float* dy, const float* xcl,
+                   const fastconv::cpu::DirectConvArgs& a, int64_t lpf, int64_t co0, int64_t f0,
+                   int64_t ky_b, int64_t lo_n, int64_t oy0, int64_t oy1) {
+    const int64_t P = a.oh * a.ow, row = a.wp * a.cin, L = a.kw * a.cin;
+    const int64_t back = row - L;  // from a lane's float in row ky_b to the same lane in ky_b - 1
+    const int64_t jb = f0 - ky_b * L;  // < 0 for a split chunk: its high lanes start at -jb
+    const typename V::tmask lo = V::tail(SPLIT ? lo_n : 0), hi = V::range(SPLIT ? lo_n : 0, V::W);
+    reg s[CO][NV];
+#pragma GCC unroll 4
+    for (int c = 0; c < CO; ++c)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) s[c][v] = V::zero();
+    const float* dyc[CO];
+#pragma GCC unroll 4
+    for (int c = 0; c < CO; ++c) dyc[c] = dy + (co0 + c) * P;
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      const float* xr = xcl + (oy + ky_b) * row + jb;
+      const int64_t q0 = oy * a.ow;
+      for (int64_t ox = 0; ox < a.ow; ++ox) {
+        const float* xp = xr + ox * a.cin;
+        reg xv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+          if (SPLIT && v == 0) {
+            xv[0] = V::load_merge(V::load_tail(xp - back, lo), hi, xp);
+          } else {
+            xv[v] = V::loadu(xp + v * V::W);
+          }
+          asm("" : "+v"(xv[v]));  // keep it in a register (see BwdWeightsChannelsLast::tile)
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < CO; ++c) {
+          const reg d = V::set1(dyc[c][q0 + ox]);
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) s[c][v] = V::fmadd(xv[v], d, s[c][v]);
+        }
+      }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < CO; ++c) {
+      float* ap = acc + (co0 + c) * lpf + f0;
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v)
+        V::storeu(ap + v * V::W, V::add(V::loadu(ap + v * V::W), s[c][v]));
+    }
+  }
+
+  template <int CO, bool SPLIT>
+  static void chunk_nv(int64_t nv, float* acc, const float* dy, const float* xcl,
+                       const fastconv::cpu::DirectConvArgs& a, int64_t lpf, int64_t co0,
+                       int64_t f0, int64_t ky_b, int64_t lo_n, int64_t oy0, int64_t oy1) {
+    static_assert(NV_MAX >= 1 && NV_MAX <= 8, "NV_MAX: 1..8");
+#define FC_FLAT_TILE(N) \
+  tile<CO, (NV_MAX >= N ? N : 1), SPLIT>(acc, dy, xcl, a, lpf, co0, f0, ky_b, lo_n, oy0, oy1)
+    switch (nv) {
+      case 1: FC_FLAT_TILE(1); break;
+      case 2: FC_FLAT_TILE(2); break;
+      case 3: FC_FLAT_TILE(3); break;
+      case 4: FC_FLAT_TILE(4); break;
+      case 5: FC_FLAT_TILE(5); break;
+      case 6: FC_FLAT_TILE(6); break;
+      case 7: FC_FLAT_TILE(7); break;
+      default: FC_FLAT_TILE(8); break;
+    }
+#undef FC_FLAT_TILE
+  }
+
+  template <bool SPLIT>
+  static void chunk(int64_t nv, float* acc, const float* dy, const float* xcl,
+                    const fastconv::cpu::DirectConvArgs& a, int64_t lpf, int64_t f0, int64_t ky_b,
+                    int64_t lo_n, int64_t oy0, int64_t oy1) {
+    for (int64_t co0 = 0; co0 < a.cout; co0 += CO_MAX) {
+      const int64_t co = a.cout - co0 < CO_MAX ? a.cout - co0 : CO_MAX;
+      if (co == CO_MAX)
+        chunk_nv<CO_MAX, SPLIT>(nv, acc, dy, xcl, a, lpf, co0, f0, ky_b, lo_n, oy0, oy1);
+      else if (co == 3)
+        chunk_nv<(CO_MAX >= 3 ? 3 : 1), SPLIT>(nv, acc, dy, xcl, a, lpf, co0, f0, ky_b, lo_n, oy0, oy1);
+      else if (co == 2)
+        chunk_nv<(CO_MAX >= 2 ? 2 : 1), SPLIT>(nv, acc, dy, xcl, a, lpf, co0, f0, ky_b, lo_n, oy0, oy1);
+      else
+        chunk_nv<1, SPLIT>(nv, acc, dy, xcl, a, lpf, co0, f0, ky_b, lo_n, oy0, oy1);
+    }
+  }
+
+  // One image (output rows in one block: the flat layout is taken only for images that fit L1,
+  // see the driver).
+  static void run(float* acc, const float* dy, const float* xcl,
+                  const fastconv::cpu::DirectConvArgs& a, int64_t lpf) {
+    const int64_t L = a.kw * a.cin, nvec = lpf / V::W;
+    const auto split = [&](int64_t v) {
+      const int64_t f = v * V::W, r = f / L;
+      return r < a.kh - 1 && f + V::W > (r + 1) * L;
+    };
+    const auto run_start = [&](int64_t v) { return split(v) || (v * V::W) % L == 0; };
+    for (int64_t v0 = 0; v0 < nvec;) {
+      int64_t v1 = v0 + 1;
+      while (v1 < nvec && !run_start(v1)) ++v1;
+      const int64_t len = v1 - v0, nch = (len + NV_MAX - 1) / NV_MAX, per = (len + nch - 1) / nch;
+      for (int64_t c0 = v0; c0 < v1; c0 += per) {
+        const int64_t nv = v1 - c0 < per ? v1 - c0 : per, f0 = c0 * V::W;
+        if (c0 == v0 && split(v0)) {
+          const int64_t ky_b = f0 / L + 1;
+          chunk<true>(nv, acc, dy, xcl, a, lpf, f0, ky_b, ky_b * L - f0, 0, a.oh);
+        } else {
+          chunk<false>(nv, acc, dy, xcl, a, lpf, f0, f0 / L, 0, 0, a.oh);
+        }
+      }
+      v0 = v1;
+    }
+  }
+};

@@ -665,12 +665,30 @@ void conv2d_bwd_weights_direct_t(float* dw, float* db, const DySource& dy, const
 // bwd_weights with (kx, ci) in lanes (conv2d_bww_cl.inl), stride 1, dilation 1, groups 1: per
 // image x is zero-padded into channels-last rows, so the KW*C_in inputs of one kernel row at one
 // output pixel are contiguous; fixed ranges of samples (parallel_for_parts), each with its own
-// (C_out x KH x lp) + C_out partial sums, added in a fixed order and un-permuted into
-// (co, ci, ky, kx) at the end. Workspace: parts * (C_out*KH*lp + C_out) floats; per thread one
-// channels-last padded image (hp*wp*C_in + lanes floats).
+// (C_out x KH x lp) + C_out partial sums (flat lanes: C_out x lp), added in a fixed order and
+// un-permuted into (co, ci, ky, kx) at the end. Workspace: parts * (C_out*KH*lp + C_out) floats
+// (flat: parts * (C_out*lp + C_out)); per thread one channels-last padded image
+// (hp*wp*C_in + lanes floats).
 bool bww_cl_enabled() {
   static const bool on = env_int("FASTCONV_BWW_CL", 1) != 0;
   return on;
+}
+
+// Flat lanes over (ky, kx, ci): -1 (default) where they save at least 5% of the vectors of the
+// per-row layout and the padded image fits L1 (the flat kernel has no row blocks), 0 never, 1
+// whenever kw*C_in fills a vector.
+std::atomic<int>& bww_flat_mode_ref() {
+  static std::atomic<int> mode{int(env_int("FASTCONV_BWW_FLAT", -1))};
+  return mode;
+}
+
+bool use_bww_flat(const DirectConvArgs& a, int lanes) {
+  const int64_t L = a.kw * a.cin;
+  if (L < lanes) return false;
+  const int mode = bww_flat_mode_ref().load(std::memory_order_relaxed);
+  if (mode >= 0) return mode == 1;
+  const int64_t flat = round_up(a.kh * L, lanes) / lanes, per_row = a.kh * (round_up(L, lanes) / lanes);
+  return flat * 20 <= per_row * 19 && a.hp * a.wp * a.cin * int64_t(sizeof(float)) <= 40 * 1024;
 }
 
 bool use_direct_bwd_weights_cl(const Conv2dParams& p, const void* fn) {
@@ -691,21 +709,25 @@ void conv2d_bwd_weights_direct_cl(float* dw, float* db, const DySource& dy, cons
   const DirectConvArgs a = direct_args(p);
   const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t C_out = p.y.c, C_in = p.x.c, P = p.y.h * p.y.w;
-  const int64_t lp = round_up(a.kw * C_in, lanes);
-  const int64_t per_part = C_out * a.kh * lp + C_out;
+  const int64_t L = a.kw * C_in;
+  const bool flat = use_bww_flat(a, lanes);
+  const int64_t lp = round_up(flat ? a.kh * L : L, lanes);
+  // where (co, ky, 0, 0) sits in acc: per-row layout (co, ky, lp), flat layout (co, ky*L)
+  const int64_t co_stride = flat ? lp : a.kh * lp, ky_stride = flat ? L : lp;
+  const int64_t per_part = C_out * co_stride + C_out;
   const int parts = reduction_parts(p.x.n);
   float* ws = caller_workspace(parts * per_part);
   std::fill(ws, ws + parts * per_part, 0.0f);
   parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
     float* acc = ws + part * per_part;
-    float* dbp = acc + C_out * a.kh * lp;
+    float* dbp = acc + C_out * co_stride;
     const int64_t xsize = a.hp * a.wp * C_in + lanes;
     float* xcl = scratch(xsize + dy.scratch_floats());
     float* tmp = xcl + xsize;
     for (int64_t n = begin; n < end; ++n) {
       pad_channels_last(xcl, x + n * xs, p, a, xsize, pad_cl);
       const float* dy_n = dy.image(n, tmp);
-      fn(acc, dy_n, xcl, a, lp);
+      fn(acc, dy_n, xcl, a, lp, flat);
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }
   });
@@ -713,7 +735,7 @@ void conv2d_bwd_weights_direct_cl(float* dw, float* db, const DySource& dy, cons
     for (int64_t ci = 0; ci < C_in; ++ci)
       for (int64_t ky = 0; ky < a.kh; ++ky)
         for (int64_t kx = 0; kx < a.kw; ++kx) {
-          const int64_t src = (co * a.kh + ky) * lp + kx * C_in + ci;
+          const int64_t src = co * co_stride + ky * ky_stride + kx * C_in + ci;
           float s = 0.0f;
           for (int part = 0; part < parts; ++part) s += ws[part * per_part + src];
           dw[((co * C_in + ci) * a.kh + ky) * a.kw + kx] = s;
@@ -721,7 +743,7 @@ void conv2d_bwd_weights_direct_cl(float* dw, float* db, const DySource& dy, cons
   if (db != nullptr) {
     for (int64_t co = 0; co < C_out; ++co) {
       float s = 0.0f;
-      for (int part = 0; part < parts; ++part) s += ws[part * per_part + C_out * a.kh * lp + co];
+      for (int part = 0; part < parts; ++part) s += ws[part * per_part + C_out * co_stride + co];
       db[co] = s;
     }
   }
@@ -1313,10 +1335,11 @@ std::atomic<int>& path_mode_ref(const std::string& path) {
   if (path == "winograd") return winograd_mode_ref();
   if (path == "winograd_tiles") return winograd_tiles_mode_ref();
   if (path == "winograd_bww") return winograd_bww_mode_ref();
+  if (path == "bww_flat") return bww_flat_mode_ref();
   if (path == "winograd_transposed") return winograd_transposed_mode_ref();
   FC_CHECK(path == "bwd_scatter",
            "path must be 'fwd_cl', 'winograd', 'winograd_tiles', 'winograd_bww', "
-           "'winograd_transposed' or 'bwd_scatter', got '", path, "'");
+           "'winograd_transposed', 'bww_flat' or 'bwd_scatter', got '", path, "'");
   return bwd_scatter_mode_ref();
 }
 }  // namespace

@@ -162,8 +162,12 @@ void conv2d_bwd_weights_direct__avx512(float* acc, float* dbacc, const float* dy
 }
 
 void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const float* xcl,
-                                          const DirectConvArgs& a, int64_t lp) {
-  BwdWeightsChannelsLast<VecAvx512, 3, 7>::run(acc, dy, xcl, a, lp);
+                                          const DirectConvArgs& a, int64_t lp, bool flat) {
+  if (flat) {
+    BwdWeightsFlatLanes<VecAvx512, 4, 6>::run(acc, dy, xcl, a, lp);
+  } else {
+    BwdWeightsChannelsLast<VecAvx512, 3, 7>::run(acc, dy, xcl, a, lp);
+  }
 }
 
 // Channels-in-lanes forward: pixels per tile by channel vectors (acc NP*COV + COV weights + one

@@ -4,6 +4,7 @@
 // Interface shared with simd__avx2.h (the .inl kernels are written against it):
 //   reg / tmask (tail mask) / pmask (lane predicate), W (lanes)
 //   zero, set1, loadu, storeu, tail(n), range(l0, l1), load_tail, store_tail, fmadd, add, sub, mul, relu, hsum
+//   (load_merge: AVX-512 only)
 //   take_right(r, l): lanes where r beats l under the max-pool rule (r > l, or r NaN and l not)
 //   blend(m, a, b): m ? b : a;  deinterleave(a, b, even, odd): split 2W consecutive floats
 //   store_idx(dst, n, base, step, off): dst[j] = base + j*step + int(off[j]) for j < n (int64)
@@ -26,6 +27,8 @@ struct VecAvx512 {
     return tmask(((1u << unsigned(l1)) - 1u) & ~((1u << unsigned(l0)) - 1u));
   }
   static reg load_tail(const float* p, tmask m) { return _mm512_maskz_loadu_ps(m, p); }
+  // AVX-512 only (conv2d_bww_cl.inl): lanes in m from p, the others kept from src.
+  static reg load_merge(reg src, tmask m, const float* p) { return _mm512_mask_loadu_ps(src, m, p); }
   static void store_tail(float* p, reg v, tmask m) { _mm512_mask_storeu_ps(p, m, v); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }

@@ -102,9 +102,11 @@ using DirectBwdWeightsTFn = void (*)(float* acc, const float* dyT, const float* 
 // bwd_weights of ONE image with (kx, ci) in lanes (conv2d_bww_cl.inl): xcl is the image padded
 // and channels-last, xcl[(row*wp + col)*cin + ci], followed by at least direct_lanes readable
 // floats; acc (cout, kh, lp) += dW with acc[(co*kh + ky)*lp + kx*cin + ci], lp = kw*cin rounded
-// up to direct_lanes (lanes past kw*cin hold junk). The caller sums its threads' acc.
+// up to direct_lanes (lanes past kw*cin hold junk). flat (needs kw*cin >= direct_lanes): the lanes
+// run over (ky, kx, ci) instead, acc (cout, lp) with acc[co*lp + ky*kw*cin + kx*cin + ci],
+// lp = kh*kw*cin rounded up. The caller sums its threads' acc.
 using DirectBwdWeightsClFn = void (*)(float* acc, const float* dy, const float* xcl,
-                                      const DirectConvArgs& a, int64_t lp);
+                                      const DirectConvArgs& a, int64_t lp, bool flat);
 
 // Direct conv of ONE image with output channels in lanes (conv2d_fwd_cl.inl), stride 1,
 // dilation 1: xpad holds cin zero-bordered planes of hp = oh + kh - 1 rows x wp = ow + kw - 1
@@ -270,7 +272,7 @@ void conv2d_bwd_weights_direct_t__avx2(float* acc, const float* dyT, const float
 void conv2d_bwd_weights_direct_t__avx512(float* acc, const float* dyT, const float* xpad,
                                          const DirectConvArgs& a);
 void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const float* xcl,
-                                          const DirectConvArgs& a, int64_t lp);
+                                          const DirectConvArgs& a, int64_t lp, bool flat);
 void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl,
                            const ClConvArgs& a);
 void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, float* work,
