@@ -188,7 +188,7 @@ CL_CASES = [
 @pytest.fixture(
     params=[
         "fwd_cl", "bwd_scatter", "winograd", "winograd_tiles", "winograd_bww",
-        "winograd_transposed", "bww_flat", "neither",
+        "winograd_transposed", "bww_flat", "bwd_dy_lanes", "neither",
     ]
 )
 def direct_variant(request):
@@ -197,15 +197,16 @@ def direct_variant(request):
     F(2x2, 3x3) / F(2x2, 5x5) forward + bwd_data (even output) with the channels or the tiles in
     the lanes, Winograd F(3x3, 2x2) weight gradient (3x3, even output), Winograd bwd_data as the
     forward's transpose (even output, any padding), the channel-lane weight gradient with its
-    lanes over (ky, kx, ci) (kw*C_in >= 16); or all off (the pixels-in-lanes / GEMM paths they
-    replace on some layers, the per-kernel-row lanes)."""
+    lanes over (ky, kx, ci) (kw*C_in >= 16), bwd_data with dy's channels in the lanes (every
+    pad <= k-1); or all off (the pixels-in-lanes / GEMM paths they replace on some layers, the
+    per-kernel-row lanes)."""
     if "avx512" not in fastconv.cpu_isas():
         pytest.skip("these kernel variants are AVX-512 only; this CPU has no AVX-512")
     previous_isa = fastconv.get_cpu_isa()
     fastconv.set_cpu_isa("avx512")
     modes = dict.fromkeys(
         ["fwd_cl", "bwd_scatter", "winograd", "winograd_tiles", "winograd_bww", "winograd_transposed",
-         "bww_flat"],
+         "bww_flat", "bwd_dy_lanes"],
         0,
     )
     if request.param in modes:

@@ -1326,6 +1326,71 @@ void conv2d_bwd_data_scatter(float* dx, const DySource& dy, const float* w, cons
   });
 }
 
+// bwd_data with dy's channels in the lanes (conv2d_bwd_data_dylanes.inl): for valid-padded
+// layers with few dx channels, where a forward over dy padded by k-1 multiplies the wide zero
+// border (lenet.conv2: 1.96x the useful products) and dx-channel lanes would run mostly empty
+// (6 of 16). FASTCONV_BWD_DY_LANES: -1 (default) picks, 0 never, 1 whenever the geometry allows.
+std::atomic<int>& bwd_dy_lanes_mode_ref() {
+  static std::atomic<int> mode{int(env_int("FASTCONV_BWD_DY_LANES", -1))};
+  return mode;
+}
+
+bool use_bwd_data_dylanes(const Conv2dParams& p, const KernelTable& kt) {
+  if (kt.conv2d_bwd_data_dylanes == nullptr ||
+      !direct_geometry(p, reinterpret_cast<const void*>(kt.conv2d_bwd_data_dylanes)) ||
+      p.pad.top > p.wt.h - 1 || p.pad.bottom > p.wt.h - 1 || p.pad.left > p.wt.w - 1 ||
+      p.pad.right > p.wt.w - 1)
+    return false;
+  const int mode = bwd_dy_lanes_mode_ref().load(std::memory_order_relaxed);
+  if (mode >= 0) return mode == 1;
+  const double lanes = double(p.y.c) / double(round_up(p.y.c, kt.direct_lanes));
+  const double waste = double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
+  // 4..8 dx channels: a full tile is 4 pixels x up to 6 of them; with 1-3 it is load-bound
+  return waste > 1.3 && lanes >= 0.85 && p.x.c >= 4 && p.x.c <= 8;
+}
+
+void conv2d_bwd_data_dylanes(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
+                             const KernelTable& kt) {
+  DyLanesArgs a{};
+  a.cin = p.x.c;
+  a.coutp = round_up(p.y.c, kt.direct_lanes);
+  a.kh = p.wt.h;
+  a.kw = p.wt.w;
+  a.oh = p.y.h;
+  a.ow = p.y.w;
+  a.h = p.x.h;
+  a.w = p.x.w;
+  a.top = a.kh - 1 - p.pad.top;
+  a.left = a.kw - 1 - p.pad.left;
+  a.wq = a.w + a.kw - 1;
+  const int64_t C_out = p.y.c, C_in = p.x.c, KK = a.kh * a.kw, P = a.oh * a.ow;
+  float* wf = caller_workspace(KK * C_in * a.coutp);
+  for (int64_t ky = 0; ky < a.kh; ++ky)
+    for (int64_t kx = 0; kx < a.kw; ++kx)
+      for (int64_t ci = 0; ci < C_in; ++ci) {
+        float* dst = wf + ((ky * a.kw + kx) * C_in + ci) * a.coutp;
+        for (int64_t co = 0; co < a.coutp; ++co)
+          dst[co] = co < C_out ? w[(co * C_in + ci) * KK + (a.kh - 1 - ky) * a.kw + (a.kw - 1 - kx)]
+                               : 0.0f;
+      }
+  const int64_t dyp_size = a.oh * a.wq * a.coutp, dyT_size = P * a.coutp;
+  const int64_t dxs = C_in * a.h * a.w;
+  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
+    float* dyp = scratch(dyp_size + dyT_size + dy.scratch_floats());
+    float* dyT = dyp + dyp_size;
+    float* tmp = dyT + dyT_size;
+    std::fill(dyp, dyp + dyp_size, 0.0f);  // the border columns stay zero for every image
+    zero_lane_padding(dyT, P, C_out, a.coutp);
+    for (int64_t n = begin; n < end; ++n) {
+      transpose_to_lanes(dyT, dy.image(n, tmp), C_out, P, a.coutp, kt.transpose_to_lanes);
+      for (int64_t r = 0; r < a.oh; ++r)
+        std::copy(dyT + r * a.ow * a.coutp, dyT + (r + 1) * a.ow * a.coutp,
+                  dyp + (r * a.wq + a.left) * a.coutp);
+      kt.conv2d_bwd_data_dylanes(dx + n * dxs, dyp, wf, a);
+    }
+  });
+}
+
 }  // namespace
 
 namespace {
@@ -1336,10 +1401,11 @@ std::atomic<int>& path_mode_ref(const std::string& path) {
   if (path == "winograd_tiles") return winograd_tiles_mode_ref();
   if (path == "winograd_bww") return winograd_bww_mode_ref();
   if (path == "bww_flat") return bww_flat_mode_ref();
+  if (path == "bwd_dy_lanes") return bwd_dy_lanes_mode_ref();
   if (path == "winograd_transposed") return winograd_transposed_mode_ref();
   FC_CHECK(path == "bwd_scatter",
            "path must be 'fwd_cl', 'winograd', 'winograd_tiles', 'winograd_bww', "
-           "'winograd_transposed', 'bww_flat' or 'bwd_scatter', got '", path, "'");
+           "'winograd_transposed', 'bww_flat', 'bwd_dy_lanes' or 'bwd_scatter', got '", path, "'");
   return bwd_scatter_mode_ref();
 }
 }  // namespace
@@ -1442,6 +1508,10 @@ bool bwd_data_per_image(float* dx, const DySource& dy, const float* w, const Con
   }
   if (use_bwd_data_cl(p, kt)) {
     conv2d_bwd_data_cl(dx, dy, w, p, kt);
+    return true;
+  }
+  if (use_bwd_data_dylanes(p, kt)) {
+    conv2d_bwd_data_dylanes(dx, dy, w, p, kt);
     return true;
   }
   if (use_direct_bwd_data(p, reinterpret_cast<const void*>(kt.conv2d_fwd_direct))) {

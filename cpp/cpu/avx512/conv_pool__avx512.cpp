@@ -15,6 +15,7 @@ namespace {
 #include "../conv2d_direct.inl"
 #include "../maxpool2d_simd.inl"
 #include "../conv2d_bww_cl.inl"
+#include "../conv2d_bwd_data_dylanes.inl"
 #include "../conv2d_fwd_cl.inl"
 #include "../conv2d_bwd_data_cl.inl"
 #include "../conv2d_winograd.inl"
@@ -159,6 +160,11 @@ void shift_planes__avx512(float* xs, const float* x_n, int64_t H, int64_t W, int
 void conv2d_bwd_weights_direct__avx512(float* acc, float* dbacc, const float* dy,
                                      const float* xs, const DirectConvArgs& a) {
   Direct::bwd_weights(acc, dbacc, dy, xs, a);
+}
+
+void conv2d_bwd_data_dylanes__avx512(float* dx, const float* dyp, const float* wf,
+                                     const DyLanesArgs& a) {
+  BwdDataDyLanes<VecAvx512>::run(dx, dyp, wf, a);
 }
 
 void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const float* xcl,

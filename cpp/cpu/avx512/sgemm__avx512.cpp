@@ -68,7 +68,7 @@ const KernelTable& kernel_table__avx512() {
                                  conv2d_bwd_data_winograd__avx512,
                                  transpose_to_lanes__avx512,
                                  conv2d_fwd_direct_shifted__avx512, shift_planes__avx512,
-                                 pad_channels_last__avx512};
+                                 pad_channels_last__avx512, conv2d_bwd_data_dylanes__avx512};
   return table;
 }
 }  // namespace cpu

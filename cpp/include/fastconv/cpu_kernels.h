@@ -137,6 +137,20 @@ struct ScatterArgs {
 using BwdDataScatterFn = void (*)(float* ycl, const float* dy, const float* wb,
                                   const ScatterArgs& a);
 
+// bwd_data of ONE image with dy's channels in the lanes (conv2d_bwd_data_dylanes.inl), stride 1,
+// dilation 1: dyp (oh x wq x coutp) is dy channels-last with `left` zero columns before each row
+// and wq - ow - left after (wq = w + kw - 1), zero past the real channels; wf[((ky*kw + kx)*cin
+// + ci)*coutp + co] = w[co][ci][kh-1-ky][kw-1-kx] (zero past the real channels). Writes every
+// dx(ci, y, x) = dx[(ci*h + y)*w + x]. top = kh-1-pad_top, left = kw-1-pad_left (both >= 0).
+struct DyLanesArgs {
+  int64_t cin, coutp, kh, kw;
+  int64_t oh, ow;  // dy plane
+  int64_t h, w;    // dx plane
+  int64_t top, left, wq;
+};
+using BwdDataDyLanesFn = void (*)(float* dx, const float* dyp, const float* wf,
+                                  const DyLanesArgs& a);
+
 // Winograd F(2x2, r x r) of ONE image (conv2d_winograd.inl), stride 1, dilation 1, kernel 3x3 or
 // 5x5 (n = r + 1), even oh and ow: xpad and the args as for DirectFwdClFn (kh = kw = r, the border
 // zero); u[(pt*cin + ci)*coutp + co] = (G g G^T)[pt] the transformed weights (fastconv/winograd.h,
@@ -233,6 +247,7 @@ struct KernelTable {
   DirectFwdFn conv2d_fwd_direct_shifted;  // C_in < 4, input as shifted planes; nullptr: padded
   ShiftPlanesFn shift_planes;             // with the direct kernels (C_in < 4 inputs)
   PadChannelsLastFn pad_channels_last;    // with conv2d_bwd_weights_direct_cl
+  BwdDataDyLanesFn conv2d_bwd_data_dylanes;  // nullptr: the other bwd_data paths
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
@@ -285,6 +300,8 @@ void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const fl
 void conv2d_bwd_data_winograd__avx512(float* dxcl, const float* dy, const float* u, float* work,
                                       const ClConvArgs& a);
 void transpose_to_lanes__avx512(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp);
+void conv2d_bwd_data_dylanes__avx512(float* dx, const float* dyp, const float* wf,
+                                     const DyLanesArgs& a);
 void conv2d_bwd_data_scatter__avx512(float* ycl, const float* dy, const float* wb,
                                      const ScatterArgs& a);
 void maxpool2d_codes_2x2s2__avx2(float* y, uint8_t* codes, const float* x, int64_t H,
