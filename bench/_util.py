@@ -17,6 +17,7 @@ or PyTorch start their thread pools.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -97,6 +98,23 @@ def alternate(fns, reps, warmup=2, max_reps=None, min_seconds=0.0, budget_second
     right after torch's turn ran entirely beside a spinning thread, while torch's turns after
     fastconv's saw its workers spin 0.2 ms. A hand-over longer than both spins is fair to both.
     """
+    # Python's cyclic garbage collector is off while timing, as in timeit: a collection pass
+    # (the bench process holds PyTorch's and the records' objects) otherwise lands inside
+    # whichever timed call crosses the allocation threshold. Results are freed by reference
+    # counting either way.
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        return _alternate(fns, reps, warmup, max_reps, min_seconds, budget_seconds, block,
+                          switch_warmup, settle, handover_ms)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _alternate(fns, reps, warmup, max_reps, min_seconds, budget_seconds, block, switch_warmup,
+               settle, handover_ms):
     items = []
     for name, f in fns.items():
         cap = None
