@@ -494,9 +494,13 @@ struct DirectConv {
   static constexpr int bww_taps_max(int cb) {
     return (BWD_REGS - 1 - cb) / cb < 9 ? (BWD_REGS - 1 - cb) / cb : 9;
   }
+  // A tile can also sum db (CB more accumulators, one add per dy vector it loads anyway) when
+  // those fit the registers too: fashion.conv1's 4-tap tiles (5 x 4 + 5 + 1 + 5 = 31).
+  static constexpr bool bww_db_fits(int cb, int t) { return cb * t + 2 * cb + 1 <= BWD_REGS; }
 
-  template <int CB, int T>
-  static void bww_tile(float* acc, const float* dy, const float* xs,
+  // DB: also db[co*W + lane] += the tile's dy vectors (per-lane partial sums, like acc's).
+  template <int CB, int T, bool DB>
+  static void bww_tile(float* acc, float* db, const float* dy, const float* xs,
                        const fastconv::cpu::DirectConvArgs& a, int64_t co0, int64_t t0) {
     const int64_t KK = a.kh * a.kw, ckk = a.cin * KK, P = a.oh * a.ow;
     const float* xt[T];
@@ -506,12 +510,13 @@ struct DirectConv {
       xt[t] = xs + ((ci * a.kw + kx) * a.hp + ky) * a.ow;
     }
     const float* dyc[CB];
-    reg s[CB][T];
+    reg s[CB][T], sb[CB];
 #pragma GCC unroll 8
     for (int c = 0; c < CB; ++c) {
       dyc[c] = dy + (co0 + c) * P;
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) s[c][t] = V::loadu(acc + ((co0 + c) * ckk + t0 + t) * V::W);
+      if constexpr (DB) sb[c] = V::loadu(db + (co0 + c) * V::W);
     }
     const int64_t nfull = P / V::W * V::W;
     for (int64_t q = 0; q < nfull; q += V::W) {
@@ -522,6 +527,7 @@ struct DirectConv {
         // Keep the loaded vectors in registers: GCC otherwise folds each load into every FMA
         // that uses it (CB*T loads instead of CB + T, and the loop becomes load-bound).
         asm("" : "+v"(d[c]));
+        if constexpr (DB) sb[c] = V::add(sb[c], d[c]);
       }
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) {
@@ -535,7 +541,10 @@ struct DirectConv {
       const auto m = V::tail(P - nfull);
       reg d[CB];
 #pragma GCC unroll 8
-      for (int c = 0; c < CB; ++c) d[c] = V::load_tail(dyc[c] + nfull, m);
+      for (int c = 0; c < CB; ++c) {
+        d[c] = V::load_tail(dyc[c] + nfull, m);
+        if constexpr (DB) sb[c] = V::add(sb[c], d[c]);
+      }
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) {
         const reg x = V::load_tail(xt[t] + nfull, m);
@@ -544,28 +553,35 @@ struct DirectConv {
       }
     }
 #pragma GCC unroll 8
-    for (int c = 0; c < CB; ++c)
+    for (int c = 0; c < CB; ++c) {
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) V::storeu(acc + ((co0 + c) * ckk + t0 + t) * V::W, s[c][t]);
+      if constexpr (DB) V::storeu(db + (co0 + c) * V::W, sb[c]);
+    }
   }
 
-  // bww_tile<CB, t> / <cb, t> for run-time t in [1, T] and cb in [1, CB].
+  // bww_tile<CB, t> / <cb, t> for run-time t in [1, T] and cb in [1, CB]; db != nullptr: the
+  // tile also sums db (the caller checks bww_db_fits).
   template <int CB, int T>
-  static void bww_tile_t(int64_t t, float* acc, const float* dy, const float* xs,
+  static void bww_tile_t(int64_t t, float* acc, float* db, const float* dy, const float* xs,
                          const fastconv::cpu::DirectConvArgs& a, int64_t co0, int64_t t0) {
     if (t == T) {
-      bww_tile<CB, T>(acc, dy, xs, a, co0, t0);
+      if constexpr (bww_db_fits(CB, T)) {
+        if (db != nullptr) return bww_tile<CB, T, true>(acc, db, dy, xs, a, co0, t0);
+      }
+      bww_tile<CB, T, false>(acc, nullptr, dy, xs, a, co0, t0);
     } else if constexpr (T > 1) {
-      bww_tile_t<CB, T - 1>(t, acc, dy, xs, a, co0, t0);
+      bww_tile_t<CB, T - 1>(t, acc, db, dy, xs, a, co0, t0);
     }
   }
   template <int CB>
-  static void bww_tile_n(int64_t cb, int64_t t, float* acc, const float* dy, const float* xs,
-                         const fastconv::cpu::DirectConvArgs& a, int64_t co0, int64_t t0) {
+  static void bww_tile_n(int64_t cb, int64_t t, float* acc, float* db, const float* dy,
+                         const float* xs, const fastconv::cpu::DirectConvArgs& a, int64_t co0,
+                         int64_t t0) {
     if (cb == CB) {
-      bww_tile_t<CB, bww_taps_max(CB)>(t, acc, dy, xs, a, co0, t0);
+      bww_tile_t<CB, bww_taps_max(CB)>(t, acc, db, dy, xs, a, co0, t0);
     } else if constexpr (CB > 1) {
-      bww_tile_n<CB - 1>(cb, t, acc, dy, xs, a, co0, t0);
+      bww_tile_n<CB - 1>(cb, t, acc, db, dy, xs, a, co0, t0);
     }
   }
 
@@ -587,10 +603,15 @@ struct DirectConv {
     const int64_t ohw = a.oh * a.ow, nfull = ohw / V::W * V::W;
     for (int64_t co0 = 0; co0 < a.cout; co0 += cb) {
       const int64_t co1 = a.cout - co0 < cb ? a.cout : co0 + cb;
-      for (int64_t t0 = 0; t0 < taps; t0 += tt)
-        bww_tile_n<BWW_CB_MAX>(int(co1 - co0), taps - t0 < tt ? taps - t0 : tt, acc, dy, xs, a,
-                               co0, t0);
-      if (dbacc == nullptr) continue;
+      // db rides in the block's last (smallest) tap tile where its sums fit the registers
+      const int64_t t_last = taps - (taps - 1) / tt * tt;
+      const bool db_in_tile = dbacc != nullptr && bww_db_fits(int(co1 - co0), int(t_last));
+      for (int64_t t0 = 0; t0 < taps; t0 += tt) {
+        const int64_t t = taps - t0 < tt ? taps - t0 : tt;
+        bww_tile_n<BWW_CB_MAX>(co1 - co0, t, acc, db_in_tile && t0 + t == taps ? dbacc : nullptr,
+                               dy, xs, a, co0, t0);
+      }
+      if (dbacc == nullptr || db_in_tile) continue;
       // db of the block's channels while their dy planes are still in L1, in 8 chains: with
       // 3x3 taps it is a ninth as many adds as the tiles' FMAs (fashion.conv1: 2 chains over
       // planes back from L2 were a tenth of the call).
