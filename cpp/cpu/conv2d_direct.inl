@@ -601,10 +601,10 @@ struct DirectConv {
     const int64_t tm = bww_taps_max(int(best)), tiles = (taps + tm - 1) / tm;
     const int64_t tt = (taps + tiles - 1) / tiles;
     const int64_t ohw = a.oh * a.ow, nfull = ohw / V::W * V::W;
+    const int64_t t_last = taps - (taps - 1) / tt * tt;  // taps of each block's last tile
     for (int64_t co0 = 0; co0 < a.cout; co0 += cb) {
       const int64_t co1 = a.cout - co0 < cb ? a.cout : co0 + cb;
       // db rides in the block's last (smallest) tap tile where its sums fit the registers
-      const int64_t t_last = taps - (taps - 1) / tt * tt;
       const bool db_in_tile = dbacc != nullptr && bww_db_fits(int(co1 - co0), int(t_last));
       for (int64_t t0 = 0; t0 < taps; t0 += tt) {
         const int64_t t = taps - t0 < tt ? taps - t0 : tt;
