@@ -22,12 +22,12 @@ struct BwdWeightsChannelsLast {
                    int64_t j0, int64_t oy0, int64_t oy1) {
     const int64_t P = a.oh * a.ow, row = a.wp * a.cin;
     reg s[CO][NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < CO; ++c)
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) s[c][v] = V::zero();
     const float* dyc[CO];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < CO; ++c) dyc[c] = dy + (co0 + c) * P;
     for (int64_t oy = oy0; oy < oy1; ++oy) {
       const float* xr = xcl + (oy + ky) * row + j0;
@@ -42,7 +42,7 @@ struct BwdWeightsChannelsLast {
           // FMAs that use it (CO*NV loads instead of NV, and this loop becomes load-bound).
           asm("" : "+v"(xv[v]));
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < CO; ++c) {
           const reg d = V::set1(dyc[c][q0 + ox]);
 #pragma GCC unroll 8
@@ -50,7 +50,7 @@ struct BwdWeightsChannelsLast {
         }
       }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < CO; ++c) {
       float* ap = acc + ((co0 + c) * a.kh + ky) * lp + j0;
 #pragma GCC unroll 8
@@ -76,6 +76,17 @@ struct BwdWeightsChannelsLast {
     }
   }
 
+  template <int CO>
+  static void chunk_co(int64_t co, float* acc, const float* dy, const float* xcl,
+                       const fastconv::cpu::DirectConvArgs& a, int64_t lp, int64_t co0,
+                       int64_t ky, int64_t j0, int64_t nv, int64_t oy0, int64_t oy1) {
+    if (co == CO) {
+      chunk<CO>(acc, dy, xcl, a, lp, co0, ky, j0, nv, oy0, oy1);
+    } else if constexpr (CO > 1) {
+      chunk_co<CO - 1>(co, acc, dy, xcl, a, lp, co0, ky, j0, nv, oy0, oy1);
+    }
+  }
+
   // One image: every (channel block, kernel row, lane chunk). The lp/W vectors are cut into equal
   // chunks of at most NV_MAX (24 vectors -> 4 x 6, not 7+7+7+3), so no tile runs nearly empty.
   // When the padded image is larger than L1 (~40 KB), output rows are taken in blocks of rb rows
@@ -85,6 +96,9 @@ struct BwdWeightsChannelsLast {
   static void run(float* acc, const float* dy, const float* xcl,
                   const fastconv::cpu::DirectConvArgs& a, int64_t lp) {
     const int64_t nvec = lp / V::W;
+    // Channel blocks of equal size up to CO_MAX (CO_MAX 3: 100 -> 32 x 3 + 2 x 2, not a last
+    // block of 1 whose tile is load-bound; CO_MAX 8: 16 -> 8 + 8).
+    const int64_t cblocks = (a.cout + CO_MAX - 1) / CO_MAX;
     const int64_t nchunks = (nvec + NV_MAX - 1) / NV_MAX;
     const int64_t per = (nvec + nchunks - 1) / nchunks;
     const int64_t row_bytes = a.wp * a.cin * int64_t(sizeof(float));
@@ -96,14 +110,10 @@ struct BwdWeightsChannelsLast {
         for (int64_t v0 = 0; v0 < nvec; v0 += per) {
           const int64_t nv = nvec - v0 < per ? nvec - v0 : per;
           const int64_t j0 = v0 * V::W;
-          for (int64_t co0 = 0; co0 < a.cout; co0 += CO_MAX) {
-            const int64_t co = a.cout - co0 < CO_MAX ? a.cout - co0 : CO_MAX;
-            if (co == CO_MAX)
-              chunk<CO_MAX>(acc, dy, xcl, a, lp, co0, ky, j0, nv, oy0, oy1);
-            else if (co == 2)
-              chunk<(CO_MAX >= 2 ? 2 : 1)>(acc, dy, xcl, a, lp, co0, ky, j0, nv, oy0, oy1);
-            else
-              chunk<1>(acc, dy, xcl, a, lp, co0, ky, j0, nv, oy0, oy1);
+          for (int64_t b = 0, co0 = 0; b < cblocks; ++b) {
+            const int64_t co1 = (b + 1) * a.cout / cblocks;
+            chunk_co<CO_MAX>(co1 - co0, acc, dy, xcl, a, lp, co0, ky, j0, nv, oy0, oy1);
+            co0 = co1;
           }
         }
     }
