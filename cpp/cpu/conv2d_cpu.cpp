@@ -696,14 +696,6 @@ bool use_direct_bwd_weights_cl(const Conv2dParams& p, const void* fn) {
   return bww_cl_enabled() && direct_geometry(p, fn) && p.x.c >= bww_t_min_cin();
 }
 
-// The border zeroed, then the image transposed in by the ISA's kernel (the table that has the
-// channels-last weight gradient has one).
-void pad_channels_last(float* xcl, const float* x_n, const Conv2dParams& p, const DirectConvArgs& a,
-                       int64_t total, PadChannelsLastFn fn) {
-  std::fill(xcl, xcl + total, 0.0f);
-  fn(xcl, x_n, p.x.h, p.x.w, a.cin, p.pad.top, p.pad.left, a.wp);
-}
-
 void conv2d_bwd_weights_direct_cl(float* dw, float* db, const DySource& dy, const float* x,
                                   const Conv2dParams& p, DirectBwdWeightsClFn fn, int lanes,
                                   PadChannelsLastFn pad_cl) {
@@ -725,8 +717,11 @@ void conv2d_bwd_weights_direct_cl(float* dw, float* db, const DySource& dy, cons
     const int64_t xsize = a.hp * a.wp * C_in + lanes;
     float* xcl = scratch(xsize + dy.scratch_floats());
     float* tmp = xcl + xsize;
+    // The border (and the tail the last lanes read) zeroed once; per image the ISA's kernel
+    // transposes the interior in (cnn1.conv2 ~2% faster than a fill per image).
+    std::fill(xcl, xcl + xsize, 0.0f);
     for (int64_t n = begin; n < end; ++n) {
-      pad_channels_last(xcl, x + n * xs, p, a, xsize, pad_cl);
+      pad_cl(xcl, x + n * xs, p.x.h, p.x.w, C_in, p.pad.top, p.pad.left, a.wp);
       const float* dy_n = dy.image(n, tmp);
       fn(acc, dy_n, xcl, a, lp, flat);
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
