@@ -227,6 +227,27 @@ def test_conv2d_direct_variants(direct_variant, rng, s):
     check_backward(s, x, w, dy)
 
 
+@pytest.mark.parametrize("k_out", range(1, 18))
+@pytest.mark.parametrize("c_in, kernel", [(6, 5), (17, 3)])
+def test_channel_lane_weight_gradient_channel_blocks(rng, c_in, kernel, k_out):
+    """The per-kernel-row channel-lane weight gradient cuts the output channels into equal blocks
+    of up to 8 (rows of <= 3 vectors: 6 x 5 = 30 lanes) or 3 (17 x 3 = 51 lanes: 4 vectors); every
+    remainder of both against the reference, flat lanes and the Winograd gradient off."""
+    if "avx512" not in fastconv.cpu_isas():
+        pytest.skip("the channel-lane weight gradient is AVX-512 only; this CPU has no AVX-512")
+    s = shapes.ConvShape(f"blocks.c{c_in}k{k_out}", 2, c_in, 9, 11, k_out, kernel, padding=1)
+    previous_isa = fastconv.get_cpu_isa()
+    fastconv.set_cpu_isa("avx512")
+    previous = {path: fastconv._C._set_path_mode(path, 0) for path in ("bww_flat", "winograd_bww")}
+    try:
+        x, w, _, dy = _arrays(rng, s)
+        check_backward(s, x, w, dy)
+    finally:
+        for path, m in previous.items():
+            fastconv._C._set_path_mode(path, m)
+        fastconv.set_cpu_isa(previous_isa)
+
+
 def test_direct_variant_switch_validates():
     with pytest.raises(ValueError, match="mode"):
         fastconv._C._set_path_mode("fwd_cl", 2)

@@ -7,7 +7,8 @@
 // kernel row meets at an output pixel are L = KW*C_in contiguous floats. For each (co, ky):
 //     acc[(co*kh + ky)*lp + j] += sum over pixels (oy, ox) of dy[co][oy][ox] * xcl[((oy+ky)*wp + ox)*cin + j]
 // with j = kx*cin + ci < L (lp = L rounded up to the lanes). A tile is CO channels x NV vectors of
-// j: per pixel NV vector loads + CO broadcasts of dy for CO*NV FMAs (3 x 7: 10 loads, 21 FMAs),
+// j: per pixel NV vector loads + CO broadcasts of dy for CO*NV FMAs (3 x 7: 10 loads, 21 FMAs;
+// 8 x 3 for rows of <= 3 vectors: 11 loads, 24 FMAs),
 // every lane useful but the last vector's tail (cnn1.conv2: 100 of 112, vgg: all). The lanes past
 // L accumulate whatever follows in xcl and are never read. Complete dot products, no per-lane
 // partials: the caller sums its threads' acc in a fixed order (deterministic at a thread count).

@@ -171,7 +171,7 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
                                           const DirectConvArgs& a, int64_t lp, bool flat) {
   if (flat) {
     BwdWeightsFlatLanes<VecAvx512, 4, 6>::run(acc, dy, xcl, a, lp);
-  } else if (lp <= 3 * VecAvx512::W) {
+  } else if (lp <= 3 * VecAvx512::W) {  // short rows: more channels per tile (lenet.conv2 -24%)
     BwdWeightsChannelsLast<VecAvx512, 8, 3>::run(acc, dy, xcl, a, lp);
   } else {
     BwdWeightsChannelsLast<VecAvx512, 3, 7>::run(acc, dy, xcl, a, lp);
