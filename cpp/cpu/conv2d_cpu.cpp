@@ -438,9 +438,12 @@ void conv2d_bwd_weights_direct(float* dw, float* db, const DySource& dy, const f
   const int64_t per_part = C_out * (K + 1) * lanes;
   const int parts = reduction_parts(p.x.n);
   float* ws = caller_workspace(parts * per_part);
-  std::fill(ws, ws + parts * per_part, 0.0f);
   parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
     float* acc = ws + part * per_part;
+    // Zeroed by the thread that sums into it, not serially by the caller beforehand (parts <=
+    // images, so every part runs; the caller's fill also left the other thread's lines in its
+    // own cache).
+    std::fill(acc, acc + per_part, 0.0f);
     float* dbacc = db != nullptr ? acc + C_out * K * lanes : nullptr;
     float* xsh = scratch(shifted_planes_size(a) + dy.scratch_floats());
     float* tmp = xsh + shifted_planes_size(a);
@@ -630,9 +633,10 @@ void conv2d_bwd_weights_direct_t(float* dw, float* db, const DySource& dy, const
   const int64_t per_part = K * coutp + C_out;
   const int parts = reduction_parts(p.x.n);
   float* ws = caller_workspace(parts * per_part);
-  std::fill(ws, ws + parts * per_part, 0.0f);
   parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
     float* acc = ws + part * per_part;
+    // zeroed by its own thread (see conv2d_bwd_weights_direct)
+    std::fill(acc, acc + per_part, 0.0f);
     float* dbp = acc + K * coutp;
     const int64_t xsize = xpad_size(a);
     float* xpad = scratch(xsize + P * coutp + dy.scratch_floats());
@@ -712,9 +716,10 @@ void conv2d_bwd_weights_direct_cl(float* dw, float* db, const DySource& dy, cons
   const int64_t per_part = C_out * co_stride + C_out;
   const int parts = reduction_parts(p.x.n);
   float* ws = caller_workspace(parts * per_part);
-  std::fill(ws, ws + parts * per_part, 0.0f);
   parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
     float* acc = ws + part * per_part;
+    // zeroed by its own thread (see conv2d_bwd_weights_direct)
+    std::fill(acc, acc + per_part, 0.0f);
     float* dbp = acc + C_out * co_stride;
     const int64_t xsize = a.hp * a.wp * C_in + lanes;
     float* xcl = scratch(xsize + dy.scratch_floats());
@@ -1252,9 +1257,10 @@ void conv2d_bwd_weights_winograd(float* dw, float* db, const DySource& dy, const
   const int64_t sums = n * n * C_in * a.coutp, per_part = sums + C_out;
   const int parts = reduction_parts(p.x.n);
   float* ws = caller_workspace(parts * per_part);
-  std::fill(ws, ws + parts * per_part, 0.0f);
   parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
     float* acc = ws + part * per_part;
+    // zeroed by its own thread (see conv2d_bwd_weights_direct)
+    std::fill(acc, acc + per_part, 0.0f);
     float* dbp = acc + sums;
     const int64_t xsize = xpad_size(d), work_floats = winograd_bww_work_floats(a);
     float* xpad = scratch(xsize + P * a.coutp + work_floats + dy.scratch_floats());
