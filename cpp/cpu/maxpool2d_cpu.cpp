@@ -62,6 +62,12 @@ void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dPara
   });
 }
 
+// Bytes a backward call moves: dx written, dy and the int64 indices read.
+static int64_t pool_bwd_bytes(Shape4 x_shape, Shape4 y_shape) {
+  const int64_t planes = x_shape.n * x_shape.c;
+  return planes * (x_shape.h * x_shape.w * 4 + y_shape.h * y_shape.w * (4 + 8));
+}
+
 // Backward: planes are independent, so results do not depend on the thread count. Every pooling
 // layer of NETWORKS.md (2x2, stride 2, no padding: disjoint tiles, H/OH == W/OW == 2) takes the
 // ISA's single-pass tile writer when it has one; a plane whose indices are not all inside their own
@@ -72,10 +78,16 @@ void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x
   const int64_t H = x_shape.h, W = x_shape.w, OH = y_shape.h, OW = y_shape.w;
   const int64_t HW = H * W, OHW = OH * OW;
   const MaxPool2x2BwdFn tiles = kernels().maxpool2d_bwd_2x2s2;
-  // The tile kernel handles 16 windows of a row per step: narrower rows (OW < 16) waste most of
-  // the vector and measured slower than zero-fill + scatter (keras.pool2, OW = 4: 0.96 vs 0.24 ms).
-  const bool use_tiles = tiles != nullptr && OH > 0 && OW >= 16 && H / OH == 2 && W / OW == 2 &&
-                         W < (int64_t(1) << 30);
+  // The tile kernel handles up to 16 windows of a row per step. Measured at 1 thread against
+  // zero-fill + scatter: rows of 8+ windows win while the call's data stays in cache (cnn1.pool1,
+  // OW = 14: 0.247 -> 0.18 ms; fashion.pool1 0.137 -> 0.093; lenet.pool1 0.082 -> 0.055), narrower
+  // rows lose (OW 4-7: cnn1.pool2 0.062 -> 0.074, keras.pool2 0.25 -> 0.43), and so do calls
+  // whose data go to DRAM, even with whole rows (keras.pool1's 60 MB: 2.6 -> 4.5 ms; vgg.pool at
+  // N = 64, 90 MB: 4.9 -> 5.5-5.9; why is not established). The limit is half this machine's
+  // 32 MB L3.
+  const bool use_tiles = tiles != nullptr && OH > 0 && OW >= 8 && H / OH == 2 && W / OW == 2 &&
+                         W < (int64_t(1) << 30) &&
+                         pool_bwd_bytes(x_shape, y_shape) <= (int64_t(16) << 20);
   parallel_for(x_shape.n * x_shape.c, [&](int64_t begin, int64_t end, int) {
     for (int64_t plane = begin; plane < end; ++plane) {
       float* dxp = dx + plane * HW;
