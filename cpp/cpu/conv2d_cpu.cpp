@@ -232,8 +232,8 @@ int64_t xpad_size(const DirectConvArgs& a) {
 // xpad <- the a.cin planes (H x W) of src placed at (top, left) inside zero-bordered planes of
 // a.hp x a.wp, plus zero slack (see cpu_kernels.h). The zeros sit at the same places for every
 // image and the kernels only read xpad: a per-thread buffer is zeroed once (pad_planes_zero) and
-// then gets each image's rows (pad_planes_rows); the per-row border fills had cost ~5% of
-// fashion.conv2's weight gradient.
+// then gets each image's rows (pad_planes_rows): fashion.conv2's weight gradient ran ~7% faster
+// than with the borders filled again for every image.
 void pad_planes_zero(float* xpad, const DirectConvArgs& a) {
   std::fill(xpad, xpad + xpad_size(a), 0.0f);
 }
