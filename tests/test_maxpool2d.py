@@ -132,6 +132,35 @@ def test_overlapping_windows_accumulate(isa):
     assert_identical(dx, expected, "accumulated gradient")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("ow", [1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17])
+def test_2x2_backward_every_row_width(isa, rng, restore_threads, ow, threads):
+    """The 2x2/2 backward on every output-row width (the tile writer takes rows of 8+ windows,
+    zero-fill + scatter the narrower), against the reference: many planes, one plane, and
+    floor-mode remainders. A plane with an index outside its own tile, in the middle of the
+    batch, takes the validating scatter while its neighbours keep the tile writer."""
+    fastconv.set_num_threads(threads)
+    oh = 3 + ow % 4
+    even, odd = (2 * oh, 2 * ow), (2 * oh + 1, 2 * ow + 1)
+    for shape in [(3, 41, *even), (1, 1, *even), (2, 3, *odd)]:
+        x = _input(rng, shape, "ties")
+        _, idx = fastconv.max_pool2d(x, 2, return_indices=True)
+        dy = rng.uniform(-1, 1, idx.shape).astype(np.float32)
+        assert_identical(
+            fastconv.max_pool2d_backward(dy, idx, shape),
+            ref.maxpool2d_bwd(dy, idx, shape).astype(np.float32),
+            f"dx {shape}",
+        )
+        foreign = idx.copy()
+        p = shape[1] // 2
+        foreign[0, p, -1, -1] = foreign[0, p, 0, 0]  # two windows into one cell: they add up
+        assert_identical(
+            fastconv.max_pool2d_backward(dy, foreign, shape),
+            ref.maxpool2d_bwd(dy, foreign, shape).astype(np.float32),
+            f"dx {shape}, a foreign index in plane {p}",
+        )
+
+
 def test_inputs_not_modified_and_noncontiguous(isa, rng):
     s = shapes.pool("pool.3x3s2.p1")
     x = _input(rng, s.x_shape, "ties")
