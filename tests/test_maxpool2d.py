@@ -159,6 +159,11 @@ def test_2x2_backward_every_row_width(isa, rng, restore_threads, ow, threads):
             ref.maxpool2d_bwd(dy, foreign, shape).astype(np.float32),
             f"dx {shape}, a foreign index in plane {p}",
         )
+        for far in (2**32, -(2**32)):  # the right low 32 bits, out of range as a whole
+            wrapped = idx.copy()
+            wrapped[0, p, 0, 0] += far
+            with pytest.raises(ValueError, match="indices"):
+                fastconv.max_pool2d_backward(dy, wrapped, shape)
 
 
 def test_inputs_not_modified_and_noncontiguous(isa, rng):

@@ -61,14 +61,21 @@ inline void zero_floor_columns(float* r0, float* r1, int64_t W, int64_t OW) {
   }
 }
 
-// Max-pool 2x2/2 backward, one plane, 16 outputs per step: d = idx - (tile corner) narrowed to
-// int32 with saturation (a far-off index can never alias 0, 1, W or W+1), four compares give the
-// winner's cell, the even/odd columns are re-interleaved and both input rows stored in one pass.
+// Max-pool 2x2/2 backward, one plane, 16 outputs per step: d = low dword of idx - (tile corner),
+// four compares give the winner's cell, the even/odd columns are re-interleaved and both input
+// rows stored in one pass. The check that every index lies in its own tile is folded into two
+// vectors tested once per plane (high dwords OR-ed: all zero; min(d, d - W) unsigned: at most 1),
+// not a mask test and branch per step (cnn1.pool1's 2000 planes in a C++ loop, 1 thread:
+// 0.18-0.22 -> 0.15-0.19 ms; through Python at 2 threads 0.089-0.14 -> 0.080-0.10 ms).
 bool pool_bwd_2x2(float* dx, const float* dy, const int64_t* idx, int64_t H, int64_t W,
                   int64_t OH, int64_t OW) {
-  const __m512i lane2 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+  if (H * W >= (int64_t(1) << 31)) return false;  // corners and d are int32
+  const __m512i lo_pick =
+      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i lane2 = lo_pick;  // the tile corners of 16 windows in a row: 0, 2, 4, ...
   const __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_set1_epi32(1);
   const __m512i cw = _mm512_set1_epi32(int32_t(W)), cw1 = _mm512_set1_epi32(int32_t(W + 1));
+  __m512i high = _mm512_setzero_si512(), worst = _mm512_setzero_si512();
   for (int64_t oy = 0; oy < OH; ++oy) {
     float* r0 = dx + 2 * oy * W;
     float* r1 = r0 + W;
@@ -77,17 +84,17 @@ bool pool_bwd_2x2(float* dx, const float* dy, const int64_t* idx, int64_t H, int
     for (int64_t ox0 = 0; ox0 < OW; ox0 += 16) {
       const int64_t n = OW - ox0 < 16 ? OW - ox0 : 16;
       const __mmask16 m = __mmask16((1u << unsigned(n)) - 1u);
-      const __m512i blo = _mm512_add_epi64(_mm512_set1_epi64(2 * oy * W + 2 * ox0), lane2);
-      const __m512i bhi = _mm512_add_epi64(blo, _mm512_set1_epi64(16));
-      const __m512i dlo = _mm512_sub_epi64(_mm512_maskz_loadu_epi64(__mmask8(m), ir + ox0), blo);
-      const __m512i dhi =
-          _mm512_sub_epi64(_mm512_maskz_loadu_epi64(__mmask8(m >> 8), ir + ox0 + 8), bhi);
-      const __m512i d = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtsepi64_epi32(dlo)),
-                                           _mm512_cvtsepi64_epi32(dhi), 1);
+      const __m512i a = _mm512_maskz_loadu_epi64(__mmask8(m), ir + ox0);
+      const __m512i b = _mm512_maskz_loadu_epi64(__mmask8(m >> 8), ir + ox0 + 8);
+      high = _mm512_or_si512(high, _mm512_or_si512(a, b));
+      const __m512i corner =
+          _mm512_add_epi32(_mm512_set1_epi32(int32_t(2 * oy * W + 2 * ox0)), lane2);
+      const __m512i d = _mm512_sub_epi32(_mm512_permutex2var_epi32(a, lo_pick, b), corner);
+      worst = _mm512_mask_max_epu32(worst, m, worst,
+                                    _mm512_min_epu32(d, _mm512_sub_epi32(d, cw)));
+      const __m512 g = _mm512_maskz_loadu_ps(m, gr + ox0);
       const __mmask16 k0 = _mm512_cmpeq_epi32_mask(d, c0), k1 = _mm512_cmpeq_epi32_mask(d, c1);
       const __mmask16 kw = _mm512_cmpeq_epi32_mask(d, cw), kw1 = _mm512_cmpeq_epi32_mask(d, cw1);
-      if (__mmask16((k0 | k1 | kw | kw1) & m) != m) return false;
-      const __m512 g = _mm512_maskz_loadu_ps(m, gr + ox0);
       const __m512 e0 = _mm512_maskz_mov_ps(k0, g), o0 = _mm512_maskz_mov_ps(k1, g);
       const __m512 e1 = _mm512_maskz_mov_ps(kw, g), o1 = _mm512_maskz_mov_ps(kw1, g);
       store_window_rows(r0 + 2 * ox0, r1 + 2 * ox0, e0, o0, e1, o1, n);
@@ -95,7 +102,9 @@ bool pool_bwd_2x2(float* dx, const float* dy, const int64_t* idx, int64_t H, int
     zero_floor_columns(r0, r1, W, OW);
   }
   if (2 * OH < H) std::memset(dx + 2 * OH * W, 0, size_t((H - 2 * OH) * W) * sizeof(float));
-  return true;
+  // idx in its own tile: high dword 0 (idx in [0, 2^32)) and low dword - corner in {0, 1, W, W+1}
+  return _mm512_mask_test_epi32_mask(__mmask16(0xAAAA), high, high) == 0 &&
+         _mm512_cmpgt_epu32_mask(worst, c1) == 0;
 }
 
 // kByteMask + 16 - n: n bytes of 0xFF, then zeros.

@@ -63,8 +63,8 @@ using Unpool2x2CodesFn = bool (*)(float* dx, const float* dy, const uint8_t* cod
 // Max-pool backward for ONE plane whose windows are the disjoint 2x2 tiles (H/OH == W/OW == 2,
 // W < 2^30): dx (H, W) <- dy (OH, OW) written in one pass, the winner idx[o] of each tile gets
 // dy[o], every other cell (also the floor-mode remainder row/column) +0. Returns false, with dx
-// partly written, if some idx[o] is not inside its own tile; the caller then runs the general
-// (validating) scatter on the plane.
+// written but meaningless, if some idx[o] is not inside its own tile; the caller then runs the
+// general (validating) scatter on the plane.
 using MaxPool2x2BwdFn = bool (*)(float* dx, const float* dy, const int64_t* idx, int64_t H,
                                  int64_t W, int64_t OH, int64_t OW);
 
