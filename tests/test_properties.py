@@ -1,0 +1,120 @@
+"""Property-based checks (Hypothesis): conv2d and max_pool2d on geometries drawn at random.
+
+The other suites run named problems and a fixed list of seeded random ones. Here Hypothesis draws
+the geometry itself (batch, channels, groups and depthwise, kernel, stride, padding as an int, a
+pair, "same" or "valid", dilation, odd sizes down to one output) and shrinks a failure to the
+smallest problem that still fails. Each example runs on every CPU path this machine has, with
+debug poison on, against the float64 reference: conv2d forward and backward within the float32
+tolerance of test_conv2d, max-pool values and indices exactly, its backward within rounding.
+
+Runs are reproducible: the default profile derandomizes (the same examples every run, as CI
+needs) and keeps no example database. HYPOTHESIS_PROFILE=explore draws new, and more, examples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from contextlib import contextmanager
+
+import fastconv
+import numpy as np
+import shapes
+from conftest import assert_close, assert_identical
+from fastconv import reference as ref
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_conv2d import _arrays, check_backward, check_fwd
+
+settings.register_profile("default", max_examples=200, deadline=None, derandomize=True, database=None)
+settings.register_profile("explore", max_examples=2000, deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@contextmanager
+def cpu_isa(name):
+    previous = fastconv.get_cpu_isa()
+    fastconv.set_cpu_isa(name)
+    try:
+        yield
+    finally:
+        fastconv.set_cpu_isa(previous)
+
+
+@st.composite
+def conv_problems(draw):
+    """A shapes.ConvShape with at least one output pixel."""
+    groups = draw(st.sampled_from(["one", "one", "few", "depthwise"]))
+    if groups == "depthwise":
+        g, cg, kg = draw(st.integers(2, 9)), 1, draw(st.integers(1, 2))
+    else:
+        g = 1 if groups == "one" else draw(st.integers(2, 4))
+        cg, kg = draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = draw(st.sampled_from([(1, 1), (1, 1), (1, 1), (2, 1), (1, 2), (2, 2)]))
+    paddings = [st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 2)), st.just("valid")]
+    if stride == (1, 1):
+        paddings.append(st.just("same"))
+    s = shapes.ConvShape(
+        "hypothesis",
+        draw(st.integers(1, 3)),
+        cg * g,
+        1,
+        1,
+        kg * g,
+        kernel,
+        stride,
+        draw(st.one_of(*paddings)),
+        dilation,
+        g,
+        bias=draw(st.booleans()),
+    )
+    top, bottom, left, right = s.pads()
+    reach_h = dilation[0] * (kernel[0] - 1) + 1
+    reach_w = dilation[1] * (kernel[1] - 1) + 1
+    h = max(1, reach_h - top - bottom) + draw(st.integers(0, 14))
+    w = max(1, reach_w - left - right) + draw(st.integers(0, 20))
+    return dataclasses.replace(s, h=h, w=w)
+
+
+@st.composite
+def pool_problems(draw):
+    """A shapes.PoolShape with at least one output pixel (padding at most half the kernel)."""
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    h = max(1, kernel[0] - 2 * padding[0]) + draw(st.integers(0, 20))
+    w = max(1, kernel[1] - 2 * padding[1]) + draw(st.integers(0, 40))
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    return shapes.PoolShape("hypothesis", n, c, h, w, kernel, stride, padding)
+
+
+@given(s=conv_problems(), seed=st.integers(0, 2**32 - 1))
+def test_conv2d_random_geometry(s, seed):
+    x, w, b, dy = _arrays(np.random.default_rng(seed), s)
+    for isa in fastconv.cpu_isas():
+        with cpu_isa(isa):
+            check_fwd(s, x, w, b)
+            check_backward(s, x, w, dy)
+
+
+@given(s=pool_problems(), seed=st.integers(0, 2**32 - 1), ties=st.booleans())
+def test_max_pool2d_random_geometry(s, seed, ties):
+    rng = np.random.default_rng(seed)
+    if ties:  # small integers: most windows hold several equal maxima
+        x = rng.integers(-2, 3, s.x_shape).astype(np.float32)
+    else:
+        x = rng.standard_normal(s.x_shape).astype(np.float32)
+    dy = rng.uniform(-1, 1, s.y_shape).astype(np.float32)
+    ry, ridx = ref.maxpool2d_fwd(x, **s.kwargs())
+    rdx = ref.maxpool2d_bwd(dy, ridx, s.x_shape)
+    (kh, kw), (sh, sw) = s.kernel, s.stride or s.kernel
+    overlap = -(-kh // sh) * -(-kw // sw)  # how many windows may add into one cell
+    for isa in fastconv.cpu_isas():
+        with cpu_isa(isa):
+            y, idx = fastconv.max_pool2d(x, **s.kwargs(), return_indices=True)
+            assert_identical(idx, ridx, f"{s}: indices ({isa})")
+            assert_identical(y, ry.astype(np.float32), f"{s}: values ({isa})")
+            dx = fastconv.max_pool2d_backward(dy, idx, s.x_shape)
+            assert_close(dx, rdx, 1e-7 * overlap, 1e-6 * overlap, f"{s}: dx ({isa})")
