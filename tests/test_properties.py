@@ -5,7 +5,10 @@ the geometry itself (batch, channels, groups and depthwise, kernel, stride, padd
 pair, "same" or "valid", dilation, odd sizes down to one output) and shrinks a failure to the
 smallest problem that still fails. Each example runs on every CPU path this machine has, with
 debug poison on, against the float64 reference: conv2d forward and backward within the float32
-tolerance of test_conv2d, max-pool values and indices exactly, its backward within rounding.
+tolerance of test_conv2d, max-pool values and indices exactly, its backward within rounding, and
+conv + ReLU + 2x2 pool equal to the unfused native ops and, on integer inputs (exact float32
+sums), to the reference (within the Winograd F(2x2, 5x5) tolerance where AVX-512 takes it), with
+its three gradients equal to the two-step ones (test_conv_relu_pool's contract).
 
 Runs are reproducible: the default profile derandomizes (the same examples every run, as CI
 needs) and keeps no example database. HYPOTHESIS_PROFILE=explore draws new, and more, examples.
@@ -20,11 +23,12 @@ from contextlib import contextmanager
 import fastconv
 import numpy as np
 import shapes
-from conftest import assert_close, assert_identical
+from conftest import assert_close, assert_identical, conv_tolerance, winograd_5x5
 from fastconv import reference as ref
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from test_conv2d import _arrays, check_backward, check_fwd
+from test_conv_relu_pool import check_fused
 
 settings.register_profile("default", max_examples=200, deadline=None, derandomize=True, database=None)
 settings.register_profile("explore", max_examples=2000, deadline=None, database=None)
@@ -118,3 +122,35 @@ def test_max_pool2d_random_geometry(s, seed, ties):
             assert_identical(y, ry.astype(np.float32), f"{s}: values ({isa})")
             dx = fastconv.max_pool2d_backward(dy, idx, s.x_shape)
             assert_close(dx, rdx, 1e-7 * overlap, 1e-6 * overlap, f"{s}: dx ({isa})")
+
+
+@given(s=conv_problems(), seed=st.integers(0, 2**32 - 1))
+def test_conv_relu_pool_random_geometry(s, seed):
+    assume(min(s.out_hw) >= 2)  # at least one 2x2 window
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, s.x_shape).astype(np.float32)  # small integers: exact sums, ties
+    w = rng.integers(-1, 2, s.w_shape).astype(np.float32)
+    b = rng.integers(-1, 2, s.k).astype(np.float32) if s.bias else None
+    rp, rc = ref.conv2d_relu_maxpool2d(x, w, b, **s.kwargs())
+    dy = rng.uniform(-1, 1, rp.shape).astype(np.float32)
+    y_shape = (s.n, s.k, *s.out_hw)
+    for isa in fastconv.cpu_isas():
+        with cpu_isa(isa):
+            pooled, codes, _, _ = check_fused(s, x, w, b)  # == the unfused native ops, exactly
+            if winograd_5x5(s) and isa == "avx512":  # its transforms round even integer sums
+                atol, rtol = conv_tolerance((s.c // s.groups) * 25)
+                assert_close(pooled, rp, 4 * atol, rtol, f"pooled ({isa})")
+            else:
+                assert_identical(pooled, rp.astype(np.float32), f"pooled ({isa})")
+                assert_identical(codes, rc, f"codes ({isa})")
+            dz = fastconv.relu_maxpool2d_backward(dy, codes, y_shape)
+            assert_identical(dz, ref.relu_maxpool2d_backward(dy, codes, y_shape).astype(np.float32),
+                             f"unpooled gradient ({isa})")
+            want_w, want_b = fastconv.conv2d_bwd_weights(dz, x, w.shape, **s.kwargs())
+            got_w, got_b = fastconv.conv2d_relu_maxpool2d_bwd_weights(dy, codes, x, w.shape,
+                                                                      **s.kwargs())
+            assert_identical(got_w, want_w, f"grad_weight ({isa})")
+            assert_identical(got_b, want_b, f"grad_bias ({isa})")
+            got_x = fastconv.conv2d_relu_maxpool2d_bwd_data(dy, codes, w, x.shape, **s.kwargs())
+            assert_identical(got_x, fastconv.conv2d_bwd_data(dz, w, x.shape, **s.kwargs()),
+                             f"grad_input ({isa})")
