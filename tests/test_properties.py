@@ -8,7 +8,9 @@ debug poison on, against the float64 reference: conv2d forward and backward with
 tolerance of test_conv2d, max-pool values and indices exactly, its backward within rounding, and
 conv + ReLU + 2x2 pool equal to the unfused native ops and, on integer inputs (exact float32
 sums), to the reference (within the Winograd F(2x2, 5x5) tolerance where AVX-512 takes it), with
-its three gradients equal to the two-step ones (test_conv_relu_pool's contract).
+its three gradients equal to the two-step ones (test_conv_relu_pool's contract). Last, conv2d's
+arguments fuzzed, valid and not: fastconv must refuse (ValueError/TypeError) exactly what the
+reference refuses and match it on the rest.
 
 Runs are reproducible: the default profile derandomizes (the same examples every run, as CI
 needs) and keeps no example database. HYPOTHESIS_PROFILE=explore draws new, and more, examples.
@@ -25,12 +27,14 @@ import numpy as np
 import shapes
 from conftest import assert_close, assert_identical, conv_tolerance, winograd_5x5
 from fastconv import reference as ref
-from hypothesis import assume, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 from test_conv2d import _arrays, check_backward, check_fwd
 from test_conv_relu_pool import check_fused
 
-settings.register_profile("default", max_examples=200, deadline=None, derandomize=True, database=None)
+settings.register_profile(
+    "default", max_examples=200, deadline=None, derandomize=True, database=None
+)
 settings.register_profile("explore", max_examples=2000, deadline=None, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
@@ -57,7 +61,8 @@ def conv_problems(draw):
     kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = draw(st.sampled_from([(1, 1), (1, 1), (1, 1), (2, 1), (1, 2), (2, 2)]))
-    paddings = [st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 2)), st.just("valid")]
+    small = st.integers(0, 2)
+    paddings = [small, st.tuples(small, small), st.just("valid")]
     if stride == (1, 1):
         paddings.append(st.just("same"))
     s = shapes.ConvShape(
@@ -144,13 +149,74 @@ def test_conv_relu_pool_random_geometry(s, seed):
                 assert_identical(pooled, rp.astype(np.float32), f"pooled ({isa})")
                 assert_identical(codes, rc, f"codes ({isa})")
             dz = fastconv.relu_maxpool2d_backward(dy, codes, y_shape)
-            assert_identical(dz, ref.relu_maxpool2d_backward(dy, codes, y_shape).astype(np.float32),
-                             f"unpooled gradient ({isa})")
+            assert_identical(
+                dz,
+                ref.relu_maxpool2d_backward(dy, codes, y_shape).astype(np.float32),
+                f"unpooled gradient ({isa})",
+            )
             want_w, want_b = fastconv.conv2d_bwd_weights(dz, x, w.shape, **s.kwargs())
-            got_w, got_b = fastconv.conv2d_relu_maxpool2d_bwd_weights(dy, codes, x, w.shape,
-                                                                      **s.kwargs())
+            got_w, got_b = fastconv.conv2d_relu_maxpool2d_bwd_weights(
+                dy, codes, x, w.shape, **s.kwargs()
+            )
             assert_identical(got_w, want_w, f"grad_weight ({isa})")
             assert_identical(got_b, want_b, f"grad_bias ({isa})")
             got_x = fastconv.conv2d_relu_maxpool2d_bwd_data(dy, codes, w, x.shape, **s.kwargs())
-            assert_identical(got_x, fastconv.conv2d_bwd_data(dz, w, x.shape, **s.kwargs()),
-                             f"grad_input ({isa})")
+            assert_identical(
+                got_x, fastconv.conv2d_bwd_data(dz, w, x.shape, **s.kwargs()), f"grad_input ({isa})"
+            )
+
+
+@st.composite
+def conv_arguments(draw):
+    """conv2d's arguments, mostly valid, now and then not: zero or negative sizes, channels that
+    do not match the weight, groups that do not divide, a kernel larger than the padded input,
+    "same" with a stride, an unknown padding string, a bias of the wrong length."""
+
+    def one(good, bad):
+        return st.sampled_from(good * 8 + bad)
+
+    def pair_of(good, bad):
+        return st.one_of(one(good, bad), st.tuples(one(good, bad), one(good, bad)))
+
+    g = draw(one([1, 1, 2, 3], [0, -1]))
+    cg, kg = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    c = cg * max(g, 1) + draw(one([0], [1]))  # + 1: groups no longer divide C_in
+    k = kg * max(g, 1) + draw(one([0], [1]))
+    x_shape = (draw(st.integers(0, 2)), c, draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    w_shape = (k, cg + draw(one([0], [1])), draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    kwargs = dict(
+        stride=draw(pair_of([1, 1, 2, 3], [0, -1])),
+        padding=draw(st.one_of(pair_of([0, 1, 2], [-1]), one(["same", "valid"], ["full"]))),
+        dilation=draw(pair_of([1, 1, 2], [0, -1])),
+        groups=g,
+    )
+    b_len = draw(one([None, k], [k + 1]))
+    return x_shape, w_shape, b_len, kwargs
+
+
+@given(args=conv_arguments(), seed=st.integers(0, 2**32 - 1))
+def test_conv2d_fuzzed_arguments_raise_or_match(args, seed):
+    """Every argument combination either raises ValueError/TypeError in both fastconv and the
+    reference, or gives the reference's answer: no crash, no silent wrong result."""
+    x_shape, w_shape, b_len, kwargs = args
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, x_shape).astype(np.float32)
+    w = rng.uniform(-1, 1, w_shape).astype(np.float32)
+    b = None if b_len is None else rng.uniform(-1, 1, b_len).astype(np.float32)
+    try:
+        want = ref.conv2d_fwd(x, w, b, **kwargs)
+    except (ValueError, TypeError):
+        want = None
+    event("refused" if want is None else "computed")
+    try:
+        got = fastconv.conv2d(x, w, b, **kwargs)
+    except (ValueError, TypeError) as e:
+        refused = e
+    else:
+        refused = None
+    if want is None:
+        assert refused is not None, f"fastconv computed what the reference refuses: {kwargs}"
+        return
+    assert refused is None, f"fastconv raised {refused!r}; the reference computes {kwargs}"
+    atol, rtol = conv_tolerance(w_shape[1] * w_shape[2] * w_shape[3])
+    assert_close(got, want, atol, rtol, f"conv2d {x_shape} {w_shape} {kwargs}")
