@@ -35,8 +35,14 @@ REPO = Path(__file__).resolve().parent.parent
 # CPU, re-run fma_peak and read "% of peak" as relative only.
 PEAK_GFLOPS_PER_CORE = {"avx512": 239.0, "avx2": 120.0, "portable": 120.0}
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def pin_threads(n: int) -> None:
@@ -46,8 +52,10 @@ def pin_threads(n: int) -> None:
     fastconv and torch are also set explicitly later (set_num_threads), which this cannot do.
     """
     if "numpy" in sys.modules:
-        print("warning: numpy already imported; its BLAS thread count may not follow --threads",
-              file=sys.stderr)
+        print(
+            "warning: numpy already imported; its BLAS thread count may not follow --threads",
+            file=sys.stderr,
+        )
     for var in _THREAD_VARS:
         os.environ[var] = str(n)
     os.environ["FASTCONV_NUM_THREADS"] = str(n)
@@ -62,6 +70,7 @@ def add_tests_to_path() -> None:
 
 # ---- timing ----------------------------------------------------------------------------------------
 
+
 def stats_ms(samples_ns):
     """median, p25, p75, min, max (ms) and n of a list of nanosecond timings."""
     ms = sorted(s / 1e6 for s in samples_ns)
@@ -72,12 +81,28 @@ def stats_ms(samples_ns):
         p25, p75 = q[0], q[2]
     else:
         p25 = p75 = ms[0]
-    return {"median_ms": statistics.median(ms), "p25_ms": p25, "p75_ms": p75,
-            "min_ms": ms[0], "max_ms": ms[-1], "reps": len(ms)}
+    return {
+        "median_ms": statistics.median(ms),
+        "p25_ms": p25,
+        "p75_ms": p75,
+        "min_ms": ms[0],
+        "max_ms": ms[-1],
+        "reps": len(ms),
+    }
 
 
-def alternate(fns, reps, warmup=2, max_reps=None, min_seconds=0.0, budget_seconds=None, block=3,
-              switch_warmup=1, settle=0.0, handover_ms=0.0):
+def alternate(
+    fns,
+    reps,
+    warmup=2,
+    max_reps=None,
+    min_seconds=0.0,
+    budget_seconds=None,
+    block=3,
+    switch_warmup=1,
+    settle=0.0,
+    handover_ms=0.0,
+):
     """Time several callables by turns; returns {name: stats_ms(...)}.
 
     fns: {name: callable(i)}; the callable gets a running call number (to rotate input buffers).
@@ -106,15 +131,35 @@ def alternate(fns, reps, warmup=2, max_reps=None, min_seconds=0.0, budget_second
     gc.collect()
     gc.disable()
     try:
-        return _alternate(fns, reps, warmup, max_reps, min_seconds, budget_seconds, block,
-                          switch_warmup, settle, handover_ms)
+        return _alternate(
+            fns,
+            reps,
+            warmup,
+            max_reps,
+            min_seconds,
+            budget_seconds,
+            block,
+            switch_warmup,
+            settle,
+            handover_ms,
+        )
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _alternate(fns, reps, warmup, max_reps, min_seconds, budget_seconds, block, switch_warmup,
-               settle, handover_ms):
+def _alternate(
+    fns,
+    reps,
+    warmup,
+    max_reps,
+    min_seconds,
+    budget_seconds,
+    block,
+    switch_warmup,
+    settle,
+    handover_ms,
+):
     items = []
     for name, f in fns.items():
         cap = None
@@ -122,7 +167,8 @@ def _alternate(fns, reps, warmup, max_reps, min_seconds, budget_seconds, block, 
             f, cap = f
         items.append([name, f, cap, []])
     calls = 0
-    for name, f, cap, _ in items:  # warm-up: first-touch allocation, packing caches, primitive caches
+    # warm-up: first-touch allocation, packing caches, primitive caches
+    for _name, f, cap, _ in items:
         for _ in range(warmup if cap is None or cap > 0 else 0):
             f(calls)
             calls += 1
@@ -133,7 +179,7 @@ def _alternate(fns, reps, warmup, max_reps, min_seconds, budget_seconds, block, 
     while True:
         order = items if turn % 2 == 0 else items[::-1]
         turn += 1
-        for name, f, cap, samples in order:
+        for _name, f, cap, samples in order:
             if (cap is not None and len(samples) >= cap) or len(samples) >= max_reps:
                 continue
             if settle:
@@ -153,8 +199,11 @@ def _alternate(fns, reps, warmup, max_reps, min_seconds, budget_seconds, block, 
         open_ = [s for _, _, cap, s in items if (cap is None or len(s) < cap) and len(s) < max_reps]
         if not open_:
             break
-        if budget_seconds is not None and time.perf_counter() - t_start > budget_seconds \
-                and min(len(s) for s in open_) >= 3:
+        if (
+            budget_seconds is not None
+            and time.perf_counter() - t_start > budget_seconds
+            and min(len(s) for s in open_) >= 3
+        ):
             break
         if min(len(s) for s in open_) >= reps and min(sum(s) for s in open_) / 1e9 >= min_seconds:
             break
@@ -166,6 +215,7 @@ def peak_gflops(isa: str, threads: int) -> float:
 
 
 # ---- machine info ----------------------------------------------------------------------------------
+
 
 def _cpuinfo():
     model, flags = platform.processor() or "unknown", set()
@@ -199,10 +249,18 @@ def machine_info(threads=None):
         "argv": sys.argv,
     }
     try:
-        info["git_commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                            capture_output=True, text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        info["git_commit"] = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         info["git_dirty"] = bool(dirty)
     except (OSError, subprocess.SubprocessError):
         pass
@@ -224,10 +282,12 @@ def machine_info(threads=None):
         info["torch"] = torch.__version__
         info["torch_num_threads"] = torch.get_num_threads()
         cfg = torch.__config__.show()
-        info["torch_onednn"] = next((ln.strip() for ln in cfg.splitlines()
-                                     if "oneDNN" in ln or "MKL-DNN" in ln), None)
-        info["torch_cpu_capability"] = next((ln.strip() for ln in cfg.splitlines()
-                                             if "CPU capability" in ln), None)
+        info["torch_onednn"] = next(
+            (ln.strip() for ln in cfg.splitlines() if "oneDNN" in ln or "MKL-DNN" in ln), None
+        )
+        info["torch_cpu_capability"] = next(
+            (ln.strip() for ln in cfg.splitlines() if "CPU capability" in ln), None
+        )
     except ImportError:
         info["torch"] = None
     return info
@@ -236,8 +296,11 @@ def machine_info(threads=None):
 def describe(info) -> str:
     """Two or three human lines about the machine for the top of a printed table."""
     fc = info.get("fastconv")
-    fc_s = (f"fastconv {fc['version']} isa={fc['cpu_isa']} threads={fc['num_threads']}"
-            if isinstance(fc, dict) else str(fc))
+    fc_s = (
+        f"fastconv {fc['version']} isa={fc['cpu_isa']} threads={fc['num_threads']}"
+        if isinstance(fc, dict)
+        else str(fc)
+    )
     lines = [
         f"{info['cpu_model']} | {info['cores_usable']} usable cores | load {info.get('loadavg')}",
         f"{fc_s} | torch {info.get('torch')} ({info.get('torch_onednn')}, "
@@ -248,6 +311,7 @@ def describe(info) -> str:
 
 
 # ---- output ----------------------------------------------------------------------------------------
+
 
 def write_json(path, meta, records):
     """Write {"meta": ..., "records": [...]} atomically (tmp file + rename)."""
@@ -273,9 +337,17 @@ def print_table(headers, rows, out=sys.stdout):
     """Plain fixed-width table (also valid-ish Markdown when pasted between pipes)."""
     cols = [[str(h)] + [str(r[i]) for r in rows] for i, h in enumerate(headers)]
     widths = [max(len(c) for c in col) for col in cols]
+
     def line(cells):
-        return "| " + " | ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w)
-                                  for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                str(c).rjust(w) if i > 1 else str(c).ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths))
+            )
+            + " |"
+        )
+
     print(line(headers), file=out)
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=out)
     for r in rows:

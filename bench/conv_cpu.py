@@ -44,14 +44,42 @@ import os
 import sys
 import time
 
-from _util import (add_tests_to_path, alternate, describe, fmt_ms, machine_info, peak_gflops,
-                   pin_threads, print_table, write_json)
+from _util import (
+    add_tests_to_path,
+    alternate,
+    describe,
+    fmt_ms,
+    machine_info,
+    peak_gflops,
+    pin_threads,
+    print_table,
+    write_json,
+)
 
 # The layers the issue tables (NETWORKS.md at the published batch sizes, plus VGG-sized 3x3 layers).
-DEFAULT_CONV = ["cnn1.conv1", "cnn1.conv2", "keras.conv1", "keras.conv2", "fashion.conv1",
-                "fashion.conv2", "lenet.conv1", "lenet.conv2", "vgg.a", "vgg.b"]
-DEFAULT_POOL = ["cnn1.pool1", "cnn1.pool2", "keras.pool1", "keras.pool2", "fashion.pool1",
-                "fashion.pool2", "lenet.pool1", "lenet.pool2", "vgg.pool"]
+DEFAULT_CONV = [
+    "cnn1.conv1",
+    "cnn1.conv2",
+    "keras.conv1",
+    "keras.conv2",
+    "fashion.conv1",
+    "fashion.conv2",
+    "lenet.conv1",
+    "lenet.conv2",
+    "vgg.a",
+    "vgg.b",
+]
+DEFAULT_POOL = [
+    "cnn1.pool1",
+    "cnn1.pool2",
+    "keras.pool1",
+    "keras.pool2",
+    "fashion.pool1",
+    "fashion.pool2",
+    "lenet.pool1",
+    "lenet.pool2",
+    "vgg.pool",
+]
 # Issue 5's goals: torch_ms / fastconv_ms at least this much on every pass.
 COMPUTE_BOUND = {"keras.conv2", "fashion.conv2", "vgg.a", "vgg.b"}
 GOAL_MNIST, GOAL_COMPUTE, GOAL_POOL = 2.0, 1.1, 5.0
@@ -63,35 +91,72 @@ TOL = {"fwd": 1e-4, "bwd_data": 1e-4, "bwd_weight": 5e-4, "bwd_bias": 5e-4}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--threads", type=int, default=2, help="threads for every backend (default 2)")
-    p.add_argument("--layers", default=None,
-                   help="comma-separated names or globs (e.g. 'cnn1.*,vgg.a'); default: the issue's layers")
-    p.add_argument("--all-shapes", action="store_true",
-                   help="also the other bench-only layers of tests/shapes.py (AlexNet, Inception)")
+    p.add_argument(
+        "--layers",
+        default=None,
+        help="comma-separated names or globs (e.g. 'cnn1.*,vgg.a'); default: the issue's layers",
+    )
+    p.add_argument(
+        "--all-shapes",
+        action="store_true",
+        help="also the other bench-only layers of tests/shapes.py (AlexNet, Inception)",
+    )
     p.add_argument("--ops", default="conv,pool", help="conv, pool or both (default)")
-    p.add_argument("--passes", default=None, help="subset of fwd,bwd_data,bwd_weight (conv), fwd,bwd (pool)")
+    p.add_argument(
+        "--passes", default=None, help="subset of fwd,bwd_data,bwd_weight (conv), fwd,bwd (pool)"
+    )
     p.add_argument("--backends", default="fastconv,torch,numpy", help="which backends to time")
-    p.add_argument("--reps", type=int, default=30, help="repetitions per backend at least (default 30)")
+    p.add_argument(
+        "--reps", type=int, default=30, help="repetitions per backend at least (default 30)"
+    )
     p.add_argument("--max-reps", type=int, default=300, help="cap when --min-time asks for more")
-    p.add_argument("--min-time", type=float, default=0.5,
-                   help="keep repeating until each backend spent this many seconds (default 0.5)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed calls per backend first (default 3)")
-    p.add_argument("--numpy-reps", type=int, default=7, help="repetitions for the slow NumPy baseline")
-    p.add_argument("--rotate", type=int, default=None,
-                   help="input buffers to cycle through (default: 4 when a pass's inputs fit in 4 MB)")
-    p.add_argument("--block", type=int, default=3,
-                   help="timed calls per turn, after the untimed hand-over (default 3)")
-    p.add_argument("--settle", type=float, default=0.0,
-                   help="ms to sleep before each turn (default 0: hand over at once)")
-    p.add_argument("--handover-ms", type=float, default=25.0,
-                   help="untimed calls after each switch of backend for at least this long (default "
-                        "25: outlasts torch's ~9 ms worker spin; see _util.alternate)")
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=0.5,
+        help="keep repeating until each backend spent this many seconds (default 0.5)",
+    )
+    p.add_argument(
+        "--warmup", type=int, default=3, help="untimed calls per backend first (default 3)"
+    )
+    p.add_argument(
+        "--numpy-reps", type=int, default=7, help="repetitions for the slow NumPy baseline"
+    )
+    p.add_argument(
+        "--rotate",
+        type=int,
+        default=None,
+        help="input buffers to cycle through (default: 4 when a pass's inputs fit in 4 MB)",
+    )
+    p.add_argument(
+        "--block",
+        type=int,
+        default=3,
+        help="timed calls per turn, after the untimed hand-over (default 3)",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="ms to sleep before each turn (default 0: hand over at once)",
+    )
+    p.add_argument(
+        "--handover-ms",
+        type=float,
+        default=25.0,
+        help="untimed calls after each switch of backend for at least this long (default "
+        "25: outlasts torch's ~9 ms worker spin; see _util.alternate)",
+    )
     p.add_argument("--isa", default=None, help="force fastconv's CPU path (portable, avx2, avx512)")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 reps, 1 warm-up, no min time")
     p.add_argument("--json", default=None, metavar="PATH", help="write {meta, records} JSON here")
-    p.add_argument("--jsonl", action="store_true", help="print one JSON line per record as it is measured")
+    p.add_argument(
+        "--jsonl", action="store_true", help="print one JSON line per record as it is measured"
+    )
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if a.quick:
@@ -109,9 +174,8 @@ def main(argv=None):
     # baseline's matmuls (fastconv and torch do not use OpenBLAS).
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-    import numpy as np
-
     import fastconv
+    import numpy as np
 
     add_tests_to_path()
     import shapes
@@ -122,8 +186,10 @@ def main(argv=None):
         try:
             import torch
         except ImportError:
-            print("torch not installed: timing fastconv and numpy only (pip install .[bench])",
-                  file=sys.stderr)
+            print(
+                "torch not installed: timing fastconv and numpy only (pip install .[bench])",
+                file=sys.stderr,
+            )
             backends.remove("torch")
     if torch is not None:
         torch.set_num_threads(args.threads)
@@ -136,11 +202,17 @@ def main(argv=None):
 
     ops = {o.strip() for o in args.ops.split(",")}
     want = [s.strip() for s in args.layers.split(",")] if args.layers else None
-    conv_pool = shapes.CONV_LAYERS if args.all_shapes or want else [shapes.conv(n) for n in DEFAULT_CONV]
-    pool_pool = shapes.POOL_LAYERS if args.all_shapes or want else [shapes.pool(n) for n in DEFAULT_POOL]
+    conv_pool = (
+        shapes.CONV_LAYERS if args.all_shapes or want else [shapes.conv(n) for n in DEFAULT_CONV]
+    )
+    pool_pool = (
+        shapes.POOL_LAYERS if args.all_shapes or want else [shapes.pool(n) for n in DEFAULT_POOL]
+    )
     if want:
+
         def pick(s):
             return any(fnmatch.fnmatchcase(s.name, w) for w in want)
+
         conv_pool = [s for s in conv_pool if pick(s)]
         pool_pool = [s for s in pool_pool if pick(s)]
     conv_list = conv_pool if "conv" in ops else []
@@ -149,14 +221,26 @@ def main(argv=None):
         sys.exit(f"no layer matches --layers {args.layers!r} / --ops {args.ops!r}")
 
     meta = machine_info(args.threads)
-    meta.update(isa=isa, peak_gflops=peak, reps=args.reps, min_time=args.min_time,
-                warmup=args.warmup, block=args.block, handover_ms=args.handover_ms,
-                backends=backends, method=(
-                    "backends alternate rep by rep in one process (order flips every round); "
-                    "median and p25/p75 of per-call perf_counter_ns times after warm-up"))
+    meta.update(
+        isa=isa,
+        peak_gflops=peak,
+        reps=args.reps,
+        min_time=args.min_time,
+        warmup=args.warmup,
+        block=args.block,
+        handover_ms=args.handover_ms,
+        backends=backends,
+        method=(
+            "backends alternate rep by rep in one process (order flips every round); "
+            "median and p25/p75 of per-call perf_counter_ns times after warm-up"
+        ),
+    )
     print(describe(meta))
-    print(f"threads={args.threads} isa={isa} peak={peak:.0f} GFLOP/s (measured FMA ceiling, bench/fma_peak.cpp) "
-          f"reps>={args.reps} min-time={args.min_time}s warm-up={args.warmup}", flush=True)
+    print(
+        f"threads={args.threads} isa={isa} peak={peak:.0f} GFLOP/s (measured FMA ceiling, bench/fma_peak.cpp) "
+        f"reps>={args.reps} min-time={args.min_time}s warm-up={args.warmup}",
+        flush=True,
+    )
 
     rng = np.random.default_rng(args.seed)
     bench = Bench(np, fastconv, torch, backends, args, rng, isa, peak)
@@ -174,16 +258,36 @@ def main(argv=None):
     meta["loadavg_end"] = meta_load()
 
     print()
-    print(f"times in ms: median (p25-p75); ratio = torch/fastconv medians (>1: fastconv faster), "
-          f"ratio(min) = the same on the fastest reps; "
-          f"peak = {peak:.0f} GFLOP/s ({isa}, {args.threads} threads); GFLOP/s count the direct "
-          f"algorithm's FLOPs (Winograd passes: effective rates, may exceed the peak)")
-    print_table(["layer", "pass", "fastconv ms", "torch ms", "numpy ms", "ratio", "ratio(min)", "goal",
-                 "fc GFLOP/s", "fc %peak", "torch GFLOP/s", "check"], rows)
+    print(
+        f"times in ms: median (p25-p75); ratio = torch/fastconv medians (>1: fastconv faster), "
+        f"ratio(min) = the same on the fastest reps; "
+        f"peak = {peak:.0f} GFLOP/s ({isa}, {args.threads} threads); GFLOP/s count the direct "
+        f"algorithm's FLOPs (Winograd passes: effective rates, may exceed the peak)"
+    )
+    print_table(
+        [
+            "layer",
+            "pass",
+            "fastconv ms",
+            "torch ms",
+            "numpy ms",
+            "ratio",
+            "ratio(min)",
+            "goal",
+            "fc GFLOP/s",
+            "fc %peak",
+            "torch GFLOP/s",
+            "check",
+        ],
+        rows,
+    )
     fails = [r for r in records if r.get("check") == "FAIL"]
     if fails:
-        print(f"\n{len({r['layer'] for r in fails})} layer(s) FAILED the numerical check and were not "
-              "timed for fastconv:", sorted({r["layer"] for r in fails}))
+        print(
+            f"\n{len({r['layer'] for r in fails})} layer(s) FAILED the numerical check and were not "
+            "timed for fastconv:",
+            sorted({r["layer"] for r in fails}),
+        )
     if args.json:
         write_json(args.json, meta, records)
         print(f"\nwrote {len(records)} records to {args.json}")
@@ -197,6 +301,7 @@ def meta_load():
 
 
 # ---- the three backends, per layer -------------------------------------------------------------------
+
 
 class Bench:
     def __init__(self, np, fastconv, torch, backends, args, rng, isa, peak):
@@ -216,8 +321,16 @@ class Bench:
             if name not in self.backends or f is None:
                 continue
             table[name] = (f, a.numpy_reps) if name == "numpy" else f
-        return alternate(table, a.reps, warmup=a.warmup, max_reps=a.max_reps, min_seconds=a.min_time,
-                         block=a.block, settle=a.settle / 1e3, handover_ms=a.handover_ms)
+        return alternate(
+            table,
+            a.reps,
+            warmup=a.warmup,
+            max_reps=a.max_reps,
+            min_seconds=a.min_time,
+            block=a.block,
+            settle=a.settle / 1e3,
+            handover_ms=a.handover_ms,
+        )
 
     def _emit(self, rec):
         if self.args.jsonl:
@@ -229,7 +342,9 @@ class Bench:
         pt, pb, pl, pr = s.pads()
         sym = pt == pb and pl == pr
         x = self.rng.standard_normal(s.x_shape, dtype=np.float32)
-        w = (self.rng.standard_normal(s.w_shape, dtype=np.float32) / np.sqrt(np.prod(s.w_shape[1:]))).astype(np.float32)
+        w = (
+            self.rng.standard_normal(s.w_shape, dtype=np.float32) / np.sqrt(np.prod(s.w_shape[1:]))
+        ).astype(np.float32)
         b = self.rng.standard_normal(s.k, dtype=np.float32) if s.bias else None
         dy = self.rng.standard_normal(s.y_shape, dtype=np.float32)
         kw = s.kwargs()
@@ -237,9 +352,13 @@ class Bench:
 
         # numerical check first: fastconv vs torch (or vs the numpy baseline without torch)
         check, errs = "ok", {}
-        got = {"fwd": fc.conv2d(x, w, b, **kw),
-               "bwd_data": fc.conv2d_bwd_data(dy, w, s.x_shape, **kw)}
-        got["bwd_weight"], got["bwd_bias"] = fc.conv2d_bwd_weights(dy, x, s.w_shape, **kw, with_bias=b is not None)
+        got = {
+            "fwd": fc.conv2d(x, w, b, **kw),
+            "bwd_data": fc.conv2d_bwd_data(dy, w, s.x_shape, **kw),
+        }
+        got["bwd_weight"], got["bwd_bias"] = fc.conv2d_bwd_weights(
+            dy, x, s.w_shape, **kw, with_bias=b is not None
+        )
         if torch is not None and sym:
             ref = self._torch_conv_all(s, x, w, b, dy)
         elif npimpl is not None:
@@ -257,13 +376,19 @@ class Bench:
             errs[k] = float(np.max(np.abs(g - r)) / max(float(np.max(np.abs(r))), 1e-30))
         if any(not (e <= TOL[k]) for k, e in errs.items()):
             check = "FAIL"
-            print(f"FAIL {s.name}: fastconv vs reference max rel err {errs}", file=sys.stderr, flush=True)
+            print(
+                f"FAIL {s.name}: fastconv vs reference max rel err {errs}",
+                file=sys.stderr,
+                flush=True,
+            )
         del got
 
         # buffers rotated between reps so a cache-sized problem is not timed on hot inputs only
         nb_x = self._nbuf(x.nbytes + dy.nbytes)
         xs = [x] + [self.rng.standard_normal(s.x_shape, dtype=np.float32) for _ in range(nb_x - 1)]
-        dys = [dy] + [self.rng.standard_normal(s.y_shape, dtype=np.float32) for _ in range(nb_x - 1)]
+        dys = [dy] + [
+            self.rng.standard_normal(s.y_shape, dtype=np.float32) for _ in range(nb_x - 1)
+        ]
         if torch is not None:
             T = torch.from_numpy
             txs, tdys, tw = [T(a) for a in xs], [T(a) for a in dys], T(w)
@@ -286,18 +411,43 @@ class Bench:
                 elif pas == "bwd_data":
                     fns["fastconv"] = lambda r: fc.conv2d_bwd_data(dys[r % n], w, s.x_shape, **kw)
                 else:
-                    fns["fastconv"] = lambda r: fc.conv2d_bwd_weights(dys[r % n], xs[r % n], s.w_shape, **kw,
-                                                                       with_bias=b is not None)
+                    fns["fastconv"] = lambda r: fc.conv2d_bwd_weights(
+                        dys[r % n], xs[r % n], s.w_shape, **kw, with_bias=b is not None
+                    )
             if torch is not None and sym:
                 F = torch.nn.functional
                 if pas == "fwd":
-                    fns["torch"] = lambda r: F.conv2d(txs[r % n], tw, tb, tstride, tpad, tdil, s.groups)
+                    fns["torch"] = lambda r: F.conv2d(
+                        txs[r % n], tw, tb, tstride, tpad, tdil, s.groups
+                    )
                 elif pas == "bwd_data":
-                    fns["torch"] = lambda r: conv_bwd(tdys[r % n], txs[r % n], tw, bias_sizes, tstride, tpad,
-                                                      tdil, False, [0, 0], s.groups, mask_d)
+                    fns["torch"] = lambda r: conv_bwd(
+                        tdys[r % n],
+                        txs[r % n],
+                        tw,
+                        bias_sizes,
+                        tstride,
+                        tpad,
+                        tdil,
+                        False,
+                        [0, 0],
+                        s.groups,
+                        mask_d,
+                    )
                 else:
-                    fns["torch"] = lambda r: conv_bwd(tdys[r % n], txs[r % n], tw, bias_sizes, tstride, tpad,
-                                                      tdil, False, [0, 0], s.groups, mask_w)
+                    fns["torch"] = lambda r: conv_bwd(
+                        tdys[r % n],
+                        txs[r % n],
+                        tw,
+                        bias_sizes,
+                        tstride,
+                        tpad,
+                        tdil,
+                        False,
+                        [0, 0],
+                        s.groups,
+                        mask_w,
+                    )
             if npimpl is not None:
                 if pas == "fwd":
                     fns["numpy"] = lambda r: npimpl.fwd(xs[r % n], w, b)
@@ -307,23 +457,56 @@ class Bench:
                     fns["numpy"] = lambda r: npimpl.bwd_weight(dys[r % n], xs[r % n])
             res = self._time(fns)
             for backend, st in res.items():
-                rec = dict(op="conv2d", layer=s.name, **{"pass": pas}, backend=backend, threads=self.args.threads,
-                           isa=self.isa if backend == "fastconv" else None,
-                           shape=dict(n=s.n, c_in=s.c, h=s.h, w=s.w, c_out=s.k, kernel=s.kernel,
-                                      stride=s.stride, padding=s.pads(), groups=s.groups),
-                           flops=flops, gflops=flops / (st["median_ms"] * 1e6), buffers=n,
-                           check=check if backend == "fastconv" else None,
-                           check_max_rel_err=errs or None, **st)
+                rec = dict(
+                    op="conv2d",
+                    layer=s.name,
+                    **{"pass": pas},
+                    backend=backend,
+                    threads=self.args.threads,
+                    isa=self.isa if backend == "fastconv" else None,
+                    shape=dict(
+                        n=s.n,
+                        c_in=s.c,
+                        h=s.h,
+                        w=s.w,
+                        c_out=s.k,
+                        kernel=s.kernel,
+                        stride=s.stride,
+                        padding=s.pads(),
+                        groups=s.groups,
+                    ),
+                    flops=flops,
+                    gflops=flops / (st["median_ms"] * 1e6),
+                    buffers=n,
+                    check=check if backend == "fastconv" else None,
+                    check_max_rel_err=errs or None,
+                    **st,
+                )
                 rec["pct_peak"] = 100.0 * rec["gflops"] / self.peak
                 records.append(rec)
                 self._emit(rec)
             if check == "FAIL":
-                records.append(dict(op="conv2d", layer=s.name, **{"pass": pas}, backend="fastconv",
-                                    threads=self.args.threads, isa=self.isa, check="FAIL",
-                                    check_max_rel_err=errs, flops=flops))
-            _add_ratios(records, s.name, pas, GOAL_COMPUTE if s.name in COMPUTE_BOUND else GOAL_MNIST)
-            print(f"  {s.name:14s} {pas:10s} " + "  ".join(
-                f"{k} {fmt_ms(v)}" for k, v in res.items()), flush=True)
+                records.append(
+                    dict(
+                        op="conv2d",
+                        layer=s.name,
+                        **{"pass": pas},
+                        backend="fastconv",
+                        threads=self.args.threads,
+                        isa=self.isa,
+                        check="FAIL",
+                        check_max_rel_err=errs,
+                        flops=flops,
+                    )
+                )
+            _add_ratios(
+                records, s.name, pas, GOAL_COMPUTE if s.name in COMPUTE_BOUND else GOAL_MNIST
+            )
+            print(
+                f"  {s.name:14s} {pas:10s} "
+                + "  ".join(f"{k} {fmt_ms(v)}" for k, v in res.items()),
+                flush=True,
+            )
         return records
 
     def _torch_conv_all(self, s, x, w, b, dy):
@@ -331,10 +514,22 @@ class Bench:
         pt, _, pl, _ = s.pads()
         T = torch.from_numpy
         tb = T(b) if b is not None else None
-        y = torch.nn.functional.conv2d(T(x), T(w), tb, list(s.stride), [pt, pl], list(s.dilation), s.groups)
+        y = torch.nn.functional.conv2d(
+            T(x), T(w), tb, list(s.stride), [pt, pl], list(s.dilation), s.groups
+        )
         dx, dw, db = torch.ops.aten.convolution_backward(
-            T(dy), T(x), T(w), [s.k] if b is not None else None, list(s.stride), [pt, pl],
-            list(s.dilation), False, [0, 0], s.groups, [True, True, b is not None])
+            T(dy),
+            T(x),
+            T(w),
+            [s.k] if b is not None else None,
+            list(s.stride),
+            [pt, pl],
+            list(s.dilation),
+            False,
+            [0, 0],
+            s.groups,
+            [True, True, b is not None],
+        )
         out = {"fwd": y.numpy(), "bwd_data": dx.numpy(), "bwd_weight": dw.numpy()}
         out["bwd_bias"] = db.numpy() if b is not None else None
         return out
@@ -353,10 +548,19 @@ class Bench:
         y, idx = fc.max_pool2d(x, s.kernel, s.stride, s.padding, return_indices=True)
         dx = fc.max_pool2d_backward(dy, idx, s.x_shape)
         if torch is not None:
-            ty, tidx = torch.nn.functional.max_pool2d(torch.from_numpy(x), s.kernel, (sh, sw), (ph, pw),
-                                                      return_indices=True)
+            ty, tidx = torch.nn.functional.max_pool2d(
+                torch.from_numpy(x), s.kernel, (sh, sw), (ph, pw), return_indices=True
+            )
             tdx = torch.ops.aten.max_pool2d_with_indices_backward(
-                torch.from_numpy(dy), torch.from_numpy(x), list(s.kernel), [sh, sw], [ph, pw], [1, 1], False, tidx)
+                torch.from_numpy(dy),
+                torch.from_numpy(x),
+                list(s.kernel),
+                [sh, sw],
+                [ph, pw],
+                [1, 1],
+                False,
+                tidx,
+            )
             ref = (ty.numpy(), tidx.numpy(), tdx.numpy())
         elif npimpl is not None:
             ry, ridx = npimpl.fwd(x)
@@ -366,12 +570,17 @@ class Bench:
         if ref is not None:
             ok_y = y.shape == ref[0].shape and np.array_equal(y, ref[0])
             ok_i = idx.shape == ref[1].shape and np.array_equal(idx, ref[1])
-            e_dx = float(np.max(np.abs(dx - ref[2])) / max(float(np.max(np.abs(ref[2]))), 1e-30)) \
-                if dx.shape == ref[2].shape else float("inf")
+            e_dx = (
+                float(np.max(np.abs(dx - ref[2])) / max(float(np.max(np.abs(ref[2]))), 1e-30))
+                if dx.shape == ref[2].shape
+                else float("inf")
+            )
             errs = {"fwd_values_equal": bool(ok_y), "fwd_indices_equal": bool(ok_i), "bwd": e_dx}
             if not (ok_y and ok_i and e_dx <= 1e-6):
                 check = "FAIL"
-                print(f"FAIL {s.name}: fastconv pool vs reference {errs}", file=sys.stderr, flush=True)
+                print(
+                    f"FAIL {s.name}: fastconv pool vs reference {errs}", file=sys.stderr, flush=True
+                )
 
         nb = self._nbuf(x.nbytes + dy.nbytes)
         xs = [x] + [self.rng.standard_normal(s.x_shape, dtype=np.float32) for _ in range(nb - 1)]
@@ -381,13 +590,20 @@ class Bench:
         if torch is not None:
             T = torch.from_numpy
             txs, tdys = [T(a) for a in xs], [T(a) for a in dys]
-            tidxs = [torch.nn.functional.max_pool2d(t, s.kernel, (sh, sw), (ph, pw), return_indices=True)[1]
-                     for t in txs]
+            tidxs = [
+                torch.nn.functional.max_pool2d(
+                    t, s.kernel, (sh, sw), (ph, pw), return_indices=True
+                )[1]
+                for t in txs
+            ]
         if npimpl is not None:
             nidxs = [npimpl.fwd(a)[1] for a in xs]
         out_elems = int(np.prod(s.y_shape))
         in_elems = int(np.prod(s.x_shape))
-        nbytes = {"fwd": in_elems * 4 + out_elems * (4 + 8), "bwd": out_elems * (4 + 8) + in_elems * 4}
+        nbytes = {
+            "fwd": in_elems * 4 + out_elems * (4 + 8),
+            "bwd": out_elems * (4 + 8) + in_elems * 4,
+        }
         records = []
         for pas in POOL_PASSES:
             if self.passes and pas not in self.passes:
@@ -395,17 +611,29 @@ class Bench:
             fns = {}
             if check != "FAIL":
                 if pas == "fwd":
-                    fns["fastconv"] = lambda r: fc.max_pool2d(xs[r % n], s.kernel, s.stride, s.padding,
-                                                              return_indices=True)
+                    fns["fastconv"] = lambda r: fc.max_pool2d(
+                        xs[r % n], s.kernel, s.stride, s.padding, return_indices=True
+                    )
                 else:
-                    fns["fastconv"] = lambda r: fc.max_pool2d_backward(dys[r % n], idxs[r % n], s.x_shape)
+                    fns["fastconv"] = lambda r: fc.max_pool2d_backward(
+                        dys[r % n], idxs[r % n], s.x_shape
+                    )
             if torch is not None:
                 if pas == "fwd":
-                    fns["torch"] = lambda r: torch.nn.functional.max_pool2d(txs[r % n], s.kernel, (sh, sw),
-                                                                            (ph, pw), return_indices=True)
+                    fns["torch"] = lambda r: torch.nn.functional.max_pool2d(
+                        txs[r % n], s.kernel, (sh, sw), (ph, pw), return_indices=True
+                    )
                 else:
                     fns["torch"] = lambda r: torch.ops.aten.max_pool2d_with_indices_backward(
-                        tdys[r % n], txs[r % n], list(s.kernel), [sh, sw], [ph, pw], [1, 1], False, tidxs[r % n])
+                        tdys[r % n],
+                        txs[r % n],
+                        list(s.kernel),
+                        [sh, sw],
+                        [ph, pw],
+                        [1, 1],
+                        False,
+                        tidxs[r % n],
+                    )
             if npimpl is not None:
                 if pas == "fwd":
                     fns["numpy"] = lambda r: npimpl.fwd(xs[r % n])
@@ -413,20 +641,50 @@ class Bench:
                     fns["numpy"] = lambda r: npimpl.bwd(dys[r % n], nidxs[r % n])
             res = self._time(fns)
             for backend, st in res.items():
-                rec = dict(op="max_pool2d", layer=s.name, **{"pass": pas}, backend=backend, threads=self.args.threads,
-                           isa=self.isa if backend == "fastconv" else None,
-                           shape=dict(n=s.n, c=s.c, h=s.h, w=s.w, kernel=s.kernel, stride=(sh, sw),
-                                      padding=(ph, pw)),
-                           bytes=nbytes[pas], gbytes_per_s=nbytes[pas] / (st["median_ms"] * 1e6), buffers=n,
-                           check=check if backend == "fastconv" else None, check_detail=errs or None, **st)
+                rec = dict(
+                    op="max_pool2d",
+                    layer=s.name,
+                    **{"pass": pas},
+                    backend=backend,
+                    threads=self.args.threads,
+                    isa=self.isa if backend == "fastconv" else None,
+                    shape=dict(
+                        n=s.n,
+                        c=s.c,
+                        h=s.h,
+                        w=s.w,
+                        kernel=s.kernel,
+                        stride=(sh, sw),
+                        padding=(ph, pw),
+                    ),
+                    bytes=nbytes[pas],
+                    gbytes_per_s=nbytes[pas] / (st["median_ms"] * 1e6),
+                    buffers=n,
+                    check=check if backend == "fastconv" else None,
+                    check_detail=errs or None,
+                    **st,
+                )
                 records.append(rec)
                 self._emit(rec)
             if check == "FAIL":
-                records.append(dict(op="max_pool2d", layer=s.name, **{"pass": pas}, backend="fastconv",
-                                    threads=self.args.threads, isa=self.isa, check="FAIL", check_detail=errs))
+                records.append(
+                    dict(
+                        op="max_pool2d",
+                        layer=s.name,
+                        **{"pass": pas},
+                        backend="fastconv",
+                        threads=self.args.threads,
+                        isa=self.isa,
+                        check="FAIL",
+                        check_detail=errs,
+                    )
+                )
             _add_ratios(records, s.name, pas, GOAL_POOL)
-            print(f"  {s.name:14s} {pas:10s} " + "  ".join(
-                f"{k} {fmt_ms(v)}" for k, v in res.items()), flush=True)
+            print(
+                f"  {s.name:14s} {pas:10s} "
+                + "  ".join(f"{k} {fmt_ms(v)}" for k, v in res.items()),
+                flush=True,
+            )
         return records
 
 
@@ -467,18 +725,29 @@ def table_rows(records):
             perf_fc = f"{fcr['gbytes_per_s']:.1f} GB/s" if "gbytes_per_s" in fcr else "-"
             pct = ""
             perf_t = f"{tr['gbytes_per_s']:.1f} GB/s" if "gbytes_per_s" in tr else "-"
-        rows.append([layer, pas.replace("_", "-"),
-                     fmt_ms(fcr) if "median_ms" in fcr else ("FAIL" if fcr.get("check") == "FAIL" else "-"),
-                     fmt_ms(tr) if "median_ms" in tr else "-",
-                     fmt_ms(nr) if "median_ms" in nr else "-",
-                     f"{ratio:.2f}x" if ratio is not None else "-",
-                     f"{fcr['speedup_vs_torch_min']:.2f}x" if fcr.get("speedup_vs_torch_min") else "-",
-                     f">={goal:g}x{met}" if goal else "-",
-                     perf_fc, pct, perf_t, fcr.get("check") or "-"])
+        rows.append(
+            [
+                layer,
+                pas.replace("_", "-"),
+                fmt_ms(fcr)
+                if "median_ms" in fcr
+                else ("FAIL" if fcr.get("check") == "FAIL" else "-"),
+                fmt_ms(tr) if "median_ms" in tr else "-",
+                fmt_ms(nr) if "median_ms" in nr else "-",
+                f"{ratio:.2f}x" if ratio is not None else "-",
+                f"{fcr['speedup_vs_torch_min']:.2f}x" if fcr.get("speedup_vs_torch_min") else "-",
+                f">={goal:g}x{met}" if goal else "-",
+                perf_fc,
+                pct,
+                perf_t,
+                fcr.get("check") or "-",
+            ]
+        )
     return rows
 
 
 # ---- the plain NumPy baselines ------------------------------------------------------------------------
+
 
 class NumpyConv:
     """im2col + one BLAS matmul per pass, groups=1, dilation 1 (what a NumPy user would write)."""
@@ -521,8 +790,10 @@ class NumpyConv:
         dxp = np.zeros((s.n, s.c, s.h + pt + pb, s.w + pl + pr), np.float32)
         for i in range(kh):  # col2im: scatter-add each kernel tap's slab
             for j in range(kw):
-                dxp[:, :, i:i + sh * (self.oh - 1) + 1:sh, j:j + sw * (self.ow - 1) + 1:sw] += dcols[:, :, i, j]
-        return dxp[:, :, pt:pt + s.h, pl:pl + s.w]
+                dxp[
+                    :, :, i : i + sh * (self.oh - 1) + 1 : sh, j : j + sw * (self.ow - 1) + 1 : sw
+                ] += dcols[:, :, i, j]
+        return dxp[:, :, pt : pt + s.h, pl : pl + s.w]
 
 
 class NumpyPool:
@@ -536,7 +807,11 @@ class NumpyPool:
         np, s = self.np, self.s
         kh, kw = s.kernel
         oh, ow = self.oh, self.ow
-        win = x[:, :, :oh * kh, :ow * kw].reshape(s.n, s.c, oh, kh, ow, kw).transpose(0, 1, 2, 4, 3, 5)
+        win = (
+            x[:, :, : oh * kh, : ow * kw]
+            .reshape(s.n, s.c, oh, kh, ow, kw)
+            .transpose(0, 1, 2, 4, 3, 5)
+        )
         win = win.reshape(s.n, s.c, oh, ow, kh * kw)
         a = win.argmax(axis=-1)  # first maximum in row-major window order
         y = np.take_along_axis(win, a[..., None], axis=-1)[..., 0]

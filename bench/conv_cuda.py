@@ -47,7 +47,9 @@ def pool_problems():
 
 def conv_bytes(s, pass_):
     x, w, y = (4 * _prod(t) for t in (s.x_shape, s.w_shape, s.y_shape))
-    return {"fwd": x + w + y + 4 * s.k, "bwd_data": y + w + x, "bwd_weights": y + x + w + 4 * s.k}[pass_]
+    return {"fwd": x + w + y + 4 * s.k, "bwd_data": y + w + x, "bwd_weights": y + x + w + 4 * s.k}[
+        pass_
+    ]
 
 
 def _prod(t):
@@ -58,19 +60,22 @@ def _prod(t):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--reps", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--json", default="conv_cuda.json")
-    ap.add_argument("--tf32", action="store_true", help="add a cuDNN row with TF32 enabled (labelled)")
+    ap.add_argument(
+        "--tf32", action="store_true", help="add a cuDNN row with TF32 enabled (labelled)"
+    )
     ap.add_argument("--only", nargs="*", help="shape names to run (default: all)")
     args = ap.parse_args(argv)
 
     import cupy as cp
+    import fastconv
     import torch
     import torch.nn.functional as F
-
-    import fastconv
 
     if not torch.cuda.is_available():
         sys.exit("conv_cuda: PyTorch sees no CUDA device")
@@ -82,8 +87,11 @@ def main(argv=None):
     peak = next((v for k, v in PEAKS.items() if k in gpu), None)
     stream = torch.cuda.current_stream()
     cp_stream = cp.cuda.ExternalStream(stream.cuda_stream)
-    l2 = torch.cuda.get_device_properties(0).L2_cache_size if hasattr(
-        torch.cuda.get_device_properties(0), "L2_cache_size") else 50 * 2**20
+    l2 = (
+        torch.cuda.get_device_properties(0).L2_cache_size
+        if hasattr(torch.cuda.get_device_properties(0), "L2_cache_size")
+        else 50 * 2**20
+    )
 
     def time_fn(fn, sets):
         """Median ms of fn(inputs) over args.reps calls, rotating among the input sets."""
@@ -92,7 +100,10 @@ def main(argv=None):
                 fn(sets[i % len(sets)])
             times = []
             for i in range(args.reps):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start, end = (
+                    torch.cuda.Event(enable_timing=True),
+                    torch.cuda.Event(enable_timing=True),
+                )
                 start.record(stream)
                 fn(sets[i % len(sets)])
                 end.record(stream)
@@ -107,12 +118,24 @@ def main(argv=None):
         a, b = a.double(), b.double()
         return float((a - b).norm() / max(float(b.norm()), 1e-30))
 
-    meta = {"gpu": gpu, "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
-            "fastconv": fastconv.__version__, "fastconv_cuda_device": fastconv.info()["cuda_device"],
-            "python": platform.python_version(), "reps": args.reps, "warmup": args.warmup}
+    meta = {
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "cudnn": torch.backends.cudnn.version(),
+        "fastconv": fastconv.__version__,
+        "fastconv_cuda_device": fastconv.info()["cuda_device"],
+        "python": platform.python_version(),
+        "reps": args.reps,
+        "warmup": args.warmup,
+    }
     rows = []
-    print(f"# GPU: {gpu}  torch {torch.__version__}  cuDNN {meta['cudnn']}  reps={args.reps} (median)")
-    hdr = f"{'shape':24s} {'pass':12s} {'fastconv ms':>11s} {'cuDNN ms':>9s} {'fc TFLOP/s':>10s} {'cuDNN TF/s':>10s} {'fc/cuDNN':>8s} {'floor ms':>8s} {'rel err':>8s}"
+    print(
+        f"# GPU: {gpu}  torch {torch.__version__}  cuDNN {meta['cudnn']}  reps={args.reps} (median)"
+    )
+    hdr = (
+        f"{'shape':24s} {'pass':12s} {'fastconv ms':>11s} {'cuDNN ms':>9s} {'fc TFLOP/s':>10s} "
+        f"{'cuDNN TF/s':>10s} {'fc/cuDNN':>8s} {'floor ms':>8s} {'rel err':>8s}"
+    )
     print(hdr)
     gen = torch.Generator(device=dev).manual_seed(0)
 
@@ -120,7 +143,8 @@ def main(argv=None):
         if args.only and s.name not in args.only:
             continue
         pt, pb, pl, pr = s.pads()
-        assert pt == pb and pl == pr, f"{s.name}: asymmetric padding is not benchmarked against cuDNN"
+        symmetric = pt == pb and pl == pr
+        assert symmetric, f"{s.name}: asymmetric padding is not benchmarked against cuDNN"
         nbytes = conv_bytes(s, "fwd")
         sets = []
         for _ in range(n_sets(nbytes)):
@@ -135,15 +159,32 @@ def main(argv=None):
         def t_bwd(t, mask):
             x, w, _, dy = t
             return torch.ops.aten.convolution_backward(
-                dy, x, w, [s.k], list(s.stride), [pt, pl], list(s.dilation), False, [0, 0], s.groups, mask)
+                dy,
+                x,
+                w,
+                [s.k],
+                list(s.stride),
+                [pt, pl],
+                list(s.dilation),
+                False,
+                [0, 0],
+                s.groups,
+                mask,
+            )
 
         passes = {
-            "fwd": (lambda d: fastconv.conv2d(*d["c"][:3], **kw),
-                    lambda d: F.conv2d(*d["t"][:3], **tkw)),
-            "bwd_data": (lambda d: fastconv.conv2d_bwd_data(d["c"][3], d["c"][1], s.x_shape, **kw),
-                         lambda d: t_bwd(d["t"], [True, False, False])[0]),
-            "bwd_weights": (lambda d: fastconv.conv2d_bwd_weights(d["c"][3], d["c"][0], s.w_shape, **kw),
-                            lambda d: t_bwd(d["t"], [False, True, True])[1]),
+            "fwd": (
+                lambda d: fastconv.conv2d(*d["c"][:3], **kw),
+                lambda d: F.conv2d(*d["t"][:3], **tkw),
+            ),
+            "bwd_data": (
+                lambda d: fastconv.conv2d_bwd_data(d["c"][3], d["c"][1], s.x_shape, **kw),
+                lambda d: t_bwd(d["t"], [True, False, False])[0],
+            ),
+            "bwd_weights": (
+                lambda d: fastconv.conv2d_bwd_weights(d["c"][3], d["c"][0], s.w_shape, **kw),
+                lambda d: t_bwd(d["t"], [False, True, True])[1],
+            ),
         }
         for pass_, (fc, cd) in passes.items():
             torch.backends.cudnn.allow_tf32 = False
@@ -158,21 +199,48 @@ def main(argv=None):
             floor = None
             if peak:
                 floor = max(flops / (peak[0] * 1e12), conv_bytes(s, pass_) / (peak[1] * 1e9)) * 1e3
-            row = {"op": "conv2d", "pass": pass_, "shape": s.name, "x": s.x_shape, "w": s.w_shape,
-                   "stride": s.stride, "padding": s.padding, "groups": s.groups, "flops": flops,
-                   "bytes_min": conv_bytes(s, pass_), "fastconv_ms": t_fc, "cudnn_ms": t_cd,
-                   "fastconv_tflops": flops / t_fc / 1e9, "cudnn_tflops": flops / t_cd / 1e9,
-                   "ratio": t_fc / t_cd, "floor_ms": floor, "rel_err_vs_cudnn": err, "gpu": gpu}
+            row = {
+                "op": "conv2d",
+                "pass": pass_,
+                "shape": s.name,
+                "x": s.x_shape,
+                "w": s.w_shape,
+                "stride": s.stride,
+                "padding": s.padding,
+                "groups": s.groups,
+                "flops": flops,
+                "bytes_min": conv_bytes(s, pass_),
+                "fastconv_ms": t_fc,
+                "cudnn_ms": t_cd,
+                "fastconv_tflops": flops / t_fc / 1e9,
+                "cudnn_tflops": flops / t_cd / 1e9,
+                "ratio": t_fc / t_cd,
+                "floor_ms": floor,
+                "rel_err_vs_cudnn": err,
+                "gpu": gpu,
+            }
             rows.append(row)
-            print(f"{s.name:24s} {pass_:12s} {t_fc:11.4f} {t_cd:9.4f} {row['fastconv_tflops']:10.2f} "
-                  f"{row['cudnn_tflops']:10.2f} {row['ratio']:8.2f} {floor if floor else float('nan'):8.4f} {err:8.1e}")
+            print(
+                f"{s.name:24s} {pass_:12s} {t_fc:11.4f} {t_cd:9.4f} {row['fastconv_tflops']:10.2f} "
+                f"{row['cudnn_tflops']:10.2f} {row['ratio']:8.2f} {floor if floor else float('nan'):8.4f} {err:8.1e}"
+            )
             if args.tf32:
                 torch.backends.cudnn.allow_tf32 = True
                 t_tf = time_fn(cd, sets)
                 torch.backends.cudnn.allow_tf32 = False
-                rows.append(dict(row, cudnn_ms=t_tf, cudnn_tflops=flops / t_tf / 1e9, ratio=t_fc / t_tf,
-                                 peer="cudnn-tf32"))
-                print(f"{'':24s} {pass_ + ' (TF32)':12s} {'':11s} {t_tf:9.4f} {'':10s} {flops / t_tf / 1e9:10.2f} {t_fc / t_tf:8.2f}")
+                rows.append(
+                    dict(
+                        row,
+                        cudnn_ms=t_tf,
+                        cudnn_tflops=flops / t_tf / 1e9,
+                        ratio=t_fc / t_tf,
+                        peer="cudnn-tf32",
+                    )
+                )
+                print(
+                    f"{'':24s} {pass_ + ' (TF32)':12s} {'':11s} {t_tf:9.4f} {'':10s} "
+                    f"{flops / t_tf / 1e9:10.2f} {t_fc / t_tf:8.2f}"
+                )
             del got, want
 
     for s in pool_problems():
@@ -189,25 +257,53 @@ def main(argv=None):
                 _, cidx = fastconv.max_pool2d(cx, s.kernel, stride, s.padding, return_indices=True)
             sets.append({"t": (x, dy, ti), "c": (cx, cdy, cidx)})
         passes = {
-            "fwd": (lambda d: fastconv.max_pool2d(d["c"][0], s.kernel, stride, s.padding, return_indices=True),
-                    lambda d: F.max_pool2d(d["t"][0], s.kernel, stride, s.padding, return_indices=True),
-                    4 * _prod(s.x_shape) + 12 * _prod(s.y_shape)),
-            "bwd": (lambda d: fastconv.max_pool2d_backward(d["c"][1], d["c"][2], s.x_shape),
-                    lambda d: torch.ops.aten.max_pool2d_with_indices_backward(
-                        d["t"][1], d["t"][0], list(s.kernel), list(stride), list(s.padding), [1, 1], False,
-                        d["t"][2]),
-                    12 * _prod(s.y_shape) + 4 * _prod(s.x_shape)),
+            "fwd": (
+                lambda d: fastconv.max_pool2d(
+                    d["c"][0], s.kernel, stride, s.padding, return_indices=True
+                ),
+                lambda d: F.max_pool2d(d["t"][0], s.kernel, stride, s.padding, return_indices=True),
+                4 * _prod(s.x_shape) + 12 * _prod(s.y_shape),
+            ),
+            "bwd": (
+                lambda d: fastconv.max_pool2d_backward(d["c"][1], d["c"][2], s.x_shape),
+                lambda d: torch.ops.aten.max_pool2d_with_indices_backward(
+                    d["t"][1],
+                    d["t"][0],
+                    list(s.kernel),
+                    list(stride),
+                    list(s.padding),
+                    [1, 1],
+                    False,
+                    d["t"][2],
+                ),
+                12 * _prod(s.y_shape) + 4 * _prod(s.x_shape),
+            ),
         }
         for pass_, (fc, cd, nbytes) in passes.items():
             t_fc, t_cd = time_fn(fc, sets), time_fn(cd, sets)
             floor = nbytes / (peak[1] * 1e9) * 1e3 if peak else None
-            row = {"op": "maxpool2d", "pass": pass_, "shape": s.name, "x": s.x_shape, "kernel": s.kernel,
-                   "stride": stride, "bytes_min": nbytes, "fastconv_ms": t_fc, "cudnn_ms": t_cd,
-                   "fastconv_gbs": nbytes / t_fc / 1e6, "cudnn_gbs": nbytes / t_cd / 1e6,
-                   "ratio": t_fc / t_cd, "floor_ms": floor, "gpu": gpu, "peer": "torch (native CUDA pooling)"}
+            row = {
+                "op": "maxpool2d",
+                "pass": pass_,
+                "shape": s.name,
+                "x": s.x_shape,
+                "kernel": s.kernel,
+                "stride": stride,
+                "bytes_min": nbytes,
+                "fastconv_ms": t_fc,
+                "cudnn_ms": t_cd,
+                "fastconv_gbs": nbytes / t_fc / 1e6,
+                "cudnn_gbs": nbytes / t_cd / 1e6,
+                "ratio": t_fc / t_cd,
+                "floor_ms": floor,
+                "gpu": gpu,
+                "peer": "torch (native CUDA pooling)",
+            }
             rows.append(row)
-            print(f"{s.name:24s} {'pool ' + pass_:12s} {t_fc:11.4f} {t_cd:9.4f} {row['fastconv_gbs']:8.0f}GB/s "
-                  f"{row['cudnn_gbs']:8.0f}GB/s {row['ratio']:8.2f} {floor if floor else float('nan'):8.4f}")
+            print(
+                f"{s.name:24s} {'pool ' + pass_:12s} {t_fc:11.4f} {t_cd:9.4f} {row['fastconv_gbs']:8.0f}GB/s "
+                f"{row['cudnn_gbs']:8.0f}GB/s {row['ratio']:8.2f} {floor if floor else float('nan'):8.4f}"
+            )
 
     with open(args.json, "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)

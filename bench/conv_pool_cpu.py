@@ -26,11 +26,27 @@ import argparse
 import fnmatch
 import sys
 
-from _util import (add_tests_to_path, alternate, describe, fmt_ms, machine_info, pin_threads,
-                   print_table, write_json)
+from _util import (
+    add_tests_to_path,
+    alternate,
+    describe,
+    fmt_ms,
+    machine_info,
+    pin_threads,
+    print_table,
+    write_json,
+)
 
-LAYERS = ["cnn1.conv1", "cnn1.conv2", "keras.conv1", "keras.conv2", "fashion.conv1",
-          "fashion.conv2", "lenet.conv1", "lenet.conv2"]
+LAYERS = [
+    "cnn1.conv1",
+    "cnn1.conv2",
+    "keras.conv1",
+    "keras.conv2",
+    "fashion.conv1",
+    "fashion.conv2",
+    "lenet.conv1",
+    "lenet.conv2",
+]
 TOL = 5e-4
 
 
@@ -39,12 +55,20 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--layers", default="*", help="comma-separated glob patterns (default: all)")
     p.add_argument("--reps", type=int, default=30, help="timed calls per backend (default 30)")
-    p.add_argument("--block", type=int, default=10,
-                   help="timed calls per turn (default 10: long turns keep each library's pool warm "
-                        "and the other's idle; see _util.alternate)")
-    p.add_argument("--handover-ms", type=float, default=25.0,
-                   help="untimed calls after each switch of backend for at least this long "
-                        "(default 25; see _util.alternate)")
+    p.add_argument(
+        "--block",
+        type=int,
+        default=10,
+        help="timed calls per turn (default 10: long turns keep each library's pool warm "
+        "and the other's idle; see _util.alternate)",
+    )
+    p.add_argument(
+        "--handover-ms",
+        type=float,
+        default=25.0,
+        help="untimed calls after each switch of backend for at least this long "
+        "(default 25; see _util.alternate)",
+    )
     p.add_argument("--json", help="write every record here")
     return p.parse_args(argv)
 
@@ -52,10 +76,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     pin_threads(args.threads)
+    import fastconv
     import numpy as np
     import torch
-
-    import fastconv
 
     add_tests_to_path()
     import shapes
@@ -75,7 +98,7 @@ def main(argv=None):
         kw = s.kwargs()
         first = s.c == 1
         x = rng.standard_normal(s.x_shape, dtype=np.float32)
-        w = (rng.standard_normal(s.w_shape, dtype=np.float32) / np.sqrt(np.prod(s.w_shape[1:])))
+        w = rng.standard_normal(s.w_shape, dtype=np.float32) / np.sqrt(np.prod(s.w_shape[1:]))
         w = w.astype(np.float32)
         b = rng.standard_normal(s.k, dtype=np.float32) * np.float32(0.1)
         oh, ow = s.y_shape[2:]
@@ -91,16 +114,21 @@ def main(argv=None):
             return z, r, pooled, idx
 
         def t_bwd(r, idx):
-            g = aten.max_pool2d_with_indices_backward(tdp, r, [2, 2], [2, 2], [0, 0], [1, 1], False, idx)
+            g = aten.max_pool2d_with_indices_backward(
+                tdp, r, [2, 2], [2, 2], [0, 0], [1, 1], False, idx
+            )
             g = aten.threshold_backward(g, r, 0)
-            return aten.convolution_backward(g, tx, tw, [s.k], [1, 1], pad, [1, 1], False, [0, 0], 1,
-                                             [not first, True, True])
+            return aten.convolution_backward(
+                g, tx, tw, [s.k], [1, 1], pad, [1, 1], False, [0, 0], 1, [not first, True, True]
+            )
 
         # check
         pooled, codes = fastconv.conv2d_relu_maxpool2d(x, w, b, **kw)
         _, r, tpooled, tidx = t_fwd()
         tg = t_bwd(r, tidx)
-        errs = {"fwd": float(np.abs(pooled - tpooled.numpy()).max() / np.abs(tpooled.numpy()).max())}
+        errs = {
+            "fwd": float(np.abs(pooled - tpooled.numpy()).max() / np.abs(tpooled.numpy()).max())
+        }
         if first:
             gw, gb = fastconv.conv2d_relu_maxpool2d_bwd_weights(dp, codes, x, w.shape, **kw)
             got = {"dw": gw, "db": gb}
@@ -127,30 +155,67 @@ def main(argv=None):
 
         def f_bwd(_):
             if first:
-                fastconv.conv2d_relu_maxpool2d_bwd_weights(dp, codes, x, w.shape, **kw,
-                                                           out=(out_w, out_b))
+                fastconv.conv2d_relu_maxpool2d_bwd_weights(
+                    dp, codes, x, w.shape, **kw, out=(out_w, out_b)
+                )
                 return
             fastconv.relu_maxpool2d_backward(dp, codes, s.y_shape, out=out_z)
             fastconv.conv2d_bwd_weights(out_z, x, w.shape, **kw, out=(out_w, out_b))
             fastconv.conv2d_bwd_data(out_z, w, s.x_shape, **kw, out=out_x)
 
-        for pas, fns in (("fwd", {"fastconv": f_fwd, "torch": lambda _: t_fwd()}),
-                         ("bwd", {"fastconv": f_bwd, "torch": lambda _: t_bwd(r, tidx)})):
-            res = alternate(fns, args.reps, warmup=2, block=args.block, handover_ms=args.handover_ms)
+        for pas, fns in (
+            ("fwd", {"fastconv": f_fwd, "torch": lambda _: t_fwd()}),
+            ("bwd", {"fastconv": f_bwd, "torch": lambda _: t_bwd(r, tidx)}),
+        ):
+            res = alternate(
+                fns, args.reps, warmup=2, block=args.block, handover_ms=args.handover_ms
+            )
             ratio = res["torch"]["median_ms"] / res["fastconv"]["median_ms"]
             grads = "dW, db" if first else "dx, dW, db"
             for backend, st in res.items():
-                records.append(dict(op="conv2d_relu_maxpool2d", layer=s.name, **{"pass": pas},
-                                    backend=backend, threads=args.threads, check=check,
-                                    check_detail=errs, grads=grads if pas == "bwd" else None,
-                                    speedup_vs_torch=ratio if backend == "fastconv" else None, **st))
-            rows.append([s.name, pas, grads if pas == "bwd" else "pooled", fmt_ms(res["fastconv"]),
-                         fmt_ms(res["torch"]), f"{ratio:.2f}x", check])
-            print(f"  {s.name:14s} {pas}  fastconv {fmt_ms(res['fastconv'])}  torch {fmt_ms(res['torch'])}"
-                  f"  {ratio:.2f}x", flush=True)
+                records.append(
+                    dict(
+                        op="conv2d_relu_maxpool2d",
+                        layer=s.name,
+                        **{"pass": pas},
+                        backend=backend,
+                        threads=args.threads,
+                        check=check,
+                        check_detail=errs,
+                        grads=grads if pas == "bwd" else None,
+                        speedup_vs_torch=ratio if backend == "fastconv" else None,
+                        **st,
+                    )
+                )
+            rows.append(
+                [
+                    s.name,
+                    pas,
+                    grads if pas == "bwd" else "pooled",
+                    fmt_ms(res["fastconv"]),
+                    fmt_ms(res["torch"]),
+                    f"{ratio:.2f}x",
+                    check,
+                ]
+            )
+            print(
+                f"  {s.name:14s} {pas}  fastconv {fmt_ms(res['fastconv'])}  torch {fmt_ms(res['torch'])}"
+                f"  {ratio:.2f}x",
+                flush=True,
+            )
     print()
-    print_table(["pair (conv + relu + pool)", "pass", "computes", "fastconv ms", "torch ms",
-                 "speed-up", "check"], rows)
+    print_table(
+        [
+            "pair (conv + relu + pool)",
+            "pass",
+            "computes",
+            "fastconv ms",
+            "torch ms",
+            "speed-up",
+            "check",
+        ],
+        rows,
+    )
     if args.json:
         write_json(args.json, dict(info, threads=args.threads), records)
     return 0

@@ -19,8 +19,13 @@ import statistics
 import sys
 from pathlib import Path
 
-PASS_COLORS = {"fwd": "#4C72B0", "bwd_data": "#DD8452", "bwd_weight": "#55A868", "bwd": "#C44E52",
-               "epoch": "#8172B2"}
+PASS_COLORS = {
+    "fwd": "#4C72B0",
+    "bwd_data": "#DD8452",
+    "bwd_weight": "#55A868",
+    "bwd": "#C44E52",
+    "epoch": "#8172B2",
+}
 
 
 def load_pairs(path):
@@ -33,12 +38,24 @@ def load_pairs(path):
         if k not in seen:
             seen.append(k)
     for layer, pas in seen:
-        by = {r["backend"]: r for r in recs if r["layer"] == layer and r["pass"] == pas and "median_ms" in r}
+        by = {
+            r["backend"]: r
+            for r in recs
+            if r["layer"] == layer and r["pass"] == pas and "median_ms" in r
+        }
         f, t = by.get("fastconv"), by.get("torch")
         if not f or not t:
             continue
-        out.append((layer, pas, t["median_ms"] / f["median_ms"], t["p25_ms"] / f["p75_ms"],
-                    t["p75_ms"] / f["p25_ms"], f.get("goal_ratio")))
+        out.append(
+            (
+                layer,
+                pas,
+                t["median_ms"] / f["median_ms"],
+                t["p25_ms"] / f["p75_ms"],
+                t["p75_ms"] / f["p25_ms"],
+                f.get("goal_ratio"),
+            )
+        )
     return doc["meta"], out
 
 
@@ -47,11 +64,17 @@ def load_train(path):
     out = []
     for s in doc["meta"]["summary"]:
         if s.get("speedup"):
-            recs = [r for r in doc["records"] if r["model"] == s["model"] and r["threads"] == s["threads"]]
+            recs = [
+                r
+                for r in doc["records"]
+                if r["model"] == s["model"] and r["threads"] == s["threads"]
+            ]
             fc = [r["seconds"] for r in recs if r["backend"] == "fastconv"]
             tt = [r["seconds"] for r in recs if r["backend"] == "torch"]
             lo, hi = min(tt) / max(fc), max(tt) / min(fc)
-            out.append((f"epoch {s['model']}", f"{s['threads']}t", s["speedup"], lo, hi, s.get("goal")))
+            out.append(
+                (f"epoch {s['model']}", f"{s['threads']}t", s["speedup"], lo, hi, s.get("goal"))
+            )
     return out
 
 
@@ -85,8 +108,15 @@ def main(argv=None):
             label = pas.replace("_", "-") if pas not in used and pas in PASS_COLORS else None
             used.add(pas)
             ax.bar(x, ratio, width=0.8, color=color, label=label)
-            ax.errorbar(x, ratio, yerr=[[max(ratio - lo, 0)], [max(hi - ratio, 0)]], fmt="none",
-                        ecolor="black", elinewidth=0.8, capsize=2)
+            ax.errorbar(
+                x,
+                ratio,
+                yerr=[[max(ratio - lo, 0)], [max(hi - ratio, 0)]],
+                fmt="none",
+                ecolor="black",
+                elinewidth=0.8,
+                capsize=2,
+            )
             if pas not in PASS_COLORS:
                 ax.text(x, ratio, pas, ha="center", va="bottom", fontsize=7)
             x += 1
@@ -102,15 +132,20 @@ def main(argv=None):
     ax.set_xticklabels(ticklabels, rotation=40, ha="right", fontsize=8)
     ax.set_ylabel("speed-up over PyTorch (torch ms / fastconv ms), log")
     fc = meta.get("fastconv") if isinstance(meta.get("fastconv"), dict) else {}
-    ax.set_title(f"fastconv vs PyTorch {meta.get('torch')} on {meta.get('cpu_model')}, "
-                 f"{meta.get('threads')} threads, fastconv {fc.get('cpu_isa', '?')}\n"
-                 f"median of alternating reps, whiskers from p25/p75; dashed = issue-5 goal", fontsize=9)
+    ax.set_title(
+        f"fastconv vs PyTorch {meta.get('torch')} on {meta.get('cpu_model')}, "
+        f"{meta.get('threads')} threads, fastconv {fc.get('cpu_isa', '?')}\n"
+        f"median of alternating reps, whiskers from p25/p75; dashed = issue-5 goal",
+        fontsize=9,
+    )
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(a.out, dpi=110)
-    print(f"wrote {a.out} ({len(pairs)} bars; median ratio {statistics.median(q[2] for q in pairs):.2f}x)")
+    print(
+        f"wrote {a.out} ({len(pairs)} bars; median ratio {statistics.median(q[2] for q in pairs):.2f}x)"
+    )
     return 0
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Max-pool only: bench/conv_cpu.py --ops pool (same options, same table and JSON).
 
-    python bench/pool_cpu.py --threads 2 --json bench/results/pool_latest.json
+python bench/pool_cpu.py --threads 2 --json bench/results/pool_latest.json
 """
 
 import sys

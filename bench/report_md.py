@@ -32,7 +32,9 @@ def _shape(r):
     if r["op"] == "conv2d":
         pad = s["padding"][0]
         return f"({s['n']},{s['c_in']},{s['h']},{s['w']})→{s['c_out']} k{s['kernel'][0]} p{pad}"
-    return f"({s['n']},{s['c']},{s['h']},{s['w']}) {s['kernel'][0]}×{s['kernel'][1]}/{s['stride'][0]}"
+    return (
+        f"({s['n']},{s['c']},{s['h']},{s['w']}) {s['kernel'][0]}×{s['kernel'][1]}/{s['stride'][0]}"
+    )
 
 
 def _layer_table(data):
@@ -58,8 +60,9 @@ def _layer_table(data):
             goal = f"≥{fc['goal_ratio']:g}× {'met' if fc.get('goal_met') else '**missed**'}"
         rows.append(
             f"| {layer} {_shape(fc)} | {pas} | {fc['median_ms']:.3g} ({fc['p25_ms']:.3g}–{fc['p75_ms']:.3g}) | "
-            f"{th['median_ms']:.3g} | {npr['median_ms']:.3g} | " if npr else
-            f"| {layer} {_shape(fc)} | {pas} | {fc['median_ms']:.3g} ({fc['p25_ms']:.3g}–{fc['p75_ms']:.3g}) | "
+            f"{th['median_ms']:.3g} | {npr['median_ms']:.3g} | "
+            if npr
+            else f"| {layer} {_shape(fc)} | {pas} | {fc['median_ms']:.3g} ({fc['p25_ms']:.3g}–{fc['p75_ms']:.3g}) | "
             f"{th['median_ms']:.3g} | – | "
         )
         rows[-1] += (
@@ -84,14 +87,22 @@ def _train_table(data):
             keys.append((r["model"], r["threads"]))
 
     def med(model, threads, backend):
-        xs = [r["seconds"] for r in recs if (r["model"], r["threads"], r["backend"]) == (model, threads, backend)]
+        xs = [
+            r["seconds"]
+            for r in recs
+            if (r["model"], r["threads"], r["backend"]) == (model, threads, backend)
+        ]
         return statistics.median(xs), len(xs), xs
 
     for model, threads in keys:
         (fc, n, _), (th, _, _) = med(model, threads, "fastconv"), med(model, threads, "torch")
         images = next(r["images"] for r in recs if r["model"] == model)
         sp = th / fc
-        goal = f"≥{goals[model]:g}× {'met' if sp >= goals[model] else '**missed**'}" if threads == 2 else ""
+        goal = (
+            f"≥{goals[model]:g}× {'met' if sp >= goals[model] else '**missed**'}"
+            if threads == 2
+            else ""
+        )
         rows.append(
             f"| {model} | {threads} | {images:,} | {fc:.2f} | {th:.2f} | {sp:.2f}× | {goal} |"
         )
@@ -110,8 +121,11 @@ def _pair_table(data):
     for r in recs:
         if r["backend"] != "fastconv":
             continue
-        t = next(q for q in recs if q["backend"] == "torch" and q["layer"] == r["layer"]
-                 and q["pass"] == r["pass"])
+        t = next(
+            q
+            for q in recs
+            if q["backend"] == "torch" and q["layer"] == r["layer"] and q["pass"] == r["pass"]
+        )
         what = "pooled output + codes" if r["pass"] == "fwd" else r["grads"]
         rows.append(
             f"| {r['layer']} | {r['pass']} | {what} | {r['median_ms']:.3g} ({r['p25_ms']:.3g}–{r['p75_ms']:.3g}) "
@@ -119,8 +133,10 @@ def _pair_table(data):
         )
     meta = data["meta"]
     rows.append("")
-    rows.append(f"git {meta['git_commit'][:7]}{' (dirty)' if meta.get('git_dirty') else ''}; "
-                f"{meta['threads']} thread(s); median of at least 30 calls each, alternating in turns of 10.")
+    rows.append(
+        f"git {meta['git_commit'][:7]}{' (dirty)' if meta.get('git_dirty') else ''}; "
+        f"{meta['threads']} thread(s); median of at least 30 calls each, alternating in turns of 10."
+    )
     return "\n".join(rows)
 
 
@@ -129,8 +145,11 @@ def _gpu_shape(r):
     if r["op"] == "conv2d":
         w, st = r["w"], r["stride"]
         pad = r["padding"] if isinstance(r["padding"], (int, str)) else r["padding"][0]
-        return f"({x})→{w[0]} k{w[2]}" + (f" s{st[0]}" if st[0] != 1 else "") + (
-            f" {pad}" if isinstance(pad, str) else f" p{pad}")
+        return (
+            f"({x})→{w[0]} k{w[2]}"
+            + (f" s{st[0]}" if st[0] != 1 else "")
+            + (f" {pad}" if isinstance(pad, str) else f" p{pad}")
+        )
     return f"({x}) {r['kernel'][0]}×{r['kernel'][1]}/{r['stride'][0]}"
 
 
@@ -179,7 +198,8 @@ def _gpu_parts(files):
             "ratio). cuDNN TF32 ms: the same cuDNN call with TF32 tensor cores allowed, lower precision, "
             "for reference only; fastconv has no TF32 mode. † pool rows: the peer is PyTorch's own CUDA "
             "max-pool kernel (with indices), not cuDNN. floor: max(FLOPs / FP32 peak, minimum bytes / HBM "
-            "bandwidth), datasheet peaks (`PEAKS` in bench/conv_cuda.py, CUDA.md). rel. err: ‖fastconv − cuDNN‖ / ‖cuDNN‖.",
+            "bandwidth), datasheet peaks (`PEAKS` in bench/conv_cuda.py, CUDA.md). "
+            "rel. err: ‖fastconv − cuDNN‖ / ‖cuDNN‖.",
             "",
         ]
     parts.append(GPU_END)
@@ -189,12 +209,16 @@ def _gpu_parts(files):
 def _splice(text, begin, end, parts, heading=None):
     body = "\n".join(parts)
     if begin in text:
-        return text[: text.index(begin)] + body + text[text.index(end) + len(end):]
+        return text[: text.index(begin)] + body + text[text.index(end) + len(end) :]
     return text.rstrip("\n") + "\n\n" + (f"{heading}\n\n" if heading else "") + body + "\n"
 
 
 def main():
-    two, one, train = _load("cpu_latest.json"), _load("cpu_latest_1t.json"), _load("train_latest.json")
+    two, one, train = (
+        _load("cpu_latest.json"),
+        _load("cpu_latest_1t.json"),
+        _load("train_latest.json"),
+    )
     meta = two["meta"]
     parts = [
         BEGIN,
@@ -215,11 +239,18 @@ def main():
         parts += ["### Layers, 1 thread", "", _layer_table(one), ""]
     if train:
         parts += ["### One training epoch on MNIST (60,000 images)", "", _train_table(train), ""]
-    for name, label in (("conv_pool_latest.json", "2 threads"), ("conv_pool_latest_1t.json", "1 thread")):
+    for name, label in (
+        ("conv_pool_latest.json", "2 threads"),
+        ("conv_pool_latest_1t.json", "1 thread"),
+    ):
         pair = _load(name)
         if pair:
-            parts += [f"### Conv + ReLU + max-pool pairs as the layer API trains them, {label}", "",
-                      _pair_table(pair), ""]
+            parts += [
+                f"### Conv + ReLU + max-pool pairs as the layer API trains them, {label}",
+                "",
+                _pair_table(pair),
+                "",
+            ]
     parts.append(END)
     text = _splice(DOC.read_text(), BEGIN, END, parts)
     gpu_files = sorted(RESULTS.glob("conv_cuda*.json"))

@@ -75,7 +75,7 @@ def _read_idx(path, np):
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte IDX file")
-    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -84,15 +84,31 @@ def build(name, torch, seed=0):
     torch.manual_seed(seed)
     if name == "cnn1":
         model = nn.Sequential(
-            nn.Conv2d(1, 20, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
-            nn.Conv2d(20, 20, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
-            nn.Flatten(), nn.Linear(980, 10))
+            nn.Conv2d(1, 20, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(20, 20, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2, 2),
+            nn.Flatten(),
+            nn.Linear(980, 10),
+        )
     elif name == "keras_cnn":
         model = nn.Sequential(
-            nn.Conv2d(1, 75, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.2),
-            nn.Conv2d(75, 100, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.2),
-            nn.Flatten(), nn.Linear(1600, 500), nn.ReLU(), nn.Dropout(0.5),
-            nn.Linear(500, 10))  # softmax folded into CrossEntropyLoss
+            nn.Conv2d(1, 75, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.2),
+            nn.Conv2d(75, 100, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.2),
+            nn.Flatten(),
+            nn.Linear(1600, 500),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(500, 10),
+        )  # softmax folded into CrossEntropyLoss
     else:
         raise ValueError(f"model must be one of {MODELS}, got {name!r}")
     n = sum(p.numel() for p in model.parameters())
@@ -106,7 +122,9 @@ class TorchTrainer:
     def __init__(self, name, torch, seed=0, lr=1e-3):
         self.torch, self.name = torch, name
         self.model = build(name, torch, seed)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr, eps=1e-7)  # Keras/fastconv epsilon
+        self.opt = torch.optim.Adam(
+            self.model.parameters(), lr=lr, eps=1e-7
+        )  # Keras/fastconv epsilon
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.gen = torch.Generator().manual_seed(seed)
         self.batch = BATCH[name]
@@ -121,7 +139,7 @@ class TorchTrainer:
         total_loss, correct = 0.0, 0
         with torch.enable_grad():
             for start in range(0, n, bs):
-                idx = order[start:start + bs].sort().values
+                idx = order[start : start + bs].sort().values
                 xb, yb = xt[idx], yt[idx]
                 logits = self.model(xb)
                 loss = self.loss_fn(logits, yb)
@@ -146,12 +164,15 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     x, y = load_mnist_train()
     if a.images:
-        x, y = x[:a.images], y[:a.images]
+        x, y = x[: a.images], y[: a.images]
     for name in MODELS if a.model == "all" else (a.model,):
         for r in range(a.reps):
             sec, loss, acc = TorchTrainer(name, torch, seed=r).epoch(x, y)
-            print(f"torch {name} threads={a.threads} images={len(x)}: {sec:.2f} s "
-                  f"({len(x) / sec:.0f} img/s) loss {loss:.4f} acc {acc:.4f}", flush=True)
+            print(
+                f"torch {name} threads={a.threads} images={len(x)}: {sec:.2f} s "
+                f"({len(x) / sec:.0f} img/s) loss {loss:.4f} acc {acc:.4f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,13 @@ GOAL = {"cnn1": 3.0, "keras_cnn": 2.5}
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="one MNIST epoch, fastconv vs PyTorch, alternating")
     p.add_argument("--models", default="cnn1,keras_cnn")
-    p.add_argument("--threads", default="2,1", help="comma list; each in its own process (default 2,1)")
+    p.add_argument(
+        "--threads", default="2,1", help="comma list; each in its own process (default 2,1)"
+    )
     p.add_argument("--reps", type=int, default=3, help="epochs per framework (default 3)")
-    p.add_argument("--images", type=int, default=None, help="first N training images (default all 60000)")
+    p.add_argument(
+        "--images", type=int, default=None, help="first N training images (default all 60000)"
+    )
     p.add_argument("--backends", default="fastconv,torch")
     p.add_argument("--isa", default=None, help="force fastconv's CPU path")
     p.add_argument("--json", default=None, metavar="PATH")
@@ -55,8 +59,19 @@ def main(argv=None):
         return child(a)
     records, metas = [], []
     for t in [int(s) for s in a.threads.split(",")]:
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", "--threads", str(t), "--models", a.models,
-               "--reps", str(a.reps), "--backends", a.backends]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            "--threads",
+            str(t),
+            "--models",
+            a.models,
+            "--reps",
+            str(a.reps),
+            "--backends",
+            a.backends,
+        ]
         if a.images:
             cmd += ["--images", str(a.images)]
         if a.isa:
@@ -73,26 +88,76 @@ def main(argv=None):
     rows, summary = [], []
     for model in a.models.split(","):
         for t in [int(s) for s in a.threads.split(",")]:
-            by = {b: [r for r in records if r["model"] == model and r["threads"] == t and r["backend"] == b]
-                  for b in ("fastconv", "torch")}
-            med = {b: statistics.median([r["seconds"] for r in rs]) if rs else None for b, rs in by.items()}
+            by = {
+                b: [
+                    r
+                    for r in records
+                    if r["model"] == model and r["threads"] == t and r["backend"] == b
+                ]
+                for b in ("fastconv", "torch")
+            }
+            med = {
+                b: statistics.median([r["seconds"] for r in rs]) if rs else None
+                for b, rs in by.items()
+            }
             sp = med["torch"] / med["fastconv"] if med["torch"] and med["fastconv"] else None
             goal = GOAL.get(model) if t == 2 else None
             n_img = (by["fastconv"] or by["torch"] or [{}])[0].get("images")
-            cell = {b: (f"{med[b]:.2f} ({min(r['seconds'] for r in rs):.2f}-{max(r['seconds'] for r in rs):.2f})"
-                        if rs else "-") for b, rs in by.items()}
-            acc = {b: (f"{statistics.median([r['accuracy'] for r in rs]):.3f}" if rs else "-") for b, rs in by.items()}
-            rows.append([model, t, n_img, cell["fastconv"], cell["torch"],
-                         f"{n_img / med['fastconv']:.0f}" if med["fastconv"] else "-",
-                         f"{n_img / med['torch']:.0f}" if med["torch"] else "-",
-                         f"{sp:.2f}x" if sp else "-",
-                         (f">={goal:g}x " + ("ok" if sp and sp >= goal else "MISS")) if goal else "(report)",
-                         f"{acc['fastconv']} / {acc['torch']}"])
-            summary.append(dict(model=model, threads=t, images=n_img, fastconv_median_s=med["fastconv"],
-                                torch_median_s=med["torch"], speedup=sp, goal=goal))
+            cell = {
+                b: (
+                    f"{med[b]:.2f} ({min(r['seconds'] for r in rs):.2f}-{max(r['seconds'] for r in rs):.2f})"
+                    if rs
+                    else "-"
+                )
+                for b, rs in by.items()
+            }
+            acc = {
+                b: (f"{statistics.median([r['accuracy'] for r in rs]):.3f}" if rs else "-")
+                for b, rs in by.items()
+            }
+            rows.append(
+                [
+                    model,
+                    t,
+                    n_img,
+                    cell["fastconv"],
+                    cell["torch"],
+                    f"{n_img / med['fastconv']:.0f}" if med["fastconv"] else "-",
+                    f"{n_img / med['torch']:.0f}" if med["torch"] else "-",
+                    f"{sp:.2f}x" if sp else "-",
+                    (f">={goal:g}x " + ("ok" if sp and sp >= goal else "MISS"))
+                    if goal
+                    else "(report)",
+                    f"{acc['fastconv']} / {acc['torch']}",
+                ]
+            )
+            summary.append(
+                dict(
+                    model=model,
+                    threads=t,
+                    images=n_img,
+                    fastconv_median_s=med["fastconv"],
+                    torch_median_s=med["torch"],
+                    speedup=sp,
+                    goal=goal,
+                )
+            )
     print("\nepoch seconds: median (min-max) over repetitions; speed-up = torch / fastconv")
-    print_table(["model", "threads", "images", "fastconv s", "torch s", "fc img/s", "torch img/s",
-                 "speed-up", "goal", "train acc fc / torch"], rows)
+    print_table(
+        [
+            "model",
+            "threads",
+            "images",
+            "fastconv s",
+            "torch s",
+            "fc img/s",
+            "torch img/s",
+            "speed-up",
+            "goal",
+            "train acc fc / torch",
+        ],
+        rows,
+    )
     if a.json:
         write_json(a.json, {"children": metas, "summary": summary}, records)
         print(f"wrote {len(records)} records to {a.json}")
@@ -102,9 +167,8 @@ def main(argv=None):
 def child(a):
     threads = int(a.threads)
     pin_threads(threads)
-    import numpy as np  # noqa: F401  (after pin_threads)
-
     import fastconv
+    import numpy as np  # noqa: F401  (after pin_threads)
     import torch_train
 
     backends = a.backends.split(",")
@@ -123,16 +187,20 @@ def child(a):
     fastconv.set_num_threads(threads)
     x, y = torch_train.load_mnist_train()
     if a.images:
-        x, y = x[:a.images], y[:a.images]
+        x, y = x[: a.images], y[: a.images]
     meta = machine_info(threads)
     print(json.dumps({"kind": "meta", **meta}, default=str), flush=True)
     print(describe(meta), flush=True)
 
     def fc_epoch(name, seed, xs, ys):
         model = fc_models.build(name, seed=seed, compile=False)
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
         t0 = time.perf_counter()
-        hist = model.fit(xs, ys, batch_size=torch_train.BATCH[name], epochs=1, verbose=0, shuffle=True, seed=seed)
+        hist = model.fit(
+            xs, ys, batch_size=torch_train.BATCH[name], epochs=1, verbose=0, shuffle=True, seed=seed
+        )
         sec = time.perf_counter() - t0
         return sec, hist.history["loss"][-1], hist.history.get("accuracy", [float("nan")])[-1]
 
@@ -147,18 +215,32 @@ def child(a):
     for name in a.models.split(","):
         bs = torch_train.BATCH[name]
         for f in runners.values():  # warm-up: a few batches each
-            f(name, 1000, x[:3 * bs], y[:3 * bs])
+            f(name, 1000, x[: 3 * bs], y[: 3 * bs])
         for r in range(a.reps):
             order = list(runners.items()) if r % 2 == 0 else list(runners.items())[::-1]
             for backend, f in order:
                 sec, loss, acc = f(name, r, x, y)
-                rec = dict(kind="epoch", model=name, backend=backend, threads=threads, rep=r, images=len(x),
-                           batch_size=bs, seconds=sec, images_per_s=len(x) / sec, loss=float(loss),
-                           accuracy=float(acc), isa=fastconv.get_cpu_isa() if backend == "fastconv" else None,
-                           loadavg=list(os.getloadavg()))
+                rec = dict(
+                    kind="epoch",
+                    model=name,
+                    backend=backend,
+                    threads=threads,
+                    rep=r,
+                    images=len(x),
+                    batch_size=bs,
+                    seconds=sec,
+                    images_per_s=len(x) / sec,
+                    loss=float(loss),
+                    accuracy=float(acc),
+                    isa=fastconv.get_cpu_isa() if backend == "fastconv" else None,
+                    loadavg=list(os.getloadavg()),
+                )
                 print(json.dumps(rec), flush=True)
-                print(f"  {name} threads={threads} rep {r} {backend:8s} {sec:7.2f} s  "
-                      f"loss {loss:.4f} acc {acc:.4f}", flush=True)
+                print(
+                    f"  {name} threads={threads} rep {r} {backend:8s} {sec:7.2f} s  "
+                    f"loss {loss:.4f} acc {acc:.4f}",
+                    flush=True,
+                )
     return 0
 
 

@@ -6,7 +6,8 @@
     python bench/train_results.py report                       # -> docs/RESULTS.md (+ docs/cnn1_curves.png)
 
 `run` calls `python -m fastconv train MODEL --seed S --out DIR` once per (model, seed), one after the
-other (the machine is shared: run it niced), and skips runs whose metrics.json already exists for the same number of epochs.
+other (the machine is shared: run it niced), and skips runs whose metrics.json already exists for
+the same number of epochs.
 `report` reads every metrics.json under results/train and tabulates published vs measured test
 accuracy (mean ± std over runs), epochs, batch size, runs, seconds per epoch and the command.
 Runs with "device" other than "cpu" in metrics.json (the `*_cuda` folders) get their own table.
@@ -52,7 +53,11 @@ def run(args):
         seed0 = models.DEFAULTS[name]["seed"] or 0
         for r in range(args.runs):
             seed = seed0 + r
-            out = RESULTS / (name if args.device == "cpu" else f"{name}_{args.device}") / f"seed{seed}"
+            out = (
+                RESULTS
+                / (name if args.device == "cpu" else f"{name}_{args.device}")
+                / f"seed{seed}"
+            )
             epochs = args.epochs or models.DEFAULTS[name]["epochs"]
             done = out / "metrics.json"
             if (

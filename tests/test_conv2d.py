@@ -180,15 +180,23 @@ def test_conv2d_bwd_data_and_bwd_weights_entries(isa, rng, s):
 
 
 CL_CASES = [
-    c for c in CASES + BIG_CASES
+    c
+    for c in CASES + BIG_CASES
     if c.values[0].stride == (1, 1) and c.values[0].dilation == (1, 1) and c.values[0].groups == 1
 ]
 
 
 @pytest.fixture(
     params=[
-        "fwd_cl", "bwd_scatter", "winograd", "winograd_tiles", "winograd_bww",
-        "winograd_transposed", "bww_flat", "bwd_dy_lanes", "neither",
+        "fwd_cl",
+        "bwd_scatter",
+        "winograd",
+        "winograd_tiles",
+        "winograd_bww",
+        "winograd_transposed",
+        "bww_flat",
+        "bwd_dy_lanes",
+        "neither",
     ]
 )
 def direct_variant(request):
@@ -205,8 +213,16 @@ def direct_variant(request):
     previous_isa = fastconv.get_cpu_isa()
     fastconv.set_cpu_isa("avx512")
     modes = dict.fromkeys(
-        ["fwd_cl", "bwd_scatter", "winograd", "winograd_tiles", "winograd_bww", "winograd_transposed",
-         "bww_flat", "bwd_dy_lanes"],
+        [
+            "fwd_cl",
+            "bwd_scatter",
+            "winograd",
+            "winograd_tiles",
+            "winograd_bww",
+            "winograd_transposed",
+            "bww_flat",
+            "bwd_dy_lanes",
+        ],
         0,
     )
     if request.param in modes:
@@ -228,7 +244,7 @@ def test_conv2d_direct_variants(direct_variant, rng, s):
 
 
 @pytest.mark.parametrize("k_out", range(1, 18))
-@pytest.mark.parametrize("c_in, kernel", [(6, 5), (17, 3)])
+@pytest.mark.parametrize(("c_in", "kernel"), [(6, 5), (17, 3)])
 def test_channel_lane_weight_gradient_channel_blocks(rng, c_in, kernel, k_out):
     """The per-kernel-row channel-lane weight gradient cuts the output channels into equal blocks
     of up to 8 (rows of <= 3 vectors: 6 x 5 = 30 lanes) or 3 (17 x 3 = 51 lanes: 4 vectors); every
@@ -598,5 +614,6 @@ def test_fused_relu_keeps_nan_on_every_path(isa, rng, s, fwd_cl):
         plain = fastconv.conv2d(x, w, b, **s.kwargs())
     finally:
         fastconv._C._set_path_mode("fwd_cl", prev)
-    assert np.isnan(plain).any() and not np.isnan(plain).all()
+    assert np.isnan(plain).any()
+    assert not np.isnan(plain).all()
     assert_identical(y, np.maximum(plain, np.float32(0)), f"{s.name}: relu epilogue")

@@ -995,8 +995,9 @@ def test_fused_data_gradient_equals_two_step(isa, rng, s, kind):
 def test_fused_data_gradient_forced_variants(rng, s, path, mode):
     prev = fastconv._C._set_path_mode(path, mode)
     try:
-        test_fused_data_gradient_equals_two_step("avx512" if "avx512" in fastconv.cpu_isas()
-                                                 else fastconv.get_cpu_isa(), rng, s, "ties")
+        test_fused_data_gradient_equals_two_step(
+            "avx512" if "avx512" in fastconv.cpu_isas() else fastconv.get_cpu_isa(), rng, s, "ties"
+        )
     finally:
         fastconv._C._set_path_mode(path, prev)
 
@@ -1039,7 +1040,8 @@ def test_fused_weight_gradient_out_and_errors(rng):
     codes = rng.integers(0, 8, (2, 4, 3, 3)).astype(np.uint8)
     ow, ob = _poisoned(w_shape), _poisoned((4,))
     rw, rb = fastconv.conv2d_relu_maxpool2d_bwd_weights(dy, codes, x, w_shape, out=(ow, ob))
-    assert rw is ow and rb is ob
+    assert rw is ow
+    assert rb is ob
     want = fastconv.conv2d_relu_maxpool2d_bwd_weights(dy, codes, x, w_shape)
     assert_identical(ow, want[0], "out grad_weight")
     assert_identical(ob, want[1], "out grad_bias")

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import shapes
 from conftest import assert_close, assert_identical, conv_tolerance
-
 from fastconv import _cuda_ops
 from fastconv import reference as ref
 
@@ -84,20 +83,31 @@ def _host(cp, a, dev=0):
 @pytest.mark.parametrize("s", CONV_CASES)
 def test_conv2d_fwd_cuda(cp, algo, rng, s):
     x, w, b, _ = _arrays(rng, s)
-    y = fastconv.conv2d(cp.asarray(x), cp.asarray(w), None if b is None else cp.asarray(b), **s.kwargs())
+    y = fastconv.conv2d(
+        cp.asarray(x), cp.asarray(w), None if b is None else cp.asarray(b), **s.kwargs()
+    )
     assert y.dtype == cp.float32
     assert y.shape == s.y_shape
     expected = ref.conv2d_fwd(x, w, b, **s.kwargs())
     assert_close(_host(cp, y), expected, *_tolerances(s)["y"], f"{s.name} [{algo}]: conv2d_fwd y")
-    y = fastconv.conv2d(cp.asarray(x), cp.asarray(w), None if b is None else cp.asarray(b), **s.kwargs(),
-                        activation="relu")
-    assert_close(_host(cp, y), np.maximum(expected, 0), *_tolerances(s)["y"], f"{s.name} [{algo}]: relu")
+    y = fastconv.conv2d(
+        cp.asarray(x),
+        cp.asarray(w),
+        None if b is None else cp.asarray(b),
+        **s.kwargs(),
+        activation="relu",
+    )
+    assert_close(
+        _host(cp, y), np.maximum(expected, 0), *_tolerances(s)["y"], f"{s.name} [{algo}]: relu"
+    )
 
 
 @pytest.mark.parametrize("s", CONV_CASES)
 def test_conv2d_backward_cuda(cp, algo, rng, s):
     x, w, _, dy = _arrays(rng, s)
-    dx, dw, db = fastconv.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), **s.kwargs())
+    dx, dw, db = fastconv.conv2d_backward(
+        cp.asarray(dy), cp.asarray(x), cp.asarray(w), **s.kwargs()
+    )
     tol = _tolerances(s)
     rdx = ref.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
     rdw, rdb = ref.conv2d_bwd_weights(dy, x, w.shape, **s.kwargs())
@@ -106,13 +116,21 @@ def test_conv2d_backward_cuda(cp, algo, rng, s):
     assert_close(_host(cp, db), rdb, *tol["db"], f"{s.name} [{algo}]: conv2d_bwd_weights db")
 
 
-@pytest.mark.parametrize("name", ["cnn1.conv2@n2", "keras.conv2@n2", "groups.g3.tails", "strides.s4"])
+@pytest.mark.parametrize(
+    "name", ["cnn1.conv2@n2", "keras.conv2@n2", "groups.g3.tails", "strides.s4"]
+)
 def test_conv2d_cuda_is_deterministic(cp, algo, rng, name):
     s = shapes.conv(name)
     x, w, b, dy = (cp.asarray(a) if a is not None else None for a in _arrays(rng, s))
-    first = (fastconv.conv2d(x, w, b, **s.kwargs()), *fastconv.conv2d_backward(dy, x, w, **s.kwargs()))
+    first = (
+        fastconv.conv2d(x, w, b, **s.kwargs()),
+        *fastconv.conv2d_backward(dy, x, w, **s.kwargs()),
+    )
     for _ in range(3):
-        again = (fastconv.conv2d(x, w, b, **s.kwargs()), *fastconv.conv2d_backward(dy, x, w, **s.kwargs()))
+        again = (
+            fastconv.conv2d(x, w, b, **s.kwargs()),
+            *fastconv.conv2d_backward(dy, x, w, **s.kwargs()),
+        )
         for key, a, b2 in zip(("y", "dx", "dw", "db"), first, again):
             assert_identical(cp.asnumpy(b2), cp.asnumpy(a), f"{name} [{algo}] rerun: {key}")
 
@@ -136,9 +154,15 @@ def test_conv2d_bwd_weights_split_reduction_on_a_long_reduction(cp, rng):
 def test_conv2d_cuda_matches_cpu_kernels(cp, rng):
     s = shapes.conv("cnn1.conv2@n2")
     x, w, b, dy = _arrays(rng, s)
-    cpu = (fastconv.conv2d(x, w, b, **s.kwargs()), *fastconv.conv2d_backward(dy, x, w, **s.kwargs()))
+    cpu = (
+        fastconv.conv2d(x, w, b, **s.kwargs()),
+        *fastconv.conv2d_backward(dy, x, w, **s.kwargs()),
+    )
     gx, gw, gb, gdy = cp.asarray(x), cp.asarray(w), cp.asarray(b), cp.asarray(dy)
-    gpu = (fastconv.conv2d(gx, gw, gb, **s.kwargs()), *fastconv.conv2d_backward(gdy, gx, gw, **s.kwargs()))
+    gpu = (
+        fastconv.conv2d(gx, gw, gb, **s.kwargs()),
+        *fastconv.conv2d_backward(gdy, gx, gw, **s.kwargs()),
+    )
     tol = _tolerances(s)
     for key, c, g in zip(("y", "dx", "dw", "db"), cpu, gpu):
         assert_close(cp.asnumpy(g), c, 2 * tol[key][0], 2 * tol[key][1], f"cuda vs cpu: {key}")
@@ -146,9 +170,13 @@ def test_conv2d_cuda_matches_cpu_kernels(cp, rng):
 
 def test_conv2d_cuda_known_filters_exact(cp):
     x = cp.full((3, 1, 9, 17), 0.296875, dtype=cp.float32)
-    edge = cp.asarray(np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], np.float32).reshape(1, 1, 3, 3))
+    edge = cp.asarray(
+        np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], np.float32).reshape(1, 1, 3, 3)
+    )
     y = fastconv.conv2d(x, edge, padding="valid")
-    assert_identical(cp.asnumpy(y), np.zeros((3, 1, 7, 15), np.float32), "edge filter on a uniform image")
+    assert_identical(
+        cp.asnumpy(y), np.zeros((3, 1, 7, 15), np.float32), "edge filter on a uniform image"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,25 +196,42 @@ def test_maxpool2d_cuda(cp, rng, s):
     dy = rng.uniform(-1, 1, s.y_shape).astype(np.float32)
     cpu_dx = fastconv.max_pool2d_backward(dy, ridx, x.shape)
     dx = fastconv.max_pool2d_backward(cp.asarray(dy), idx, x.shape)  # atomic scatter
-    assert_close(_host(cp, dx), ref.maxpool2d_bwd(dy, ridx, x.shape), 1e-6, 1e-6, f"{s.name}: dx (scatter)")
+    assert_close(
+        _host(cp, dx), ref.maxpool2d_bwd(dy, ridx, x.shape), 1e-6, 1e-6, f"{s.name}: dx (scatter)"
+    )
     stride = s.stride or s.kernel
     if stride[0] >= s.kernel[0] and stride[1] >= s.kernel[1]:
         assert_identical(cp.asnumpy(dx), cpu_dx, f"{s.name}: dx (scatter, non-overlapping: exact)")
-    gather = _cuda_ops.maxpool2d_bwd(cp.asarray(dy), idx, x.shape, kernel=s.kernel, stride=stride,
-                                     pad_mode="explicit", pad=s.padding)
+    gather = _cuda_ops.maxpool2d_bwd(
+        cp.asarray(dy),
+        idx,
+        x.shape,
+        kernel=s.kernel,
+        stride=stride,
+        pad_mode="explicit",
+        pad=s.padding,
+    )
     assert_identical(_host(cp, gather), cpu_dx, f"{s.name}: dx (gather: bit-identical to the CPU)")
 
 
 def test_maxpool2d_cuda_ties_and_nan(cp):
     x = np.zeros((1, 2, 4, 4), np.float32)
     x[0, 0] = [[1, 3, 3, 0], [3, 2, 0, 0], [5, 5, 1, 1], [5, 4, 1, 1]]
-    x[0, 1] = [[np.nan, 1, 2, np.nan], [9, np.nan, 3, 4], [1, 1, -np.inf, -np.inf], [1, 1, -np.inf, -np.inf]]
+    x[0, 1] = [
+        [np.nan, 1, 2, np.nan],
+        [9, np.nan, 3, 4],
+        [1, 1, -np.inf, -np.inf],
+        [1, 1, -np.inf, -np.inf],
+    ]
     y, idx = fastconv.max_pool2d(cp.asarray(x), 2, return_indices=True)
     cy, cidx = fastconv.max_pool2d(x, 2, return_indices=True)
     assert_identical(cp.asnumpy(y), cy, "ties/NaN: y vs CPU")
     assert_identical(cp.asnumpy(idx), cidx, "ties/NaN: indices vs CPU")
-    assert cp.asnumpy(idx)[0, 0].tolist() == [[1, 2], [8, 10]]       # first maximum in row-major order
-    assert cp.asnumpy(idx)[0, 1].tolist() == [[0, 3], [8, 10]]       # first NaN wins; -inf window picks its first
+    assert cp.asnumpy(idx)[0, 0].tolist() == [[1, 2], [8, 10]]  # first maximum in row-major order
+    assert cp.asnumpy(idx)[0, 1].tolist() == [
+        [0, 3],
+        [8, 10],
+    ]  # first NaN wins; -inf window picks its first
     # overlapping windows (3x3 / stride 1) and padding
     y, idx = fastconv.max_pool2d(cp.asarray(x), 3, stride=1, padding=1, return_indices=True)
     cy, cidx = fastconv.max_pool2d(x, 3, stride=1, padding=1, return_indices=True)
@@ -216,7 +261,12 @@ def test_outputs_are_cupy_on_the_current_stream(cp, rng):
     with stream:
         y = fastconv.conv2d(gx, gw, gb, **s.kwargs())
         stream.synchronize()
-    assert_close(cp.asnumpy(y), ref.conv2d_fwd(x, w, b, **s.kwargs()), *_tolerances(s)["y"], "on a side stream")
+    assert_close(
+        cp.asnumpy(y),
+        ref.conv2d_fwd(x, w, b, **s.kwargs()),
+        *_tolerances(s)["y"],
+        "on a side stream",
+    )
 
 
 def test_dtype_and_contiguity_conversions(cp, rng):
@@ -226,7 +276,9 @@ def test_dtype_and_contiguity_conversions(cp, rng):
     y = fastconv.conv2d(cp.asarray(x), cp.asarray(w))  # float64 in: converted
     assert y.dtype == cp.float32
     assert_close(cp.asnumpy(y), expected, *conv_tolerance(27), "float64 input")
-    gx = cp.asarray(np.ascontiguousarray(x.astype(np.float32).transpose(0, 1, 3, 2))).transpose(0, 1, 3, 2)
+    gx = cp.asarray(np.ascontiguousarray(x.astype(np.float32).transpose(0, 1, 3, 2))).transpose(
+        0, 1, 3, 2
+    )
     assert not gx.flags.c_contiguous
     before = gx.copy()
     y = fastconv.conv2d(gx, cp.asarray(w, dtype=cp.float32))
@@ -277,8 +329,14 @@ def test_info_names_the_gpu():
 # cuDNN (PyTorch) as a second opinion
 
 
-@pytest.mark.parametrize("s", [pytest.param(s, id=s.name) for s in shapes.CONV_TEST if s.padding != "same"
-                               or all(k % 2 for k in s.kernel)])
+@pytest.mark.parametrize(
+    "s",
+    [
+        pytest.param(s, id=s.name)
+        for s in shapes.CONV_TEST
+        if s.padding != "same" or all(k % 2 for k in s.kernel)
+    ],
+)
 def test_conv2d_cuda_vs_cudnn(cp, rng, s):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
@@ -289,8 +347,9 @@ def test_conv2d_cuda_vs_cudnn(cp, rng, s):
     tx = torch.tensor(x, device="cuda", requires_grad=True)
     tw = torch.tensor(w, device="cuda", requires_grad=True)
     tb = torch.tensor(b, device="cuda", requires_grad=True) if b is not None else None
-    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=s.stride, padding=s.padding, dilation=s.dilation,
-                                    groups=s.groups)
+    ty = torch.nn.functional.conv2d(
+        tx, tw, tb, stride=s.stride, padding=s.padding, dilation=s.dilation, groups=s.groups
+    )
     ty.backward(torch.tensor(dy, device="cuda"))
     torch.cuda.synchronize()
     gx, gw, gdy = cp.asarray(x), cp.asarray(w), cp.asarray(dy)

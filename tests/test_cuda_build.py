@@ -14,7 +14,6 @@ import sys
 import fastconv
 import numpy as np
 import pytest
-
 from fastconv import _C, _cuda_ops
 
 
@@ -25,12 +24,20 @@ def test_info_reports_the_cuda_build():
     if not info["cuda_built"]:
         assert info["cuda_device"] is None
     else:
-        assert isinstance(info["cuda_device"], str) and info["cuda_device"]
+        assert isinstance(info["cuda_device"], str)
+        assert info["cuda_device"]
 
 
 def test_native_cuda_entries_exist_iff_built():
-    entries = ("conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weights", "maxpool2d_fwd", "maxpool2d_bwd",
-               "device_count", "device_name")
+    entries = (
+        "conv2d_fwd",
+        "conv2d_bwd_data",
+        "conv2d_bwd_weights",
+        "maxpool2d_fwd",
+        "maxpool2d_bwd",
+        "device_count",
+        "device_name",
+    )
     if _C.cuda_built:
         for name in entries:
             assert callable(getattr(_C.cuda, name)), name
@@ -49,9 +56,15 @@ def test_cuda_geometry_is_validated_like_the_cpu():
         _C.cuda.conv2d_out_shape((1, 4, 8, 8), (6, 2, 3, 3), (1, 1), "explicit", (0, 0), (1, 1), 3)
     with pytest.raises(ValueError, match="padding='same' requires stride 1"):
         _C.cuda.conv2d_out_shape((1, 4, 8, 8), (6, 4, 3, 3), (2, 2), "same", (0, 0), (1, 1), 1)
-    assert _C.cuda.conv2d_out_shape((2, 3, 11, 13), (5, 3, 3, 3), (2, 1), "explicit", (1, 0), (1, 1), 1) == (
-        2, 5, 6, 11)
-    assert _C.cuda.maxpool2d_out_shape((2, 4, 13, 13), (3, 3), (2, 2), "explicit", (0, 0)) == (2, 4, 6, 6)
+    assert _C.cuda.conv2d_out_shape(
+        (2, 3, 11, 13), (5, 3, 3, 3), (2, 1), "explicit", (1, 0), (1, 1), 1
+    ) == (2, 5, 6, 11)
+    assert _C.cuda.maxpool2d_out_shape((2, 4, 13, 13), (3, 3), (2, 2), "explicit", (0, 0)) == (
+        2,
+        4,
+        6,
+        6,
+    )
     with pytest.raises(ValueError, match="conv algorithm"):
         _C.cuda.set_conv_algo("fast")
 
@@ -84,7 +97,12 @@ def test_device_name_without_a_gpu_is_a_clear_error():
 class _FakeGpuArray:
     """Looks like a GPU array to fastconv.ops (it only checks for the attribute)."""
 
-    __cuda_array_interface__ = {"shape": (1, 1, 4, 4), "typestr": "<f4", "data": (0, False), "version": 3}
+    __cuda_array_interface__ = {
+        "shape": (1, 1, 4, 4),
+        "typestr": "<f4",
+        "data": (0, False),
+        "version": 3,
+    }
     shape = (1, 1, 4, 4)
 
 
@@ -107,8 +125,8 @@ def test_mixing_cpu_input_with_gpu_weight_is_a_type_error():
 def test_cuda_errors_become_runtime_errors():
     """Any CUDA runtime failure surfaces as RuntimeError naming the CUDA error (here: no driver/GPU)."""
     if _C.cuda.device_count() > 0:
+        _C.cuda.set_conv_algo("auto")
         with pytest.raises(RuntimeError, match="CUDA error"):
-            _C.cuda.set_conv_algo("auto")
             _C.cuda.synchronize(_C.cuda.device_count(), 0)  # a device index that does not exist
     else:
         with pytest.raises(RuntimeError, match="CUDA error"):

@@ -22,8 +22,7 @@ import fastconv
 import numpy as np
 import pytest
 from conftest import assert_close, assert_identical
-from fastconv import _C, cli, models
-from fastconv import nn
+from fastconv import _C, cli, models, nn
 from fastconv.nn import backend as nn_backend
 
 DATA = Path(
@@ -112,7 +111,10 @@ def test_cli_device_cuda_without_cupy_fails_clearly(no_cupy, tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode != 0
-    assert 'fastconv train: --device cuda: device \'cuda\' needs CuPy: pip install "fastconv[cuda]"' in r.stderr
+    assert (
+        "fastconv train: --device cuda: device 'cuda' needs CuPy: pip install \"fastconv[cuda]\""
+        in r.stderr
+    )
     assert "Traceback" not in r.stderr
 
 
@@ -134,7 +136,9 @@ _GEOMETRIES = [
 ]
 
 
-@pytest.mark.parametrize("geo", _GEOMETRIES, ids=lambda g: ",".join(f"{k}={v}" for k, v in g.items()))
+@pytest.mark.parametrize(
+    "geo", _GEOMETRIES, ids=lambda g: ",".join(f"{k}={v}" for k, v in g.items())
+)
 def test_max_pool2d_backward_geometry_same_result_on_cpu(rng, geo):
     x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
     x[0, 0, :2, :2] = 1.0  # ties
@@ -142,12 +146,13 @@ def test_max_pool2d_backward_geometry_same_result_on_cpu(rng, geo):
     dy = rng.standard_normal(y.shape).astype(np.float32)
     want = fastconv.max_pool2d_backward(dy, idx, x.shape)
     got = fastconv.max_pool2d_backward(dy, idx, x.shape, **geo)
-    assert got.dtype == np.float32 and got.shape == x.shape
+    assert got.dtype == np.float32
+    assert got.shape == x.shape
     assert_identical(got, want, f"dx with {geo}")
 
 
 @pytest.mark.parametrize(
-    "kwargs, err, match",
+    ("kwargs", "err", "match"),
     [
         (dict(kernel_size="2"), TypeError, "kernel_size"),
         (dict(kernel_size=2.0), TypeError, "kernel_size"),
@@ -183,7 +188,8 @@ def test_max_pool2d_backward_geometry_is_keyword_only():
 
 def test_max_pooling2d_layer_passes_its_geometry(monkeypatch, rng):
     cpu = nn.get_backend("cpu")
-    assert cpu.pool_geometry and nn.get_backend("reference").pool_geometry
+    assert cpu.pool_geometry
+    assert nn.get_backend("reference").pool_geometry
     seen = []
     real = cpu.max_pool2d_backward
 
@@ -230,7 +236,8 @@ def test_to_moves_optimizer_state(rng):
     assert model.to("cpu") is model  # same device: nothing to do
     model.to("reference")
     m_ref = model.optimizer.state[(1, "kernel")][0]
-    assert m_ref.dtype == np.float64 and model.optimizer.iterations == 2
+    assert m_ref.dtype == np.float64
+    assert model.optimizer.iterations == 2
     model.to("cpu")
     assert_identical(model.optimizer.state[(1, "kernel")][0], m_before, "Adam m after a round trip")
     assert model.optimizer.state[(1, "kernel")][0].dtype == np.float32
@@ -257,15 +264,19 @@ def test_cnn1_forward_backward_gpu_matches_cpu(rng):
     x, y = _batch(rng, 32)
     loss_c, z_c = cpu.loss_and_grads(x, y)
     loss_g, z_g = gpu.loss_and_grads(x, y)
-    assert isinstance(loss_g, float) and isinstance(z_g, cupy.ndarray)
+    assert isinstance(loss_g, float)
+    assert isinstance(z_g, cupy.ndarray)
     assert loss_g == pytest.approx(loss_c, rel=1e-5)
     _scaled_close(cupy.asnumpy(z_g), z_c, "logits, cuda vs cpu")
     for lc, lg in zip(cpu.layers, gpu.layers):
         for k in lc.params:
             assert isinstance(lg.grads[k], cupy.ndarray)
-            _scaled_close(cupy.asnumpy(lg.grads[k]), lc.grads[k], f"{lc.name}.{k} grad, cuda vs cpu")
+            _scaled_close(
+                cupy.asnumpy(lg.grads[k]), lc.grads[k], f"{lc.name}.{k} grad, cuda vs cpu"
+            )
     pred = gpu.predict(x)
-    assert isinstance(pred, np.ndarray) and pred.dtype == np.float32
+    assert isinstance(pred, np.ndarray)
+    assert pred.dtype == np.float32
     _scaled_close(pred, cpu.predict(x), "predict, cuda vs cpu")
 
 
@@ -273,10 +284,21 @@ def test_cnn1_forward_backward_gpu_matches_cpu(rng):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: [nn.Conv2D(4, 3, padding=1), nn.ReLU(), nn.AveragePooling2D(2), nn.Flatten(),
-                 nn.Dense(10, activation="softmax")],
-        lambda: [nn.Conv2D(6, 3, strides=2, activation="relu"), nn.MaxPooling2D(3, strides=2),
-                 nn.Flatten(), nn.Dense(16, activation="relu"), nn.Dense(10), nn.Softmax()],
+        lambda: [
+            nn.Conv2D(4, 3, padding=1),
+            nn.ReLU(),
+            nn.AveragePooling2D(2),
+            nn.Flatten(),
+            nn.Dense(10, activation="softmax"),
+        ],
+        lambda: [
+            nn.Conv2D(6, 3, strides=2, activation="relu"),
+            nn.MaxPooling2D(3, strides=2),
+            nn.Flatten(),
+            nn.Dense(16, activation="relu"),
+            nn.Dense(10),
+            nn.Softmax(),
+        ],
         lambda: [nn.AveragePooling2D(3, strides=2, padding="same"), nn.Flatten(), nn.Dense(10)],
     ],
     ids=["avgpool-softmax", "overlapping-maxpool", "avgpool-same"],
@@ -313,7 +335,9 @@ def test_maxpool_layer_gradient_bit_identical_to_cpu(rng):
         b = layer.backend
         y = layer.forward(b.asarray(x))
         dy_shape = y.shape
-        dy = b.asarray(np.linspace(-1, 1, int(np.prod(dy_shape)), dtype=np.float32).reshape(dy_shape))
+        dy = b.asarray(
+            np.linspace(-1, 1, int(np.prod(dy_shape)), dtype=np.float32).reshape(dy_shape)
+        )
         outs[dev] = (b.to_numpy(y), b.to_numpy(layer.backward(dy)))
     assert_identical(outs["cuda"][0], outs["cpu"][0], "max-pool y")
     assert_identical(outs["cuda"][1], outs["cpu"][1], "max-pool dx")
@@ -421,7 +445,9 @@ def test_save_load_weights_on_gpu(tmp_path, rng):
     saved = np.load(path)
     for lyr in gpu.layers:
         for k, p in lyr.params.items():
-            assert_identical(saved[f"{lyr.name}.{k}"], cupy.asnumpy(p), f"{lyr.name}.{k} in the file")
+            assert_identical(
+                saved[f"{lyr.name}.{k}"], cupy.asnumpy(p), f"{lyr.name}.{k} in the file"
+            )
     other_gpu = models.build("cnn1", seed=8, device="cuda").load_weights(path)
     cpu = models.build("cnn1", seed=9).load_weights(path)
     for a, b, c in zip(other_gpu.get_weights(), gpu.get_weights(), cpu.get_weights()):
@@ -439,16 +465,35 @@ def test_cli_train_device_cuda(tmp_path, capsys):
     for dev in ("cpu", "cuda"):
         out = tmp_path / dev
         rc = cli.main(
-            ["train", "cnn1", "--device", dev, "--data", str(DATA), "--epochs", "1", "--limit",
-             "2000", "--batch-size", "100", "--out", str(out), "--quiet"]
+            [
+                "train",
+                "cnn1",
+                "--device",
+                dev,
+                "--data",
+                str(DATA),
+                "--epochs",
+                "1",
+                "--limit",
+                "2000",
+                "--batch-size",
+                "100",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
         )
         assert rc == 0
         text = capsys.readouterr().out
-        assert ("GPU " in text) == (dev == "cuda") and "test accuracy" in text
+        assert ("GPU " in text) == (dev == "cuda")
+        assert "test accuracy" in text
         metrics[dev] = json.loads((out / "metrics.json").read_text())
     m = metrics["cuda"]
-    assert m["device"] == "cuda" and metrics["cpu"]["device"] == "cpu"
-    assert m["gpu"] and m["gpu"] == m["fastconv"]["cuda_device"] and metrics["cpu"]["gpu"] is None
+    assert m["device"] == "cuda"
+    assert metrics["cpu"]["device"] == "cpu"
+    assert m["gpu"]
+    assert m["gpu"] == m["fastconv"]["cuda_device"]
+    assert metrics["cpu"]["gpu"] is None
     # same seed, same batches, same dropout draws: the two runs differ only by float32 rounding
     assert m["test_accuracy"] > 0.5  # 1 epoch on 2000 images: ~0.67 on the CPU
     assert abs(m["test_accuracy"] - metrics["cpu"]["test_accuracy"]) < 0.02

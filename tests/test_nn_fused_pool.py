@@ -18,6 +18,8 @@ from fastconv.nn import (
     Flatten,
     MaxPooling2D,
     Sequential,
+)
+from fastconv.nn import (
     backend as nn_backend,
 )
 
@@ -43,8 +45,9 @@ def _train(name, x, y, steps=3, batch=16):
     m = models.build(name, seed=0)
     if m.loss.name == "categorical_crossentropy":
         y = np.eye(10, dtype=np.float32)[y]
-    m.fit(x[: steps * batch], y[: steps * batch], batch_size=batch, epochs=1, verbose=0,
-          shuffle=False)
+    m.fit(
+        x[: steps * batch], y[: steps * batch], batch_size=batch, epochs=1, verbose=0, shuffle=False
+    )
     return [w.copy() for w in m.get_weights()], m.predict(x[:8])
 
 

@@ -339,7 +339,7 @@ def test_cpu_backend_matches_reference(make, rng):
         np.testing.assert_allclose(cpu.grads[k], ref.grads[k], rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (7, 13, 5), (33, 70, 129), (200, 160, 50)])
+@pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (7, 13, 5), (33, 70, 129), (200, 160, 50)])
 def test_cpu_backend_matmul(isa, rng, m, k, n):
     """Dense layers' native GEMM (fastconv's threaded sgemm): every transpose, odd sizes, out=."""
     from fastconv.nn.backend import get_backend

@@ -48,7 +48,8 @@ def test_conv_out_bit_identical(isa, rng, case):
     dw, db = fastconv.conv2d_bwd_weights(dy, x, ws, **kw)
     ow, ob = _poisoned(ws), _poisoned(ws[0])
     rw, rb = fastconv.conv2d_bwd_weights(dy, x, ws, out=(ow, ob), **kw)
-    assert rw is ow and rb is ob
+    assert rw is ow
+    assert rb is ob
     assert_identical(ow, dw, "grad_weight out=")
     assert_identical(ob, db, "grad_bias out=")
     # either buffer may be left to the function
@@ -57,16 +58,21 @@ def test_conv_out_bit_identical(isa, rng, case):
     assert_identical(rb, db, "grad_bias out= alone")
 
 
-@pytest.mark.parametrize("geometry", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
+@pytest.mark.parametrize(
+    "geometry", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)]
+)
 def test_pool_out_bit_identical(isa, rng, geometry):
     x = rng.standard_normal((3, 4, 12, 11), dtype=np.float32)
     y, idx = fastconv.max_pool2d(x, return_indices=True, **geometry)
     oy, oi = _poisoned(y.shape), _poisoned(y.shape, np.int64)
     ry, ri = fastconv.max_pool2d(x, return_indices=True, out=(oy, oi), **geometry)
-    assert ry is oy and ri is oi
+    assert ry is oy
+    assert ri is oi
     assert_identical(oy, y, "max_pool2d out=")
     assert_identical(oi, idx, "max_pool2d indices out=")
-    assert_identical(fastconv.max_pool2d(x, out=(_poisoned(y.shape), None), **geometry), y, "y only")
+    assert_identical(
+        fastconv.max_pool2d(x, out=(_poisoned(y.shape), None), **geometry), y, "y only"
+    )
 
     dy = rng.standard_normal(y.shape, dtype=np.float32)
     dx = fastconv.max_pool2d_backward(dy, idx, x.shape)
@@ -82,7 +88,8 @@ def test_zero_batch_out(isa):
     assert fastconv.conv2d(x, w, out=out) is out
     ow, ob = _poisoned(w.shape), _poisoned(3)
     fastconv.conv2d_bwd_weights(out, x, w.shape, out=(ow, ob))
-    assert not ow.any() and not ob.any()
+    assert not ow.any()
+    assert not ob.any()
 
 
 def _conv_args(rng):
@@ -92,9 +99,13 @@ def _conv_args(rng):
 
 
 @pytest.mark.parametrize(
-    "bad, exc, match",
+    ("bad", "exc", "match"),
     [
-        (lambda: np.empty((2, 4, 6, 5), np.float32), ValueError, r"out must have shape \(2, 4, 6, 6\)"),
+        (
+            lambda: np.empty((2, 4, 6, 5), np.float32),
+            ValueError,
+            r"out must have shape \(2, 4, 6, 6\)",
+        ),
         (lambda: np.empty((2, 4, 6, 6), np.float64), TypeError, "out must be a float32 array"),
         (lambda: np.empty((2, 4, 6, 12), np.float32)[..., ::2], ValueError, "C-contiguous"),
         (lambda: np.empty((2, 4, 6, 6), np.float32).tolist(), TypeError, "NumPy array or None"),
@@ -132,7 +143,9 @@ def test_out_pairs_checked(rng):
     with pytest.raises(ValueError, match=r"out\[1\] \(grad_bias\) must have shape \(4\)"):
         fastconv.conv2d_bwd_weights(dy, x, w.shape, out=(None, np.empty(5, np.float32)))
     with pytest.raises(ValueError, match="with_bias is False"):
-        fastconv.conv2d_bwd_weights(dy, x, w.shape, with_bias=False, out=(None, np.empty(4, np.float32)))
+        fastconv.conv2d_bwd_weights(
+            dy, x, w.shape, with_bias=False, out=(None, np.empty(4, np.float32))
+        )
 
 
 # ---- the layers ---------------------------------------------------------------------------------
@@ -163,7 +176,12 @@ def test_fit_with_reused_buffers_is_bit_identical(name, monkeypatch):
     assert bufs, "fit did not use out= buffers"
     assert all(not layer.reuse_buffers for layer in reused.layers)
     p = reused.predict(x[:16])
-    loss, logits = reused.loss_and_grads(x[:16], np.zeros(16, np.int64) if name != "keras_cnn"
-                                         else np.eye(10, dtype=np.float32)[np.zeros(16, int)])
+    loss, logits = reused.loss_and_grads(
+        x[:16],
+        np.zeros(16, np.int64)
+        if name != "keras_cnn"
+        else np.eye(10, dtype=np.float32)[np.zeros(16, int)],
+    )
     for a in bufs:
-        assert not np.shares_memory(a, p) and not np.shares_memory(a, logits)
+        assert not np.shares_memory(a, p)
+        assert not np.shares_memory(a, logits)

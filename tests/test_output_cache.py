@@ -54,15 +54,26 @@ def test_every_result_kind_comes_back_correct(rng, cache_mb):
         y, idx = fastconv.max_pool2d(x, 2, return_indices=True)
         dx = fastconv.max_pool2d_backward(y, idx, x.shape)
         c = fastconv.conv2d(x, w)
-        return y, idx, dx, c, fastconv.conv2d_bwd_data(c, w, x.shape), fastconv.conv2d_bwd_weights(c, x, w.shape)[0]
+        return (
+            y,
+            idx,
+            dx,
+            c,
+            fastconv.conv2d_bwd_data(c, w, x.shape),
+            fastconv.conv2d_bwd_weights(c, x, w.shape)[0],
+        )
 
     fastconv.set_output_cache_mb(0)
     want = results()
     fastconv.set_output_cache_mb(64)
     for _ in range(3):  # the later rounds run in recycled blocks
         got = results()
-        for g, e, name in zip(got, want, ("pool y", "pool indices", "pool dx", "conv y", "conv dx", "conv dw")):
-            assert g.dtype == e.dtype and g.flags.c_contiguous and g.flags.writeable
+        for g, e, name in zip(
+            got, want, ("pool y", "pool indices", "pool dx", "conv y", "conv dx", "conv dw")
+        ):
+            assert g.dtype == e.dtype
+            assert g.flags.c_contiguous
+            assert g.flags.writeable
             assert_identical(g, e, name)
         del got
 
@@ -83,22 +94,33 @@ def test_limit_zero_frees_idle_blocks(rng, cache_mb):
     assert _C.output_cache_idle_bytes() == 0
 
 
-@pytest.mark.parametrize("bad, exc", [("8", TypeError), (True, TypeError), (-1, ValueError), (2**21, ValueError)])
+@pytest.mark.parametrize(
+    ("bad", "exc"), [("8", TypeError), (True, TypeError), (-1, ValueError), (2**21, ValueError)]
+)
 def test_bad_limits_refused(bad, exc, cache_mb):
     with pytest.raises(exc, match="mb must be"):
         fastconv.set_output_cache_mb(bad)
 
 
 def _python(code, env):
-    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_env_var_honoured_and_checked():
-    proc = _python("import fastconv; print(fastconv.get_output_cache_mb())", {"FASTCONV_OUTPUT_CACHE_MB": "12"})
-    assert proc.returncode == 0 and proc.stdout.strip() == "12.0"
+    proc = _python(
+        "import fastconv; print(fastconv.get_output_cache_mb())", {"FASTCONV_OUTPUT_CACHE_MB": "12"}
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == "12.0"
     proc = _python("import fastconv", {"FASTCONV_OUTPUT_CACHE_MB": "lots"})
-    assert proc.returncode != 0 and "FASTCONV_OUTPUT_CACHE_MB" in proc.stderr
+    assert proc.returncode != 0
+    assert "FASTCONV_OUTPUT_CACHE_MB" in proc.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -167,5 +167,7 @@ if _os.environ.get("FASTCONV_NUM_THREADS"):
 if _os.environ.get("FASTCONV_OUTPUT_CACHE_MB"):
     _mb = _os.environ["FASTCONV_OUTPUT_CACHE_MB"].strip()
     if not _mb.isdigit() or int(_mb) > 2**20:
-        raise ValueError(f"FASTCONV_OUTPUT_CACHE_MB must be an integer from 0 to 1048576, got {_mb!r}")
+        raise ValueError(
+            f"FASTCONV_OUTPUT_CACHE_MB must be an integer from 0 to 1048576, got {_mb!r}"
+        )
     set_output_cache_mb(int(_mb))

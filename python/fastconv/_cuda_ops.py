@@ -60,6 +60,7 @@ def _cupy():
 
 # --- device queries ---------------------------------------------------------------------------
 
+
 def device_count() -> int:
     """GPUs the CUDA runtime sees (0 without a driver or device, or in a CPU-only build)."""
     return int(_C.cuda.device_count()) if getattr(_C, "cuda_built", False) else 0
@@ -94,6 +95,7 @@ def get_conv_algo() -> str:
 
 # --- array checks -----------------------------------------------------------------------------
 
+
 def _device_of(a) -> int:
     return int(a.device.id)
 
@@ -126,12 +128,16 @@ def _as_gpu_f32(cp, a: Any, name: str, device: Optional[int], ndim: Optional[int
 
 def _as_gpu_index(cp, a: Any, name: str, device: int):
     if not hasattr(a, "__cuda_array_interface__"):
-        raise TypeError(f"{name} is a CPU array but grad_output is on the GPU; pass both on the GPU")
+        raise TypeError(
+            f"{name} is a CPU array but grad_output is on the GPU; pass both on the GPU"
+        )
     arr = a if isinstance(a, cp.ndarray) else cp.asarray(a)
     if _device_of(arr) != device:
         raise ValueError(f"{name} is on GPU {_device_of(arr)} but grad_output is on GPU {device}")
     if arr.dtype != cp.int64:
-        raise TypeError(f"{name} must be an int64 array (as returned by max_pool2d), got {arr.dtype}")
+        raise TypeError(
+            f"{name} must be an int64 array (as returned by max_pool2d), got {arr.dtype}"
+        )
     if arr.ndim != 4:
         raise ValueError(f"{name} must be 4-D, got shape {arr.shape}")
     with cp.cuda.Device(device):
@@ -152,6 +158,7 @@ def _ptr(a) -> int:
 
 # --- conv2d -----------------------------------------------------------------------------------
 
+
 def conv2d_fwd(input, weight, bias, stride, pad_mode, pad, dilation, groups, relu):
     """y (N, C_out, OH, OW) = conv2d(input, weight) + bias [ReLU] on the GPU; see fastconv.conv2d."""
     cp = _cupy()
@@ -160,7 +167,9 @@ def conv2d_fwd(input, weight, bias, stride, pad_mode, pad, dilation, groups, rel
     dev = _device_of(x)
     w = _as_gpu_f32(cp, weight, "weight", dev)
     b = None if bias is None else _as_gpu_f32(cp, bias, "bias", dev, ndim=None)
-    y_shape = native.conv2d_out_shape(_shape4(x), _shape4(w), stride, pad_mode, pad, dilation, groups)
+    y_shape = native.conv2d_out_shape(
+        _shape4(x), _shape4(w), stride, pad_mode, pad, dilation, groups
+    )
     if b is not None and (b.ndim != 1 or b.shape[0] != y_shape[1]):
         raise ValueError(
             f"bias must have shape (C_out,) = ({y_shape[1]},), got {b.ndim}-D array with {b.size} elements"
@@ -168,8 +177,22 @@ def conv2d_fwd(input, weight, bias, stride, pad_mode, pad, dilation, groups, rel
     with cp.cuda.Device(dev):
         y = cp.empty(y_shape, dtype=cp.float32)
         if y.size:
-            native.conv2d_fwd(dev, _stream(cp), _ptr(y), _ptr(x), _ptr(w), _ptr(b), _shape4(x),
-                              _shape4(w), stride, pad_mode, pad, dilation, groups, bool(relu))
+            native.conv2d_fwd(
+                dev,
+                _stream(cp),
+                _ptr(y),
+                _ptr(x),
+                _ptr(w),
+                _ptr(b),
+                _shape4(x),
+                _shape4(w),
+                stride,
+                pad_mode,
+                pad,
+                dilation,
+                groups,
+                bool(relu),
+            )
     return y
 
 
@@ -189,8 +212,20 @@ def conv2d_bwd_data(dy, weight, x_shape, stride, pad_mode, pad, dilation, groups
     with cp.cuda.Device(dev):
         dx = cp.empty(x_shape, dtype=cp.float32)
         if dx.size:
-            native.conv2d_bwd_data(dev, _stream(cp), _ptr(dx), _ptr(g), _ptr(w), x_shape, _shape4(w),
-                                   stride, pad_mode, pad, dilation, groups)
+            native.conv2d_bwd_data(
+                dev,
+                _stream(cp),
+                _ptr(dx),
+                _ptr(g),
+                _ptr(w),
+                x_shape,
+                _shape4(w),
+                stride,
+                pad_mode,
+                pad,
+                dilation,
+                groups,
+            )
     return dx
 
 
@@ -214,15 +249,30 @@ def conv2d_bwd_weights(dy, input, w_shape, stride, pad_mode, pad, dilation, grou
             dev, _shape4(x), w_shape, stride, pad_mode, pad, dilation, groups
         )
         ws = cp.empty((nbytes // 4,), dtype=cp.float32) if nbytes else None
-        native.conv2d_bwd_weights(dev, _stream(cp), _ptr(dw), _ptr(db), _ptr(g), _ptr(x), _ptr(ws),
-                                  int(nbytes), _shape4(x), w_shape, stride, pad_mode, pad, dilation,
-                                  groups)
+        native.conv2d_bwd_weights(
+            dev,
+            _stream(cp),
+            _ptr(dw),
+            _ptr(db),
+            _ptr(g),
+            _ptr(x),
+            _ptr(ws),
+            int(nbytes),
+            _shape4(x),
+            w_shape,
+            stride,
+            pad_mode,
+            pad,
+            dilation,
+            groups,
+        )
         # ws goes back to CuPy's pool when this function returns; the pool is stream-ordered for
         # the current stream, so later work on this stream cannot overwrite it too early.
     return dw, db
 
 
 # --- max_pool2d -------------------------------------------------------------------------------
+
 
 def maxpool2d_fwd(input, kernel, stride, pad_mode, pad):
     """(y, indices) of 2-D max pooling on the GPU; indices are int64 h*W + w in each (n, c) plane."""
@@ -235,12 +285,24 @@ def maxpool2d_fwd(input, kernel, stride, pad_mode, pad):
         y = cp.empty(y_shape, dtype=cp.float32)
         idx = cp.empty(y_shape, dtype=cp.int64)
         if y.size:
-            native.maxpool2d_fwd(dev, _stream(cp), _ptr(y), _ptr(idx), _ptr(x), _shape4(x), kernel,
-                                 stride, pad_mode, pad)
+            native.maxpool2d_fwd(
+                dev,
+                _stream(cp),
+                _ptr(y),
+                _ptr(idx),
+                _ptr(x),
+                _shape4(x),
+                kernel,
+                stride,
+                pad_mode,
+                pad,
+            )
     return y, idx
 
 
-def maxpool2d_bwd(dy, indices, x_shape, *, kernel=None, stride=None, pad_mode="explicit", pad=(0, 0)):
+def maxpool2d_bwd(
+    dy, indices, x_shape, *, kernel=None, stride=None, pad_mode="explicit", pad=(0, 0)
+):
     """dx (x_shape): each dy element added into the input cell its index names, on the GPU.
 
     With the forward's geometry (kernel, stride, pad_mode, pad) every input cell gathers its

@@ -43,6 +43,7 @@ __all__ = [
 
 # --- argument normalisation -------------------------------------------------------------------
 
+
 def _pair(value: Any, name: str) -> Tuple[int, int]:
     """int or (h, w) pair of ints -> (h, w); TypeError for anything else."""
     # Plain ints first: the numbers.Integral checks below cost ~0.5 us each, a few percent of a
@@ -55,8 +56,12 @@ def _pair(value: Any, name: str) -> Tuple[int, int]:
         raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
     if isinstance(value, numbers.Integral):
         return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in value
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in value
+        )
     ):
         return int(value[0]), int(value[1])
     raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
@@ -80,7 +85,9 @@ def _shape4(value: Any, name: str) -> Tuple[int, int, int, int]:
     try:
         shape = tuple(int(v) for v in value)
     except TypeError:
-        raise TypeError(f"{name} must be a sequence of 4 ints (N, C, H, W), got {value!r}") from None
+        raise TypeError(
+            f"{name} must be a sequence of 4 ints (N, C, H, W), got {value!r}"
+        ) from None
     if len(shape) != 4:
         raise ValueError(f"{name} must have 4 entries (N, C, H, W), got {value!r}")
     return shape  # type: ignore[return-value]
@@ -135,12 +142,16 @@ def _out(out: Any, name: str = "out", dtype=np.float32) -> Optional[np.ndarray]:
     return out
 
 
-def _out_pair(out: Any, names: Tuple[str, str]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+def _out_pair(
+    out: Any, names: Tuple[str, str]
+) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """out=(a, b) for the two-result functions; either entry may be None."""
     if out is None:
         return None, None
     if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"out must be a ({names[0]}, {names[1]}) tuple or None, got {type(out).__name__}")
+        raise TypeError(
+            f"out must be a ({names[0]}, {names[1]}) tuple or None, got {type(out).__name__}"
+        )
     dtype1 = {"indices": np.int64, "codes": np.uint8}.get(names[1], np.float32)
     return _out(out[0], f"out[0] ({names[0]})"), _out(out[1], f"out[1] ({names[1]})", dtype1)
 
@@ -158,6 +169,7 @@ def _cuda():
 
 
 # --- Conv2D -----------------------------------------------------------------------------------
+
 
 def conv2d(
     input,
@@ -179,7 +191,12 @@ def conv2d(
     max(y, 0), NaN kept, as PyTorch's relu).
     Returns a new float32 array (N, C_out, OH, OW), or `out` filled with it.
     """
-    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+    args = (
+        _pair(stride, "stride"),
+        *_padding(padding),
+        _pair(dilation, "dilation"),
+        _groups(groups),
+    )
     relu = _activation(activation)
     if _is_cuda(input):
         _no_gpu_out(out)
@@ -190,10 +207,16 @@ def conv2d(
     return _C.conv2d_fwd(x, w, b, *args, relu, _out(out))
 
 
-def conv2d_bwd_data(grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1,
-                    *, out=None):
+def conv2d_bwd_data(
+    grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *, out=None
+):
     """Gradient of conv2d with respect to its input, shape `input_shape` (N, C_in, H, W)."""
-    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+    args = (
+        _pair(stride, "stride"),
+        *_padding(padding),
+        _pair(dilation, "dilation"),
+        _groups(groups),
+    )
     shape = _shape4(input_shape, "input_shape")
     if _is_cuda(grad_output):
         _no_gpu_out(out)
@@ -204,7 +227,15 @@ def conv2d_bwd_data(grad_output, weight, input_shape, stride=1, padding=0, dilat
 
 
 def conv2d_bwd_weights(
-    grad_output, input, weight_shape, stride=1, padding=0, dilation=1, groups=1, *, with_bias=True,
+    grad_output,
+    input,
+    weight_shape,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    *,
+    with_bias=True,
     out=None,
 ):
     """Gradients of conv2d with respect to weight (shape `weight_shape`) and bias.
@@ -213,7 +244,12 @@ def conv2d_bwd_weights(
     when with_bias is False. out: None or a (grad_weight, grad_bias) tuple of buffers (either may
     be None; grad_bias must be None when with_bias is False).
     """
-    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+    args = (
+        _pair(stride, "stride"),
+        *_padding(padding),
+        _pair(dilation, "dilation"),
+        _groups(groups),
+    )
     shape = _shape4(weight_shape, "weight_shape")
     if _is_cuda(grad_output):
         _no_gpu_out(out)
@@ -229,7 +265,9 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     shape = tuple(int(s) for s in np.shape(weight)) if not _is_cuda(weight) else tuple(weight.shape)
     if len(shape) != 4:
         raise ValueError(f"weight must be 4-D, got shape {shape}")
-    dx = conv2d_bwd_data(grad_output, weight, _input_shape(input), stride, padding, dilation, groups)
+    dx = conv2d_bwd_data(
+        grad_output, weight, _input_shape(input), stride, padding, dilation, groups
+    )
     dw, db = conv2d_bwd_weights(grad_output, input, shape, stride, padding, dilation, groups)
     return dx, dw, db
 
@@ -259,8 +297,16 @@ def _activation(activation: Optional[str]) -> bool:
 
 # --- MaxPool2D --------------------------------------------------------------------------------
 
-def max_pool2d(input, kernel_size: IntPair, stride: Optional[IntPair] = None,
-               padding: PaddingArg = 0, return_indices: bool = False, *, out=None):
+
+def max_pool2d(
+    input,
+    kernel_size: IntPair,
+    stride: Optional[IntPair] = None,
+    padding: PaddingArg = 0,
+    return_indices: bool = False,
+    *,
+    out=None,
+):
     """2-D max pooling of an NCHW batch.
 
     kernel_size, stride: int or (h, w); stride defaults to kernel_size. padding: int or (h, w), at
@@ -283,8 +329,16 @@ def max_pool2d(input, kernel_size: IntPair, stride: Optional[IntPair] = None,
     return (y, idx) if return_indices else y
 
 
-def max_pool2d_backward(grad_output, indices, input_shape, *, kernel_size: Optional[IntPair] = None,
-                        stride: Optional[IntPair] = None, padding: PaddingArg = 0, out=None):
+def max_pool2d_backward(
+    grad_output,
+    indices,
+    input_shape,
+    *,
+    kernel_size: Optional[IntPair] = None,
+    stride: Optional[IntPair] = None,
+    padding: PaddingArg = 0,
+    out=None,
+):
     """Gradient of max_pool2d: each grad_output element is added into its window's winner.
 
     grad_output and indices are max_pool2d's output shape, indices as max_pool2d returned them
@@ -330,7 +384,8 @@ def _pool_geometry(kernel_size, stride, padding):
         if stride is None and type(padding) is int and padding == 0:
             return None  # the common call, without the numbers.Integral check
         if stride is not None or not (
-            isinstance(padding, numbers.Integral) and not isinstance(padding, (bool, np.bool_))
+            isinstance(padding, numbers.Integral)
+            and not isinstance(padding, (bool, np.bool_))
             and padding == 0
         ):
             raise TypeError(
@@ -374,8 +429,18 @@ def _pool_out_shape(x_shape, kernel, strides, mode, pad):
 
 # --- Conv2D + ReLU + MaxPool 2x2 in one pass (the layer API's fused pair) ------------------------
 
-def conv2d_relu_maxpool2d(input, weight, bias=None, stride: IntPair = 1, padding: PaddingArg = 0,  # noqa: A002
-                          dilation: IntPair = 1, groups: int = 1, *, out=None):
+
+def conv2d_relu_maxpool2d(
+    input,
+    weight,
+    bias=None,
+    stride: IntPair = 1,
+    padding: PaddingArg = 0,  # noqa: A002
+    dilation: IntPair = 1,
+    groups: int = 1,
+    *,
+    out=None,
+):
     """max_pool2d(conv2d(..., activation="relu"), 2, 2) in one pass, with one-byte window codes.
 
     Arguments as conv2d's; the convolution's output must be at least 2x2 (the pooling floors odd
@@ -388,9 +453,16 @@ def conv2d_relu_maxpool2d(input, weight, bias=None, stride: IntPair = 1, padding
     buffers (either may be None).
     """
     if _is_cuda(input):
-        raise TypeError("conv2d_relu_maxpool2d runs on the CPU only; on a GPU call conv2d "
-                        "(activation='relu') and max_pool2d")
-    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+        raise TypeError(
+            "conv2d_relu_maxpool2d runs on the CPU only; on a GPU call conv2d "
+            "(activation='relu') and max_pool2d"
+        )
+    args = (
+        _pair(stride, "stride"),
+        *_padding(padding),
+        _pair(dilation, "dilation"),
+        _groups(groups),
+    )
     x = _as_f32(input, "input")
     w = _as_f32(weight, "weight")
     b = None if bias is None else _as_f32(bias, "bias", ndim=None)
@@ -403,8 +475,19 @@ def _codes(codes) -> np.ndarray:
     return _as_index(codes, "codes", np.uint8, "conv2d_relu_maxpool2d")
 
 
-def conv2d_relu_maxpool2d_bwd_weights(grad_output, codes, input, weight_shape, stride=1, padding=0,  # noqa: A002
-                                      dilation=1, groups=1, *, with_bias=True, out=None):
+def conv2d_relu_maxpool2d_bwd_weights(
+    grad_output,
+    codes,
+    input,
+    weight_shape,
+    stride=1,
+    padding=0,  # noqa: A002
+    dilation=1,
+    groups=1,
+    *,
+    with_bias=True,
+    out=None,
+):
     """conv2d_bwd_weights for conv2d_relu_maxpool2d, from the gradient of the pooled output.
 
     Equals conv2d_bwd_weights(relu_maxpool2d_backward(grad_output, codes, conv output shape),
@@ -415,17 +498,26 @@ def conv2d_relu_maxpool2d_bwd_weights(grad_output, codes, input, weight_shape, s
     """
     if _is_cuda(grad_output) or _is_cuda(input):
         raise TypeError("conv2d_relu_maxpool2d_bwd_weights runs on the CPU only")
-    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+    args = (
+        _pair(stride, "stride"),
+        *_padding(padding),
+        _pair(dilation, "dilation"),
+        _groups(groups),
+    )
     shape = _shape4(weight_shape, "weight_shape")
     out_w, out_b = _out_pair(out, ("grad_weight", "grad_bias"))
     dy = _as_f32(grad_output, "grad_output")
     x = _as_f32(input, "input")
-    return tuple(_C.conv2d_relu_maxpool2d_bwd_weights(dy, _codes(codes), x, shape, *args, with_bias,
-                                                      out_w, out_b))
+    return tuple(
+        _C.conv2d_relu_maxpool2d_bwd_weights(
+            dy, _codes(codes), x, shape, *args, with_bias, out_w, out_b
+        )
+    )
 
 
-def conv2d_relu_maxpool2d_bwd_data(grad_output, codes, weight, input_shape, stride=1, padding=0,
-                                   dilation=1, groups=1, *, out=None):
+def conv2d_relu_maxpool2d_bwd_data(
+    grad_output, codes, weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *, out=None
+):
     """conv2d_bwd_data for conv2d_relu_maxpool2d, from the gradient of the pooled output.
 
     Equals conv2d_bwd_data(relu_maxpool2d_backward(grad_output, codes, conv output shape), weight,
@@ -435,7 +527,12 @@ def conv2d_relu_maxpool2d_bwd_data(grad_output, codes, weight, input_shape, stri
     """
     if _is_cuda(grad_output) or _is_cuda(weight):
         raise TypeError("conv2d_relu_maxpool2d_bwd_data runs on the CPU only")
-    args = (_pair(stride, "stride"), *_padding(padding), _pair(dilation, "dilation"), _groups(groups))
+    args = (
+        _pair(stride, "stride"),
+        *_padding(padding),
+        _pair(dilation, "dilation"),
+        _groups(groups),
+    )
     shape = _shape4(input_shape, "input_shape")
     dy = _as_f32(grad_output, "grad_output")
     w = _as_f32(weight, "weight")

@@ -44,8 +44,20 @@ class Backend:
     activation (see Sequential.build).
     """
 
-    def __init__(self, name, xp, dtype, ops, *, fused_relu=None, pool_geometry=None, out_buffers=None,
-                 matmul=None, dropout=None, conv_relu_pool=None):
+    def __init__(
+        self,
+        name,
+        xp,
+        dtype,
+        ops,
+        *,
+        fused_relu=None,
+        pool_geometry=None,
+        out_buffers=None,
+        matmul=None,
+        dropout=None,
+        conv_relu_pool=None,
+    ):
         self.name = name
         self.xp = xp
         self.dtype = np.dtype(dtype)
@@ -63,8 +75,13 @@ class Backend:
         if out_buffers is None:
             out_buffers = xp is np and all(
                 _accepts(getattr(ops, f), "out")
-                for f in ("conv2d", "conv2d_bwd_data", "conv2d_bwd_weights", "max_pool2d",
-                          "max_pool2d_backward")
+                for f in (
+                    "conv2d",
+                    "conv2d_bwd_data",
+                    "conv2d_bwd_weights",
+                    "max_pool2d",
+                    "max_pool2d_backward",
+                )
             )
         self.out_buffers = bool(out_buffers)
         self._matmul = matmul
@@ -154,8 +171,9 @@ class _ReferenceOps:
             y, idx = self.ref.max_pool2d(x, kernel_size, stride, padding, return_indices=True)
         return (y, idx) if return_indices else y
 
-    def max_pool2d_backward(self, grad_output, indices, input_shape, *, kernel_size=None,
-                            stride=None, padding=0):
+    def max_pool2d_backward(
+        self, grad_output, indices, input_shape, *, kernel_size=None, stride=None, padding=0
+    ):
         # the geometry only matters to the GPU's gather; the reference scatter needs none
         return self.ref.max_pool2d_backward(grad_output, indices, input_shape)
 
@@ -177,8 +195,15 @@ def _native_dropout(x, keep, seed, out=None):
 def _cpu():
     import fastconv
 
-    return Backend("cpu", np, np.float32, fastconv, matmul=_native_matmul, dropout=_native_dropout,
-                   conv_relu_pool=fastconv)
+    return Backend(
+        "cpu",
+        np,
+        np.float32,
+        fastconv,
+        matmul=_native_matmul,
+        dropout=_native_dropout,
+        conv_relu_pool=fastconv,
+    )
 
 
 def _reference():

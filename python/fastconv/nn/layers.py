@@ -583,8 +583,9 @@ class Dropout(Layer):
         if self._seed is None:
             return dy
         if self._mask is None:  # native: the seed redraws the forward's mask, bit for bit
-            return self.backend.dropout(dy, 1.0 - self.rate, self._seed,
-                                        **self.out_kw(("dx", dy.shape)))
+            return self.backend.dropout(
+                dy, 1.0 - self.rate, self._seed, **self.out_kw(("dx", dy.shape))
+            )
         return dy * self._mask
 
 

@@ -29,8 +29,8 @@ import time
 import numpy as np
 
 from . import losses as _losses
-from ._blas import single_threaded_blas
 from . import optimizers as _optimizers
+from ._blas import single_threaded_blas
 from .backend import get_array_module, get_backend
 from .layers import Activation, Conv2D, Layer, MaxPooling2D
 
