@@ -56,30 +56,9 @@ from _util import (
     write_json,
 )
 
-# The layers the issue tables (NETWORKS.md at the published batch sizes, plus VGG-sized 3x3 layers).
-DEFAULT_CONV = [
-    "cnn1.conv1",
-    "cnn1.conv2",
-    "keras.conv1",
-    "keras.conv2",
-    "fashion.conv1",
-    "fashion.conv2",
-    "lenet.conv1",
-    "lenet.conv2",
-    "vgg.a",
-    "vgg.b",
-]
-DEFAULT_POOL = [
-    "cnn1.pool1",
-    "cnn1.pool2",
-    "keras.pool1",
-    "keras.pool2",
-    "fashion.pool1",
-    "fashion.pool2",
-    "lenet.pool1",
-    "lenet.pool2",
-    "vgg.pool",
-]
+# The layers the issue tables: NETWORKS.md's at the published batch sizes (shapes.NETWORK_CONV and
+# NETWORK_POOL), plus these VGG-sized ones.
+VGG_CONV, VGG_POOL = ["vgg.a", "vgg.b"], ["vgg.pool"]
 # Issue 5's goals: torch_ms / fastconv_ms at least this much on every pass.
 COMPUTE_BOUND = {"keras.conv2", "fashion.conv2", "vgg.a", "vgg.b"}
 GOAL_MNIST, GOAL_COMPUTE, GOAL_POOL = 2.0, 1.1, 5.0
@@ -203,10 +182,14 @@ def main(argv=None):
     ops = {o.strip() for o in args.ops.split(",")}
     want = [s.strip() for s in args.layers.split(",")] if args.layers else None
     conv_pool = (
-        shapes.CONV_LAYERS if args.all_shapes or want else [shapes.conv(n) for n in DEFAULT_CONV]
+        shapes.CONV_LAYERS
+        if args.all_shapes or want
+        else [shapes.conv(n) for n in shapes.NETWORK_CONV + VGG_CONV]
     )
     pool_pool = (
-        shapes.POOL_LAYERS if args.all_shapes or want else [shapes.pool(n) for n in DEFAULT_POOL]
+        shapes.POOL_LAYERS
+        if args.all_shapes or want
+        else [shapes.pool(n) for n in shapes.NETWORK_POOL + VGG_POOL]
     )
     if want:
 

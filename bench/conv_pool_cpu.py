@@ -37,16 +37,6 @@ from _util import (
     write_json,
 )
 
-LAYERS = [
-    "cnn1.conv1",
-    "cnn1.conv2",
-    "keras.conv1",
-    "keras.conv2",
-    "fashion.conv1",
-    "fashion.conv2",
-    "lenet.conv1",
-    "lenet.conv2",
-]
 TOL = 5e-4
 
 
@@ -93,7 +83,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     records, rows = [], []
     for s in shapes.CONV_LAYERS:
-        if s.name not in LAYERS or not any(fnmatch.fnmatch(s.name, p) for p in pats):
+        if s.name not in shapes.NETWORK_CONV or not any(fnmatch.fnmatch(s.name, p) for p in pats):
             continue
         kw = s.kwargs()
         first = s.c == 1

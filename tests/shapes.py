@@ -7,6 +7,7 @@ Layout is NCHW: x is (N, C, H, W), w is (K, C/groups, KH, KW).
     CONV_SHAPES / POOL_SHAPES          everything, bench-sized layers included
     CONV_TEST / POOL_TEST              what the test suite runs (small; bench_only ones left out)
     CONV_LAYERS / POOL_LAYERS          the real layers at their training batch size (bench)
+    NETWORK_CONV / NETWORK_POOL        the names of those NETWORKS.md itself has (no VGG, AlexNet, ...)
     conv(name) / pool(name)            look one up by name
 
 This module imports only the standard library (no pytest, no numpy, no fastconv) so bench scripts
@@ -292,6 +293,8 @@ CONV_LAYERS = [
     C("inception.5x5", 8, 16, 28, 28, 32, kernel=5, padding=2, bench_only=True),
 ]
 
+NETWORK_CONV = [s.name for s in CONV_LAYERS if not s.bench_only]
+
 CONV_SHAPES = (
     CONV_TAILS
     + CONV_EDGES
@@ -344,6 +347,8 @@ POOL_LAYERS = [
     P("vgg.pool", 8, 64, 56, 56, kernel=2, stride=2, bench_only=True),
     P("alexnet.pool1", 8, 96, 55, 55, kernel=3, stride=2, bench_only=True),
 ]
+
+NETWORK_POOL = [s.name for s in POOL_LAYERS if not s.bench_only]
 
 POOL_TEST = POOL_SHAPES + [s.with_batch(2) for s in POOL_LAYERS if not s.bench_only]
 POOL_ALL = POOL_SHAPES + POOL_LAYERS

@@ -186,19 +186,20 @@ CL_CASES = [
 ]
 
 
-@pytest.fixture(
-    params=[
-        "fwd_cl",
-        "bwd_scatter",
-        "winograd",
-        "winograd_tiles",
-        "winograd_bww",
-        "winograd_transposed",
-        "bww_flat",
-        "bwd_dy_lanes",
-        "neither",
-    ]
-)
+# The AVX-512 kernel variants fastconv._C._set_path_mode can force on or off.
+PATHS = [
+    "fwd_cl",
+    "bwd_scatter",
+    "winograd",
+    "winograd_tiles",
+    "winograd_bww",
+    "winograd_transposed",
+    "bww_flat",
+    "bwd_dy_lanes",
+]
+
+
+@pytest.fixture(params=[*PATHS, "neither"])
 def direct_variant(request):
     """An AVX-512 kernel variant forced on for every stride-1 problem it can take:
     channels-in-lanes forward + bwd_data, scatter bwd_data (kernel widths 3 and 5), or Winograd
@@ -212,19 +213,7 @@ def direct_variant(request):
         pytest.skip("these kernel variants are AVX-512 only; this CPU has no AVX-512")
     previous_isa = fastconv.get_cpu_isa()
     fastconv.set_cpu_isa("avx512")
-    modes = dict.fromkeys(
-        [
-            "fwd_cl",
-            "bwd_scatter",
-            "winograd",
-            "winograd_tiles",
-            "winograd_bww",
-            "winograd_transposed",
-            "bww_flat",
-            "bwd_dy_lanes",
-        ],
-        0,
-    )
+    modes = dict.fromkeys(PATHS, 0)
     if request.param in modes:
         modes[request.param] = 1
     previous = {path: fastconv._C._set_path_mode(path, m) for path, m in modes.items()}

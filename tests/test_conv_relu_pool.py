@@ -73,19 +73,7 @@ FUSED_SHAPES = [
     C("fused.g2.c20k32.p1", 2, 20, 8, 8, 32, groups=2, padding=1),  # 8x8
     C("fused.depthwise.p1", 2, 6, 9, 9, 6, groups=6, padding=1),  # 9x9
 ]
-LAYERS = [
-    shapes.conv(f"{n}@n2")
-    for n in (
-        "cnn1.conv1",
-        "cnn1.conv2",
-        "keras.conv1",
-        "keras.conv2",
-        "fashion.conv1",
-        "fashion.conv2",
-        "lenet.conv1",
-        "lenet.conv2",
-    )
-]
+LAYERS = [shapes.conv(f"{n}@n2") for n in shapes.NETWORK_CONV]
 ALL = FUSED_SHAPES + LAYERS
 CASES = [pytest.param(s, id=s.name) for s in ALL]
 # direct-kernel candidates (stride 1, dilation 1, groups 1): where the fwd_cl switch can matter
