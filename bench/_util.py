@@ -17,6 +17,7 @@ or PyTorch start their thread pools.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -91,6 +92,21 @@ def stats_ms(samples_ns):
     }
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Python's cyclic garbage collector off while timing, as in timeit: a collection pass (the
+    bench process holds PyTorch's and the records' objects) otherwise lands inside whichever timed
+    call crosses the allocation threshold. Results are freed by reference counting either way."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def alternate(
     fns,
     reps,
@@ -123,91 +139,60 @@ def alternate(
     right after torch's turn ran entirely beside a spinning thread, while torch's turns after
     fastconv's saw its workers spin 0.2 ms. A hand-over longer than both spins is fair to both.
     """
-    # Python's cyclic garbage collector is off while timing, as in timeit: a collection pass
-    # (the bench process holds PyTorch's and the records' objects) otherwise lands inside
-    # whichever timed call crosses the allocation threshold. Results are freed by reference
-    # counting either way.
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        return _alternate(
-            fns,
-            reps,
-            warmup,
-            max_reps,
-            min_seconds,
-            budget_seconds,
-            block,
-            switch_warmup,
-            settle,
-            handover_ms,
-        )
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def _alternate(
-    fns,
-    reps,
-    warmup,
-    max_reps,
-    min_seconds,
-    budget_seconds,
-    block,
-    switch_warmup,
-    settle,
-    handover_ms,
-):
-    items = []
-    for name, f in fns.items():
-        cap = None
-        if isinstance(f, tuple):
-            f, cap = f
-        items.append([name, f, cap, []])
-    calls = 0
-    # warm-up: first-touch allocation, packing caches, primitive caches
-    for _name, f, cap, _ in items:
-        for _ in range(warmup if cap is None or cap > 0 else 0):
-            f(calls)
-            calls += 1
-    max_reps = max(reps, max_reps or reps)
-    block = max(1, block)
-    t_start = time.perf_counter()
-    turn = 0
-    while True:
-        order = items if turn % 2 == 0 else items[::-1]
-        turn += 1
-        for _name, f, cap, samples in order:
-            if (cap is not None and len(samples) >= cap) or len(samples) >= max_reps:
-                continue
-            if settle:
-                time.sleep(settle)
-            t_hand = time.perf_counter()
-            for _ in range(switch_warmup):
+    with _gc_paused():
+        items = []
+        for name, f in fns.items():
+            cap = None
+            if isinstance(f, tuple):
+                f, cap = f
+            items.append([name, f, cap, []])
+        calls = 0
+        # warm-up: first-touch allocation, packing caches, primitive caches
+        for _name, f, cap, _ in items:
+            for _ in range(warmup if cap is None or cap > 0 else 0):
                 f(calls)
                 calls += 1
-            while (time.perf_counter() - t_hand) * 1e3 < handover_ms:
-                f(calls)
-                calls += 1
-            for _ in range(block):
-                t0 = time.perf_counter_ns()
-                f(calls)
-                samples.append(time.perf_counter_ns() - t0)
-                calls += 1
-        open_ = [s for _, _, cap, s in items if (cap is None or len(s) < cap) and len(s) < max_reps]
-        if not open_:
-            break
-        if (
-            budget_seconds is not None
-            and time.perf_counter() - t_start > budget_seconds
-            and min(len(s) for s in open_) >= 3
-        ):
-            break
-        if min(len(s) for s in open_) >= reps and min(sum(s) for s in open_) / 1e9 >= min_seconds:
-            break
-    return {name: stats_ms(samples) for name, _, _, samples in items}
+        max_reps = max(reps, max_reps or reps)
+        block = max(1, block)
+        t_start = time.perf_counter()
+        turn = 0
+        while True:
+            order = items if turn % 2 == 0 else items[::-1]
+            turn += 1
+            for _name, f, cap, samples in order:
+                if (cap is not None and len(samples) >= cap) or len(samples) >= max_reps:
+                    continue
+                if settle:
+                    time.sleep(settle)
+                t_hand = time.perf_counter()
+                for _ in range(switch_warmup):
+                    f(calls)
+                    calls += 1
+                while (time.perf_counter() - t_hand) * 1e3 < handover_ms:
+                    f(calls)
+                    calls += 1
+                for _ in range(block):
+                    t0 = time.perf_counter_ns()
+                    f(calls)
+                    samples.append(time.perf_counter_ns() - t0)
+                    calls += 1
+            open_ = [
+                s for _, _, cap, s in items if (cap is None or len(s) < cap) and len(s) < max_reps
+            ]
+            if not open_:
+                break
+            if (
+                budget_seconds is not None
+                and time.perf_counter() - t_start > budget_seconds
+                and min(len(s) for s in open_) >= 3
+            ):
+                break
+            if (
+                min(len(s) for s in open_) >= reps
+                and min(sum(s) for s in open_) / 1e9 >= min_seconds
+            ):
+                break
+        return {name: stats_ms(samples) for name, _, _, samples in items}
 
 
 def peak_gflops(isa: str, threads: int) -> float:

@@ -15,12 +15,14 @@ Helpers (import them with `from conftest import ...`):
     assert_close(actual, expected, atol, rtol, name)   |a - e| <= atol + rtol*|e|, NaN never close
     assert_identical(actual, expected, name)           exact equality (NaN equals NaN), for max-pool
     conv_tolerance(reduction_length)                   (atol, rtol) for a float32 sum of that length
+    cpu_isa(name)                                      context: that CPU path inside the block
 """
 
 from __future__ import annotations
 
 import os
 import zlib
+from contextlib import contextmanager
 
 import fastconv
 import numpy as np
@@ -78,10 +80,17 @@ def isa(request):
             f"CPU path {name!r} is not supported on this machine "
             f"(fastconv.cpu_isas() = {supported})"
         )
+    with cpu_isa(name):
+        yield name
+
+
+@contextmanager
+def cpu_isa(name):
+    """fastconv's CPU path set to `name` inside the block, the previous one restored after."""
     previous = fastconv.get_cpu_isa()
     fastconv.set_cpu_isa(name)
     try:
-        yield name
+        yield
     finally:
         fastconv.set_cpu_isa(previous)
 

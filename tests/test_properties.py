@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from contextlib import contextmanager
 
 import fastconv
 import numpy as np
 import shapes
-from conftest import assert_close, assert_identical, conv_tolerance, winograd_5x5
+from conftest import assert_close, assert_identical, conv_tolerance, cpu_isa, winograd_5x5
 from fastconv import reference as ref
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
@@ -37,16 +36,6 @@ settings.register_profile(
 )
 settings.register_profile("explore", max_examples=2000, deadline=None, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-
-@contextmanager
-def cpu_isa(name):
-    previous = fastconv.get_cpu_isa()
-    fastconv.set_cpu_isa(name)
-    try:
-        yield
-    finally:
-        fastconv.set_cpu_isa(previous)
 
 
 @st.composite
