@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from .. import distributed as _distributed
 from . import losses as _losses
 from . import optimizers as _optimizers
 from ._blas import single_threaded_blas
@@ -359,6 +360,11 @@ class Sequential:
     def train_on_batch(self, x, y):
         """One optimizer step on a prepared batch; returns (loss, number of correct predictions).
         Only Python numbers leave it, so the layers may reuse their arrays from step to step."""
+        return self._train_on_batch(x, y)
+
+    def _train_on_batch(self, x, y, reduce_grads=None):
+        """train_on_batch; reduce_grads (distributed fit) maps the (key, param, grad) pairs to the
+        global batch's before the optimizer step."""
         layers = self._folded()
         for layer in layers[:-1]:  # the last one's output (the logits) is not a reused buffer
             layer.reuse_buffers = True
@@ -367,7 +373,8 @@ class Sequential:
             loss, dz = self.loss(z, y)
             correct = int((z.argmax(axis=1) == self.loss.labels(y)).sum()) if self.metrics else 0
             self._backward(dz)
-            self.optimizer.step(self._param_pairs())
+            pairs = self._param_pairs()
+            self.optimizer.step(pairs if reduce_grads is None else reduce_grads(pairs))
         finally:
             for layer in layers[:-1]:
                 layer.reuse_buffers = False
@@ -388,10 +395,33 @@ class Sequential:
         shuffle=True,
         seed=None,
         verbose=1,
+        distributed=None,
     ):
         """Train; returns a History. validation_split holds out the last fraction of (x, y) before
         shuffling, as Keras does; validation_data=(x_val, y_val) takes precedence. verbose: 0 silent,
-        1 a progress bar per epoch (tqdm if installed), 2 one line per epoch."""
+        1 a progress bar per epoch (tqdm if installed), 2 one line per epoch.
+
+        distributed: None (one process), True (MPI.COMM_WORLD) or an mpi4py communicator: data-
+        parallel training (fastconv.distributed; docs/DISTRIBUTED.md). Every rank passes the same
+        full (x, y) and arguments; batch_size is the global batch, split across the ranks; only
+        rank 0 prints; every rank returns the same History and ends with the same weights."""
+        group = _distributed.get_group(distributed)
+        args = (x, y, batch_size, epochs, validation_split, validation_data, shuffle, seed, verbose)
+        return group.run_fit(lambda: self._fit(group, *args))
+
+    def _fit(
+        self,
+        group,
+        x,
+        y,
+        batch_size,
+        epochs,
+        validation_split,
+        validation_data,
+        shuffle,
+        seed,
+        verbose,
+    ):
         self._check_compiled()
         x = self._prep_x(x)
         y = self._prep_y(y, len(x))
@@ -421,9 +451,14 @@ class Sequential:
         else:
             xv = yv = None
         rng = self._rng if seed is None else np.random.default_rng(_check_int(seed, "seed", low=0))
+        if group.size > 1:  # the checks every rank must pass; then rank 0's weights and rng state
+            if xv is not None:
+                xv = self._prep_x(xv, "validation x")
+                yv = self._prep_y(yv, len(xv), "validation y")
+            group.start_fit(self, rng, len(x), batch_size, epochs, shuffle, xv)
         for layer in self.layers:
-            if hasattr(layer, "rng"):
-                layer.rng = np.random.default_rng(rng.integers(2**63))
+            if hasattr(layer, "rng"):  # dropout masks: deterministic, distinct on every rank
+                layer.rng = group.layer_rng(rng.integers(2**63))
         n = len(x)
         history = History()
         history.params = dict(
@@ -431,51 +466,74 @@ class Sequential:
             epochs=epochs,
             samples=n,
             validation_samples=0 if xv is None else len(xv),
+            ranks=group.size,
         )
         with single_threaded_blas():
-            self._fit_epochs(x, y, xv, yv, epochs, batch_size, shuffle, rng, verbose, history)
+            self._fit_epochs(
+                x, y, xv, yv, epochs, batch_size, shuffle, rng, verbose, history, group
+            )
         self.history = history
         return history
 
-    def _fit_epochs(self, x, y, xv, yv, epochs, batch_size, shuffle, rng, verbose, history):
+    def _fit_epochs(self, x, y, xv, yv, epochs, batch_size, shuffle, rng, verbose, history, group):
+        """The epochs of fit. group (fastconv.distributed.Group) gives this rank its piece of every
+        batch and sums gradients and metrics over the ranks; one process is a group of one."""
         n = len(x)
         for epoch in range(epochs):
             order = rng.permutation(n) if shuffle else np.arange(n)
-            prog = _Progress(n, f"Epoch {epoch + 1}/{epochs}", verbose)
+            prog = _Progress(n, f"Epoch {epoch + 1}/{epochs}", verbose if group.is_root else 0)
             t0 = time.perf_counter()
-            total_loss, total_correct = 0.0, 0
+            total_loss, total_correct, mine = 0.0, 0, 0
             for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
+                batch = order[start : start + batch_size]
+                idx = group.shard(batch)  # the whole batch in one process
                 if shuffle:
                     idx = np.sort(idx)  # gather in memory order: same batch, faster copy
-                xb = self._batch(x, idx)
-                yb = self._batch(y, idx, dtype=False)
-                loss, correct = self.train_on_batch(xb, yb)
+                loss, correct = self._train_step(x, y, idx, len(batch), group)
                 total_loss += loss * len(idx)
                 total_correct += correct
-                seen = start + len(idx)
+                mine += len(idx)
                 prog.update(
-                    len(idx), total_loss / seen, total_correct / seen if self.metrics else None
+                    len(batch),
+                    total_loss / max(mine, 1),
+                    total_correct / max(mine, 1) if self.metrics else None,
                 )
             seconds = time.perf_counter() - t0
+            total_loss, total_correct = group.sum([total_loss, total_correct])
             logs = {"loss": total_loss / n}
             if self.metrics:
                 logs["accuracy"] = total_correct / n
             if xv is not None:
-                res = self.evaluate(xv, yv, batch_size=max(batch_size, 500))
+                if group.size > 1:  # each rank evaluates its piece of the validation set
+                    start, stop = group.bounds(len(xv))
+                    sums = self._evaluate_sums(xv[start:stop], yv[start:stop], max(batch_size, 500))
+                    loss_sum, correct, count = group.sum(sums)
+                    res = [loss_sum / count, correct / count]
+                else:
+                    res = self.evaluate(xv, yv, batch_size=max(batch_size, 500))
                 if self.metrics:
                     logs["val_loss"], logs["val_accuracy"] = res
                 else:
-                    logs["val_loss"] = res
+                    logs["val_loss"] = res if group.size == 1 else res[0]
             prog.close(seconds, logs)
             history._append(epoch, logs, seconds, n)
 
-    def evaluate(self, x, y, batch_size=500, verbose=0):
-        """[loss, accuracy] when compiled with metrics=["accuracy"], else the loss (as Keras)."""
-        self._check_compiled()
-        x = self._prep_x(x)
-        y = self._prep_y(y, len(x))
-        batch_size = _check_int(batch_size, "batch_size")
+    def _train_step(self, x, y, idx, global_count, group):
+        """One step on rows idx of (x, y), this rank's piece of a global batch of global_count."""
+        if group.size == 1:
+            return self.train_on_batch(self._batch(x, idx), self._batch(y, idx, dtype=False))
+
+        def reduce_grads(pairs):
+            return group.reduce_gradients(pairs, len(idx), global_count, self.backend)
+
+        if len(idx) == 0:  # a last batch shorter than the ranks: this one adds zeros, still steps
+            self.optimizer.step(reduce_grads(self._param_pairs()))
+            return 0.0, 0
+        xb, yb = self._batch(x, idx), self._batch(y, idx, dtype=False)
+        return self._train_on_batch(xb, yb, reduce_grads)
+
+    def _evaluate_sums(self, x, y, batch_size):
+        """(summed loss, correct predictions, samples) over prepared (x, y)."""
         total_loss, correct = 0.0, 0
         for start in range(0, len(x), batch_size):
             sl = slice(start, start + batch_size)
@@ -484,8 +542,23 @@ class Sequential:
             loss, _ = self.loss(z, yb)
             total_loss += loss * len(yb)
             correct += int((z.argmax(axis=1) == self.loss.labels(yb)).sum())
+        return total_loss, correct, len(x)
+
+    def evaluate(self, x, y, batch_size=500, verbose=0, distributed=None):
+        """[loss, accuracy] when compiled with metrics=["accuracy"], else the loss (as Keras).
+        distributed (as in fit): every rank passes the full (x, y), evaluates its piece, and every
+        rank gets the totals."""
+        group = _distributed.get_group(distributed)
+        with _distributed.abort_on_error(group):
+            self._check_compiled()
+            x = self._prep_x(x)
+            y = self._prep_y(y, len(x))
+            batch_size = _check_int(batch_size, "batch_size")
+            start, stop = group.bounds(len(x))
+            sums = self._evaluate_sums(x[start:stop], y[start:stop], batch_size)
+            total_loss, correct, _ = group.sum(sums) if group.size > 1 else sums
         loss = total_loss / len(x)
-        if verbose:
+        if verbose and group.is_root:
             print(f"loss={loss:.4f} accuracy={correct / len(x):.4f}")
         return [loss, correct / len(x)] if self.metrics else loss
 
