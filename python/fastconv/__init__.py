@@ -42,6 +42,7 @@ __all__ = [
     "nn",
     "models",
     "datasets",
+    "distributed",
     "cpu_isas",
     "get_cpu_isa",
     "set_cpu_isa",
@@ -77,7 +78,8 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Set the CPU kernels' thread count (default: FASTCONV_NUM_THREADS, else all cores)."""
+    """Set the CPU kernels' thread count (default: FASTCONV_NUM_THREADS, else all cores; under
+    mpiexec, the cores / the ranks on this node)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {n!r}")
     _C.set_num_threads(n)
@@ -153,7 +155,7 @@ def info() -> dict:
     return out
 
 
-from . import datasets, models, nn  # noqa: E402  (the layer API builds on the ops above)
+from . import datasets, distributed, models, nn  # noqa: E402  (the layer API builds on the ops above)
 
 # FASTCONV_CPU_ISA forces a kernel path and FASTCONV_NUM_THREADS the thread count; an unknown or
 # unusable value is an error at import, not a silent guess.
@@ -164,6 +166,8 @@ if _os.environ.get("FASTCONV_NUM_THREADS"):
     if not _n.isdigit() or not 1 <= int(_n) <= 4096:
         raise ValueError(f"FASTCONV_NUM_THREADS must be an integer from 1 to 4096, got {_n!r}")
     set_num_threads(int(_n))
+elif distributed.launched_size() > 1:  # one of several MPI ranks: cores / ranks on this node
+    set_num_threads(distributed.default_num_threads())
 if _os.environ.get("FASTCONV_OUTPUT_CACHE_MB"):
     _mb = _os.environ["FASTCONV_OUTPUT_CACHE_MB"].strip()
     if not _mb.isdigit() or int(_mb) > 2**20:

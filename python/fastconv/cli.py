@@ -3,6 +3,7 @@
     fastconv train cnn1 --epochs 1 --out runs/cnn1       # defaults per model from NETWORKS.md
     fastconv train cnn1 --device cuda                    # on the GPU (needs fastconv[cuda])
     fastconv info
+    mpiexec -n 2 fastconv train cnn1                     # data-parallel on 2 MPI ranks (fastconv[mpi])
 
 train prints a progress bar per epoch (tqdm if installed, else a plain line) with images/s, loss and
 accuracy, then the test accuracy, and writes DIR/metrics.json and DIR/curves.png (the latter only
@@ -127,8 +128,7 @@ def _plot(history, path, title):
 def _train(args):
     import fastconv
 
-    from . import datasets, models
-    from .nn import optimizers
+    from . import distributed, models
 
     cfg = models.DEFAULTS[args.model]
     dataset = args.dataset or cfg["dataset"]
@@ -153,17 +153,56 @@ def _train(args):
         get_backend(args.device)
     except (ImportError, RuntimeError, ValueError) as e:
         raise SystemExit(f"fastconv train: --device {args.device}: {e}") from None
+    group = _mpi_group()
+    with distributed.abort_on_error(group):  # from here on, a failing rank stops them all
+        return _train_on(args, group, cfg, dataset, epochs, batch, lr, seed, split)
+
+
+def _mpi_group():
+    """The MPI group when mpiexec started several ranks, else a group of one. Launched on several
+    ranks without a working mpi4py, it stops every rank with one line (from rank 0), instead of
+    running N independent trainings."""
+    from . import distributed
+
+    launched = distributed.launched_size()
+    if launched == 1:
+        return distributed.Group()
+    try:
+        return distributed.get_group(True)
+    except (ImportError, RuntimeError) as e:
+        if distributed.launched_rank() == 0:
+            print(
+                f"fastconv train: started on {launched} MPI ranks, but {e}; not training "
+                "(each rank would train alone)",
+                file=sys.stderr,
+                flush=True,
+            )
+        raise SystemExit(1) from None
+
+
+def _train_on(args, group, cfg, dataset, epochs, batch, lr, seed, split):
+    import fastconv
+
+    from . import datasets, models
+    from .nn import optimizers
+
     gpu = _gpu_name() if args.device == "cuda" else None
     out = args.out or os.path.join("runs", args.model)
-    os.makedirs(out, exist_ok=True)
+    root = group.is_root  # only rank 0 prints and writes files
+    if root:
+        os.makedirs(out, exist_ok=True)
 
     t0 = time.perf_counter()
-    try:
-        ((x, y), (xt, yt)), source = datasets.load_dataset(
-            dataset, path=args.data, return_source=True
-        )
-    except datasets.DatasetError as e:
-        raise SystemExit(f"fastconv train: {e}") from None
+    for turn in (True, False) if group.size > 1 else (True,):
+        if turn == root:  # rank 0 first (it may download), then the others read its cache
+            try:
+                ((x, y), (xt, yt)), source = datasets.load_dataset(
+                    dataset, path=args.data, return_source=True
+                )
+            except datasets.DatasetError as e:
+                raise SystemExit(f"fastconv train: {e}") from None
+        if group.size > 1:
+            group.comm.Barrier()
     load_s = time.perf_counter() - t0
     if args.limit is not None:
         if args.limit < 1:
@@ -174,14 +213,17 @@ def _train(args):
 
     model = models.build(args.model, seed=seed, device=args.device, compile=False)
     model.compile(optimizers.get(cfg["optimizer"], lr), cfg["loss"], metrics=["accuracy"])
-    print(
-        f"fastconv {fastconv.__version__}: {args.model} ({model.count_params():,} parameters) on {dataset} "
+    ranks = "" if group.size == 1 else f"{group.size} MPI ranks, data-parallel; "
+    say = print if root else _silent
+    say(
+        f"fastconv {fastconv.__version__}: {ranks}{args.model} ({model.count_params():,} parameters) on {dataset} "
         f"[{source}, {len(x)} training images]; {epochs} epochs, batch {batch}, {cfg['optimizer']} lr {lr}, "
         f"seed {seed}, validation_split {split:.4g}; "
         + (
             f"GPU {gpu}"
             if gpu is not None
             else f"CPU {fastconv.info().get('cpu_isa')} x{fastconv.info().get('num_threads')} threads"
+            + ("" if group.size == 1 else " per rank")
         ),
         flush=True,
     )
@@ -193,12 +235,13 @@ def _train(args):
         validation_split=split,
         seed=seed,
         verbose=2 if args.quiet else 1,
+        distributed=group,
     )
     t1 = time.perf_counter()
-    test_loss, test_acc = model.evaluate(xt, yt)
+    test_loss, test_acc = model.evaluate(xt, yt, distributed=group)
     eval_s = time.perf_counter() - t1
     pub = "-" if cfg["published"] is None else f"{cfg['published'] * 100:.2f}%"
-    print(
+    say(
         f"test accuracy {test_acc * 100:.2f}% (loss {test_loss:.4f}); published {pub}; "
         f"{np.mean(hist.epoch_seconds):.1f} s/epoch"
     )
@@ -229,6 +272,7 @@ def _train(args):
         command=args.command_line,
         device=args.device,
         gpu=gpu,
+        mpi_ranks=group.size,
         fastconv=fastconv.info(),
         python=platform.python_version(),
         numpy=np.__version__,
@@ -236,6 +280,8 @@ def _train(args):
         cpu_count=os.cpu_count(),
         time=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
+    if not root:
+        return metrics
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     png = os.path.join(out, "curves.png")
@@ -247,6 +293,10 @@ def _train(args):
             "(pip install matplotlib, or fastconv[train])"
         )
     return metrics
+
+
+def _silent(*args, **kwargs):
+    pass
 
 
 def _gpu_name():
@@ -266,7 +316,15 @@ def main(argv=None):
         for k, v in _info().items():
             print(f"{k}: {v}")
         return 0
-    _train(args)
+    try:
+        _train(args)
+    except SystemExit as e:
+        from . import distributed
+
+        # an argument error stops every rank alike before MPI starts: rank 0 alone says why
+        if distributed.launched_rank() != 0 and e.code not in (0, None):
+            sys.exit(1)
+        raise
     return 0
 
 
