@@ -183,12 +183,13 @@ class Group:
         training aborts every rank (MPI.Abort) after printing it."""
         if self.size == 1:
             return fit()
-        self._started = False
+        self._agreed = self._started = False
         try:
             return fit()
         except Exception as e:
-            if not self._started:
-                self._agree(error=f"{type(e).__name__}: {e}")  # the others raise it too
+            if not self._agreed:  # this rank failed its own checks: the others raise it too
+                self._agree(error=f"{type(e).__name__}: {e}")
+            if not self._started:  # every rank raises, none waits
                 raise
             self._abort(e)
             raise
@@ -251,6 +252,7 @@ class Group:
 
     def _agree(self, error=None, config=None):
         """One allgather: raise on every rank if any rank reported an error or the configs differ."""
+        self._agreed = True
         everyone = self.comm.allgather((error, config))
         failed = [(r, e) for r, (e, _) in enumerate(everyone) if e is not None]
         if failed:
