@@ -7,6 +7,7 @@ reads them back. Scenarios:
     errors  the configurations fit must refuse on every rank (ValueError, no hang)
     raise   rank 1 raises in the middle of training: every rank must end (MPI.Abort)
     die     rank 1 exits abruptly (os._exit) in the middle of training: the others must not hang
+    drift   one of rank 1's weights drifts: fit's end-of-epoch check must stop every rank
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ def fail(comm, out, how):
         if comm.rank == 1 and len(calls) == 3:
             if how == "die":
                 os._exit(3)
-            raise RuntimeError("injected failure on rank 1")
+            if how == "drift":  # one weight off on one rank: the end-of-epoch check catches it
+                model.layers[-1].params["kernel"][0, 0] += np.float32(0.01)
+            else:
+                raise RuntimeError("injected failure on rank 1")
         return step(*args, **kwargs)
 
     model._train_on_batch = failing_step

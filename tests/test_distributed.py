@@ -127,7 +127,7 @@ def test_bad_configurations_raise_on_every_rank(mpi, tmp_path):
     assert "rank 1 of 2 failed before training" in r0["bad y on rank 1"]
 
 
-@pytest.mark.parametrize("how", ["raise", "die"])
+@pytest.mark.parametrize("how", ["raise", "die", "drift"])
 def test_a_failing_rank_ends_every_rank(mpi, tmp_path, how):
     t0 = time.monotonic()
     proc, _ = _worker(how, tmp_path)  # 50 epochs if nobody stopped: the failure must end it
@@ -135,6 +135,8 @@ def test_a_failing_rank_ends_every_rank(mpi, tmp_path, how):
     if how == "raise":
         assert "[rank 1/2] fastconv: RuntimeError: injected failure on rank 1" in proc.stderr
         assert "aborting all ranks" in proc.stderr
+    if how == "drift":
+        assert "the ranks' parameters differ after an epoch" in proc.stderr
     assert not (tmp_path / "rank0.json").exists(), f"rank 0 went on ({time.monotonic() - t0:.1f} s)"
 
 

@@ -499,6 +499,7 @@ class Sequential:
                     total_correct / max(mine, 1) if self.metrics else None,
                 )
             seconds = time.perf_counter() - t0
+            group.check_in_sync(self)
             total_loss, total_correct = group.sum([total_loss, total_correct])
             logs = {"loss": total_loss / n}
             if self.metrics:
