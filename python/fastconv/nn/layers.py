@@ -237,14 +237,15 @@ class Conv2D(Layer):
             if padding == "same" and self.strides != (1, 1):
                 raise ValueError(f"padding='same' needs strides=1, got strides={self.strides}")
         else:
-            padding = tuple(
-                int(p)
-                for p in (padding if isinstance(padding, (tuple, list)) else (padding, padding))
-            )
-            if len(padding) != 2 or min(padding) < 0:
+            pads = padding if isinstance(padding, (tuple, list)) else (padding, padding)
+            if len(pads) != 2 or not all(
+                isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p >= 0
+                for p in pads
+            ):
                 raise ValueError(
                     f"padding must be 'valid', 'same', an int >= 0 or a pair, got {padding!r}"
                 )
+            padding = tuple(int(p) for p in pads)
         self.padding = padding
         if not isinstance(use_bias, bool):
             raise TypeError(f"use_bias must be a bool, got {use_bias!r}")

@@ -19,16 +19,17 @@ files. model.to("cpu") brings everything back (exactly: float32 in, float32 out)
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 from .. import distributed as _distributed
+from .._atomic import atomic_write
 from . import losses as _losses
 from . import optimizers as _optimizers
 from ._blas import single_threaded_blas
@@ -131,6 +132,38 @@ def _check_int(value, name, low=1):
     return int(value)
 
 
+def _check_samples(x, name, method):
+    """ValueError unless x holds at least one sample, all finite (NaN/Inf in a training or
+    evaluation batch poisons the weights or the metrics; predict lets them through, as the ops)."""
+    if len(x) == 0:
+        raise ValueError(f"{name} holds no samples (shape {tuple(x.shape)}): {method} needs one")
+    if x.dtype.kind != "f":
+        return
+    lo, hi = float(x.min()), float(x.max())  # NaN propagates through min/max: no temporary array
+    if math.isfinite(lo) and math.isfinite(hi):
+        return
+    xp = get_array_module(x)
+    first = int(xp.flatnonzero(~xp.isfinite(x.reshape(-1)))[0])
+    where = tuple(int(i) for i in np.unravel_index(first, x.shape))
+    raise ValueError(
+        f"{name} holds NaN or Inf (first at index {where}): {method} needs finite values"
+    )
+
+
+def split_index(n, validation_split, name="validation_split"):
+    """Where fit's validation_split cuts n samples: the first split_index(...) train, the rest
+    validate (Keras' rule); ValueError when either side would be empty."""
+    if validation_split == 0:
+        return n
+    split_at = int(math.floor(n * (1.0 - validation_split) + 1e-9))
+    if split_at <= 0 or split_at >= n:
+        raise ValueError(
+            f"{name}={validation_split} of {n} samples leaves {split_at} for training and "
+            f"{n - split_at} for validation: each needs at least one"
+        )
+    return split_at
+
+
 class Sequential:
     """A linear stack of layers (NCHW). input_shape is per sample, e.g. (1, 28, 28); seed makes
     the initial weights (and, unless fit() gets its own seed, shuffling and dropout) reproducible;
@@ -181,7 +214,9 @@ class Sequential:
             )
         if not self.layers:
             raise ValueError("the model has no layers")
-        self.input_shape = tuple(int(d) for d in input_shape)
+        if not isinstance(input_shape, (tuple, list)) or not input_shape:
+            raise ValueError(f"input_shape must be a tuple of ints >= 1, got {input_shape!r}")
+        self.input_shape = tuple(_check_int(d, "input_shape") for d in input_shape)
         used = {}
         shape = self.input_shape
         for layer in self.layers:
@@ -306,7 +341,7 @@ class Sequential:
 
     def _prep_y(self, y, n, name="y"):
         y = np.asarray(y) if isinstance(y, (list, tuple)) else y
-        if not hasattr(y, "ndim") or len(y) != n:
+        if not hasattr(y, "ndim") or y.ndim == 0 or len(y) != n:
             raise ValueError(
                 f"{name} must have one target per sample ({n}), got {getattr(y, 'shape', y)}"
             )
@@ -425,11 +460,15 @@ class Sequential:
         self._check_compiled()
         x = self._prep_x(x)
         y = self._prep_y(y, len(x))
+        _check_samples(x, "x", "fit")
+        _check_samples(y, "y", "fit")
         batch_size = _check_int(batch_size, "batch_size")
         epochs = _check_int(epochs, "epochs")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
         if (
             isinstance(validation_split, bool)
-            or not isinstance(validation_split, (int, float))
+            or not isinstance(validation_split, (int, float, np.floating))
             or not 0.0 <= validation_split < 1.0
         ):
             raise ValueError(
@@ -440,21 +479,17 @@ class Sequential:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (x_val, y_val)")
-            xv, yv = validation_data
+            xv = self._prep_x(validation_data[0], "validation_data x")
+            yv = self._prep_y(validation_data[1], len(xv), "validation_data y")
+            _check_samples(xv, "validation_data x", "fit")
+            _check_samples(yv, "validation_data y", "fit")
         elif validation_split > 0:
-            split_at = int(math.floor(len(x) * (1.0 - validation_split) + 1e-9))
-            if split_at <= 0 or split_at >= len(x):
-                raise ValueError(
-                    f"validation_split={validation_split} leaves no training or no validation data"
-                )
+            split_at = split_index(len(x), validation_split)
             x, xv, y, yv = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
         else:
             xv = yv = None
         rng = self._rng if seed is None else np.random.default_rng(_check_int(seed, "seed", low=0))
         if group.size > 1:  # the checks every rank must pass; then rank 0's weights and rng state
-            if xv is not None:
-                xv = self._prep_x(xv, "validation x")
-                yv = self._prep_y(yv, len(xv), "validation y")
             group.start_fit(self, rng, len(x), batch_size, epochs, shuffle, xv)
         for layer in self.layers:
             if hasattr(layer, "rng"):  # dropout masks: deterministic, distinct on every rank
@@ -554,6 +589,8 @@ class Sequential:
             self._check_compiled()
             x = self._prep_x(x)
             y = self._prep_y(y, len(x))
+            _check_samples(x, "x", "evaluate")
+            _check_samples(y, "y", "evaluate")
             batch_size = _check_int(batch_size, "batch_size")
             start, stop = group.bounds(len(x))
             sums = self._evaluate_sums(x[start:stop], y[start:stop], batch_size)
@@ -566,9 +603,12 @@ class Sequential:
     def predict(self, x, batch_size=500):
         """The model's outputs (softmax probabilities when it ends in a softmax, else logits), as a
         NumPy array on every device (as Keras returns host arrays): a GPU model copies each batch's
-        outputs back."""
+        outputs back. No samples in, no samples out: x of shape (0, ...) gives (0, *output_shape)
+        (as Keras and PyTorch). NaN/Inf in x propagate to the outputs."""
         x = self._prep_x(x)
         batch_size = _check_int(batch_size, "batch_size")
+        if len(x) == 0:
+            return np.empty((0, *self.layers[-1].output_shape), dtype=self.backend.dtype)
         out = [
             self.backend.to_numpy(
                 self._forward(self.backend.asarray(x[s : s + batch_size]), False, False)
@@ -582,11 +622,70 @@ class Sequential:
 
     # ---- weights --------------------------------------------------------------------------------
     def get_weights(self):
+        """Every parameter as a NumPy array, in layer order: copies (as Keras), so training
+        afterwards does not change them."""
         self._require_built()
-        return [self.backend.to_numpy(p) for layer in self.layers for p in layer.params.values()]
+        return [
+            np.array(self.backend.to_numpy(p), copy=True)
+            for layer in self.layers
+            for p in layer.params.values()
+        ]
+
+    def set_weights(self, weights):
+        """Set every parameter from a list in get_weights' order (copied in). All or nothing: a
+        wrong count, shape, non-float dtype or a NaN/Inf raises ValueError naming the parameter,
+        and the model is left as it was."""
+        self._require_built()
+        slots = self._weight_slots()
+        if not isinstance(weights, (list, tuple)) or len(weights) != len(slots):
+            got = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
+            raise ValueError(
+                f"weights must be a list of {len(slots)} arrays (get_weights' order), got {got}"
+            )
+        self._assign_weights(
+            {
+                key: self._checked_weight(a, where, p, "weights")
+                for (key, where, p), a in zip(slots, weights)
+            }
+        )
+        return self
+
+    def _weight_slots(self):
+        """(file key, description, parameter) of every parameter, in layer order."""
+        return [
+            (f"{layer.name}.{k}", f"layer {i} '{layer.name}' ({type(layer).__name__}) {k}", p)
+            for i, layer in enumerate(self.layers)
+            for k, p in layer.params.items()
+        ]
+
+    def _checked_weight(self, a, where, p, source):
+        """a as a backend array for parameter p, or ValueError naming source and where."""
+        try:
+            a = np.asarray(self.backend.to_numpy(a))
+        except Exception as e:  # noqa: BLE001 - anything that is not array-like
+            raise ValueError(f"{source}: {where} is not an array: {e}") from None
+        if a.dtype.kind != "f":
+            raise ValueError(f"{source}: {where} has dtype {a.dtype}, expected floating point")
+        if a.shape != tuple(p.shape):
+            raise ValueError(
+                f"{source}: {where} has shape {a.shape} but {tuple(p.shape)} in the model"
+            )
+        if a.size and not np.isfinite(a).all():
+            raise ValueError(f"{source}: {where} holds NaN or Inf values")
+        return self.backend.asarray(np.array(a, copy=True))
+
+    def _assign_weights(self, arrays):
+        """Put checked arrays (file key -> backend array) in place; nothing here can fail."""
+        for layer in self.layers:
+            for k in layer.params:
+                layer.params[k] = arrays[f"{layer.name}.{k}"]
+        if self.optimizer is not None:
+            self.optimizer.reset()
 
     def save_weights(self, path):
-        """Write every parameter to an .npz file (no pickle), atomically."""
+        """Write every parameter to an .npz file (no pickle), atomically: the file at path is
+        the old one or the new one, and no temporary file is left behind, even when the process
+        is killed (see fastconv._atomic)."""
         self._require_built()
         arrays = {
             "__layers__": np.array([f"{type(lyr).__name__}:{lyr.name}" for lyr in self.layers])
@@ -594,54 +693,41 @@ class Sequential:
         for layer in self.layers:
             for k, p in layer.params.items():
                 arrays[f"{layer.name}.{k}"] = self.backend.to_numpy(p)
-        path = os.fspath(path)
-        d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=d)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, lambda f: np.savez(f, **arrays))
 
     def load_weights(self, path):
-        """Read weights saved by save_weights; a file for another architecture raises ValueError
-        naming the first mismatching layer and shapes."""
+        """Read weights saved by save_weights. All or nothing: every array is read and checked
+        (present, no extra ones, shape, floating dtype, finite) before any is assigned, so a bad
+        file raises ValueError naming the file and the parameter and leaves the model as it was.
+        A missing or unreadable file raises OSError naming it."""
         self._require_built()
         path = os.fspath(path)
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "is a folder, expected a weights .npz file", path)
         with open(path, "rb") as f:
             data = io.BytesIO(f.read())
         try:
             npz = np.load(data, allow_pickle=False)
-        except Exception as e:  # noqa: BLE001
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an .npz archive")
+        except Exception as e:  # noqa: BLE001 - whatever the bytes are, it is not a weights file
             raise ValueError(f"{path} is not a weights .npz file: {e}") from None
         with npz:
             keys = set(npz.files) - {"__layers__"}
-            expected = []
-            for i, layer in enumerate(self.layers):
-                for k, p in layer.params.items():
-                    key = f"{layer.name}.{k}"
-                    expected.append(key)
-                    where = f"layer {i} '{layer.name}' ({type(layer).__name__}) {k}"
-                    if key not in keys:
-                        raise ValueError(
-                            f"{path} has no weights for {where} of shape {tuple(p.shape)}"
-                        )
-                    if tuple(npz[key].shape) != tuple(p.shape):
-                        raise ValueError(
-                            f"{path}: {where} has shape {tuple(npz[key].shape)} in the file "
-                            f"but {tuple(p.shape)} in the model"
-                        )
-            extra = sorted(keys - set(expected))
+            slots = self._weight_slots()
+            arrays = {}
+            for key, where, p in slots:
+                if key not in keys:
+                    raise ValueError(f"{path} has no weights for {where} of shape {tuple(p.shape)}")
+                try:
+                    a = npz[key]
+                except Exception as e:  # noqa: BLE001 - CRC, zlib, .npy header: a corrupt member
+                    raise ValueError(f"{path}: {where} ({key!r}) is corrupt: {e}") from None
+                arrays[key] = self._checked_weight(a, where, p, path)
+            extra = sorted(keys - {key for key, _, _ in slots})
             if extra:
                 raise ValueError(f"{path} holds weights the model has no layer for: {extra}")
-            for layer in self.layers:
-                for k in layer.params:
-                    layer.params[k] = self.backend.asarray(npz[f"{layer.name}.{k}"])
-        if self.optimizer is not None:
-            self.optimizer.reset()
+        self._assign_weights(arrays)
         return self
 
 
