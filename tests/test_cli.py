@@ -67,8 +67,10 @@ def test_info_and_python_m(capsys):
     assert "train" in r.stdout
 
 
-def test_bad_arguments():
+def test_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "resnet50"])
-    with pytest.raises(SystemExit, match="--epochs"):
+    with pytest.raises(SystemExit) as e:
         cli.main(["train", "softmax", "--epochs", "0", "--data", str(DATA)])
+    assert e.value.code == 2
+    assert "argument --epochs: must be an int >= 1, got 0" in capsys.readouterr().err

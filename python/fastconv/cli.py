@@ -8,20 +8,69 @@
 train prints a progress bar per epoch (tqdm if installed, else a plain line) with images/s, loss and
 accuracy, then the test accuracy, and writes DIR/metrics.json and DIR/curves.png (the latter only
 when matplotlib is installed; it says so otherwise).
+
+Errors are one line on stderr, never a traceback. Exit status: 0 done; 2 a value argparse refuses
+(unknown model or option, a number out of its range: the line names the option and the range);
+1 anything found after parsing (options that cannot work together, an --out folder that cannot
+be created or written, missing or corrupt data, an unavailable device, an internal error: the
+last says so and that --debug shows the traceback); 130 interrupted (Ctrl-C). Everything that
+can be checked is checked before training starts, --out by writing a probe file into it.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import math
 import os
 import platform
 import sys
+import tempfile
 import time
 
 import numpy as np
 
+from ._atomic import atomic_write
+
 __all__ = ["main"]
+
+
+def _int_at_least(low):
+    """argparse type: an int >= low (the error names the range; argparse adds the option)."""
+
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low}, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low}, got {v}")
+        return v
+
+    return parse
+
+
+def _float_in(low, high=None, low_open=False):
+    """argparse type: a finite float in [low, high) (or (low, ...) when low_open)."""
+    lo = f"> {low}" if low_open else f">= {low}"
+    want = (
+        f"a number {lo}"
+        if high is None
+        else f"a number in {'(' if low_open else '['}{low}, {high})"
+    )
+
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text!r}") from None
+        bad_low = v <= low if low_open else v < low
+        if not math.isfinite(v) or bad_low or (high is not None and v >= high):
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text}")
+        return v
+
+    return parse
 
 
 def _parser():
@@ -39,21 +88,31 @@ def _parser():
         choices=("mnist", "fashion"),
         help="default: the model's (fashion_* use fashion)",
     )
-    t.add_argument("--epochs", type=int, help="default: the model's schedule from NETWORKS.md")
-    t.add_argument("--batch-size", type=int, help="default: the model's schedule from NETWORKS.md")
-    t.add_argument("--lr", type=float, help="learning rate (default 1e-3, Adam)")
+    t.add_argument(
+        "--epochs", type=_int_at_least(1), help="default: the model's schedule from NETWORKS.md"
+    )
+    t.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        help="default: the model's schedule from NETWORKS.md",
+    )
+    t.add_argument(
+        "--lr", type=_float_in(0.0, low_open=True), help="learning rate (default 1e-3, Adam)"
+    )
     t.add_argument(
         "--seed",
-        type=int,
+        type=_int_at_least(0),
         help="seed for weights, shuffling and dropout (default: the model's, else 0)",
     )
     t.add_argument(
         "--validation-split",
-        type=float,
+        type=_float_in(0.0, 1.0),
         help="held-out last fraction of the training set (default: the model's)",
     )
     t.add_argument(
-        "--limit", type=int, help="train on the first N training images only (quick runs)"
+        "--limit",
+        type=_int_at_least(1),
+        help="train on the first N training images only (quick runs)",
     )
     t.add_argument(
         "--data",
@@ -67,12 +126,17 @@ def _parser():
         help="where to train: cpu (default) or cuda (CuPy + fastconv's CUDA kernels; "
         'pip install "fastconv[cuda]")',
     )
-    t.add_argument("--threads", type=int, help="CPU kernel threads (fastconv.set_num_threads)")
+    t.add_argument(
+        "--threads", type=_int_at_least(1), help="CPU kernel threads (fastconv.set_num_threads)"
+    )
     t.add_argument(
         "--out", default=None, help="folder for metrics.json and curves.png (default runs/MODEL)"
     )
     t.add_argument(
         "--quiet", action="store_true", help="one line per epoch instead of a progress bar"
+    )
+    t.add_argument(
+        "--debug", action="store_true", help="show the Python traceback of an internal error"
     )
     sub.add_parser(
         "info", help="print version, CPU kernel path, threads, CUDA status and data locations"
@@ -120,8 +184,10 @@ def _plot(history, path, title):
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
     return True
 
 
@@ -137,15 +203,15 @@ def _train(args):
     lr = cfg["learning_rate"] if args.lr is None else args.lr
     seed = args.seed if args.seed is not None else (cfg["seed"] if cfg["seed"] is not None else 0)
     split = cfg["validation_split"] if args.validation_split is None else args.validation_split
-    for name, v in (("--epochs", epochs), ("--batch-size", batch)):
-        if v < 1:
-            raise SystemExit(f"fastconv train: {name} must be >= 1, got {v}")
-    if lr <= 0:
-        raise SystemExit(f"fastconv train: --lr must be > 0, got {lr}")
-    if not 0.0 <= split < 1.0:
-        raise SystemExit(f"fastconv train: --validation-split must be in [0, 1), got {split}")
+    # argparse checked each value's range; what remains needs several values or the system
+    if args.limit is not None:
+        _check_limit(args.limit, split)
     if args.threads is not None:
-        fastconv.set_num_threads(args.threads)
+        try:
+            fastconv.set_num_threads(args.threads)
+        except (ValueError, TypeError) as e:
+            msg = str(e).splitlines()[0]
+            raise SystemExit(f"fastconv train: --threads {args.threads}: {msg}") from None
     # the device first: a missing CuPy / CUDA build / GPU fails here, before any data is read
     from .nn import get_backend
 
@@ -190,7 +256,7 @@ def _train_on(args, group, cfg, dataset, epochs, batch, lr, seed, split):
     out = args.out or os.path.join("runs", args.model)
     root = group.is_root  # only rank 0 prints and writes files
     if root:
-        os.makedirs(out, exist_ok=True)
+        _check_out(out)
 
     t0 = time.perf_counter()
     for turn in (True, False) if group.size > 1 else (True,):
@@ -205,9 +271,8 @@ def _train_on(args, group, cfg, dataset, epochs, batch, lr, seed, split):
             group.comm.Barrier()
     load_s = time.perf_counter() - t0
     if args.limit is not None:
-        if args.limit < 1:
-            raise SystemExit(f"fastconv train: --limit must be >= 1, got {args.limit}")
         x, y = x[: args.limit], y[: args.limit]
+        _check_limit(len(x), split)
     if cfg["loss"] == "categorical_crossentropy":  # one-hot targets, as the Keras course does
         y, yt = np.eye(10, dtype=np.float32)[y], np.eye(10, dtype=np.float32)[yt]
 
@@ -282,21 +347,65 @@ def _train_on(args, group, cfg, dataset, epochs, batch, lr, seed, split):
     )
     if not root:
         return metrics
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1)
+    text = json.dumps(metrics, indent=1).encode()
+    atomic_write(os.path.join(out, "metrics.json"), lambda f: f.write(text))
     png = os.path.join(out, "curves.png")
-    if _plot(hist, png, f"{args.model} on {dataset}: test accuracy {test_acc * 100:.2f}%"):
+    try:
+        plotted = _plot(
+            hist, png, f"{args.model} on {dataset}: test accuracy {test_acc * 100:.2f}%"
+        )
+    except Exception as e:  # noqa: BLE001 - the metrics are written; a failing plot must not hide that
+        plotted = f"the plot failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if plotted is True:
         print(f"wrote {os.path.join(out, 'metrics.json')} and {png}")
     else:
-        print(
-            f"wrote {os.path.join(out, 'metrics.json')}; no plot: matplotlib is not installed "
-            "(pip install matplotlib, or fastconv[train])"
-        )
+        why = plotted or "matplotlib is not installed (pip install matplotlib, or fastconv[train])"
+        print(f"wrote {os.path.join(out, 'metrics.json')}; no plot: {why}")
     return metrics
 
 
 def _silent(*args, **kwargs):
     pass
+
+
+def _check_limit(n, split):
+    """SystemExit when --validation-split of n training images leaves either side empty."""
+    from .nn.model import split_index
+
+    def fits(k):
+        try:
+            split_index(k, split)
+        except ValueError:
+            return False
+        return True
+
+    if fits(n):
+        return
+    least = max(2, math.ceil((1.0 - 1e-9) / (1.0 - split)))  # floor(k (1 - split)) >= 1
+    least = next(k for k in range(least, least + 4) if fits(k))
+    raise SystemExit(
+        f"fastconv train: --limit {n} with --validation-split {split:.6g} leaves no training or "
+        f"no validation image: give --limit >= {least} or --validation-split 0"
+    )
+
+
+def _check_out(out):
+    """Create the --out folder and write a probe file into it, so a run cannot lose its results
+    at the end; SystemExit naming the folder when that fails."""
+    try:
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise NotADirectoryError(f"{out} is a file")
+        os.makedirs(out, exist_ok=True)
+        for name in ("metrics.json", "curves.png"):
+            if os.path.isdir(os.path.join(out, name)):
+                raise IsADirectoryError(f"{os.path.join(out, name)} is a folder")
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".fastconv-probe-"):
+            pass
+    except OSError as e:
+        why = e.strerror if e.strerror else str(e)
+        raise SystemExit(
+            f"fastconv train: --out {out}: cannot create or write this folder ({why})"
+        ) from None
 
 
 def _gpu_name():
@@ -308,15 +417,19 @@ def _gpu_name():
 
 
 def main(argv=None):
-    """Entry point of the `fastconv` script; returns the exit status."""
+    """Entry point of the `fastconv` script; returns the exit status (see the module doc)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
-    args.command_line = "fastconv " + " ".join(argv)
-    if args.command == "info":
-        for k, v in _info().items():
-            print(f"{k}: {v}")
-        return 0
     try:
+        args = _parser().parse_args(argv)
+    except KeyboardInterrupt:
+        return _interrupted("fastconv")
+    args.command_line = "fastconv " + " ".join(argv)
+    prog = f"fastconv {args.command}"
+    try:
+        if args.command == "info":
+            for k, v in _info().items():
+                print(f"{k}: {v}")
+            return 0
         _train(args)
     except SystemExit as e:
         from . import distributed
@@ -325,7 +438,30 @@ def main(argv=None):
         if distributed.launched_rank() != 0 and e.code not in (0, None):
             sys.exit(1)
         raise
+    except KeyboardInterrupt:
+        return _interrupted(prog)
+    except Exception as e:  # noqa: BLE001 - one line instead of a traceback, unless --debug
+        if getattr(args, "debug", False):
+            raise
+        text = str(e).splitlines()[0] if str(e) else ""
+        if isinstance(e, OSError) and e.filename is not None:  # e.g. disk full: the file says it
+            print(f"{prog}: {text}", file=sys.stderr)
+        else:
+            print(
+                f"{prog}: internal error: {type(e).__name__}: {text} "
+                "(run again with --debug for the traceback, and please report it)",
+                file=sys.stderr,
+            )
+        return 1
     return 0
+
+
+def _interrupted(prog):
+    """Ctrl-C: one line on a line of its own (a progress bar may hold the cursor), status 130."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(f"{prog}: interrupted", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":
