@@ -36,11 +36,11 @@ void register_cuda_bindings(py::module_& m);  // bindings_cuda.cpp
 
 namespace {
 
-using bind::Pair2;
-using bind::Shape4T;
-using bind::pair_of;
-using bind::padding_of;
-using bind::shape_of;
+using bind::int_arg;
+using bind::pair_arg;
+using bind::padding_arg;
+using bind::shape_arg;
+using Obj = const py::object&;  // an integer argument, converted by bindings_args.h
 
 Shape4 shape_of(const py::array& a, const char* name) {
   FC_CHECK(a.ndim() == 4, name, " must be 4-D (N, C, H, W), got ", a.ndim(), " dimensions");
@@ -50,13 +50,20 @@ bool same(Shape4 a, Shape4 b) { return a.n == b.n && a.c == b.c && a.h == b.h &&
 std::string str(Shape4 s) { return str_cat("(", s.n, ", ", s.c, ", ", s.h, ", ", s.w, ")"); }
 
 
+std::string shape_str(const std::vector<py::ssize_t>& s);
+
 // A result array whose memory comes from the output cache (output_cache.h) and goes back to it
 // when NumPy drops the array: a loop asking for the same shapes reuses warm pages.
+// The shape's element count is checked (<= kMaxNumel), so the byte count cannot wrap around.
 template <class T>
 py::array_t<T, py::array::c_style> cached_array(const std::vector<py::ssize_t>& shape) {
-  std::size_t n = 1;
-  for (py::ssize_t d : shape) n *= std::size_t(d);
-  void* p = output_alloc(n * sizeof(T));
+  int64_t n = 1;
+  for (py::ssize_t d : shape) {
+    n = checked_numel({n, int64_t(d)});
+    FC_CHECK(n >= 0, "result shape ", shape_str(shape), " has a negative size or more than ",
+             kMaxNumel, " (2^48) elements");
+  }
+  void* p = output_alloc(std::size_t(n) * sizeof(T));
   py::capsule owner(p, [](void* q) { output_free(q); });
   return py::array_t<T, py::array::c_style>(shape, static_cast<T*>(p), owner);
 }
@@ -99,9 +106,13 @@ T* out_data(py::array out, const char* name, const std::vector<py::ssize_t>& sha
 
 std::vector<py::ssize_t> dims(Shape4 s) { return {s.n, s.c, s.h, s.w}; }
 
-Conv2dParams conv_params(Shape4 x, Shape4 w, const Pair2& stride, const std::string& mode,
-                         const Pair2& pad, const Pair2& dilation, int64_t groups) {
-  return make_conv2d_params(x, w, pair_of(stride), padding_of(mode, pad), pair_of(dilation), groups);
+Conv2dParams conv_params(Shape4 x, Shape4 w, Obj stride, const std::string& mode, Obj pad,
+                         Obj dilation, Obj groups) {
+  // converted one by one, in the Python signature's order (argument evaluation order is unspecified)
+  const Pair s = pair_arg(stride, "stride");
+  const PaddingSpec ps = padding_arg(mode, pad);
+  const Pair d = pair_arg(dilation, "dilation");
+  return make_conv2d_params(x, w, s, ps, d, int_arg(groups, "groups"));
 }
 
 void check_grad_output(const py::array& dy, Shape4 expected) {
@@ -111,8 +122,8 @@ void check_grad_output(const py::array& dy, Shape4 expected) {
 }
 
 py::array conv2d_fwd(const FloatArray& x, const FloatArray& w, const std::optional<FloatArray>& b,
-                     Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
-                     int64_t groups, bool relu, const OptArray& out) {
+                     Obj stride, const std::string& mode, Obj pad, Obj dilation,
+                     Obj groups, bool relu, const OptArray& out) {
   const Conv2dParams p = conv_params(shape_of(x, "input"), shape_of(w, "weight"), stride, mode,
                                      pad, dilation, groups);
   if (b) {
@@ -130,10 +141,10 @@ py::array conv2d_fwd(const FloatArray& x, const FloatArray& w, const std::option
   return y;
 }
 
-py::array conv2d_bwd_data(const FloatArray& dy, const FloatArray& w, Shape4T x_shape,
-                          Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
-                          int64_t groups, const OptArray& out) {
-  const Conv2dParams p = conv_params(shape_of(x_shape), shape_of(w, "weight"), stride, mode, pad,
+py::array conv2d_bwd_data(const FloatArray& dy, const FloatArray& w, Obj x_shape,
+                          Obj stride, const std::string& mode, Obj pad, Obj dilation,
+                          Obj groups, const OptArray& out) {
+  const Conv2dParams p = conv_params(shape_arg(x_shape, "x_shape"), shape_of(w, "weight"), stride, mode, pad,
                                      dilation, groups);
   check_grad_output(dy, p.y);
   py::array dx = out ? *out : py::array(new_array(p.x));
@@ -170,11 +181,11 @@ struct WeightGrads {
   }
 };
 
-py::tuple conv2d_bwd_weights(const FloatArray& dy, const FloatArray& x, Shape4T w_shape,
-                             Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
-                             int64_t groups, bool with_bias, const OptArray& out_w,
+py::tuple conv2d_bwd_weights(const FloatArray& dy, const FloatArray& x, Obj w_shape,
+                             Obj stride, const std::string& mode, Obj pad, Obj dilation,
+                             Obj groups, bool with_bias, const OptArray& out_w,
                              const OptArray& out_b) {
-  const Conv2dParams p = conv_params(shape_of(x, "input"), shape_of(w_shape), stride, mode, pad,
+  const Conv2dParams p = conv_params(shape_of(x, "input"), shape_arg(w_shape, "w_shape"), stride, mode, pad,
                                      dilation, groups);
   check_grad_output(dy, p.y);
   const WeightGrads g(p, with_bias, out_w, out_b, dy, x);
@@ -185,10 +196,10 @@ py::tuple conv2d_bwd_weights(const FloatArray& dy, const FloatArray& x, Shape4T 
   return g.result();
 }
 
-py::tuple maxpool2d_fwd(const FloatArray& x, Pair2 kernel, Pair2 stride, const std::string& mode,
-                        Pair2 pad, const OptArray& out_y, const OptArray& out_idx) {
-  const Pool2dParams p =
-      make_pool2d_params(shape_of(x, "input"), pair_of(kernel), pair_of(stride), padding_of(mode, pad));
+py::tuple maxpool2d_fwd(const FloatArray& x, Obj kernel, Obj stride, const std::string& mode,
+                        Obj pad, const OptArray& out_y, const OptArray& out_idx) {
+  const Pair k = pair_arg(kernel, "kernel_size"), s = pair_arg(stride, "stride");
+  const Pool2dParams p = make_pool2d_params(shape_of(x, "input"), k, s, padding_arg(mode, pad));
   py::array y = out_y ? *out_y : py::array(new_array(p.y));
   py::array idx = out_idx ? *out_idx : py::array(cached_array<int64_t>(dims(p.y)));
   float* yp = out_y ? out_data<float>(y, "out[0] (output)", dims(p.y), {&x})
@@ -202,11 +213,12 @@ py::tuple maxpool2d_fwd(const FloatArray& x, Pair2 kernel, Pair2 stride, const s
   return py::make_tuple(y, idx);
 }
 
-py::array maxpool2d_bwd(const FloatArray& dy, const IndexArray& idx, Shape4T x_shape_t,
+py::array maxpool2d_bwd(const FloatArray& dy, const IndexArray& idx, Obj x_shape_t,
                         const OptArray& out) {
   const Shape4 ys = shape_of(dy, "grad_output");
   const Shape4 is = shape_of(idx, "indices");
-  const Shape4 xs = shape_of(x_shape_t);
+  const Shape4 xs = shape_arg(x_shape_t, "input_shape");
+  check_shape(xs, "input_shape");
   FC_CHECK(same(ys, is), "indices must have grad_output's shape ", str(ys), ", got ", str(is));
   FC_CHECK(xs.n == ys.n && xs.c == ys.c && xs.h >= 1 && xs.w >= 1,
            "input_shape must be (N, C, H, W) with grad_output's N and C ", str(ys), ", got ", str(xs));
@@ -237,8 +249,8 @@ void check_pooled_grad(const py::array& pdy, const py::array& codes, Shape4 ps) 
 
 // Conv + ReLU + 2x2/2 max-pool in one pass: (pooled, codes), see ops.h.
 py::tuple conv2d_relu_maxpool2d(const FloatArray& x, const FloatArray& w,
-                                const std::optional<FloatArray>& b, Pair2 stride,
-                                const std::string& mode, Pair2 pad, Pair2 dilation, int64_t groups,
+                                const std::optional<FloatArray>& b, Obj stride,
+                                const std::string& mode, Obj pad, Obj dilation, Obj groups,
                                 const OptArray& out_y, const OptArray& out_codes) {
   const Conv2dParams p = conv_params(shape_of(x, "input"), shape_of(w, "weight"), stride, mode,
                                      pad, dilation, groups);
@@ -264,11 +276,11 @@ py::tuple conv2d_relu_maxpool2d(const FloatArray& x, const FloatArray& w,
 
 // conv2d_bwd_weights of the fused layer, from the pooled gradient and the codes.
 py::tuple conv2d_relu_maxpool2d_bwd_weights(const FloatArray& pdy, const CodeArray& codes,
-                                            const FloatArray& x, Shape4T w_shape, Pair2 stride,
-                                            const std::string& mode, Pair2 pad, Pair2 dilation,
-                                            int64_t groups, bool with_bias, const OptArray& out_w,
+                                            const FloatArray& x, Obj w_shape, Obj stride,
+                                            const std::string& mode, Obj pad, Obj dilation,
+                                            Obj groups, bool with_bias, const OptArray& out_w,
                                             const OptArray& out_b) {
-  const Conv2dParams p = conv_params(shape_of(x, "input"), shape_of(w_shape), stride, mode, pad,
+  const Conv2dParams p = conv_params(shape_of(x, "input"), shape_arg(w_shape, "w_shape"), stride, mode, pad,
                                      dilation, groups);
   const Shape4 ps = pooled_shape(p);
   check_pooled_grad(pdy, codes, ps);
@@ -282,10 +294,10 @@ py::tuple conv2d_relu_maxpool2d_bwd_weights(const FloatArray& pdy, const CodeArr
 
 // conv2d_bwd_data of the fused layer, from the pooled gradient and the codes.
 py::array conv2d_relu_maxpool2d_bwd_data(const FloatArray& pdy, const CodeArray& codes,
-                                         const FloatArray& w, Shape4T x_shape, Pair2 stride,
-                                         const std::string& mode, Pair2 pad, Pair2 dilation,
-                                         int64_t groups, const OptArray& out) {
-  const Conv2dParams p = conv_params(shape_of(x_shape), shape_of(w, "weight"), stride, mode, pad,
+                                         const FloatArray& w, Obj x_shape, Obj stride,
+                                         const std::string& mode, Obj pad, Obj dilation,
+                                         Obj groups, const OptArray& out) {
+  const Conv2dParams p = conv_params(shape_arg(x_shape, "x_shape"), shape_of(w, "weight"), stride, mode, pad,
                                      dilation, groups);
   const Shape4 ps = pooled_shape(p);
   check_pooled_grad(pdy, codes, ps);
@@ -300,11 +312,12 @@ py::array conv2d_relu_maxpool2d_bwd_data(const FloatArray& pdy, const CodeArray&
   return dx;
 }
 
-py::array relu_maxpool2d_bwd(const FloatArray& dy, const CodeArray& codes, Shape4T x_shape_t,
+py::array relu_maxpool2d_bwd(const FloatArray& dy, const CodeArray& codes, Obj x_shape_t,
                              const OptArray& out) {
   const Shape4 ys = shape_of(dy, "grad_output");
   const Shape4 cs = shape_of(codes, "codes");
-  const Shape4 xs = shape_of(x_shape_t);
+  const Shape4 xs = shape_arg(x_shape_t, "input_shape");
+  check_shape(xs, "input_shape");
   FC_CHECK(same(ys, cs), "codes must have grad_output's shape ", str(ys), ", got ", str(cs));
   FC_CHECK(xs.n == ys.n && xs.c == ys.c && xs.h / 2 == ys.h && xs.w / 2 == ys.w && xs.h >= 2 &&
                xs.w >= 2,
@@ -414,10 +427,16 @@ py::array dropout(const py::array& x_in, double keep, const py::object& seed, co
   return y;
 }
 
-py::array dropout_keep(const std::vector<py::ssize_t>& shape, double keep, const py::object& seed) {
+py::array dropout_keep(const py::object& shape_in, double keep, const py::object& seed) {
   const uint64_t s = seed_of(seed);
   check_keep(keep);
-  for (py::ssize_t d : shape) FC_CHECK(d >= 0, "shape must not have negative sizes, got ", d);
+  if (!(PyTuple_Check(shape_in.ptr()) || PyList_Check(shape_in.ptr())))
+    throw py::type_error(str_cat("shape must be a tuple of ints, got ", std::string(py::repr(shape_in))));
+  std::vector<py::ssize_t> shape;
+  for (py::handle d : shape_in) {
+    shape.push_back(int_arg(d, "shape"));
+    FC_CHECK(shape.back() >= 0, "shape must not have negative sizes, got ", shape.back());
+  }
   auto bits = cached_array<bool>(shape);
   {
     py::gil_scoped_release nogil;
@@ -517,15 +536,30 @@ rounds optimizers.Adam's float32 update.)pbdoc");
       if (cpu::isa_supported(isa)) out.emplace_back(isa);
     return out;
   });
-  m.def("set_output_cache_limit", &set_output_cache_limit, py::arg("bytes"));
+  m.def("set_output_cache_limit", [](Obj bytes) {
+    const int64_t b = int_arg(bytes, "bytes");
+    FC_CHECK(b >= 0, "bytes must be >= 0, got ", b);
+    set_output_cache_limit(std::size_t(b));
+  }, py::arg("bytes"));
   m.def("output_cache_limit", &output_cache_limit);
   m.def("output_cache_idle_bytes", &output_cache_idle_bytes);
-  m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("set_num_threads", [](Obj n) {
+    const int64_t v = int_arg(n, "n");
+    FC_CHECK(v >= 1 && v <= 4096, "num_threads must be between 1 and 4096, got ", v);
+    set_num_threads(int(v));
+  }, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);
   m.def("set_debug_poison", &set_debug_poison, py::arg("on"));
   m.def("get_debug_poison", &debug_poison);
-  m.def("_set_path_mode", &cpu::set_path_mode, py::arg("path"), py::arg("mode"));
+  m.def("_set_path_mode", [](const std::string& path, Obj mode) {
+    const int64_t v = int_arg(mode, "mode");
+    FC_CHECK(v >= -1 && v <= 1, "mode must be -1 (auto), 0 (off) or 1 (on), got ", v);
+    return cpu::set_path_mode(path, int(v));
+  }, py::arg("path"), py::arg("mode"));
   m.def("_get_path_mode", &cpu::get_path_mode, py::arg("path"));
+  // params.h's limits on every size / stride / padding / dilation and on element counts.
+  m.attr("MAX_DIM") = kMaxDim;
+  m.attr("MAX_NUMEL") = kMaxNumel;
 #ifdef FASTCONV_WITH_CUDA
   m.attr("cuda_built") = true;
   register_cuda_bindings(m);

@@ -25,27 +25,30 @@ using namespace fastconv;
 
 namespace {
 
-using bind::Pair2;
-using bind::Shape4T;
-using bind::pair_of;
-using bind::padding_of;
-using bind::shape_of;
+using bind::int_arg;
+using bind::pair_arg;
+using bind::padding_arg;
+using bind::shape_arg;
+using Obj = const py::object&;  // an integer argument, converted by bindings_args.h
 
-using PoolGeomT = std::tuple<Pair2, Pair2, std::string, Pair2>;  // kernel, stride, mode, padding
-
+using Shape4T = std::tuple<int64_t, int64_t, int64_t, int64_t>;
 Shape4T tuple_of(Shape4 s) { return {s.n, s.c, s.h, s.w}; }
 
 
-Conv2dParams conv_params(const Shape4T& x, const Shape4T& w, const Pair2& stride,
-                         const std::string& mode, const Pair2& pad, const Pair2& dilation,
-                         int64_t groups) {
-  return make_conv2d_params(shape_of(x), shape_of(w), pair_of(stride), padding_of(mode, pad),
-                            pair_of(dilation), groups);
+Conv2dParams conv_params(Obj x, Obj w, Obj stride, const std::string& mode, Obj pad, Obj dilation,
+                         Obj groups) {
+  // converted one by one, in the Python signature's order (argument evaluation order is unspecified)
+  const Shape4 xs = shape_arg(x, "x_shape"), ws = shape_arg(w, "w_shape");
+  const Pair s = pair_arg(stride, "stride");
+  const PaddingSpec ps = padding_arg(mode, pad);
+  const Pair d = pair_arg(dilation, "dilation");
+  return make_conv2d_params(xs, ws, s, ps, d, int_arg(groups, "groups"));
 }
 
-Pool2dParams pool_params(const Shape4T& x, const Pair2& kernel, const Pair2& stride,
-                         const std::string& mode, const Pair2& pad) {
-  return make_pool2d_params(shape_of(x), pair_of(kernel), pair_of(stride), padding_of(mode, pad));
+Pool2dParams pool_params(Obj x, Obj kernel, Obj stride, const std::string& mode, Obj pad) {
+  const Shape4 xs = shape_arg(x, "x_shape");
+  const Pair k = pair_arg(kernel, "kernel_size"), s = pair_arg(stride, "stride");
+  return make_pool2d_params(xs, k, s, padding_arg(mode, pad));
 }
 
 template <class T>
@@ -92,19 +95,19 @@ void register_cuda_bindings(py::module_& m) {
 
   // Geometry only (no device work): validate and return the output shape.
   c.def("conv2d_out_shape",
-        [](Shape4T x, Shape4T w, Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
-           int64_t groups) { return tuple_of(conv_params(x, w, stride, mode, pad, dilation, groups).y); },
+        [](Obj x, Obj w, Obj stride, const std::string& mode, Obj pad, Obj dilation,
+           Obj groups) { return tuple_of(conv_params(x, w, stride, mode, pad, dilation, groups).y); },
         py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding_mode"),
         py::arg("padding"), py::arg("dilation"), py::arg("groups"));
   c.def("maxpool2d_out_shape",
-        [](Shape4T x, Pair2 kernel, Pair2 stride, const std::string& mode, Pair2 pad) {
+        [](Obj x, Obj kernel, Obj stride, const std::string& mode, Obj pad) {
           return tuple_of(pool_params(x, kernel, stride, mode, pad).y);
         },
         py::arg("x_shape"), py::arg("kernel"), py::arg("stride"), py::arg("padding_mode"),
         py::arg("padding"));
   c.def("conv2d_bwd_weights_workspace_bytes",
-        [](int device, Shape4T x, Shape4T w, Pair2 stride, const std::string& mode, Pair2 pad,
-           Pair2 dilation, int64_t groups) {
+        [](int device, Obj x, Obj w, Obj stride, const std::string& mode, Obj pad,
+           Obj dilation, Obj groups) {
           const Conv2dParams p = conv_params(x, w, stride, mode, pad, dilation, groups);
           gpu::set_device(device);
           return gpu::conv2d_bwd_weights_workspace__cuda(p);
@@ -114,8 +117,8 @@ void register_cuda_bindings(py::module_& m) {
 
   c.def("conv2d_fwd",
         [](int device, uintptr_t stream, uintptr_t y, uintptr_t x, uintptr_t w, uintptr_t b,
-           Shape4T xs, Shape4T ws, Pair2 stride, const std::string& mode, Pair2 pad,
-           Pair2 dilation, int64_t groups, bool relu) {
+           Obj xs, Obj ws, Obj stride, const std::string& mode, Obj pad,
+           Obj dilation, Obj groups, bool relu) {
           const Conv2dParams p = conv_params(xs, ws, stride, mode, pad, dilation, groups);
           py::gil_scoped_release nogil;
           gpu::set_device(device);
@@ -127,9 +130,9 @@ void register_cuda_bindings(py::module_& m) {
         py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("relu"), "y = conv2d(x, w) + b on device pointers; b = 0 means no bias.");
   c.def("conv2d_bwd_data",
-        [](int device, uintptr_t stream, uintptr_t dx, uintptr_t dy, uintptr_t w, Shape4T xs,
-           Shape4T ws, Pair2 stride, const std::string& mode, Pair2 pad, Pair2 dilation,
-           int64_t groups) {
+        [](int device, uintptr_t stream, uintptr_t dx, uintptr_t dy, uintptr_t w, Obj xs,
+           Obj ws, Obj stride, const std::string& mode, Obj pad, Obj dilation,
+           Obj groups) {
           const Conv2dParams p = conv_params(xs, ws, stride, mode, pad, dilation, groups);
           py::gil_scoped_release nogil;
           gpu::set_device(device);
@@ -141,8 +144,8 @@ void register_cuda_bindings(py::module_& m) {
         py::arg("padding"), py::arg("dilation"), py::arg("groups"));
   c.def("conv2d_bwd_weights",
         [](int device, uintptr_t stream, uintptr_t dw, uintptr_t db, uintptr_t dy, uintptr_t x,
-           uintptr_t workspace, size_t workspace_bytes, Shape4T xs, Shape4T ws, Pair2 stride,
-           const std::string& mode, Pair2 pad, Pair2 dilation, int64_t groups) {
+           uintptr_t workspace, size_t workspace_bytes, Obj xs, Obj ws, Obj stride,
+           const std::string& mode, Obj pad, Obj dilation, Obj groups) {
           const Conv2dParams p = conv_params(xs, ws, stride, mode, pad, dilation, groups);
           py::gil_scoped_release nogil;
           gpu::set_device(device);
@@ -155,8 +158,8 @@ void register_cuda_bindings(py::module_& m) {
         py::arg("w_shape"), py::arg("stride"), py::arg("padding_mode"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), "(dw, db) on device pointers; db = 0 skips it.");
   c.def("maxpool2d_fwd",
-        [](int device, uintptr_t stream, uintptr_t y, uintptr_t idx, uintptr_t x, Shape4T xs,
-           Pair2 kernel, Pair2 stride, const std::string& mode, Pair2 pad) {
+        [](int device, uintptr_t stream, uintptr_t y, uintptr_t idx, uintptr_t x, Obj xs,
+           Obj kernel, Obj stride, const std::string& mode, Obj pad) {
           const Pool2dParams p = pool_params(xs, kernel, stride, mode, pad);
           py::gil_scoped_release nogil;
           gpu::set_device(device);
@@ -167,17 +170,22 @@ void register_cuda_bindings(py::module_& m) {
         py::arg("x_shape"), py::arg("kernel"), py::arg("stride"), py::arg("padding_mode"),
         py::arg("padding"));
   c.def("maxpool2d_bwd",
-        [](int device, uintptr_t stream, uintptr_t dx, uintptr_t dy, uintptr_t idx, Shape4T xs,
-           Shape4T ys, std::optional<PoolGeomT> geometry) {
+        [](int device, uintptr_t stream, uintptr_t dx, uintptr_t dy, uintptr_t idx, Obj xs,
+           Obj ys, const py::object& geometry) {
+          // geometry: None or (kernel, stride, padding_mode, padding)
+          const Shape4 x_shape = shape_arg(xs, "x_shape"), y_shape = shape_arg(ys, "y_shape");
+          check_shape(x_shape, "x_shape");
+          check_shape(y_shape, "y_shape");
           std::optional<Pool2dParams> p;
-          if (geometry) {
-            p = pool_params(xs, std::get<0>(*geometry), std::get<1>(*geometry),
-                            std::get<2>(*geometry), std::get<3>(*geometry));
+          if (!geometry.is_none()) {
+            const py::sequence g = bind::int_seq(geometry, 4, "geometry",
+                                                 "None or (kernel, stride, padding_mode, padding)");
+            p = pool_params(xs, g[0], g[1], g[2].cast<std::string>(), g[3]);
           }
           py::gil_scoped_release nogil;
           gpu::set_device(device);
           gpu::maxpool2d_bwd__cuda(ptr<float>(dx), ptr<const float>(dy), ptr<const int64_t>(idx),
-                                   shape_of(xs), shape_of(ys), p ? &*p : nullptr, stream_of(stream));
+                                   x_shape, y_shape, p ? &*p : nullptr, stream_of(stream));
         },
         py::arg("device"), py::arg("stream"), py::arg("dx"), py::arg("dy"), py::arg("indices"),
         py::arg("x_shape"), py::arg("y_shape"), py::arg("geometry") = py::none(),

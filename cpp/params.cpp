@@ -15,22 +15,88 @@ void split(int64_t total, int64_t* lo, int64_t* hi) {
   *hi = total - *lo;
 }
 
+// Every dimension of a tensor within kMaxDim and its element count within kMaxNumel.
+void check_limits(Shape4 s, const char* name) {
+  FC_CHECK(s.n <= kMaxDim && s.c <= kMaxDim && s.h <= kMaxDim && s.w <= kMaxDim, name,
+           " sizes must each be at most ", kMaxDim, ", got ", shape_str(s));
+  FC_CHECK(checked_numel({s.n, s.c, s.h, s.w}) >= 0, name, " ", shape_str(s), " has more than ",
+           kMaxNumel, " (2^48) elements");
+}
+
+// A stride / dilation / kernel_size / padding pair within [lo, kMaxDim] on both axes.
+void check_pair(Pair p, int64_t lo, const char* name) {
+  FC_CHECK(p.h >= lo && p.h <= kMaxDim && p.w >= lo && p.w <= kMaxDim, name, " must be in [", lo,
+           ", ", kMaxDim, "], got ", pair_str(p));
+}
+
+// The padded input (H + top + bottom, W + left + right) within kMaxDim, and one padded image of
+// `channels` planes (the drivers' per-image workspaces) within kMaxNumel.
+void check_padded(Shape4 x, const Padding4& pad, int64_t channels, const char* padding_name) {
+  const int64_t ph = x.h + pad.top + pad.bottom, pw = x.w + pad.left + pad.right;
+  FC_CHECK(ph <= kMaxDim && pw <= kMaxDim, padding_name, " (", pad.top, ", ", pad.left, ", ",
+           pad.bottom, ", ", pad.right, ") on input ", shape_str(x), " gives a padded input ",
+           pair_str({ph, pw}), " larger than ", kMaxDim, " on an axis");
+  FC_CHECK(checked_numel({channels, ph, pw}) >= 0, padding_name, " (", pad.top, ", ", pad.left,
+           ", ", pad.bottom, ", ", pad.right, ") on input ", shape_str(x), " gives padded images of ",
+           channels, " x ", ph, " x ", pw, ", more than ", kMaxNumel, " (2^48) elements");
+}
+
 }  // namespace
+
+
+int64_t checked_numel(std::initializer_list<int64_t> factors) {
+  int64_t n = 1;
+  for (int64_t f : factors) {
+    if (f < 0) return -1;
+    if (f == 0) n = 0;
+  }
+  if (n == 0) return 0;  // an empty tensor, whatever its other sizes
+  for (int64_t f : factors) {
+    if (f > kMaxNumel / n) return -1;  // n * f > kMaxNumel, tested without forming it
+    n *= f;
+  }
+  return n;
+}
+
+void check_shape(Shape4 s, const char* name) {
+  FC_CHECK(s.n >= 0 && s.c >= 0 && s.h >= 0 && s.w >= 0, name,
+           " must not have negative sizes, got ", shape_str(s));
+  check_limits(s, name);
+}
+
+PaddingSpec padding_spec(const std::string& mode, Pair pad) {
+  PaddingSpec s;
+  if (mode == "valid") s.mode = PadMode::Valid;
+  else if (mode == "same") s.mode = PadMode::Same;
+  else if (mode == "explicit") s.mode = PadMode::Explicit;
+  else throw ValueError(str_cat("padding must be an int, an (h, w) pair, 'valid' or 'same', got '", mode, "'"));
+  s.pad = pad;
+  return s;
+}
 
 Conv2dParams make_conv2d_params(Shape4 x, Shape4 w, Pair stride, PaddingSpec padding,
                                 Pair dilation, int64_t groups) {
+  // Ranges first: every later sum or product of two checked values fits in int64.
   FC_CHECK(x.n >= 0 && x.c >= 1 && x.h >= 1 && x.w >= 1,
            "input must have shape (N, C_in, H, W) with C_in, H, W >= 1, got ", shape_str(x));
+  check_limits(x, "input");
   FC_CHECK(w.n >= 1 && w.c >= 1 && w.h >= 1 && w.w >= 1,
            "weight must have shape (C_out, C_in/groups, KH, KW) with every size >= 1, got ",
            shape_str(w));
-  FC_CHECK(groups >= 1, "groups must be >= 1, got ", groups);
+  check_limits(w, "weight");
+  FC_CHECK(groups >= 1 && groups <= kMaxDim, "groups must be in [1, ", kMaxDim, "], got ", groups);
+  check_pair(stride, 1, "stride");
+  check_pair(dilation, 1, "dilation");
+  if (padding.mode == PadMode::Explicit) check_pair(padding.pad, 0, "padding");
+
   FC_CHECK(x.c % groups == 0, "groups=", groups, " must divide the input channels C_in=", x.c);
   FC_CHECK(w.n % groups == 0, "groups=", groups, " must divide the output channels C_out=", w.n);
   FC_CHECK(w.c * groups == x.c, "weight has ", w.c, " input channels per group but input has C_in=",
            x.c, " with groups=", groups, " (expected weight.shape[1] == ", x.c / groups, ")");
-  FC_CHECK(stride.h >= 1 && stride.w >= 1, "stride must be >= 1, got ", pair_str(stride));
-  FC_CHECK(dilation.h >= 1 && dilation.w >= 1, "dilation must be >= 1, got ", pair_str(dilation));
+  const int64_t span_h = dilation.h * (w.h - 1) + 1, span_w = dilation.w * (w.w - 1) + 1;
+  FC_CHECK(span_h <= kMaxDim && span_w <= kMaxDim, "dilation ", pair_str(dilation),
+           " with kernel ", pair_str({w.h, w.w}), " gives a dilated kernel ",
+           pair_str({span_h, span_w}), " larger than ", kMaxDim, " on an axis");
 
   Conv2dParams p{};
   p.x = x;
@@ -45,29 +111,29 @@ Conv2dParams make_conv2d_params(Shape4 x, Shape4 w, Pair stride, PaddingSpec pad
     case PadMode::Same:
       FC_CHECK(stride.h == 1 && stride.w == 1,
                "padding='same' requires stride 1, got stride=", pair_str(stride));
-      split(dilation.h * (w.h - 1), &p.pad.top, &p.pad.bottom);
-      split(dilation.w * (w.w - 1), &p.pad.left, &p.pad.right);
+      split(span_h - 1, &p.pad.top, &p.pad.bottom);
+      split(span_w - 1, &p.pad.left, &p.pad.right);
       break;
     case PadMode::Explicit:
-      FC_CHECK(padding.pad.h >= 0 && padding.pad.w >= 0, "padding must be >= 0, got ",
-               pair_str(padding.pad));
       p.pad = {padding.pad.h, padding.pad.w, padding.pad.h, padding.pad.w};
       break;
   }
-  const int64_t span_h = dilation.h * (w.h - 1) + 1, span_w = dilation.w * (w.w - 1) + 1;
+  check_padded(x, p.pad, x.c > w.n ? x.c : w.n, "padding");
   const int64_t ph = x.h + p.pad.top + p.pad.bottom, pw = x.w + p.pad.left + p.pad.right;
   FC_CHECK(span_h <= ph && span_w <= pw, "kernel size (dilated) ", pair_str({span_h, span_w}),
            " is larger than the padded input ", pair_str({ph, pw}));
   p.y = {x.n, w.n, conv_out_size(x.h, p.pad.top, p.pad.bottom, w.h, stride.h, dilation.h),
          conv_out_size(x.w, p.pad.left, p.pad.right, w.w, stride.w, dilation.w)};
+  check_limits(p.y, "output");
   return p;
 }
 
 Pool2dParams make_pool2d_params(Shape4 x, Pair kernel, Pair stride, PaddingSpec padding) {
   FC_CHECK(x.n >= 0 && x.c >= 1 && x.h >= 1 && x.w >= 1,
            "input must have shape (N, C, H, W) with C, H, W >= 1, got ", shape_str(x));
-  FC_CHECK(kernel.h >= 1 && kernel.w >= 1, "kernel_size must be >= 1, got ", pair_str(kernel));
-  FC_CHECK(stride.h >= 1 && stride.w >= 1, "stride must be >= 1, got ", pair_str(stride));
+  check_limits(x, "input");
+  check_pair(kernel, 1, "kernel_size");
+  check_pair(stride, 1, "stride");
   Pool2dParams p{};
   p.x = x;
   p.kernel = kernel;
@@ -86,19 +152,20 @@ Pool2dParams make_pool2d_params(Shape4 x, Pair kernel, Pair stride, PaddingSpec 
       break;
     }
     case PadMode::Explicit:
-      FC_CHECK(padding.pad.h >= 0 && padding.pad.w >= 0, "padding must be >= 0, got ",
-               pair_str(padding.pad));
+      check_pair(padding.pad, 0, "padding");
       FC_CHECK(padding.pad.h <= kernel.h / 2 && padding.pad.w <= kernel.w / 2,
                "padding must be at most half the kernel_size ", pair_str(kernel), ", got ",
                pair_str(padding.pad));
       p.pad = {padding.pad.h, padding.pad.w, padding.pad.h, padding.pad.w};
       break;
   }
+  check_padded(x, p.pad, x.c, "padding");
   const int64_t ph = x.h + p.pad.top + p.pad.bottom, pw = x.w + p.pad.left + p.pad.right;
   FC_CHECK(kernel.h <= ph && kernel.w <= pw, "kernel_size ", pair_str(kernel),
            " is larger than the padded input ", pair_str({ph, pw}));
   p.y = {x.n, x.c, conv_out_size(x.h, p.pad.top, p.pad.bottom, kernel.h, stride.h, 1),
          conv_out_size(x.w, p.pad.left, p.pad.right, kernel.w, stride.w, 1)};
+  check_limits(p.y, "output");
   return p;
 }
 

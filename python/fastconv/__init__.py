@@ -7,6 +7,7 @@ checked against a NumPy reference, with a Keras-like layer API (fastconv.nn).
 
 from __future__ import annotations
 
+import numbers as _numbers
 import os as _os
 
 from . import _C, reference
@@ -80,9 +81,11 @@ def get_num_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Set the CPU kernels' thread count (default: FASTCONV_NUM_THREADS, else all cores; under
     mpiexec, the cores / the ranks on this node)."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, bool) or not isinstance(n, _numbers.Integral):
         raise TypeError(f"n must be an int, got {n!r}")
-    _C.set_num_threads(n)
+    if not 1 <= n <= 4096:
+        raise ValueError(f"n must be an int from 1 to 4096, got {n!r}")
+    _C.set_num_threads(int(n))
 
 
 def get_output_cache_mb() -> float:
@@ -96,11 +99,11 @@ def set_output_cache_mb(mb) -> None:
     FASTCONV_OUTPUT_CACHE_MB). A fresh multi-megabyte array costs page faults that, for the
     MNIST-size layers, take as long as the convolution. 0 turns the cache off and frees what it
     holds."""
-    if isinstance(mb, bool) or not isinstance(mb, (int, float)):
+    if isinstance(mb, bool) or not isinstance(mb, _numbers.Real):
         raise TypeError(f"mb must be a number of MiB, got {mb!r}")
     if not 0 <= mb <= 2**20:
         raise ValueError(f"mb must be from 0 to 1048576 MiB, got {mb!r}")
-    _C.set_output_cache_limit(int(mb * 2**20))
+    _C.set_output_cache_limit(int(float(mb) * 2**20))
 
 
 _WINOGRAD_PATHS = ("winograd", "winograd_tiles", "winograd_bww", "winograd_transposed")

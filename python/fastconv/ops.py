@@ -80,17 +80,27 @@ def _padding(value: Any) -> Tuple[str, Tuple[int, int]]:
 
 
 def _shape4(value: Any, name: str) -> Tuple[int, int, int, int]:
+    """A 4-int shape: Python or NumPy integers only (a float such as 8.5 is a TypeError, never
+    truncated); sizes outside [0, MAX_DIM] are a ValueError."""
     if type(value) is tuple and len(value) == 4 and all(type(v) is int for v in value):
-        return value  # an array's .shape: no conversion needed
-    try:
-        shape = tuple(int(v) for v in value)
-    except TypeError:
-        raise TypeError(
-            f"{name} must be a sequence of 4 ints (N, C, H, W), got {value!r}"
-        ) from None
-    if len(shape) != 4:
-        raise ValueError(f"{name} must have 4 entries (N, C, H, W), got {value!r}")
+        shape = value  # an array's .shape: no conversion needed
+    else:
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise TypeError(f"{name} must be a sequence of 4 ints (N, C, H, W), got {value!r}")
+        items = tuple(value)
+        if not all(_is_int(v) for v in items):
+            raise TypeError(f"{name} must be a sequence of 4 ints (N, C, H, W), got {value!r}")
+        if len(items) != 4:
+            raise ValueError(f"{name} must have 4 entries (N, C, H, W), got {value!r}")
+        shape = tuple(int(v) for v in items)
+    if not all(0 <= v <= _C.MAX_DIM for v in shape):
+        raise ValueError(f"{name} sizes must be in [0, {_C.MAX_DIM}], got {value!r}")
     return shape  # type: ignore[return-value]
+
+
+def _is_int(v: Any) -> bool:
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
 def _is_cuda(a: Any) -> bool:
@@ -396,10 +406,11 @@ def _pool_geometry(kernel_size, stride, padding):
     kernel = _pair(kernel_size, "kernel_size")
     strides = kernel if stride is None else _pair(stride, "stride")
     mode, pad = _padding(padding)
-    if min(kernel) < 1:
-        raise ValueError(f"kernel_size must be >= 1, got {kernel_size!r}")
-    if min(strides) < 1:
-        raise ValueError(f"stride must be >= 1, got {stride!r}")
+    for name, value, given in (("kernel_size", kernel, kernel_size), ("stride", strides, stride)):
+        if min(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {given!r}")
+        if max(value) > _C.MAX_DIM:
+            raise ValueError(f"{name} must be in [1, {_C.MAX_DIM}], got {given!r}")
     if mode == "explicit":
         if min(pad) < 0:
             raise ValueError(f"padding must be >= 0, got {padding!r}")

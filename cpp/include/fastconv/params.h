@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #if defined(__CUDACC__)
@@ -17,6 +18,20 @@
 #endif
 
 namespace fastconv {
+
+// Limits on user-supplied geometry. make_conv2d_params / make_pool2d_params check every integer
+// against them before any arithmetic on it, and throw ValueError (naming the argument, its value
+// and the accepted range) past them:
+//   kMaxDim   every size (N, C, H, W, C_out, KH, KW), stride, padding, dilation and groups, and
+//             every derived extent (padded size H + pad_top + pad_bottom, dilated kernel span
+//             dilation * (KH - 1) + 1, output size): <= 2^31 - 1. Sums of two such values fit
+//             in int64 with room to spare, and CUDA's int32 geometry (conv_geom) holds them.
+//   kMaxNumel the element count of every tensor (input, weight, output) and of one padded image
+//             (max(C_in, C_out) * padded H * padded W, what the drivers' per-image workspaces are
+//             built from): <= 2^48. Byte counts and the few-factor products the drivers form from
+//             them then fit in int64 / size_t (2^48 floats = 1 PiB: memory runs out first).
+constexpr int64_t kMaxDim = (int64_t(1) << 31) - 1;
+constexpr int64_t kMaxNumel = int64_t(1) << 48;
 
 struct Shape4 {
   int64_t n, c, h, w;
@@ -73,6 +88,17 @@ struct Pool2dParams {
   Pair stride;
   Padding4 pad;
 };
+
+// The product of `factors`, or -1 when a factor is negative or the product exceeds kMaxNumel
+// (never overflows: checked factor by factor).
+int64_t checked_numel(std::initializer_list<int64_t> factors);
+
+// ValueError naming `name` unless every dimension of s is in [0, kMaxDim] and its element count
+// is at most kMaxNumel (shapes that arrive as tuples: backward entries' input_shape/weight_shape).
+void check_shape(Shape4 s, const char* name);
+
+// (mode, pad) as ops.py passes padding: mode "explicit", "valid" or "same"; ValueError otherwise.
+PaddingSpec padding_spec(const std::string& mode, Pair pad);
 
 // Validate and build. Throw ValueError (see error.h) with a message naming the offending argument.
 Conv2dParams make_conv2d_params(Shape4 x, Shape4 w, Pair stride, PaddingSpec padding,
