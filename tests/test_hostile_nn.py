@@ -221,3 +221,23 @@ def test_valid_calls_unchanged_by_the_checks():
     assert all(np.array_equal(p, q) for p, q in zip(a.get_weights(), b.get_weights()))
     assert np.array_equal(x, X)
     assert np.array_equal(y, Y)
+
+
+def test_low_level_entry_points_refuse():
+    model = _model()
+    with pytest.raises(ValueError, match="x holds no samples .*loss_and_grads"):
+        model.loss_and_grads(X0, Y0)
+    xb = X[:4]
+    for x, y, match in (
+        (X0, Y0, "at least one sample"),
+        (xb, Y[:3], "one target per sample"),
+        (xb, np.int64(1), "one target per sample"),
+        (xb, np.array([0, 1, 2, 4]), r"labels must lie in \[0, 4\)"),
+        (xb, np.array([0, -1, 2, 3]), r"labels must lie in \[0, 4\)"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            model.train_on_batch(x, y)
+    with pytest.raises(ValueError, match="compile"):
+        Sequential([Flatten(), Dense(2)], input_shape=(4,)).train_on_batch(X[:2, 0, 0, :4], Y[:2])
+    with pytest.raises(ValueError, match=r"backward\(\) needs a forward\(\) first"):
+        Dense(3).backward(np.zeros((2, 3), np.float32))

@@ -177,6 +177,8 @@ class Layer:
 
     def backward(self, dy):
         """dx for an upstream gradient dy; fills self.grads."""
+        if not hasattr(self, "_act"):
+            raise ValueError(f"{self!r}: backward() needs a forward() first")
         if self._act == "relu" and not self.relu_grad_in_next:
             dy = dy * (self._out > 0)
         elif self._act == "softmax":

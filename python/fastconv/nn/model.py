@@ -387,6 +387,7 @@ class Sequential:
         self._check_compiled()
         x = self._prep_x(x)
         y = self._prep_y(y, len(x))
+        _check_samples(x, "x", "loss_and_grads")
         z = self._forward(self.backend.asarray(x), training, True)
         loss, dz = self.loss(z, self.backend.asarray(y, dtype=y.dtype))
         self._backward(dz)
@@ -394,7 +395,16 @@ class Sequential:
 
     def train_on_batch(self, x, y):
         """One optimizer step on a prepared batch; returns (loss, number of correct predictions).
-        Only Python numbers leave it, so the layers may reuse their arrays from step to step."""
+        Only Python numbers leave it, so the layers may reuse their arrays from step to step.
+        x must already have the model's per-sample shape; the targets are checked as fit checks
+        them (fit itself skips these per-step checks: it checked the whole data once)."""
+        self._check_compiled()
+        if len(x) == 0 or getattr(y, "ndim", 0) == 0 or len(y) != len(x):
+            raise ValueError(
+                f"train_on_batch needs one target per sample and at least one sample, got x "
+                f"{tuple(getattr(x, 'shape', ()))} and y {tuple(getattr(y, 'shape', ()))}"
+            )
+        self.loss.check_targets(y, self.layers[-1].output_shape[-1])
         return self._train_on_batch(x, y)
 
     def _train_on_batch(self, x, y, reduce_grads=None):
@@ -557,7 +567,7 @@ class Sequential:
     def _train_step(self, x, y, idx, global_count, group):
         """One step on rows idx of (x, y), this rank's piece of a global batch of global_count."""
         if group.size == 1:
-            return self.train_on_batch(self._batch(x, idx), self._batch(y, idx, dtype=False))
+            return self._train_on_batch(self._batch(x, idx), self._batch(y, idx, dtype=False))
 
         def reduce_grads(pairs):
             return group.reduce_gradients(pairs, len(idx), global_count, self.backend)
