@@ -241,3 +241,8 @@ def test_low_level_entry_points_refuse():
         Sequential([Flatten(), Dense(2)], input_shape=(4,)).train_on_batch(X[:2, 0, 0, :4], Y[:2])
     with pytest.raises(ValueError, match=r"backward\(\) needs a forward\(\) first"):
         Dense(3).backward(np.zeros((2, 3), np.float32))
+
+
+def test_a_layer_too_large_for_memory_is_named():
+    with pytest.raises(MemoryError, match=r"layer 'dense' \(Dense\) on input \(64,\)"):
+        Sequential([Flatten(), Dense(2**40)], input_shape=(1, 8, 8))

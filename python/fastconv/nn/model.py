@@ -225,7 +225,13 @@ class Sequential:
             used[base] = k + 1
             if layer.name is None or k:
                 layer.name = base if k == 0 else f"{base}_{k}"
-            shape = layer.build(shape, self.backend, self._rng)
+            try:
+                shape = layer.build(shape, self.backend, self._rng)
+            except MemoryError as e:  # e.g. Dense(2**40): say which layer asked for it
+                raise MemoryError(
+                    f"layer '{layer.name}' ({type(layer).__name__}) on input {shape}: its "
+                    f"parameters do not fit in memory ({e})"
+                ) from None
         seen_params = False
         for layer in self.layers:
             layer.need_input_grad = (
