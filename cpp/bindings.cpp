@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "fastconv/conv_algos.h"
 #include "fastconv/cpu_kernels.h"
 #include "fastconv/error.h"
 #include "fastconv/ops.h"
@@ -113,6 +114,20 @@ Conv2dParams conv_params(Shape4 x, Shape4 w, Obj stride, const std::string& mode
   const PaddingSpec ps = padding_arg(mode, pad);
   const Pair d = pair_arg(dilation, "dilation");
   return make_conv2d_params(x, w, s, ps, d, int_arg(groups, "groups"));
+}
+
+// The algorithm registry's view of a call (conv_algos.h): shapes and conv arguments as conv2d takes
+// them, validated the same way.
+std::vector<std::string> conv2d_algos(const std::string& pass, Obj x, Obj w, Obj stride,
+                                      const std::string& mode, Obj pad, Obj dilation, Obj groups) {
+  const Shape4 xs = shape_arg(x, "x_shape"), ws = shape_arg(w, "w_shape");
+  return cpu::usable_conv_algorithms(pass, conv_params(xs, ws, stride, mode, pad, dilation, groups));
+}
+
+std::string conv2d_algo(const std::string& pass, Obj x, Obj w, Obj stride, const std::string& mode,
+                        Obj pad, Obj dilation, Obj groups) {
+  const Shape4 xs = shape_arg(x, "x_shape"), ws = shape_arg(w, "w_shape");
+  return cpu::chosen_conv_algorithm(pass, conv_params(xs, ws, stride, mode, pad, dilation, groups));
 }
 
 void check_grad_output(const py::array& dy, Shape4 expected) {
@@ -551,12 +566,29 @@ rounds optimizers.Adam's float32 update.)pbdoc");
   m.def("get_num_threads", &get_num_threads);
   m.def("set_debug_poison", &set_debug_poison, py::arg("on"));
   m.def("get_debug_poison", &debug_poison);
-  m.def("_set_path_mode", [](const std::string& path, Obj mode) {
-    const int64_t v = int_arg(mode, "mode");
-    FC_CHECK(v >= -1 && v <= 1, "mode must be -1 (auto), 0 (off) or 1 (on), got ", v);
-    return cpu::set_path_mode(path, int(v));
-  }, py::arg("path"), py::arg("mode"));
-  m.def("_get_path_mode", &cpu::get_path_mode, py::arg("path"));
+  m.def("conv_algos", &cpu::conv_algorithms, py::arg("pass"));
+  m.def("conv2d_algos", &conv2d_algos, py::arg("pass"), py::arg("x_shape"), py::arg("w_shape"),
+        py::arg("stride"), py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"));
+  m.def("conv2d_algo", &conv2d_algo, py::arg("pass"), py::arg("x_shape"), py::arg("w_shape"),
+        py::arg("stride"), py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"));
+  m.def(
+      "set_conv_algo",
+      [](const std::string& pass, const std::optional<std::string>& name) {
+        cpu::set_conv_algorithm(pass, name ? *name : std::string());
+      },
+      py::arg("pass"), py::arg("name"));
+  m.def(
+      "get_conv_algo",
+      [](const std::string& pass) -> std::optional<std::string> {
+        std::string name = cpu::forced_conv_algorithm(pass);
+        if (name.empty()) return std::nullopt;
+        return name;
+      },
+      py::arg("pass"));
+  m.def("set_winograd", &cpu::set_winograd_allowed, py::arg("on"));
+  m.def("get_winograd", &cpu::winograd_allowed);
   // params.h's limits on every size / stride / padding / dilation and on element counts.
   m.attr("MAX_DIM") = kMaxDim;
   m.attr("MAX_NUMEL") = kMaxNumel;

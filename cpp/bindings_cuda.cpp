@@ -57,18 +57,28 @@ T* ptr(uintptr_t p) {
 }
 cudaStream_t stream_of(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
-gpu::ConvAlgo algo_of(const std::string& name) {
-  if (name == "auto") return gpu::ConvAlgo::Auto;
-  if (name == "direct") return gpu::ConvAlgo::Direct;
-  if (name == "tiled") return gpu::ConvAlgo::Tiled;
-  throw ValueError(str_cat("conv algorithm must be 'auto', 'direct' or 'tiled', got '", name, "'"));
+// The CPU registry's vocabulary (conv_algos.h): passes "fwd", "bwd_data", "bwd_weights"; a forced
+// algorithm by name, None for the automatic choice.
+gpu::ConvPass pass_of(const std::string& pass) {
+  if (pass == "fwd") return gpu::ConvPass::Fwd;
+  if (pass == "bwd_data") return gpu::ConvPass::BwdData;
+  FC_CHECK(pass == "bwd_weights", "pass must be 'fwd', 'bwd_data' or 'bwd_weights', got '", pass,
+           "'");
+  return gpu::ConvPass::BwdWeights;
 }
 
-const char* algo_name(gpu::ConvAlgo a) {
+gpu::ConvAlgo algo_of(const std::optional<std::string>& name) {
+  if (!name) return gpu::ConvAlgo::Auto;
+  if (*name == "direct") return gpu::ConvAlgo::Direct;
+  if (*name == "tiled") return gpu::ConvAlgo::Tiled;
+  throw ValueError(str_cat("conv algorithm must be 'direct', 'tiled' or None, got '", *name, "'"));
+}
+
+std::optional<std::string> algo_name(gpu::ConvAlgo a) {
   switch (a) {
-    case gpu::ConvAlgo::Direct: return "direct";
-    case gpu::ConvAlgo::Tiled: return "tiled";
-    default: return "auto";
+    case gpu::ConvAlgo::Direct: return std::string("direct");
+    case gpu::ConvAlgo::Tiled: return std::string("tiled");
+    default: return std::nullopt;
   }
 }
 
@@ -82,9 +92,27 @@ void register_cuda_bindings(py::module_& m) {
   c.def("device_name", &gpu::device_name, py::arg("device") = 0,
         "Name, compute capability and SM count of a device; RuntimeError when unusable.");
   c.def("runtime_version", &gpu::runtime_version, "CUDA runtime version built in (static).");
-  c.def("set_conv_algo", [](const std::string& a) { gpu::set_conv_algo(algo_of(a)); },
-        py::arg("algo"), "Force the conv kernel family: 'auto', 'direct' or 'tiled' (tests, benches).");
-  c.def("get_conv_algo", [] { return std::string(algo_name(gpu::conv_algo())); });
+  c.def(
+      "set_conv_algo",
+      [](const std::string& pass, const std::optional<std::string>& name) {
+        gpu::set_conv_algo(pass_of(pass), algo_of(name));
+      },
+      py::arg("pass"), py::arg("name"),
+      "Force a pass's conv kernel family: 'direct', 'tiled' or None (by shape); tests, benches.");
+  c.def(
+      "get_conv_algo",
+      [](const std::string& pass) { return algo_name(gpu::conv_algo(pass_of(pass))); },
+      py::arg("pass"));
+  c.def(
+      "conv2d_algo",
+      [](const std::string& pass, Obj x, Obj w, Obj stride, const std::string& mode, Obj pad,
+         Obj dilation, Obj groups) {
+        const Conv2dParams p = conv_params(x, w, stride, mode, pad, dilation, groups);
+        return *algo_name(gpu::chosen_conv_algo(pass_of(pass), p));
+      },
+      py::arg("pass"), py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"),
+      py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+      "The conv kernel family a call of the pass would run: 'direct' or 'tiled'.");
   c.def("synchronize",
         [](int device, uintptr_t stream) {
           py::gil_scoped_release nogil;

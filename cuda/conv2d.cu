@@ -231,8 +231,8 @@ void poison(void* ptr, size_t bytes, cudaStream_t stream) {
 }
 
 // Few channels per group leave a 64-row GEMM tile mostly empty: use the direct kernels then.
-bool use_tiled(int64_t rows, int64_t cols_or_reduction, int64_t min_rows) {
-  switch (conv_algo()) {
+bool use_tiled(ConvPass pass, int64_t rows, int64_t cols_or_reduction, int64_t min_rows) {
+  switch (conv_algo(pass)) {
     case ConvAlgo::Direct: return false;
     case ConvAlgo::Tiled: return true;
     default: return rows >= min_rows && cols_or_reduction >= 16;
@@ -260,8 +260,12 @@ SplitPlan split_plan(const Conv2dParams& p, bool tiled) {
   return {int(ceil_div(R, chunk)), int(chunk)};
 }
 
+bool fwd_tiled(const Conv2dParams& p) {
+  return use_tiled(ConvPass::Fwd, p.cout_per_group(), p.reduction(), 32);
+}
+
 bool bwd_weights_tiled(const Conv2dParams& p) {
-  return use_tiled(p.cout_per_group(), p.reduction(), 16);
+  return use_tiled(ConvPass::BwdWeights, p.cout_per_group(), p.reduction(), 16);
 }
 
 // bwd_data kernel choice: 0 = direct, otherwise the BM of the tile (Tile1 ... Tile64).
@@ -272,7 +276,7 @@ bool bwd_weights_tiled(const Conv2dParams& p) {
 // have different tap counts (divergence), so it competes only at stride 1.
 // Not yet calibrated on a GPU: re-fit the estimates from bench/conv_cuda.py timings.
 int bwd_data_choice(const Conv2dParams& p, const ConvGeom& g) {
-  const ConvAlgo algo = conv_algo();
+  const ConvAlgo algo = conv_algo(ConvPass::BwdData);
   // z = group x phase; beyond 65535 the grid cannot hold it: the direct kernel handles any shape.
   if (algo == ConvAlgo::Direct || int64_t(g.groups) * g.sh * g.sw > 65535) return 0;
   struct Cand { int bm; double slots_per_fma; };
@@ -295,13 +299,23 @@ int bwd_data_choice(const Conv2dParams& p, const ConvGeom& g) {
 // ---------------------------------------------------------------------------------------------
 // entries
 
+ConvAlgo chosen_conv_algo(ConvPass pass, const Conv2dParams& p) {
+  bool tiled = false;
+  switch (pass) {
+    case ConvPass::Fwd: tiled = fwd_tiled(p); break;
+    case ConvPass::BwdData: tiled = bwd_data_choice(p, conv_geom(p)) != 0; break;
+    default: tiled = bwd_weights_tiled(p);
+  }
+  return tiled ? ConvAlgo::Tiled : ConvAlgo::Direct;
+}
+
 void conv2d_fwd__cuda(float* y, const float* x, const float* w, const float* b,
                       const Conv2dParams& p, bool relu, cudaStream_t stream) {
   check_sizes(p);
   poison(y, sizeof(float) * size_t(p.y.numel()), stream);
   if (p.y.numel() == 0) return;
   const ConvGeom g = conv_geom(p);
-  if (use_tiled(p.cout_per_group(), p.reduction(), 32)) {
+  if (fwd_tiled(p)) {
     launch_tiled(FwdGemm{x, w, b, y, g, relu}, stream, "conv_gemm_tiled<FwdGemm>");
   } else {
     const int total = int(p.y.numel());

@@ -20,7 +20,7 @@ bool sync_after_launch() {
   return on;
 }
 
-std::atomic<int> g_algo{static_cast<int>(ConvAlgo::Auto)};
+std::atomic<int> g_algo[3] = {{0}, {0}, {0}};  // per ConvPass, ConvAlgo::Auto
 
 }  // namespace
 
@@ -52,8 +52,12 @@ int sm_count() {
   return cache[dev];
 }
 
-void set_conv_algo(ConvAlgo algo) { g_algo.store(static_cast<int>(algo)); }
-ConvAlgo conv_algo() { return static_cast<ConvAlgo>(g_algo.load()); }
+void set_conv_algo(ConvPass pass, ConvAlgo algo) {
+  g_algo[static_cast<int>(pass)].store(static_cast<int>(algo));
+}
+ConvAlgo conv_algo(ConvPass pass) {
+  return static_cast<ConvAlgo>(g_algo[static_cast<int>(pass)].load());
+}
 
 int device_count() {
   int n = 0;

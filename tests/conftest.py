@@ -16,6 +16,8 @@ Helpers (import them with `from conftest import ...`):
     assert_identical(actual, expected, name)           exact equality (NaN equals NaN), for max-pool
     conv_tolerance(reduction_length)                   (atol, rtol) for a float32 sum of that length
     cpu_isa(name)                                      context: that CPU path inside the block
+    conv_algo(pass_name, name)                         context: that conv algorithm forced
+    winograd_allowed(on)                               context: fastconv.set_winograd(on)
 """
 
 from __future__ import annotations
@@ -93,6 +95,28 @@ def cpu_isa(name):
         yield
     finally:
         fastconv.set_cpu_isa(previous)
+
+
+@contextmanager
+def conv_algo(pass_name, name):
+    """The conv algorithm `name` forced for pass_name inside the block (None: automatic)."""
+    previous = fastconv.get_conv_algo(pass_name)
+    fastconv.set_conv_algo(pass_name, name)
+    try:
+        yield
+    finally:
+        fastconv.set_conv_algo(pass_name, previous)
+
+
+@contextmanager
+def winograd_allowed(on):
+    """fastconv.set_winograd(on) inside the block, the previous setting restored after."""
+    previous = fastconv.get_winograd()
+    fastconv.set_winograd(on)
+    try:
+        yield
+    finally:
+        fastconv.set_winograd(previous)
 
 
 @pytest.fixture

@@ -12,12 +12,22 @@ hand-made filters, and PyTorch when installed.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import zlib
 
 import fastconv
 import numpy as np
 import pytest
 import shapes
-from conftest import RTOL, assert_close, assert_identical, conv_tolerance, winograd_5x5
+from conftest import (
+    RTOL,
+    assert_close,
+    assert_identical,
+    conv_algo,
+    conv_tolerance,
+    cpu_isa,
+    winograd_5x5,
+)
 from fastconv import reference as ref
 
 # ----------------------------------------------------------------------------------------------
@@ -186,80 +196,90 @@ CL_CASES = [
 ]
 
 
-# The AVX-512 kernel variants fastconv._C._set_path_mode can force on or off.
-PATHS = [
-    "fwd_cl",
-    "bwd_scatter",
-    "winograd",
-    "winograd_tiles",
-    "winograd_bww",
-    "winograd_transposed",
-    "bww_flat",
-    "bwd_dy_lanes",
-]
+# Every CPU conv algorithm of every pass (the registry's order), forced on each CPU path whose
+# kernel table has it, on every stride-1 problem it can run. Arrays and references are made once
+# per problem and pass (the float64 reference dominates the time).
+FORCED = [(ps, name) for ps in fastconv.ops.CONV_PASSES for name in fastconv._C.conv_algos(ps)]
 
 
-@pytest.fixture(params=[*PATHS, "neither"])
-def direct_variant(request):
-    """An AVX-512 kernel variant forced on for every stride-1 problem it can take:
-    channels-in-lanes forward + bwd_data, scatter bwd_data (kernel widths 3 and 5), or Winograd
-    F(2x2, 3x3) / F(2x2, 5x5) forward + bwd_data (even output) with the channels or the tiles in
-    the lanes, Winograd F(3x3, 2x2) weight gradient (3x3, even output), Winograd bwd_data as the
-    forward's transpose (even output, any padding), the channel-lane weight gradient with its
-    lanes over (ky, kx, ci) (kw*C_in >= 16), bwd_data with dy's channels in the lanes (every
-    pad <= k-1); or all off (the pixels-in-lanes / GEMM paths they replace on some layers, the
-    per-kernel-row lanes)."""
-    if "avx512" not in fastconv.cpu_isas():
-        pytest.skip("these kernel variants are AVX-512 only; this CPU has no AVX-512")
-    previous_isa = fastconv.get_cpu_isa()
-    fastconv.set_cpu_isa("avx512")
-    modes = dict.fromkeys(PATHS, 0)
-    if request.param in modes:
-        modes[request.param] = 1
-    previous = {path: fastconv._C._set_path_mode(path, m) for path, m in modes.items()}
-    try:
-        yield request.param
-    finally:
-        for path, m in previous.items():
-            fastconv._C._set_path_mode(path, m)
-        fastconv.set_cpu_isa(previous_isa)
+@functools.lru_cache(maxsize=None)
+def _forced_problem(name, pass_name):
+    s = next(c.values[0] for c in CL_CASES if c.values[0].name == name)
+    x, w, b, dy = _arrays(np.random.default_rng(zlib.crc32(name.encode())), s)
+    if pass_name == "fwd":
+        want = (ref.conv2d_fwd(x, w, b, **s.kwargs()),)
+    elif pass_name == "bwd_data":
+        want = (ref.conv2d_bwd_data(dy, w, x.shape, **s.kwargs()),)
+    else:
+        want = ref.conv2d_bwd_weights(dy, x, w.shape, **s.kwargs())
+    return s, (x, w, b, dy), want
 
 
-@pytest.mark.parametrize("s", CL_CASES)
-def test_conv2d_direct_variants(direct_variant, rng, s):
-    x, w, b, dy = _arrays(rng, s)
-    check_fwd(s, x, w, b)
-    check_backward(s, x, w, dy)
+@pytest.mark.parametrize(("pass_name", "algo"), FORCED, ids=[f"{p}-{a}" for p, a in FORCED])
+def test_conv2d_forced_algorithm(isa, pass_name, algo):
+    """Each algorithm forced with set_conv_algo against the reference, on every stride-1 problem
+    it can run on this CPU path (conv2d_algos); skipped where the path has none of its kernels."""
+    ran = 0
+    with conv_algo(pass_name, algo):
+        for case in CL_CASES:
+            s = case.values[0]
+            if algo not in fastconv.conv2d_algos(pass_name, s.x_shape, s.w_shape, **s.kwargs()):
+                continue
+            assert fastconv.conv2d_algo(pass_name, s.x_shape, s.w_shape, **s.kwargs()) == algo
+            s, (x, w, b, dy), want = _forced_problem(s.name, pass_name)
+            tol = _tolerances(s)
+            what = f"{s.name}: {pass_name} by {algo}"
+            if pass_name == "fwd":
+                got = (fastconv.conv2d(x, w, b, **s.kwargs()),)
+                assert_close(got[0], want[0], *tol["y"], what)
+            elif pass_name == "bwd_data":
+                dx = fastconv.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+                assert_close(dx, want[0], *tol["dx"], what)
+            else:
+                dw, db = fastconv.conv2d_bwd_weights(dy, x, w.shape, **s.kwargs())
+                assert_close(dw, want[0], *tol["dw"], f"{what} dw")
+                assert_close(db, want[1], *tol["db"], f"{what} db")
+            ran += 1
+    if ran == 0:
+        pytest.skip(f"the {isa} path has no kernels for {pass_name} algorithm {algo!r}")
 
 
 @pytest.mark.parametrize("k_out", range(1, 18))
 @pytest.mark.parametrize(("c_in", "kernel"), [(6, 5), (17, 3)])
 def test_channel_lane_weight_gradient_channel_blocks(rng, c_in, kernel, k_out):
-    """The per-kernel-row channel-lane weight gradient cuts the output channels into equal blocks
+    """The per-kernel-row (kx, ci)-lane weight gradient cuts the output channels into equal blocks
     of up to 8 (rows of <= 3 vectors: 6 x 5 = 30 lanes) or 3 (17 x 3 = 51 lanes: 4 vectors); every
-    remainder of both against the reference, flat lanes and the Winograd gradient off."""
+    remainder of both against the reference."""
     if "avx512" not in fastconv.cpu_isas():
-        pytest.skip("the channel-lane weight gradient is AVX-512 only; this CPU has no AVX-512")
+        pytest.skip("the tap-lane weight gradient is AVX-512 only; this CPU has no AVX-512")
     s = shapes.ConvShape(f"blocks.c{c_in}k{k_out}", 2, c_in, 9, 11, k_out, kernel, padding=1)
-    previous_isa = fastconv.get_cpu_isa()
-    fastconv.set_cpu_isa("avx512")
-    previous = {path: fastconv._C._set_path_mode(path, 0) for path in ("bww_flat", "winograd_bww")}
-    try:
+    with cpu_isa("avx512"), conv_algo("bwd_weights", "tap_lanes"):
         x, w, _, dy = _arrays(rng, s)
         check_backward(s, x, w, dy)
-    finally:
-        for path, m in previous.items():
-            fastconv._C._set_path_mode(path, m)
-        fastconv.set_cpu_isa(previous_isa)
 
 
-def test_direct_variant_switch_validates():
-    with pytest.raises(ValueError, match="mode"):
-        fastconv._C._set_path_mode("fwd_cl", 2)
-    with pytest.raises(ValueError, match="path"):
-        fastconv._C._set_path_mode("gemm", 1)
-    with pytest.raises(ValueError, match="path"):
-        fastconv._C._get_path_mode("gemm")
+def test_conv_algo_switch_validates():
+    """Unknown passes and names fail at set time; a forced name that cannot run a call fails it."""
+    with pytest.raises(ValueError, match="pass"):
+        fastconv.set_conv_algo("forward", "gemm")
+    with pytest.raises(ValueError, match="'gemm'.*got 'fft'"):
+        fastconv.set_conv_algo("fwd", "fft")
+    with pytest.raises(TypeError, match="name"):
+        fastconv.set_conv_algo("fwd", 1)
+    with pytest.raises(ValueError, match="pass"):
+        fastconv.conv2d_algo("bwd", (1, 1, 8, 8), (2, 1, 3, 3))
+    assert fastconv.get_conv_algo("fwd") is None
+    x = np.ones((1, 1, 8, 8), np.float32)
+    w = np.ones((2, 1, 3, 3), np.float32)
+    with cpu_isa("portable"), conv_algo("fwd", "direct"):
+        assert fastconv.get_conv_algo("fwd") == "direct"
+        with pytest.raises(ValueError, match="'direct'.*cannot run.*portable.*usable here: gemm"):
+            fastconv.conv2d(x, w)
+        with pytest.raises(ValueError, match="'direct'"):
+            fastconv.conv2d_algo("fwd", x.shape, w.shape)
+        assert fastconv.conv2d_algos("fwd", x.shape, w.shape) == ["gemm"]
+    assert fastconv.get_conv_algo("fwd") is None
+    assert fastconv.conv2d(x, w).shape == (1, 2, 6, 6)
 
 
 def test_set_winograd_switches_every_winograd_kernel(rng):
@@ -590,19 +610,17 @@ RELU_CASES = [
 ]
 
 
-@pytest.mark.parametrize("fwd_cl", [0, 1], ids=["fwd_cl=off", "fwd_cl=on"])
 @pytest.mark.parametrize("s", RELU_CASES)
-def test_fused_relu_keeps_nan_on_every_path(isa, rng, s, fwd_cl):
+def test_fused_relu_keeps_nan_on_every_path(isa, rng, s):
     """activation="relu" is max(y, 0) with NaN kept (PyTorch's and the reference's ReLU) on every
-    kernel: the direct, channels-in-lanes and GEMM epilogues once disagreed (NaN -> 0 on some)."""
+    forward algorithm that can run s: the direct, channels-in-lanes and GEMM epilogues once
+    disagreed (NaN -> 0 on some)."""
     x, w, b, _ = _arrays(rng, s)
     x.reshape(-1)[:: max(1, x.size // 5)] = np.nan  # a few NaN pixels: NaN outputs around them
-    prev = fastconv._C._set_path_mode("fwd_cl", fwd_cl)
-    try:
-        y = fastconv.conv2d(x, w, b, activation="relu", **s.kwargs())
-        plain = fastconv.conv2d(x, w, b, **s.kwargs())
-    finally:
-        fastconv._C._set_path_mode("fwd_cl", prev)
-    assert np.isnan(plain).any()
-    assert not np.isnan(plain).all()
-    assert_identical(y, np.maximum(plain, np.float32(0)), f"{s.name}: relu epilogue")
+    for algo in fastconv.conv2d_algos("fwd", s.x_shape, s.w_shape, **s.kwargs()):
+        with conv_algo("fwd", algo):
+            y = fastconv.conv2d(x, w, b, activation="relu", **s.kwargs())
+            plain = fastconv.conv2d(x, w, b, **s.kwargs())
+        assert np.isnan(plain).any()
+        assert not np.isnan(plain).all()
+        assert_identical(y, np.maximum(plain, np.float32(0)), f"{s.name}: {algo} relu epilogue")

@@ -32,7 +32,14 @@ import fastconv
 import numpy as np
 import pytest
 import shapes
-from conftest import assert_close, assert_identical, conv_tolerance
+from conftest import (
+    assert_close,
+    assert_identical,
+    conv_algo,
+    conv_tolerance,
+    cpu_isa,
+    winograd_allowed,
+)
 from fastconv import reference as ref
 
 DEAD = 4  # the code bit set where pooled is not > 0
@@ -76,7 +83,7 @@ FUSED_SHAPES = [
 LAYERS = [shapes.conv(f"{n}@n2") for n in shapes.NETWORK_CONV]
 ALL = FUSED_SHAPES + LAYERS
 CASES = [pytest.param(s, id=s.name) for s in ALL]
-# direct-kernel candidates (stride 1, dilation 1, groups 1): where the fwd_cl switch can matter
+# direct-kernel candidates (stride 1, dilation 1, groups 1): where forcing an algorithm can matter
 STRIDE1 = [
     pytest.param(s, id=s.name)
     for s in ALL
@@ -121,12 +128,8 @@ def _exact_sums_for_ties(request):
     if params is None or params.params.get("kind") != "ties":
         yield
         return
-    previous = {p: fastconv._C._set_path_mode(p, 0) for p in ("winograd", "winograd_tiles")}
-    try:
+    with winograd_allowed(False):
         yield
-    finally:
-        for p, m in previous.items():
-            fastconv._C._set_path_mode(p, m)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,24 +400,19 @@ def test_fused_equals_unfused(isa, rng, s, kind):
         assert (codes == DEAD).all(), "all outputs negative: every code must be 4 (dead, first)"
 
 
-@pytest.fixture(params=[-1, 0, 1], ids=["fwd_cl=auto", "fwd_cl=off", "fwd_cl=on"])
-def fwd_cl(request):
-    """The AVX-512 channels-in-lanes forward kernel left to its heuristic, forced off, or on."""
+@pytest.fixture(params=[None, "direct", "channel_lanes"], ids=["auto", "direct", "channel_lanes"])
+def fwd_algo(request):
+    """On AVX-512: the forward algorithm left to the registry, or the pixels-in-lanes direct or
+    channels-in-lanes kernel forced."""
     if "avx512" not in fastconv.cpu_isas():
-        pytest.skip("the fwd_cl variant is AVX-512 only; this CPU has no AVX-512")
-    previous_isa = fastconv.get_cpu_isa()
-    fastconv.set_cpu_isa("avx512")
-    previous = fastconv._C._set_path_mode("fwd_cl", request.param)
-    try:
+        pytest.skip("the channel-lane forward is AVX-512 only; this CPU has no AVX-512")
+    with cpu_isa("avx512"), conv_algo("fwd", request.param):
         yield request.param
-    finally:
-        fastconv._C._set_path_mode("fwd_cl", previous)
-        fastconv.set_cpu_isa(previous_isa)
 
 
 @pytest.mark.parametrize("kind", ["normal", "ties"])
 @pytest.mark.parametrize("s", STRIDE1)
-def test_fused_equals_unfused_forced_variants(fwd_cl, rng, s, kind):
+def test_fused_equals_unfused_forced_variants(fwd_algo, rng, s, kind):
     x, w, b = _arrays(rng, s, kind)
     pooled, codes, _, _ = check_fused(s, x, w, b)
     if kind == "ties":
@@ -977,17 +975,15 @@ def test_fused_data_gradient_equals_two_step(isa, rng, s, kind):
     assert_identical(got, want, f"{s.name}: grad_input")
 
 
-@pytest.mark.parametrize("path", ["fwd_cl", "bwd_scatter"])
-@pytest.mark.parametrize("mode", [0, 1])
 @pytest.mark.parametrize("s", STRIDE1[:12])
-def test_fused_data_gradient_forced_variants(rng, s, path, mode):
-    prev = fastconv._C._set_path_mode(path, mode)
-    try:
-        test_fused_data_gradient_equals_two_step(
-            "avx512" if "avx512" in fastconv.cpu_isas() else fastconv.get_cpu_isa(), rng, s, "ties"
-        )
-    finally:
-        fastconv._C._set_path_mode(path, prev)
+def test_fused_data_gradient_forced_variants(rng, s):
+    """Every bwd_data algorithm that can run s on the best CPU path, forced: the fused gradient
+    equals the two-step one exactly."""
+    best = "avx512" if "avx512" in fastconv.cpu_isas() else fastconv.get_cpu_isa()
+    with cpu_isa(best):
+        for algo in fastconv.conv2d_algos("bwd_data", s.x_shape, s.w_shape, **s.kwargs()):
+            with conv_algo("bwd_data", algo):
+                test_fused_data_gradient_equals_two_step(best, rng, s, "ties")
 
 
 def test_fused_data_gradient_errors(rng):

@@ -27,7 +27,8 @@ from fastconv import reference as ref
 
 pytestmark = pytest.mark.gpu
 
-ALGOS = ("auto", "direct", "tiled")
+ALGOS = (None, "direct", "tiled")
+PASSES = ("fwd", "bwd_data", "bwd_weights")
 CONV_CASES = [pytest.param(s, id=s.name) for s in shapes.CONV_TEST] + [
     pytest.param(s, id=s.name, marks=pytest.mark.slow) for s in shapes.CONV_BIG_TEST
 ]
@@ -41,14 +42,17 @@ def cp():
     return cupy
 
 
-@pytest.fixture(params=ALGOS)
+@pytest.fixture(params=ALGOS, ids=["auto", "direct", "tiled"])
 def algo(request):
-    previous = _cuda_ops.get_conv_algo()
-    _cuda_ops.set_conv_algo(request.param)
+    """Every conv pass on the CUDA kernel family chosen by shape, or forced to one."""
+    previous = {p: _cuda_ops.get_conv_algo(p) for p in PASSES}
+    for p in PASSES:
+        _cuda_ops.set_conv_algo(p, request.param)
     try:
         yield request.param
     finally:
-        _cuda_ops.set_conv_algo(previous)
+        for p, name in previous.items():
+            _cuda_ops.set_conv_algo(p, name)
 
 
 def _arrays(rng, s):
@@ -139,12 +143,13 @@ def test_conv2d_bwd_weights_split_reduction_on_a_long_reduction(cp, rng):
     """A batch big enough that the tiled bwd_weights splits N*OH*OW and sums the partials."""
     s = shapes.conv("fashion.conv2").with_batch(16)
     x, w, _, dy = _arrays(rng, s)
-    previous = _cuda_ops.get_conv_algo()
-    _cuda_ops.set_conv_algo("tiled")
+    previous = _cuda_ops.get_conv_algo("bwd_weights")
+    _cuda_ops.set_conv_algo("bwd_weights", "tiled")
     try:
+        assert _cuda_ops.conv2d_algo("bwd_weights", s.x_shape, s.w_shape, **s.kwargs()) == "tiled"
         dw, db = fastconv.conv2d_bwd_weights(cp.asarray(dy), cp.asarray(x), w.shape, **s.kwargs())
     finally:
-        _cuda_ops.set_conv_algo(previous)
+        _cuda_ops.set_conv_algo("bwd_weights", previous)
     rdw, rdb = ref.conv2d_bwd_weights(dy, x, w.shape, **s.kwargs())
     tol = _tolerances(s)
     assert_close(cp.asnumpy(dw), rdw, *tol["dw"], "split bwd_weights dw")

@@ -66,7 +66,12 @@ def test_cuda_geometry_is_validated_like_the_cpu():
         6,
     )
     with pytest.raises(ValueError, match="conv algorithm"):
-        _C.cuda.set_conv_algo("fast")
+        _C.cuda.set_conv_algo("fwd", "fast")
+    with pytest.raises(ValueError, match="pass"):
+        _C.cuda.set_conv_algo("forward", "tiled")
+    assert _C.cuda.get_conv_algo("fwd") is None
+    args = ((2, 1), "explicit", (1, 0), (1, 1), 1)
+    assert _C.cuda.conv2d_algo("fwd", (2, 3, 11, 13), (5, 3, 3, 3), *args) in ("direct", "tiled")
 
 
 def test_cuda_ops_without_cupy_names_the_extra(monkeypatch):
@@ -125,7 +130,7 @@ def test_mixing_cpu_input_with_gpu_weight_is_a_type_error():
 def test_cuda_errors_become_runtime_errors():
     """Any CUDA runtime failure surfaces as RuntimeError naming the CUDA error (here: no driver/GPU)."""
     if _C.cuda.device_count() > 0:
-        _C.cuda.set_conv_algo("auto")
+        _C.cuda.set_conv_algo("fwd", None)
         with pytest.raises(RuntimeError, match="CUDA error"):
             _C.cuda.synchronize(_C.cuda.device_count(), 0)  # a device index that does not exist
     else:

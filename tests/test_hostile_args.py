@@ -360,10 +360,24 @@ NATIVE_BAD = {
         "bytes",
     ),
     "set_output_cache_limit -1": (lambda: _C.set_output_cache_limit(-1), ValueError, "bytes"),
-    "_set_path_mode 2**63": (
-        lambda: _C._set_path_mode("winograd", 2**63),
+    "set_conv_algo long name": (
+        lambda: _C.set_conv_algo("fwd", "winograd" * 1000),
         ValueError,
-        "mode",
+        "algorithm",
+    ),
+    "conv2d_algo stride 2**63": (
+        lambda: _C.conv2d_algo(
+            "fwd", (1, 1, 8, 8), (2, 1, 3, 3), (2**63, 1), "explicit", (0, 0), (1, 1), 1
+        ),
+        ValueError,
+        "stride",
+    ),
+    "conv2d_algo x_shape float": (
+        lambda: _C.conv2d_algo(
+            "fwd", (1, 1, 8.5, 8), (2, 1, 3, 3), (1, 1), "explicit", (0, 0), (1, 1), 1
+        ),
+        TypeError,
+        "x_shape",
     ),
     "dropout_keep 2**62 x 2**62": (
         lambda: _C.dropout_keep((2**62, 2**62), 0.5, 1),

@@ -13,15 +13,19 @@ import os as _os
 from . import _C, reference
 from .ops import (
     conv2d,
+    conv2d_algo,
+    conv2d_algos,
     conv2d_backward,
     conv2d_bwd_data,
     conv2d_bwd_weights,
     conv2d_relu_maxpool2d,
     conv2d_relu_maxpool2d_bwd_data,
     conv2d_relu_maxpool2d_bwd_weights,
+    get_conv_algo,
     max_pool2d,
     max_pool2d_backward,
     relu_maxpool2d_backward,
+    set_conv_algo,
 )
 
 __version__ = "0.1.0"
@@ -29,6 +33,8 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "conv2d",
+    "conv2d_algo",
+    "conv2d_algos",
     "conv2d_backward",
     "conv2d_bwd_data",
     "conv2d_bwd_weights",
@@ -53,6 +59,8 @@ __all__ = [
     "set_output_cache_mb",
     "get_winograd",
     "set_winograd",
+    "get_conv_algo",
+    "set_conv_algo",
 ]
 
 
@@ -106,12 +114,9 @@ def set_output_cache_mb(mb) -> None:
     _C.set_output_cache_limit(int(float(mb) * 2**20))
 
 
-_WINOGRAD_PATHS = ("winograd", "winograd_tiles", "winograd_bww", "winograd_transposed")
-
-
 def get_winograd() -> bool:
     """Whether the CPU kernels may use Winograd convolution (see set_winograd)."""
-    return any(_C._get_path_mode(path) != 0 for path in _WINOGRAD_PATHS)
+    return bool(_C.get_winograd())
 
 
 def set_winograd(enabled: bool) -> None:
@@ -120,15 +125,13 @@ def set_winograd(enabled: bool) -> None:
     Where allowed, 3x3 and 5x5 stride-1 convolutions with enough channels run Winograd F(2x2,
     3x3) / F(2x2, 5x5) on AVX-512 (fewer multiplies, a different rounding: F(2x2, 5x5)'s results
     differ from a direct sum by a few ulps more, and an infinite input can give NaN where a direct
-    sum gives inf). False keeps every layer on direct or GEMM kernels, e.g. for results that must
-    be exact on small integers. The environment variables FASTCONV_WINOGRAD,
-    FASTCONV_WINOGRAD_TILES, FASTCONV_WINOGRAD_BWW and FASTCONV_WINOGRAD_TRANSPOSED=0 do the same
-    at start-up.
+    sum gives inf). False keeps the automatic choice (conv2d_algo) on direct or GEMM kernels, e.g.
+    for results that must be exact on small integers; an algorithm forced with set_conv_algo
+    still runs.
     """
     if not isinstance(enabled, bool):
         raise TypeError(f"enabled must be True or False, got {enabled!r}")
-    for path in _WINOGRAD_PATHS:
-        _C._set_path_mode(path, -1 if enabled else 0)
+    _C.set_winograd(enabled)
 
 
 def _set_debug_poison(on: bool) -> None:

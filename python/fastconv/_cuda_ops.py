@@ -24,6 +24,7 @@ __all__ = [
     "device_name",
     "set_conv_algo",
     "get_conv_algo",
+    "conv2d_algo",
     "conv2d_fwd",
     "conv2d_bwd_data",
     "conv2d_bwd_weights",
@@ -84,13 +85,27 @@ def available() -> Tuple[bool, str]:
         return False, str(exc)
 
 
-def set_conv_algo(algo: str) -> None:
-    """Force the conv kernel family: 'auto' (by shape), 'direct' or 'tiled' (tests, benchmarks)."""
-    _native().set_conv_algo(algo)
+def set_conv_algo(pass_name: str, name: Optional[str]) -> None:
+    """Force the kernel family of one conv pass ("fwd", "bwd_data", "bwd_weights"): 'direct',
+    'tiled' or None (by shape), as fastconv.set_conv_algo does for the CPU (tests, benchmarks)."""
+    _native().set_conv_algo(pass_name, name)
 
 
-def get_conv_algo() -> str:
-    return _native().get_conv_algo()
+def get_conv_algo(pass_name: str) -> Optional[str]:
+    """The family forced for the pass, or None (by shape)."""
+    return _native().get_conv_algo(pass_name)
+
+
+def conv2d_algo(
+    pass_name: str, x_shape, w_shape, /, stride=1, padding=0, dilation=1, groups=1
+) -> str:
+    """The kernel family ('direct' or 'tiled') a CUDA call of the pass runs, like
+    fastconv.conv2d_algo for the CPU."""
+    from .ops import _algo_args
+
+    return _native().conv2d_algo(
+        *_algo_args(pass_name, x_shape, w_shape, stride, padding, dilation, groups)
+    )
 
 
 # --- array checks -----------------------------------------------------------------------------

@@ -29,6 +29,8 @@ PaddingArg = Union[int, Tuple[int, int], str]
 
 __all__ = [
     "conv2d",
+    "conv2d_algo",
+    "conv2d_algos",
     "conv2d_backward",
     "conv2d_bwd_data",
     "conv2d_bwd_weights",
@@ -38,6 +40,8 @@ __all__ = [
     "max_pool2d",
     "max_pool2d_backward",
     "relu_maxpool2d_backward",
+    "get_conv_algo",
+    "set_conv_algo",
 ]
 
 
@@ -565,3 +569,64 @@ def relu_maxpool2d_backward(grad_output, codes, input_shape, *, out=None):
         raise TypeError("relu_maxpool2d_backward runs on the CPU only")
     dy = _as_f32(grad_output, "grad_output")
     return _C.relu_maxpool2d_bwd(dy, _codes(codes), shape, _out(out))
+
+
+# --- which algorithm runs ----------------------------------------------------------------------
+
+CONV_PASSES = ("fwd", "bwd_data", "bwd_weights")
+
+
+def _conv_pass(pass_name: Any) -> str:
+    if not isinstance(pass_name, str):
+        raise TypeError(f"pass must be a str, one of {CONV_PASSES}, got {pass_name!r}")
+    return pass_name  # the native side names the accepted passes on a bad one
+
+
+def _algo_args(pass_name, x_shape, w_shape, stride, padding, dilation, groups) -> tuple:
+    return (
+        _conv_pass(pass_name),
+        _shape4(x_shape, "x_shape"),
+        _shape4(w_shape, "w_shape"),
+        _pair(stride, "stride"),
+        *_padding(padding),
+        _pair(dilation, "dilation"),
+        _groups(groups),
+    )
+
+
+def conv2d_algo(
+    pass_name: str, x_shape, w_shape, /, stride=1, padding=0, dilation=1, groups=1
+) -> str:
+    """Name of the CPU algorithm that conv2d's pass `pass_name` ("fwd", "bwd_data" or
+    "bwd_weights") runs for an input of shape x_shape and weights of shape w_shape on the current
+    CPU path (get_cpu_isa), e.g. "winograd_channels" or "gemm"; the fused conv2d_relu_maxpool2d
+    ops make the same choice. The arguments after the shapes are conv2d's. The algorithm forced
+    with set_conv_algo, if any (ValueError if it cannot run this problem)."""
+    return _C.conv2d_algo(
+        *_algo_args(pass_name, x_shape, w_shape, stride, padding, dilation, groups)
+    )
+
+
+def conv2d_algos(
+    pass_name: str, x_shape, w_shape, /, stride=1, padding=0, dilation=1, groups=1
+) -> list:
+    """Every CPU algorithm that can run this problem on the current CPU path, in the order the
+    automatic choice tries them (any of them may be forced with set_conv_algo)."""
+    return list(
+        _C.conv2d_algos(*_algo_args(pass_name, x_shape, w_shape, stride, padding, dilation, groups))
+    )
+
+
+def set_conv_algo(pass_name: str, name: Optional[str]) -> None:
+    """Force the CPU algorithm `name` for every later call of conv2d's pass `pass_name` (and the
+    fused ops), or None for the automatic choice again. ValueError at once for an unknown pass or
+    name; a call the forced algorithm cannot run (see conv2d_algos) raises ValueError. For tests,
+    benchmarks and bug reports: the automatic choice is the measured fastest."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, got {name!r}")
+    _C.set_conv_algo(_conv_pass(pass_name), name)
+
+
+def get_conv_algo(pass_name: str) -> Optional[str]:
+    """The algorithm forced for the pass with set_conv_algo, or None (automatic)."""
+    return _C.get_conv_algo(_conv_pass(pass_name))

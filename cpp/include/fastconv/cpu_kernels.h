@@ -80,7 +80,7 @@ struct DirectConvArgs {
 };
 // y (cout, oh, ow) = conv(xpad, w) [+ bias] [ReLU], with the weights packed by the caller in
 // blocks of cb output channels: wt[((co/cb)*cin*kh*kw + (ci*kh + ky)*kw + kx)*cb + co%cb]
-// (channels past cout zero; the driver picks cb in {1, 4, 5, 6}, see conv2d_cpu.cpp). The driver
+// (channels past cout zero; the driver picks cb in {1, 4, 5, 6}, see conv2d/support.cpp). The driver
 // uses the same kernel for bwd_data of a stride-1 conv (dy padded by k-1-pad, flipped and in/out
 // transposed weights).
 using DirectFwdFn = void (*)(float* y, const float* xpad, const float* w, const float* bias,

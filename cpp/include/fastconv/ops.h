@@ -3,8 +3,6 @@
 // Every pointer is a dense NCHW (or OIHW) float32 buffer; indices are int64 offsets h*W + w.
 #pragma once
 
-#include <string>
-
 #include <cstdint>
 
 #include "fastconv/params.h"
@@ -60,14 +58,6 @@ void relu_maxpool2d_unpool_planes(float* dx, const float* dy, const uint8_t* cod
 // dx (x_shape: the conv output) = dy at each window's winner where its code is < 4, else 0 (the
 // ReLU and pooling backward in one pass). Throws ValueError if a code is >= 8.
 void relu_maxpool2d_bwd__cpu(float* dx, const float* dy, const uint8_t* codes, Shape4 x_shape);
-
-// Switches for the kernel variants: path "fwd_cl" (channels-in-lanes forward and bwd_data,
-// conv2d_fwd_cl.inl), "bwd_scatter" (conv2d_bwd_data_cl.inl), "winograd", "winograd_tiles",
-// "winograd_bww" (conv2d_winograd*.inl); mode -1 picks by the layer, 0 never, 1 whenever the
-// geometry allows. Each starts from its FASTCONV_* variable; set returns the previous mode,
-// get the current one. ValueError for an unknown path or mode.
-int set_path_mode(const std::string& path, int mode);
-int get_path_mode(const std::string& path);
 
 }  // namespace cpu
 }  // namespace fastconv

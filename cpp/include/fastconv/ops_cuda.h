@@ -17,11 +17,15 @@ typedef struct CUstream_st* cudaStream_t;  // the same declaration cuda_runtime.
 namespace fastconv {
 namespace gpu {
 
-// Kernel choice for the conv passes: Auto picks by shape; Direct (one thread or block per output
-// element) and Tiled (implicit GEMM in shared memory) force a family, for tests and benchmarks.
+// Kernel choice per conv pass (the CPU registry's vocabulary, conv_algos.h): Auto picks by shape;
+// Direct (one thread or block per output element) and Tiled (implicit GEMM in shared memory)
+// force a family, for tests and benchmarks.
 enum class ConvAlgo { Auto = 0, Direct = 1, Tiled = 2 };
-void set_conv_algo(ConvAlgo algo);
-ConvAlgo conv_algo();
+enum class ConvPass { Fwd = 0, BwdData = 1, BwdWeights = 2 };
+void set_conv_algo(ConvPass pass, ConvAlgo algo);
+ConvAlgo conv_algo(ConvPass pass);
+// The family a call of the pass would run on p: Direct or Tiled (the forced one if set).
+ConvAlgo chosen_conv_algo(ConvPass pass, const Conv2dParams& p);
 
 // y (N, C_out, OH, OW) = conv(x, w) + b, ReLU-clamped when relu; b may be nullptr.
 void conv2d_fwd__cuda(float* y, const float* x, const float* w, const float* b,

@@ -1,0 +1,250 @@
+// lanes.cpp — the direct drivers with channels in the vector lanes, for groups 1, stride 1,
+// dilation 1 (the ISA's table has these kernels on AVX-512; AVX2 has the channel-lane weight
+// gradient): forward and bwd_data with output channels in the lanes (conv2d_fwd_cl.inl), bwd_data
+// by scatter (dx channels, conv2d_bwd_data_cl.inl) or with dy's channels in the lanes
+// (conv2d_bwd_data_dylanes.inl), and the weight gradient with output channels or (kx, ci) taps in
+// the lanes (conv2d_bww_cl.inl).
+#include <algorithm>
+#include <cstring>
+
+#include "drivers.h"
+#include "fastconv/parallel.h"
+
+namespace fastconv {
+namespace cpu {
+
+// Forward and bwd_data with output channels in the lanes, for layers whose short output rows waste
+// the pixels-in-lanes kernel's lanes (keras.conv2: rows of 8 in 16 lanes); bwd_data as the
+// forward of dy bordered by k-1-pad (the kernel skips the taps that meet only the border).
+void fwd_channel_lanes(const ImageSink& out, const float* x, const float* w, const float* b,
+                       const Conv2dParams& p, bool relu, const KernelTable& kt) {
+  const ClConvArgs a = fwd_cl_args(p, kt);
+  const float* wcl = pack_lane_weights(a.kh, a.kw, a.cin, a.coutp, p.y.c, fwd_weight(w, a));
+  run_cl_images(out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a, 0,
+                [&](float* ycl, const float* xpad, float*) {
+                  kt.conv2d_fwd_cl(ycl, xpad, wcl, a);
+                });
+}
+
+void bwd_data_channel_lanes(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
+                            const KernelTable& kt) {
+  const ClConvArgs a = bwd_data_cl_args(p, kt);
+  const float* wcl = pack_lane_weights(a.kh, a.kw, a.cin, a.coutp, p.x.c,
+                                       bwd_data_weight(w, a, p.x.c));
+  run_cl_images(ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n, p.x.c, a, 0,
+                [&](float* ycl, const float* xpad, float*) {
+                  kt.conv2d_fwd_cl(ycl, xpad, wcl, a);
+                });
+}
+
+// bwd_data by scatter, every multiply-add useful, dx channels in the lanes: for layers whose dx is
+// larger than dy (valid padding), where the forward-of-padded-dy kernels multiply the zero border.
+void bwd_data_scatter(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
+                      const KernelTable& kt) {
+  ScatterArgs a{};
+  a.cout = p.y.c;
+  a.cinp = round_up(p.x.c, kt.direct_lanes);
+  a.kh = p.wt.h;
+  a.kw = p.wt.w;
+  a.oh = p.y.h;
+  a.ow = p.y.w;
+  a.h = p.x.h;
+  a.top = p.pad.top;
+  const int64_t C_in = p.x.c, KK = a.kh * a.kw, H = p.x.h, W = p.x.w;
+  // wb[((ky*cout + co)*kw + kx)*cinp + ci] = w[co][ci][ky][kx]
+  const float* wb = pack_lane_weights(a.kh, a.kw, a.cout, a.cinp, C_in,
+                                      [&](int64_t ci, int64_t co, int64_t ky, int64_t kx) {
+                                        return w[(co * C_in + ci) * KK + ky * a.kw + kx];
+                                      });
+  const int64_t wrow = a.ow + a.kw - 1, ysize = H * wrow * a.cinp;
+  const int64_t dxs = C_in * H * W;
+  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
+    float* ycl = scratch(ysize + dy.scratch_floats());
+    float* tmp = ycl + ysize;
+    for (int64_t n = begin; n < end; ++n) {
+      std::fill(ycl, ycl + ysize, 0.0f);
+      kt.conv2d_bwd_data_scatter(ycl, dy.image(n, tmp), wb, a);
+      // the real columns [pad_left, pad_left + W) of each padded row
+      unpack_channels_last(dx + n * dxs, ycl, C_in, H, W, wrow, p.pad.left, a.cinp, nullptr,
+                           false);
+    }
+  });
+}
+
+// bwd_data with dy's channels in the lanes (conv2d_bwd_data_dylanes.inl): for valid-padded
+// layers with few dx channels, where a forward over dy padded by k-1 multiplies the wide zero
+
+// bwd_data with dy's channels in the lanes: for valid-padded layers with few dx channels, where a
+// forward over dy padded by k-1 multiplies the wide zero border and dx-channel lanes would run
+// mostly empty.
+void bwd_data_dy_lanes(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
+                       const KernelTable& kt) {
+  DyLanesArgs a{};
+  a.cin = p.x.c;
+  a.coutp = round_up(p.y.c, kt.direct_lanes);
+  a.kh = p.wt.h;
+  a.kw = p.wt.w;
+  a.oh = p.y.h;
+  a.ow = p.y.w;
+  a.h = p.x.h;
+  a.w = p.x.w;
+  a.top = a.kh - 1 - p.pad.top;
+  a.left = a.kw - 1 - p.pad.left;
+  a.wq = a.w + a.kw - 1;
+  const int64_t C_out = p.y.c, C_in = p.x.c, KK = a.kh * a.kw, P = a.oh * a.ow;
+  float* wf = caller_workspace(KK * C_in * a.coutp);
+  for (int64_t ky = 0; ky < a.kh; ++ky)
+    for (int64_t kx = 0; kx < a.kw; ++kx)
+      for (int64_t ci = 0; ci < C_in; ++ci) {
+        float* dst = wf + ((ky * a.kw + kx) * C_in + ci) * a.coutp;
+        for (int64_t co = 0; co < a.coutp; ++co)
+          dst[co] = co < C_out ? w[(co * C_in + ci) * KK + (a.kh - 1 - ky) * a.kw + (a.kw - 1 - kx)]
+                               : 0.0f;
+      }
+  const int64_t dyp_size = a.oh * a.wq * a.coutp, dyT_size = P * a.coutp;
+  const int64_t dxs = C_in * a.h * a.w;
+  parallel_for(p.x.n, [&](int64_t begin, int64_t end, int) {
+    float* dyp = scratch(dyp_size + dyT_size + dy.scratch_floats());
+    float* dyT = dyp + dyp_size;
+    float* tmp = dyT + dyT_size;
+    std::fill(dyp, dyp + dyp_size, 0.0f);  // the border columns stay zero for every image
+    zero_lane_padding(dyT, P, C_out, a.coutp);
+    for (int64_t n = begin; n < end; ++n) {
+      transpose_to_lanes(dyT, dy.image(n, tmp), C_out, P, a.coutp, kt.transpose_to_lanes);
+      for (int64_t r = 0; r < a.oh; ++r)
+        std::copy(dyT + r * a.ow * a.coutp, dyT + (r + 1) * a.ow * a.coutp,
+                  dyp + (r * a.wq + a.left) * a.coutp);
+      kt.conv2d_bwd_data_dylanes(dx + n * dxs, dyp, wf, a);
+    }
+  });
+}
+
+// Large-C_in bwd_weights without im2col (stride 1, dilation 1, groups 1): per image, x is padded
+// and dy transposed to (pixels, C_out rounded up to the lanes) so output channels ride in the
+// vector lanes and input pixels are broadcast straight from the padded rows. Threads take
+// fixed ranges of samples (parallel_for_parts), each with its own (K x coutp) + C_out partial
+// sums in the caller's workspace, summed in a fixed order: deterministic at a thread count.
+// Workspace: parts * (C_in*KH*KW * coutp + C_out) floats; per thread one padded image +
+// OH*OW * coutp floats.
+void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const float* x,
+                               const Conv2dParams& p, const KernelTable& kt) {
+  const int lanes = kt.direct_lanes;
+  const DirectConvArgs a = direct_args(p);
+  const int64_t xs = p.x.c * p.x.h * p.x.w;
+  const int64_t K = p.reduction(), C_out = p.y.c, P = p.y.h * p.y.w;
+  const int64_t coutp = round_up(C_out, lanes);
+  const int64_t per_part = K * coutp + C_out;
+  const int parts = reduction_parts(p.x.n);
+  float* ws = caller_workspace(parts * per_part);
+  parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
+    float* acc = ws + part * per_part;
+    // zeroed by its own thread (see conv2d_bwd_weights_direct)
+    std::fill(acc, acc + per_part, 0.0f);
+    float* dbp = acc + K * coutp;
+    const int64_t xsize = xpad_size(a);
+    float* xpad = scratch(xsize + P * coutp + dy.scratch_floats());
+    float* dyT = xpad + xsize;
+    float* tmp = dyT + P * coutp;
+    zero_lane_padding(dyT, P, C_out, coutp);
+    pad_planes_zero(xpad, a);
+    for (int64_t n = begin; n < end; ++n) {
+      pad_image_rows(xpad, x + n * xs, p, a);
+      const float* dy_n = dy.image(n, tmp);
+      transpose_to_lanes(dyT, dy_n, C_out, P, coutp, kt.transpose_to_lanes);
+      kt.conv2d_bwd_weights_direct_t(acc, dyT, xpad, a);
+      if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
+    }
+  });
+  parallel_for(C_out, [&](int64_t c0, int64_t c1, int) {  // threaded, each in part order
+    for (int64_t co = c0; co < c1; ++co)
+      for (int64_t r = 0; r < K; ++r) {
+        float s = 0.0f;
+        for (int part = 0; part < parts; ++part) s += ws[part * per_part + r * coutp + co];
+        dw[co * K + r] = s;
+      }
+  });
+  if (db != nullptr) {
+    for (int64_t co = 0; co < C_out; ++co) {
+      float s = 0.0f;
+      for (int part = 0; part < parts; ++part) s += ws[part * per_part + K * coutp + co];
+      db[co] = s;
+    }
+  }
+}
+
+// bwd_weights with (kx, ci) in lanes (conv2d_bww_cl.inl), stride 1, dilation 1, groups 1: per
+// image x is zero-padded into channels-last rows, so the KW*C_in inputs of one kernel row at one
+// output pixel are contiguous; fixed ranges of samples (parallel_for_parts), each with its own
+// (C_out x KH x lp) + C_out partial sums (flat lanes: C_out x lp), added in a fixed order and
+// un-permuted into (co, ci, ky, kx) at the end. Workspace: parts * (C_out*KH*lp + C_out) floats
+// (flat: parts * (C_out*lp + C_out)); per thread one channels-last padded image
+// (hp*wp*C_in + lanes floats).
+namespace {
+void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const float* x,
+                               const Conv2dParams& p, const KernelTable& kt, bool flat) {
+  const int lanes = kt.direct_lanes;
+  const DirectConvArgs a = direct_args(p);
+  const int64_t xs = p.x.c * p.x.h * p.x.w;
+  const int64_t C_out = p.y.c, C_in = p.x.c, P = p.y.h * p.y.w;
+  const int64_t L = a.kw * C_in;
+  const int64_t lp = round_up(flat ? a.kh * L : L, lanes);
+  // where (co, ky, 0, 0) sits in acc: per-row layout (co, ky, lp), flat layout (co, ky*L)
+  const int64_t co_stride = flat ? lp : a.kh * lp, ky_stride = flat ? L : lp;
+  const int64_t per_part = C_out * co_stride + C_out;
+  const int parts = reduction_parts(p.x.n);
+  float* ws = caller_workspace(parts * per_part);
+  parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
+    float* acc = ws + part * per_part;
+    // zeroed by its own thread (see conv2d_bwd_weights_direct)
+    std::fill(acc, acc + per_part, 0.0f);
+    float* dbp = acc + C_out * co_stride;
+    const int64_t xsize = a.hp * a.wp * C_in + lanes;
+    float* xcl = scratch(xsize + dy.scratch_floats());
+    float* tmp = xcl + xsize;
+    // The border (and the tail the last lanes read) zeroed once; per image the ISA's kernel
+    // transposes the interior in (cnn1.conv2 ~2% faster than a fill per image).
+    std::fill(xcl, xcl + xsize, 0.0f);
+    for (int64_t n = begin; n < end; ++n) {
+      kt.pad_channels_last(xcl, x + n * xs, p.x.h, p.x.w, C_in, p.pad.top, p.pad.left, a.wp);
+      const float* dy_n = dy.image(n, tmp);
+      kt.conv2d_bwd_weights_direct_cl(acc, dy_n, xcl, a, lp, flat);
+      if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
+    }
+  });
+  // Threaded over output channels, reading the parts' rows in order (a serial, ci-strided loop
+  // here was ~8% of keras.conv2's call at 2 threads); each weight is summed in part order.
+  parallel_for(C_out, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t co = c0; co < c1; ++co)
+      for (int64_t ky = 0; ky < a.kh; ++ky)
+        for (int64_t kx = 0; kx < a.kw; ++kx) {
+          const int64_t src = co * co_stride + ky * ky_stride + kx * C_in;
+          float* d = dw + (co * C_in * a.kh + ky) * a.kw + kx;
+          for (int64_t ci = 0; ci < C_in; ++ci) {
+            float s = 0.0f;
+            for (int part = 0; part < parts; ++part) s += ws[part * per_part + src + ci];
+            d[ci * a.kh * a.kw] = s;
+          }
+        }
+  });
+  if (db != nullptr) {
+    for (int64_t co = 0; co < C_out; ++co) {
+      float s = 0.0f;
+      for (int part = 0; part < parts; ++part) s += ws[part * per_part + C_out * co_stride + co];
+      db[co] = s;
+    }
+  }
+}
+}  // namespace
+
+void bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const float* x,
+                           const Conv2dParams& p, const KernelTable& kt) {
+  run_bwd_weights_tap_lanes(dw, db, dy, x, p, kt, false);
+}
+
+void bwd_weights_tap_lanes_flat(float* dw, float* db, const DySource& dy, const float* x,
+                                const Conv2dParams& p, const KernelTable& kt) {
+  run_bwd_weights_tap_lanes(dw, db, dy, x, p, kt, true);
+}
+
+}  // namespace cpu
+}  // namespace fastconv

@@ -1,0 +1,449 @@
+// registry.cpp — the ordered algorithm list of each conv pass, and the only code that chooses.
+//
+// An entry is {name, needs, usable, preferred, driver}. usable: the ISA's table has the kernels
+// and the geometry is one they compute (a forced algorithm must pass it); preferred: the measured
+// rule that makes it the automatic choice, tried in list order, the GEMM entry last (it takes
+// every geometry). Timings quoted are ms at 1 thread on the AVX-512 machine of docs/BENCHMARKS.md
+// unless said otherwise; "waste" is H*W / (OH*OW), the share of a full correlation of the padded
+// dy that multiplies its zero border.
+#include "registry.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "fastconv/conv_algos.h"
+#include "fastconv/error.h"
+
+namespace fastconv {
+namespace cpu {
+namespace {
+
+using Fwd = ConvAlgorithm<FwdDriver>;
+using BwdData = ConvAlgorithm<BwdDataDriver>;
+using BwdWeights = ConvAlgorithm<BwdWeightsDriver>;
+
+// --- shared geometry tests ---------------------------------------------------------------------
+
+// Every direct, channel-lane and Winograd kernel computes groups 1, stride 1, dilation 1.
+bool unit_stride(const Conv2dParams& p) {
+  return p.groups == 1 && p.stride.h == 1 && p.stride.w == 1 && p.dilation.h == 1 &&
+         p.dilation.w == 1;
+}
+
+// bwd_data as a forward over dy bordered by k-1-pad needs that border >= 0 on every side.
+bool pads_within_kernel(const Conv2dParams& p) {
+  return p.pad.top <= p.wt.h - 1 && p.pad.bottom <= p.wt.h - 1 && p.pad.left <= p.wt.w - 1 &&
+         p.pad.right <= p.wt.w - 1;
+}
+
+double border_waste(const Conv2dParams& p) {
+  return double(p.x.h * p.x.w) / double(p.y.h * p.y.w);
+}
+
+double lane_fill(int64_t channels, int lanes) {
+  return double(channels) / double(round_up(channels, lanes));
+}
+
+// Channels that fill >= 85% of the vector lanes (the channel-lane kernels' rule).
+bool lanes_full(int64_t channels, const KernelTable& kt) {
+  return lane_fill(channels, kt.direct_lanes) >= 0.85;
+}
+
+// 3x3 or 5x5 at unit stride over whole 2x2 output tiles (oh, ow: the tiled plane).
+bool winograd_shape(const Conv2dParams& p, int64_t oh, int64_t ow) {
+  return unit_stride(p) && p.wt.h == p.wt.w && (p.wt.h == 3 || p.wt.h == 5) && oh % 2 == 0 &&
+         ow % 2 == 0;
+}
+
+// Useful-lane fraction of the pixels-in-lanes kernel (its better of row and flat tiles, roughly)
+// against the channels-in-lanes kernel's (output channels over their rounding to the lanes); the
+// CL kernel needs a few input channels to amortise its per-tap weight loads (C_in = 1 layers
+// measured 1.5x slower on it). DESIGN round 5: CL/pixel time 0.84 keras.conv2 fwd, 0.83
+// lenet.conv2 fwd, 0.83-0.93 fashion.conv2, 0.95-1.01 vgg.b; the rule's losers 1.05-1.07 vgg.a,
+// 1.25-1.30 cnn1.conv2 (20 channels in 32 lanes).
+bool cl_wins(int64_t in_channels, int64_t out_channels, int64_t ow, int64_t oh, int64_t wp,
+             int lanes) {
+  if (in_channels < 4) return false;
+  const double cl = lane_fill(out_channels, lanes);
+  const double row = double(ow) / double(round_up(ow, lanes));
+  const double flat = double(oh * ow) / double(round_up(oh * wp, lanes));
+  return cl >= 1.05 * std::max(row, flat);
+}
+
+bool always(const Conv2dParams&, const KernelTable&) { return true; }
+bool always_preferred(const Conv2dParams&, const KernelTable&, const AlgoConfig&) { return true; }
+
+// The per-lane direct weight gradient keeps partial sums of every weight in every lane, so it only
+// wins for few input channels; bwd_data's direct kernel on a valid layer's wide dy border, for
+// few dy channels (the DESIGN table's C_in <= 24 rows).
+constexpr int64_t kDirectMaxChannels = 24;
+// The channel-lane and (kx, ci)-lane weight gradients take layers from 4 input channels (the
+// C_in = 1 layers stay on the per-lane kernel over shifted planes).
+constexpr int64_t kLaneWeightGradMinCin = 4;
+// A padded dy with H*W <= 1.3 OH*OW ("same"-like padding) costs a forward-of-padded-dy kernel at
+// most 30% extra products; beyond, kernels that skip the zero border win (keras.conv2, 2.25).
+constexpr double kCheapWaste = 1.3;
+
+// --- fwd -------------------------------------------------------------------------------------
+
+bool fwd_winograd_usable(const Conv2dParams& p, const KernelTable& kt) {
+  return kt.conv2d_fwd_winograd != nullptr && kt.conv2d_fwd_winograd_tiles != nullptr &&
+         winograd_shape(p, p.y.h, p.y.w);
+}
+
+const Fwd kFwd[] = {
+    // Output channels filling >= 85% of the lanes and >= 16 input channels (the input transform
+    // is paid per input channel and tile, the point GEMM per channel pair): vgg.*, fashion.conv2,
+    // keras.conv2 (DESIGN round 7).
+    {"winograd_channels", "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even output",
+     fwd_winograd_usable,
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
+       return cfg.winograd && p.x.c >= 16 && lanes_full(p.y.c, kt);
+     },
+     fwd_winograd_channels},
+    // The other layers with >= 8 input and >= 4 output channels (its channel blocks are 4-6):
+    // cnn1.conv2 (DESIGN round 7).
+    {"winograd_tiles", "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even output",
+     fwd_winograd_usable,
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
+       return cfg.winograd && p.x.c >= 8 && p.y.c >= 4 && !lanes_full(p.y.c, kt);
+     },
+     fwd_winograd_tiles},
+    // Where its output channels use the lanes better than the pixel tiles' rows do (cl_wins):
+    // lenet.conv2.
+    {"channel_lanes", "AVX-512, groups 1, stride 1, dilation 1",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.conv2d_fwd_cl != nullptr && unit_stride(p);
+     },
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
+       return cl_wins(p.x.c, p.y.c, p.y.w, p.y.h, p.x.w + p.pad.left + p.pad.right,
+                      kt.direct_lanes);
+     },
+     fwd_channel_lanes},
+    // C_in < 4: flat tiles of whole vectors over shifted planes, no row ends or junk lanes (the
+    // C_in = 1 layers, DESIGN round 9); the planes are KW times the input, so few channels only.
+    {"direct_shifted", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.conv2d_fwd_direct_shifted != nullptr && kt.shift_planes != nullptr &&
+              unit_stride(p);
+     },
+     [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) { return p.x.c < 4; },
+     fwd_direct_shifted},
+    // Weight-stationary tiles read the zero-bordered input from L1/L2 with no im2col copy:
+    // measured >= the packed GEMM on every NETWORKS.md layer (DESIGN round 2).
+    {"direct", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.conv2d_fwd_direct != nullptr && unit_stride(p);
+     },
+     always_preferred, fwd_direct},
+    {"gemm", "nothing", always, always_preferred, fwd_gemm},
+};
+
+// --- bwd_data --------------------------------------------------------------------------------
+
+bool bwd_data_winograd_usable(const Conv2dParams& p, const KernelTable& kt) {
+  return kt.conv2d_fwd_winograd != nullptr && kt.conv2d_fwd_winograd_tiles != nullptr &&
+         winograd_shape(p, p.x.h, p.x.w) && pads_within_kernel(p);
+}
+
+const BwdData kBwdData[] = {
+    // The forward's adjoint, from dy unbordered, dx channels in the lanes: for the channel-lane
+    // layers whose dy is much smaller than x (valid: keras.conv2 25.2 -> 12.9 ms) or whose
+    // channels-last dx stays within 128 KB (fashion.conv2 0.93 -> 0.78 ms; vgg.b's 460 KB ran
+    // 3-12% slower, its patches' read-modify-writes going to L2) (DESIGN round 8).
+    {"winograd_transposed", "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even dy",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.conv2d_bwd_data_winograd != nullptr && winograd_shape(p, p.y.h, p.y.w);
+     },
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
+       const double dx_bytes = 4.0 * double(round_up(p.x.c, kt.direct_lanes) *
+                                            (p.y.h + p.wt.h - 1) * (p.y.w + p.wt.w - 1));
+       return cfg.winograd && p.y.c >= 16 && lanes_full(p.x.c, kt) &&
+              (border_waste(p) > kCheapWaste || dx_bytes <= 128 * 1024);
+     },
+     bwd_data_winograd_transposed},
+    // The forward's channel rule with the roles swapped, on dy padded by k-1-pad; a valid conv
+    // too where its product share n^2/(4 r^2) times the waste stays under 0.85 (keras.conv2:
+    // 36/100 x 2.25 = 0.81; 26.5 -> 25.4 ms against scatter) (DESIGN round 7): vgg.*.
+    {"winograd_channels",
+     "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even input, every pad <= k-1",
+     bwd_data_winograd_usable,
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
+       const double n = double(p.wt.h + 1), products = n * n / (4.0 * double(p.wt.h * p.wt.h));
+       const double waste = border_waste(p);
+       return cfg.winograd && p.y.c >= 16 && lanes_full(p.x.c, kt) &&
+              (waste <= kCheapWaste || products * waste <= 0.85);
+     },
+     bwd_data_winograd_channels},
+    // The forward's tiles rule with the roles swapped, "same"-like sizes only (lenet.conv2, valid,
+    // ran 2x slower): cnn1.conv2 (DESIGN round 7).
+    {"winograd_tiles",
+     "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even input, every pad <= k-1",
+     bwd_data_winograd_usable,
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
+       return cfg.winograd && p.y.c >= 8 && p.x.c >= 4 && !lanes_full(p.x.c, kt) &&
+              border_waste(p) <= kCheapWaste;
+     },
+     bwd_data_winograd_tiles},
+    // Every multiply-add useful, dx channels in the lanes, against the next choice (DESIGN round
+    // 5): keras.conv2 27.4 vs 34.7 ms (GEMM), fashion.conv2 1.03 vs 1.24 (channel lanes); wide
+    // rows lose on the tiles' overlapping columns (vgg.a 11.9 vs 9.1, vgg.b even), 20 channels in
+    // 32 lanes too.
+    {"scatter", "AVX-512, groups 1, stride 1, dilation 1, kernel width 3 or 5",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.conv2d_bwd_data_scatter != nullptr && unit_stride(p) &&
+              (p.wt.w == 3 || p.wt.w == 5);
+     },
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
+       return p.y.c >= 4 && lane_fill(p.x.c, kt.direct_lanes) >= 0.85 &&
+              (border_waste(p) > kCheapWaste || p.y.w <= 16);
+     },
+     bwd_data_scatter},
+    // The forward's lane rule with the roles swapped, on dy padded by k-1-pad, "same"-like sizes
+    // (a full-row tile still multiplies the zero columns: keras.conv2, 1.5x the useful work,
+    // stays on GEMM + col2im, 34 vs 39 ms): vgg.b.
+    {"channel_lanes", "AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.conv2d_fwd_cl != nullptr && unit_stride(p) && pads_within_kernel(p);
+     },
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
+       const int64_t wp = p.y.w + 2 * (p.wt.w - 1) - p.pad.left - p.pad.right;
+       return border_waste(p) <= kCheapWaste &&
+              cl_wins(p.y.c, p.x.c, p.x.w, p.x.h, wp, kt.direct_lanes);
+     },
+     bwd_data_channel_lanes},
+    // Valid padding with 4-8 dx channels (a full tile is 4 pixels x up to 6 of them; with 1-3 it
+    // is load-bound) and dy channels filling the lanes: lenet.conv2 (1.96x waste; DESIGN round 10).
+    {"dy_lanes", "AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.conv2d_bwd_data_dylanes != nullptr && unit_stride(p) && pads_within_kernel(p);
+     },
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
+       return border_waste(p) > kCheapWaste && lane_fill(p.y.c, kt.direct_lanes) >= 0.85 &&
+              p.x.c >= 4 && p.x.c <= 8;
+     },
+     bwd_data_dy_lanes},
+    // The direct forward kernel on dy padded by k-1-pad (flipped, in/out-transposed weights, no
+    // col2im): enough dx channels to fill a channel block, or exactly one (fashion.conv1 1.32 ->
+    // 0.34 ms, cnn1.conv1 2.86 -> 1.25 against GEMM + col2im; C_in = 2, 3 stay on GEMM), and
+    // "same"-like padding or few dy channels (keras.conv2, 2.25x waste: GEMM + col2im 2.5x faster;
+    // lenet.conv2, 16 channels, 1.96x, still wins with direct).
+    {"direct", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.conv2d_fwd_direct != nullptr && unit_stride(p) && pads_within_kernel(p);
+     },
+     [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) {
+       return (p.x.c >= 4 || p.x.c == 1) &&
+              (border_waste(p) <= kCheapWaste || p.y.c <= kDirectMaxChannels);
+     },
+     bwd_data_direct},
+    {"gemm", "nothing", always, always_preferred, bwd_data_gemm},
+};
+
+// --- bwd_weights -----------------------------------------------------------------------------
+
+bool tap_lanes_usable(const Conv2dParams& p, const KernelTable& kt) {
+  return kt.conv2d_bwd_weights_direct_cl != nullptr && kt.pad_channels_last != nullptr &&
+         unit_stride(p);
+}
+
+const BwdWeights kBwdWeights[] = {
+    // F(3x3, 2x2) for the 3x3 layers the channel-lane Winograd forward takes: vgg.a 9.5 -> 6.6
+    // ms, vgg.b 9.5 -> 5.5, fashion.conv2 1.12 -> 0.98 (DESIGN round 7).
+    {"winograd_channels", "AVX-512, groups 1, stride 1, dilation 1, 3x3, even output",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.conv2d_bwd_weights_winograd != nullptr && unit_stride(p) && p.wt.h == 3 &&
+              p.wt.w == 3 && p.y.h % 2 == 0 && p.y.w % 2 == 0;
+     },
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
+       return cfg.winograd && p.x.c >= 16 && lanes_full(p.y.c, kt);
+     },
+     bwd_weights_winograd_channels},
+    // Lanes over the whole (ky, kx, ci) where they take >= 5% fewer vectors than per kernel row
+    // and the padded image fits 40 KB of L1 (the flat kernel has no row blocks): cnn1.conv2, 32
+    // vectors instead of 35 (DESIGN round 10).
+    {"tap_lanes_flat", "AVX-512, groups 1, stride 1, dilation 1, KW*C_in >= the vector lanes",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return tap_lanes_usable(p, kt) && p.wt.w * p.x.c >= kt.direct_lanes;
+     },
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
+       const int64_t lanes = kt.direct_lanes, L = p.wt.w * p.x.c;
+       const int64_t flat = round_up(p.wt.h * L, lanes) / lanes;
+       const int64_t per_row = p.wt.h * (round_up(L, lanes) / lanes);
+       const int64_t padded_bytes = (p.x.h + p.pad.top + p.pad.bottom) *
+                                    (p.x.w + p.pad.left + p.pad.right) * p.x.c *
+                                    int64_t(sizeof(float));
+       return p.x.c >= kLaneWeightGradMinCin && flat * 20 <= per_row * 19 &&
+              padded_bytes <= 40 * 1024;
+     },
+     bwd_weights_tap_lanes_flat},
+    // (kx, ci) in the lanes over a channels-last padded image, dy broadcast: all lanes useful,
+    // against the channel-lane kernel cnn1.conv2 3.79 -> 2.47 ms, fashion.conv2 2.29 -> 1.44,
+    // keras.conv2 27.9 -> 27.5 (DESIGN round 4).
+    {"tap_lanes", "AVX-512, groups 1, stride 1, dilation 1", tap_lanes_usable,
+     [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) {
+       return p.x.c >= kLaneWeightGradMinCin;
+     },
+     bwd_weights_tap_lanes},
+    // Output channels in the lanes, taps broadcast from the padded input (no im2col): the
+    // C_in >= 4 layers of ISAs without the tap-lane kernel (AVX2).
+    {"channel_lanes", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.conv2d_bwd_weights_direct_t != nullptr && unit_stride(p);
+     },
+     [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) {
+       return p.x.c >= kLaneWeightGradMinCin;
+     },
+     bwd_weights_channel_lanes},
+    // Per-lane partial sums of every weight over shifted planes: the C_in < 4 layers.
+    {"direct", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.conv2d_bwd_weights_direct != nullptr && kt.shift_planes != nullptr &&
+              unit_stride(p);
+     },
+     [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) {
+       return p.x.c <= kDirectMaxChannels;
+     },
+     bwd_weights_direct},
+    {"gemm", "nothing", always, always_preferred, bwd_weights_gemm},
+};
+
+// --- the choice ------------------------------------------------------------------------------
+
+constexpr int kAuto = -1;
+std::atomic<int> g_forced[3] = {{kAuto}, {kAuto}, {kAuto}};
+std::atomic<bool> g_winograd{true};
+
+const char* pass_name(ConvPass pass) {
+  switch (pass) {
+    case ConvPass::fwd: return "fwd";
+    case ConvPass::bwd_data: return "bwd_data";
+    default: return "bwd_weights";
+  }
+}
+
+ConvPass pass_of(const std::string& pass) {
+  if (pass == "fwd") return ConvPass::fwd;
+  if (pass == "bwd_data") return ConvPass::bwd_data;
+  FC_CHECK(pass == "bwd_weights", "pass must be 'fwd', 'bwd_data' or 'bwd_weights', got '", pass,
+           "'");
+  return ConvPass::bwd_weights;
+}
+
+template <class A, size_t N>
+std::vector<std::string> usable_names(const A (&list)[N], const Conv2dParams& p,
+                                      const KernelTable& kt) {
+  std::vector<std::string> out;
+  for (const A& a : list)
+    if (a.usable(p, kt)) out.push_back(a.name);
+  return out;
+}
+
+template <class A, size_t N>
+const A& choose(const A (&list)[N], ConvPass pass, const Conv2dParams& p, const KernelTable& kt) {
+  const int forced = g_forced[int(pass)].load(std::memory_order_relaxed);
+  if (forced != kAuto) {
+    const A& a = list[forced];
+    if (!a.usable(p, kt)) {
+      std::string names;
+      for (const std::string& n : usable_names(list, p, kt)) names += (names.empty() ? "" : ", ") + n;
+      throw ValueError(str_cat("conv2d ", pass_name(pass), " algorithm '", a.name,
+                               "' (forced by set_conv_algo) cannot run ", to_string(p), " on the ",
+                               kt.isa, " path: it needs ", a.needs, "; usable here: ", names));
+    }
+    return a;
+  }
+  AlgoConfig cfg;
+  cfg.winograd = g_winograd.load(std::memory_order_relaxed);
+  for (const A& a : list)
+    if (a.usable(p, kt) && a.preferred(p, kt, cfg)) return a;
+  return list[N - 1];  // not reached: the GEMM entry takes everything
+}
+
+template <class A, size_t N>
+void set_forced(const A (&list)[N], ConvPass pass, const std::string& name) {
+  if (name.empty()) {
+    g_forced[int(pass)].store(kAuto);
+    return;
+  }
+  std::string names;
+  for (size_t i = 0; i < N; ++i) {
+    if (name == list[i].name) {
+      g_forced[int(pass)].store(int(i));
+      return;
+    }
+    names += str_cat(i ? ", " : "", "'", list[i].name, "'");
+  }
+  throw ValueError(str_cat("conv2d ", pass_name(pass), " algorithm must be one of ", names,
+                           " or None, got '", name, "'"));
+}
+
+template <class A, size_t N>
+std::vector<std::string> all_names(const A (&list)[N]) {
+  std::vector<std::string> out;
+  for (const A& a : list) out.push_back(a.name);
+  return out;
+}
+
+}  // namespace
+
+const Fwd& choose_fwd(const Conv2dParams& p, const KernelTable& kt) {
+  return choose(kFwd, ConvPass::fwd, p, kt);
+}
+const BwdData& choose_bwd_data(const Conv2dParams& p, const KernelTable& kt) {
+  return choose(kBwdData, ConvPass::bwd_data, p, kt);
+}
+const BwdWeights& choose_bwd_weights(const Conv2dParams& p, const KernelTable& kt) {
+  return choose(kBwdWeights, ConvPass::bwd_weights, p, kt);
+}
+
+std::vector<std::string> conv_algorithms(const std::string& pass) {
+  switch (pass_of(pass)) {
+    case ConvPass::fwd: return all_names(kFwd);
+    case ConvPass::bwd_data: return all_names(kBwdData);
+    default: return all_names(kBwdWeights);
+  }
+}
+
+std::vector<std::string> usable_conv_algorithms(const std::string& pass, const Conv2dParams& p) {
+  const KernelTable& kt = kernels();
+  switch (pass_of(pass)) {
+    case ConvPass::fwd: return usable_names(kFwd, p, kt);
+    case ConvPass::bwd_data: return usable_names(kBwdData, p, kt);
+    default: return usable_names(kBwdWeights, p, kt);
+  }
+}
+
+std::string chosen_conv_algorithm(const std::string& pass, const Conv2dParams& p) {
+  const KernelTable& kt = kernels();
+  switch (pass_of(pass)) {
+    case ConvPass::fwd: return choose_fwd(p, kt).name;
+    case ConvPass::bwd_data: return choose_bwd_data(p, kt).name;
+    default: return choose_bwd_weights(p, kt).name;
+  }
+}
+
+void set_conv_algorithm(const std::string& pass, const std::string& name) {
+  switch (pass_of(pass)) {
+    case ConvPass::fwd: return set_forced(kFwd, ConvPass::fwd, name);
+    case ConvPass::bwd_data: return set_forced(kBwdData, ConvPass::bwd_data, name);
+    default: return set_forced(kBwdWeights, ConvPass::bwd_weights, name);
+  }
+}
+
+std::string forced_conv_algorithm(const std::string& pass) {
+  const ConvPass ps = pass_of(pass);
+  const int i = g_forced[int(ps)].load();
+  if (i == kAuto) return "";
+  switch (ps) {
+    case ConvPass::fwd: return kFwd[i].name;
+    case ConvPass::bwd_data: return kBwdData[i].name;
+    default: return kBwdWeights[i].name;
+  }
+}
+
+void set_winograd_allowed(bool on) { g_winograd.store(on); }
+bool winograd_allowed() { return g_winograd.load(); }
+
+}  // namespace cpu
+}  // namespace fastconv

@@ -1,0 +1,134 @@
+"""The CPU conv algorithm registry as an executable spec: which algorithm each NETWORKS.md layer
+runs, per pass, on each CPU path (docs/DESIGN.md, "Which algorithm runs"), and the introspection
+API around it (fastconv.conv2d_algo / conv2d_algos / set_conv_algo).
+
+A change to a heuristic that moves a layer to another algorithm fails here: update the table with
+the measurement that justifies the move (the registry's comment next to the entry).
+"""
+
+from __future__ import annotations
+
+import fastconv
+import pytest
+import shapes
+from conftest import conv_algo, cpu_isa, winograd_allowed
+
+PASSES = ("fwd", "bwd_data", "bwd_weights")
+
+# (fwd, bwd_data, bwd_weights) per layer and CPU path.
+EXPECTED = {
+    "portable": dict.fromkeys(shapes.NETWORK_CONV, ("gemm", "gemm", "gemm")),
+    "avx2": {
+        "cnn1.conv1": ("direct_shifted", "direct", "direct"),
+        "cnn1.conv2": ("direct", "direct", "channel_lanes"),
+        "keras.conv1": ("direct_shifted", "gemm", "direct"),
+        "keras.conv2": ("direct", "gemm", "channel_lanes"),
+        "fashion.conv1": ("direct_shifted", "direct", "direct"),
+        "fashion.conv2": ("direct", "direct", "channel_lanes"),
+        "lenet.conv1": ("direct_shifted", "direct", "direct"),
+        "lenet.conv2": ("direct", "direct", "channel_lanes"),
+    },
+    "avx512": {
+        "cnn1.conv1": ("direct_shifted", "direct", "direct"),
+        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "tap_lanes_flat"),
+        "keras.conv1": ("direct_shifted", "gemm", "direct"),
+        "keras.conv2": ("winograd_channels", "winograd_transposed", "tap_lanes"),
+        "fashion.conv1": ("direct_shifted", "direct", "direct"),
+        "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),
+        "lenet.conv1": ("direct_shifted", "direct", "direct"),
+        "lenet.conv2": ("channel_lanes", "dy_lanes", "tap_lanes"),
+    },
+}
+
+# With set_winograd(False), the layers Winograd takes on AVX-512 fall back to these.
+EXPECTED_NO_WINOGRAD = {
+    "cnn1.conv2": ("direct", "direct", "tap_lanes_flat"),
+    "keras.conv2": ("channel_lanes", "scatter", "tap_lanes"),
+    "fashion.conv2": ("channel_lanes", "scatter", "tap_lanes"),
+}
+
+CASES = [(isa, layer) for isa in EXPECTED for layer in shapes.NETWORK_CONV]
+
+
+def _algos(layer):
+    s = shapes.conv(layer)
+    return tuple(fastconv.conv2d_algo(p, s.x_shape, s.w_shape, **s.kwargs()) for p in PASSES)
+
+
+def test_every_network_layer_is_pinned():
+    for isa, table in EXPECTED.items():
+        assert sorted(table) == sorted(shapes.NETWORK_CONV), isa
+
+
+@pytest.mark.parametrize(("isa", "layer"), CASES, indirect=["isa"])
+def test_network_layer_algorithms(isa, layer):
+    assert _algos(layer) == EXPECTED[isa][layer]
+
+
+@pytest.mark.parametrize("layer", sorted(EXPECTED_NO_WINOGRAD))
+def test_network_layer_algorithms_without_winograd(layer):
+    if "avx512" not in fastconv.cpu_isas():
+        pytest.skip("the Winograd kernels are AVX-512 only; this CPU has no AVX-512")
+    with winograd_allowed(False), cpu_isa("avx512"):
+        assert _algos(layer) == EXPECTED_NO_WINOGRAD[layer]
+
+
+@pytest.mark.parametrize("isa", list(EXPECTED), indirect=True)
+def test_usable_lists_follow_registry_order_and_end_with_gemm(isa):
+    for layer in shapes.NETWORK_CONV:
+        s = shapes.conv(layer)
+        for p in PASSES:
+            usable = fastconv.conv2d_algos(p, s.x_shape, s.w_shape, **s.kwargs())
+            order = fastconv._C.conv_algos(p)
+            assert usable == [a for a in order if a in usable]
+            assert usable[-1] == "gemm"
+            assert fastconv.conv2d_algo(p, s.x_shape, s.w_shape, **s.kwargs()) in usable
+
+
+def test_registry_names():
+    assert fastconv._C.conv_algos("fwd") == [
+        "winograd_channels",
+        "winograd_tiles",
+        "channel_lanes",
+        "direct_shifted",
+        "direct",
+        "gemm",
+    ]
+    assert fastconv._C.conv_algos("bwd_data") == [
+        "winograd_transposed",
+        "winograd_channels",
+        "winograd_tiles",
+        "scatter",
+        "channel_lanes",
+        "dy_lanes",
+        "direct",
+        "gemm",
+    ]
+    assert fastconv._C.conv_algos("bwd_weights") == [
+        "winograd_channels",
+        "tap_lanes_flat",
+        "tap_lanes",
+        "channel_lanes",
+        "direct",
+        "gemm",
+    ]
+
+
+def test_forced_algorithm_is_reported_and_cleared():
+    s = shapes.conv("lenet.conv2")
+    with conv_algo("bwd_weights", "gemm"):
+        assert fastconv.get_conv_algo("bwd_weights") == "gemm"
+        assert fastconv.conv2d_algo("bwd_weights", s.x_shape, s.w_shape, **s.kwargs()) == "gemm"
+        assert fastconv.get_conv_algo("fwd") is None
+    assert fastconv.get_conv_algo("bwd_weights") is None
+
+
+def test_conv_arguments_are_validated_like_conv2d():
+    with pytest.raises(ValueError, match="stride"):
+        fastconv.conv2d_algo("fwd", (1, 1, 8, 8), (2, 1, 3, 3), stride=0)
+    with pytest.raises(ValueError, match="padding"):
+        fastconv.conv2d_algo("fwd", (1, 1, 8, 8), (2, 1, 3, 3), padding="full")
+    with pytest.raises(ValueError, match="x_shape"):
+        fastconv.conv2d_algo("fwd", (1, 8, 8), (2, 1, 3, 3))
+    with pytest.raises(TypeError, match="pass"):
+        fastconv.conv2d_algo(0, (1, 1, 8, 8), (2, 1, 3, 3))
