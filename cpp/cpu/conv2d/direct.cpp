@@ -107,9 +107,9 @@ void bwd_data_direct(float* dx, const DySource& dy, const float* w, const Conv2d
   });
 }
 
-// Each fixed range of samples (parallel_for_parts) accumulates per-lane partial sums in its slice
-// of the caller's workspace; the parts, then the lanes, are summed in a fixed order:
-// deterministic at a given thread count. Workspace: parts * C_out * (C_in*KH*KW + 1) * lanes floats.
+// Each part (accumulate_parts) holds per-lane partial sums of every weight and bias; the parts,
+// then the lanes, are summed in a fixed order. Workspace: parts * C_out * (C_in*KH*KW + 1) * lanes
+// floats.
 void bwd_weights_direct(float* dw, float* db, const DySource& dy, const float* x,
                         const Conv2dParams& p, const KernelTable& kt) {
   const int lanes = kt.direct_lanes;
@@ -117,14 +117,8 @@ void bwd_weights_direct(float* dw, float* db, const DySource& dy, const float* x
   const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t K = p.reduction(), C_out = p.y.c;
   const int64_t per_part = C_out * (K + 1) * lanes;
-  const int parts = reduction_parts(p.x.n);
-  float* ws = caller_workspace(parts * per_part);
-  parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
-    float* acc = ws + part * per_part;
-    // Zeroed by the thread that sums into it, not serially by the caller beforehand (parts <=
-    // images, so every part runs; the caller's fill also left the other thread's lines in its
-    // own cache).
-    std::fill(acc, acc + per_part, 0.0f);
+  const PartSums sums = accumulate_parts(p.x.n, per_part, [&](float* acc, int64_t begin,
+                                                               int64_t end) {
     float* dbacc = db != nullptr ? acc + C_out * K * lanes : nullptr;
     float* xsh = scratch(shifted_planes_size(a) + dy.scratch_floats());
     float* tmp = xsh + shifted_planes_size(a);
@@ -134,6 +128,8 @@ void bwd_weights_direct(float* dw, float* db, const DySource& dy, const float* x
       kt.conv2d_bwd_weights_direct(acc, dbacc, dy.image(n, tmp), xsh, a);
     }
   });
+  const float* ws = sums.ws;
+  const int parts = sums.parts;
   // The parts lane by lane in part order (independent lanes: vectorised), then the lanes as a
   // fixed pairwise tree: 4 adds deep, where a chain of 16 dependent scalar adds per part ran
   // before (on the calling thread alone).

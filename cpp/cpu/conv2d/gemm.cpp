@@ -300,21 +300,16 @@ void bwd_data_gemm(float* dx, const DySource& dy_src, const float* w, const Conv
 // Backward weights: dW_g (C_out/g x K) += dY block (C_out/g x pn, MR slivers) * col^T (pn x K,
 // im2col'd straight into NR tap slivers), summed over the thread's samples; per-thread partial
 // sums are then added in a fixed order (deterministic at a given thread count).
-// Workspace: caller's (parts - 1) * |dW| + parts * C_out floats; per thread
+// Workspace: parts * (|dW| + C_out) floats (accumulate_parts); per thread
 // round_up(C_out/g, MR) * block + block * round_up(K, NR) floats.
 void bwd_weights_gemm(float* dw, float* db, const DySource& dy, const float* x,
                       const Conv2dParams& p, const KernelTable& kt) {
   const int64_t wsize = p.wt.numel(), C_out = p.y.c;
   const Geometry g = geometry(p);
   const int64_t G = p.groups, MR = kt.gemm_mr, NR = kt.gemm_nr;
-  const int parts = reduction_parts(p.x.n);
-  float* partial_dw = caller_workspace((parts - 1) * wsize + parts * C_out);
-  float* partial_db = partial_dw + (parts - 1) * wsize;
-  std::fill(dw, dw + wsize, 0.0f);
-  std::fill(partial_dw, partial_dw + (parts - 1) * wsize + parts * C_out, 0.0f);
-  parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
-    float* my_dw = part == 0 ? dw : partial_dw + (part - 1) * wsize;
-    float* my_db = partial_db + part * C_out;
+  const PartSums sums = accumulate_parts(p.x.n, wsize + C_out, [&](float* acc, int64_t begin,
+                                                                   int64_t end) {
+    float* my_db = acc + wsize;
     const int64_t pa_size = round_up(g.cout_g, MR) * g.block;
     float* pa = scratch(pa_size + g.block * round_up(g.K, NR) + dy.scratch_floats());
     float* pb = pa + pa_size;
@@ -334,7 +329,7 @@ void bwd_weights_gemm(float* dw, float* db, const DySource& dy, const float* x,
           a.k = pn;
           a.pa = pa;
           a.pb = pb;
-          a.c = my_dw + gi * g.cout_g * g.K;
+          a.c = acc + gi * g.cout_g * g.K;
           a.ldc = g.K;
           a.accumulate = true;
           kt.sgemm_packed(a);
@@ -343,18 +338,13 @@ void bwd_weights_gemm(float* dw, float* db, const DySource& dy, const float* x,
       }
     }
   });
-  // Fixed-order reduction of the partial sums.
-  for (int part = 1; part < parts; ++part) {
-    const float* src = partial_dw + (part - 1) * wsize;
+  // The parts in part order, vectorised over the weights.
+  std::copy(sums.part(0), sums.part(0) + wsize, dw);
+  for (int part = 1; part < sums.parts; ++part) {
+    const float* src = sums.part(part);
     for (int64_t i = 0; i < wsize; ++i) dw[i] += src[i];
   }
-  if (db != nullptr) {
-    for (int64_t co = 0; co < C_out; ++co) {
-      float s = 0.0f;
-      for (int part = 0; part < parts; ++part) s += partial_db[part * C_out + co];
-      db[co] = s;
-    }
-  }
+  if (db != nullptr) sums.sum_into(db, wsize, C_out);
 }
 
 }  // namespace cpu

@@ -134,12 +134,8 @@ void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const f
   const int64_t K = p.reduction(), C_out = p.y.c, P = p.y.h * p.y.w;
   const int64_t coutp = round_up(C_out, lanes);
   const int64_t per_part = K * coutp + C_out;
-  const int parts = reduction_parts(p.x.n);
-  float* ws = caller_workspace(parts * per_part);
-  parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
-    float* acc = ws + part * per_part;
-    // zeroed by its own thread (see conv2d_bwd_weights_direct)
-    std::fill(acc, acc + per_part, 0.0f);
+  const PartSums sums = accumulate_parts(p.x.n, per_part, [&](float* acc, int64_t begin,
+                                                               int64_t end) {
     float* dbp = acc + K * coutp;
     const int64_t xsize = xpad_size(a);
     float* xpad = scratch(xsize + P * coutp + dy.scratch_floats());
@@ -155,6 +151,8 @@ void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const f
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }
   });
+  const float* ws = sums.ws;
+  const int parts = sums.parts;
   parallel_for(C_out, [&](int64_t c0, int64_t c1, int) {  // threaded, each in part order
     for (int64_t co = c0; co < c1; ++co)
       for (int64_t r = 0; r < K; ++r) {
@@ -163,13 +161,7 @@ void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const f
         dw[co * K + r] = s;
       }
   });
-  if (db != nullptr) {
-    for (int64_t co = 0; co < C_out; ++co) {
-      float s = 0.0f;
-      for (int part = 0; part < parts; ++part) s += ws[part * per_part + K * coutp + co];
-      db[co] = s;
-    }
-  }
+  if (db != nullptr) sums.sum_into(db, K * coutp, C_out);
 }
 
 // bwd_weights with (kx, ci) in lanes (conv2d_bww_cl.inl), stride 1, dilation 1, groups 1: per
@@ -191,12 +183,8 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
   // where (co, ky, 0, 0) sits in acc: per-row layout (co, ky, lp), flat layout (co, ky*L)
   const int64_t co_stride = flat ? lp : a.kh * lp, ky_stride = flat ? L : lp;
   const int64_t per_part = C_out * co_stride + C_out;
-  const int parts = reduction_parts(p.x.n);
-  float* ws = caller_workspace(parts * per_part);
-  parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
-    float* acc = ws + part * per_part;
-    // zeroed by its own thread (see conv2d_bwd_weights_direct)
-    std::fill(acc, acc + per_part, 0.0f);
+  const PartSums sums = accumulate_parts(p.x.n, per_part, [&](float* acc, int64_t begin,
+                                                               int64_t end) {
     float* dbp = acc + C_out * co_stride;
     const int64_t xsize = a.hp * a.wp * C_in + lanes;
     float* xcl = scratch(xsize + dy.scratch_floats());
@@ -211,6 +199,8 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }
   });
+  const float* ws = sums.ws;
+  const int parts = sums.parts;
   // Threaded over output channels, reading the parts' rows in order (a serial, ci-strided loop
   // here was ~8% of keras.conv2's call at 2 threads); each weight is summed in part order.
   parallel_for(C_out, [&](int64_t c0, int64_t c1, int) {
@@ -226,13 +216,7 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
           }
         }
   });
-  if (db != nullptr) {
-    for (int64_t co = 0; co < C_out; ++co) {
-      float s = 0.0f;
-      for (int part = 0; part < parts; ++part) s += ws[part * per_part + C_out * co_stride + co];
-      db[co] = s;
-    }
-  }
+  if (db != nullptr) sums.sum_into(db, C_out * co_stride, C_out);
 }
 }  // namespace
 

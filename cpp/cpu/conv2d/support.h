@@ -152,6 +152,41 @@ struct DySource {
   }
 };
 
+// --- the weight-gradient reduction skeleton -----------------------------------------------------
+
+// Images [0, N) in reduction_parts(N) fixed ranges (parallel_for_parts); part i accumulates into
+// its own per_part floats of the caller's workspace, zeroed by the thread that fills it (parts <=
+// images, so every part runs; a serial fill by the caller also left the other thread's lines in
+// its own cache). The caller then adds the parts in part order: deterministic at a given thread
+// count, whichever thread computed which part.
+struct PartSums {
+  float* ws;
+  int parts;
+  int64_t per_part;
+  const float* part(int i) const { return ws + i * per_part; }
+  // out[i] = the parts' values at offset + i, added in part order (the bias sums).
+  void sum_into(float* out, int64_t offset, int64_t n) const {
+    for (int64_t i = 0; i < n; ++i) {
+      float s = 0.0f;
+      for (int q = 0; q < parts; ++q) s += ws[q * per_part + offset + i];
+      out[i] = s;
+    }
+  }
+};
+
+// fn(acc, begin, end) adds images [begin, end) into acc (per_part floats, zeroed).
+template <class Fn>
+PartSums accumulate_parts(int64_t n_images, int64_t per_part, Fn&& fn) {
+  const int parts = reduction_parts(n_images);
+  float* ws = caller_workspace(parts * per_part);
+  parallel_for_parts(n_images, parts, [&](int64_t begin, int64_t end, int part) {
+    float* acc = ws + part * per_part;
+    std::fill(acc, acc + per_part, 0.0f);
+    fn(acc, begin, end);
+  });
+  return PartSums{ws, parts, per_part};
+}
+
 // --- channels in the lanes ------------------------------------------------------------------------
 
 // out[co] += the sum of rows[co*len, (co+1)*len) for co < nrows: 8 independent partial sums

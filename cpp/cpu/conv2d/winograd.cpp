@@ -221,12 +221,8 @@ void bwd_weights_winograd_channels(float* dw, float* db, const DySource& dy, con
   const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t C_out = p.y.c, C_in = p.x.c, P = p.y.h * p.y.w, n = a.kh + 1;
   const int64_t sums = n * n * C_in * a.coutp, per_part = sums + C_out;
-  const int parts = reduction_parts(p.x.n);
-  float* ws = caller_workspace(parts * per_part);
-  parallel_for_parts(p.x.n, parts, [&](int64_t begin, int64_t end, int part) {
-    float* acc = ws + part * per_part;
-    // zeroed by its own thread (see conv2d_bwd_weights_direct)
-    std::fill(acc, acc + per_part, 0.0f);
+  const PartSums parts = accumulate_parts(p.x.n, per_part, [&](float* acc, int64_t begin,
+                                                                int64_t end) {
     float* dbp = acc + sums;
     const int64_t xsize = xpad_size(d), work_floats = winograd_bww_work_floats(a);
     float* xpad = scratch(xsize + P * a.coutp + work_floats + dy.scratch_floats());
@@ -243,14 +239,8 @@ void bwd_weights_winograd_channels(float* dw, float* db, const DySource& dy, con
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }
   });
-  winograd_weights_from_sums<3>(dw, ws, per_part, parts, C_out, C_in, a.coutp);
-  if (db != nullptr) {
-    for (int64_t co = 0; co < C_out; ++co) {
-      float s = 0.0f;
-      for (int part = 0; part < parts; ++part) s += ws[part * per_part + sums + co];
-      db[co] = s;
-    }
-  }
+  winograd_weights_from_sums<3>(dw, parts.ws, per_part, parts.parts, C_out, C_in, a.coutp);
+  if (db != nullptr) parts.sum_into(db, sums, C_out);
 }
 
 }  // namespace cpu
