@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "fastconv/config.h"
 #include "fastconv/conv_algos.h"
 #include "fastconv/cpu_kernels.h"
 #include "fastconv/error.h"
@@ -587,6 +588,42 @@ rounds optimizers.Adam's float32 update.)pbdoc");
         return name;
       },
       py::arg("pass"));
+  m.def("env_settings", [] {
+    py::list out;
+    for (const EnvSetting& e : env_settings()) {
+      py::dict d;
+      d["name"] = e.name;
+      d["type"] = e.type;
+      d["accepts"] = e.accepts;
+      d["default"] = e.default_value;
+      d["read_by"] = e.read_by;
+      d["runtime"] = e.runtime;
+      d["meaning"] = e.meaning;
+      out.append(d);
+    }
+    return out;
+  });
+  m.def(
+      "env_value",
+      [](const std::string& name) -> py::object {
+        for (const EnvSetting& e : env_settings()) {
+          if (name != e.name) continue;
+          const std::string type = e.type;
+          if (type == "int") {
+            const std::optional<int64_t> v = env_int(e.name);
+            return v ? py::object(py::int_(*v)) : py::object(py::none());
+          }
+          if (type == "choice") {
+            const std::optional<std::string> v = env_choice(e.name);
+            return v ? py::object(py::str(*v)) : py::object(py::none());
+          }
+          if (type == "flag") return py::bool_(env_flag(e.name));
+          const char* v = std::getenv(e.name);
+          return v != nullptr && *v != '\0' ? py::object(py::str(v)) : py::object(py::none());
+        }
+        throw ValueError(str_cat("no environment variable ", name, " in fastconv's table"));
+      },
+      py::arg("name"), "The variable parsed by fastconv's table (ValueError naming it if bad).");
   m.def("set_winograd", &cpu::set_winograd_allowed, py::arg("on"));
   m.def("get_winograd", &cpu::winograd_allowed);
   // params.h's limits on every size / stride / padding / dilation and on element counts.

@@ -3,8 +3,10 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
+#include "fastconv/config.h"
 #include "fastconv/cpu_kernels.h"
 #include "fastconv/error.h"
 
@@ -41,11 +43,15 @@ const KernelTable* table_for(const std::string& isa) {
   return nullptr;
 }
 
+// FASTCONV_CPU_ISA (config.h), else the best path: a path this CPU or build lacks is a
+// ValueError naming the variable, as in Python (never a silent fallback).
 const KernelTable* initial_table() {
-  const char* env = std::getenv("FASTCONV_CPU_ISA");
-  if (env != nullptr && *env != '\0') {
-    if (const KernelTable* t = table_for(env)) return t;
-    // An unusable override must not crash the import; fall back to the best path available.
+  if (const std::optional<std::string> isa = env_choice("FASTCONV_CPU_ISA")) {
+    const KernelTable* t = table_for(*isa);
+    FC_CHECK(t != nullptr, "FASTCONV_CPU_ISA must name a CPU path this CPU and build support (",
+             "portable", cpu_has_avx2_fma() ? ", avx2" : "", cpu_has_avx512() ? ", avx512" : "",
+             "), got '", *isa, "'");
+    return t;
   }
   return table_for(best_isa());
 }

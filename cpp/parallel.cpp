@@ -13,17 +13,14 @@
 #include <thread>
 #include <vector>
 
+#include "fastconv/config.h"
 #include "fastconv/error.h"
 
 namespace fastconv {
 namespace {
 
 int default_threads() {
-  if (const char* env = std::getenv("FASTCONV_NUM_THREADS")) {
-    char* end = nullptr;
-    long v = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && v >= 1 && v <= 4096) return int(v);
-  }
+  if (const std::optional<int64_t> v = env_int("FASTCONV_NUM_THREADS")) return int(*v);
   unsigned hc = std::thread::hardware_concurrency();
   return hc == 0 ? 1 : int(hc);
 }
@@ -42,16 +39,9 @@ struct InParallelScope {
 // back-to-back calls in a training loop then hand over without a wake-up.
 // FASTCONV_SPIN_US overrides it (0: block at once), for A/B runs and for machines shared with
 // other busy processes.
+// Read first on a calling thread (threads_locked), never first in a worker: a bad value throws.
 std::chrono::microseconds spin_time() {
-  static const std::chrono::microseconds t = [] {
-    const char* env = std::getenv("FASTCONV_SPIN_US");
-    char* end = nullptr;
-    const long v = env != nullptr ? std::strtol(env, &end, 10) : -1;
-    return std::chrono::microseconds(env != nullptr && end != env && *end == '\0' && v >= 0 &&
-                                             v <= 100000
-                                         ? v
-                                         : 200);
-  }();
+  static const std::chrono::microseconds t(env_int("FASTCONV_SPIN_US").value_or(200));
   return t;
 }
 
@@ -188,7 +178,10 @@ struct AtforkRegistration {
 } g_atfork_registration;
 
 int threads_locked() {
-  if (g_threads == 0) g_threads = default_threads();
+  if (g_threads == 0) {
+    spin_time();  // the environment parsed here, on the caller, before any worker runs
+    g_threads = default_threads();
+  }
   return g_threads;
 }
 

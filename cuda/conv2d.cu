@@ -17,7 +17,6 @@
 //           added in a fixed order by a second kernel: deterministic, no global atomics.
 // The bias gradient is one block per channel, a fixed-order tree reduction.
 // Every result is deterministic for a given GPU model (split counts depend on the SM count).
-// FASTCONV_CUDA_ALGO is not read here; tests force a family through gpu::set_conv_algo.
 #include <algorithm>
 
 #include "common.cuh"

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "fastconv/config.h"
 #include "fastconv/ops_cuda.h"
 
 namespace fastconv {
@@ -13,10 +14,7 @@ namespace gpu {
 namespace {
 
 bool sync_after_launch() {
-  static const bool on = [] {
-    const char* v = std::getenv("FASTCONV_CUDA_SYNC");
-    return v != nullptr && v[0] != '\0' && v[0] != '0';
-  }();
+  static const bool on = env_flag("FASTCONV_CUDA_SYNC");
   return on;
 }
 

@@ -45,6 +45,7 @@ __all__ = [
     "max_pool2d_backward",
     "relu_maxpool2d_backward",
     "info",
+    "env_settings",
     "reference",
     "nn",
     "models",
@@ -139,8 +140,16 @@ def _set_debug_poison(on: bool) -> None:
     _C.set_debug_poison(bool(on))
 
 
+def env_settings() -> list:
+    """Every FASTCONV_* environment variable: a dict per variable with its name, type, accepted
+    values, default, who reads it and when, how to change it at run time, and its meaning."""
+    return [dict(row) for row in _C.env_settings()]
+
+
 def info() -> dict:
-    """Version, CPU kernel path, thread count, Winograd switch and CUDA status."""
+    """Version, CPU kernel path, thread count, Winograd switch, forced conv algorithms, CUDA
+    status, and the FASTCONV_* environment variables ("environment": name -> value, None where
+    unset; env_settings() describes them)."""
     out = {
         "version": __version__,
         "cpu_isa": get_cpu_isa(),
@@ -148,8 +157,10 @@ def info() -> dict:
         "num_threads": get_num_threads(),
         "output_cache_mb": get_output_cache_mb(),
         "winograd": get_winograd(),
+        "conv_algo": {p: get_conv_algo(p) for p in ("fwd", "bwd_data", "bwd_weights")},
         "cuda_built": bool(_C.cuda_built),
         "cuda_device": None,
+        "environment": {row["name"]: _os.environ.get(row["name"]) for row in _C.env_settings()},
     }
     if out["cuda_built"]:
         try:
@@ -163,21 +174,23 @@ def info() -> dict:
 
 from . import datasets, distributed, models, nn  # noqa: E402  (the layer API builds on the ops above)
 
-# FASTCONV_CPU_ISA forces a kernel path and FASTCONV_NUM_THREADS the thread count; an unknown or
-# unusable value is an error at import, not a silent guess.
-if _os.environ.get("FASTCONV_CPU_ISA"):
-    set_cpu_isa(_os.environ["FASTCONV_CPU_ISA"])
-if _os.environ.get("FASTCONV_NUM_THREADS"):
-    _n = _os.environ["FASTCONV_NUM_THREADS"].strip()
-    if not _n.isdigit() or not 1 <= int(_n) <= 4096:
-        raise ValueError(f"FASTCONV_NUM_THREADS must be an integer from 1 to 4096, got {_n!r}")
-    set_num_threads(int(_n))
+# The FASTCONV_* variables the library reads (one table, cpp/config.cpp; env_settings()), parsed
+# by the same native parser as the C++ readers: a bad value is a ValueError naming the variable,
+# here at import, not a silent guess later.
+for _row in _C.env_settings():
+    if _row["read_by"].startswith("library"):
+        _C.env_value(_row["name"])
+if _C.env_value("FASTCONV_CPU_ISA") is not None:
+    _isa = _C.env_value("FASTCONV_CPU_ISA")
+    if _isa not in cpu_isas():
+        raise ValueError(
+            f"FASTCONV_CPU_ISA must name a CPU path this CPU and build support "
+            f"({', '.join(cpu_isas())}), got {_isa!r}"
+        )
+    set_cpu_isa(_isa)
+if _C.env_value("FASTCONV_NUM_THREADS") is not None:
+    set_num_threads(_C.env_value("FASTCONV_NUM_THREADS"))
 elif distributed.launched_size() > 1:  # one of several MPI ranks: cores / ranks on this node
     set_num_threads(distributed.default_num_threads())
-if _os.environ.get("FASTCONV_OUTPUT_CACHE_MB"):
-    _mb = _os.environ["FASTCONV_OUTPUT_CACHE_MB"].strip()
-    if not _mb.isdigit() or int(_mb) > 2**20:
-        raise ValueError(
-            f"FASTCONV_OUTPUT_CACHE_MB must be an integer from 0 to 1048576, got {_mb!r}"
-        )
-    set_output_cache_mb(int(_mb))
+if _C.env_value("FASTCONV_OUTPUT_CACHE_MB") is not None:
+    set_output_cache_mb(_C.env_value("FASTCONV_OUTPUT_CACHE_MB"))
