@@ -31,6 +31,9 @@ const std::vector<EnvSetting>& env_settings() {
        "build the CUDA kernels (AUTO: when nvcc is found)", 0, 0},
       {"FASTCONV_CI_CUDA_ARCHS", "text", "CMake CUDA architectures", "the release set",
        ".ci/cuda_build", "no", "GPU architectures of the CI's CUDA compile check", 0, 0},
+      {"FASTCONV_FUZZ_EXAMPLES", "int", "1..100000000", "150 (2000 with HYPOTHESIS_PROFILE=explore)",
+       "tests/test_fuzz_files.py", "no", "Hypothesis examples per file-fuzzing target", 1,
+       100000000},
       {"FASTCONV_TEST_SEED", "int", "0..4294967295", "0", "the test suite", "no",
        "XORed into every test's random seed", 0, 4294967295LL},
   };
