@@ -1,0 +1,44 @@
+"""fastconv as a PyTorch backend (the optional extra ``pip install 'fastconv[torch]'``).
+
+    import fastconv.torch
+    model = fastconv.torch.convert(model)      # nn.Conv2d / nn.MaxPool2d -> fastconv's, in place
+
+- torch.ops.fastconv.*: the kernels as PyTorch operators (CPU; CUDA on fastconv's CUDA build),
+  with fake kernels (torch.compile, FakeTensor) and autograd.
+- fastconv.torch.functional: conv2d / max_pool2d / conv2d_relu_max_pool2d with
+  torch.nn.functional's signatures, falling back to PyTorch's ops where fastconv cannot run a call.
+- Conv2d, MaxPool2d, Conv2dReLUMaxPool2d: torch.nn modules on those; convert() installs them.
+
+Threads: fastconv's CPU thread pool is its own. When FASTCONV_NUM_THREADS is unset, importing
+this module sets it to torch.get_num_threads() (which follows OMP_NUM_THREADS, and torchrun sets
+OMP_NUM_THREADS=1 per process), so N ranks on N cores do not run N x N threads. Call
+fastconv.set_num_threads to change it afterwards.
+
+docs/TORCH.md has the details, the DDP launch line and the measured speed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+import fastconv
+from fastconv.torch import _cuda_kernels, _ops, functional  # noqa: F401  (registers the kernels)
+from fastconv.torch.convert import ConversionReport, convert
+from fastconv.torch.modules import Conv2d, Conv2dReLUMaxPool2d, MaxPool2d
+
+__all__ = [
+    "Conv2d",
+    "Conv2dReLUMaxPool2d",
+    "ConversionReport",
+    "MaxPool2d",
+    "convert",
+    "functional",
+    "ops",
+]
+
+ops = torch.ops.fastconv
+
+if not os.environ.get("FASTCONV_NUM_THREADS"):
+    fastconv.set_num_threads(max(1, torch.get_num_threads()))

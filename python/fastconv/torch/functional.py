@@ -1,0 +1,154 @@
+"""torch.nn.functional-style conv2d / max_pool2d that run fastconv's kernels where they can.
+
+Same signatures, results and gradients as torch.nn.functional's (float32 tolerance). A call goes to
+the fastconv:: ops when fastconv supports it: float32 tensors, contiguous NCHW (or unbatched CHW)
+input, on the CPU (or on a GPU with fastconv's CUDA build), PyTorch-valid arguments, and for
+max_pool2d dilation 1 and ceil_mode False. Any other call is handed to PyTorch's own op unchanged
+(channels_last, float64/float16, dilated or ceil-mode pooling, invalid arguments — PyTorch then
+raises its own error), so these functions are drop-in and never refuse what PyTorch accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fastconv import _C
+from fastconv.torch import _ops
+from fastconv.torch._shapes import conv2d_out_shape
+
+__all__ = ["conv2d", "max_pool2d", "conv2d_relu_max_pool2d", "supported_device"]
+
+
+def supported_device(device: torch.device) -> bool:
+    """CPU always; CUDA when fastconv was built with CUDA."""
+    return device.type == "cpu" or (device.type == "cuda" and bool(_C.cuda_built))
+
+
+def _pair(value) -> Optional[Tuple[int, int]]:
+    """int or 1-/2-sequence of ints -> (h, w); None for anything else (the caller falls back)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    if isinstance(value, (tuple, list)) and len(value) in (1, 2):
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return (value[0], value[-1])
+    return None
+
+
+def _tensor_ok(t: Optional[Tensor], device: torch.device) -> bool:
+    return t is None or (
+        t.dtype == torch.float32 and t.layout == torch.strided and t.device == device
+    )
+
+
+def _input_ok(input: Tensor) -> bool:
+    """float32, strided, contiguous NCHW or CHW (channels_last is not), on a supported device."""
+    return (
+        input.dim() in (3, 4)
+        and input.dtype == torch.float32
+        and input.layout == torch.strided
+        and input.is_contiguous()
+        and supported_device(input.device)
+    )
+
+
+def _conv_args(input, weight, bias, stride, padding, dilation, groups):
+    """The fastconv:: geometry (stride, mode, padding, dilation, groups), or None to fall back."""
+    if not (
+        _input_ok(input) and _tensor_ok(weight, input.device) and _tensor_ok(bias, input.device)
+    ):
+        return None
+    if weight.dim() != 4 or input.shape[-3] != weight.shape[1] * groups:
+        return None
+    if not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
+        return None
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0]):
+        return None
+    s, d = _pair(stride), _pair(dilation)
+    if s is None or d is None or min(s) < 1 or min(d) < 1:
+        return None
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode not in ("same", "valid") or (mode == "same" and s != (1, 1)):
+            return None
+        return [*s], mode, [0, 0], [*d], groups
+    p = _pair(padding)
+    if p is None or min(p) < 0:
+        return None
+    return [*s], "explicit", [*p], [*d], groups
+
+
+def _batched(input: Tensor) -> Tuple[Tensor, bool]:
+    return (input.unsqueeze(0), True) if input.dim() == 3 else (input, False)
+
+
+def _conv_out_ok(x: Tensor, weight: Tensor, geometry, minimum: int) -> bool:
+    stride, mode, padding, dilation, _ = geometry
+    _, _, oh, ow = conv2d_out_shape(x.shape, weight.shape, stride, mode, padding, dilation)
+    return oh >= minimum and ow >= minimum
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """torch.nn.functional.conv2d on fastconv's kernels (see the module docstring)."""
+    geometry = _conv_args(input, weight, bias, stride, padding, dilation, groups)
+    if geometry is None:
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    x, unbatched = _batched(input)
+    if not _conv_out_ok(x, weight, geometry, 1):
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    y = _ops.conv2d(x, weight, bias, *geometry, False)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """max_pool2d(relu(conv2d(...)), 2, 2) in one fastconv pass; PyTorch's three ops otherwise."""
+    geometry = _conv_args(input, weight, bias, stride, padding, dilation, groups)
+    if geometry is not None:
+        x, unbatched = _batched(input)
+        if _conv_out_ok(x, weight, geometry, 2):
+            y = _ops.conv2d_relu_maxpool2d(x, weight, bias, *geometry)[0]
+            return y.squeeze(0) if unbatched else y
+    y = F.relu(conv2d(input, weight, bias, stride, padding, dilation, groups))
+    return max_pool2d(y, 2, 2)
+
+
+def _pool_args(input, kernel_size, stride, padding, dilation, ceil_mode):
+    if ceil_mode or not _input_ok(input):
+        return None
+    k, p, d = _pair(kernel_size), _pair(padding), _pair(dilation)
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _pair(stride)
+    if k is None or s is None or p is None or d != (1, 1):
+        return None
+    if min(k) < 1 or min(s) < 1 or min(p) < 0 or p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        return None
+    h, w = input.shape[-2], input.shape[-1]
+    if h + 2 * p[0] < k[0] or w + 2 * p[1] < k[1]:
+        return None
+    return [*k], [*s], "explicit", [*p]
+
+
+def max_pool2d(
+    input,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode=False,
+    return_indices=False,
+):
+    """torch.nn.functional.max_pool2d on fastconv's kernels (see the module docstring); indices,
+    when asked for, are PyTorch's (h * W + w in each plane)."""
+    geometry = _pool_args(input, kernel_size, stride, padding, dilation, ceil_mode)
+    if geometry is None:
+        return F.max_pool2d(
+            input, kernel_size, stride, padding, dilation,
+            ceil_mode=ceil_mode, return_indices=return_indices,
+        )  # fmt: skip
+    x, unbatched = _batched(input)
+    y, indices = _ops.max_pool2d(x, *geometry)
+    if unbatched:
+        y, indices = y.squeeze(0), indices.squeeze(0)
+    return (y, indices) if return_indices else y
