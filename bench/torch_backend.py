@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""fastconv as a PyTorch backend: a PyTorch user's training epoch, stock vs fastconv.torch.convert.
+
+    python bench/torch_backend.py                          # cnn1 and keras_cnn, 2 threads
+    python bench/torch_backend.py --images 6000 --reps 3 --json bench/results/torch_backend.json
+    python bench/torch_backend.py --overhead               # per-call cost of the op path, tiny layer
+
+Epoch: the PyTorch models of bench/torch_train.py (NETWORKS.md's cnn1 and keras_cnn, Adam 1e-3,
+batch 100 / 200, CrossEntropyLoss), trained on the first --images MNIST images. "stock" is the
+model as built; "fastconv" is a copy (same initial weights) after fastconv.torch.convert(model),
+which fuses each Conv2d -> ReLU -> MaxPool2d(2) into one fastconv pass. Both train in this one
+process, by turns (stock, fastconv, fastconv, stock, ...) after a warm-up of a few batches each;
+medians of --reps epochs each. Both libraries get --threads threads.
+
+Overhead: a 1x1 convolution of a 1x1x4x4 input, so the kernel itself costs about a microsecond
+and the rest is call overhead: fastconv's NumPy API, the torch.ops.fastconv op (registered the
+lower-level way, as fastconv.torch does it), the same kernel registered with
+torch.library.custom_op (the way the issue first asked for, for comparison), the functional
+wrapper, the module, and with an input that requires grad (autograd records the call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+from _util import alternate, machine_info, pin_threads, write_json
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="stock PyTorch vs fastconv.torch.convert, alternating")
+    p.add_argument("--models", default="cnn1,keras_cnn")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--images", type=int, default=6000, help="first N MNIST images (default 6000)")
+    p.add_argument("--reps", type=int, default=3, help="timed epochs per side (default 3)")
+    p.add_argument("--overhead", action="store_true", help="time the per-call overhead instead")
+    p.add_argument("--json", default=None, metavar="PATH")
+    return p.parse_args(argv)
+
+
+def isa_line(torch, fastconv):
+    """Which SIMD path each library runs (the env vars that force them are echoed)."""
+    forced = {
+        k: os.environ[k]
+        for k in ("FASTCONV_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+        if k in os.environ
+    }
+    return {
+        "fastconv_isa": fastconv.get_cpu_isa(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "forced": forced,
+    }
+
+
+def epochs(a, torch, fastconv, ft):
+    from torch_train import TorchTrainer, load_mnist_train
+
+    x, y = load_mnist_train()
+    x, y = x[: a.images], y[: a.images]
+    rows = []
+    for name in a.models.split(","):
+        stock = TorchTrainer(name, torch, seed=0)
+        fast = TorchTrainer(name, torch, seed=0)
+        ft.convert(fast.model)  # in place: the optimizer still holds the same parameters
+        warm = slice(0, 4 * stock.batch)
+        for t in (stock, fast):
+            t.epoch(x[warm], y[warm])
+        times = {"stock": [], "fastconv": []}
+        for r in range(a.reps):
+            order = ("stock", "fastconv") if r % 2 == 0 else ("fastconv", "stock")
+            for side in order:
+                sec, loss, acc = (stock if side == "stock" else fast).epoch(x, y)
+                times[side].append(sec)
+                print(f"  {name} {side:8s} rep {r}: {sec:.2f} s  loss {loss:.4f}", flush=True)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows.append(
+            {
+                "model": name,
+                "images": len(x),
+                "stock_s": med["stock"],
+                "fastconv_s": med["fastconv"],
+                "speedup": med["stock"] / med["fastconv"],
+                "samples": times,
+            }
+        )
+        print(
+            f"{name}: stock {med['stock']:.2f} s, fastconv {med['fastconv']:.2f} s per "
+            f"{len(x)} images -> {med['stock'] / med['fastconv']:.2f}x",
+            flush=True,
+        )
+    return rows
+
+
+def overhead(a, torch, fastconv, ft):
+    from fastconv import _C
+    from fastconv.torch import _ops
+
+    x = torch.rand(1, 1, 4, 4)
+    w = torch.rand(1, 1, 1, 1)
+    b = torch.rand(1)
+    xg = x.clone().requires_grad_()
+    xn, wn, bn = x.numpy(), w.numpy(), b.numpy()
+    geometry = ([1, 1], "explicit", [0, 0], [1, 1], 1, False)
+
+    # The same CPU kernel behind torch.library.custom_op, for comparison (the schema is given, so
+    # no annotations are needed).
+    custom = torch.library.custom_op(
+        "fastconv_bench::conv2d",
+        _ops._conv2d_cpu,
+        mutates_args=(),
+        device_types="cpu",
+        schema=_ops.SCHEMAS["conv2d"][len("conv2d") :],
+    )
+    custom.register_autograd(lambda ctx, g: (None,) * 9)
+    module = ft.Conv2d(1, 1, 1)
+    op = torch.ops.fastconv.conv2d.default
+    calls = 2000
+
+    def loop(f):
+        def run(_i):
+            for _ in range(calls):
+                f()
+
+        return run
+
+    fns = {
+        "fastconv.conv2d (NumPy)": loop(lambda: fastconv.conv2d(xn, wn, bn)),
+        "fastconv._C.conv2d_fwd": loop(
+            lambda: _C.conv2d_fwd(xn, wn, bn, (1, 1), "explicit", (0, 0), (1, 1), 1, False, None)
+        ),
+        "torch.ops.fastconv.conv2d": loop(lambda: op(x, w, b, *geometry)),
+        "same, input requires grad": loop(lambda: op(xg, w, b, *geometry)),
+        "custom_op registration": loop(lambda: custom(x, w, b, *geometry)),
+        "custom_op, input requires grad": loop(lambda: custom(xg, w, b, *geometry)),
+        "fastconv.torch.functional.conv2d": loop(lambda: ft.functional.conv2d(x, w, b)),
+        "fastconv.torch.Conv2d module": loop(lambda: module(x)),
+        "torch F.conv2d (stock)": loop(lambda: torch.nn.functional.conv2d(x, w, b)),
+    }
+    with torch.no_grad():
+        fns["torch.ops.fastconv.conv2d, no_grad"] = loop(lambda: op(xg, w, b, *geometry))
+    stats = alternate(fns, reps=9, warmup=1, block=3)
+    base = stats["fastconv.conv2d (NumPy)"]["median_ms"] * 1e3 / calls
+    rows = []
+    for name, s in stats.items():
+        us = s["median_ms"] * 1e3 / calls
+        rows.append({"path": name, "us_per_call": us, "over_numpy_api_us": us - base})
+        print(f"{name:38s} {us:7.2f} us/call  ({us - base:+.2f} us over the NumPy API)")
+    return rows
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    pin_threads(a.threads)
+    import fastconv
+    import fastconv.torch as ft
+    import torch
+
+    torch.set_num_threads(a.threads)
+    fastconv.set_num_threads(a.threads)
+    info = machine_info(a.threads)
+    isa = isa_line(torch, fastconv)
+    load = os.getloadavg()
+    print(f"threads {a.threads}, {isa}, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    t0 = time.time()
+    rows = overhead(a, torch, fastconv, ft) if a.overhead else epochs(a, torch, fastconv, ft)
+    load_after = os.getloadavg()
+    print(f"load after {load_after[0]:.2f} ({time.time() - t0:.0f} s)")
+    if a.json:
+        meta = {
+            "bench": "torch_backend" + ("_overhead" if a.overhead else ""),
+            "threads": a.threads,
+            "isa": isa,
+            "load_before": load,
+            "load_after": load_after,
+            "machine": info,
+        }
+        write_json(a.json, meta, rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
