@@ -102,10 +102,11 @@ def _fake(name: str):
 
 
 def _np(t: Tensor, name: str, op: str):
-    """A zero-copy NumPy view of a float32 CPU tensor (a contiguous copy only if it is strided)."""
+    """A zero-copy NumPy view of a float32 CPU tensor (numpy(force=True) detaches without a copy;
+    a strided tensor's view is made contiguous by fastconv's binding, the only copy there is)."""
     if t.dtype != torch.float32:
         raise TypeError(f"fastconv::{op}: {name} must be float32, got {t.dtype}")
-    return t.detach().contiguous().numpy()
+    return t.numpy(force=True)
 
 
 def _np_exact(t: Tensor, dtype: torch.dtype, name: str, op: str):
@@ -114,7 +115,7 @@ def _np_exact(t: Tensor, dtype: torch.dtype, name: str, op: str):
         raise TypeError(
             f"fastconv::{op}: {name} must be {dtype} (as the forward op returned it), got {t.dtype}"
         )
-    return t.detach().contiguous().numpy()
+    return t.numpy(force=True)
 
 
 def _empty(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
@@ -264,6 +265,11 @@ def _fused_bwd_weights_fake(grad_output, codes, input, weight_size, *geometry_an
 
 
 # --- autograd kernels -------------------------------------------------------------------------
+#
+# One autograd.Function per forward op. Its first argument is the table of kernels to run: the
+# fastconv:: ops (the Autograd kernel registered below, the path torch.compile, FakeTensor and
+# any dispatch mode see) or the CPU kernels themselves (*_eager below: plain eager CPU tensors,
+# where the dispatcher's two Python round trips cost more than the kernel of a small layer).
 
 
 def _below_autograd():
@@ -273,9 +279,12 @@ def _below_autograd():
 
 class _Conv2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, weight, bias, stride, padding_mode, padding, dilation, groups, relu):
+    def forward(
+        ctx, kernels, input, weight, bias, stride, padding_mode, padding, dilation, groups, relu
+    ):
+        fwd, ctx.bwd_data, ctx.bwd_weights = kernels
         with _below_autograd():
-            y = conv2d(input, weight, bias, stride, padding_mode, padding, dilation, groups, relu)
+            y = fwd(input, weight, bias, stride, padding_mode, padding, dilation, groups, relu)
         ctx.geometry = (stride, padding_mode, padding, dilation, groups)
         ctx.relu = relu
         ctx.save_for_backward(input, weight, y if relu else None)
@@ -286,23 +295,24 @@ class _Conv2d(torch.autograd.Function):
         input, weight, output = ctx.saved_tensors
         if ctx.relu:  # PyTorch's relu gradient: passed where the result is > 0 (never at NaN)
             grad = torch.where(output > 0, grad, 0.0)
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_x, need_w, need_b = ctx.needs_input_grad[1:4]
         dx = dw = db = None
         if need_x:
-            dx = conv2d_bwd_data(grad, weight, input.shape, *ctx.geometry)
+            dx = ctx.bwd_data(grad, weight, input.shape, *ctx.geometry)
         if need_w:
-            dw, db = conv2d_bwd_weights(grad, input, weight.shape, *ctx.geometry, need_b)
+            dw, db = ctx.bwd_weights(grad, input, weight.shape, *ctx.geometry, need_b)
             db = db if need_b else None
         elif need_b:
             db = grad.sum((0, 2, 3))
-        return dx, dw, db, None, None, None, None, None, None
+        return None, dx, dw, db, None, None, None, None, None, None
 
 
 class _MaxPool2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, kernel_size, stride, padding_mode, padding):
+    def forward(ctx, kernels, input, kernel_size, stride, padding_mode, padding):
+        fwd, ctx.bwd = kernels
         with _below_autograd():
-            y, indices = max_pool2d(input, kernel_size, stride, padding_mode, padding)
+            y, indices = fwd(input, kernel_size, stride, padding_mode, padding)
         ctx.geometry = (kernel_size, stride, padding_mode, padding)
         ctx.input_size = input.shape
         ctx.mark_non_differentiable(indices)
@@ -313,17 +323,18 @@ class _MaxPool2d(torch.autograd.Function):
     def backward(ctx, grad, _grad_indices):
         (indices,) = ctx.saved_tensors
         dx = None
-        if ctx.needs_input_grad[0]:
-            dx = max_pool2d_backward(grad, indices, ctx.input_size, *ctx.geometry)
-        return dx, None, None, None, None
+        if ctx.needs_input_grad[1]:
+            dx = ctx.bwd(grad, indices, ctx.input_size, *ctx.geometry)
+        return None, dx, None, None, None, None
 
 
 class _Conv2dReluMaxPool2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, weight, bias, stride, padding_mode, padding, dilation, groups):
+    def forward(ctx, kernels, input, weight, bias, stride, padding_mode, padding, dilation, groups):
+        fwd, ctx.bwd_data, ctx.bwd_weights = kernels
         geometry = (stride, padding_mode, padding, dilation, groups)
         with _below_autograd():
-            y, codes = conv2d_relu_maxpool2d(input, weight, bias, *geometry)
+            y, codes = fwd(input, weight, bias, *geometry)
         ctx.geometry = geometry
         ctx.mark_non_differentiable(codes)
         ctx.save_for_backward(input, weight, codes)
@@ -332,21 +343,57 @@ class _Conv2dReluMaxPool2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad, _grad_codes):
         input, weight, codes = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_x, need_w, need_b = ctx.needs_input_grad[1:4]
         dx = dw = db = None
         if need_x:
-            dx = conv2d_relu_maxpool2d_bwd_data(grad, codes, weight, input.shape, *ctx.geometry)
+            dx = ctx.bwd_data(grad, codes, weight, input.shape, *ctx.geometry)
         if need_w or need_b:  # the bias gradient is summed in the weight pass (same rebuilt dy)
-            dw, db = conv2d_relu_maxpool2d_bwd_weights(
-                grad, codes, input, weight.shape, *ctx.geometry, need_b
-            )
+            dw, db = ctx.bwd_weights(grad, codes, input, weight.shape, *ctx.geometry, need_b)
             dw, db = (dw if need_w else None), (db if need_b else None)
-        return dx, dw, db, None, None, None, None, None
+        return None, dx, dw, db, None, None, None, None, None
 
 
-_LIB.impl("conv2d", _Conv2d.apply, "Autograd")
-_LIB.impl("max_pool2d", _MaxPool2d.apply, "Autograd")
-_LIB.impl("conv2d_relu_maxpool2d", _Conv2dReluMaxPool2d.apply, "Autograd")
+_CONV_OPS = (conv2d, conv2d_bwd_data, conv2d_bwd_weights)
+_POOL_OPS = (max_pool2d, max_pool2d_backward)
+_FUSED_OPS = (
+    conv2d_relu_maxpool2d,
+    conv2d_relu_maxpool2d_bwd_data,
+    conv2d_relu_maxpool2d_bwd_weights,
+)
+_LIB.impl("conv2d", lambda *args: _Conv2d.apply(_CONV_OPS, *args), "Autograd")
+_LIB.impl("max_pool2d", lambda *args: _MaxPool2d.apply(_POOL_OPS, *args), "Autograd")
+_LIB.impl(
+    "conv2d_relu_maxpool2d", lambda *args: _Conv2dReluMaxPool2d.apply(_FUSED_OPS, *args), "Autograd"
+)
+
+# --- the eager CPU path (fastconv.torch.functional takes it for plain CPU tensors) --------------
+
+_CONV_CPU = (_conv2d_cpu, _conv2d_bwd_data_cpu, _conv2d_bwd_weights_cpu)
+_POOL_CPU = (_max_pool2d_cpu, _max_pool2d_backward_cpu)
+_FUSED_CPU = (_fused_cpu, _fused_bwd_data_cpu, _fused_bwd_weights_cpu)
+
+
+def _records_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def conv2d_eager(input, weight, bias, *geometry_and_relu):
+    """conv2d on plain eager CPU tensors, without the dispatcher (same kernels, same autograd)."""
+    if _records_grad(input, weight, bias):
+        return _Conv2d.apply(_CONV_CPU, input, weight, bias, *geometry_and_relu)
+    return _conv2d_cpu(input, weight, bias, *geometry_and_relu)
+
+
+def max_pool2d_eager(input, *pool_geometry):
+    if _records_grad(input):
+        return _MaxPool2d.apply(_POOL_CPU, input, *pool_geometry)
+    return _max_pool2d_cpu(input, *pool_geometry)
+
+
+def conv2d_relu_maxpool2d_eager(input, weight, bias, *geometry):
+    if _records_grad(input, weight, bias):
+        return _Conv2dReluMaxPool2d.apply(_FUSED_CPU, input, weight, bias, *geometry)
+    return _fused_cpu(input, weight, bias, *geometry)
 
 
 def op_names() -> List[str]:

@@ -69,4 +69,4 @@ def fused_out_shape(x_shape, w_shape, stride, mode, padding, dilation) -> List:
 def nonnegative(shape: Sequence[int]) -> List[int]:
     """A geometry the native code will refuse can predict negative sizes; allocate 0 instead and
     let the native call raise its ValueError naming the argument."""
-    return [max(int(s), 0) for s in shape]
+    return shape if min(shape) >= 0 else [max(int(s), 0) for s in shape]

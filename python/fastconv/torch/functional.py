@@ -10,17 +10,20 @@ raises its own error), so these functions are drop-in and never refuse what PyTo
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from fastconv import _C
 from fastconv.torch import _ops
 from fastconv.torch._shapes import conv2d_out_shape
 
 __all__ = ["conv2d", "max_pool2d", "conv2d_relu_max_pool2d", "supported_device"]
+
+_PLAIN = (torch.Tensor, nn.Parameter)
 
 
 def supported_device(device: torch.device) -> bool:
@@ -38,6 +41,22 @@ def _pair(value) -> Optional[Tuple[int, int]]:
     return None
 
 
+def _eager_cpu(*tensors) -> bool:
+    """True when a call may go straight to the CPU kernels: plain CPU tensors and nothing watching
+    the dispatcher (no torch.compile / jit tracing, torch function or dispatch mode, functorch
+    transform). is_compiling() comes first: under Dynamo it is a constant True, so the private
+    checks after it are never traced."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    if (
+        torch._C._is_torch_function_mode_enabled()
+        or torch._C._len_torch_dispatch_stack()
+        or torch._C._are_functorch_transforms_active()
+    ):
+        return False
+    return all(t is None or (type(t) in _PLAIN and t.is_cpu) for t in tensors)
+
+
 def _tensor_ok(t: Optional[Tensor], device: torch.device) -> bool:
     return t is None or (
         t.dtype == torch.float32 and t.layout == torch.strided and t.device == device
@@ -47,25 +66,16 @@ def _tensor_ok(t: Optional[Tensor], device: torch.device) -> bool:
 def _input_ok(input: Tensor) -> bool:
     """float32, strided, contiguous NCHW or CHW (channels_last is not), on a supported device."""
     return (
-        input.dim() in (3, 4)
-        and input.dtype == torch.float32
+        input.dtype == torch.float32
+        and input.dim() in (3, 4)
         and input.layout == torch.strided
         and input.is_contiguous()
-        and supported_device(input.device)
+        and (input.is_cpu or supported_device(input.device))
     )
 
 
-def _conv_args(input, weight, bias, stride, padding, dilation, groups):
-    """The fastconv:: geometry (stride, mode, padding, dilation, groups), or None to fall back."""
-    if not (
-        _input_ok(input) and _tensor_ok(weight, input.device) and _tensor_ok(bias, input.device)
-    ):
-        return None
-    if weight.dim() != 4 or input.shape[-3] != weight.shape[1] * groups:
-        return None
-    if not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
-        return None
-    if bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0]):
+def _conv_geometry_uncached(stride, padding, dilation, groups):
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         return None
     s, d = _pair(stride), _pair(dilation)
     if s is None or d is None or min(s) < 1 or min(d) < 1:
@@ -74,11 +84,40 @@ def _conv_args(input, weight, bias, stride, padding, dilation, groups):
         mode = padding.lower()
         if mode not in ("same", "valid") or (mode == "same" and s != (1, 1)):
             return None
-        return [*s], mode, [0, 0], [*d], groups
+        return s, mode, (0, 0), d, groups
     p = _pair(padding)
     if p is None or min(p) < 0:
         return None
-    return [*s], "explicit", [*p], [*d], groups
+    return s, "explicit", p, d, groups
+
+
+_conv_geometry_cached = functools.lru_cache(maxsize=256)(_conv_geometry_uncached)
+
+
+def _conv_geometry(stride, padding, dilation, groups):
+    """The fastconv:: geometry (stride, mode, padding, dilation, groups) of torch.nn.functional's
+    arguments, or None to fall back; memoised, as a module passes the same ones every call
+    (not under torch.compile, which traces it once and warns about caches)."""
+    if torch.compiler.is_compiling():
+        return _conv_geometry_uncached(stride, padding, dilation, groups)
+    try:
+        return _conv_geometry_cached(stride, padding, dilation, groups)
+    except TypeError:  # unhashable (lists)
+        return _conv_geometry_uncached(stride, padding, dilation, groups)
+
+
+def _conv_args(input, weight, bias, stride, padding, dilation, groups):
+    """The fastconv:: geometry for this call, or None to fall back to PyTorch."""
+    geometry = _conv_geometry(stride, padding, dilation, groups)
+    if geometry is None or not _input_ok(input):
+        return None
+    if not (_tensor_ok(weight, input.device) and _tensor_ok(bias, input.device)):
+        return None
+    if weight.dim() != 4 or input.shape[-3] != weight.shape[1] * groups or weight.shape[0] % groups:
+        return None
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0]):
+        return None
+    return geometry
 
 
 def _batched(input: Tensor) -> Tuple[Tensor, bool]:
@@ -99,7 +138,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x, unbatched = _batched(input)
     if not _conv_out_ok(x, weight, geometry, 1):
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    y = _ops.conv2d(x, weight, bias, *geometry, False)
+    if _eager_cpu(x, weight, bias):
+        y = _ops.conv2d_eager(x, weight, bias, *geometry, False)
+    else:
+        y = _ops.conv2d(x, weight, bias, *geometry, False)
     return y.squeeze(0) if unbatched else y
 
 
@@ -109,25 +151,51 @@ def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilati
     if geometry is not None:
         x, unbatched = _batched(input)
         if _conv_out_ok(x, weight, geometry, 2):
-            y = _ops.conv2d_relu_maxpool2d(x, weight, bias, *geometry)[0]
+            if _eager_cpu(x, weight, bias):
+                y = _ops.conv2d_relu_maxpool2d_eager(x, weight, bias, *geometry)[0]
+            else:
+                y = _ops.conv2d_relu_maxpool2d(x, weight, bias, *geometry)[0]
             return y.squeeze(0) if unbatched else y
     y = F.relu(conv2d(input, weight, bias, stride, padding, dilation, groups))
     return max_pool2d(y, 2, 2)
 
 
-def _pool_args(input, kernel_size, stride, padding, dilation, ceil_mode):
-    if ceil_mode or not _input_ok(input):
-        return None
+def _pool_geometry_uncached(kernel_size, stride, padding, dilation):
     k, p, d = _pair(kernel_size), _pair(padding), _pair(dilation)
-    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _pair(stride)
+    s = k if stride is None or (isinstance(stride, tuple) and not stride) else _pair(stride)
     if k is None or s is None or p is None or d != (1, 1):
         return None
     if min(k) < 1 or min(s) < 1 or min(p) < 0 or p[0] > k[0] // 2 or p[1] > k[1] // 2:
         return None
-    h, w = input.shape[-2], input.shape[-1]
-    if h + 2 * p[0] < k[0] or w + 2 * p[1] < k[1]:
+    return k, s, "explicit", p
+
+
+_pool_geometry_cached = functools.lru_cache(maxsize=256)(_pool_geometry_uncached)
+
+
+def _pool_geometry(*args):
+    if torch.compiler.is_compiling():
+        return _pool_geometry_uncached(*args)
+    return _pool_geometry_cached(*args)
+
+
+def _hashable(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _pool_args(input, kernel_size, stride, padding, dilation, ceil_mode):
+    if ceil_mode or not _input_ok(input):
         return None
-    return [*k], [*s], "explicit", [*p]
+    try:
+        geometry = _pool_geometry(*(_hashable(v) for v in (kernel_size, stride, padding, dilation)))
+    except TypeError:  # unhashable: not an argument fastconv takes
+        return None
+    if geometry is None:
+        return None
+    k, _, _, p = geometry
+    if input.shape[-2] + 2 * p[0] < k[0] or input.shape[-1] + 2 * p[1] < k[1]:
+        return None
+    return geometry
 
 
 def max_pool2d(
@@ -148,7 +216,10 @@ def max_pool2d(
             ceil_mode=ceil_mode, return_indices=return_indices,
         )  # fmt: skip
     x, unbatched = _batched(input)
-    y, indices = _ops.max_pool2d(x, *geometry)
+    if _eager_cpu(x):
+        y, indices = _ops.max_pool2d_eager(x, *geometry)
+    else:
+        y, indices = _ops.max_pool2d(x, *geometry)
     if unbatched:
         y, indices = y.squeeze(0), indices.squeeze(0)
     return (y, indices) if return_indices else y
