@@ -507,3 +507,74 @@ def test_cuda_converted_cnn1_matches_torch():
     stock = cnn1().cuda()
     converted = ft.convert(copy.deepcopy(stock))
     _compare_models(stock, converted, torch.rand(8, 1, 28, 28, device="cuda"), atol=1e-3)
+
+
+# --- PyTorch's own OpInfo samples -----------------------------------------------------------------
+
+
+def _opinfo(name):
+    pytest.importorskip(
+        "expecttest", reason="PyTorch's OpInfo database needs expecttest (pip install expecttest)"
+    )
+    from torch.testing._internal.common_methods_invocations import op_db
+
+    return next(o for o in op_db if o.name == name and not o.variant_test_name)
+
+
+def _counting_torch_ops(monkeypatch):
+    """Replace the functional layer's view of torch.nn.functional by one that counts fallbacks."""
+    import types
+
+    counts = {"conv2d": 0, "max_pool2d": 0}
+
+    def counted(name):
+        def call(*args, **kwargs):
+            counts[name] += 1
+            return getattr(F, name)(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(
+        fF, "F", types.SimpleNamespace(relu=F.relu, **{n: counted(n) for n in counts})
+    )
+    return counts
+
+
+@pytest.mark.parametrize(
+    "name",
+    # 30 conv2d samples; 1,440 max_pool2d samples take about 15 s (slow)
+    ["nn.functional.conv2d", pytest.param("nn.functional.max_pool2d", marks=pytest.mark.slow)],
+)
+def test_opinfo_samples(name, monkeypatch):
+    """Every OpInfo sample input gives PyTorch's output (pooling: and indices) and gradients;
+    every OpInfo error input is refused. conv2d samples all run on fastconv's kernels (unbatched
+    included); max_pool2d samples with dilation, ceil_mode or a channels_last input go to
+    PyTorch's op (1,224 of 1,440), the others run on fastconv's."""
+    opinfo = _opinfo(name)
+    ours = fF.conv2d if name.endswith("conv2d") else fF.max_pool2d
+    counts = _counting_torch_ops(monkeypatch)
+    samples = list(opinfo.sample_inputs("cpu", torch.float32, requires_grad=True))
+    expect_fallbacks = 0
+    for i, s in enumerate(samples):
+        args, kwargs = (s.input, *s.args), dict(s.kwargs)
+        if name.endswith("max_pool2d"):
+            dil = kwargs.get("dilation", 1)
+            unsupported = kwargs.get("ceil_mode", False) or dil not in (1, (1, 1))
+            expect_fallbacks += unsupported or not s.input.is_contiguous()  # channels_last
+        got, want = ours(*args, **kwargs), opinfo.op(*args, **kwargs)
+        if isinstance(want, tuple):
+            assert torch.equal(got[1], want[1]), f"sample {i}: indices"
+            got, want = got[0], want[0]
+        _assert_close(got, want, f"sample {i} {tuple(s.input.shape)} {kwargs}")
+        leaves = [t for t in (s.input, *s.args) if isinstance(t, torch.Tensor) and t.requires_grad]
+        dy = torch.randn_like(want)
+        for g, r in zip(
+            torch.autograd.grad(got, leaves, dy), torch.autograd.grad(want, leaves, dy)
+        ):
+            _assert_close(g, r, f"sample {i} gradient", atol=1e-3)
+    key = name.rsplit(".", 1)[1]
+    assert counts[key] == expect_fallbacks, f"{counts[key]} of {len(samples)} samples fell back"
+    for e in opinfo.error_inputs("cpu"):
+        s = e.sample_input
+        with pytest.raises((RuntimeError, ValueError, TypeError)):
+            ours(s.input, *s.args, **s.kwargs)
