@@ -371,11 +371,11 @@ py::array matmul(const FloatArray& a, const FloatArray& b, bool trans_a, bool tr
   const cpu::KernelTable& kt = cpu::kernels();
   {
     py::gil_scoped_release nogil;
-    const bool by_cols = n >= 2 * kt.gemm_nr;
+    const bool by_cols = n >= 2 * kt.gemm.nr;
     // Narrow products split by rows (the logits layers: n = 10) re-read all of B per task; below
     // ~4 MFLOP one thread is faster (cnn1's Dense(10) forward: 60 us on one, 86 us on two).
     const bool one_task = !by_cols && m * n * k <= (int64_t(1) << 21);
-    const int64_t step = by_cols ? kt.gemm_nr : one_task ? m : kt.gemm_mr;
+    const int64_t step = by_cols ? kt.gemm.nr : one_task ? m : kt.gemm.mr;
     const int64_t tasks = ((by_cols ? n : m) + step - 1) / step;
     parallel_for(tasks, [&](int64_t begin, int64_t end, int) {
       cpu::GemmArgs part = g;
@@ -385,7 +385,7 @@ py::array matmul(const FloatArray& a, const FloatArray& b, bool trans_a, bool tr
       } else {
         part.m = hi - lo, part.a = g.a + lo * g.rs_a, part.c = g.c + lo * g.ldc;
       }
-      kt.sgemm(part);
+      kt.gemm.run(part);
     });
   }
   return c;

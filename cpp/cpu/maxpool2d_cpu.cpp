@@ -22,7 +22,7 @@ void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dPara
   const int64_t H = p.x.h, W = p.x.w, OH = p.y.h, OW = p.y.w;
   // 2x2 / stride 2 / unpadded (every pooling layer of NETWORKS.md): the ISA's vector kernel.
   // Window offsets travel as floats inside it, exact while W + 1 < 2^24.
-  const MaxPool2x2Fn fast = kernels().maxpool2d_fwd_2x2s2;
+  const MaxPool2x2Fn fast = kernels().pool.fwd_2x2s2;
   if (fast != nullptr && p.kernel.h == 2 && p.kernel.w == 2 && p.stride.h == 2 &&
       p.stride.w == 2 && p.pad.top == 0 && p.pad.left == 0 && p.pad.bottom == 0 &&
       p.pad.right == 0 && W + 1 < (int64_t(1) << 24)) {
@@ -77,7 +77,7 @@ void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x
                         Shape4 y_shape) {
   const int64_t H = x_shape.h, W = x_shape.w, OH = y_shape.h, OW = y_shape.w;
   const int64_t HW = H * W, OHW = OH * OW;
-  const MaxPool2x2BwdFn tiles = kernels().maxpool2d_bwd_2x2s2;
+  const MaxPool2x2BwdFn tiles = kernels().pool.bwd_2x2s2;
   // The tile kernel handles up to 16 windows of a row per step. Measured at 1 thread against
   // zero-fill + scatter: rows of 8+ windows win while the call's data stays in cache (cnn1.pool1,
   // OW = 14: 0.247 -> 0.18 ms; fashion.pool1 0.137 -> 0.093; lenet.pool1 0.082 -> 0.055), narrower
@@ -110,7 +110,7 @@ void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x
 void relu_maxpool2d_codes_planes(float* y, uint8_t* codes, const float* x, int64_t H, int64_t W,
                                  int64_t planes) {
   const int64_t OH = H / 2, OW = W / 2;
-  if (const MaxPool2x2CodesFn fn = kernels().maxpool2d_codes_2x2s2) {
+  if (const MaxPool2x2CodesFn fn = kernels().pool.relu_codes_2x2s2) {
     fn(y, codes, x, H, W, OH, OW, planes);
     return;
   }
@@ -166,7 +166,7 @@ bool unpool_codes_generic(float* dx, const float* dy, const uint8_t* codes, int6
 void relu_maxpool2d_unpool_planes(float* dx, const float* dy, const uint8_t* codes, int64_t H,
                                   int64_t W, int64_t planes) {
   const int64_t OH = H / 2, OW = W / 2;
-  const Unpool2x2CodesFn fn = kernels().unpool2d_codes_2x2s2;
+  const Unpool2x2CodesFn fn = kernels().pool.relu_unpool_2x2s2;
   const bool good = fn != nullptr ? fn(dx, dy, codes, H, W, OH, OW, planes)
                                   : unpool_codes_generic(dx, dy, codes, H, W, OH, OW, planes);
   FC_CHECK(good, "codes must hold values in [0, 8) (window cell + 4 for no gradient), as "

@@ -52,24 +52,13 @@ struct MicroKernelAvx2 {
 
 #include "../sgemm_blocked.inl"
 
-void sgemm__avx2(const fastconv::cpu::GemmArgs& g) { BlockedSgemm<MicroKernelAvx2>::run(g); }
-void sgemm_packed__avx2(const fastconv::cpu::PackedGemmArgs& g) {
-  BlockedSgemm<MicroKernelAvx2>::run_packed(g);
-}
-
 }  // namespace
 
 namespace fastconv {
 namespace cpu {
-const KernelTable& kernel_table__avx2() {
-  static const KernelTable table{"avx2", sgemm__avx2, sgemm_packed__avx2, 6, 16,
-                                 maxpool2d_fwd_2x2s2__avx2,
-                                 conv2d_fwd_direct__avx2, conv2d_bwd_weights_direct__avx2,
-                                 8, nullptr, conv2d_bwd_weights_direct_t__avx2, nullptr,
-                                 nullptr, nullptr, maxpool2d_codes_2x2s2__avx2, nullptr,
-                                 nullptr, nullptr, nullptr, nullptr, nullptr,
-                                 conv2d_fwd_direct_shifted__avx2, shift_planes__avx2};
-  return table;
+void sgemm__avx2(const GemmArgs& g) { BlockedSgemm<MicroKernelAvx2>::run(g); }
+void sgemm_packed__avx2(const PackedGemmArgs& g) {
+  BlockedSgemm<MicroKernelAvx2>::run_packed(g);
 }
 }  // namespace cpu
 }  // namespace fastconv

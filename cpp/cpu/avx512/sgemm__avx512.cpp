@@ -44,32 +44,13 @@ struct MicroKernelAvx512 {
 
 #include "../sgemm_blocked.inl"
 
-void sgemm__avx512(const fastconv::cpu::GemmArgs& g) { BlockedSgemm<MicroKernelAvx512>::run(g); }
-void sgemm_packed__avx512(const fastconv::cpu::PackedGemmArgs& g) {
-  BlockedSgemm<MicroKernelAvx512>::run_packed(g);
-}
-
 }  // namespace
 
 namespace fastconv {
 namespace cpu {
-const KernelTable& kernel_table__avx512() {
-  static const KernelTable table{"avx512", sgemm__avx512, sgemm_packed__avx512, 8, 32,
-                                 maxpool2d_fwd_2x2s2__avx512,
-                                 conv2d_fwd_direct__avx512, conv2d_bwd_weights_direct__avx512,
-                                 16, maxpool2d_bwd_2x2s2__avx512,
-                                 conv2d_bwd_weights_direct_t__avx512,
-                                 conv2d_bwd_weights_direct_cl__avx512,
-                                 conv2d_fwd_cl__avx512, conv2d_bwd_data_scatter__avx512,
-                                 maxpool2d_codes_2x2s2__avx512, unpool2d_codes_2x2s2__avx512,
-                                 conv2d_fwd_winograd__avx512,
-                                 conv2d_fwd_winograd_tiles__avx512,
-                                 conv2d_bwd_weights_winograd__avx512,
-                                 conv2d_bwd_data_winograd__avx512,
-                                 transpose_to_lanes__avx512,
-                                 conv2d_fwd_direct_shifted__avx512, shift_planes__avx512,
-                                 pad_channels_last__avx512, conv2d_bwd_data_dylanes__avx512};
-  return table;
+void sgemm__avx512(const GemmArgs& g) { BlockedSgemm<MicroKernelAvx512>::run(g); }
+void sgemm_packed__avx512(const PackedGemmArgs& g) {
+  BlockedSgemm<MicroKernelAvx512>::run_packed(g);
 }
 }  // namespace cpu
 }  // namespace fastconv

@@ -48,11 +48,11 @@ void run_fwd_direct(const ImageSink& out, const float* x, const float* w, const 
     for (int64_t n = begin; n < end; ++n) {
       float* dst = out.target(n, tmp);
       if (shifted) {
-        shifted_planes(xin, x + n * xs, p, a, kt.shift_planes);
-        kt.conv2d_fwd_direct_shifted(dst, xin, wt, b, relu, a);
+        shifted_planes(xin, x + n * xs, p, a, kt.direct.shift_planes);
+        kt.direct.fwd_shifted(dst, xin, wt, b, relu, a);
       } else {
         pad_image_rows(xin, x + n * xs, p, a);
-        kt.conv2d_fwd_direct(dst, xin, wt, b, relu, a);
+        kt.direct.fwd(dst, xin, wt, b, relu, a);
       }
       out.finish(n, dst);
     }
@@ -102,7 +102,7 @@ void bwd_data_direct(float* dx, const DySource& dy, const float* w, const Conv2d
     pad_planes_zero(dypad, a);
     for (int64_t n = begin; n < end; ++n) {
       pad_planes_rows(dypad, dy.image(n, tmp), p.y.h, p.y.w, top, left, a);
-      kt.conv2d_fwd_direct(dx + n * xs, dypad, wt, nullptr, false, a);
+      kt.direct.fwd(dx + n * xs, dypad, wt, nullptr, false, a);
     }
   });
 }
@@ -112,7 +112,7 @@ void bwd_data_direct(float* dx, const DySource& dy, const float* w, const Conv2d
 // floats.
 void bwd_weights_direct(float* dw, float* db, const DySource& dy, const float* x,
                         const Conv2dParams& p, const KernelTable& kt) {
-  const int lanes = kt.direct_lanes;
+  const int lanes = kt.lanes;
   const DirectConvArgs a = direct_args(p);
   const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t K = p.reduction(), C_out = p.y.c;
@@ -124,8 +124,8 @@ void bwd_weights_direct(float* dw, float* db, const DySource& dy, const float* x
     float* tmp = xsh + shifted_planes_size(a);
     shifted_planes_zero(xsh, a);
     for (int64_t n = begin; n < end; ++n) {
-      shifted_planes(xsh, x + n * xs, p, a, kt.shift_planes);
-      kt.conv2d_bwd_weights_direct(acc, dbacc, dy.image(n, tmp), xsh, a);
+      shifted_planes(xsh, x + n * xs, p, a, kt.direct.shift_planes);
+      kt.direct.bwd_weights(acc, dbacc, dy.image(n, tmp), xsh, a);
     }
   });
   const float* ws = sums.ws;

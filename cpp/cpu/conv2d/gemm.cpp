@@ -216,7 +216,7 @@ void fwd_gemm(const ImageSink& out, const float* x, const float* w, const float*
   }
   float* y = out.y;
   const Geometry g = geometry(p);
-  const int64_t G = p.groups, MR = kt.gemm_mr, NR = kt.gemm_nr;
+  const int64_t G = p.groups, MR = kt.gemm.mr, NR = kt.gemm.nr;
   const int64_t a_size = round_up(g.cout_g, MR) * g.K;
   float* pa_all = caller_workspace(G * a_size);
   for (int64_t gi = 0; gi < G; ++gi)
@@ -240,7 +240,7 @@ void fwd_gemm(const ImageSink& out, const float* x, const float* w, const float*
       a.accumulate = false;
       a.bias = b != nullptr ? b + gi * g.cout_g : nullptr;
       a.relu = relu;
-      kt.sgemm_packed(a);
+      kt.gemm.packed(a);
     }
   });
 }
@@ -258,7 +258,7 @@ void bwd_data_gemm(float* dx, const DySource& dy_src, const float* w, const Conv
   }
   const float* dy = dy_src.pooled() ? unpooled.data() : dy_src.dy;
   const Geometry g = geometry(p);
-  const int64_t G = p.groups, MR = kt.gemm_mr, NR = kt.gemm_nr;
+  const int64_t G = p.groups, MR = kt.gemm.mr, NR = kt.gemm.nr;
   const int64_t a_size = round_up(g.K, MR) * g.cout_g;
   float* pa_all = caller_workspace(G * a_size);
   for (int64_t gi = 0; gi < G; ++gi)  // W_g^T: element (kk, co) at w[co*K + kk]
@@ -290,7 +290,7 @@ void bwd_data_gemm(float* dx, const DySource& dy_src, const float* w, const Conv
           a.c = col;
           a.ldc = pn;
         }
-        kt.sgemm_packed(a);
+        kt.gemm.packed(a);
         if (!g.pointwise) col2im_add(p, g, col, p0, pn, dx_g);
       }
     }
@@ -306,7 +306,7 @@ void bwd_weights_gemm(float* dw, float* db, const DySource& dy, const float* x,
                       const Conv2dParams& p, const KernelTable& kt) {
   const int64_t wsize = p.wt.numel(), C_out = p.y.c;
   const Geometry g = geometry(p);
-  const int64_t G = p.groups, MR = kt.gemm_mr, NR = kt.gemm_nr;
+  const int64_t G = p.groups, MR = kt.gemm.mr, NR = kt.gemm.nr;
   const PartSums sums = accumulate_parts(p.x.n, wsize + C_out, [&](float* acc, int64_t begin,
                                                                    int64_t end) {
     float* my_db = acc + wsize;
@@ -332,7 +332,7 @@ void bwd_weights_gemm(float* dw, float* db, const DySource& dy, const float* x,
           a.c = acc + gi * g.cout_g * g.K;
           a.ldc = g.K;
           a.accumulate = true;
-          kt.sgemm_packed(a);
+          kt.gemm.packed(a);
         }
         if (db != nullptr) sum_rows_into(my_db + gi * g.cout_g, dy_g, g.cout_g, g.P);
       }

@@ -22,7 +22,7 @@ void fwd_channel_lanes(const ImageSink& out, const float* x, const float* w, con
   const float* wcl = pack_lane_weights(a.kh, a.kw, a.cin, a.coutp, p.y.c, fwd_weight(w, a));
   run_cl_images(out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a, 0,
                 [&](float* ycl, const float* xpad, float*) {
-                  kt.conv2d_fwd_cl(ycl, xpad, wcl, a);
+                  kt.channel_lanes.fwd(ycl, xpad, wcl, a);
                 });
 }
 
@@ -33,7 +33,7 @@ void bwd_data_channel_lanes(float* dx, const DySource& dy, const float* w, const
                                        bwd_data_weight(w, a, p.x.c));
   run_cl_images(ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n, p.x.c, a, 0,
                 [&](float* ycl, const float* xpad, float*) {
-                  kt.conv2d_fwd_cl(ycl, xpad, wcl, a);
+                  kt.channel_lanes.fwd(ycl, xpad, wcl, a);
                 });
 }
 
@@ -43,7 +43,7 @@ void bwd_data_scatter(float* dx, const DySource& dy, const float* w, const Conv2
                       const KernelTable& kt) {
   ScatterArgs a{};
   a.cout = p.y.c;
-  a.cinp = round_up(p.x.c, kt.direct_lanes);
+  a.cinp = round_up(p.x.c, kt.lanes);
   a.kh = p.wt.h;
   a.kw = p.wt.w;
   a.oh = p.y.h;
@@ -63,7 +63,7 @@ void bwd_data_scatter(float* dx, const DySource& dy, const float* w, const Conv2
     float* tmp = ycl + ysize;
     for (int64_t n = begin; n < end; ++n) {
       std::fill(ycl, ycl + ysize, 0.0f);
-      kt.conv2d_bwd_data_scatter(ycl, dy.image(n, tmp), wb, a);
+      kt.channel_lanes.bwd_data_scatter(ycl, dy.image(n, tmp), wb, a);
       // the real columns [pad_left, pad_left + W) of each padded row
       unpack_channels_last(dx + n * dxs, ycl, C_in, H, W, wrow, p.pad.left, a.cinp, nullptr,
                            false);
@@ -81,7 +81,7 @@ void bwd_data_dy_lanes(float* dx, const DySource& dy, const float* w, const Conv
                        const KernelTable& kt) {
   DyLanesArgs a{};
   a.cin = p.x.c;
-  a.coutp = round_up(p.y.c, kt.direct_lanes);
+  a.coutp = round_up(p.y.c, kt.lanes);
   a.kh = p.wt.h;
   a.kw = p.wt.w;
   a.oh = p.y.h;
@@ -110,11 +110,11 @@ void bwd_data_dy_lanes(float* dx, const DySource& dy, const float* w, const Conv
     std::fill(dyp, dyp + dyp_size, 0.0f);  // the border columns stay zero for every image
     zero_lane_padding(dyT, P, C_out, a.coutp);
     for (int64_t n = begin; n < end; ++n) {
-      transpose_to_lanes(dyT, dy.image(n, tmp), C_out, P, a.coutp, kt.transpose_to_lanes);
+      transpose_to_lanes(dyT, dy.image(n, tmp), C_out, P, a.coutp, kt.channel_lanes.transpose);
       for (int64_t r = 0; r < a.oh; ++r)
         std::copy(dyT + r * a.ow * a.coutp, dyT + (r + 1) * a.ow * a.coutp,
                   dyp + (r * a.wq + a.left) * a.coutp);
-      kt.conv2d_bwd_data_dylanes(dx + n * dxs, dyp, wf, a);
+      kt.channel_lanes.bwd_data_dy_lanes(dx + n * dxs, dyp, wf, a);
     }
   });
 }
@@ -128,7 +128,7 @@ void bwd_data_dy_lanes(float* dx, const DySource& dy, const float* w, const Conv
 // OH*OW * coutp floats.
 void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const float* x,
                                const Conv2dParams& p, const KernelTable& kt) {
-  const int lanes = kt.direct_lanes;
+  const int lanes = kt.lanes;
   const DirectConvArgs a = direct_args(p);
   const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t K = p.reduction(), C_out = p.y.c, P = p.y.h * p.y.w;
@@ -146,8 +146,8 @@ void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const f
     for (int64_t n = begin; n < end; ++n) {
       pad_image_rows(xpad, x + n * xs, p, a);
       const float* dy_n = dy.image(n, tmp);
-      transpose_to_lanes(dyT, dy_n, C_out, P, coutp, kt.transpose_to_lanes);
-      kt.conv2d_bwd_weights_direct_t(acc, dyT, xpad, a);
+      transpose_to_lanes(dyT, dy_n, C_out, P, coutp, kt.channel_lanes.transpose);
+      kt.channel_lanes.bwd_weights(acc, dyT, xpad, a);
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }
   });
@@ -174,7 +174,7 @@ void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const f
 namespace {
 void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const float* x,
                                const Conv2dParams& p, const KernelTable& kt, bool flat) {
-  const int lanes = kt.direct_lanes;
+  const int lanes = kt.lanes;
   const DirectConvArgs a = direct_args(p);
   const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t C_out = p.y.c, C_in = p.x.c, P = p.y.h * p.y.w;
@@ -193,9 +193,9 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
     // transposes the interior in (cnn1.conv2 ~2% faster than a fill per image).
     std::fill(xcl, xcl + xsize, 0.0f);
     for (int64_t n = begin; n < end; ++n) {
-      kt.pad_channels_last(xcl, x + n * xs, p.x.h, p.x.w, C_in, p.pad.top, p.pad.left, a.wp);
+      kt.channel_lanes.pad_channels_last(xcl, x + n * xs, p.x.h, p.x.w, C_in, p.pad.top, p.pad.left, a.wp);
       const float* dy_n = dy.image(n, tmp);
-      kt.conv2d_bwd_weights_direct_cl(acc, dy_n, xcl, a, lp, flat);
+      kt.channel_lanes.bwd_weights_taps(acc, dy_n, xcl, a, lp, flat);
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }
   });

@@ -46,7 +46,7 @@ double lane_fill(int64_t channels, int lanes) {
 
 // Channels that fill >= 85% of the vector lanes (the channel-lane kernels' rule).
 bool lanes_full(int64_t channels, const KernelTable& kt) {
-  return lane_fill(channels, kt.direct_lanes) >= 0.85;
+  return lane_fill(channels, kt.lanes) >= 0.85;
 }
 
 // 3x3 or 5x5 at unit stride over whole 2x2 output tiles (oh, ow: the tiled plane).
@@ -87,7 +87,7 @@ constexpr double kCheapWaste = 1.3;
 // --- fwd -------------------------------------------------------------------------------------
 
 bool fwd_winograd_usable(const Conv2dParams& p, const KernelTable& kt) {
-  return kt.conv2d_fwd_winograd != nullptr && kt.conv2d_fwd_winograd_tiles != nullptr &&
+  return kt.winograd.fwd_channels != nullptr && kt.winograd.fwd_tiles != nullptr &&
          winograd_shape(p, p.y.h, p.y.w);
 }
 
@@ -113,18 +113,18 @@ const Fwd kFwd[] = {
     // lenet.conv2.
     {"channel_lanes", "AVX-512, groups 1, stride 1, dilation 1",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return kt.conv2d_fwd_cl != nullptr && unit_stride(p);
+       return kt.channel_lanes.fwd != nullptr && unit_stride(p);
      },
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
        return cl_wins(p.x.c, p.y.c, p.y.w, p.y.h, p.x.w + p.pad.left + p.pad.right,
-                      kt.direct_lanes);
+                      kt.lanes);
      },
      fwd_channel_lanes},
     // C_in < 4: flat tiles of whole vectors over shifted planes, no row ends or junk lanes (the
     // C_in = 1 layers, DESIGN round 9); the planes are KW times the input, so few channels only.
     {"direct_shifted", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return kt.conv2d_fwd_direct_shifted != nullptr && kt.shift_planes != nullptr &&
+       return kt.direct.fwd_shifted != nullptr && kt.direct.shift_planes != nullptr &&
               unit_stride(p);
      },
      [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) { return p.x.c < 4; },
@@ -133,7 +133,7 @@ const Fwd kFwd[] = {
     // measured >= the packed GEMM on every NETWORKS.md layer (DESIGN round 2).
     {"direct", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return kt.conv2d_fwd_direct != nullptr && unit_stride(p);
+       return kt.direct.fwd != nullptr && unit_stride(p);
      },
      always_preferred, fwd_direct},
     {"gemm", "nothing", always, always_preferred, fwd_gemm},
@@ -142,7 +142,7 @@ const Fwd kFwd[] = {
 // --- bwd_data --------------------------------------------------------------------------------
 
 bool bwd_data_winograd_usable(const Conv2dParams& p, const KernelTable& kt) {
-  return kt.conv2d_fwd_winograd != nullptr && kt.conv2d_fwd_winograd_tiles != nullptr &&
+  return kt.winograd.fwd_channels != nullptr && kt.winograd.fwd_tiles != nullptr &&
          winograd_shape(p, p.x.h, p.x.w) && pads_within_kernel(p);
 }
 
@@ -153,10 +153,10 @@ const BwdData kBwdData[] = {
     // 3-12% slower, its patches' read-modify-writes going to L2) (DESIGN round 8).
     {"winograd_transposed", "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even dy",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return kt.conv2d_bwd_data_winograd != nullptr && winograd_shape(p, p.y.h, p.y.w);
+       return kt.winograd.bwd_data_transposed != nullptr && winograd_shape(p, p.y.h, p.y.w);
      },
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
-       const double dx_bytes = 4.0 * double(round_up(p.x.c, kt.direct_lanes) *
+       const double dx_bytes = 4.0 * double(round_up(p.x.c, kt.lanes) *
                                             (p.y.h + p.wt.h - 1) * (p.y.w + p.wt.w - 1));
        return cfg.winograd && p.y.c >= 16 && lanes_full(p.x.c, kt) &&
               (border_waste(p) > kCheapWaste || dx_bytes <= 128 * 1024);
@@ -191,11 +191,11 @@ const BwdData kBwdData[] = {
     // 32 lanes too.
     {"scatter", "AVX-512, groups 1, stride 1, dilation 1, kernel width 3 or 5",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return kt.conv2d_bwd_data_scatter != nullptr && unit_stride(p) &&
+       return kt.channel_lanes.bwd_data_scatter != nullptr && unit_stride(p) &&
               (p.wt.w == 3 || p.wt.w == 5);
      },
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
-       return p.y.c >= 4 && lane_fill(p.x.c, kt.direct_lanes) >= 0.85 &&
+       return p.y.c >= 4 && lane_fill(p.x.c, kt.lanes) >= 0.85 &&
               (border_waste(p) > kCheapWaste || p.y.w <= 16);
      },
      bwd_data_scatter},
@@ -204,22 +204,22 @@ const BwdData kBwdData[] = {
     // stays on GEMM + col2im, 34 vs 39 ms): vgg.b.
     {"channel_lanes", "AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return kt.conv2d_fwd_cl != nullptr && unit_stride(p) && pads_within_kernel(p);
+       return kt.channel_lanes.fwd != nullptr && unit_stride(p) && pads_within_kernel(p);
      },
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
        const int64_t wp = p.y.w + 2 * (p.wt.w - 1) - p.pad.left - p.pad.right;
        return border_waste(p) <= kCheapWaste &&
-              cl_wins(p.y.c, p.x.c, p.x.w, p.x.h, wp, kt.direct_lanes);
+              cl_wins(p.y.c, p.x.c, p.x.w, p.x.h, wp, kt.lanes);
      },
      bwd_data_channel_lanes},
     // Valid padding with 4-8 dx channels (a full tile is 4 pixels x up to 6 of them; with 1-3 it
     // is load-bound) and dy channels filling the lanes: lenet.conv2 (1.96x waste; DESIGN round 10).
     {"dy_lanes", "AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return kt.conv2d_bwd_data_dylanes != nullptr && unit_stride(p) && pads_within_kernel(p);
+       return kt.channel_lanes.bwd_data_dy_lanes != nullptr && unit_stride(p) && pads_within_kernel(p);
      },
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
-       return border_waste(p) > kCheapWaste && lane_fill(p.y.c, kt.direct_lanes) >= 0.85 &&
+       return border_waste(p) > kCheapWaste && lane_fill(p.y.c, kt.lanes) >= 0.85 &&
               p.x.c >= 4 && p.x.c <= 8;
      },
      bwd_data_dy_lanes},
@@ -230,7 +230,7 @@ const BwdData kBwdData[] = {
     // lenet.conv2, 16 channels, 1.96x, still wins with direct).
     {"direct", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return kt.conv2d_fwd_direct != nullptr && unit_stride(p) && pads_within_kernel(p);
+       return kt.direct.fwd != nullptr && unit_stride(p) && pads_within_kernel(p);
      },
      [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) {
        return (p.x.c >= 4 || p.x.c == 1) &&
@@ -243,7 +243,7 @@ const BwdData kBwdData[] = {
 // --- bwd_weights -----------------------------------------------------------------------------
 
 bool tap_lanes_usable(const Conv2dParams& p, const KernelTable& kt) {
-  return kt.conv2d_bwd_weights_direct_cl != nullptr && kt.pad_channels_last != nullptr &&
+  return kt.channel_lanes.bwd_weights_taps != nullptr && kt.channel_lanes.pad_channels_last != nullptr &&
          unit_stride(p);
 }
 
@@ -252,7 +252,7 @@ const BwdWeights kBwdWeights[] = {
     // ms, vgg.b 9.5 -> 5.5, fashion.conv2 1.12 -> 0.98 (DESIGN round 7).
     {"winograd_channels", "AVX-512, groups 1, stride 1, dilation 1, 3x3, even output",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return kt.conv2d_bwd_weights_winograd != nullptr && unit_stride(p) && p.wt.h == 3 &&
+       return kt.winograd.bwd_weights != nullptr && unit_stride(p) && p.wt.h == 3 &&
               p.wt.w == 3 && p.y.h % 2 == 0 && p.y.w % 2 == 0;
      },
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
@@ -264,10 +264,10 @@ const BwdWeights kBwdWeights[] = {
     // vectors instead of 35 (DESIGN round 10).
     {"tap_lanes_flat", "AVX-512, groups 1, stride 1, dilation 1, KW*C_in >= the vector lanes",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return tap_lanes_usable(p, kt) && p.wt.w * p.x.c >= kt.direct_lanes;
+       return tap_lanes_usable(p, kt) && p.wt.w * p.x.c >= kt.lanes;
      },
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
-       const int64_t lanes = kt.direct_lanes, L = p.wt.w * p.x.c;
+       const int64_t lanes = kt.lanes, L = p.wt.w * p.x.c;
        const int64_t flat = round_up(p.wt.h * L, lanes) / lanes;
        const int64_t per_row = p.wt.h * (round_up(L, lanes) / lanes);
        const int64_t padded_bytes = (p.x.h + p.pad.top + p.pad.bottom) *
@@ -289,7 +289,7 @@ const BwdWeights kBwdWeights[] = {
     // C_in >= 4 layers of ISAs without the tap-lane kernel (AVX2).
     {"channel_lanes", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return kt.conv2d_bwd_weights_direct_t != nullptr && unit_stride(p);
+       return kt.channel_lanes.bwd_weights != nullptr && unit_stride(p);
      },
      [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) {
        return p.x.c >= kLaneWeightGradMinCin;
@@ -298,7 +298,7 @@ const BwdWeights kBwdWeights[] = {
     // Per-lane partial sums of every weight over shifted planes: the C_in < 4 layers.
     {"direct", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
      [](const Conv2dParams& p, const KernelTable& kt) {
-       return kt.conv2d_bwd_weights_direct != nullptr && kt.shift_planes != nullptr &&
+       return kt.direct.bwd_weights != nullptr && kt.direct.shift_planes != nullptr &&
               unit_stride(p);
      },
      [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) {

@@ -111,7 +111,7 @@ ClConvArgs padded_cl_args(const Conv2dParams& p, const KernelTable& kt, int64_t 
                           int64_t right) {
   ClConvArgs a{};
   a.cin = cin;
-  a.coutp = round_up(cout, kt.direct_lanes);
+  a.coutp = round_up(cout, kt.lanes);
   a.kh = p.wt.h;
   a.kw = p.wt.w;
   a.top = top;

@@ -86,7 +86,7 @@ void run_winograd(bool channels, const ImageSink& out, const DySource& src, cons
     const float* u = pack_winograd_weights(a.kh, a.cin, a.coutp, L, weight);
     run_cl_images(out, src, bias, relu, n_images, L, a, winograd_work_floats(a),
                   [&](float* ycl, const float* xpad, float* work) {
-                    kt.conv2d_fwd_winograd(ycl, xpad, u, work, a);
+                    kt.winograd.fwd_channels(ycl, xpad, u, work, a);
                   });
     return;
   }
@@ -103,7 +103,7 @@ void run_winograd(bool channels, const ImageSink& out, const DySource& src, cons
   const float* u = pack_winograd_weights(a.kh, a.cin, t.coutp, L, weight);
   run_padded_images(out, src, n_images, a, winograd_tiles_work_floats(t),
                     [&](float* dst, const float* xpad, float* work) {
-                      kt.conv2d_fwd_winograd_tiles(dst, xpad, u, bias, relu, work, t);
+                      kt.winograd.fwd_tiles(dst, xpad, u, bias, relu, work, t);
                     });
 }
 
@@ -199,7 +199,7 @@ void bwd_data_winograd_transposed(float* dx, const DySource& dy, const float* w,
     float* dy_tmp = work + work_floats;
     for (int64_t n = begin; n < end; ++n) {
       std::fill(dxcl, dxcl + dsize, 0.0f);
-      kt.conv2d_bwd_data_winograd(dxcl, dy.image(n, dy_tmp), u, work, a);
+      kt.winograd.bwd_data_transposed(dxcl, dy.image(n, dy_tmp), u, work, a);
       unpack_channels_last(dx + n * xs, dxcl + a.top * a.wp * a.coutp, p.x.c, p.x.h, p.x.w, a.wp,
                            a.left, a.coutp, nullptr, false);
     }
@@ -234,8 +234,8 @@ void bwd_weights_winograd_channels(float* dw, float* db, const DySource& dy, con
     for (int64_t n_ = begin; n_ < end; ++n_) {
       pad_image_rows(xpad, x + n_ * xs, p, d);
       const float* dy_n = dy.image(n_, tmp);
-      transpose_to_lanes(dyT, dy_n, C_out, P, a.coutp, kt.transpose_to_lanes);
-      kt.conv2d_bwd_weights_winograd(acc, xpad, dyT, work, a);
+      transpose_to_lanes(dyT, dy_n, C_out, P, a.coutp, kt.channel_lanes.transpose);
+      kt.winograd.bwd_weights(acc, xpad, dyT, work, a);
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }
   });

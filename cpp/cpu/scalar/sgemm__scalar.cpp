@@ -25,21 +25,13 @@ struct MicroKernelScalar {
 
 #include "../sgemm_blocked.inl"
 
-void sgemm__scalar(const fastconv::cpu::GemmArgs& g) { BlockedSgemm<MicroKernelScalar>::run(g); }
-void sgemm_packed__scalar(const fastconv::cpu::PackedGemmArgs& g) {
-  BlockedSgemm<MicroKernelScalar>::run_packed(g);
-}
-
 }  // namespace
 
 namespace fastconv {
 namespace cpu {
-const KernelTable& kernel_table__scalar() {
-  static const KernelTable table{"portable", sgemm__scalar, sgemm_packed__scalar, 4, 8,
-                                 nullptr, nullptr, nullptr, 0, nullptr, nullptr, nullptr,
-                                 nullptr, nullptr, nullptr, nullptr, nullptr,
-                                 nullptr, nullptr, nullptr, nullptr};
-  return table;
+void sgemm__scalar(const GemmArgs& g) { BlockedSgemm<MicroKernelScalar>::run(g); }
+void sgemm_packed__scalar(const PackedGemmArgs& g) {
+  BlockedSgemm<MicroKernelScalar>::run_packed(g);
 }
 }  // namespace cpu
 }  // namespace fastconv

@@ -223,41 +223,72 @@ using ShiftPlanesFn = void (*)(float* xs, const float* x_n, int64_t H, int64_t W
 using PadChannelsLastFn = void (*)(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
                                    int64_t top, int64_t left, int64_t wp);
 
+// One ISA's kernels, by family; a nullptr kernel is one the ISA does not have, and the registry
+// (cpu/conv2d/registry.cpp) or the pooling driver does not use it there. Filled by field name in
+// cpu/<isa>/kernel_table__<isa>.cpp: a field added here stays nullptr in the tables that do not set it.
+struct GemmKernels {
+  SgemmFn run = nullptr;              // strided operands (matmul)
+  PackedSgemmFn packed = nullptr;     // operands packed by the caller (the conv drivers)
+  int mr = 0, nr = 0;                 // sliver widths of packed's A and B
+};
+
+struct PoolKernels {                  // nullptr: the generic loops
+  MaxPool2x2Fn fwd_2x2s2 = nullptr;
+  MaxPool2x2BwdFn bwd_2x2s2 = nullptr;             // the tile writer (else zero-fill + scatter)
+  MaxPool2x2CodesFn relu_codes_2x2s2 = nullptr;    // ReLU + pool with window codes
+  Unpool2x2CodesFn relu_unpool_2x2s2 = nullptr;    // its backward
+};
+
+struct DirectKernels {                // pixels in the lanes (conv2d_direct.inl)
+  DirectFwdFn fwd = nullptr;                       // over zero-bordered planes
+  DirectFwdFn fwd_shifted = nullptr;               // over shifted planes (few input channels)
+  ShiftPlanesFn shift_planes = nullptr;            // an image into shifted planes
+  DirectBwdWeightsFn bwd_weights = nullptr;        // per-lane partial sums over shifted planes
+};
+
+struct ChannelLaneKernels {           // channels in the lanes
+  DirectFwdClFn fwd = nullptr;                     // output channels (conv2d_fwd_cl.inl)
+  BwdDataScatterFn bwd_data_scatter = nullptr;     // dx channels, scatter (conv2d_bwd_data_cl.inl)
+  BwdDataDyLanesFn bwd_data_dy_lanes = nullptr;    // dy channels (conv2d_bwd_data_dylanes.inl)
+  DirectBwdWeightsTFn bwd_weights = nullptr;       // output channels
+  DirectBwdWeightsClFn bwd_weights_taps = nullptr; // (kx, ci) taps (conv2d_bww_cl.inl)
+  TransposeToLanesFn transpose = nullptr;          // dy to (pixels, channels); nullptr: a loop
+  PadChannelsLastFn pad_channels_last = nullptr;   // with bwd_weights_taps
+};
+
+struct WinogradKernels {              // conv2d_winograd*.inl
+  WinogradFwdFn fwd_channels = nullptr;            // F(2x2, r x r), output channels in the lanes
+  WinogradTilesFn fwd_tiles = nullptr;             // the tiles in the lanes
+  WinogradBwdDataFn bwd_data_transposed = nullptr; // the forward's adjoint
+  WinogradBwwFn bwd_weights = nullptr;             // F(3x3, 2x2)
+};
+
 struct KernelTable {
-  const char* isa;  // "portable", "avx2", "avx512"
-  SgemmFn sgemm;
-  PackedSgemmFn sgemm_packed;
-  int gemm_mr, gemm_nr;                             // sliver widths of sgemm_packed's A and B
-  MaxPool2x2Fn maxpool2d_fwd_2x2s2;                 // nullptr: the generic loop
-  DirectFwdFn conv2d_fwd_direct;                    // nullptr: im2col + GEMM only
-  DirectBwdWeightsFn conv2d_bwd_weights_direct;     // nullptr: im2col + GEMM only
-  int direct_lanes;                                 // lanes of the direct kernels' partial sums
-  MaxPool2x2BwdFn maxpool2d_bwd_2x2s2;              // nullptr: zero-fill + scatter
-  DirectBwdWeightsTFn conv2d_bwd_weights_direct_t;  // nullptr: im2col + GEMM for large C_in
-  DirectBwdWeightsClFn conv2d_bwd_weights_direct_cl;  // nullptr: the _t kernel (or GEMM)
-  DirectFwdClFn conv2d_fwd_cl;                      // nullptr: pixels-in-lanes direct kernel only
-  BwdDataScatterFn conv2d_bwd_data_scatter;         // nullptr: the other bwd_data paths
-  MaxPool2x2CodesFn maxpool2d_codes_2x2s2;          // nullptr: the generic loop
-  Unpool2x2CodesFn unpool2d_codes_2x2s2;            // nullptr: the generic loop
-  WinogradFwdFn conv2d_fwd_winograd;                // nullptr: the direct kernels for 3x3 too
-  WinogradTilesFn conv2d_fwd_winograd_tiles;        // nullptr: ditto for few channels
-  WinogradBwwFn conv2d_bwd_weights_winograd;        // nullptr: the direct weight gradients
-  WinogradBwdDataFn conv2d_bwd_data_winograd;       // nullptr: bwd_data as a padded forward
-  TransposeToLanesFn transpose_to_lanes;            // nullptr: the scalar loop
-  DirectFwdFn conv2d_fwd_direct_shifted;  // C_in < 4, input as shifted planes; nullptr: padded
-  ShiftPlanesFn shift_planes;             // with the direct kernels (C_in < 4 inputs)
-  PadChannelsLastFn pad_channels_last;    // with conv2d_bwd_weights_direct_cl
-  BwdDataDyLanesFn conv2d_bwd_data_dylanes;  // nullptr: the other bwd_data paths
+  const char* isa = nullptr;  // "portable", "avx2", "avx512"
+  int lanes = 0;              // floats per vector of the direct and channel-lane kernels
+  GemmKernels gemm;
+  PoolKernels pool;
+  DirectKernels direct;
+  ChannelLaneKernels channel_lanes;
+  WinogradKernels winograd;
 };
 
 // Readable zero slack the direct kernels may touch past the padded planes.
 constexpr int64_t kDirectSlackRows = 4;   // extra zero rows below the last plane's rows
 constexpr int64_t kDirectSlack = 64;      // extra floats past the end (also of the shifted planes)
 
-// Defined in cpu/scalar/sgemm__scalar.cpp, cpu/avx2/sgemm__avx2.cpp, cpu/avx512/sgemm__avx512.cpp.
+// Defined in cpu/<isa>/kernel_table__<isa>.cpp.
 const KernelTable& kernel_table__scalar();
 const KernelTable& kernel_table__avx2();
 const KernelTable& kernel_table__avx512();
+
+// The GEMMs behind the tables (cpu/<isa>/sgemm__<isa>.cpp).
+void sgemm__scalar(const GemmArgs& g);
+void sgemm_packed__scalar(const PackedGemmArgs& g);
+void sgemm__avx2(const GemmArgs& g);
+void sgemm_packed__avx2(const PackedGemmArgs& g);
+void sgemm__avx512(const GemmArgs& g);
+void sgemm_packed__avx512(const PackedGemmArgs& g);
 
 // The SIMD kernels behind the tables (cpu/<isa>/conv_pool__<isa>.cpp); see the typedefs above.
 void conv2d_fwd_direct__avx2(float* y, const float* xpad, const float* w, const float* bias,

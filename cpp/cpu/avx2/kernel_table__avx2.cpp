@@ -1,0 +1,30 @@
+// kernel_table__avx2.cpp — the AVX2+FMA path's kernel table, filled by field name (the kernels
+// live in sgemm__avx2.cpp and conv_pool__avx2.cpp). Families AVX2 lacks stay nullptr.
+#include "fastconv/cpu_kernels.h"
+
+namespace fastconv {
+namespace cpu {
+
+const KernelTable& kernel_table__avx2() {
+  static const KernelTable table = [] {
+    KernelTable t;
+    t.isa = "avx2";
+    t.lanes = 8;
+    t.gemm.run = sgemm__avx2;
+    t.gemm.packed = sgemm_packed__avx2;
+    t.gemm.mr = 6;
+    t.gemm.nr = 16;
+    t.pool.fwd_2x2s2 = maxpool2d_fwd_2x2s2__avx2;
+    t.pool.relu_codes_2x2s2 = maxpool2d_codes_2x2s2__avx2;
+    t.direct.fwd = conv2d_fwd_direct__avx2;
+    t.direct.fwd_shifted = conv2d_fwd_direct_shifted__avx2;
+    t.direct.shift_planes = shift_planes__avx2;
+    t.direct.bwd_weights = conv2d_bwd_weights_direct__avx2;
+    t.channel_lanes.bwd_weights = conv2d_bwd_weights_direct_t__avx2;
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace cpu
+}  // namespace fastconv
