@@ -100,16 +100,16 @@ def test_fused_pair_gradients_match_reference(hw):
 
 
 def test_first_layer_takes_fused_weight_gradient(monkeypatch):
-    import fastconv
+    from fastconv import ops  # the CPU backend's front door to the native ops
 
     calls = []
-    orig = fastconv.conv2d_relu_maxpool2d_bwd_weights
+    orig = ops.conv2d_relu_maxpool2d_bwd_weights
 
     def spy(*a, **k):
         calls.append(1)
         return orig(*a, **k)
 
-    monkeypatch.setattr(fastconv, "conv2d_relu_maxpool2d_bwd_weights", spy)
+    monkeypatch.setattr(ops, "conv2d_relu_maxpool2d_bwd_weights", spy)
     m = _pair_model(MaxPooling2D(2))
     m.loss_and_grads(np.random.default_rng(0).random((2, 2, 9, 9)), np.array([1, 2]))
     assert calls == [1]

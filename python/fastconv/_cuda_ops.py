@@ -85,6 +85,11 @@ def available() -> Tuple[bool, str]:
         return False, str(exc)
 
 
+def built() -> bool:
+    """Whether this fastconv was built with the CUDA kernels (fastconv.info()['cuda_built'])."""
+    return bool(getattr(_C, "cuda_built", False))
+
+
 def set_conv_algo(pass_name: str, name: Optional[str]) -> None:
     """Force the kernel family of one conv pass ("fwd", "bwd_data", "bwd_weights"): 'direct',
     'tiled' or None (by shape), as fastconv.set_conv_algo does for the CPU (tests, benchmarks)."""
@@ -96,15 +101,11 @@ def get_conv_algo(pass_name: str) -> Optional[str]:
     return _native().get_conv_algo(pass_name)
 
 
-def conv2d_algo(
-    pass_name: str, x_shape, w_shape, /, stride=1, padding=0, dilation=1, groups=1
-) -> str:
-    """The kernel family ('direct' or 'tiled') a CUDA call of the pass runs, like
-    fastconv.conv2d_algo for the CPU."""
-    from .ops import _algo_args
-
+def conv2d_algo(pass_name, x_shape, w_shape, stride, pad_mode, pad, dilation, groups) -> str:
+    """The kernel family ('direct' or 'tiled') a CUDA call of the pass runs (arguments as
+    ops.py normalises them; fastconv.conv2d_algo(..., device="cuda") is the public form)."""
     return _native().conv2d_algo(
-        *_algo_args(pass_name, x_shape, w_shape, stride, padding, dilation, groups)
+        pass_name, x_shape, w_shape, stride, pad_mode, pad, dilation, groups
     )
 
 

@@ -205,12 +205,7 @@ def conv2d(
     max(y, 0), NaN kept, as PyTorch's relu).
     Returns a new float32 array (N, C_out, OH, OW), or `out` filled with it.
     """
-    args = (
-        _pair(stride, "stride"),
-        *_padding(padding),
-        _pair(dilation, "dilation"),
-        _groups(groups),
-    )
+    args = _conv_args(stride, padding, dilation, groups)
     relu = _activation(activation)
     if _is_cuda(input):
         _no_gpu_out(out)
@@ -225,12 +220,7 @@ def conv2d_bwd_data(
     grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *, out=None
 ):
     """Gradient of conv2d with respect to its input, shape `input_shape` (N, C_in, H, W)."""
-    args = (
-        _pair(stride, "stride"),
-        *_padding(padding),
-        _pair(dilation, "dilation"),
-        _groups(groups),
-    )
+    args = _conv_args(stride, padding, dilation, groups)
     shape = _shape4(input_shape, "input_shape")
     if _is_cuda(grad_output):
         _no_gpu_out(out)
@@ -258,12 +248,7 @@ def conv2d_bwd_weights(
     when with_bias is False. out: None or a (grad_weight, grad_bias) tuple of buffers (either may
     be None; grad_bias must be None when with_bias is False).
     """
-    args = (
-        _pair(stride, "stride"),
-        *_padding(padding),
-        _pair(dilation, "dilation"),
-        _groups(groups),
-    )
+    args = _conv_args(stride, padding, dilation, groups)
     shape = _shape4(weight_shape, "weight_shape")
     if _is_cuda(grad_output):
         _no_gpu_out(out)
@@ -299,6 +284,17 @@ def _groups(groups: Any) -> int:
     if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral):
         raise TypeError(f"groups must be an int, got {groups!r}")
     return int(groups)
+
+
+def _conv_args(stride, padding, dilation, groups) -> tuple:
+    """conv2d's geometry arguments as the native entries take them:
+    ((sh, sw), pad_mode, (ph, pw), (dh, dw), groups), each normalised and named in errors."""
+    return (
+        _pair(stride, "stride"),
+        *_padding(padding),
+        _pair(dilation, "dilation"),
+        _groups(groups),
+    )
 
 
 def _activation(activation: Optional[str]) -> bool:
@@ -472,12 +468,7 @@ def conv2d_relu_maxpool2d(
             "conv2d_relu_maxpool2d runs on the CPU only; on a GPU call conv2d "
             "(activation='relu') and max_pool2d"
         )
-    args = (
-        _pair(stride, "stride"),
-        *_padding(padding),
-        _pair(dilation, "dilation"),
-        _groups(groups),
-    )
+    args = _conv_args(stride, padding, dilation, groups)
     x = _as_f32(input, "input")
     w = _as_f32(weight, "weight")
     b = None if bias is None else _as_f32(bias, "bias", ndim=None)
@@ -513,12 +504,7 @@ def conv2d_relu_maxpool2d_bwd_weights(
     """
     if _is_cuda(grad_output) or _is_cuda(input):
         raise TypeError("conv2d_relu_maxpool2d_bwd_weights runs on the CPU only")
-    args = (
-        _pair(stride, "stride"),
-        *_padding(padding),
-        _pair(dilation, "dilation"),
-        _groups(groups),
-    )
+    args = _conv_args(stride, padding, dilation, groups)
     shape = _shape4(weight_shape, "weight_shape")
     out_w, out_b = _out_pair(out, ("grad_weight", "grad_bias"))
     dy = _as_f32(grad_output, "grad_output")
@@ -542,12 +528,7 @@ def conv2d_relu_maxpool2d_bwd_data(
     """
     if _is_cuda(grad_output) or _is_cuda(weight):
         raise TypeError("conv2d_relu_maxpool2d_bwd_data runs on the CPU only")
-    args = (
-        _pair(stride, "stride"),
-        *_padding(padding),
-        _pair(dilation, "dilation"),
-        _groups(groups),
-    )
+    args = _conv_args(stride, padding, dilation, groups)
     shape = _shape4(input_shape, "input_shape")
     dy = _as_f32(grad_output, "grad_output")
     w = _as_f32(weight, "weight")
@@ -587,11 +568,15 @@ def _algo_args(pass_name, x_shape, w_shape, stride, padding, dilation, groups) -
         _conv_pass(pass_name),
         _shape4(x_shape, "x_shape"),
         _shape4(w_shape, "w_shape"),
-        _pair(stride, "stride"),
-        *_padding(padding),
-        _pair(dilation, "dilation"),
-        _groups(groups),
+        *_conv_args(stride, padding, dilation, groups),
     )
+
+
+def _device(device: Any) -> bool:
+    """True for "cuda", False for "cpu"."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    return device == "cuda"
 
 
 def conv2d_algo(
@@ -617,16 +602,22 @@ def conv2d_algos(
     )
 
 
-def set_conv_algo(pass_name: str, name: Optional[str]) -> None:
-    """Force the CPU algorithm `name` for every later call of conv2d's pass `pass_name` (and the
-    fused ops), or None for the automatic choice again. ValueError at once for an unknown pass or
-    name; a call the forced algorithm cannot run (see conv2d_algos) raises ValueError. For tests,
-    benchmarks and bug reports: the automatic choice is the measured fastest."""
+def set_conv_algo(pass_name: str, name: Optional[str], *, device: str = "cpu") -> None:
+    """Force the algorithm `name` for every later call of conv2d's pass `pass_name` (and the
+    fused ops), or None for the automatic choice again; device="cuda": the CUDA kernel family
+    ("direct" or "tiled"). ValueError at once for an unknown pass or name; a call the forced
+    algorithm cannot run (see conv2d_algos) raises ValueError. For tests, benchmarks and bug
+    reports: the automatic choice is the measured fastest."""
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str or None, got {name!r}")
-    _C.set_conv_algo(_conv_pass(pass_name), name)
+    if _device(device):
+        _cuda().set_conv_algo(_conv_pass(pass_name), name)
+    else:
+        _C.set_conv_algo(_conv_pass(pass_name), name)
 
 
-def get_conv_algo(pass_name: str) -> Optional[str]:
+def get_conv_algo(pass_name: str, *, device: str = "cpu") -> Optional[str]:
     """The algorithm forced for the pass with set_conv_algo, or None (automatic)."""
+    if _device(device):
+        return _cuda().get_conv_algo(_conv_pass(pass_name))
     return _C.get_conv_algo(_conv_pass(pass_name))

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import Backend, register_backend
+from .. import _cuda_ops, ops, train_ops
+from .backend_type import Backend, register_backend
 
 __all__ = ["INSTALL_HINT", "CudaBackend", "require_cupy"]
 
@@ -53,9 +54,7 @@ def require_cupy():
             f"device 'cuda' needs CuPy: {INSTALL_HINT} (or a cupy-cudaXXx wheel matching your "
             f"CUDA driver); importing cupy failed: {exc}"
         ) from exc
-    from fastconv import _C, _cuda_ops
-
-    if not getattr(_C, "cuda_built", False):
+    if not _cuda_ops.built():
         raise RuntimeError(f"device 'cuda': {_cuda_ops._NOT_BUILT}")
     try:
         count = int(cupy.cuda.runtime.getDeviceCount())
@@ -91,11 +90,9 @@ class CudaBackend(Backend):
 
     def keep_mask(self, seed, shape, keep):
         """The CPU's mask, bit for bit: keep/drop drawn on the host (the CPU's (seed, index)
-        draws, _C.dropout_keep), moved as one byte per element, then (keep as float32) / keep on
+        draws, train_ops.dropout_keep), moved as one byte per element, then (keep as float32) / keep on
         the GPU."""
-        from fastconv import _C
-
-        keep_bits = _C.dropout_keep(tuple(shape), keep, seed)
+        keep_bits = train_ops.dropout_keep(shape, keep, seed)
         return self.xp.asarray(keep_bits).astype(self.dtype) / self.dtype.type(keep)
 
     def synchronize(self):
@@ -103,16 +100,11 @@ class CudaBackend(Backend):
         self.xp.cuda.get_current_stream().synchronize()
 
     def device_name(self):
-        from fastconv import _cuda_ops
-
         return _cuda_ops.device_name(int(self.xp.cuda.Device().id))
 
 
 def _cuda():
-    cupy = require_cupy()
-    import fastconv
-
-    return CudaBackend(cupy, fastconv)
+    return CudaBackend(require_cupy(), ops)
 
 
 register_backend("cuda", _cuda)

@@ -3,7 +3,7 @@
 step(pairs) takes a list of (key, param, grad) and updates each param in place, in its own dtype
 (float32 stays float32). The state (moments, velocities) is kept per key, created on first use
 with the array module of the parameter, so it lives wherever the parameters live. Adam on float32
-C-contiguous NumPy arrays runs fastconv._C.adam_update: the same formula and float32 roundings in
+C-contiguous NumPy arrays runs fastconv.train_ops.adam_update: the same formula and float32 roundings in
 one threaded pass.
 """
 
@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .. import _C
+from .. import train_ops
 
 __all__ = ["SGD", "Adam", "Optimizer", "get"]
 
@@ -77,7 +77,7 @@ class Adam(Optimizer):
             st = self.state[key] = (p * 0, p * 0)
         m, v = st
         if _native_f32(p, g, m, v):  # one threaded pass instead of ~8 NumPy passes, same bits
-            _C.adam_update(p, g, m, v, self._lr_t, self.beta_1, self.beta_2, self.epsilon)
+            train_ops.adam_update(p, g, m, v, self._lr_t, self.beta_1, self.beta_2, self.epsilon)
             return
         t = p.dtype.type
         m *= t(self.beta_1)
@@ -88,7 +88,7 @@ class Adam(Optimizer):
 
 
 def _native_f32(*arrays):
-    """True when every array is a float32 C-contiguous NumPy array (what _C.adam_update takes)."""
+    """True when every array is a float32 C-contiguous NumPy array (what train_ops.adam_update takes)."""
     return all(
         type(a) is np.ndarray and a.dtype == np.float32 and a.flags.c_contiguous for a in arrays
     )
