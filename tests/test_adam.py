@@ -77,7 +77,7 @@ def test_optimizer_native_and_numpy_paths_agree(rng, monkeypatch):
     params = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
     grads = [[rng.standard_normal(s, dtype=np.float32) for s in shapes] for _ in range(4)]
     calls = []
-    monkeypatch.setattr(optimizers, "_C", _Spy(calls))
+    monkeypatch.setattr(optimizers, "train_ops", _Spy(calls))
     native, numpy_ = Adam(learning_rate=0.01), Adam(learning_rate=0.01)
     p_native = [p.copy() for p in params]
     # non-contiguous views of the same values: Adam falls back to its NumPy code for them
