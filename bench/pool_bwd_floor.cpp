@@ -5,7 +5,7 @@
 //
 // A 2x2/2 backward must write N*C*H*W floats and read N*C*(H/2)*(W/2) floats and int64 indices.
 // Each thread streams its share of three separate buffers of those sizes (AVX-512 loads, plain
-// stores of non-zero data: all-zero lines are written faster on this machine, see DESIGN.md round
+// stores of non-zero data: all-zero lines are written faster on this machine, see PERF_LOG.md round
 // 12), the same buffers every repetition, like the benchmark's repeated calls. Prints the best of
 // 5 trials per layer at 1 and 2 threads; compare with the max-pool backward rows of BENCHMARKS.md.
 #include <immintrin.h>

@@ -166,7 +166,7 @@ def report(args):
         "The network with Dropout (keras_cnn) was trained before dropout masks moved",
         "to fastconv's native generator (git 1d783c4): the same `--seed` now draws other masks, so",
         "its runs repeat statistically, not bit for bit. The conv networks' runs predate the",
-        "Winograd kernels (git 05c6564 on), which round differently (DESIGN.md, round 7); the",
+        "Winograd kernels (git 05c6564 on), which round differently (PERF_LOG.md, round 7); the",
         "mlp256/512/2048 runs (dense layers only) are of that later code.",
         "",
         "| network | data | published | ours | Δ (points) | epochs | batch | runs | s/epoch | command |",

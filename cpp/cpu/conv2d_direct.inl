@@ -80,7 +80,7 @@ struct DirectConv {
       const float* xc = xpad + ci * a.plane + oy0 * a.wp + ox0;
       const float* wci = wb + ci * kh * kw * ld;
       // Tap loops unrolled for 3x3 only: fully unrolled 5x5 bodies ran 1.2-1.3x slower (GCC
-      // hoists later taps' loads and then shuffles registers; DESIGN.md, round 4), while 3x3
+      // hoists later taps' loads and then shuffles registers; PERF_LOG.md, round 4), while 3x3
       // layers lose ~10% without the unrolling.
       if constexpr (KW == 3 && KH == 3) {
 #pragma GCC unroll 3

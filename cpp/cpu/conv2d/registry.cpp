@@ -58,7 +58,7 @@ bool winograd_shape(const Conv2dParams& p, int64_t oh, int64_t ow) {
 // Useful-lane fraction of the pixels-in-lanes kernel (its better of row and flat tiles, roughly)
 // against the channels-in-lanes kernel's (output channels over their rounding to the lanes); the
 // CL kernel needs a few input channels to amortise its per-tap weight loads (C_in = 1 layers
-// measured 1.5x slower on it). DESIGN round 5: CL/pixel time 0.84 keras.conv2 fwd, 0.83
+// measured 1.5x slower on it). PERF_LOG round 5: CL/pixel time 0.84 keras.conv2 fwd, 0.83
 // lenet.conv2 fwd, 0.83-0.93 fashion.conv2, 0.95-1.01 vgg.b; the rule's losers 1.05-1.07 vgg.a,
 // 1.25-1.30 cnn1.conv2 (20 channels in 32 lanes).
 bool cl_wins(int64_t in_channels, int64_t out_channels, int64_t ow, int64_t oh, int64_t wp,
@@ -94,7 +94,7 @@ bool fwd_winograd_usable(const Conv2dParams& p, const KernelTable& kt) {
 const Fwd kFwd[] = {
     // Output channels filling >= 85% of the lanes and >= 16 input channels (the input transform
     // is paid per input channel and tile, the point GEMM per channel pair): vgg.*, fashion.conv2,
-    // keras.conv2 (DESIGN round 7).
+    // keras.conv2 (PERF_LOG round 7).
     {"winograd_channels", "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even output",
      fwd_winograd_usable,
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
@@ -102,7 +102,7 @@ const Fwd kFwd[] = {
      },
      fwd_winograd_channels},
     // The other layers with >= 8 input and >= 4 output channels (its channel blocks are 4-6):
-    // cnn1.conv2 (DESIGN round 7).
+    // cnn1.conv2 (PERF_LOG round 7).
     {"winograd_tiles", "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even output",
      fwd_winograd_usable,
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
@@ -121,7 +121,7 @@ const Fwd kFwd[] = {
      },
      fwd_channel_lanes},
     // C_in < 4: flat tiles of whole vectors over shifted planes, no row ends or junk lanes (the
-    // C_in = 1 layers, DESIGN round 9); the planes are KW times the input, so few channels only.
+    // C_in = 1 layers, PERF_LOG round 9); the planes are KW times the input, so few channels only.
     {"direct_shifted", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.direct.fwd_shifted != nullptr && kt.direct.shift_planes != nullptr &&
@@ -130,7 +130,7 @@ const Fwd kFwd[] = {
      [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) { return p.x.c < 4; },
      fwd_direct_shifted},
     // Weight-stationary tiles read the zero-bordered input from L1/L2 with no im2col copy:
-    // measured >= the packed GEMM on every NETWORKS.md layer (DESIGN round 2).
+    // measured >= the packed GEMM on every NETWORKS.md layer (PERF_LOG round 2).
     {"direct", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.direct.fwd != nullptr && unit_stride(p);
@@ -150,7 +150,7 @@ const BwdData kBwdData[] = {
     // The forward's adjoint, from dy unbordered, dx channels in the lanes: for the channel-lane
     // layers whose dy is much smaller than x (valid: keras.conv2 25.2 -> 12.9 ms) or whose
     // channels-last dx stays within 128 KB (fashion.conv2 0.93 -> 0.78 ms; vgg.b's 460 KB ran
-    // 3-12% slower, its patches' read-modify-writes going to L2) (DESIGN round 8).
+    // 3-12% slower, its patches' read-modify-writes going to L2) (PERF_LOG round 8).
     {"winograd_transposed", "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even dy",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.winograd.bwd_data_transposed != nullptr && winograd_shape(p, p.y.h, p.y.w);
@@ -164,7 +164,7 @@ const BwdData kBwdData[] = {
      bwd_data_winograd_transposed},
     // The forward's channel rule with the roles swapped, on dy padded by k-1-pad; a valid conv
     // too where its product share n^2/(4 r^2) times the waste stays under 0.85 (keras.conv2:
-    // 36/100 x 2.25 = 0.81; 26.5 -> 25.4 ms against scatter) (DESIGN round 7): vgg.*.
+    // 36/100 x 2.25 = 0.81; 26.5 -> 25.4 ms against scatter) (PERF_LOG round 7): vgg.*.
     {"winograd_channels",
      "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even input, every pad <= k-1",
      bwd_data_winograd_usable,
@@ -176,7 +176,7 @@ const BwdData kBwdData[] = {
      },
      bwd_data_winograd_channels},
     // The forward's tiles rule with the roles swapped, "same"-like sizes only (lenet.conv2, valid,
-    // ran 2x slower): cnn1.conv2 (DESIGN round 7).
+    // ran 2x slower): cnn1.conv2 (PERF_LOG round 7).
     {"winograd_tiles",
      "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even input, every pad <= k-1",
      bwd_data_winograd_usable,
@@ -185,7 +185,7 @@ const BwdData kBwdData[] = {
               border_waste(p) <= kCheapWaste;
      },
      bwd_data_winograd_tiles},
-    // Every multiply-add useful, dx channels in the lanes, against the next choice (DESIGN round
+    // Every multiply-add useful, dx channels in the lanes, against the next choice (PERF_LOG round
     // 5): keras.conv2 27.4 vs 34.7 ms (GEMM), fashion.conv2 1.03 vs 1.24 (channel lanes); wide
     // rows lose on the tiles' overlapping columns (vgg.a 11.9 vs 9.1, vgg.b even), 20 channels in
     // 32 lanes too.
@@ -213,7 +213,7 @@ const BwdData kBwdData[] = {
      },
      bwd_data_channel_lanes},
     // Valid padding with 4-8 dx channels (a full tile is 4 pixels x up to 6 of them; with 1-3 it
-    // is load-bound) and dy channels filling the lanes: lenet.conv2 (1.96x waste; DESIGN round 10).
+    // is load-bound) and dy channels filling the lanes: lenet.conv2 (1.96x waste; PERF_LOG round 10).
     {"dy_lanes", "AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.channel_lanes.bwd_data_dy_lanes != nullptr && unit_stride(p) && pads_within_kernel(p);
@@ -249,7 +249,7 @@ bool tap_lanes_usable(const Conv2dParams& p, const KernelTable& kt) {
 
 const BwdWeights kBwdWeights[] = {
     // F(3x3, 2x2) for the 3x3 layers the channel-lane Winograd forward takes: vgg.a 9.5 -> 6.6
-    // ms, vgg.b 9.5 -> 5.5, fashion.conv2 1.12 -> 0.98 (DESIGN round 7).
+    // ms, vgg.b 9.5 -> 5.5, fashion.conv2 1.12 -> 0.98 (PERF_LOG round 7).
     {"winograd_channels", "AVX-512, groups 1, stride 1, dilation 1, 3x3, even output",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.winograd.bwd_weights != nullptr && unit_stride(p) && p.wt.h == 3 &&
@@ -261,7 +261,7 @@ const BwdWeights kBwdWeights[] = {
      bwd_weights_winograd_channels},
     // Lanes over the whole (ky, kx, ci) where they take >= 5% fewer vectors than per kernel row
     // and the padded image fits 40 KB of L1 (the flat kernel has no row blocks): cnn1.conv2, 32
-    // vectors instead of 35 (DESIGN round 10).
+    // vectors instead of 35 (PERF_LOG round 10).
     {"tap_lanes_flat", "AVX-512, groups 1, stride 1, dilation 1, KW*C_in >= the vector lanes",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return tap_lanes_usable(p, kt) && p.wt.w * p.x.c >= kt.lanes;
@@ -279,7 +279,7 @@ const BwdWeights kBwdWeights[] = {
      bwd_weights_tap_lanes_flat},
     // (kx, ci) in the lanes over a channels-last padded image, dy broadcast: all lanes useful,
     // against the channel-lane kernel cnn1.conv2 3.79 -> 2.47 ms, fashion.conv2 2.29 -> 1.44,
-    // keras.conv2 27.9 -> 27.5 (DESIGN round 4).
+    // keras.conv2 27.9 -> 27.5 (PERF_LOG round 4).
     {"tap_lanes", "AVX-512, groups 1, stride 1, dilation 1", tap_lanes_usable,
      [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) {
        return p.x.c >= kLaneWeightGradMinCin;

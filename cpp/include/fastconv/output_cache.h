@@ -1,7 +1,7 @@
 // output_cache.h — memory for the arrays fastconv returns, recycled instead of freed.
 //
 // Why: a fresh multi-megabyte result is new pages from the kernel, and faulting them in costs as
-// much as the convolution itself on the MNIST-size layers (docs/DESIGN.md, workspace). Blocks of
+// much as the convolution itself on the MNIST-size layers (docs/KERNELS.md, workspace). Blocks of
 // at least kMinCachedBytes go back to a cache when their NumPy array dies and are handed out again
 // for the next result of the same size (a training loop or a benchmark asks for the same sizes
 // over and over). The cache holds at most output_cache_limit() bytes of idle blocks; beyond that a

@@ -135,7 +135,7 @@ class Layer:
 
         Reusing the same arrays every step keeps the training loop off the allocator: fresh
         multi-megabyte NumPy arrays are new pages to fault in and zero on every step, which cost
-        more than the kernels themselves on the MNIST-size layers (docs/DESIGN.md, workspace).
+        more than the kernels themselves on the MNIST-size layers (docs/KERNELS.md, workspace).
         """
         if not self.reusing:
             return None
