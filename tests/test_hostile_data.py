@@ -367,3 +367,24 @@ def test_killed_saves_leave_a_whole_file_and_no_leftovers(tmp_path, write_route)
             model.load_weights(path)  # whole, or this raises
         model.save_weights(path)
         assert os.listdir(tmp_path) == ["w.npz"]
+
+
+@pytest.mark.parametrize(
+    ("array", "error", "match"),
+    [
+        (np.zeros((1, 1, 1, 1, 1), np.uint8), ValueError, "1-4 dimensions"),
+        (np.uint8(3), ValueError, "1-4 dimensions"),
+        (np.zeros((0, 3), np.uint8), ValueError, "1-4 dimensions"),
+        (np.array([-1, 3]), ValueError, r"0\.\.255 \(IDX uint8\), got \[-1, 3\]"),
+        (np.array([0, 300.0]), ValueError, r"0\.\.255 \(IDX uint8\), got \[0, 300\]"),
+        (np.array([0.5, 1.0]), ValueError, "whole numbers in 0..255"),
+        (np.array([np.nan]), ValueError, "whole numbers in 0..255"),
+        (np.array([np.inf]), ValueError, "whole numbers in 0..255"),
+        (np.array(["a"]), TypeError, "integers in 0..255"),
+    ],
+    ids=["5d", "0d", "empty-dim", "negative", "over-255", "fraction", "nan", "inf", "str"],
+)
+def test_write_idx_refuses_what_idx_cannot_hold(tmp_path, array, error, match):
+    with pytest.raises(error, match=match):
+        datasets.write_idx(tmp_path / "a.idx", array)
+    assert not list(tmp_path.iterdir())

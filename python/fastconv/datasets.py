@@ -143,8 +143,20 @@ def read_idx(path):
 
 
 def write_idx(path, array):
-    """Write a uint8 array as an IDX file (gzip-compressed when path ends in .gz)."""
-    a = np.ascontiguousarray(array, dtype=np.uint8)
+    """Write a uint8 array as an IDX file (gzip-compressed when path ends in .gz), atomically.
+    array: 1-4 dimensions of 1..2^32 - 1 each; integers in 0..255 (no silent wrap-around)."""
+    a = np.asarray(array)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"array must hold integers in 0..255 (IDX uint8), got dtype {a.dtype}")
+    if a.dtype.kind == "f" and not (np.isfinite(a).all() and np.array_equal(a, np.floor(a))):
+        raise ValueError("array must hold whole numbers in 0..255 (IDX uint8), got fractions")
+    if not 1 <= a.ndim <= 4 or not all(1 <= d < 2**32 for d in a.shape):
+        raise ValueError(f"array must have 1-4 dimensions of 1..2^32 - 1 each, got {a.shape}")
+    if a.dtype != np.uint8 and (int(a.min()) < 0 or int(a.max()) > 255):
+        raise ValueError(
+            f"array values must lie in 0..255 (IDX uint8), got [{int(a.min())}, {int(a.max())}]"
+        )
+    a = np.ascontiguousarray(a, dtype=np.uint8)
     data = struct.pack(">HBB", 0, 0x08, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()
     _atomic_write(
         Path(path), gzip.compress(data, compresslevel=6) if str(path).endswith(".gz") else data
