@@ -189,6 +189,17 @@ def test_cli_under_mpiexec_without_mpi4py_stops_with_one_line(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_cli_argument_error_under_mpiexec_is_said_once(tmp_path):
+    args = [sys.executable, "-m", "fastconv", "train", "softmax", "--epochs", "0"]
+    for rank in (0, 1):
+        proc = subprocess.run(
+            args, env=_fake_launch_env(tmp_path, rank), capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 1
+        said = "--epochs must be >= 1, got 0" in proc.stderr
+        assert said == (rank == 0), proc.stderr
+
+
 # ---- no MPI needed ------------------------------------------------------------------------------
 def test_import_does_not_load_mpi4py_and_threads_default_per_rank(tmp_path):
     code = (
