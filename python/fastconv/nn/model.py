@@ -555,18 +555,12 @@ class Sequential:
             logs = {"loss": total_loss / n}
             if self.metrics:
                 logs["accuracy"] = total_correct / n
-            if xv is not None:
-                if group.size > 1:  # each rank evaluates its piece of the validation set
-                    start, stop = group.bounds(len(xv))
-                    sums = self._evaluate_sums(xv[start:stop], yv[start:stop], max(batch_size, 500))
-                    loss_sum, correct, count = group.sum(sums)
-                    res = [loss_sum / count, correct / count]
-                else:
-                    res = self.evaluate(xv, yv, batch_size=max(batch_size, 500))
+            if xv is not None:  # each rank evaluates its piece of the validation set
+                res = self.evaluate(xv, yv, batch_size=max(batch_size, 500), distributed=group)
                 if self.metrics:
                     logs["val_loss"], logs["val_accuracy"] = res
                 else:
-                    logs["val_loss"] = res if group.size == 1 else res[0]
+                    logs["val_loss"] = res
             prog.close(seconds, logs)
             history._append(epoch, logs, seconds, n)
 
