@@ -5,15 +5,17 @@
     mpiexec -n 2 python bench/distributed_scaling.py allreduce    # measure Allreduce on this host
 
 steps: for every network, the compute time of one training step at its documented global batch
-(forward + backward + Adam on one machine, median of --reps steps after 2 warm-up steps, random
-inputs of the right shape), and its gradient size (4 bytes per parameter). From these it models p
-machines joined by a link of --gbps with a ring Allreduce: each step computes the batch in t_c / p
-and exchanges 2 (p - 1) / p * bytes over the link plus 2 (p - 1) messages of --latency-us each:
+(forward + backward + Adam on one machine, random inputs of the right shape; the fastest of
+--reps steps after 2 warm-up steps, the least disturbed on a shared machine; the median is
+printed too), and its gradient size (4 bytes per parameter). From these it models p machines
+joined by a link of --gbps with a ring Allreduce: each step computes the batch in t_c / p and
+exchanges 2 (p - 1) / p * bytes over the link plus 2 (p - 1) messages of --latency-us each:
 
     t(p) = t_c / p + 2 (p - 1) / p * bytes / bandwidth + 2 (p - 1) * latency
 
 It prints the p at which the exchange takes as long as the compute (parallel efficiency 50%: the
-network "stops scaling" there), the p with the shortest step, and the speed-up there. A model, not
+network "stops scaling" there), the p with the shortest step, and the speed-up there (p at most
+the global batch: "-" where even that p keeps efficiency above 50%). A model, not
 a measurement: no second machine was used. It assumes perfect compute splitting (a batch of B / p
 runs p times faster), which small per-machine batches do not reach, so the real limits are lower.
 
@@ -40,6 +42,13 @@ def parse_args(argv=None):
     p.add_argument("--gbps", type=float, default=10.0, help="link bandwidth, Gbit/s (model)")
     p.add_argument("--latency-us", type=float, default=10.0, help="per-message latency (model)")
     p.add_argument("--models", default=None, help="comma list (default: every network)")
+    p.add_argument(
+        "--calibrate",
+        default=None,
+        metavar="NAME=MS",
+        help="scale every measured step time by MS / the measured step of NAME (NAME must be in "
+        "--models): a clean figure from a quiet run, for numbers taken on a busy machine",
+    )
     return p.parse_args(argv)
 
 
@@ -60,11 +69,12 @@ def step_seconds(name, reps):
         model.train_on_batch(x, y)
         if i >= 2:
             times.append(time.perf_counter() - t0)
-    return batch, model.count_params(), statistics.median(times)
+    return batch, model.count_params(), min(times), statistics.median(times)
 
 
-def step_model(t_c, nbytes, gbps, latency):
-    """(p at 50% efficiency, p with the shortest step, speed-up there) for the formula above."""
+def step_model(t_c, nbytes, gbps, latency, batch):
+    """(p at 50% efficiency, p with the shortest step, speed-up there) for the formula above,
+    p up to the global batch (fit gives every rank at least one sample of a batch)."""
     bw = gbps * 1e9 / 8
 
     def t(p):
@@ -73,12 +83,12 @@ def step_model(t_c, nbytes, gbps, latency):
     p50 = next(
         (
             p
-            for p in range(2, 100000)
+            for p in range(2, batch + 1)
             if 2 * (p - 1) / p * nbytes / bw + 2 * (p - 1) * latency >= t_c / p
         ),
         None,
     )
-    best = min(range(1, 100000), key=t)
+    best = min(range(1, batch + 1), key=t)
     return p50, best, t_c / t(best)
 
 
@@ -90,27 +100,36 @@ def run_steps(args):
     if args.threads:
         fastconv.set_num_threads(args.threads)
     names = args.models.split(",") if args.models else list(models.NAMES)
-    latency = args.latency_us * 1e-6
+    with single_threaded_blas():
+        measured = {name: step_seconds(name, args.reps) for name in names}
     print(
-        f"# {fastconv.get_num_threads()} threads, {fastconv.get_cpu_isa()}; link {args.gbps:g} Gbit/s, "
-        f"{args.latency_us:g} us per message, ring Allreduce"
+        f"# {fastconv.get_num_threads()} threads, {fastconv.get_cpu_isa()}; link {args.gbps:g} "
+        f"Gbit/s, {args.latency_us:g} us per message, ring Allreduce"
     )
+    scale = 1.0
+    if args.calibrate:
+        ref, ms = args.calibrate.split("=")
+        scale = float(ms) * 1e-3 / measured[ref][2]
+        print(
+            f"# calibrated: every step time x {scale:.3f} ({ref}: measured "
+            f"{measured[ref][2] * 1e3:.2f} ms, clean {ms} ms)"
+        )
     print(
-        "| network | global batch | parameters | bytes per step | compute per step (measured) "
+        "| network | global batch | parameters | bytes per step | compute per step (min, median) "
         "| ring exchange at p→∞ | p at 50% efficiency | best p | speed-up at best p |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    with single_threaded_blas():
-        for name in names:
-            batch, params, t_c = step_seconds(name, args.reps)
-            nbytes = 4 * params
-            p50, best, speedup = step_model(t_c, nbytes, args.gbps, latency)
-            wire = 2 * nbytes / (args.gbps * 1e9 / 8)
-            print(
-                f"| {name} | {batch} | {params:,} | {nbytes / 1e3:,.1f} kB | {t_c * 1e3:.2f} ms "
-                f"| {wire * 1e3:.3f} ms | {p50} | {best} | {speedup:.1f}x |",
-                flush=True,
-            )
+    for name in names:
+        batch, params, t_c, t_med = measured[name]
+        t_c, t_med = t_c * scale, t_med * scale
+        nbytes = 4 * params
+        p50, best, speedup = step_model(t_c, nbytes, args.gbps, args.latency_us * 1e-6, batch)
+        wire = 2 * nbytes / (args.gbps * 1e9 / 8)
+        print(
+            f"| {name} | {batch} | {params:,} | {nbytes / 1e3:,.1f} kB "
+            f"| {t_c * 1e3:.2f} ms, {t_med * 1e3:.2f} ms | {wire * 1e3:.3f} ms | {p50} | {best} "
+            f"| {speedup:.1f}x |"
+        )
 
 
 def run_allreduce(args):
