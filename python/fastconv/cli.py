@@ -20,6 +20,7 @@ can be checked is checked before training starts, --out by writing a probe file 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -419,8 +420,13 @@ def _gpu_name():
 def main(argv=None):
     """Entry point of the `fastconv` script; returns the exit status (see the module doc)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    from . import distributed
+
+    # under mpiexec every rank parses the same arguments: rank 0 alone reports a bad one
+    other_rank = distributed.launched_size() > 1 and distributed.launched_rank() != 0
     try:
-        args = _parser().parse_args(argv)
+        with contextlib.redirect_stderr(io.StringIO()) if other_rank else contextlib.nullcontext():
+            args = _parser().parse_args(argv)
     except KeyboardInterrupt:
         return _interrupted("fastconv")
     args.command_line = "fastconv " + " ".join(argv)
@@ -432,10 +438,8 @@ def main(argv=None):
             return 0
         _train(args)
     except SystemExit as e:
-        from . import distributed
-
         # an argument error stops every rank alike before MPI starts: rank 0 alone says why
-        if distributed.launched_rank() != 0 and e.code not in (0, None):
+        if other_rank and e.code not in (0, None):
             sys.exit(1)
         raise
     except KeyboardInterrupt:
