@@ -14,21 +14,11 @@
 
 template <class V>
 struct BwdDataDyLanes {
-  using reg = __m512;
+  using reg = typename V::reg;
 
-  // Lane sums of a0..a3 into lanes 0..3 (in order): 128-bit quarters folded pairwise, then the
-  // 4 floats of each quarter.
+  // Lane sums of a0..a3 into lanes 0..3 (in order), a fixed tree (V::sum_lanes4).
   static inline __attribute__((always_inline)) reg sum4(reg a0, reg a1, reg a2, reg a3) {
-    const reg s01 = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(1, 0, 1, 0)),
-                                  _mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(3, 2, 3, 2)));
-    const reg s23 = _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, _MM_SHUFFLE(1, 0, 1, 0)),
-                                  _mm512_shuffle_f32x4(a2, a3, _MM_SHUFFLE(3, 2, 3, 2)));
-    // quarter k: 4 partial sums of a_k
-    const reg t = _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
-                                _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
-    const reg u = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(2, 3, 0, 1)));
-    const reg v = _mm512_add_ps(u, _mm512_permute_ps(u, _MM_SHUFFLE(1, 0, 3, 2)));
-    return _mm512_permutexvar_ps(_mm512_set_epi32(15, 14, 13, 11, 10, 9, 7, 6, 5, 3, 2, 1, 12, 8, 4, 0), v);
+    return V::sum_lanes4(a0, a1, a2, a3);
   }
 
   // P pixels (x0 ..) of dx row y by CI channels (ci0 ..).

@@ -88,7 +88,7 @@ struct WinogradF2 {
                                                                 bool two, int64_t tw,
                                                                 typename V::tmask m) {
     V::store_tail(out, x, m);
-    if (paired && two) V::store_tail(out + tw, _mm512_shuffle_f32x4(x, x, 0x4E), m);
+    if (paired && two) V::store_tail(out + tw, V::swap_halves(x), m);
   }
 
   // 1. The transformed points of tile rows [ty0, ty1) (tw tiles each) of every input channel:

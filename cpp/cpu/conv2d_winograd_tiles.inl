@@ -110,10 +110,8 @@ struct WinogradTilesF2 {
   // consecutive outputs of the unit's first half, lanes 8-15 of the second.
   static void store_unit_rows(float* y, const Args& a, int64_t ty, int64_t tx0, int io, reg y0,
                               reg y1) {
-    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-    const reg first = _mm512_permutex2var_ps(y0, lo, y1);
-    const reg second = _mm512_permutex2var_ps(y0, hi, y1);
+    reg first, second;
+    V::interleave(y0, y1, first, second);
     if (paired(a)) {
       const auto m = V::tail(a.ow);  // ow <= 16
       V::store_tail(y + (2 * ty + io) * a.ow, first, m);

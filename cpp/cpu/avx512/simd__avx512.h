@@ -4,7 +4,11 @@
 // Interface shared with simd__avx2.h (the .inl kernels are written against it):
 //   reg / tmask (tail mask) / pmask (lane predicate), W (lanes)
 //   zero, set1, loadu, storeu, tail(n), range(l0, l1), load_tail, store_tail, fmadd, add, sub, mul, relu, hsum
-//   (load_merge: AVX-512 only)
+//   AVX-512 only so far (the channel-lane and Winograd kernels; an AVX2 instantiation needs them):
+//   load_merge(src, m, p): lanes in m from p, the others from src
+//   swap_halves(x): the two 256-bit halves exchanged
+//   interleave(a, b, lo, hi): lo = a0 b0 a1 b1 .. a7 b7, hi = a8 b8 .. a15 b15 (deinterleave's inverse)
+//   sum_lanes4(a0, a1, a2, a3): lane k < 4 = the sum of a_k's lanes, in a fixed tree
 //   take_right(r, l): lanes where r beats l under the max-pool rule (r > l, or r NaN and l not)
 //   blend(m, a, b): m ? b : a;  deinterleave(a, b, even, odd): split 2W consecutive floats
 //   store_idx(dst, n, base, step, off): dst[j] = base + j*step + int(off[j]) for j < n (int64)
@@ -27,9 +31,29 @@ struct VecAvx512 {
     return tmask(((1u << unsigned(l1)) - 1u) & ~((1u << unsigned(l0)) - 1u));
   }
   static reg load_tail(const float* p, tmask m) { return _mm512_maskz_loadu_ps(m, p); }
-  // AVX-512 only (conv2d_bww_cl.inl): lanes in m from p, the others kept from src.
   static reg load_merge(reg src, tmask m, const float* p) { return _mm512_mask_loadu_ps(src, m, p); }
   static void store_tail(float* p, reg v, tmask m) { _mm512_mask_storeu_ps(p, m, v); }
+  static reg swap_halves(reg x) { return _mm512_shuffle_f32x4(x, x, 0x4E); }
+  static void interleave(reg a, reg b, reg& lo, reg& hi) {
+    const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(8));
+    lo = _mm512_permutex2var_ps(a, ilo, b);
+    hi = _mm512_permutex2var_ps(a, ihi, b);
+  }
+  // 128-bit quarters folded pairwise, then the 4 floats of each quarter; lanes 4.. hold junk.
+  static inline __attribute__((always_inline)) reg sum_lanes4(reg a0, reg a1, reg a2, reg a3) {
+    const reg s01 = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(3, 2, 3, 2)));
+    const reg s23 = _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_f32x4(a2, a3, _MM_SHUFFLE(3, 2, 3, 2)));
+    // quarter k: 4 partial sums of a_k
+    const reg t = _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
+    const reg u = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(2, 3, 0, 1)));
+    const reg v = _mm512_add_ps(u, _mm512_permute_ps(u, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm512_permutexvar_ps(
+        _mm512_set_epi32(15, 14, 13, 11, 10, 9, 7, 6, 5, 3, 2, 1, 12, 8, 4, 0), v);
+  }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
