@@ -139,9 +139,10 @@ void check_grad_output(const py::array& dy, Shape4 expected) {
 
 py::array conv2d_fwd(const FloatArray& x, const FloatArray& w, const std::optional<FloatArray>& b,
                      Obj stride, const std::string& mode, Obj pad, Obj dilation,
-                     Obj groups, bool relu, const OptArray& out) {
+                     Obj groups, Obj relu_arg, const OptArray& out) {
   const Conv2dParams p = conv_params(shape_of(x, "input"), shape_of(w, "weight"), stride, mode,
                                      pad, dilation, groups);
+  const bool relu = bind::bool_arg(relu_arg, "relu");
   if (b) {
     FC_CHECK(b->ndim() == 1 && b->shape(0) == p.y.c, "bias must have shape (C_out,) = (", p.y.c,
              ",), got ", b->ndim(), "-D array with ", b->size(), " elements");
@@ -199,11 +200,12 @@ struct WeightGrads {
 
 py::tuple conv2d_bwd_weights(const FloatArray& dy, const FloatArray& x, Obj w_shape,
                              Obj stride, const std::string& mode, Obj pad, Obj dilation,
-                             Obj groups, bool with_bias, const OptArray& out_w,
+                             Obj groups, Obj with_bias_arg, const OptArray& out_w,
                              const OptArray& out_b) {
   const Conv2dParams p = conv_params(shape_of(x, "input"), shape_arg(w_shape, "w_shape"), stride, mode, pad,
                                      dilation, groups);
   check_grad_output(dy, p.y);
+  const bool with_bias = bind::bool_arg(with_bias_arg, "with_bias");
   const WeightGrads g(p, with_bias, out_w, out_b, dy, x);
   {
     py::gil_scoped_release nogil;
@@ -294,12 +296,13 @@ py::tuple conv2d_relu_maxpool2d(const FloatArray& x, const FloatArray& w,
 py::tuple conv2d_relu_maxpool2d_bwd_weights(const FloatArray& pdy, const CodeArray& codes,
                                             const FloatArray& x, Obj w_shape, Obj stride,
                                             const std::string& mode, Obj pad, Obj dilation,
-                                            Obj groups, bool with_bias, const OptArray& out_w,
+                                            Obj groups, Obj with_bias_arg, const OptArray& out_w,
                                             const OptArray& out_b) {
   const Conv2dParams p = conv_params(shape_of(x, "input"), shape_arg(w_shape, "w_shape"), stride, mode, pad,
                                      dilation, groups);
   const Shape4 ps = pooled_shape(p);
   check_pooled_grad(pdy, codes, ps);
+  const bool with_bias = bind::bool_arg(with_bias_arg, "with_bias");
   const WeightGrads g(p, with_bias, out_w, out_b, pdy, x, &codes);
   {
     py::gil_scoped_release nogil;
@@ -565,7 +568,7 @@ rounds optimizers.Adam's float32 update.)pbdoc");
     set_num_threads(int(v));
   }, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);
-  m.def("set_debug_poison", &set_debug_poison, py::arg("on"));
+  m.def("set_debug_poison", [](Obj on) { set_debug_poison(bind::bool_arg(on, "on")); }, py::arg("on"));
   m.def("get_debug_poison", &debug_poison);
   m.def("conv_algos", &cpu::conv_algorithms, py::arg("pass"));
   m.def("conv2d_algos", &conv2d_algos, py::arg("pass"), py::arg("x_shape"), py::arg("w_shape"),

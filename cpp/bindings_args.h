@@ -38,6 +38,15 @@ inline int64_t int_arg(py::handle v, const char* name) {
   return r;
 }
 
+// A bool (Python's or NumPy's); anything else, 0 and 1 included, is a TypeError.
+inline bool bool_arg(py::handle v, const char* name) {
+  if (PyBool_Check(v.ptr())) return v.ptr() == Py_True;
+  if (std::string(Py_TYPE(v.ptr())->tp_name) == "numpy.bool" ||
+      std::string(Py_TYPE(v.ptr())->tp_name) == "numpy.bool_")
+    return PyObject_IsTrue(v.ptr()) == 1;
+  throw py::type_error(str_cat(name, " must be True or False, got ", std::string(py::repr(v))));
+}
+
 // A tuple or list of exactly `n` ints (`what` names the expected form in messages).
 inline py::sequence int_seq(py::handle v, size_t n, const char* name, const char* what) {
   if (!(PyTuple_Check(v.ptr()) || PyList_Check(v.ptr())) || py::len(v) != n)

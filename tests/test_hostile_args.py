@@ -409,3 +409,87 @@ def test_native_cuda_geometry_helpers_validate_like_the_cpu():
         c.conv2d_out_shape((1, 2, 8.5, 8), W.shape, (1, 1), "explicit", (0, 0), (1, 1), 1)
     with pytest.raises(ValueError, match="stride"):
         c.maxpool2d_out_shape(X.shape, (2, 2), (2**63, 2), "explicit", (0, 0))
+
+
+# --- found by the hostile pass and the fuzz harness (tests/test_fuzz_entry_points.py) -------------
+
+
+def test_zero_d_bias_is_refused_not_broadcast():
+    # np.ascontiguousarray made a 0-D bias 1-D, so it was taken as (C_out,) = (1,)
+    x, w = f32(1, 1, 3, 3), f32(1, 1, 1, 1)
+    for call in (fastconv.conv2d, fastconv.conv2d_relu_maxpool2d):
+        with pytest.raises(ValueError, match="bias must be 1-D"):
+            call(x, w, np.array(0.5, np.float32))
+
+
+def test_padding_strings_match_the_reference_case_insensitively():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (1, 2, 5, 5)).astype(np.float32)
+    w = rng.uniform(-1, 1, (2, 2, 3, 2)).astype(np.float32)
+    want = fastconv.reference.conv2d_fwd(x, w, padding="same")
+    for mode in ("same", "SAME", "Same"):
+        np.testing.assert_allclose(fastconv.conv2d(x, w, padding=mode), want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            fastconv.reference.conv2d_fwd(x, w, padding=mode), want, rtol=0, atol=0
+        )
+
+
+def test_masked_arrays_are_refused():
+    # np.asarray drops the mask: the masked cells would silently take part in the sum
+    x = np.ma.masked_array(f32(1, 1, 4, 4), mask=np.eye(4, dtype=bool)[None, None])
+    with pytest.raises(TypeError, match="input is a masked array"):
+        fastconv.conv2d(x, f32(1, 1, 3, 3))
+    with pytest.raises(TypeError, match="input is a masked array"):
+        fastconv.max_pool2d(x, 2)
+
+
+@pytest.mark.parametrize("value", ["no", "", 1, 0, None, 1.0])
+def test_flags_must_be_bools(value):
+    y = f32(1, 3, 6, 6)
+    with pytest.raises(TypeError, match="return_indices"):
+        fastconv.max_pool2d(X, 2, return_indices=value)
+    with pytest.raises(TypeError, match="with_bias"):
+        fastconv.conv2d_bwd_weights(y, X, W.shape, with_bias=value)
+    with pytest.raises(TypeError, match="with_bias"):
+        fastconv.conv2d_relu_maxpool2d_bwd_weights(PDY, CODES, X, W.shape, with_bias=value)
+    with pytest.raises(TypeError, match="relu"):
+        _C.conv2d_fwd(X, W, None, *GEOM, relu=value)
+    with pytest.raises(TypeError, match="with_bias"):
+        _C.conv2d_bwd_weights(y, X, W.shape, *GEOM, with_bias=value)
+
+
+def test_numpy_bools_are_flags():
+    y = f32(1, 3, 6, 6)
+    assert fastconv.conv2d_bwd_weights(y, X, W.shape, with_bias=np.bool_(False))[1] is None
+    assert len(fastconv.max_pool2d(X, 2, return_indices=np.bool_(True))) == 2
+
+
+def test_optimizer_hyper_parameters_must_be_finite():
+    from fastconv.nn import optimizers
+
+    for make in (optimizers.SGD, optimizers.Adam):
+        for lr in (math.inf, -math.inf, math.nan, 0.0, -1.0):
+            with pytest.raises(ValueError, match="learning_rate"):
+                make(learning_rate=lr)
+        assert make(learning_rate=np.float32(0.5)).learning_rate == 0.5
+        with pytest.raises(TypeError, match="learning_rate"):
+            make(learning_rate=np.bool_(True))
+    with pytest.raises(ValueError, match="weight_decay"):
+        optimizers.SGD(weight_decay=math.inf)
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda v: fastconv.nn.Conv2D(v, 3), "filters"),
+        (lambda v: fastconv.nn.Conv2D(4, v), "kernel_size"),
+        (lambda v: fastconv.nn.Conv2D(4, 3, strides=v), "strides"),
+        (lambda v: fastconv.nn.MaxPooling2D(v), "pool_size"),
+        (lambda v: fastconv.nn.Dense(v), "units"),
+    ],
+)
+@pytest.mark.parametrize("value", [2**31, 2**63, 2**100])
+def test_layer_sizes_past_the_limit(make, name, value):
+    # once NumPy's "Maximum allowed dimension exceeded" at build time, naming nothing
+    with pytest.raises(ValueError, match=rf"{name} must be at most {RANGE}"):
+        make(value)

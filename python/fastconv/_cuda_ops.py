@@ -182,7 +182,7 @@ def conv2d_fwd(input, weight, bias, stride, pad_mode, pad, dilation, groups, rel
     x = _as_gpu_f32(cp, input, "input", None)
     dev = _device_of(x)
     w = _as_gpu_f32(cp, weight, "weight", dev)
-    b = None if bias is None else _as_gpu_f32(cp, bias, "bias", dev, ndim=None)
+    b = None if bias is None else _as_gpu_f32(cp, bias, "bias", dev, ndim=1)
     y_shape = native.conv2d_out_shape(
         _shape4(x), _shape4(w), stride, pad_mode, pad, dilation, groups
     )

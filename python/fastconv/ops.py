@@ -45,6 +45,9 @@ __all__ = [
 ]
 
 
+# The geometry limit (params.h's kMaxDim, 2**31 - 1) on every size, stride, padding and dilation.
+MAX_DIM: int = _C.MAX_DIM
+
 # --- argument normalisation -------------------------------------------------------------------
 
 
@@ -118,6 +121,8 @@ def _as_f32(a: Any, name: str, ndim: Optional[int] = 4) -> np.ndarray:
             f"{name} is a GPU array but the other arguments are on the CPU; "
             "pass all arrays on the same device"
         )
+    if isinstance(a, np.ma.MaskedArray):  # np.asarray would drop the mask without a word
+        raise TypeError(f"{name} is a masked array; pass np.ma.filled({name}, value) instead")
     arr = np.asarray(a)
     kind = arr.dtype.kind
     if kind not in "fiu":
@@ -212,7 +217,7 @@ def conv2d(
         return _cuda().conv2d_fwd(input, weight, bias, *args, relu)
     x = _as_f32(input, "input")
     w = _as_f32(weight, "weight")
-    b = None if bias is None else _as_f32(bias, "bias", ndim=None)
+    b = None if bias is None else _as_f32(bias, "bias", ndim=1)
     return _C.conv2d_fwd(x, w, b, *args, relu, _out(out))
 
 
@@ -250,6 +255,7 @@ def conv2d_bwd_weights(
     """
     args = _conv_args(stride, padding, dilation, groups)
     shape = _shape4(weight_shape, "weight_shape")
+    with_bias = _flag(with_bias, "with_bias")
     if _is_cuda(grad_output):
         _no_gpu_out(out)
         return _cuda().conv2d_bwd_weights(grad_output, input, shape, *args, with_bias)
@@ -297,6 +303,13 @@ def _conv_args(stride, padding, dilation, groups) -> tuple:
     )
 
 
+def _flag(value: Any, name: str) -> bool:
+    """A bool argument: True/False (or NumPy's); a truthy string such as "no" is a TypeError."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def _activation(activation: Optional[str]) -> bool:
     if activation is None:
         return False
@@ -330,6 +343,7 @@ def max_pool2d(
     kernel = _pair(kernel_size, "kernel_size")
     strides = kernel if stride is None else _pair(stride, "stride")
     mode, pad = _padding(padding)
+    return_indices = _flag(return_indices, "return_indices")
     if _is_cuda(input):
         _no_gpu_out(out)
         y, idx = _cuda().maxpool2d_fwd(input, kernel, strides, mode, pad)
@@ -471,7 +485,7 @@ def conv2d_relu_maxpool2d(
     args = _conv_args(stride, padding, dilation, groups)
     x = _as_f32(input, "input")
     w = _as_f32(weight, "weight")
-    b = None if bias is None else _as_f32(bias, "bias", ndim=None)
+    b = None if bias is None else _as_f32(bias, "bias", ndim=1)
     out_y, out_c = _out_pair(out, ("output", "codes"))
     y, codes = _C.conv2d_relu_maxpool2d(x, w, b, *args, out_y, out_c)
     return y, codes
@@ -506,6 +520,7 @@ def conv2d_relu_maxpool2d_bwd_weights(
         raise TypeError("conv2d_relu_maxpool2d_bwd_weights runs on the CPU only")
     args = _conv_args(stride, padding, dilation, groups)
     shape = _shape4(weight_shape, "weight_shape")
+    with_bias = _flag(with_bias, "with_bias")
     out_w, out_b = _out_pair(out, ("grad_weight", "grad_bias"))
     dy = _as_f32(grad_output, "grad_output")
     x = _as_f32(input, "input")

@@ -72,6 +72,7 @@ def conv2d_padding(padding, kernel_size, stride=1, dilation=1):
     sh, sw = pair(stride, "stride")
     dh, dw = pair(dilation, "dilation")
     if isinstance(padding, str):
+        padding = padding.lower()  # as fastconv.conv2d: "SAME" is "same"
         if padding == "valid":
             return 0, 0, 0, 0
         if padding == "same":

@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from ..ops import MAX_DIM
 from .backend import get_backend
 
 __all__ = [
@@ -50,6 +51,8 @@ def _check_activation(activation):
 def _pos_int(value, name):
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if value > MAX_DIM:  # the native geometry limit: no layer can be built past it
+        raise ValueError(f"{name} must be at most {MAX_DIM}, got {value!r}")
     return int(value)
 
 

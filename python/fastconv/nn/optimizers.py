@@ -10,6 +10,7 @@ one threaded pass.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -19,10 +20,15 @@ __all__ = ["SGD", "Adam", "Optimizer", "get"]
 
 
 def _number(value, name, low=0.0, high=None, low_open=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     v = float(value)
-    if v < low or (low_open and v == low) or (high is not None and v >= high) or math.isnan(v):
+    if (
+        not math.isfinite(v)
+        or v < low
+        or (low_open and v == low)
+        or (high is not None and v >= high)
+    ):
         raise ValueError(f"{name} out of range, got {name}={value!r}")
     return v
 
