@@ -11,6 +11,7 @@ exported as fastconv._C.MAX_DIM / MAX_NUMEL.
 from __future__ import annotations
 
 import math
+import os
 
 import fastconv
 import numpy as np
@@ -493,3 +494,79 @@ def test_layer_sizes_past_the_limit(make, name, value):
     # once NumPy's "Maximum allowed dimension exceeded" at build time, naming nothing
     with pytest.raises(ValueError, match=rf"{name} must be at most {RANGE}"):
         make(value)
+
+
+# --- determinism under concurrency, and sizes past 2^31 (docs/GUARANTEES.md) ---------------------
+
+
+def test_concurrent_calls_are_bitwise_equal_to_serial_ones(rng):
+    """Every op called from 4 Python threads at once (the kernels run without the GIL, sharing the
+    thread pool and the output cache) gives the serial call's bits, and leaves its inputs as they
+    were."""
+    x = rng.uniform(-1, 1, (3, 8, 13, 11)).astype(np.float32)
+    w = rng.uniform(-1, 1, (12, 8, 3, 3)).astype(np.float32)
+    b = rng.uniform(-1, 1, 12).astype(np.float32)
+    y = fastconv.conv2d(x, w, b, padding=1)
+    dy = rng.uniform(-1, 1, y.shape).astype(np.float32)
+    pooled, codes = fastconv.conv2d_relu_maxpool2d(x, w, b, padding=1)
+    pdy = rng.uniform(-1, 1, pooled.shape).astype(np.float32)
+    _, idx = fastconv.max_pool2d(x, 3, 2, return_indices=True)
+    calls = {
+        "fwd": lambda: fastconv.conv2d(x, w, b, padding=1, activation="relu"),
+        "fwd_s2": lambda: fastconv.conv2d(x, w, stride=2),
+        "bwd_data": lambda: fastconv.conv2d_bwd_data(dy, w, x.shape, padding=1),
+        "bwd_weights": lambda: fastconv.conv2d_bwd_weights(dy, x, w.shape, padding=1),
+        "pool": lambda: fastconv.max_pool2d(x, 3, 2, return_indices=True),
+        "pool_bwd": lambda: fastconv.max_pool2d_backward(idx.astype(np.float32), idx, x.shape),
+        "fused": lambda: fastconv.conv2d_relu_maxpool2d(x, w, b, padding=1),
+        "fused_bwd_data": lambda: fastconv.conv2d_relu_maxpool2d_bwd_data(
+            pdy, codes, w, x.shape, padding=1
+        ),
+        "fused_bwd_weights": lambda: fastconv.conv2d_relu_maxpool2d_bwd_weights(
+            pdy, codes, x, w.shape, padding=1
+        ),
+    }
+    inputs = (x, w, b, dy, pdy, codes, idx)
+    before = [a.copy() for a in inputs]
+    serial = {name: call() for name, call in calls.items()}
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = list(calls) * 6
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda name: (name, calls[name]()), names))
+    for name, got in results:
+        want = serial[name]
+        for g, s in zip(
+            got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)
+        ):
+            if s is None:
+                assert g is None
+            else:
+                assert (g.dtype, g.shape) == (s.dtype, s.shape), name
+                assert g.tobytes() == s.tobytes(), f"{name}: a concurrent call gave other bits"
+    for old, new in zip(before, inputs):
+        assert old.tobytes() == new.tobytes(), "an input was modified"
+
+
+@pytest.mark.skipif(
+    os.environ.get("FASTCONV_BIG_TESTS") != "1",
+    reason="needs ~20 GB of memory: set FASTCONV_BIG_TESTS=1 to run",
+)
+def test_max_pool_and_conv_past_2_31_elements():
+    """One plane of 2^31 + 2^16 elements: flat indices past int32 come back right, and a 1x1 conv
+    over it (a copy scaled by 2) writes its last elements."""
+    h, w = 2**16 + 1, 2**15
+    x = np.zeros((1, 1, h, w), np.float32)
+    x[0, 0, -1, -1] = 7.0
+    x[0, 0, 5, 3] = 3.0
+    y, idx = fastconv.max_pool2d(x, (h, 2), return_indices=True)
+    assert y.shape == (1, 1, 1, 2**14)
+    assert idx[0, 0, 0, -1] == (h - 1) * w + (w - 1)
+    assert y[0, 0, 0, -1] == 7.0
+    assert idx[0, 0, 0, 1] == 5 * w + 3
+    assert y[0, 0, 0, 1] == 3.0
+    del y, idx
+    out = fastconv.conv2d(x, np.full((1, 1, 1, 1), 2.0, np.float32))
+    assert out[0, 0, -1, -1] == 14.0
+    assert out[0, 0, 5, 3] == 6.0
+    assert float(out.sum(dtype=np.float64)) == 20.0
