@@ -245,4 +245,4 @@ def test_low_level_entry_points_refuse():
 
 def test_a_layer_too_large_for_memory_is_named():
     with pytest.raises(MemoryError, match=r"layer 'dense' \(Dense\) on input \(64,\)"):
-        Sequential([Flatten(), Dense(2**40)], input_shape=(1, 8, 8))
+        Sequential([Flatten(), Dense(2**31 - 1)], input_shape=(1, 8, 8))
