@@ -19,11 +19,10 @@ docs/TORCH.md has the details, the DDP launch line and the measured speed.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 import fastconv
+from fastconv import _C
 from fastconv.torch import _cuda_kernels, _ops, functional  # noqa: F401  (registers the kernels)
 from fastconv.torch.convert import ConversionReport, convert
 from fastconv.torch.modules import Conv2d, Conv2dReLUMaxPool2d, MaxPool2d
@@ -40,5 +39,5 @@ __all__ = [
 
 ops = torch.ops.fastconv
 
-if not os.environ.get("FASTCONV_NUM_THREADS"):
+if _C.env_value("FASTCONV_NUM_THREADS") is None:
     fastconv.set_num_threads(max(1, torch.get_num_threads()))
