@@ -215,9 +215,11 @@ py::tuple conv2d_bwd_weights(const FloatArray& dy, const FloatArray& x, Obj w_sh
 }
 
 py::tuple maxpool2d_fwd(const FloatArray& x, Obj kernel, Obj stride, const std::string& mode,
-                        Obj pad, const OptArray& out_y, const OptArray& out_idx) {
+                        Obj pad, const OptArray& out_y, const OptArray& out_idx, Obj dilation,
+                        bool ceil_mode) {
   const Pair k = pair_arg(kernel, "kernel_size"), s = pair_arg(stride, "stride");
-  const Pool2dParams p = make_pool2d_params(shape_of(x, "input"), k, s, padding_arg(mode, pad));
+  const Pool2dParams p = make_pool2d_params(shape_of(x, "input"), k, s, padding_arg(mode, pad),
+                                            pair_arg(dilation, "dilation"), ceil_mode);
   py::array y = out_y ? *out_y : py::array(new_array(p.y));
   py::array idx = out_idx ? *out_idx : py::array(cached_array<int64_t>(dims(p.y)));
   float* yp = out_y ? out_data<float>(y, "out[0] (output)", dims(p.y), {&x})
@@ -508,7 +510,8 @@ PYBIND11_MODULE(_C, m) {
         py::arg("out_w") = py::none(), py::arg("out_b") = py::none(), "(dw, db) of conv2d given dy; db is None when with_bias is False.");
   m.def("maxpool2d_fwd", &maxpool2d_fwd, py::arg("x"), py::arg("kernel"), py::arg("stride"),
         py::arg("padding_mode"), py::arg("padding"), py::arg("out_y") = py::none(),
-        py::arg("out_indices") = py::none(), "(y, indices) of 2-D max pooling.");
+        py::arg("out_indices") = py::none(), py::arg("dilation") = py::make_tuple(1, 1),
+        py::arg("ceil_mode") = false, "(y, indices) of 2-D max pooling.");
   m.def("maxpool2d_bwd", &maxpool2d_bwd, py::arg("dy"), py::arg("indices"), py::arg("x_shape"),
         py::arg("out") = py::none(), "dx of max pooling: dy scatter-added into the argmax indices.");
 

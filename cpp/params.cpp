@@ -128,16 +128,23 @@ Conv2dParams make_conv2d_params(Shape4 x, Shape4 w, Pair stride, PaddingSpec pad
   return p;
 }
 
-Pool2dParams make_pool2d_params(Shape4 x, Pair kernel, Pair stride, PaddingSpec padding) {
+Pool2dParams make_pool2d_params(Shape4 x, Pair kernel, Pair stride, PaddingSpec padding,
+                                Pair dilation, bool ceil_mode) {
   FC_CHECK(x.n >= 0 && x.c >= 1 && x.h >= 1 && x.w >= 1,
            "input must have shape (N, C, H, W) with C, H, W >= 1, got ", shape_str(x));
   check_limits(x, "input");
   check_pair(kernel, 1, "kernel_size");
   check_pair(stride, 1, "stride");
+  check_pair(dilation, 1, "dilation");
+  const bool plain = dilation.h == 1 && dilation.w == 1 && !ceil_mode;
+  FC_CHECK(plain || padding.mode != PadMode::Same,
+           "dilation and ceil_mode need explicit or 'valid' padding, got padding='same'");
   Pool2dParams p{};
   p.x = x;
   p.kernel = kernel;
   p.stride = stride;
+  p.dilation = dilation;
+  p.ceil_mode = ceil_mode;
   switch (padding.mode) {
     case PadMode::Valid:
       p.pad = {0, 0, 0, 0};
@@ -161,10 +168,33 @@ Pool2dParams make_pool2d_params(Shape4 x, Pair kernel, Pair stride, PaddingSpec 
   }
   check_padded(x, p.pad, x.c, "padding");
   const int64_t ph = x.h + p.pad.top + p.pad.bottom, pw = x.w + p.pad.left + p.pad.right;
-  FC_CHECK(kernel.h <= ph && kernel.w <= pw, "kernel_size ", pair_str(kernel),
+  const Pair span{dilation.h * (kernel.h - 1) + 1, dilation.w * (kernel.w - 1) + 1};
+  // PyTorch's pooling_output_shape: with ceil_mode the size rounds up, but the last window must
+  // start inside the input or its top/left padding.
+  const auto out_size = [&](int64_t in, int64_t lo, int64_t total, int64_t span_k, int64_t s) {
+    int64_t o = (total - span_k + (ceil_mode ? s - 1 : 0)) / s;  // may be -1: checked below
+    o = (total - span_k + (ceil_mode ? s - 1 : 0) >= 0) ? o + 1 : 0;
+    if (ceil_mode && o > 0 && (o - 1) * s >= in + lo) --o;
+    return o;
+  };
+  p.y = {x.n, x.c, out_size(x.h, p.pad.top, ph, span.h, stride.h),
+         out_size(x.w, p.pad.left, pw, span.w, stride.w)};
+  FC_CHECK(p.y.h >= 1 && p.y.w >= 1, "kernel_size ", pair_str(kernel),
+           plain ? std::string() : str_cat(" (dilated: ", pair_str(span), ")"),
            " is larger than the padded input ", pair_str({ph, pw}));
-  p.y = {x.n, x.c, conv_out_size(x.h, p.pad.top, p.pad.bottom, kernel.h, stride.h, 1),
-         conv_out_size(x.w, p.pad.left, p.pad.right, kernel.w, stride.w, 1)};
+  // A dilated window that starts in the padding can step over every input cell (PyTorch then
+  // returns -inf and an index outside the plane); refuse that geometry instead.
+  const auto hits_input = [](int64_t in, int64_t lo, int64_t k, int64_t s, int64_t d, int64_t n) {
+    for (int64_t o = 0; o < n && o * s - lo < 0; ++o) {
+      const int64_t start = o * s - lo, first = (-start + d - 1) / d;
+      if (first >= k || start + first * d >= in) return false;
+    }
+    return true;
+  };
+  FC_CHECK(hits_input(x.h, p.pad.top, kernel.h, stride.h, dilation.h, p.y.h) &&
+               hits_input(x.w, p.pad.left, kernel.w, stride.w, dilation.w, p.y.w),
+           "padding ", pair_str({p.pad.top, p.pad.left}), " with dilation ", pair_str(dilation),
+           " leaves a pooling window without any input cell");
   check_limits(p.y, "output");
   return p;
 }

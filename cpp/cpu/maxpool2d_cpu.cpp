@@ -1,7 +1,9 @@
 // maxpool2d_cpu.cpp — CPU max-pool forward (values + argmax) and backward (scatter via argmax).
 // Threaded over (n, c) planes; each plane is independent, so results do not depend on threads.
 // Window order is row-major; a later element wins only if strictly greater, or if it is NaN and
-// the current best is not (NaN propagates, the first NaN wins). Padded cells are never visited.
+// the current best is not (NaN propagates, the first NaN wins). Padded cells are never visited;
+// nor are the taps of a ceil-mode window past the input's end. A dilated window's taps are
+// y0 + i * dilation (PyTorch's max_pool2d dilation).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -25,13 +27,21 @@ void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dPara
   const MaxPool2x2Fn fast = kernels().pool.fwd_2x2s2;
   if (fast != nullptr && p.kernel.h == 2 && p.kernel.w == 2 && p.stride.h == 2 &&
       p.stride.w == 2 && p.pad.top == 0 && p.pad.left == 0 && p.pad.bottom == 0 &&
-      p.pad.right == 0 && W + 1 < (int64_t(1) << 24)) {
+      p.pad.right == 0 && p.dilation.h == 1 && p.dilation.w == 1 && 2 * OH <= H && 2 * OW <= W &&
+      W + 1 < (int64_t(1) << 24)) {
     parallel_for(p.x.n * p.x.c, [&](int64_t begin, int64_t end, int) {
       fast(y + begin * OH * OW, idx + begin * OH * OW, x + begin * H * W, H, W, OH, OW,
            end - begin);
     });
     return;
   }
+  const int64_t dh = p.dilation.h, dw = p.dilation.w;
+  // Taps [first, last) of a window starting at `start` on an axis of `size` cells: those inside.
+  const auto taps = [](int64_t start, int64_t k, int64_t d, int64_t size, int64_t* first,
+                       int64_t* last) {
+    *first = start < 0 ? (-start + d - 1) / d : 0;
+    *last = std::min<int64_t>(k, (size - start + d - 1) / d);
+  };
   parallel_for(p.x.n * p.x.c, [&](int64_t begin, int64_t end, int) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const float* xp = x + plane * H * W;
@@ -39,18 +49,21 @@ void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dPara
       int64_t* ip = idx + plane * OH * OW;
       for (int64_t oy = 0; oy < OH; ++oy) {
         const int64_t y0 = oy * p.stride.h - p.pad.top;
-        const int64_t ya = std::max<int64_t>(y0, 0), yb = std::min<int64_t>(y0 + p.kernel.h, H);
+        int64_t ia, ib;
+        taps(y0, p.kernel.h, dh, H, &ia, &ib);
         for (int64_t ox = 0; ox < OW; ++ox) {
           const int64_t x0 = ox * p.stride.w - p.pad.left;
-          const int64_t xa = std::max<int64_t>(x0, 0), xb = std::min<int64_t>(x0 + p.kernel.w, W);
-          int64_t best_i = ya * W + xa;
+          int64_t ja, jb;
+          taps(x0, p.kernel.w, dw, W, &ja, &jb);
+          int64_t best_i = (y0 + ia * dh) * W + (x0 + ja * dw);
           float best = xp[best_i];
-          for (int64_t iy = ya; iy < yb; ++iy) {
-            for (int64_t ix = xa; ix < xb; ++ix) {
-              const float v = xp[iy * W + ix];
+          for (int64_t i = ia; i < ib; ++i) {
+            const float* row = xp + (y0 + i * dh) * W;
+            for (int64_t j = ja; j < jb; ++j) {
+              const float v = row[x0 + j * dw];
               if (v > best || (std::isnan(v) && !std::isnan(best))) {
                 best = v;
-                best_i = iy * W + ix;
+                best_i = (y0 + i * dh) * W + x0 + j * dw;
               }
             }
           }

@@ -328,6 +328,8 @@ def max_pool2d(
     padding: PaddingArg = 0,
     return_indices: bool = False,
     *,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
     out=None,
 ):
     """2-D max pooling of an NCHW batch.
@@ -335,6 +337,9 @@ def max_pool2d(
     kernel_size, stride: int or (h, w); stride defaults to kernel_size. padding: int or (h, w), at
     most half the kernel (padded cells never win), or "valid" / "same" (TensorFlow's rule:
     out = ceil(in / stride), extra padding at the bottom/right).
+    dilation (int or (h, w)) and ceil_mode (bool): PyTorch's meaning (taps dilation apart; output
+    sizes rounded up); CPU only, and not with padding="same". max_pool2d_backward needs no
+    geometry for them (call it without kernel_size).
     indices (int64) hold the flat offset h*W + w of each window's winner inside its own (n, c)
     plane; ties go to the first element in row-major window order and NaN wins (propagates).
     Returns output, or (output, indices) when return_indices is True. out: None or an
@@ -344,12 +349,17 @@ def max_pool2d(
     strides = kernel if stride is None else _pair(stride, "stride")
     mode, pad = _padding(padding)
     return_indices = _flag(return_indices, "return_indices")
+    dil = _pair(dilation, "dilation")
+    ceil_mode = _flag(ceil_mode, "ceil_mode")
     if _is_cuda(input):
         _no_gpu_out(out)
+        if dil != (1, 1) or ceil_mode:
+            raise ValueError("max_pool2d's dilation and ceil_mode run on the CPU only")
         y, idx = _cuda().maxpool2d_fwd(input, kernel, strides, mode, pad)
     else:
         out_y, out_i = _out_pair(out, ("output", "indices"))
-        y, idx = _C.maxpool2d_fwd(_as_f32(input, "input"), kernel, strides, mode, pad, out_y, out_i)
+        x = _as_f32(input, "input")
+        y, idx = _C.maxpool2d_fwd(x, kernel, strides, mode, pad, out_y, out_i, dil, ceil_mode)
     return (y, idx) if return_indices else y
 
 

@@ -109,13 +109,16 @@ def conv2d_out_size(in_size, kernel_size, stride=1, padding=0, dilation=1):
     return (h + pt + pb - ekh) // sh + 1, (w + pl + pr - ekw) // sw + 1
 
 
-def maxpool2d_out_size(in_size, kernel_size, stride=None, padding=0):
-    """(OH, OW) of a max-pool (floor mode). stride defaults to kernel_size; padding <= kernel//2."""
+def maxpool2d_out_size(in_size, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """(OH, OW) of a max-pool. stride defaults to kernel_size; padding <= kernel//2. dilation and
+    ceil_mode as PyTorch's: the window spans dilation*(kernel-1)+1 cells; ceil_mode rounds the
+    size up, unless the last window would start past the input and its top/left padding."""
     h, w = in_size
     kh, kw = pair(kernel_size, "kernel_size")
     sh, sw = pair(kernel_size if stride is None else stride, "stride")
     ph, pw = pair(padding, "padding")
-    for name, (a, b) in (("kernel_size", (kh, kw)), ("stride", (sh, sw))):
+    dh, dw = pair(dilation, "dilation")
+    for name, (a, b) in (("kernel_size", (kh, kw)), ("stride", (sh, sw)), ("dilation", (dh, dw))):
         if a <= 0 or b <= 0:
             raise ValueError(f"{name} must be > 0, got {name}={(a, b)}")
     if ph < 0 or pw < 0 or ph > kh // 2 or pw > kw // 2:
@@ -123,11 +126,18 @@ def maxpool2d_out_size(in_size, kernel_size, stride=None, padding=0):
             f"padding must be in [0, kernel_size // 2], got padding={(ph, pw)} "
             f"for kernel_size {(kh, kw)}"
         )
-    if h + 2 * ph < kh or w + 2 * pw < kw:
-        raise ValueError(
-            f"kernel_size {(kh, kw)} is larger than the padded input {(h + 2 * ph, w + 2 * pw)}"
-        )
-    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    out = []
+    for size, p, k, d, s in ((h, ph, kh, dh, sh), (w, pw, kw, dw, sw)):
+        extra = size + 2 * p - (d * (k - 1) + 1) + (s - 1 if ceil_mode else 0)
+        o = extra // s + 1 if extra >= 0 else 0
+        if ceil_mode and o > 0 and (o - 1) * s >= size + p:
+            o -= 1
+        if o < 1:
+            raise ValueError(
+                f"kernel_size {(kh, kw)} is larger than the padded input {(h + 2 * ph, w + 2 * pw)}"
+            )
+        out.append(o)
+    return tuple(out)
 
 
 def _as_f64(a, name, ndim):
@@ -252,8 +262,8 @@ def conv2d_bwd_weights(dy, x, w_shape, stride=1, padding=0, dilation=1, groups=1
 # maxpool2d
 
 
-def maxpool2d_fwd(x, kernel_size, stride=None, padding=0):
-    """(y, indices) of a max-pool.
+def maxpool2d_fwd(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """(y, indices) of a max-pool (dilation and ceil_mode as PyTorch's; see maxpool2d_out_size).
 
     x (N, C, H, W) -> y (N, C, OH, OW) float64 and indices int64 (h*W + w within the plane).
 
@@ -266,7 +276,8 @@ def maxpool2d_fwd(x, kernel_size, stride=None, padding=0):
     kh, kw = pair(kernel_size, "kernel_size")
     sh, sw = pair(kernel_size if stride is None else stride, "stride")
     ph, pw = pair(padding, "padding")
-    oh, ow = maxpool2d_out_size((h, w), (kh, kw), (sh, sw), (ph, pw))
+    dh, dw = pair(dilation, "dilation")
+    oh, ow = maxpool2d_out_size((h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil_mode)
 
     best = np.full((n, c, oh, ow), np.nan)
     arg = np.full((n, c, oh, ow), -1, dtype=np.int64)
@@ -275,8 +286,8 @@ def maxpool2d_fwd(x, kernel_size, stride=None, padding=0):
     for i in range(kh):
         for j in range(kw):
             iy, ix = (
-                oy * sh - ph + i,
-                ox * sw - pw + j,
+                oy * sh - ph + i * dh,
+                ox * sw - pw + j * dw,
             )  # input row/column this tap reads, (OH, 1) and (1, OW)
             valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)  # (OH, OW)
             v = x[:, :, np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1)]

@@ -87,6 +87,8 @@ struct Pool2dParams {
   Pair kernel;
   Pair stride;
   Padding4 pad;
+  Pair dilation;  // taps y0 + i * dilation (PyTorch's); {1, 1} unless asked for
+  bool ceil_mode;  // output sizes rounded up (PyTorch's rule); windows past the end are clipped
 };
 
 // The product of `factors`, or -1 when a factor is negative or the product exceeds kMaxNumel
@@ -103,7 +105,10 @@ PaddingSpec padding_spec(const std::string& mode, Pair pad);
 // Validate and build. Throw ValueError (see error.h) with a message naming the offending argument.
 Conv2dParams make_conv2d_params(Shape4 x, Shape4 w, Pair stride, PaddingSpec padding,
                                 Pair dilation, int64_t groups);
-Pool2dParams make_pool2d_params(Shape4 x, Pair kernel, Pair stride, PaddingSpec padding);
+// dilation and ceil_mode as PyTorch's max_pool2d (CPU kernels only; the CUDA entries pass the
+// defaults). They need explicit or 'valid' padding.
+Pool2dParams make_pool2d_params(Shape4 x, Pair kernel, Pair stride, PaddingSpec padding,
+                                Pair dilation = {1, 1}, bool ceil_mode = false);
 
 std::string to_string(const Conv2dParams& p);
 std::string to_string(const Pool2dParams& p);

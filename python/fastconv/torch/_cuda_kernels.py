@@ -94,8 +94,12 @@ def _conv2d_bwd_weights_cuda(grad_output, input, weight_size, *geometry_and_with
     return dw, db
 
 
-def _max_pool2d_cuda(input, kernel_size, stride, padding_mode, padding):
+def _max_pool2d_cuda(
+    input, kernel_size, stride, padding_mode, padding, dilation=(1, 1), ceil_mode=False
+):
     native = _native()
+    if tuple(dilation) != (1, 1) or ceil_mode:  # fastconv.torch.functional sends these to PyTorch
+        raise ValueError("fastconv::max_pool2d: dilation and ceil_mode run on the CPU only")
     x = _f32(input, "input", "max_pool2d")
     shape = nonnegative(pool2d_out_shape(x.shape, kernel_size, stride, padding_mode, padding))
     y, idx = x.new_empty(shape), x.new_empty(shape, dtype=torch.int64)
@@ -121,7 +125,7 @@ def _max_pool2d_backward_cuda(grad_output, indices, input_size, *pool_geometry):
     xs = tuple(int(s) for s in input_size)
     dx = dy.new_empty(xs)
     if dx.numel():
-        kernel, stride, mode, pad = pool_geometry
+        kernel, stride, mode, pad = pool_geometry[:4]
         native.maxpool2d_bwd(
             dy.device.index, _stream(dy.device), _ptr(dx), _ptr(dy), _ptr(idx), xs, _shape(dy),
             (tuple(kernel), tuple(stride), mode, tuple(pad)),
@@ -164,7 +168,7 @@ def _fused_cuda(input, weight, bias, stride, padding_mode, padding, dilation, gr
             "the convolution's output must be at least 2x2 to be pooled, "
             f"got {y.shape[2]}x{y.shape[3]}"
         )
-    pooled, idx = _max_pool2d_cuda(y, [2, 2], [2, 2], "explicit", [0, 0])
+    pooled, idx = _max_pool2d_cuda(y, [2, 2], [2, 2], "explicit", [0, 0], [1, 1], False)
     return pooled, _codes_from_indices(pooled, idx, y.shape[3])
 
 

@@ -37,7 +37,7 @@ from fastconv.torch._shapes import (
 _LIB = torch.library.Library("fastconv", "DEF")  # noqa: TOR901 - the op library itself
 
 _GEOMETRY = "int[] stride, str padding_mode, int[] padding, int[] dilation, int groups"
-_POOL_GEOMETRY = "int[] kernel_size, int[] stride, str padding_mode, int[] padding"
+_POOL_GEOMETRY = "int[] kernel_size, int[] stride, str padding_mode, int[] padding, int[] dilation, bool ceil_mode"
 SCHEMAS = {
     "conv2d": f"conv2d(Tensor input, Tensor weight, Tensor? bias, {_GEOMETRY}, bool relu) -> Tensor",
     "conv2d_bwd_data": (
@@ -153,11 +153,12 @@ def _conv2d_bwd_weights_cpu(grad_output, input, weight_size, *geometry_and_with_
 
 
 @_impl("max_pool2d", "CPU")
-def _max_pool2d_cpu(input, kernel_size, stride, padding_mode, padding):
+def _max_pool2d_cpu(input, kernel_size, stride, padding_mode, padding, dilation, ceil_mode):
     x = _np(input, "input", "max_pool2d")
-    shape = pool2d_out_shape(x.shape, kernel_size, stride, padding_mode, padding)
+    geometry = (kernel_size, stride, padding_mode, padding)
+    shape = pool2d_out_shape(x.shape, *geometry, dilation, ceil_mode)
     y, idx = _empty(shape), _empty(shape, torch.int64)
-    _C.maxpool2d_fwd(x, kernel_size, stride, padding_mode, padding, y.numpy(), idx.numpy())
+    _C.maxpool2d_fwd(x, *geometry, y.numpy(), idx.numpy(), dilation, ceil_mode)
     return y, idx
 
 
@@ -238,8 +239,8 @@ def _conv2d_bwd_weights_fake(grad_output, input, weight_size, *geometry_and_with
 
 
 @_fake("max_pool2d")
-def _max_pool2d_fake(input, kernel_size, stride, padding_mode, padding):
-    shape = pool2d_out_shape(input.shape, kernel_size, stride, padding_mode, padding)
+def _max_pool2d_fake(input, *pool_geometry):
+    shape = pool2d_out_shape(input.shape, *pool_geometry)
     return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
 
 
@@ -309,11 +310,11 @@ class _Conv2d(torch.autograd.Function):
 
 class _MaxPool2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, kernels, input, kernel_size, stride, padding_mode, padding):
+    def forward(ctx, kernels, input, *pool_geometry):
         fwd, ctx.bwd = kernels
         with _below_autograd():
-            y, indices = fwd(input, kernel_size, stride, padding_mode, padding)
-        ctx.geometry = (kernel_size, stride, padding_mode, padding)
+            y, indices = fwd(input, *pool_geometry)
+        ctx.geometry = pool_geometry
         ctx.input_size = input.shape
         ctx.mark_non_differentiable(indices)
         ctx.save_for_backward(indices)
@@ -325,7 +326,7 @@ class _MaxPool2d(torch.autograd.Function):
         dx = None
         if ctx.needs_input_grad[1]:
             dx = ctx.bwd(grad, indices, ctx.input_size, *ctx.geometry)
-        return None, dx, None, None, None, None
+        return None, dx, None, None, None, None, None, None
 
 
 class _Conv2dReluMaxPool2d(torch.autograd.Function):

@@ -35,13 +35,21 @@ def conv2d_out_shape(
     ]
 
 
-def pool2d_out_hw(size, kernel: int, stride: int, mode: str, pad: int):
-    """One spatial size of max_pool2d's output ('same' is TensorFlow's ceil(size / stride))."""
+def pool2d_out_hw(
+    size, kernel: int, stride: int, mode: str, pad: int, dilation: int = 1, ceil_mode: bool = False
+):
+    """One spatial size of max_pool2d's output ('same' is TensorFlow's ceil(size / stride));
+    dilation and ceil_mode as PyTorch's pooling_output_shape."""
     if mode == "same":
         return (size + stride - 1) // stride
     if mode == "valid":
         pad = 0
-    return (size + 2 * pad - kernel) // stride + 1
+    out = (
+        size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    ) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out = out - 1
+    return out
 
 
 def pool2d_out_shape(
@@ -50,14 +58,29 @@ def pool2d_out_shape(
     stride: Sequence[int],
     mode: str,
     padding: Sequence[int],
+    dilation: Sequence[int] = (1, 1),
+    ceil_mode: bool = False,
 ) -> List:
     """(N, C, OH, OW) of max_pool2d on an (N, C, H, W) input."""
     return [
         x_shape[0],
         x_shape[1],
-        pool2d_out_hw(x_shape[2], kernel[0], stride[0], mode, padding[0]),
-        pool2d_out_hw(x_shape[3], kernel[1], stride[1], mode, padding[1]),
+        pool2d_out_hw(x_shape[2], kernel[0], stride[0], mode, padding[0], dilation[0], ceil_mode),
+        pool2d_out_hw(x_shape[3], kernel[1], stride[1], mode, padding[1], dilation[1], ceil_mode),
     ]
+
+
+def pool_windows_hit_input(size: int, kernel: int, stride: int, pad: int, dilation: int, out: int):
+    """False when a dilated window that starts in the padding steps over every input cell (the
+    native code refuses that geometry; PyTorch returns -inf there)."""
+    o = 0
+    while o < out and o * stride - pad < 0:
+        start = o * stride - pad
+        first = (-start + dilation - 1) // dilation
+        if first >= kernel or start + first * dilation >= size:
+            return False
+        o += 1
+    return True
 
 
 def fused_out_shape(x_shape, w_shape, stride, mode, padding, dilation) -> List:

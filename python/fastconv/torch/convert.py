@@ -42,16 +42,14 @@ def _conv_reason(m: nn.Module) -> Optional[str]:
 def _pool_reason(m: nn.Module) -> Optional[str]:
     if type(m) not in (nn.MaxPool2d, MaxPool2d):
         return f"{type(m).__name__} is not torch.nn.MaxPool2d itself"
-    if m.ceil_mode:
-        return "ceil_mode=True (fastconv's max-pool floors)"
-    if m.dilation not in (1, (1, 1), [1, 1]):
-        return f"dilation={m.dilation} (fastconv's max-pool is not dilated)"
     return None
 
 
 def _is_fusable_pool(m: nn.Module) -> bool:
     return (
         _pool_reason(m) is None
+        and not m.ceil_mode
+        and m.dilation in (1, (1, 1))
         and m.kernel_size in (2, (2, 2))
         and m.stride in (2, (2, 2), None)
         and m.padding in (0, (0, 0))
@@ -88,12 +86,12 @@ def convert(model: nn.Module, *, fuse: bool = True, report: bool = False):
     """Switch `model`'s supported modules to fastconv's, in place, and return the model.
 
     Every torch.nn.Conv2d with padding_mode='zeros' becomes fastconv.torch.Conv2d and every
-    torch.nn.MaxPool2d without ceil_mode or dilation becomes fastconv.torch.MaxPool2d, by changing
+    torch.nn.MaxPool2d becomes fastconv.torch.MaxPool2d, by changing
     the module's class: its parameters (the same Parameter objects, so an optimizer built before
     still holds them), buffers, hooks and state_dict names stay as they were. With fuse=True, an
     nn.Sequential's Conv2d -> ReLU -> MaxPool2d(2, 2) runs become one Conv2dReLUMaxPool2d (the
     conv module, keeping its name) followed by two nn.Identity. Other convolution and pooling
-    modules (Conv1d, ConvTranspose2d, AvgPool2d, subclasses, ceil-mode pools, ...) are left to
+    modules (Conv1d, ConvTranspose2d, AvgPool2d, subclasses, ...) are left to
     PyTorch. Each converted module still falls back to PyTorch's op for an input fastconv cannot
     take (see fastconv.torch.functional). Convert before wrapping the model in
     DistributedDataParallel or torch.compile.

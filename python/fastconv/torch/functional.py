@@ -2,10 +2,10 @@
 
 Same signatures, results and gradients as torch.nn.functional's (float32 tolerance). A call goes to
 the fastconv:: ops when fastconv supports it: float32 tensors, contiguous NCHW (or unbatched CHW)
-input, on the CPU (or on a GPU with fastconv's CUDA build), PyTorch-valid arguments, and for
-max_pool2d dilation 1 and ceil_mode False. Any other call is handed to PyTorch's own op unchanged
-(channels_last, float64/float16, dilated or ceil-mode pooling, invalid arguments — PyTorch then
-raises its own error), so these functions are drop-in and never refuse what PyTorch accepts.
+input, on the CPU (or on a GPU with fastconv's CUDA build), PyTorch-valid arguments (max_pool2d's
+dilation and ceil_mode run natively on the CPU; on a GPU they go to PyTorch). Any other call is
+handed to PyTorch's own op unchanged (channels_last, float64/float16, invalid arguments — PyTorch
+then raises its own error), so these functions are drop-in and never refuse what PyTorch accepts.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from fastconv import _C
 from fastconv.torch import _ops
-from fastconv.torch._shapes import conv2d_out_shape
+from fastconv.torch._shapes import conv2d_out_shape, pool2d_out_shape, pool_windows_hit_input
 
 __all__ = ["conv2d", "max_pool2d", "conv2d_relu_max_pool2d", "supported_device"]
 
@@ -160,14 +160,16 @@ def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilati
     return max_pool2d(y, 2, 2)
 
 
-def _pool_geometry_uncached(kernel_size, stride, padding, dilation):
+def _pool_geometry_uncached(kernel_size, stride, padding, dilation, ceil_mode):
     k, p, d = _pair(kernel_size), _pair(padding), _pair(dilation)
     s = k if stride is None or (isinstance(stride, tuple) and not stride) else _pair(stride)
-    if k is None or s is None or p is None or d != (1, 1):
+    if k is None or s is None or p is None or d is None or not isinstance(ceil_mode, bool):
         return None
-    if min(k) < 1 or min(s) < 1 or min(p) < 0 or p[0] > k[0] // 2 or p[1] > k[1] // 2:
+    if min(k) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0:
         return None
-    return k, s, "explicit", p
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        return None
+    return k, s, "explicit", p, d, ceil_mode
 
 
 _pool_geometry_cached = functools.lru_cache(maxsize=256)(_pool_geometry_uncached)
@@ -184,16 +186,30 @@ def _hashable(v):
 
 
 def _pool_args(input, kernel_size, stride, padding, dilation, ceil_mode):
-    if ceil_mode or not _input_ok(input):
+    """The fastconv:: pool geometry for this call, or None to fall back to PyTorch: also for
+    dilation / ceil_mode on a GPU (native on the CPU only), for output sizes PyTorch refuses, and
+    for dilated windows that miss the input entirely (PyTorch returns -inf there)."""
+    if not _input_ok(input):
         return None
     try:
-        geometry = _pool_geometry(*(_hashable(v) for v in (kernel_size, stride, padding, dilation)))
+        args = (_hashable(v) for v in (kernel_size, stride, padding, dilation, ceil_mode))
+        geometry = _pool_geometry(*args)
     except TypeError:  # unhashable: not an argument fastconv takes
         return None
     if geometry is None:
         return None
-    k, _, _, p = geometry
-    if input.shape[-2] + 2 * p[0] < k[0] or input.shape[-1] + 2 * p[1] < k[1]:
+    k, s, _, p, d, ceil = geometry
+    plain = d == (1, 1) and not ceil
+    if not plain and not input.is_cpu:
+        return None
+    x_shape = (1, 1, input.shape[-2], input.shape[-1])
+    _, _, oh, ow = pool2d_out_shape(x_shape, k, s, "explicit", p, d, ceil)
+    if oh < 1 or ow < 1:
+        return None
+    if d != (1, 1) and not (
+        pool_windows_hit_input(x_shape[2], k[0], s[0], p[0], d[0], oh)
+        and pool_windows_hit_input(x_shape[3], k[1], s[1], p[1], d[1], ow)
+    ):
         return None
     return geometry
 

@@ -28,7 +28,7 @@ class Conv2d(nn.Conv2d):
 
 
 class MaxPool2d(nn.MaxPool2d):
-    """torch.nn.MaxPool2d computed by fastconv (PyTorch's op where dilation != 1, ceil_mode, or
+    """torch.nn.MaxPool2d computed by fastconv, dilation and ceil_mode included (PyTorch's op for
     an input fastconv.torch.functional.max_pool2d hands back to PyTorch)."""
 
     def forward(self, input):
