@@ -573,6 +573,16 @@ rounds optimizers.Adam's float32 update.)pbdoc");
   m.def("get_num_threads", &get_num_threads);
   m.def("set_debug_poison", [](Obj on) { set_debug_poison(bind::bool_arg(on, "on")); }, py::arg("on"));
   m.def("get_debug_poison", &debug_poison);
+  m.def(
+      "maxpool2d_out_shape",
+      [](Obj x, Obj kernel, Obj stride, const std::string& mode, Obj pad) {
+        const Shape4 xs = shape_arg(x, "input_shape");
+        const Pair k = pair_arg(kernel, "kernel_size"), s = pair_arg(stride, "stride");
+        const Pool2dParams p = make_pool2d_params(xs, k, s, padding_arg(mode, pad));
+        return py::make_tuple(p.y.n, p.y.c, p.y.h, p.y.w);
+      },
+      py::arg("x_shape"), py::arg("kernel"), py::arg("stride"), py::arg("padding_mode"),
+      py::arg("padding"), "max_pool2d's output shape (params.cpp's rule, validated).");
   m.def("conv_algos", &cpu::conv_algorithms, py::arg("pass"));
   m.def("conv2d_algos", &conv2d_algos, py::arg("pass"), py::arg("x_shape"), py::arg("w_shape"),
         py::arg("stride"), py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"),

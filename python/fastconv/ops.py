@@ -446,20 +446,8 @@ def _pool_geometry(kernel_size, stride, padding):
 
 
 def _pool_out_shape(x_shape, kernel, strides, mode, pad):
-    """max_pool2d's output shape (cpp/params.cpp make_pool2d_params, in Python)."""
-    n, c, h, w = x_shape
-    out = []
-    for size, k, s, p in ((h, kernel[0], strides[0], pad[0]), (w, kernel[1], strides[1], pad[1])):
-        if mode == "same":
-            out.append(-(-size // s))
-            continue
-        total = size + 2 * p if mode == "explicit" else size
-        if k > total:
-            raise ValueError(
-                f"kernel_size {kernel} is larger than the padded input of input_shape {x_shape}"
-            )
-        out.append((total - k) // s + 1)
-    return (n, c, out[0], out[1])
+    """max_pool2d's output shape, computed (and validated) once, by cpp/params.cpp."""
+    return tuple(_C.maxpool2d_out_shape(x_shape, kernel, strides, mode, pad))
 
 
 # --- Conv2D + ReLU + MaxPool 2x2 in one pass (the layer API's fused pair) ------------------------
