@@ -13,10 +13,10 @@ back to PyTorch's own ops for the rest. Geometry is validated by fastconv's nati
 Padding is (padding_mode, padding): mode "explicit" with an (h, w) pair, or "same" / "valid".
 
 Registration is the lower-level way (torch.library.Library: define + impl per dispatch key, plus
-register_fake), not torch.library.custom_op: on a tiny layer custom_op's Python wrappers cost
-about 50 us a call against about 10 us here (docs/TORCH.md, "Per-call overhead"). The autograd
-kernel is an autograd.Function registered at the Autograd key, which is what custom_op's
-register_autograd builds too, minus its generic argument handling.
+register_fake) rather than torch.library.custom_op. Through the dispatcher both cost about the
+same per call on a tiny layer (docs/TORCH.md, "Per-call overhead"); what pays is that plain eager
+CPU calls skip the dispatcher (conv2d_eager & co. below), and the lower-level form lets one
+autograd.Function per op serve both paths, with the kernels to call passed in.
 """
 
 from __future__ import annotations
