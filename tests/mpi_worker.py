@@ -18,7 +18,6 @@ import sys
 
 import numpy as np
 from fastconv.nn import Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Sequential
-from mpi4py import MPI
 
 # the data and schedule the test's one-process run repeats (it imports these)
 N, BATCH, EPOCHS, SEED = 65, 16, 2, 5  # 65 = 4 batches of 16 and one of 1: rank 1 gets none
@@ -108,6 +107,8 @@ def fail(comm, out, how):
 
 def main():
     scenario, out = sys.argv[1], sys.argv[2]
+    from mpi4py import MPI  # here, not at the top: the one-process test imports data() and cnn()
+
     comm = MPI.COMM_WORLD
     if scenario == "train":
         result = train(comm, out)
