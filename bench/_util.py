@@ -62,6 +62,45 @@ def pin_threads(n: int) -> None:
     os.environ["FASTCONV_NUM_THREADS"] = str(n)
 
 
+# --isa for both libraries: fastconv's path and the same ISA ceiling for PyTorch (ATen's
+# vectorised kernels) and oneDNN (its convolutions). Both are read once, when torch loads.
+_TORCH_ISA = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "portable": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+}
+
+
+def hold_isa(isa: str | None) -> None:
+    """Hold fastconv AND PyTorch/oneDNN to one ISA (portable, avx2, avx512).
+
+    Must run before torch is imported (its capability and oneDNN's ceiling are read at load time);
+    check_isa() then asserts that both took.
+    """
+    if isa is None:
+        return
+    if isa not in _TORCH_ISA:
+        raise SystemExit(f"--isa must be one of {sorted(_TORCH_ISA)}, got {isa!r}")
+    if "torch" in sys.modules:
+        raise SystemExit("hold_isa() must run before torch is imported")
+    os.environ["FASTCONV_CPU_ISA"] = isa
+    os.environ.update(_TORCH_ISA[isa])
+
+
+def check_isa(isa: str | None, fastconv, torch) -> None:
+    """Fail loudly if --isa did not hold both libraries (e.g. the CPU lacks the ISA)."""
+    if isa is None:
+        return
+    got = fastconv.get_cpu_isa()
+    if got != isa:
+        raise SystemExit(f"--isa {isa}: fastconv runs {got!r}")
+    if torch is not None:
+        cap = torch.backends.cpu.get_cpu_capability().lower()
+        want = _TORCH_ISA[isa]["ATEN_CPU_CAPABILITY"]
+        if cap != want:
+            raise SystemExit(f"--isa {isa}: torch reports CPU capability {cap!r}, not {want!r}")
+
+
 def add_tests_to_path() -> None:
     """Make tests/shapes.py importable as `shapes` (it imports only the standard library)."""
     p = str(REPO / "tests")

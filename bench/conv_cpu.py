@@ -29,7 +29,7 @@ Run (from the repo root, in a venv with fastconv built and torch installed: pip 
     python bench/conv_cpu.py --json bench/results/cpu_latest.json
     python bench/conv_cpu.py --layers 'cnn1.*,keras.conv1' --passes fwd,bwd_data --reps 50
     python bench/conv_cpu.py --quick                          # smoke run: few reps
-    python bench/conv_cpu.py --isa avx2 --threads 1           # force a kernel path / thread count
+    python bench/conv_cpu.py --isa avx2 --threads 1           # hold fastconv AND torch/oneDNN to AVX2
     python bench/conv_cpu.py --jsonl                           # also one JSON line per record on stdout
 Shapes come from tests/shapes.py (CONV_LAYERS / POOL_LAYERS); ratio = torch ms / fastconv ms
 (> 1: fastconv is faster); goal = issue 5's target ratio for that layer.
@@ -47,8 +47,10 @@ import time
 from _util import (
     add_tests_to_path,
     alternate,
+    check_isa,
     describe,
     fmt_ms,
+    hold_isa,
     machine_info,
     peak_gflops,
     pin_threads,
@@ -130,7 +132,12 @@ def parse_args(argv=None):
         help="untimed calls after each switch of backend for at least this long (default "
         "25: outlasts torch's ~9 ms worker spin; see _util.alternate)",
     )
-    p.add_argument("--isa", default=None, help="force fastconv's CPU path (portable, avx2, avx512)")
+    p.add_argument(
+        "--isa",
+        default=None,
+        help="hold both libraries to one ISA (portable, avx2, avx512): FASTCONV_CPU_ISA, and "
+        "ATEN_CPU_CAPABILITY + ONEDNN_MAX_CPU_ISA for torch, set before either loads",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 3 reps, 1 warm-up, no min time")
     p.add_argument("--json", default=None, metavar="PATH", help="write {meta, records} JSON here")
     p.add_argument(
@@ -148,6 +155,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     pin_threads(args.threads)  # before numpy/torch load their thread pools
+    hold_isa(args.isa)  # before fastconv/torch read their ISA settings
     # OpenBLAS workers spin up to 2^28 cycles (~0.1 s) after each call before sleeping, stealing a
     # core from whichever backend runs next; 2^4 makes them sleep at once. It affects only the NumPy
     # baseline's matmuls (fastconv and torch do not use OpenBLAS).
@@ -173,8 +181,7 @@ def main(argv=None):
     if torch is not None:
         torch.set_num_threads(args.threads)
         torch.set_grad_enabled(False)
-    if args.isa:
-        fastconv.set_cpu_isa(args.isa)
+    check_isa(args.isa, fastconv, torch)
     fastconv.set_num_threads(args.threads)
     isa = fastconv.get_cpu_isa()
     peak = peak_gflops(isa, args.threads)

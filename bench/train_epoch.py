@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from _util import describe, machine_info, pin_threads, print_table, write_json
+from _util import check_isa, describe, hold_isa, machine_info, pin_threads, print_table, write_json
 
 GOAL = {"cnn1": 3.0, "keras_cnn": 2.5}
 
@@ -47,7 +47,11 @@ def parse_args(argv=None):
         "--images", type=int, default=None, help="first N training images (default all 60000)"
     )
     p.add_argument("--backends", default="fastconv,torch")
-    p.add_argument("--isa", default=None, help="force fastconv's CPU path")
+    p.add_argument(
+        "--isa",
+        default=None,
+        help="hold fastconv AND torch/oneDNN to one ISA (portable, avx2, avx512)",
+    )
     p.add_argument("--json", default=None, metavar="PATH")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -167,6 +171,7 @@ def main(argv=None):
 def child(a):
     threads = int(a.threads)
     pin_threads(threads)
+    hold_isa(a.isa)  # before fastconv/torch read their ISA settings
     import fastconv
     import numpy as np  # noqa: F401  (after pin_threads)
     import torch_train
@@ -182,8 +187,7 @@ def child(a):
     except ImportError as e:
         fc_models = None
         print(f"fastconv.models not importable ({e}): timing torch only", flush=True)
-    if a.isa:
-        fastconv.set_cpu_isa(a.isa)
+    check_isa(a.isa, fastconv, torch)
     fastconv.set_num_threads(threads)
     x, y = torch_train.load_mnist_train()
     if a.images:

@@ -20,11 +20,11 @@ EXPECTED = {
     "portable": dict.fromkeys(shapes.NETWORK_CONV, ("gemm", "gemm", "gemm")),
     "avx2": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
-        "cnn1.conv2": ("direct", "direct", "channel_lanes"),
+        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "channel_lanes"),
         "keras.conv1": ("direct_shifted", "gemm", "direct"),
-        "keras.conv2": ("direct", "gemm", "channel_lanes"),
+        "keras.conv2": ("winograd_channels", "winograd_transposed", "channel_lanes"),
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
-        "fashion.conv2": ("direct", "direct", "channel_lanes"),
+        "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),
         "lenet.conv1": ("direct_shifted", "direct", "direct"),
         "lenet.conv2": ("direct", "direct", "channel_lanes"),
     },
@@ -40,12 +40,20 @@ EXPECTED = {
     },
 }
 
-# With set_winograd(False), the layers Winograd takes on AVX-512 fall back to these.
+# With set_winograd(False), the layers Winograd takes fall back to these.
 EXPECTED_NO_WINOGRAD = {
-    "cnn1.conv2": ("direct", "direct", "tap_lanes_flat"),
-    "keras.conv2": ("channel_lanes", "scatter", "tap_lanes"),
-    "fashion.conv2": ("channel_lanes", "scatter", "tap_lanes"),
+    "avx2": {
+        "cnn1.conv2": ("direct", "direct", "channel_lanes"),
+        "keras.conv2": ("direct", "gemm", "channel_lanes"),
+        "fashion.conv2": ("direct", "direct", "channel_lanes"),
+    },
+    "avx512": {
+        "cnn1.conv2": ("direct", "direct", "tap_lanes_flat"),
+        "keras.conv2": ("channel_lanes", "scatter", "tap_lanes"),
+        "fashion.conv2": ("channel_lanes", "scatter", "tap_lanes"),
+    },
 }
+NO_WINOGRAD_CASES = [(isa, layer) for isa, t in EXPECTED_NO_WINOGRAD.items() for layer in sorted(t)]
 
 CASES = [(isa, layer) for isa in EXPECTED for layer in shapes.NETWORK_CONV]
 
@@ -65,12 +73,12 @@ def test_network_layer_algorithms(isa, layer):
     assert _algos(layer) == EXPECTED[isa][layer]
 
 
-@pytest.mark.parametrize("layer", sorted(EXPECTED_NO_WINOGRAD))
-def test_network_layer_algorithms_without_winograd(layer):
-    if "avx512" not in fastconv.cpu_isas():
-        pytest.skip("the Winograd kernels are AVX-512 only; this CPU has no AVX-512")
-    with winograd_allowed(False), cpu_isa("avx512"):
-        assert _algos(layer) == EXPECTED_NO_WINOGRAD[layer]
+@pytest.mark.parametrize(("isa", "layer"), NO_WINOGRAD_CASES)
+def test_network_layer_algorithms_without_winograd(isa, layer):
+    if isa not in fastconv.cpu_isas():
+        pytest.skip(f"this CPU has no {isa}")
+    with winograd_allowed(False), cpu_isa(isa):
+        assert _algos(layer) == EXPECTED_NO_WINOGRAD[isa][layer]
 
 
 @pytest.mark.parametrize("isa", list(EXPECTED), indirect=True)

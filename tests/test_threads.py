@@ -22,7 +22,7 @@ import fastconv
 import numpy as np
 import pytest
 import shapes
-from conftest import assert_close, assert_identical, conv_tolerance
+from conftest import assert_close, assert_identical, conv_algo, conv_tolerance
 from fastconv import reference as ref
 
 FORK_TIMEOUT_S = 60
@@ -82,6 +82,39 @@ def test_one_and_two_threads_agree(isa, rng):
     p2, i2 = fastconv.max_pool2d(one["y"], 3, 2, 1, return_indices=True)
     assert_identical(p2, p1, "pool values, 1 vs 2 threads")
     assert_identical(i2, i1, "pool indices, 1 vs 2 threads")
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("layer", ["fashion.conv2", "cnn1.conv2"])
+def test_forced_algorithms_one_and_two_threads_agree(isa, rng, layer):
+    """Every algorithm this path can run on a 3x3 and a 5x5 layer (the Winograd kernels among
+    them), forced: 1 and 2 threads give the same results within rounding."""
+    s = shapes.conv(layer).with_batch(3)
+    x = rng.uniform(-1, 1, s.x_shape).astype(np.float32)
+    w = rng.uniform(-1, 1, s.w_shape).astype(np.float32)
+    dy = rng.uniform(-1, 1, s.y_shape).astype(np.float32)
+    oh, ow = s.out_hw
+    run = {
+        "fwd": (lambda: [fastconv.conv2d(x, w, **s.kwargs())], s.c * s.kernel[0] * s.kernel[1]),
+        "bwd_data": (
+            lambda: [fastconv.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())],
+            s.k * s.kernel[0] * s.kernel[1],
+        ),
+        "bwd_weights": (
+            lambda: list(fastconv.conv2d_bwd_weights(dy, x, w.shape, **s.kwargs())),
+            s.n * oh * ow,
+        ),
+    }
+    for pass_name, (call, length) in run.items():
+        for algo in fastconv.conv2d_algos(pass_name, s.x_shape, s.w_shape, **s.kwargs()):
+            with conv_algo(pass_name, algo):
+                fastconv.set_num_threads(1)
+                one = call()
+                fastconv.set_num_threads(2)
+                two = call()
+            for a, b in zip(two, one, strict=True):
+                what = f"{layer} {pass_name} by {algo}: 2 threads vs 1"
+                assert_close(a, b, *conv_tolerance(length), what)
 
 
 @pytest.mark.usefixtures("restore_threads")

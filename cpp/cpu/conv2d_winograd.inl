@@ -1,7 +1,7 @@
 // conv2d_winograd.inl — Winograd F(2x2, 3x3) and F(2x2, 5x5) convolution of ONE image with the
 // output channels in the lanes (forward, and bwd_data as the transposed conv), stride 1, dilation
-// 1, even output size. Include INSIDE the anonymous namespace of the AVX-512 translation unit,
-// after its SIMD interface (it needs the interface's deinterleave) and fastconv/winograd.h.
+// 1, even output size. Include INSIDE the anonymous namespace of an ISA's translation unit,
+// after its SIMD interface (V: simd__avx512.h, simd__avx2.h) and fastconv/winograd.h.
 //
 // Why: the layers with many channels run the direct kernels at 65-85% of the FMA peak, and so
 // does oneDNN: to be faster the multiply count itself has to go down. F(2x2, r x r) computes each
@@ -10,9 +10,9 @@
 //   Y = A^T [ U (.) V ] A,   U = G g G^T (weights, done once per call by the driver),
 //   V = B^T d B (input patch d), summed over input channels before the output transform.
 // Per block of tiles (whole tile rows, about 32+ tiles):
-//   1. input transform, tiles in the lanes: 16 consecutive tiles of a tile row are the even/odd
-//      columns of 2 x 16 consecutive floats of each padded input row (one permute per vector; two
-//      rows of <= 8 tiles share a vector), their n^2 transformed points stored at
+//   1. input transform, tiles in the lanes: W consecutive tiles of a tile row are the even/odd
+//      columns of 2 x W consecutive floats of each padded input row (one permute per vector; two
+//      rows of <= W/2 tiles share a vector), their n^2 transformed points stored at
 //      v[(pt*cin + ci)*tb + tile] (masked stores keep the junk lanes out);
 //   2. per point, a small GEMM m[pt][tile][co] = sum_ci v[pt][ci][tile] * u[pt][ci][co]: a tile
 //      of NT tiles x COV channel vectors, per ci COV weight loads + NT broadcasts for NT*COV FMAs
@@ -20,8 +20,10 @@
 //   3. output transform per tile and channel vector into ycl[(oy*ow + ox)*coutp + co].
 // The rounding differs from a direct sum (F(2, 3): about the same error; F(2, 5): a few times
 // larger, from B^T's 4s and 5s), tested against the float64 reference like every path.
+// Tile sizes per ISA: MaxCov channel vectors per point-GEMM tile and the register file's size
+// (Regs: 32 zmm on AVX-512, 16 ymm on AVX2), see nt_max.
 
-template <class V, int R>
+template <class V, int R, int MaxCov = 4, int Regs = 32>
 struct WinogradF2 {
   using reg = typename V::reg;
   using Args = fastconv::cpu::ClConvArgs;
@@ -53,10 +55,10 @@ struct WinogradF2 {
     return acc;
   }
 
-  // The NP transformed points of 16 tiles whose patches start at xr (lanes 0-7) and xr + second
-  // (lanes 8-15): second = 16 for 16 consecutive tiles of a tile row, 2 * wp for two rows of <= 8
-  // tiles (the even/odd split of two input rows is the same permute as that of 32 consecutive
-  // floats). store(pt, vector) gets each point.
+  // The NP transformed points of W tiles whose patches start at xr (lanes [0, W/2)) and xr +
+  // second (lanes [W/2, W)): second = W for W consecutive tiles of a tile row, 2 * wp for two
+  // rows of <= W/2 tiles (the even/odd split of two input rows is the same permute as that of 2W
+  // consecutive floats). store(pt, vector) gets each point.
   template <class Store>
   static inline __attribute__((always_inline)) void transform_patches(const float* xr,
                                                                       int64_t second, int64_t wp,
@@ -64,7 +66,7 @@ struct WinogradF2 {
     reg e[N][N];  // e[r] = d[r] B: row r of the patch times B
 #pragma GCC unroll 8
     for (int r = 0; r < N; ++r, xr += wp) {
-      reg d[N];  // patch columns 0 .. N-1 of row r for the 16 tiles
+      reg d[N];  // patch columns 0 .. N-1 of row r for the W tiles
 #pragma GCC unroll 4
       for (int k = 0; k < N / 2; ++k)
         V::deinterleave(V::loadu(xr + 2 * k), V::loadu(xr + 2 * k + second), d[2 * k],
@@ -82,8 +84,9 @@ struct WinogradF2 {
     }
   }
 
-  // A vector of 16 tiles' values into a row of v: one tile row (lanes [0, tw - tx0) real, mask
-  // m) or, paired, two rows of tw <= 8 tiles (lanes 0-7 and, if `two`, lanes 8-15 moved down).
+  // A vector of W tiles' values into a row of v: one tile row (lanes [0, tw - tx0) real, mask
+  // m) or, paired, two rows of tw <= W/2 tiles (the lower half and, if `two`, the upper half
+  // moved down).
   static inline __attribute__((always_inline)) void store_tiles(float* out, reg x, bool paired,
                                                                 bool two, int64_t tw,
                                                                 typename V::tmask m) {
@@ -93,11 +96,11 @@ struct WinogradF2 {
 
   // 1. The transformed points of tile rows [ty0, ty1) (tw tiles each) of every input channel:
   // v[(pt*cin + ci)*tb + t], t = (ty - ty0)*tw + tx, only the real tiles written (masked stores).
-  // Rows of <= 8 tiles go two per vector (the block's rows are even then, but for the last).
+  // Rows of <= W/2 tiles go two per vector (the block's rows are even then, but for the last).
   static void input_transform(float* v, const float* xpad, const Args& a, int64_t ty0,
                               int64_t ty1, int64_t tw) {
     const int64_t tb = (ty1 - ty0) * tw, pstride = a.cin * tb;
-    const bool paired = tw <= 8;
+    const bool paired = tw <= V::W / 2;
     for (int64_t ci = 0; ci < a.cin; ++ci)
       for (int64_t ty = ty0; ty < ty1; ty += paired ? 2 : 1)
         for (int64_t tx0 = 0; tx0 < tw; tx0 += V::W) {
@@ -154,8 +157,10 @@ struct WinogradF2 {
   }
 
   // Tiles per GEMM step for COV channel vectors: NT*COV accumulators + COV weights + a broadcast
-  // within 32 registers, and at most ~1 load per 2 FMAs.
-  static constexpr int nt_max(int cov) { return cov == 1 ? 16 : cov == 2 ? 12 : cov == 3 ? 8 : 6; }
+  // within the registers, and at most ~1 load per 2 FMAs (16 registers: COV <= 2).
+  static constexpr int nt_max(int cov) {
+    return Regs >= 32 ? (cov == 1 ? 16 : cov == 2 ? 12 : cov == 3 ? 8 : 6) : (cov == 1 ? 12 : 6);
+  }
 
   template <int COV>
   static void points(float* m, const float* v, const float* u, const Args& a, int64_t tb,
@@ -196,18 +201,23 @@ struct WinogradF2 {
     }
   }
 
-  // 2. for every channel vector, in chunks of <= 4 vectors.
+  // points<COV> for COV = cov (1 <= cov <= MaxCov).
+  template <int COV = MaxCov>
+  static void points_cov(int64_t cov, float* m, const float* v, const float* u, const Args& a,
+                         int64_t tb, int64_t co0) {
+    if constexpr (COV > 1) {
+      if (cov < COV) return points_cov<COV - 1>(cov, m, v, u, a, tb, co0);
+    }
+    points<COV>(m, v, u, a, tb, co0);
+  }
+
+  // 2. for every channel vector, in chunks of <= MaxCov vectors.
   static void all_points(float* m, const float* v, const float* u, const Args& a, int64_t tb) {
     const int64_t nvec = a.coutp / V::W;
-    const int64_t chunks = (nvec + 3) / 4, per = (nvec + chunks - 1) / chunks;
+    const int64_t chunks = (nvec + MaxCov - 1) / MaxCov, per = (nvec + chunks - 1) / chunks;
     for (int64_t v0 = 0; v0 < nvec; v0 += per) {
       const int64_t cov = nvec - v0 < per ? nvec - v0 : per, co0 = v0 * V::W;
-      switch (cov) {
-        case 1: points<1>(m, v, u, a, tb, co0); break;
-        case 2: points<2>(m, v, u, a, tb, co0); break;
-        case 3: points<3>(m, v, u, a, tb, co0); break;
-        default: points<4>(m, v, u, a, tb, co0); break;
-      }
+      points_cov(cov, m, v, u, a, tb, co0);
     }
   }
 
@@ -242,7 +252,7 @@ struct WinogradF2 {
   static void dy_transform(float* v, const float* dy, const Args& a, int64_t ty0, int64_t ty1,
                            int64_t tw) {
     const int64_t tb = (ty1 - ty0) * tw, pstride = a.cin * tb, ow = a.ow;
-    const bool paired = tw <= 8;
+    const bool paired = tw <= V::W / 2;
     for (int64_t co = 0; co < a.cin; ++co)
       for (int64_t ty = ty0; ty < ty1; ty += paired ? 2 : 1)
         for (int64_t tx0 = 0; tx0 < tw; tx0 += V::W) {
@@ -254,12 +264,12 @@ struct WinogradF2 {
               _mm_prefetch(next + b, _MM_HINT_T0);
           }
           const bool two = paired && ty + 1 < ty1;
-          // floats of [dr, dr + 16) and [dr + second, dr + second + 16) inside the row(s)
+          // floats of [dr, dr + W) and [dr + second, dr + second + W) inside the row(s)
           const int64_t rest = ow - 2 * tx0, second = paired ? 2 * ow : V::W;
           const int64_t n0 = rest < V::W ? rest : V::W;
           const int64_t n1 = paired ? (two ? ow : 0) : rest - V::W < 0 ? 0 : rest - V::W;
           const auto m0 = V::tail(n0), m1 = V::tail(n1 < V::W ? n1 : V::W);
-          reg d0[2], d1[2];  // dy[0][0..1], dy[1][0..1] of the 16 tiles
+          reg d0[2], d1[2];  // dy[0][0..1], dy[1][0..1] of the W tiles
           V::deinterleave(V::load_tail(dr, m0), V::load_tail(dr + second, m1), d0[0], d0[1]);
           V::deinterleave(V::load_tail(dr + ow, m0), V::load_tail(dr + ow + second, m1), d1[0],
                           d1[1]);

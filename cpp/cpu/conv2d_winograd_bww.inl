@@ -1,6 +1,6 @@
 // conv2d_winograd_bww.inl — the weight gradient of ONE image by Winograd F(r x r, 2x2) (r = 3 is
 // used), output channels in the lanes, stride 1, dilation 1, even dy size. Include INSIDE the anonymous
-// namespace of the AVX-512 translation unit, after conv2d_winograd.inl (it reuses its input
+// namespace of an ISA's translation unit, after conv2d_winograd.inl (it reuses its input
 // transform: the same B^T, see fastconv/winograd.h).
 //
 // Why: dW[co][ci] = sum over dy's 2x2 tiles of the r x r correlation of the tile's n x n input
@@ -14,11 +14,13 @@
 //      channel vectors kept in registers across the tiles (a long reduction: acc goes to memory
 //      once per block), per tile COV loads + CI broadcasts for CI*COV FMAs.
 
-template <class V, int R>
+// Tile sizes per ISA: MaxCov channel vectors per tile and the register file's size (Regs), see
+// ci_max.
+template <class V, int R, int MaxCov = 4, int Regs = 32>
 struct WinogradBww {
   using reg = typename V::reg;
   using Args = fastconv::cpu::ClConvArgs;
-  using Fwd = WinogradF2<V, R>;
+  using Fwd = WinogradF2<V, R, MaxCov, Regs>;
   using M = fastconv::cpu::Winograd<R>;
   static constexpr int N = M::n, NP = N * N;
 
@@ -96,8 +98,21 @@ struct WinogradBww {
     }
   }
 
-  // CI*COV accumulators + COV dy vectors + a broadcast in 32 registers; CI row pointers in GPRs.
-  static constexpr int ci_max(int cov) { return cov == 1 ? 12 : cov == 2 ? 10 : cov == 3 ? 7 : 6; }
+  // CI*COV accumulators + COV dy vectors + a broadcast in the registers (16: COV <= 2); CI row
+  // pointers in GPRs.
+  static constexpr int ci_max(int cov) {
+    return Regs >= 32 ? (cov == 1 ? 12 : cov == 2 ? 10 : cov == 3 ? 7 : 6) : (cov == 1 ? 12 : 6);
+  }
+
+  // points<COV> for COV = cov (1 <= cov <= MaxCov).
+  template <int COV = MaxCov>
+  static void points_cov(int64_t cov, float* acc, const float* dyh, const float* v, const Args& a,
+                         int64_t tb, int64_t co0) {
+    if constexpr (COV > 1) {
+      if (cov < COV) return points_cov<COV - 1>(cov, acc, dyh, v, a, tb, co0);
+    }
+    points<COV>(acc, dyh, v, a, tb, co0);
+  }
 
   template <int COV>
   static void points(float* acc, const float* dyh, const float* v, const Args& a, int64_t tb,
@@ -124,7 +139,7 @@ struct WinogradBww {
   static void run(float* acc, const float* xpad, const float* dyT, float* work, const Args& a) {
     const int64_t th = a.oh / 2, tw = a.ow / 2, rows = fastconv::cpu::winograd_block_rows(tw);
     const int64_t nvec = a.coutp / V::W;
-    const int64_t chunks = (nvec + 3) / 4, per = (nvec + chunks - 1) / chunks;
+    const int64_t chunks = (nvec + MaxCov - 1) / MaxCov, per = (nvec + chunks - 1) / chunks;
     for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {
       const int64_t ty1 = ty0 + rows < th ? ty0 + rows : th, tb = (ty1 - ty0) * tw;
       float* v = work;
@@ -133,12 +148,7 @@ struct WinogradBww {
       for (int64_t t = 0; t < tb; ++t) dy_transform(dyh, dyT, a, tb, t, ty0 + t / tw, t % tw);
       for (int64_t v0 = 0; v0 < nvec; v0 += per) {
         const int64_t cov = nvec - v0 < per ? nvec - v0 : per, co0 = v0 * V::W;
-        switch (cov) {
-          case 1: points<1>(acc, dyh, v, a, tb, co0); break;
-          case 2: points<2>(acc, dyh, v, a, tb, co0); break;
-          case 3: points<3>(acc, dyh, v, a, tb, co0); break;
-          default: points<4>(acc, dyh, v, a, tb, co0); break;
-        }
+        points_cov(cov, acc, dyh, v, a, tb, co0);
       }
     }
   }

@@ -1,42 +1,43 @@
 // conv2d_winograd_tiles.inl — Winograd F(2x2, 3x3) / F(2x2, 5x5) of ONE image with the TILES in
 // the lanes from input to output, for layers with few channels (cnn1.conv2: 20), stride 1,
-// dilation 1, even output size. Include INSIDE the anonymous namespace of the AVX-512 translation
+// dilation 1, even output size. Include INSIDE the anonymous namespace of an ISA's translation
 // unit, after conv2d_winograd.inl (it reuses its transforms: transform_patches, combo).
 //
 // Why a second layout: conv2d_winograd.inl puts the output channels in the lanes of its point
 // GEMMs, so 20 channels use 20 of 32 lanes there, and its channels-last result needs an unpack.
-// Here a lane is a 2x2 output tile throughout: a "unit" is 16 tiles, either 16 consecutive tiles
-// of one tile row, or, for rows of <= 8 tiles, two tile rows of 8 (the even/odd split of two
-// input rows 2 apart is the same permute as that of 32 consecutive floats). Per block of <= 4
-// units:
+// Here a lane is a 2x2 output tile throughout: a "unit" is W tiles (one vector), either W
+// consecutive tiles of one tile row, or, for rows of <= W/2 tiles, two tile rows of W/2 (the
+// even/odd split of two input rows 2 apart is the same permute as that of 2W consecutive floats).
+// Per block of <= MaxUnits units (4 on AVX-512; 2 on AVX2, whose 16 registers hold 6 x 2
+// accumulators):
 //   1. input transform as in conv2d_winograd.inl, stored whole: v[(pt*cin + ci)*nl + lane];
 //   2. per point, m[pt][co][lane] = sum_ci u[pt][ci][co] * v[pt][ci][lane]: a tile of CO channels
-//      x TV unit vectors, per ci TV loads + CO weight broadcasts for CO*TV FMAs;
+//      x TV unit vectors (TV <= MaxUnits), per ci TV loads + CO weight broadcasts for CO*TV FMAs;
 //   3. output transform per unit and channel, + bias, ReLU, and the 2x2 outputs interleaved back
-//      into rows (one permute per 16 outputs), stored straight into the NCHW image.
+//      into rows (one permute per W outputs), stored straight into the NCHW image.
 // Lanes past the real tiles compute junk from readable zero slack/neighbour rows; never stored.
 
-template <class V, int R>
+template <class V, int R, int MaxUnits = 4>
 struct WinogradTilesF2 {
   using reg = typename V::reg;
   using Args = fastconv::cpu::WinogradTilesArgs;
   using Cl = WinogradF2<V, R>;
   static constexpr int N = Cl::N, NP = Cl::NP;
 
-  // Units: two tile rows of 8 when a row has <= 8 tiles, otherwise 16 tiles of one row.
-  static bool paired(const Args& a) { return a.ow / 2 <= 8; }
+  // Units: two tile rows of W/2 when a row has <= W/2 tiles, otherwise W tiles of one row.
+  static bool paired(const Args& a) { return a.ow / 2 <= V::W / 2; }
   static int64_t units(const Args& a) {
     const int64_t th = a.oh / 2, tw = a.ow / 2;
-    return paired(a) ? (th + 1) / 2 : th * ((tw + 15) / 16);
+    return paired(a) ? (th + 1) / 2 : th * ((tw + V::W - 1) / V::W);
   }
-  // Unit u's first tile: row ty, column tx0; second_row: floats from the first half's input row
-  // to the second half's (paired: 2 rows down; else 32 floats right: tiles tx0 + 8 ..).
+  // Unit u's first tile: row ty, column tx0 (the second half's patches start 2 input rows down
+  // when paired, else W floats right: tiles tx0 + W/2 ..).
   static void unit_origin(const Args& a, int64_t u, int64_t& ty, int64_t& tx0) {
     if (paired(a)) {
       ty = 2 * u, tx0 = 0;
     } else {
-      const int64_t per_row = (a.ow / 2 + 15) / 16;
-      ty = u / per_row, tx0 = (u % per_row) * 16;
+      const int64_t per_row = (a.ow / 2 + V::W - 1) / V::W;
+      ty = u / per_row, tx0 = (u % per_row) * V::W;
     }
   }
 
@@ -95,36 +96,35 @@ struct WinogradTilesF2 {
     }
   }
 
-  template <int CO>
+  // points<CO, TV> for TV = tv (1 <= tv <= MaxUnits).
+  template <int CO, int TV = MaxUnits>
   static void points_tv(int64_t tv, float* m, const float* v, const float* u, const Args& a,
                         int64_t nl) {
-    switch (tv) {
-      case 1: points<CO, 1>(m, v, u, a, nl); break;
-      case 2: points<CO, 2>(m, v, u, a, nl); break;
-      case 3: points<CO, 3>(m, v, u, a, nl); break;
-      default: points<CO, 4>(m, v, u, a, nl); break;
+    if constexpr (TV > 1) {
+      if (tv < TV) return points_tv<CO, TV - 1>(tv, m, v, u, a, nl);
     }
+    points<CO, TV>(m, v, u, a, nl);
   }
 
-  // Rows of 2 outputs per lane back to image rows: lanes 0-7 of (y0, y1) interleaved are 16
-  // consecutive outputs of the unit's first half, lanes 8-15 of the second.
+  // Rows of 2 outputs per lane back to image rows: the lower halves of (y0, y1) interleaved are W
+  // consecutive outputs of the unit's first half, the upper halves of the second.
   static void store_unit_rows(float* y, const Args& a, int64_t ty, int64_t tx0, int io, reg y0,
                               reg y1) {
     reg first, second;
     V::interleave(y0, y1, first, second);
     if (paired(a)) {
-      const auto m = V::tail(a.ow);  // ow <= 16
+      const auto m = V::tail(a.ow);  // ow <= W
       V::store_tail(y + (2 * ty + io) * a.ow, first, m);
       if (2 * ty + 2 < a.oh) V::store_tail(y + (2 * ty + 2 + io) * a.ow, second, m);
     } else {
       float* row = y + (2 * ty + io) * a.ow + 2 * tx0;
       const int64_t left = a.ow - 2 * tx0;  // outputs of this row from the unit's first column on
-      if (left >= 32) {
+      if (left >= 2 * V::W) {
         V::storeu(row, first);
         V::storeu(row + V::W, second);
-      } else if (left > 16) {
+      } else if (left > V::W) {
         V::storeu(row, first);
-        V::store_tail(row + V::W, second, V::tail(left - 16));
+        V::store_tail(row + V::W, second, V::tail(left - V::W));
       } else {
         V::store_tail(row, first, V::tail(left));
       }
@@ -166,8 +166,8 @@ struct WinogradTilesF2 {
   static void run(float* y, const float* xpad, const float* u, const float* bias, bool relu,
                   float* work, const Args& a) {
     const int64_t nu = units(a);
-    for (int64_t u0 = 0; u0 < nu; u0 += 4) {
-      const int64_t tv = nu - u0 < 4 ? nu - u0 : 4, nl = tv * V::W;
+    for (int64_t u0 = 0; u0 < nu; u0 += MaxUnits) {
+      const int64_t tv = nu - u0 < MaxUnits ? nu - u0 : MaxUnits, nl = tv * V::W;
       float* v = work;
       float* m = work + NP * a.cin * nl;
       for (int64_t ci = 0; ci < a.cin; ++ci)

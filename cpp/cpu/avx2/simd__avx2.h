@@ -41,6 +41,14 @@ struct VecAvx2 {
     even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
     odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
   }
+  static void interleave(reg a, reg b, reg& lo, reg& hi) {
+    // unpack gives [a0 b0 a1 b1 | a4 b4 a5 b5] and [a2 b2 a3 b3 | a6 b6 a7 b7]; the 128-bit
+    // permutes put the halves in order.
+    const reg l = _mm256_unpacklo_ps(a, b), h = _mm256_unpackhi_ps(a, b);
+    lo = _mm256_permute2f128_ps(l, h, 0x20);
+    hi = _mm256_permute2f128_ps(l, h, 0x31);
+  }
+  static reg swap_halves(reg a) { return _mm256_permute2f128_ps(a, a, 0x01); }
   static void store_idx(int64_t* dst, int64_t n, int64_t base, int64_t step, reg off) {
     const __m256i o32 = _mm256_cvttps_epi32(off);
     const __m256i lo_base = _mm256_setr_epi64x(base, base + step, base + 2 * step, base + 3 * step);

@@ -4,10 +4,11 @@
 // Interface shared with simd__avx2.h (the .inl kernels are written against it):
 //   reg / tmask (tail mask) / pmask (lane predicate), W (lanes)
 //   zero, set1, loadu, storeu, tail(n), range(l0, l1), load_tail, store_tail, fmadd, add, sub, mul, relu, hsum
-//   AVX-512 only so far (the channel-lane and Winograd kernels; an AVX2 instantiation needs them):
+//   swap_halves(x): the two halves exchanged (Winograd)
+//   interleave(a, b, lo, hi): lo = a0 b0 a1 b1 .. (lanes 0..W/2-1), hi = the same from lane W/2
+//     (deinterleave's inverse; Winograd)
+//   AVX-512 only so far (the channel-lane kernels; an AVX2 instantiation needs them):
 //   load_merge(src, m, p): lanes in m from p, the others from src
-//   swap_halves(x): the two 256-bit halves exchanged
-//   interleave(a, b, lo, hi): lo = a0 b0 a1 b1 .. a7 b7, hi = a8 b8 .. a15 b15 (deinterleave's inverse)
 //   sum_lanes4(a0, a1, a2, a3): lane k < 4 = the sum of a_k's lanes, in a fixed tree
 //   take_right(r, l): lanes where r beats l under the max-pool rule (r > l, or r NaN and l not)
 //   blend(m, a, b): m ? b : a;  deinterleave(a, b, even, odd): split 2W consecutive floats

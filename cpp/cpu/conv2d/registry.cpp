@@ -94,16 +94,18 @@ bool fwd_winograd_usable(const Conv2dParams& p, const KernelTable& kt) {
 const Fwd kFwd[] = {
     // Output channels filling >= 85% of the lanes and >= 16 input channels (the input transform
     // is paid per input channel and tile, the point GEMM per channel pair): vgg.*, fashion.conv2,
-    // keras.conv2 (PERF_LOG round 7).
-    {"winograd_channels", "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even output",
+    // keras.conv2 (PERF_LOG round 7). AVX2 (8 lanes; ms at 2 threads, machine loaded, min of 7,
+    // against the direct kernel): fashion.conv2 2.5 vs 5.5, vgg.a 43 vs 52, vgg.b 38 vs 71,
+    // keras.conv2 133 vs 187.
+    {"winograd_channels", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even output",
      fwd_winograd_usable,
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
        return cfg.winograd && p.x.c >= 16 && lanes_full(p.y.c, kt);
      },
      fwd_winograd_channels},
     // The other layers with >= 8 input and >= 4 output channels (its channel blocks are 4-6):
-    // cnn1.conv2 (PERF_LOG round 7).
-    {"winograd_tiles", "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even output",
+    // cnn1.conv2 (PERF_LOG round 7; AVX2 10.1 vs direct 11.1 ms, as above).
+    {"winograd_tiles", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even output",
      fwd_winograd_usable,
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
        return cfg.winograd && p.x.c >= 8 && p.y.c >= 4 && !lanes_full(p.y.c, kt);
@@ -150,8 +152,9 @@ const BwdData kBwdData[] = {
     // The forward's adjoint, from dy unbordered, dx channels in the lanes: for the channel-lane
     // layers whose dy is much smaller than x (valid: keras.conv2 25.2 -> 12.9 ms) or whose
     // channels-last dx stays within 128 KB (fashion.conv2 0.93 -> 0.78 ms; vgg.b's 460 KB ran
-    // 3-12% slower, its patches' read-modify-writes going to L2) (PERF_LOG round 8).
-    {"winograd_transposed", "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even dy",
+    // 3-12% slower, its patches' read-modify-writes going to L2) (PERF_LOG round 8). AVX2, as for
+    // the forward: fashion.conv2 4.1 vs direct 5.7, keras.conv2 106 vs GEMM 139.
+    {"winograd_transposed", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even dy",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.winograd.bwd_data_transposed != nullptr && winograd_shape(p, p.y.h, p.y.w);
      },
@@ -164,9 +167,10 @@ const BwdData kBwdData[] = {
      bwd_data_winograd_transposed},
     // The forward's channel rule with the roles swapped, on dy padded by k-1-pad; a valid conv
     // too where its product share n^2/(4 r^2) times the waste stays under 0.85 (keras.conv2:
-    // 36/100 x 2.25 = 0.81; 26.5 -> 25.4 ms against scatter) (PERF_LOG round 7): vgg.*.
+    // 36/100 x 2.25 = 0.81; 26.5 -> 25.4 ms against scatter) (PERF_LOG round 7): vgg.* (AVX2, as
+    // for the forward: vgg.a 38 vs direct 58, vgg.b 47 vs 71).
     {"winograd_channels",
-     "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even input, every pad <= k-1",
+     "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even input, every pad <= k-1",
      bwd_data_winograd_usable,
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
        const double n = double(p.wt.h + 1), products = n * n / (4.0 * double(p.wt.h * p.wt.h));
@@ -176,9 +180,9 @@ const BwdData kBwdData[] = {
      },
      bwd_data_winograd_channels},
     // The forward's tiles rule with the roles swapped, "same"-like sizes only (lenet.conv2, valid,
-    // ran 2x slower): cnn1.conv2 (PERF_LOG round 7).
+    // ran 2x slower): cnn1.conv2 (PERF_LOG round 7; AVX2 13.9 vs direct 15.9 ms, as above).
     {"winograd_tiles",
-     "AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even input, every pad <= k-1",
+     "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even input, every pad <= k-1",
      bwd_data_winograd_usable,
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
        return cfg.winograd && p.y.c >= 8 && p.x.c >= 4 && !lanes_full(p.x.c, kt) &&
@@ -249,8 +253,9 @@ bool tap_lanes_usable(const Conv2dParams& p, const KernelTable& kt) {
 
 const BwdWeights kBwdWeights[] = {
     // F(3x3, 2x2) for the 3x3 layers the channel-lane Winograd forward takes: vgg.a 9.5 -> 6.6
-    // ms, vgg.b 9.5 -> 5.5, fashion.conv2 1.12 -> 0.98 (PERF_LOG round 7).
-    {"winograd_channels", "AVX-512, groups 1, stride 1, dilation 1, 3x3, even output",
+    // ms, vgg.b 9.5 -> 5.5, fashion.conv2 1.12 -> 0.98 (PERF_LOG round 7). AVX2 against the
+    // channel-lane kernel (as for the forward): vgg.a 82 vs 108, vgg.b 39 vs 94, fashion 3.6 vs 7.7.
+    {"winograd_channels", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 3x3, even output",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.winograd.bwd_weights != nullptr && unit_stride(p) && p.wt.h == 3 &&
               p.wt.w == 3 && p.y.h % 2 == 0 && p.y.w % 2 == 0;

@@ -330,6 +330,15 @@ void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const fl
                                           float* work, const ClConvArgs& a);
 void conv2d_bwd_data_winograd__avx512(float* dxcl, const float* dy, const float* u, float* work,
                                       const ClConvArgs& a);
+void conv2d_fwd_winograd__avx2(float* ycl, const float* xpad, const float* u, float* work,
+                               const ClConvArgs& a);
+void conv2d_fwd_winograd_tiles__avx2(float* y, const float* xpad, const float* u,
+                                     const float* bias, bool relu, float* work,
+                                     const WinogradTilesArgs& a);
+void conv2d_bwd_weights_winograd__avx2(float* acc, const float* xpad, const float* dyT,
+                                       float* work, const ClConvArgs& a);
+void conv2d_bwd_data_winograd__avx2(float* dxcl, const float* dy, const float* u, float* work,
+                                    const ClConvArgs& a);
 void transpose_to_lanes__avx512(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp);
 void conv2d_bwd_data_dylanes__avx512(float* dx, const float* dyp, const float* wf,
                                      const DyLanesArgs& a);
