@@ -20,13 +20,13 @@ EXPECTED = {
     "portable": dict.fromkeys(shapes.NETWORK_CONV, ("gemm", "gemm", "gemm")),
     "avx2": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
-        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "channel_lanes"),
+        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "tap_lanes"),
         "keras.conv1": ("direct_shifted", "gemm", "direct"),
-        "keras.conv2": ("winograd_channels", "winograd_transposed", "channel_lanes"),
+        "keras.conv2": ("winograd_channels", "winograd_transposed", "tap_lanes"),
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
         "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),
         "lenet.conv1": ("direct_shifted", "direct", "direct"),
-        "lenet.conv2": ("direct", "direct", "channel_lanes"),
+        "lenet.conv2": ("channel_lanes", "dy_lanes", "tap_lanes_flat"),
     },
     "avx512": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
@@ -43,9 +43,9 @@ EXPECTED = {
 # With set_winograd(False), the layers Winograd takes fall back to these.
 EXPECTED_NO_WINOGRAD = {
     "avx2": {
-        "cnn1.conv2": ("direct", "direct", "channel_lanes"),
-        "keras.conv2": ("direct", "gemm", "channel_lanes"),
-        "fashion.conv2": ("direct", "direct", "channel_lanes"),
+        "cnn1.conv2": ("direct", "direct", "tap_lanes"),
+        "keras.conv2": ("direct", "scatter", "tap_lanes"),
+        "fashion.conv2": ("channel_lanes", "scatter", "tap_lanes"),
     },
     "avx512": {
         "cnn1.conv2": ("direct", "direct", "tap_lanes_flat"),

@@ -1,6 +1,6 @@
 // conv2d_bwd_data_dylanes.inl — bwd_data of a stride-1, dilation-1 conv with dy's channels (the
-// reduction) in the lanes. AVX-512 only: include INSIDE the anonymous namespace of the AVX-512
-// translation unit, after its SIMD interface.
+// reduction) in the lanes. Include INSIDE the anonymous namespace of an ISA translation unit, after
+// its SIMD interface.
 //
 // Why: a valid conv's bwd_data done as a forward over dy padded by k-1 multiplies the wide zero
 // border too (lenet.conv2: 14x14 from 10x10 with 5x5 taps, 1.96x the useful products), and with
@@ -12,7 +12,9 @@
 // the border zeros filling in (lenet.conv2: 1.2x the useful products instead of 1.96x). Each
 // (pixel, ci) ends as a vector of per-lane partial sums, added across the lanes in a fixed tree.
 
-template <class V>
+// Tiles: up to PMax pixels x CIMax dx channels (PMax*CIMax sums + PMax dy vectors + a weight
+// vector: 4 x 6 on AVX-512's 32 registers, 2 x 6 on AVX2's 16).
+template <class V, int PMax = 4, int CIMax = 6>
 struct BwdDataDyLanes {
   using reg = typename V::reg;
 
@@ -22,7 +24,7 @@ struct BwdDataDyLanes {
   }
 
   // P pixels (x0 ..) of dx row y by CI channels (ci0 ..).
-  // NV > 0: C_out rounded up is NV vectors (compile time), 0: a.coutp / 16 (run time).
+  // NV > 0: C_out rounded up is NV vectors (compile time), 0: a.coutp / W (run time).
   template <int P, int CI, int NV>
   static void tile(float* dx, const float* dyp, const float* wf,
                    const fastconv::cpu::DyLanesArgs& a, int64_t y, int64_t x0, int64_t ci0) {
@@ -68,44 +70,51 @@ struct BwdDataDyLanes {
     }
   }
 
+  // tile<n, CI, NV> for the row's last n < PMax pixels (none for n = 0).
+  template <int P, int CI, int NV>
+  static void last_tile(int64_t n, float* dx, const float* dyp, const float* wf,
+                        const fastconv::cpu::DyLanesArgs& a, int64_t y, int64_t x0, int64_t ci0) {
+    if constexpr (P >= 1) {
+      if (n == P) return tile<P, CI, NV>(dx, dyp, wf, a, y, x0, ci0);
+      last_tile<P - 1, CI, NV>(n, dx, dyp, wf, a, y, x0, ci0);
+    }
+  }
+
   template <int CI, int NV>
   static void row(float* dx, const float* dyp, const float* wf, const fastconv::cpu::DyLanesArgs& a,
                   int64_t y, int64_t ci0) {
     int64_t x0 = 0;
-    for (; x0 + 4 <= a.w; x0 += 4) tile<4, CI, NV>(dx, dyp, wf, a, y, x0, ci0);
-    switch (a.w - x0) {
-      case 3: tile<3, CI, NV>(dx, dyp, wf, a, y, x0, ci0); break;
-      case 2: tile<2, CI, NV>(dx, dyp, wf, a, y, x0, ci0); break;
-      case 1: tile<1, CI, NV>(dx, dyp, wf, a, y, x0, ci0); break;
-      default: break;
-    }
+    for (; x0 + PMax <= a.w; x0 += PMax) tile<PMax, CI, NV>(dx, dyp, wf, a, y, x0, ci0);
+    last_tile<PMax - 1, CI, NV>(a.w - x0, dx, dyp, wf, a, y, x0, ci0);
   }
 
   template <int CI>
   static void row_nv(float* dx, const float* dyp, const float* wf,
                      const fastconv::cpu::DyLanesArgs& a, int64_t y, int64_t ci0) {
     if (a.coutp == V::W) {
-      row<CI, 1>(dx, dyp, wf, a, y, ci0);  // C_out <= 16 (lenet.conv2): no channel-vector loop
+      row<CI, 1>(dx, dyp, wf, a, y, ci0);  // C_out <= W (lenet.conv2 on AVX-512): no vector loop
+    } else if (a.coutp == 2 * V::W) {
+      row<CI, 2>(dx, dyp, wf, a, y, ci0);  // (lenet.conv2 on AVX2)
     } else {
       row<CI, 0>(dx, dyp, wf, a, y, ci0);
     }
   }
 
-  // One image: every dx row by blocks of up to 6 channels (P*CI = 24 sums, 4 dy vectors and one
-  // weight vector: 29 registers).
+  // row_nv<ci> for 1 <= ci <= CI.
+  template <int CI = CIMax>
+  static void row_ci(int64_t ci, float* dx, const float* dyp, const float* wf,
+                     const fastconv::cpu::DyLanesArgs& a, int64_t y, int64_t ci0) {
+    if constexpr (CI > 1) {
+      if (ci < CI) return row_ci<CI - 1>(ci, dx, dyp, wf, a, y, ci0);
+    }
+    row_nv<CI>(dx, dyp, wf, a, y, ci0);
+  }
+
+  // One image: every dx row by blocks of up to CIMax channels.
   static void run(float* dx, const float* dyp, const float* wf, const fastconv::cpu::DyLanesArgs& a) {
-    for (int64_t ci0 = 0; ci0 < a.cin; ci0 += 6) {
-      const int64_t ci = a.cin - ci0 < 6 ? a.cin - ci0 : 6;
-      for (int64_t y = 0; y < a.h; ++y) {
-        switch (ci) {
-          case 6: row_nv<6>(dx, dyp, wf, a, y, ci0); break;
-          case 5: row_nv<5>(dx, dyp, wf, a, y, ci0); break;
-          case 4: row_nv<4>(dx, dyp, wf, a, y, ci0); break;
-          case 3: row_nv<3>(dx, dyp, wf, a, y, ci0); break;
-          case 2: row_nv<2>(dx, dyp, wf, a, y, ci0); break;
-          default: row_nv<1>(dx, dyp, wf, a, y, ci0); break;
-        }
-      }
+    for (int64_t ci0 = 0; ci0 < a.cin; ci0 += CIMax) {
+      const int64_t ci = a.cin - ci0 < CIMax ? a.cin - ci0 : CIMax;
+      for (int64_t y = 0; y < a.h; ++y) row_ci(ci, dx, dyp, wf, a, y, ci0);
     }
   }
 };

@@ -1,6 +1,6 @@
 // kernel_table__avx2.cpp — the AVX2+FMA path's kernel table, filled by field name (the kernels
-// live in sgemm__avx2.cpp, conv_pool__avx2.cpp and winograd__avx2.cpp). Families AVX2 lacks stay
-// nullptr.
+// live in sgemm__avx2.cpp, conv_pool__avx2.cpp, lanes__avx2.cpp and winograd__avx2.cpp). Families
+// AVX2 lacks stay nullptr.
 #include "fastconv/cpu_kernels.h"
 
 namespace fastconv {
@@ -21,7 +21,12 @@ const KernelTable& kernel_table__avx2() {
     t.direct.fwd_shifted = conv2d_fwd_direct_shifted__avx2;
     t.direct.shift_planes = shift_planes__avx2;
     t.direct.bwd_weights = conv2d_bwd_weights_direct__avx2;
+    t.channel_lanes.fwd = conv2d_fwd_cl__avx2;
+    t.channel_lanes.bwd_data_scatter = conv2d_bwd_data_scatter__avx2;
+    t.channel_lanes.bwd_data_dy_lanes = conv2d_bwd_data_dylanes__avx2;
     t.channel_lanes.bwd_weights = conv2d_bwd_weights_direct_t__avx2;
+    t.channel_lanes.bwd_weights_taps = conv2d_bwd_weights_direct_cl__avx2;
+    t.channel_lanes.pad_channels_last = pad_channels_last__avx2;
     t.winograd.fwd_channels = conv2d_fwd_winograd__avx2;
     t.winograd.fwd_tiles = conv2d_fwd_winograd_tiles__avx2;
     t.winograd.bwd_data_transposed = conv2d_bwd_data_winograd__avx2;

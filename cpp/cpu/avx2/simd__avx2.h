@@ -49,6 +49,16 @@ struct VecAvx2 {
     hi = _mm256_permute2f128_ps(l, h, 0x31);
   }
   static reg swap_halves(reg a) { return _mm256_permute2f128_ps(a, a, 0x01); }
+  // Pairwise horizontal adds within each 128-bit half, then the halves added: lanes 0..3 = the
+  // sums of a0..a3 (a fixed tree); lanes 4.. hold junk.
+  static reg sum_lanes4(reg a0, reg a1, reg a2, reg a3) {
+    const reg h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    return _mm256_castps128_ps256(s);
+  }
+  static reg load_merge(reg src, tmask m, const float* p) {
+    return _mm256_blendv_ps(src, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+  }
   static void store_idx(int64_t* dst, int64_t n, int64_t base, int64_t step, reg off) {
     const __m256i o32 = _mm256_cvttps_epi32(off);
     const __m256i lo_base = _mm256_setr_epi64x(base, base + step, base + 2 * step, base + 3 * step);

@@ -7,7 +7,6 @@
 //   swap_halves(x): the two halves exchanged (Winograd)
 //   interleave(a, b, lo, hi): lo = a0 b0 a1 b1 .. (lanes 0..W/2-1), hi = the same from lane W/2
 //     (deinterleave's inverse; Winograd)
-//   AVX-512 only so far (the channel-lane kernels; an AVX2 instantiation needs them):
 //   load_merge(src, m, p): lanes in m from p, the others from src
 //   sum_lanes4(a0, a1, a2, a3): lane k < 4 = the sum of a_k's lanes, in a fixed tree
 //   take_right(r, l): lanes where r beats l under the max-pool rule (r > l, or r NaN and l not)

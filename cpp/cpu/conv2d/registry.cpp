@@ -112,8 +112,8 @@ const Fwd kFwd[] = {
      },
      fwd_winograd_tiles},
     // Where its output channels use the lanes better than the pixel tiles' rows do (cl_wins):
-    // lenet.conv2.
-    {"channel_lanes", "AVX-512, groups 1, stride 1, dilation 1",
+    // lenet.conv2 (AVX2: 0.50 vs direct 0.82 ms at 2 threads, machine loaded, min of 7).
+    {"channel_lanes", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.channel_lanes.fwd != nullptr && unit_stride(p);
      },
@@ -193,7 +193,7 @@ const BwdData kBwdData[] = {
     // 5): keras.conv2 27.4 vs 34.7 ms (GEMM), fashion.conv2 1.03 vs 1.24 (channel lanes); wide
     // rows lose on the tiles' overlapping columns (vgg.a 11.9 vs 9.1, vgg.b even), 20 channels in
     // 32 lanes too.
-    {"scatter", "AVX-512, groups 1, stride 1, dilation 1, kernel width 3 or 5",
+    {"scatter", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, kernel width 3 or 5",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.channel_lanes.bwd_data_scatter != nullptr && unit_stride(p) &&
               (p.wt.w == 3 || p.wt.w == 5);
@@ -206,7 +206,7 @@ const BwdData kBwdData[] = {
     // The forward's lane rule with the roles swapped, on dy padded by k-1-pad, "same"-like sizes
     // (a full-row tile still multiplies the zero columns: keras.conv2, 1.5x the useful work,
     // stays on GEMM + col2im, 34 vs 39 ms): vgg.b.
-    {"channel_lanes", "AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
+    {"channel_lanes", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.channel_lanes.fwd != nullptr && unit_stride(p) && pads_within_kernel(p);
      },
@@ -217,8 +217,9 @@ const BwdData kBwdData[] = {
      },
      bwd_data_channel_lanes},
     // Valid padding with 4-8 dx channels (a full tile is 4 pixels x up to 6 of them; with 1-3 it
-    // is load-bound) and dy channels filling the lanes: lenet.conv2 (1.96x waste; PERF_LOG round 10).
-    {"dy_lanes", "AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
+    // is load-bound) and dy channels filling the lanes: lenet.conv2 (1.96x waste; PERF_LOG round 10;
+    // AVX2, 2 x 6 tiles: 1.06 vs direct 1.04 ms, a tie, as above).
+    {"dy_lanes", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.channel_lanes.bwd_data_dy_lanes != nullptr && unit_stride(p) && pads_within_kernel(p);
      },
@@ -267,7 +268,7 @@ const BwdWeights kBwdWeights[] = {
     // Lanes over the whole (ky, kx, ci) where they take >= 5% fewer vectors than per kernel row
     // and the padded image fits 40 KB of L1 (the flat kernel has no row blocks): cnn1.conv2, 32
     // vectors instead of 35 (PERF_LOG round 10).
-    {"tap_lanes_flat", "AVX-512, groups 1, stride 1, dilation 1, KW*C_in >= the vector lanes",
+    {"tap_lanes_flat", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, KW*C_in >= the vector lanes",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return tap_lanes_usable(p, kt) && p.wt.w * p.x.c >= kt.lanes;
      },
@@ -284,8 +285,9 @@ const BwdWeights kBwdWeights[] = {
      bwd_weights_tap_lanes_flat},
     // (kx, ci) in the lanes over a channels-last padded image, dy broadcast: all lanes useful,
     // against the channel-lane kernel cnn1.conv2 3.79 -> 2.47 ms, fashion.conv2 2.29 -> 1.44,
-    // keras.conv2 27.9 -> 27.5 (PERF_LOG round 4).
-    {"tap_lanes", "AVX-512, groups 1, stride 1, dilation 1", tap_lanes_usable,
+    // keras.conv2 27.9 -> 27.5 (PERF_LOG round 4). AVX2 (as above): cnn1.conv2 9.7 vs 13.8,
+    // keras.conv2 124 vs 119 (even), lenet.conv2 flat 0.47 vs 0.75.
+    {"tap_lanes", "AVX2 or AVX-512, groups 1, stride 1, dilation 1", tap_lanes_usable,
      [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) {
        return p.x.c >= kLaneWeightGradMinCin;
      },

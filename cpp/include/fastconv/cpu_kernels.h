@@ -330,6 +330,15 @@ void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const fl
                                           float* work, const ClConvArgs& a);
 void conv2d_bwd_data_winograd__avx512(float* dxcl, const float* dy, const float* u, float* work,
                                       const ClConvArgs& a);
+void conv2d_fwd_cl__avx2(float* ycl, const float* xpad, const float* wcl, const ClConvArgs& a);
+void conv2d_bwd_data_scatter__avx2(float* ycl, const float* dy, const float* wb,
+                                   const ScatterArgs& a);
+void conv2d_bwd_data_dylanes__avx2(float* dx, const float* dyp, const float* wf,
+                                   const DyLanesArgs& a);
+void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float* xcl,
+                                        const DirectConvArgs& a, int64_t lp, bool flat);
+void pad_channels_last__avx2(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
+                             int64_t top, int64_t left, int64_t wp);
 void conv2d_fwd_winograd__avx2(float* ycl, const float* xpad, const float* u, float* work,
                                const ClConvArgs& a);
 void conv2d_fwd_winograd_tiles__avx2(float* y, const float* xpad, const float* u,
