@@ -477,27 +477,40 @@ def _cuda_or_skip():
 @pytest.mark.gpu
 @pytest.mark.parametrize("case", CONV_CASES, ids=_ids(CONV_CASES))
 def test_cuda_ops_match_cpu_without_host_sync(case):
+    """conv2d (ReLU fused), max_pool2d, the fused pair and all their backwards on the GPU equal
+    the CPU's; the GPU side runs under set_sync_debug_mode("error"), so a host sync fails it."""
     _cuda_or_skip()
-    cpu = _conv_tensors(case)
-    gpu = _conv_tensors(case, device="cuda")
+
+    def run(x, w, b, geometry, dys):
+        y = ops.conv2d(x, w, b, *geometry, True)
+        pooled = fF.max_pool2d(y, 2, return_indices=True) if min(y.shape[2:]) >= 2 else None
+        fused = ops.conv2d_relu_maxpool2d(x, w, b, *geometry) if pooled is not None else None
+        if dys is None:  # the CPU run draws them; the GPU run gets copies made beforehand
+            g = torch.Generator().manual_seed(5)
+            dys = [torch.randn(y.shape, generator=g)]
+            dys += [torch.randn(fused[0].shape, generator=g)] if fused is not None else []
+        leaves = [t for t in (x, w, b) if t is not None]
+        grads = list(torch.autograd.grad(y, leaves, dys[0]))
+        if fused is not None:
+            grads += torch.autograd.grad(fused[0], leaves, dys[1])
+        return (y, pooled, fused, grads), dys
+
+    x, w, b, *geometry = _conv_tensors(case)
+    c, dys = run(x, w, b, geometry, None)
+    x, w, b, *geometry = _conv_tensors(case, device="cuda")
+    dys = [d.cuda() for d in dys]
     torch.cuda.set_sync_debug_mode("error")
     try:
-        outs = {}
-        for dev, (x, w, b, *geometry) in (("cpu", cpu), ("cuda", gpu)):
-            y = ops.conv2d(x, w, b, *geometry, True)
-            pooled = fF.max_pool2d(y, 2, return_indices=True) if min(y.shape[2:]) >= 2 else None
-            fused = ops.conv2d_relu_maxpool2d(x, w, b, *geometry) if pooled is not None else None
-            grads = _grads(y, (x, w, b))
-            outs[dev] = (y, pooled, fused, grads)
+        g, _ = run(x, w, b, geometry, dys)
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    c, g = outs["cpu"], outs["cuda"]
     _assert_close(g[0].cpu(), c[0], "conv2d")
     if c[1] is not None:
         assert torch.equal(g[1][0].cpu(), c[1][0])
         assert torch.equal(g[1][1].cpu(), c[1][1])
         _assert_close(g[2][0].cpu(), c[2][0], "fused")
         assert torch.equal(g[2][1].cpu(), c[2][1]), "fused codes"
+    assert len(g[3]) == len(c[3])
     for got, want in zip(g[3], c[3]):
         _assert_close(got.cpu(), want, "grad", atol=1e-3)
 
@@ -578,3 +591,31 @@ def test_opinfo_samples(name, monkeypatch):
         s = e.sample_input
         with pytest.raises((RuntimeError, ValueError, TypeError)):
             ours(s.input, *s.args, **s.kwargs)
+
+
+@pytest.mark.parametrize("case", FUSED_CASES[:3], ids=_ids(FUSED_CASES[:3]))
+def test_cuda_fused_composition_logic_on_cpu_tensors(case):
+    """The GPU's fused pair is composed from conv2d + max_pool2d, its codes derived from the
+    pool's indices and its backward a scatter through them (_cuda_kernels); that elementwise
+    logic is device-agnostic, so it is checked here against the CPU's fused kernels."""
+    from fastconv.torch import _cuda_kernels
+
+    x, w, b, *geometry = (
+        t.detach() if isinstance(t, torch.Tensor) else t for t in _conv_tensors(case)
+    )
+    y = ops.conv2d(x, w, b, *geometry, True)
+    pooled, idx = ops.max_pool2d(y, [2, 2], [2, 2], "explicit", [0, 0], [1, 1], False)
+    want_pooled, want_codes = ops.conv2d_relu_maxpool2d(x, w, b, *geometry)
+    assert torch.equal(pooled, want_pooled)
+    assert torch.equal(_cuda_kernels._codes_from_indices(pooled, idx, y.shape[3]), want_codes)
+    dy = torch.randn(pooled.shape, generator=torch.Generator().manual_seed(3))
+    dconv = _cuda_kernels._relu_maxpool2d_backward(dy, want_codes, y.shape)
+    dx = ops.conv2d_bwd_data(dconv, w, [*x.shape], *geometry)
+    want_dx = ops.conv2d_relu_maxpool2d_bwd_data(dy, want_codes, w, [*x.shape], *geometry)
+    _assert_close(dx, want_dx, "grad input")
+    dw, db = ops.conv2d_bwd_weights(dconv, x, [*w.shape], *geometry, True)
+    want_dw, want_db = ops.conv2d_relu_maxpool2d_bwd_weights(
+        dy, want_codes, x, [*w.shape], *geometry, True
+    )
+    _assert_close(dw, want_dw, "grad weight", atol=1e-3)
+    _assert_close(db, want_db, "grad bias", atol=1e-3)
