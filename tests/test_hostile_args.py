@@ -570,3 +570,21 @@ def test_max_pool_and_conv_past_2_31_elements():
     assert out[0, 0, -1, -1] == 14.0
     assert out[0, 0, 5, 3] == 6.0
     assert float(out.sum(dtype=np.float64)) == 20.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"padding": 2**63 - 1}, ValueError, "padding"),
+        ({"dilation": 2**62}, ValueError, "dilation"),
+        ({"stride": 2**64}, ValueError, "stride"),
+        ({"groups": math.nan}, TypeError, "groups"),
+        ({"x_shape": (1, 2, 8.5, 8)}, TypeError, "x_shape"),
+        ({"x_shape": (1, 2, 2**63, 8)}, ValueError, "x_shape"),
+        ({"w_shape": (3, 2, 3, True)}, TypeError, "w_shape"),
+    ],
+)
+def test_conv2d_algo_validates_like_the_ops(kwargs, exc, match):
+    x_shape, w_shape = kwargs.pop("x_shape", X.shape), kwargs.pop("w_shape", W.shape)
+    with pytest.raises(exc, match=match):
+        fastconv.conv2d_algo("fwd", x_shape, w_shape, **kwargs)
