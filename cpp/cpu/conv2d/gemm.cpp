@@ -153,11 +153,13 @@ void im2col_pixel_slivers(const Conv2dParams& p, const Geometry& g, const float*
       const int64_t a = std::min(std::max(lo, t), t + len) - t;
       const int64_t b = std::min(std::max(hi, a + t), t + len) - t;
       for (int64_t u = 0; u < a; ++u) d[u] = 0.0f;
-      if (s == 1) {
-        const float* sp = src + ix0 + t;
-        for (int64_t u = a; u < b; ++u) d[u] = sp[u];
-      } else {
-        for (int64_t u = a; u < b; ++u) d[u] = src[ix0 + (t + u) * s];
+      if (a < b) {  // src is null in vertical padding: form no pointer from it then (UBSan)
+        if (s == 1) {
+          const float* sp = src + (ix0 + t + a);  // the first tap inside the row
+          for (int64_t u = a; u < b; ++u) d[u] = sp[u - a];
+        } else {
+          for (int64_t u = a; u < b; ++u) d[u] = src[ix0 + (t + u) * s];
+        }
       }
       for (int64_t u = b; u < len; ++u) d[u] = 0.0f;
       t += len;
