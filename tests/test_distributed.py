@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -45,10 +46,49 @@ def _env(**extra):
 
 
 def _launch(args, cwd, ranks=2, env=None, timeout=TIMEOUT):
+    """Run mpiexec; whatever happens, no rank outlives the call. A rank that the MPI runtime failed
+    to end (seen once under heavy load: rank 0 orphaned, spinning in MPI progress for an hour)
+    is found by a tag in its environment and killed, as is mpiexec's process group on a timeout."""
     cmd = [_mpiexec(), "-n", str(ranks), *args]
-    return subprocess.run(
-        cmd, cwd=cwd, env=env or _env(), capture_output=True, text=True, timeout=timeout
+    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    env = dict(env or _env(), PYTEST_MPI_RUN_TAG=tag)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        proc.communicate()
+        raise
+    finally:
+        _kill_group(proc.pid)
+        _kill_tagged(tag)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _kill_group(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_tagged(tag):
+    """SIGKILL every process whose environment carries PYTEST_MPI_RUN_TAG=tag (Linux /proc)."""
+    needle = f"PYTEST_MPI_RUN_TAG={tag}".encode()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
 
 
 @pytest.fixture(scope="module")
