@@ -292,11 +292,14 @@ class Group:
     def _abort(self, exc):
         """Print exc with this rank's number and end every rank of the communicator."""
         sys.stdout.flush()
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-        sys.stderr.write(
+        # The one-line summary first and everything in one write: MPI.Abort may end the launcher's
+        # output forwarding before a long traceback written piecemeal has all gone through.
+        summary = (
             f"[rank {self.rank}/{self.size}] fastconv: {type(exc).__name__}: {exc}; "
             "aborting all ranks (MPI.Abort)\n"
         )
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        sys.stderr.write(summary + trace)
         sys.stderr.flush()
         self.comm.Abort(1)
 

@@ -17,6 +17,9 @@ def single_threaded_blas():
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
+        threadpool_limits = None
+    # yield outside the except block, so errors raised in the body carry no ImportError context
+    if threadpool_limits is None:
         yield
         return
     with threadpool_limits(limits=1, user_api="blas"):
