@@ -73,10 +73,7 @@ void bwd_data_scatter(float* dx, const DySource& dy, const float* w, const Conv2
 
 // bwd_data with dy's channels in the lanes (conv2d_bwd_data_dylanes.inl): for valid-padded
 // layers with few dx channels, where a forward over dy padded by k-1 multiplies the wide zero
-
-// bwd_data with dy's channels in the lanes: for valid-padded layers with few dx channels, where a
-// forward over dy padded by k-1 multiplies the wide zero border and dx-channel lanes would run
-// mostly empty.
+// border and dx-channel lanes would run mostly empty.
 void bwd_data_dy_lanes(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
                        const KernelTable& kt) {
   DyLanesArgs a{};
