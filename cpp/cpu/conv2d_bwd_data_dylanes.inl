@@ -52,7 +52,10 @@ struct BwdDataDyLanes {
           }
 #pragma GCC unroll 6
           for (int c = 0; c < CI; ++c) {
-            const reg wv = V::loadu(w0 + c * a.coutp + v * V::W);
+            reg wv = V::loadu(w0 + c * a.coutp + v * V::W);
+            // Pinned too: GCC otherwise folds the weight load into each pixel's FMA, P loads
+            // per weight vector (AVX2 2 x 6: 28 loads per 24 FMAs, load-bound).
+            asm("" : "+v"(wv));
 #pragma GCC unroll 4
             for (int p = 0; p < P; ++p) acc[p][c] = V::fmadd(d[p], wv, acc[p][c]);
           }
@@ -61,12 +64,24 @@ struct BwdDataDyLanes {
     }
     const int64_t plane = a.h * a.w;
     float* out = dx + ci0 * plane + y * a.w + x0;
+    if constexpr (P == 2) {
+      // Two channels' 2 pixels per lane sum: half the reductions, two 64-bit stores.
+#pragma GCC unroll 3
+      for (int c = 0; c + 1 < CI; c += 2)
+        V::store_pairs(out + c * plane, out + (c + 1) * plane,
+                       sum4(acc[0][c], acc[P - 1][c], acc[0][c + 1], acc[P - 1][c + 1]));
+      if constexpr (CI % 2 == 1) {
+        const reg s = sum4(acc[0][CI - 1], acc[P - 1][CI - 1], V::zero(), V::zero());
+        V::store_tail(out + (CI - 1) * plane, s, V::tail(2));
+      }
+    } else {
 #pragma GCC unroll 6
-    for (int c = 0; c < CI; ++c) {
-      const reg s = sum4(acc[0][c], P > 1 ? acc[P > 1 ? 1 : 0][c] : V::zero(),
-                         P > 2 ? acc[P > 2 ? 2 : 0][c] : V::zero(),
-                         P > 3 ? acc[P > 3 ? 3 : 0][c] : V::zero());
-      V::store_tail(out + c * plane, s, V::tail(P));
+      for (int c = 0; c < CI; ++c) {
+        const reg s = sum4(acc[0][c], P > 1 ? acc[P > 1 ? 1 : 0][c] : V::zero(),
+                           P > 2 ? acc[P > 2 ? 2 : 0][c] : V::zero(),
+                           P > 3 ? acc[P > 3 ? 3 : 0][c] : V::zero());
+        V::store_tail(out + c * plane, s, V::tail(P));
+      }
     }
   }
 

@@ -23,6 +23,13 @@ struct VecAvx2 {
   }
   static reg load_tail(const float* p, tmask m) { return _mm256_maskload_ps(p, m); }
   static void store_tail(float* p, reg v, tmask m) { _mm256_maskstore_ps(p, m, v); }
+  // Lanes 0, 1 to p[0..1] and lanes 2, 3 to q[0..1]: two 64-bit stores (vmaskmovps stores are
+  // microcoded on AMD cores).
+  static void store_pairs(float* p, float* q, reg v) {
+    const __m128 s = _mm256_castps256_ps128(v);
+    _mm_storel_pi(reinterpret_cast<__m64*>(p), s);
+    _mm_storeh_pi(reinterpret_cast<__m64*>(q), s);
+  }
   static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }

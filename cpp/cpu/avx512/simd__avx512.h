@@ -9,6 +9,7 @@
 //     (deinterleave's inverse; Winograd)
 //   load_merge(src, m, p): lanes in m from p, the others from src
 //   sum_lanes4(a0, a1, a2, a3): lane k < 4 = the sum of a_k's lanes, in a fixed tree
+//   store_pairs(p, q, v): lanes 0, 1 to p[0..1], lanes 2, 3 to q[0..1] (two 64-bit stores)
 //   take_right(r, l): lanes where r beats l under the max-pool rule (r > l, or r NaN and l not)
 //   blend(m, a, b): m ? b : a;  deinterleave(a, b, even, odd): split 2W consecutive floats
 //   store_idx(dst, n, base, step, off): dst[j] = base + j*step + int(off[j]) for j < n (int64)
@@ -33,6 +34,11 @@ struct VecAvx512 {
   static reg load_tail(const float* p, tmask m) { return _mm512_maskz_loadu_ps(m, p); }
   static reg load_merge(reg src, tmask m, const float* p) { return _mm512_mask_loadu_ps(src, m, p); }
   static void store_tail(float* p, reg v, tmask m) { _mm512_mask_storeu_ps(p, m, v); }
+  static void store_pairs(float* p, float* q, reg v) {
+    const __m128 s = _mm512_castps512_ps128(v);
+    _mm_storel_pi(reinterpret_cast<__m64*>(p), s);
+    _mm_storeh_pi(reinterpret_cast<__m64*>(q), s);
+  }
   static reg swap_halves(reg x) { return _mm512_shuffle_f32x4(x, x, 0x4E); }
   static void interleave(reg a, reg b, reg& lo, reg& hi) {
     const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
