@@ -13,7 +13,7 @@
 //   1. input transform, tiles in the lanes: W consecutive tiles of a tile row are the even/odd
 //      columns of 2 x W consecutive floats of each padded input row (one permute per vector; two
 //      rows of <= W/2 tiles share a vector), their n^2 transformed points stored at
-//      v[(pt*cin + ci)*tb + tile] (masked stores keep the junk lanes out);
+//      v[pt*v_pitch + ci*tb + tile] (whole vectors: junk lanes land where later stores go);
 //   2. per point, a small GEMM m[pt][tile][co] = sum_ci v[pt][ci][tile] * u[pt][ci][co]: a tile
 //      of NT tiles x COV channel vectors, per ci COV weight loads + NT broadcasts for NT*COV FMAs
 //      (the fwd_cl kernel's tile, with the taps replaced by points);
@@ -84,22 +84,28 @@ struct WinogradF2 {
     }
   }
 
-  // A vector of W tiles' values into a row of v: one tile row (lanes [0, tw - tx0) real, mask
-  // m) or, paired, two rows of tw <= W/2 tiles (the lower half and, if `two`, the upper half
-  // moved down).
+  // v's pitch from one point to the next: cin * tb floats and W of slack. The transforms store
+  // whole vectors, their junk lanes landing past the real tiles: on tiles (or rows, or the next
+  // channel's) that a later store of the same loop writes, or for the last channel in the slack.
+  // (Masked stores: vmaskmovps is microcoded on AMD cores, and with 7 tiles a row every store of
+  // fashion.conv2 was one; AVX2 bwd_data spent half its transform time there.)
+  static int64_t v_pitch(int64_t cin, int64_t tb) { return cin * tb + V::W; }
+
+  // A vector of W tiles' values into a row of v: one tile row (lanes [0, tw - tx0) real) or,
+  // paired, two rows of tw <= W/2 tiles (the lower half and, if `two`, the upper half moved
+  // down). Whole-vector stores: see v_pitch.
   static inline __attribute__((always_inline)) void store_tiles(float* out, reg x, bool paired,
-                                                                bool two, int64_t tw,
-                                                                typename V::tmask m) {
-    V::store_tail(out, x, m);
-    if (paired && two) V::store_tail(out + tw, V::swap_halves(x), m);
+                                                                bool two, int64_t tw) {
+    V::storeu(out, x);
+    if (paired && two) V::storeu(out + tw, V::swap_halves(x));
   }
 
   // 1. The transformed points of tile rows [ty0, ty1) (tw tiles each) of every input channel:
-  // v[(pt*cin + ci)*tb + t], t = (ty - ty0)*tw + tx, only the real tiles written (masked stores).
+  // v[pt*v_pitch + ci*tb + t], t = (ty - ty0)*tw + tx (junk lanes past the real tiles: v_pitch).
   // Rows of <= W/2 tiles go two per vector (the block's rows are even then, but for the last).
   static void input_transform(float* v, const float* xpad, const Args& a, int64_t ty0,
                               int64_t ty1, int64_t tw) {
-    const int64_t tb = (ty1 - ty0) * tw, pstride = a.cin * tb;
+    const int64_t tb = (ty1 - ty0) * tw, pstride = v_pitch(a.cin, tb);
     const bool paired = tw <= V::W / 2;
     for (int64_t ci = 0; ci < a.cin; ++ci)
       for (int64_t ty = ty0; ty < ty1; ty += paired ? 2 : 1)
@@ -107,9 +113,8 @@ struct WinogradF2 {
           const float* xr = xpad + ci * a.plane + 2 * ty * a.wp + 2 * tx0;
           float* out = v + ci * tb + (ty - ty0) * tw + tx0;
           const bool two = paired && ty + 1 < ty1;
-          const auto m = V::tail(paired ? tw : tw - tx0 < V::W ? tw - tx0 : V::W);
           transform_patches(xr, paired ? 2 * a.wp : V::W, a.wp, [&](int pt, reg x) {
-            store_tiles(out + pt * pstride, x, paired, two, tw, m);
+            store_tiles(out + pt * pstride, x, paired, two, tw);
           });
         }
   }
@@ -167,7 +172,7 @@ struct WinogradF2 {
                      int64_t co0) {
     constexpr int NT = nt_max(COV);
     for (int64_t pt = 0; pt < NP; ++pt) {
-      const float* vp = v + pt * a.cin * tb;
+      const float* vp = v + pt * v_pitch(a.cin, tb);
       const float* up = u + pt * a.cin * a.coutp;
       float* mp = m + pt * tb * a.coutp;
       for (int64_t t0 = 0; t0 < tb; t0 += NT) {
@@ -228,7 +233,7 @@ struct WinogradF2 {
     for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {
       const int64_t ty1 = ty0 + rows < th ? ty0 + rows : th, tb = (ty1 - ty0) * tw;
       float* v = work;
-      float* m = work + NP * a.cin * tb;
+      float* m = work + NP * v_pitch(a.cin, tb);
       input_transform(v, xpad, a, ty0, ty1, tw);
       all_points(m, v, u, a, tb);
       for (int64_t t = 0; t < tb; ++t)
@@ -251,7 +256,7 @@ struct WinogradF2 {
   // border to read into).
   static void dy_transform(float* v, const float* dy, const Args& a, int64_t ty0, int64_t ty1,
                            int64_t tw) {
-    const int64_t tb = (ty1 - ty0) * tw, pstride = a.cin * tb, ow = a.ow;
+    const int64_t tb = (ty1 - ty0) * tw, pstride = v_pitch(a.cin, tb), ow = a.ow;
     const bool paired = tw <= V::W / 2;
     for (int64_t co = 0; co < a.cin; ++co)
       for (int64_t ty = ty0; ty < ty1; ty += paired ? 2 : 1)
@@ -273,13 +278,12 @@ struct WinogradF2 {
           V::deinterleave(V::load_tail(dr, m0), V::load_tail(dr + second, m1), d0[0], d0[1]);
           V::deinterleave(V::load_tail(dr + ow, m0), V::load_tail(dr + ow + second, m1), d1[0],
                           d1[1]);
-          const auto m = V::tail(paired ? tw : tw - tx0 < V::W ? tw - tx0 : V::W);
 #pragma GCC unroll 8
           for (int j = 0; j < N; ++j) {  // h = dy A^T, then A h
             const reg h[2] = {combo(A.m[j], d0), combo(A.m[j], d1)};
 #pragma GCC unroll 8
             for (int i = 0; i < N; ++i)
-              store_tiles(out + (N * i + j) * pstride, combo(A.m[i], h), paired, two, tw, m);
+              store_tiles(out + (N * i + j) * pstride, combo(A.m[i], h), paired, two, tw);
           }
         }
   }
@@ -321,7 +325,7 @@ struct WinogradF2 {
     for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {
       const int64_t ty1 = ty0 + rows < th ? ty0 + rows : th, tb = (ty1 - ty0) * tw;
       float* v = work;
-      float* m = work + NP * a.cin * tb;
+      float* m = work + NP * v_pitch(a.cin, tb);
       dy_transform(v, dy, a, ty0, ty1, tw);
       all_points(m, v, u, a, tb);
       for (int64_t t = 0; t < tb; ++t)

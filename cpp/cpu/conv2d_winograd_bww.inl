@@ -124,7 +124,7 @@ struct WinogradBww {
     for (int64_t pt = 0; pt < NP; ++pt) {
       float* accp = acc + pt * a.cin * a.coutp;
       const float* dyp = dyh + pt * tb * a.coutp;
-      const float* vp = v + pt * a.cin * tb;
+      const float* vp = v + pt * Fwd::v_pitch(a.cin, tb);
       for (int64_t b = 0, ci0 = 0; b < blocks; ++b) {
         const int64_t ci1 = (b + 1) * a.cin / blocks;
         point_tile_n<COV, CI>(ci1 - ci0, accp, dyp, vp, a, tb, ci0, co0);
@@ -143,7 +143,7 @@ struct WinogradBww {
     for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {
       const int64_t ty1 = ty0 + rows < th ? ty0 + rows : th, tb = (ty1 - ty0) * tw;
       float* v = work;
-      float* dyh = work + NP * a.cin * tb;
+      float* dyh = work + NP * Fwd::v_pitch(a.cin, tb);
       Fwd::input_transform(v, xpad, a, ty0, ty1, tw);
       for (int64_t t = 0; t < tb; ++t) dy_transform(dyh, dyT, a, tb, t, ty0 + t / tw, t % tw);
       for (int64_t v0 = 0; v0 < nvec; v0 += per) {

@@ -172,9 +172,10 @@ inline int64_t winograd_block_rows(int64_t tiles_per_row) {
   const int64_t rows = tiles_per_row >= 32 ? 1 : (32 + tiles_per_row - 1) / tiles_per_row;
   return tiles_per_row <= 8 ? (rows + 1) / 2 * 2 : rows;
 }
+// (+ 16 floats per point: the transforms' whole-vector stores run past each point's tiles.)
 inline int64_t winograd_work_floats(const ClConvArgs& a) {
   const int64_t tb = winograd_block_rows(a.ow / 2) * (a.ow / 2), n = a.kh + 1;
-  return n * n * tb * (a.cin + a.coutp);
+  return n * n * (tb * (a.cin + a.coutp) + 16);
 }
 
 // Winograd with the tiles in the lanes (conv2d_winograd_tiles.inl), for few channels: the same
@@ -203,7 +204,7 @@ using WinogradBwwFn = void (*)(float* acc, const float* xpad, const float* dyT, 
                                const ClConvArgs& a);
 inline int64_t winograd_bww_work_floats(const ClConvArgs& a) {
   const int64_t tb = winograd_block_rows(a.ow / 2) * (a.ow / 2), n = a.kh + 1;
-  return n * n * tb * (a.cin + a.coutp);
+  return n * n * (tb * (a.cin + a.coutp) + 16);
 }
 
 // dyT[q*coutp + c] = dy[c*P + q] for c < C and q < P, zero for C <= c < round_up(C, 16)
