@@ -13,7 +13,8 @@
 //   1. input transform, tiles in the lanes: W consecutive tiles of a tile row are the even/odd
 //      columns of 2 x W consecutive floats of each padded input row (one permute per vector; two
 //      rows of <= W/2 tiles share a vector), their n^2 transformed points stored at
-//      v[pt*v_pitch + ci*tb + tile] (whole vectors: junk lanes land where later stores go);
+//      v[pt*v_pitch + ci*tb + tile] (masked stores, or on AVX2 whole vectors whose junk lanes
+//      land where later stores go);
 //   2. per point, a small GEMM m[pt][tile][co] = sum_ci v[pt][ci][tile] * u[pt][ci][co]: a tile
 //      of NT tiles x COV channel vectors, per ci COV weight loads + NT broadcasts for NT*COV FMAs
 //      (the fwd_cl kernel's tile, with the taps replaced by points);
@@ -84,24 +85,32 @@ struct WinogradF2 {
     }
   }
 
-  // v's pitch from one point to the next: cin * tb floats and W of slack. The transforms store
-  // whole vectors, their junk lanes landing past the real tiles: on tiles (or rows, or the next
-  // channel's) that a later store of the same loop writes, or for the last channel in the slack.
-  // (Masked stores: vmaskmovps is microcoded on AMD cores, and with 7 tiles a row every store of
-  // fashion.conv2 was one; AVX2 bwd_data spent half its transform time there.)
+  // v's pitch from one point to the next: cin * tb floats and W of slack. Where masked stores
+  // are slow (V::masked_store_fast false: vmaskmovps is microcoded on AMD cores, and with 7 tiles
+  // a row every store of fashion.conv2 was one, half of AVX2 bwd_data's transform time), the
+  // transforms store whole vectors, their junk lanes landing past the real tiles: on tiles (or
+  // rows, or the next channel's) that a later store of the same loop writes, or for the last
+  // channel in the slack.
   static int64_t v_pitch(int64_t cin, int64_t tb) { return cin * tb + V::W; }
 
-  // A vector of W tiles' values into a row of v: one tile row (lanes [0, tw - tx0) real) or,
-  // paired, two rows of tw <= W/2 tiles (the lower half and, if `two`, the upper half moved
-  // down). Whole-vector stores: see v_pitch.
+  // A vector of W tiles' values into a row of v: one tile row (lanes [0, tw - tx0) real, mask
+  // m) or, paired, two rows of tw <= W/2 tiles (the lower half and, if `two`, the upper half
+  // moved down).
   static inline __attribute__((always_inline)) void store_tiles(float* out, reg x, bool paired,
-                                                                bool two, int64_t tw) {
-    V::storeu(out, x);
-    if (paired && two) V::storeu(out + tw, V::swap_halves(x));
+                                                                bool two, int64_t tw,
+                                                                typename V::tmask m) {
+    if constexpr (V::masked_store_fast) {
+      V::store_tail(out, x, m);
+      if (paired && two) V::store_tail(out + tw, V::swap_halves(x), m);
+    } else {
+      V::storeu(out, x);
+      if (paired && two) V::storeu(out + tw, V::swap_halves(x));
+    }
   }
 
   // 1. The transformed points of tile rows [ty0, ty1) (tw tiles each) of every input channel:
-  // v[pt*v_pitch + ci*tb + t], t = (ty - ty0)*tw + tx (junk lanes past the real tiles: v_pitch).
+  // v[pt*v_pitch + ci*tb + t], t = (ty - ty0)*tw + tx (only the real tiles: masked stores, or
+  // junk lanes past them: v_pitch).
   // Rows of <= W/2 tiles go two per vector (the block's rows are even then, but for the last).
   static void input_transform(float* v, const float* xpad, const Args& a, int64_t ty0,
                               int64_t ty1, int64_t tw) {
@@ -113,8 +122,9 @@ struct WinogradF2 {
           const float* xr = xpad + ci * a.plane + 2 * ty * a.wp + 2 * tx0;
           float* out = v + ci * tb + (ty - ty0) * tw + tx0;
           const bool two = paired && ty + 1 < ty1;
+          const auto m = V::tail(paired ? tw : tw - tx0 < V::W ? tw - tx0 : V::W);
           transform_patches(xr, paired ? 2 * a.wp : V::W, a.wp, [&](int pt, reg x) {
-            store_tiles(out + pt * pstride, x, paired, two, tw);
+            store_tiles(out + pt * pstride, x, paired, two, tw, m);
           });
         }
   }
@@ -278,12 +288,13 @@ struct WinogradF2 {
           V::deinterleave(V::load_tail(dr, m0), V::load_tail(dr + second, m1), d0[0], d0[1]);
           V::deinterleave(V::load_tail(dr + ow, m0), V::load_tail(dr + ow + second, m1), d1[0],
                           d1[1]);
+          const auto m = V::tail(paired ? tw : tw - tx0 < V::W ? tw - tx0 : V::W);
 #pragma GCC unroll 8
           for (int j = 0; j < N; ++j) {  // h = dy A^T, then A h
             const reg h[2] = {combo(A.m[j], d0), combo(A.m[j], d1)};
 #pragma GCC unroll 8
             for (int i = 0; i < N; ++i)
-              store_tiles(out + (N * i + j) * pstride, combo(A.m[i], h), paired, two, tw);
+              store_tiles(out + (N * i + j) * pstride, combo(A.m[i], h), paired, two, tw, m);
           }
         }
   }

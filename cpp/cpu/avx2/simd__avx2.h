@@ -8,6 +8,8 @@ struct VecAvx2 {
   using tmask = __m256i;
   using pmask = __m256;
   static constexpr int W = 8;
+  // vmaskmovps stores are microcoded on AMD cores: kernels may store whole vectors into slack.
+  static constexpr bool masked_store_fast = false;
 
   static reg zero() { return _mm256_setzero_ps(); }
   static reg set1(float v) { return _mm256_set1_ps(v); }

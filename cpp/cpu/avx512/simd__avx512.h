@@ -2,7 +2,8 @@
 // Include ONLY from the AVX-512 translation unit, INSIDE its anonymous namespace: the struct is then
 // file-local and compiled with -mavx512f, so no other ISA's code can link against it.
 // Interface shared with simd__avx2.h (the .inl kernels are written against it):
-//   reg / tmask (tail mask) / pmask (lane predicate), W (lanes)
+//   reg / tmask (tail mask) / pmask (lane predicate), W (lanes), masked_store_fast (store_tail
+//   as cheap as storeu; else kernels may store whole vectors into slack)
 //   zero, set1, loadu, storeu, tail(n), range(l0, l1), load_tail, store_tail, fmadd, add, sub, mul, relu, hsum
 //   swap_halves(x): the two halves exchanged (Winograd)
 //   interleave(a, b, lo, hi): lo = a0 b0 a1 b1 .. (lanes 0..W/2-1), hi = the same from lane W/2
@@ -22,6 +23,7 @@ struct VecAvx512 {
   using tmask = __mmask16;
   using pmask = __mmask16;
   static constexpr int W = 16;
+  static constexpr bool masked_store_fast = true;  // native masked stores
 
   static reg zero() { return _mm512_setzero_ps(); }
   static reg set1(float v) { return _mm512_set1_ps(v); }
