@@ -1,5 +1,5 @@
 """`fastconv train` under bad input: one line on stderr naming the option and its range, never a
-traceback; status 2 for values argparse refuses, 1 for what is found later, 130 for Ctrl-C; all
+traceback (a bad FASTCONV_* variable included); status 2 for values argparse refuses, 1 for what is found later, 130 for Ctrl-C; all
 checks before training starts (nothing is loaded or trained when one fails)."""
 
 from __future__ import annotations
@@ -202,3 +202,22 @@ def test_ctrl_c_ends_training_with_130_and_one_line(tmp_path):
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "fastconv train: interrupted"
     assert err.count("interrupted") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("FASTCONV_CPU_ISA", "foo"), ("FASTCONV_NUM_THREADS", "abc")]
+)
+def test_bad_environment_variable_is_one_line_not_a_traceback(name, value):
+    """The package validates FASTCONV_* at import, before the CLI runs: a command line still gets
+    one line naming the variable and status 2, while `import fastconv` keeps its ValueError."""
+    env = dict(os.environ, **{name: value})
+    cmd = [sys.executable, "-m", "fastconv", "train", "softmax", "--epochs", "1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith(f"fastconv: {name} must be"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    code = "import fastconv"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert f"ValueError: {name} must be" in proc.stderr

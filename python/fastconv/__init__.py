@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers as _numbers
 import os as _os
+import sys as _sys
 
 from . import _C, reference
 from .ops import (
@@ -177,20 +178,39 @@ from . import datasets, distributed, models, nn  # noqa: E402  (the layer API bu
 # The FASTCONV_* variables the library reads (one table, cpp/config.cpp; env_settings()), parsed
 # by the same native parser as the C++ readers: a bad value is a ValueError naming the variable,
 # here at import, not a silent guess later.
-for _row in _C.env_settings():
-    if _row["read_by"].startswith("library"):
-        _C.env_value(_row["name"])
-if _C.env_value("FASTCONV_CPU_ISA") is not None:
-    _isa = _C.env_value("FASTCONV_CPU_ISA")
-    if _isa not in cpu_isas():
-        raise ValueError(
-            f"FASTCONV_CPU_ISA must name a CPU path this CPU and build support "
-            f"({', '.join(cpu_isas())}), got {_isa!r}"
-        )
-    set_cpu_isa(_isa)
-if _C.env_value("FASTCONV_NUM_THREADS") is not None:
-    set_num_threads(_C.env_value("FASTCONV_NUM_THREADS"))
-elif distributed.launched_size() > 1:  # one of several MPI ranks: cores / ranks on this node
-    set_num_threads(distributed.default_num_threads())
-if _C.env_value("FASTCONV_OUTPUT_CACHE_MB") is not None:
-    set_output_cache_mb(_C.env_value("FASTCONV_OUTPUT_CACHE_MB"))
+
+
+def _apply_environment():
+    for row in _C.env_settings():
+        if row["read_by"].startswith("library"):
+            _C.env_value(row["name"])
+    if _C.env_value("FASTCONV_CPU_ISA") is not None:
+        isa = _C.env_value("FASTCONV_CPU_ISA")
+        if isa not in cpu_isas():
+            raise ValueError(
+                f"FASTCONV_CPU_ISA must name a CPU path this CPU and build support "
+                f"({', '.join(cpu_isas())}), got {isa!r}"
+            )
+        set_cpu_isa(isa)
+    if _C.env_value("FASTCONV_NUM_THREADS") is not None:
+        set_num_threads(_C.env_value("FASTCONV_NUM_THREADS"))
+    elif distributed.launched_size() > 1:  # one of several MPI ranks: cores / ranks on this node
+        set_num_threads(distributed.default_num_threads())
+    if _C.env_value("FASTCONV_OUTPUT_CACHE_MB") is not None:
+        set_output_cache_mb(_C.env_value("FASTCONV_OUTPUT_CACHE_MB"))
+
+
+def _run_as_command():
+    """True while `python -m fastconv ...` or the `fastconv` script imports the package."""
+    argv = _sys.argv or [""]
+    return argv[0] == "-m" or _os.path.basename(argv[0]) == "fastconv"
+
+
+try:
+    _apply_environment()
+except ValueError as _exc:
+    if not _run_as_command():
+        raise
+    # A command line gets the one-line message and exit status 2 (a bad argument), no traceback.
+    _sys.stderr.write(f"fastconv: {_exc}\n")
+    raise SystemExit(2) from None
