@@ -1,6 +1,7 @@
 """`fastconv train` under bad input: one line on stderr naming the option and its range, never a
-traceback (a bad FASTCONV_* variable included); status 2 for values argparse refuses, 1 for what is found later, 130 for Ctrl-C; all
-checks before training starts (nothing is loaded or trained when one fails)."""
+traceback (a bad FASTCONV_* variable included); status 2 for values argparse refuses, 1 for what
+is found later, 130 for Ctrl-C; all checks before training starts (nothing is loaded or trained
+when one fails)."""
 
 from __future__ import annotations
 
