@@ -583,6 +583,21 @@ rounds optimizers.Adam's float32 update.)pbdoc");
       },
       py::arg("x_shape"), py::arg("kernel"), py::arg("stride"), py::arg("padding_mode"),
       py::arg("padding"), "max_pool2d's output shape (params.cpp's rule, validated).");
+  m.def(
+      "maxpool2d_algo",
+      [](const std::string& pass, Obj x, Obj kernel, Obj stride, const std::string& mode,
+         Obj pad) {
+        const Shape4 xs = shape_arg(x, "input_shape");
+        const Pair k = pair_arg(kernel, "kernel_size"), s = pair_arg(stride, "stride");
+        const Pool2dParams p = make_pool2d_params(xs, k, s, padding_arg(mode, pad));
+        if (pass == "fwd") return std::string(cpu::maxpool2d_fwd_uses_simd(p) ? "simd_2x2s2" : "generic");
+        FC_CHECK(pass == "bwd", "pass must be 'fwd' or 'bwd', got '", pass, "'");
+        return std::string(cpu::maxpool2d_bwd_uses_tiles(p.x, p.y) ? "tiles" : "scatter");
+      },
+      py::arg("pass"), py::arg("x_shape"), py::arg("kernel"), py::arg("stride"),
+      py::arg("padding_mode"), py::arg("padding"),
+      "The max-pool kernel `pass` takes on the current CPU path: fwd 'simd_2x2s2' or 'generic', "
+      "bwd 'tiles' (the tile writer, per plane, before the scatter) or 'scatter'.");
   m.def("conv_algos", &cpu::conv_algorithms, py::arg("pass"));
   m.def("conv2d_algos", &conv2d_algos, py::arg("pass"), py::arg("x_shape"), py::arg("w_shape"),
         py::arg("stride"), py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"),

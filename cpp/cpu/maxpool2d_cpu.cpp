@@ -16,19 +16,23 @@
 namespace fastconv {
 namespace cpu {
 
+// 2x2 / stride 2 / unpadded (every pooling layer of NETWORKS.md): the ISA's vector kernel.
+// Window offsets travel as floats inside it, exact while W + 1 < 2^24.
+bool maxpool2d_fwd_uses_simd(const Pool2dParams& p) {
+  return kernels().pool.fwd_2x2s2 != nullptr && p.kernel.h == 2 && p.kernel.w == 2 &&
+         p.stride.h == 2 && p.stride.w == 2 && p.pad.top == 0 && p.pad.left == 0 &&
+         p.pad.bottom == 0 && p.pad.right == 0 && p.dilation.h == 1 && p.dilation.w == 1 &&
+         2 * p.y.h <= p.x.h && 2 * p.y.w <= p.x.w && p.x.w + 1 < (int64_t(1) << 24);
+}
+
 void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dParams& p) {
   if (debug_poison()) {
     std::fill(y, y + p.y.numel(), std::numeric_limits<float>::quiet_NaN());
     std::fill(idx, idx + p.y.numel(), int64_t(-1));
   }
   const int64_t H = p.x.h, W = p.x.w, OH = p.y.h, OW = p.y.w;
-  // 2x2 / stride 2 / unpadded (every pooling layer of NETWORKS.md): the ISA's vector kernel.
-  // Window offsets travel as floats inside it, exact while W + 1 < 2^24.
-  const MaxPool2x2Fn fast = kernels().pool.fwd_2x2s2;
-  if (fast != nullptr && p.kernel.h == 2 && p.kernel.w == 2 && p.stride.h == 2 &&
-      p.stride.w == 2 && p.pad.top == 0 && p.pad.left == 0 && p.pad.bottom == 0 &&
-      p.pad.right == 0 && p.dilation.h == 1 && p.dilation.w == 1 && 2 * OH <= H && 2 * OW <= W &&
-      W + 1 < (int64_t(1) << 24)) {
+  if (maxpool2d_fwd_uses_simd(p)) {
+    const MaxPool2x2Fn fast = kernels().pool.fwd_2x2s2;
     parallel_for(p.x.n * p.x.c, [&](int64_t begin, int64_t end, int) {
       fast(y + begin * OH * OW, idx + begin * OH * OW, x + begin * H * W, H, W, OH, OW,
            end - begin);
@@ -81,26 +85,32 @@ static int64_t pool_bwd_bytes(Shape4 x_shape, Shape4 y_shape) {
   return planes * (x_shape.h * x_shape.w * 4 + y_shape.h * y_shape.w * (4 + 8));
 }
 
-// Backward: planes are independent, so results do not depend on the thread count. Every pooling
-// layer of NETWORKS.md (2x2, stride 2, no padding: disjoint tiles, H/OH == W/OW == 2) takes the
-// ISA's single-pass tile writer when it has one; a plane whose indices are not all inside their own
-// tiles (other geometry, foreign indices) falls back to zero-fill + scatter-add in output order,
-// which validates every index (ValueError outside [0, H*W)).
+// The backward's windows are the disjoint 2x2 tiles (H/OH == W/OW == 2: every pooling layer of
+// NETWORKS.md) and the ISA has a tile writer: it is tried first on each plane. Its limits come
+// from measurements, per ISA (PoolKernels::bwd_2x2s2_min_ow, C++ loops over the layers' planes,
+// 1 thread, PERF_LOG.md round 13): narrower rows run zero-fill + scatter faster (AVX-512, rows of
+// 5: lenet.pool2 0.041 vs 0.035 ms; AVX2, rows of 5: 0.043 vs 0.035), and so do calls whose
+// data go to DRAM, even with whole rows (keras.pool1's 60 MB: 2.5 vs 2.2 ms on both ISAs; vgg.pool
+// at N = 64, 90 MB: 4.9 -> 5.5-5.9 in round 11): all-zero lines are written faster there
+// (round 12). The size limit is half this machine's 32 MB L3.
+bool maxpool2d_bwd_uses_tiles(Shape4 x_shape, Shape4 y_shape) {
+  const PoolKernels& k = kernels().pool;
+  return k.bwd_2x2s2 != nullptr && y_shape.h > 0 && y_shape.w >= k.bwd_2x2s2_min_ow &&
+         x_shape.h / y_shape.h == 2 && x_shape.w / y_shape.w == 2 &&
+         x_shape.w < (int64_t(1) << 30) &&
+         pool_bwd_bytes(x_shape, y_shape) <= (int64_t(16) << 20);
+}
+
+// Backward: planes are independent, so results do not depend on the thread count. A plane whose
+// indices are not all inside their own tiles (other geometry, foreign indices) falls back to
+// zero-fill + scatter-add in output order, which validates every index (ValueError outside
+// [0, H*W)).
 void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x_shape,
                         Shape4 y_shape) {
   const int64_t H = x_shape.h, W = x_shape.w, OH = y_shape.h, OW = y_shape.w;
   const int64_t HW = H * W, OHW = OH * OW;
   const MaxPool2x2BwdFn tiles = kernels().pool.bwd_2x2s2;
-  // The tile kernel handles up to 16 windows of a row per step. Measured at 1 thread against
-  // zero-fill + scatter: rows of 8+ windows win while the call's data stays in cache (cnn1.pool1,
-  // OW = 14: 0.247 -> 0.18 ms; fashion.pool1 0.137 -> 0.093; lenet.pool1 0.082 -> 0.055), narrower
-  // rows lose (OW 4-7: cnn1.pool2 0.062 -> 0.074, keras.pool2 0.25 -> 0.43), and so do calls
-  // whose data go to DRAM, even with whole rows (keras.pool1's 60 MB: 2.6 -> 4.5 ms; vgg.pool at
-  // N = 64, 90 MB: 4.9 -> 5.5-5.9; why is not established). The limit is half this machine's
-  // 32 MB L3.
-  const bool use_tiles = tiles != nullptr && OH > 0 && OW >= 8 && H / OH == 2 && W / OW == 2 &&
-                         W < (int64_t(1) << 30) &&
-                         pool_bwd_bytes(x_shape, y_shape) <= (int64_t(16) << 20);
+  const bool use_tiles = maxpool2d_bwd_uses_tiles(x_shape, y_shape);
   parallel_for(x_shape.n * x_shape.c, [&](int64_t begin, int64_t end, int) {
     for (int64_t plane = begin; plane < end; ++plane) {
       float* dxp = dx + plane * HW;

@@ -412,6 +412,21 @@ def max_pool2d_backward(
     return _C.maxpool2d_bwd(dy, _as_index(indices, "indices"), shape, _out(out))
 
 
+def max_pool2d_algo(pass_name: str, x_shape, /, kernel_size, stride=None, padding=0) -> str:
+    """Name of the CPU kernel max_pool2d's pass `pass_name` runs for an input of shape x_shape on
+    the current CPU path (get_cpu_isa): "fwd" gives "simd_2x2s2" (the ISA's 2x2/2 vector kernel)
+    or "generic"; "bwd" gives "tiles" (the single-pass tile writer, tried on each plane before
+    the scatter; a plane with an index outside its own 2x2 tile still takes the scatter) or
+    "scatter" (zero-fill + scatter-add). The arguments after the shape are max_pool2d's."""
+    if not isinstance(pass_name, str):
+        raise TypeError(f"pass must be a str, 'fwd' or 'bwd', got {pass_name!r}")
+    kernel = _pair(kernel_size, "kernel_size")
+    strides = kernel if stride is None else _pair(stride, "stride")
+    return _C.maxpool2d_algo(
+        pass_name, _shape4(x_shape, "x_shape"), kernel, strides, *_padding(padding)
+    )
+
+
 def _pool_geometry(kernel_size, stride, padding):
     """(kernel, stride, pad_mode, pad) from max_pool2d_backward's optional keywords, or None."""
     if kernel_size is None:

@@ -84,6 +84,70 @@ struct VecAvx2 {
       for (int64_t j = 0; j < n; ++j) dst[j] = tmp[j];
     }
   }
+  // The first n (< 8) lanes by 16-, 8- and 4-byte stores: vmaskmovps stores are slow on AMD
+  // (Zen 3/4: the 2x2 pool backward's row tails took a third of its time with them).
+  static void store_first(float* p, reg v, int64_t n) {
+    __m128 q = _mm256_castps256_ps128(v);
+    if (n >= 4) {
+      _mm_storeu_ps(p, q);
+      q = _mm256_extractf128_ps(v, 1);
+      p += 4;
+      n -= 4;
+    }
+    if (n >= 2) {
+      _mm_storel_pi(reinterpret_cast<__m64*>(p), q);
+      q = _mm_movehl_ps(q, q);
+      p += 2;
+      n -= 2;
+    }
+    if (n == 1) _mm_store_ss(p, q);
+  }
+  // --- 32-bit integer lanes and window pairs (maxpool2d_bwd_tiles.inl) ---
+  using ireg = __m256i;
+  static ireg izero() { return _mm256_setzero_si256(); }
+  static ireg iset1(int32_t v) { return _mm256_set1_epi32(v); }
+  static ireg iota() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+  static ireg iadd(ireg a, ireg b) { return _mm256_add_epi32(a, b); }
+  static ireg ior(ireg a, ireg b) { return _mm256_or_si256(a, b); }
+  static ireg iand(ireg a, ireg b) { return _mm256_and_si256(a, b); }
+  static ireg izero_past(ireg a, int64_t n) { return _mm256_and_si256(a, tail(n)); }
+  static pmask ieq(ireg a, ireg b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
+  static reg keep(pmask m, reg v) { return _mm256_and_ps(m, v); }  // m ? v : +0
+  static bool all_zero(ireg a) { return _mm256_testz_si256(a, a) != 0; }
+  static bool odd32_zero(ireg a) {  // the high dwords of four int64
+    return _mm256_testz_si256(a, _mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1)) != 0;
+  }
+  // n <= 4 int64 from p (zeros past n), as 8 dwords.
+  static ireg load_i64(const int64_t* p, int64_t n) {
+    if (n == 4) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm256_maskload_epi64(reinterpret_cast<const long long*>(p), tail(2 * n));
+  }
+  // Each int64's low dword twice: lo0 lo0 lo1 lo1 lo2 lo2 lo3 lo3 (in-lane).
+  static ireg dup_low32(ireg a) { return _mm256_shuffle_epi32(a, 0xA0); }
+  // p0 p0 p1 p1 p2 p2 p3 p3 from n <= 4 floats (zeros past n): the four broadcast to both halves,
+  // then an in-lane permute.
+  static reg dup_pairs(const float* p, int64_t n) {
+    const __m256i ctl = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    if (n == 4) return _mm256_permutevar_ps(_mm256_broadcast_ps(reinterpret_cast<const __m128*>(p)), ctl);
+    const __m128 q = _mm_maskload_ps(p, _mm256_castsi256_si128(tail(n)));
+    return _mm256_permutevar_ps(_mm256_set_m128(q, q), ctl);
+  }
+  // The 4 bytes at p, each twice, as dwords: c0 c0 c1 c1 c2 c2 c3 c3.
+  static ireg codes_pairs(const uint8_t* p) {
+    int32_t v;
+    __builtin_memcpy(&v, p, sizeof v);  // no <cstring> inside the namespace
+    const __m128i c = _mm_cvtsi32_si128(v);
+    return _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(c, c));
+  }
+  // acc + 1 in the lanes where k0 or k1 is set (k0 and k1 disjoint).
+  static ireg count_hits(ireg acc, pmask k0, pmask k1) {
+    return _mm256_sub_epi32(_mm256_sub_epi32(acc, _mm256_castps_si256(k0)), _mm256_castps_si256(k1));
+  }
+  static int64_t isum(ireg a) {
+    const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    const __m128i t = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1)));
+  }
   static pmask not_positive(reg v) { return _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NGT_UQ); }
   static void store_codes(uint8_t* dst, int64_t n, reg code) {
     const __m256i c = _mm256_cvttps_epi32(code);

@@ -98,6 +98,47 @@ struct VecAvx512 {
       _mm512_mask_storeu_epi64(dst + 8, __mmask8(m >> 8), hi);
     }
   }
+  static void store_first(float* p, reg v, int64_t n) { _mm512_mask_storeu_ps(p, tail(n), v); }
+  // --- 32-bit integer lanes and window pairs (maxpool2d_bwd_tiles.inl) ---
+  using ireg = __m512i;
+  static ireg izero() { return _mm512_setzero_si512(); }
+  static ireg iset1(int32_t v) { return _mm512_set1_epi32(v); }
+  static ireg iota() {
+    return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  }
+  static ireg iadd(ireg a, ireg b) { return _mm512_add_epi32(a, b); }
+  static ireg ior(ireg a, ireg b) { return _mm512_or_si512(a, b); }
+  static ireg iand(ireg a, ireg b) { return _mm512_and_si512(a, b); }
+  static ireg izero_past(ireg a, int64_t n) { return _mm512_maskz_mov_epi32(tail(n), a); }
+  static pmask ieq(ireg a, ireg b) { return _mm512_cmpeq_epi32_mask(a, b); }
+  static reg keep(pmask m, reg v) { return _mm512_maskz_mov_ps(m, v); }  // m ? v : +0
+  static bool all_zero(ireg a) { return _mm512_test_epi32_mask(a, a) == 0; }
+  static bool odd32_zero(ireg a) {  // the high dwords of eight int64
+    return _mm512_mask_test_epi32_mask(__mmask16(0xAAAA), a, a) == 0;
+  }
+  // n <= 8 int64 from p (zeros past n), as 16 dwords.
+  static ireg load_i64(const int64_t* p, int64_t n) {
+    if (n == 8) return _mm512_loadu_si512(p);
+    return _mm512_maskz_loadu_epi64(__mmask8((1u << unsigned(n)) - 1u), p);
+  }
+  // Each int64's low dword twice: lo0 lo0 lo1 lo1 .. lo7 lo7 (in-lane).
+  static ireg dup_low32(ireg a) { return _mm512_shuffle_epi32(a, _MM_PERM_ENUM(0xA0)); }
+  // p0 p0 p1 p1 .. p7 p7 from n <= 8 floats (zeros past n).
+  static reg dup_pairs(const float* p, int64_t n) {
+    const __m512i ctl = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const reg v = n == 8 ? _mm512_castps256_ps512(_mm256_loadu_ps(p)) : _mm512_maskz_loadu_ps(tail(n), p);
+    return _mm512_permutexvar_ps(ctl, v);
+  }
+  // The 8 bytes at p, each twice, as dwords: c0 c0 c1 c1 .. c7 c7.
+  static ireg codes_pairs(const uint8_t* p) {
+    const __m128i c = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    return _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(c, c));
+  }
+  // acc + 1 in the lanes where k0 or k1 is set (k0 and k1 disjoint).
+  static ireg count_hits(ireg acc, pmask k0, pmask k1) {
+    return _mm512_mask_add_epi32(acc, pmask(k0 | k1), acc, _mm512_set1_epi32(1));
+  }
+  static int64_t isum(ireg a) { return _mm512_reduce_add_epi32(a); }
   static pmask not_positive(reg v) { return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NGT_UQ); }
   static void store_codes(uint8_t* dst, int64_t n, reg code) {
     const __mmask16 m = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << unsigned(n)) - 1u);

@@ -238,6 +238,7 @@ struct PoolKernels {                  // nullptr: the generic loops
   MaxPool2x2BwdFn bwd_2x2s2 = nullptr;             // the tile writer (else zero-fill + scatter)
   MaxPool2x2CodesFn relu_codes_2x2s2 = nullptr;    // ReLU + pool with window codes
   Unpool2x2CodesFn relu_unpool_2x2s2 = nullptr;    // its backward
+  int64_t bwd_2x2s2_min_ow = 0;  // narrower rows: zero-fill + scatter (maxpool2d_bwd_uses_tiles)
 };
 
 struct DirectKernels {                // pixels in the lanes (conv2d_direct.inl)
@@ -362,6 +363,10 @@ bool unpool2d_codes_2x2s2__avx512(float* dx, const float* dy, const uint8_t* cod
                                   int64_t W, int64_t OH, int64_t OW, int64_t planes);
 bool maxpool2d_bwd_2x2s2__avx512(float* dx, const float* dy, const int64_t* idx, int64_t H,
                                  int64_t W, int64_t OH, int64_t OW);
+bool unpool2d_codes_2x2s2__avx2(float* dx, const float* dy, const uint8_t* codes, int64_t H,
+                                int64_t W, int64_t OH, int64_t OW, int64_t planes);
+bool maxpool2d_bwd_2x2s2__avx2(float* dx, const float* dy, const int64_t* idx, int64_t H,
+                               int64_t W, int64_t OH, int64_t OW);
 
 // cpu_dispatch.cpp: the table in use (FASTCONV_CPU_ISA or the best the CPU supports).
 const KernelTable& kernels();

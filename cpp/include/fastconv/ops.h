@@ -30,6 +30,10 @@ void maxpool2d_fwd__cpu(float* y, int64_t* idx, const float* x, const Pool2dPara
 // dx (x_shape) = scatter-add of dy (y_shape) into idx. Throws ValueError on an index out of range.
 void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x_shape,
                         Shape4 y_shape);
+// Which kernel each pass takes on the current CPU path (the drivers ask these too): the ISA's
+// 2x2/2 forward vector kernel; the backward's tile writer (tried per plane before the scatter).
+bool maxpool2d_fwd_uses_simd(const Pool2dParams& p);
+bool maxpool2d_bwd_uses_tiles(Shape4 x_shape, Shape4 y_shape);
 
 // A conv layer with ReLU followed by a 2x2/2 max-pool (floor), in one pass: py (N, C_out, OH/2,
 // OW/2) = the pooled ReLU outputs, codes (uint8, same shape) = winner cell (row*2 + column in the
