@@ -1,6 +1,7 @@
 """The CPU conv algorithm registry as an executable spec: which algorithm each NETWORKS.md layer
 runs, per pass, on each CPU path (docs/DESIGN.md, "Which algorithm runs"), and the introspection
-API around it (fastconv.conv2d_algo / conv2d_algos / set_conv_algo).
+API around it (fastconv.conv2d_algo / conv2d_algos / set_conv_algo); likewise the max-pool kernel
+each pooling layer takes (fastconv.max_pool2d_algo).
 
 A change to a heuristic that moves a layer to another algorithm fails here: update the table with
 the measurement that justifies the move (the registry's comment next to the entry).
@@ -53,6 +54,20 @@ EXPECTED_NO_WINOGRAD = {
         "fashion.conv2": ("channel_lanes", "scatter", "tap_lanes"),
     },
 }
+# (fwd, bwd) max-pool kernels per pooling layer and CPU path: the 2x2/2 vector forward; the
+# backward's tile writer, except keras.pool1, whose 60 MB call goes to DRAM, where zero-fill +
+# scatter measured faster (maxpool2d_cpu.cpp, maxpool2d_bwd_uses_tiles).
+_SIMD_POOL = {
+    name: ("simd_2x2s2", "scatter" if name == "keras.pool1" else "tiles")
+    for name in shapes.NETWORK_POOL
+}
+EXPECTED_POOL = {
+    "portable": dict.fromkeys(shapes.NETWORK_POOL, ("generic", "scatter")),
+    "avx2": _SIMD_POOL,
+    "avx512": _SIMD_POOL,
+}
+POOL_CASES = [(isa, layer) for isa in EXPECTED_POOL for layer in shapes.NETWORK_POOL]
+
 NO_WINOGRAD_CASES = [(isa, layer) for isa, t in EXPECTED_NO_WINOGRAD.items() for layer in sorted(t)]
 
 CASES = [(isa, layer) for isa in EXPECTED for layer in shapes.NETWORK_CONV]
@@ -79,6 +94,25 @@ def test_network_layer_algorithms_without_winograd(isa, layer):
         pytest.skip(f"this CPU has no {isa}")
     with winograd_allowed(False), cpu_isa(isa):
         assert _algos(layer) == EXPECTED_NO_WINOGRAD[isa][layer]
+
+
+@pytest.mark.parametrize(("isa", "layer"), POOL_CASES, indirect=["isa"])
+def test_network_pool_kernels(isa, layer):
+    s = shapes.pool(layer)
+    got = tuple(fastconv.max_pool2d_algo(p, s.x_shape, **s.kwargs()) for p in ("fwd", "bwd"))
+    assert got == EXPECTED_POOL[isa][layer]
+
+
+def test_max_pool2d_algo_arguments():
+    assert fastconv.max_pool2d_algo("fwd", (1, 1, 8, 8), 3, 1, 1) == "generic"
+    with pytest.raises(ValueError, match="pass"):
+        fastconv.max_pool2d_algo("bwd_data", (1, 1, 8, 8), 2)
+    with pytest.raises(TypeError, match="pass"):
+        fastconv.max_pool2d_algo(0, (1, 1, 8, 8), 2)
+    with pytest.raises(ValueError, match="x_shape"):
+        fastconv.max_pool2d_algo("fwd", (1, 8, 8), 2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        fastconv.max_pool2d_algo("fwd", (1, 1, 8, 8), 0)
 
 
 @pytest.mark.parametrize("isa", list(EXPECTED), indirect=True)

@@ -6,22 +6,33 @@
 //
 // The writer works in dx order. A vector covers W consecutive cells of one dx row, i.e. P = W / 2
 // windows; the cell at flat position f = (2*oy + r)*W + j belongs to window (oy, j / 2) and gets
-// that window's gradient iff its index equals f (the code variant: iff its code is 2r + (j & 1)). So each window's index (or code) is duplicated into two adjacent 32-bit lanes
-// (V::dup_low32 / V::codes_pairs, in-lane), its gradient likewise (V::dup_pairs), and one compare
-// per dx row against the cells' own flat positions picks the winner: no interleaving shuffles.
-// Which windows point outside their own tile is folded into vectors tested once per plane.
+// that window's gradient iff its index equals f (the code variant: iff its code is 2r + (j & 1)).
+// So each window's index (or code) is duplicated into two adjacent 32-bit lanes (V::dup_low32 /
+// V::codes_pairs, in-lane), its gradient likewise (V::dup_pairs), and one compare per dx row
+// against the cells' own flat positions picks the winner: no interleaving shuffles. Which windows
+// point outside their own tile is folded into vectors tested once per call.
 
-// The floor-mode remainder column of a row pair (W odd) gets no gradient.
-inline void zero_floor_columns(float* r0, float* r1, int64_t W, int64_t OW) {
-  if (2 * OW < W) {
-    std::memset(r0 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
-    std::memset(r1 + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
+// The cells no window covers (floor-mode remainder columns and rows: W odd, H odd, or a wider
+// input) get no gradient. A pass of its own after the windows' loops: a memset call inside them
+// made GCC keep the accumulators on the stack (AVX2, cnn1.pool1, 1 thread: 0.17 -> 0.38 ms).
+inline void zero_uncovered(float* dx, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                           int64_t planes) {
+  if (2 * OW == W && 2 * OH == H) return;
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    float* p = dx + pl * H * W;
+    if (2 * OW + 1 == W) {  // W odd: one cell per row (a memset call each cost odd planes 2x)
+      for (int64_t r = 0; r < 2 * OH; ++r) p[r * W + 2 * OW] = 0.0f;
+    } else if (2 * OW < W) {
+      for (int64_t r = 0; r < 2 * OH; ++r)
+        std::memset(p + r * W + 2 * OW, 0, size_t(W - 2 * OW) * sizeof(float));
+    }
+    if (2 * OH < H) std::memset(p + 2 * OH * W, 0, size_t((H - 2 * OH) * W) * sizeof(float));
   }
 }
 
 // Both dx rows of the n (<= W/2) windows at g: k0 / k1 mark the winning cells of the top / bottom
 // row; whole vectors by plain stores (vgg.pool's backward 0.166 -> 0.160 ms at 1 thread against
-// masked stores throughout), the remainder masked to its 2n cells.
+// masked stores throughout), the remainder by V::store_first to its 2n cells.
 template <class V>
 inline __attribute__((always_inline)) void store_tile_rows(float* p0, float* p1,
                                                            typename V::pmask k0,
@@ -36,50 +47,62 @@ inline __attribute__((always_inline)) void store_tile_rows(float* p0, float* p1,
   }
 }
 
-// Max-pool 2x2/2 backward of ONE plane from int64 indices (MaxPool2x2BwdFn). Returns whether every
-// index lies in its own tile: its high dword 0 (OR-ed over the plane) and its low dword equal to
-// one of the window's four cells. A window's index can match at most one of the four lanes it is
-// compared in (distinct cells), so all windows are inside iff the plane's matches number OH*OW:
-// a per-lane count, summed once per plane, no branch per step (round 12: cnn1.pool1's 2000 planes
-// in a C++ loop, 1 thread, 0.18-0.22 -> 0.15-0.19 ms against a mask test per step). Lanes past
-// a row's last window compare zeros against cells > 0 and match nothing.
+// Max-pool 2x2/2 backward of `planes` planes from int64 indices (MaxPool2x2BwdFn). Returns whether
+// every index lies in its own tile: its high dword 0 (OR-ed over the call) and its low dword equal
+// to one of the window's four cells. A window's index can match at most one of the four lanes it
+// is compared in (distinct cells), so all windows are inside iff the matches number OH*OW per
+// plane: a per-lane count, summed once per block of planes, no branch per step (round 12: a mask
+// test + branch per step cost cnn1.pool1's 2000 planes 0.18-0.22 against 0.15-0.19 ms). Lanes past
+// a row's last window compare zeros against cells > 0 and match nothing. Many planes per call
+// (round 13, AVX2, 1 thread, against one plane per call: keras.pool2's 8x8 planes 0.316 -> 0.188
+// ms, lenet.pool2 0.046 -> 0.034, cnn1.pool1 0.195 -> 0.170).
 template <class V>
 bool maxpool2d_bwd_2x2s2_tiles(float* dx, const float* dy, const int64_t* idx, int64_t H,
-                               int64_t W, int64_t OH, int64_t OW) {
+                               int64_t W, int64_t OH, int64_t OW, int64_t planes) {
   using ireg = typename V::ireg;
   constexpr int64_t P = V::W / 2;  // windows per vector
   if (H * W >= (int64_t(1) << 31)) return false;  // flat positions compared as int32
   const ireg step = V::iset1(int32_t(V::W)), down = V::iset1(int32_t(W));
-  ireg high = V::izero(), hits = V::izero();
-  for (int64_t oy = 0; oy < OH; ++oy) {
-    float* r0 = dx + 2 * oy * W;
-    float* r1 = r0 + W;
-    const int64_t* ir = idx + oy * OW;
-    const float* gr = dy + oy * OW;
-    ireg f0 = V::iadd(V::iset1(int32_t(2 * oy * W)), V::iota());  // flat positions of r0's cells
-    int64_t ox = 0;
-    for (; ox + P <= OW; ox += P) {
-      const ireg a = V::load_i64(ir + ox, P);
-      high = V::ior(high, a);
-      const ireg d = V::dup_low32(a);
-      const auto k0 = V::ieq(d, f0), k1 = V::ieq(d, V::iadd(f0, down));
-      store_tile_rows<V>(r0 + 2 * ox, r1 + 2 * ox, k0, k1, V::dup_pairs(gr + ox, P), P);
-      hits = V::count_hits(hits, k0, k1);
-      f0 = V::iadd(f0, step);
+  const ireg row_pair = V::iset1(int32_t(2 * W));
+  // Planes per block: its match count stays below 2^31 in every lane.
+  const int64_t block = std::max<int64_t>(1, (int64_t(1) << 30) / std::max<int64_t>(1, OH * OW));
+  ireg high = V::izero();
+  bool inside = true;
+  for (int64_t pb = 0; pb < planes; pb += block) {
+    const int64_t pe = std::min(planes, pb + block);
+    ireg hits = V::izero();
+    for (int64_t pl = pb; pl < pe; ++pl) {
+      ireg row0 = V::iota();  // flat positions of the first W cells of the pair's top row
+      for (int64_t oy = 0; oy < OH; ++oy, row0 = V::iadd(row0, row_pair)) {
+        float* r0 = dx + (pl * H + 2 * oy) * W;
+        float* r1 = r0 + W;
+        const int64_t* ir = idx + (pl * OH + oy) * OW;
+        const float* gr = dy + (pl * OH + oy) * OW;
+        ireg f0 = row0;
+        int64_t ox = 0;
+        for (; ox + P <= OW; ox += P, f0 = V::iadd(f0, step)) {
+          const ireg a = V::load_i64(ir + ox, P);
+          high = V::ior(high, a);
+          const ireg d = V::dup_low32(a);
+          const auto k0 = V::ieq(d, f0), k1 = V::ieq(d, V::iadd(f0, down));
+          store_tile_rows<V>(r0 + 2 * ox, r1 + 2 * ox, k0, k1, V::dup_pairs(gr + ox, P), P);
+          hits = V::count_hits(hits, k0, k1);
+        }
+        if (ox < OW) {  // n < P windows, zeros loaded past them
+          const int64_t n = OW - ox;
+          const ireg a = V::load_i64(ir + ox, n);
+          high = V::ior(high, a);
+          const ireg d = V::dup_low32(a);
+          const auto k0 = V::ieq(d, f0), k1 = V::ieq(d, V::iadd(f0, down));
+          store_tile_rows<V>(r0 + 2 * ox, r1 + 2 * ox, k0, k1, V::dup_pairs(gr + ox, n), n);
+          hits = V::count_hits(hits, k0, k1);
+        }
+      }
     }
-    if (ox < OW) {  // n < P windows, zeros loaded past them
-      const int64_t n = OW - ox;
-      const ireg a = V::load_i64(ir + ox, n);
-      high = V::ior(high, a);
-      const ireg d = V::dup_low32(a);
-      const auto k0 = V::ieq(d, f0), k1 = V::ieq(d, V::iadd(f0, down));
-      store_tile_rows<V>(r0 + 2 * ox, r1 + 2 * ox, k0, k1, V::dup_pairs(gr + ox, n), n);
-      hits = V::count_hits(hits, k0, k1);
-    }
-    zero_floor_columns(r0, r1, W, OW);
+    inside = inside && V::isum(hits) == (pe - pb) * OH * OW;
   }
-  if (2 * OH < H) std::memset(dx + 2 * OH * W, 0, size_t((H - 2 * OH) * W) * sizeof(float));
-  return V::odd32_zero(high) && V::isum(hits) == OH * OW;
+  zero_uncovered(dx, H, W, OH, OW, planes);
+  return inside && V::odd32_zero(high);
 }
 
 // Backward of the coded pooling (Unpool2x2CodesFn) over `planes` planes: cell (r, c) of a window
@@ -107,18 +130,17 @@ bool unpool2d_codes_2x2s2_tiles(float* dx, const float* dy, const uint8_t* codes
         if (cr + ox + P <= codes_end) {  // P bytes readable inside this call's codes
           c = V::codes_pairs(cr + ox);
           if (n < P) c = V::izero_past(c, 2 * n);
-        } else {  // the call's last few codes
+        } else {  // the call's last few codes, byte by byte (no memcpy call: see zero_uncovered)
           uint8_t tmp[P] = {};
-          std::memcpy(tmp, cr + ox, size_t(n));
+          for (int64_t j = 0; j < n; ++j) tmp[j] = cr[ox + j];
           c = V::codes_pairs(tmp);
         }
         bad = V::ior(bad, V::iand(c, high_bits));
         store_tile_rows<V>(r0 + 2 * ox, r1 + 2 * ox, V::ieq(c, cell0), V::ieq(c, cell1),
                            V::dup_pairs(gr + ox, n), n);
       }
-      zero_floor_columns(r0, r1, W, OW);
     }
-    if (2 * OH < H) std::memset(dxp + 2 * OH * W, 0, size_t((H - 2 * OH) * W) * sizeof(float));
   }
+  zero_uncovered(dx, H, W, OH, OW, planes);
   return V::all_zero(bad);
 }

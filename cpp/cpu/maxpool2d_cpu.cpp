@@ -86,13 +86,14 @@ static int64_t pool_bwd_bytes(Shape4 x_shape, Shape4 y_shape) {
 }
 
 // The backward's windows are the disjoint 2x2 tiles (H/OH == W/OW == 2: every pooling layer of
-// NETWORKS.md) and the ISA has a tile writer: it is tried first on each plane. Its limits come
-// from measurements, per ISA (PoolKernels::bwd_2x2s2_min_ow, C++ loops over the layers' planes,
-// 1 thread, PERF_LOG.md round 13): narrower rows run zero-fill + scatter faster (AVX-512, rows of
-// 5: lenet.pool2 0.041 vs 0.035 ms; AVX2, rows of 5: 0.043 vs 0.035), and so do calls whose
-// data go to DRAM, even with whole rows (keras.pool1's 60 MB: 2.5 vs 2.2 ms on both ISAs; vgg.pool
-// at N = 64, 90 MB: 4.9 -> 5.5-5.9 in round 11): all-zero lines are written faster there
-// (round 12). The size limit is half this machine's 32 MB L3.
+// NETWORKS.md) and the ISA has a tile writer: it is tried first. Its limits come from
+// measurements per ISA (C++ loops over the layers' planes, 1 thread, PERF_LOG.md round 13): rows
+// of fewer than PoolKernels::bwd_2x2s2_min_ow windows run zero-fill + scatter faster (rows of 3,
+// 100 x 64 planes: AVX-512 0.058 vs 0.048 ms, AVX2 0.064 vs 0.048; rows of 4, keras.pool2: 0.22
+// vs 0.23 and 0.17 vs 0.23), and so do calls whose data go to DRAM, even with whole rows
+// (keras.pool1's 60 MB: 3.6 vs 2.7 ms on both ISAs; vgg.pool at N = 64, 90 MB: 4.9 -> 5.5-5.9 in
+// round 11): this machine writes all-zero lines faster there (round 12). The size limit is half
+// its 32 MB L3.
 bool maxpool2d_bwd_uses_tiles(Shape4 x_shape, Shape4 y_shape) {
   const PoolKernels& k = kernels().pool;
   return k.bwd_2x2s2 != nullptr && y_shape.h > 0 && y_shape.w >= k.bwd_2x2s2_min_ow &&
@@ -101,22 +102,26 @@ bool maxpool2d_bwd_uses_tiles(Shape4 x_shape, Shape4 y_shape) {
          pool_bwd_bytes(x_shape, y_shape) <= (int64_t(16) << 20);
 }
 
-// Backward: planes are independent, so results do not depend on the thread count. A plane whose
-// indices are not all inside their own tiles (other geometry, foreign indices) falls back to
-// zero-fill + scatter-add in output order, which validates every index (ValueError outside
-// [0, H*W)).
+// Backward: planes are independent, so results do not depend on the thread count. Each thread's
+// planes go to the tile writer in one call; if some index is not inside its own tile (other
+// geometry, foreign indices) they all run zero-fill + scatter-add in output order, which
+// validates every index (ValueError outside [0, H*W)).
 void maxpool2d_bwd__cpu(float* dx, const float* dy, const int64_t* idx, Shape4 x_shape,
                         Shape4 y_shape) {
   const int64_t H = x_shape.h, W = x_shape.w, OH = y_shape.h, OW = y_shape.w;
   const int64_t HW = H * W, OHW = OH * OW;
+  if (debug_poison())
+    std::fill(dx, dx + x_shape.numel(), std::numeric_limits<float>::quiet_NaN());
   const MaxPool2x2BwdFn tiles = kernels().pool.bwd_2x2s2;
   const bool use_tiles = maxpool2d_bwd_uses_tiles(x_shape, y_shape);
   parallel_for(x_shape.n * x_shape.c, [&](int64_t begin, int64_t end, int) {
+    if (use_tiles &&
+        tiles(dx + begin * HW, dy + begin * OHW, idx + begin * OHW, H, W, OH, OW, end - begin))
+      return;
     for (int64_t plane = begin; plane < end; ++plane) {
       float* dxp = dx + plane * HW;
       const float* dyp = dy + plane * OHW;
       const int64_t* ip = idx + plane * OHW;
-      if (use_tiles && tiles(dxp, dyp, ip, H, W, OH, OW)) continue;
       std::fill(dxp, dxp + HW, 0.0f);
       for (int64_t o = 0; o < OHW; ++o) {
         const int64_t i = ip[o];

@@ -5,6 +5,7 @@
 // -mavx2 -mfma only; everything except the exported `__avx2` entry points is file-local.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -60,8 +61,8 @@ bool unpool2d_codes_2x2s2__avx2(float* dx, const float* dy, const uint8_t* codes
 }
 
 bool maxpool2d_bwd_2x2s2__avx2(float* dx, const float* dy, const int64_t* idx, int64_t H,
-                               int64_t W, int64_t OH, int64_t OW) {
-  return maxpool2d_bwd_2x2s2_tiles<VecAvx2>(dx, dy, idx, H, W, OH, OW);
+                               int64_t W, int64_t OH, int64_t OW, int64_t planes) {
+  return maxpool2d_bwd_2x2s2_tiles<VecAvx2>(dx, dy, idx, H, W, OH, OW, planes);
 }
 
 void conv2d_bwd_weights_direct_t__avx2(float* acc, const float* dyT, const float* xpad,

@@ -18,7 +18,7 @@ const KernelTable& kernel_table__avx512() {
     t.pool.bwd_2x2s2 = maxpool2d_bwd_2x2s2__avx512;
     t.pool.relu_codes_2x2s2 = maxpool2d_codes_2x2s2__avx512;
     t.pool.relu_unpool_2x2s2 = unpool2d_codes_2x2s2__avx512;
-    t.pool.bwd_2x2s2_min_ow = 7;
+    t.pool.bwd_2x2s2_min_ow = 4;
     t.direct.fwd = conv2d_fwd_direct__avx512;
     t.direct.fwd_shifted = conv2d_fwd_direct_shifted__avx512;
     t.direct.shift_planes = shift_planes__avx512;

@@ -60,13 +60,13 @@ using MaxPool2x2CodesFn = void (*)(float* y, uint8_t* codes, const float* x, int
 using Unpool2x2CodesFn = bool (*)(float* dx, const float* dy, const uint8_t* codes, int64_t H,
                                   int64_t W, int64_t OH, int64_t OW, int64_t planes);
 
-// Max-pool backward for ONE plane whose windows are the disjoint 2x2 tiles (H/OH == W/OW == 2,
-// W < 2^30): dx (H, W) <- dy (OH, OW) written in one pass, the winner idx[o] of each tile gets
-// dy[o], every other cell (also the floor-mode remainder row/column) +0. Returns false, with dx
-// written but meaningless, if some idx[o] is not inside its own tile; the caller then runs the
-// general (validating) scatter on the plane.
+// Max-pool backward over `planes` consecutive planes whose windows are the disjoint 2x2 tiles
+// (H/OH == W/OW == 2, W < 2^30): dx (H, W) <- dy (OH, OW) written in one pass, the winner idx[o] of
+// each tile gets dy[o], every other cell (also the floor-mode remainder row/column) +0. Returns
+// false, with dx written but meaningless, if some idx[o] is not inside its own tile; the caller
+// then runs the general (validating) scatter on those planes.
 using MaxPool2x2BwdFn = bool (*)(float* dx, const float* dy, const int64_t* idx, int64_t H,
-                                 int64_t W, int64_t OH, int64_t OW);
+                                 int64_t W, int64_t OH, int64_t OW, int64_t planes);
 
 // Direct (no im2col) convolution of ONE image, stride 1, dilation 1, groups 1, for small C_in.
 // The input arrives zero-padded: C_in planes of `hp` rows x `wp` columns (wp = W + pad_l + pad_r),
@@ -362,11 +362,11 @@ void maxpool2d_codes_2x2s2__avx512(float* y, uint8_t* codes, const float* x, int
 bool unpool2d_codes_2x2s2__avx512(float* dx, const float* dy, const uint8_t* codes, int64_t H,
                                   int64_t W, int64_t OH, int64_t OW, int64_t planes);
 bool maxpool2d_bwd_2x2s2__avx512(float* dx, const float* dy, const int64_t* idx, int64_t H,
-                                 int64_t W, int64_t OH, int64_t OW);
+                                 int64_t W, int64_t OH, int64_t OW, int64_t planes);
 bool unpool2d_codes_2x2s2__avx2(float* dx, const float* dy, const uint8_t* codes, int64_t H,
                                 int64_t W, int64_t OH, int64_t OW, int64_t planes);
 bool maxpool2d_bwd_2x2s2__avx2(float* dx, const float* dy, const int64_t* idx, int64_t H,
-                               int64_t W, int64_t OH, int64_t OW);
+                               int64_t W, int64_t OH, int64_t OW, int64_t planes);
 
 // cpu_dispatch.cpp: the table in use (FASTCONV_CPU_ISA or the best the CPU supports).
 const KernelTable& kernels();
