@@ -69,7 +69,7 @@ void maxpool2d_fwd_2x2s2(float* y, int64_t* idx, const float* x, int64_t H, int6
         if (n == V::W) {
           V::storeu(yr + ox, v);
         } else {
-          V::store_tail(yr + ox, v, V::tail(n));
+          V::store_first(yr + ox, v, n);  // AVX2: no vmaskmovps store (slow on AMD)
         }
         V::store_idx(ir + ox, n, base + 2 * ox, 2, off);
       }
@@ -101,7 +101,7 @@ void maxpool2d_codes_2x2s2(float* y, uint8_t* codes, const float* x, int64_t H, 
         if (n == V::W) {
           V::storeu(yr + ox, v);
         } else {
-          V::store_tail(yr + ox, v, V::tail(n));
+          V::store_first(yr + ox, v, n);  // AVX2: no vmaskmovps store (slow on AMD)
         }
         V::store_codes(cr + ox, n, V::blend(V::not_positive(v), off, V::add(off, c4)));
       }

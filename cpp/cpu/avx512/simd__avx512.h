@@ -16,6 +16,14 @@
 //   store_idx(dst, n, base, step, off): dst[j] = base + j*step + int(off[j]) for j < n (int64)
 //   not_positive(v): lanes where !(v > 0) (0, negatives, NaN)
 //   store_codes(dst, n, code): dst[j] = uint8(int(code[j])) for j < n (code holds 0..7)
+//   store_first(p, v, n): lanes < n stored (n < W), by plain stores where AVX2 has no fast masked one
+//   ireg (W int32 lanes): izero, iset1, iota (0, 1, ..), iadd, ior, iand, izero_past(a, n),
+//     ieq(a, b) -> pmask, all_zero, isum (the lanes' sum), odd32_zero (the int64 high dwords)
+//   keep(m, v): m ? v : +0
+//   max-pool backward tile writers (maxpool2d_bwd_tiles.inl): load_i64(p, n) (n <= W/2 int64 as
+//     W dwords, zeros past n), dup_low32 (each int64's low dword twice), dup_pairs(p, n) (p0 p0
+//     p1 p1 .., zeros past n), codes_pairs(p) (W/2 bytes, each twice, as dwords),
+//     count_hits(acc, k0, k1) (acc + 1 where k0 or k1)
 #pragma once
 
 struct VecAvx512 {
