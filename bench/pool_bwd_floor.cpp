@@ -2,9 +2,11 @@
 // the time to write dx and read dy + the int64 indices once, with no work in between.
 //
 //   g++ -O2 -mavx512f -pthread bench/pool_bwd_floor.cpp -o /tmp/pool_bwd_floor && /tmp/pool_bwd_floor
+//   g++ -O2 -mavx2 -pthread bench/pool_bwd_floor.cpp -o /tmp/pool_bwd_floor_avx2  (256-bit loads
+//   and stores: the AVX2 path's floor)
 //
 // A 2x2/2 backward must write N*C*H*W floats and read N*C*(H/2)*(W/2) floats and int64 indices.
-// Each thread streams its share of three separate buffers of those sizes (AVX-512 loads, plain
+// Each thread streams its share of three separate buffers of those sizes (vector loads, plain
 // stores of non-zero data: all-zero lines are written faster on this machine, see PERF_LOG.md round
 // 12), the same buffers every repetition, like the benchmark's repeated calls. Prints the best of
 // 5 trials per layer at 1 and 2 threads; compare with the max-pool backward rows of BENCHMARKS.md.
@@ -36,6 +38,7 @@ constexpr Layer kLayers[] = {
 // Writes [dx, dx + nx) and reads [dy, dy + ny) and [idx, idx + ny) (64-byte aligned, 16-float
 // multiples); returns a value so the reads are not optimised away.
 float stream(float* dx, int64_t nx, const float* dy, const int64_t* idx, int64_t ny) {
+#ifdef __AVX512F__
   __m512 acc = _mm512_set1_ps(1.0f);
   __m512i iacc = _mm512_setzero_si512();
   for (int64_t i = 0; i < ny; i += 16) {
@@ -45,6 +48,21 @@ float stream(float* dx, int64_t nx, const float* dy, const int64_t* idx, int64_t
   }
   for (int64_t i = 0; i < nx; i += 16) _mm512_store_ps(dx + i, acc);  // non-zero data
   return _mm512_reduce_add_ps(acc) + float(_mm512_reduce_add_epi64(iacc) & 1);
+#else
+  __m256 acc = _mm256_set1_ps(1.0f);
+  __m256i iacc = _mm256_setzero_si256();
+  for (int64_t i = 0; i < ny; i += 8) {
+    acc = _mm256_add_ps(acc, _mm256_load_ps(dy + i));
+    iacc = _mm256_xor_si256(iacc, _mm256_load_si256(reinterpret_cast<const __m256i*>(idx + i)));
+    iacc = _mm256_xor_si256(iacc, _mm256_load_si256(reinterpret_cast<const __m256i*>(idx + i + 4)));
+  }
+  for (int64_t i = 0; i < nx; i += 8) _mm256_store_ps(dx + i, acc);  // non-zero data
+  alignas(32) float a[8];
+  alignas(32) int64_t b[4];
+  _mm256_store_ps(a, acc);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(b), iacc);
+  return a[0] + a[7] + float((b[0] ^ b[3]) & 1);
+#endif
 }
 
 template <class T>
