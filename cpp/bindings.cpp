@@ -1,4 +1,5 @@
-// bindings.cpp — the one pybind11 file: module fastconv._C.
+// bindings.cpp — the main pybind11 file: module fastconv._C (CUDA entries: bindings_cuda.cpp; the
+// pre-validated pointer entries fastconv.torch calls: bindings_plan.cpp).
 //
 // Arrays arrive as C-contiguous float32 (python/fastconv/ops.py converts and checks dtypes and
 // dimensions first); geometry is validated by params.cpp, whose ValueError becomes Python's
@@ -32,6 +33,7 @@ using FloatArray = py::array_t<float, py::array::c_style>;
 using IndexArray = py::array_t<int64_t, py::array::c_style>;
 using CodeArray = py::array_t<uint8_t, py::array::c_style>;
 
+void register_plan_bindings(py::module_& m);  // bindings_plan.cpp
 #ifdef FASTCONV_WITH_CUDA
 void register_cuda_bindings(py::module_& m);  // bindings_cuda.cpp
 #endif
@@ -660,6 +662,7 @@ rounds optimizers.Adam's float32 update.)pbdoc");
   // params.h's limits on every size / stride / padding / dilation and on element counts.
   m.attr("MAX_DIM") = kMaxDim;
   m.attr("MAX_NUMEL") = kMaxNumel;
+  register_plan_bindings(m);
 #ifdef FASTCONV_WITH_CUDA
   m.attr("cuda_built") = true;
   register_cuda_bindings(m);

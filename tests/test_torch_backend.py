@@ -619,3 +619,74 @@ def test_cuda_fused_composition_logic_on_cpu_tensors(case):
     )
     _assert_close(dw, want_dw, "grad weight", atol=1e-3)
     _assert_close(db, want_db, "grad bias", atol=1e-3)
+
+
+# --- the eager path's plans ---------------------------------------------------------------------
+
+
+def test_plans_validate_once_and_name_bad_arguments():
+    """fastconv.ops' pre-validated entries refuse a bad geometry when the plan is made, with the
+    native checks' messages; the ops' CPU kernels check tensor shapes against the plan."""
+    with pytest.raises(ValueError, match="groups"):
+        fastconv.ops.ConvPlan(
+            (1, 3, 5, 5), (2, 3, 3, 3), None, (1, 1), "explicit", (0, 0), (1, 1), 2
+        )
+    with pytest.raises(ValueError, match="bias"):
+        fastconv.ops.ConvPlan(
+            (1, 3, 5, 5), (2, 3, 3, 3), (3,), (1, 1), "explicit", (0, 0), (1, 1), 1
+        )
+    with pytest.raises(ValueError, match="stride"):
+        fastconv.ops.PoolPlan((1, 1, 4, 4), (2, 2), (0, 2), "explicit", (0, 0), (1, 1), False)
+    plan = fastconv.ops.ConvPlan(
+        (1, 3, 5, 5), (2, 3, 4, 4), None, (1, 1), "valid", (0, 0), (1, 1), 1
+    )
+    assert plan.y_shape == (1, 2, 2, 2)
+    assert plan.pooled_shape == (1, 2, 1, 1)
+    assert fastconv.ops.ConvPlan((1, 3, 5, 5), (2, 3, 5, 5), None, (1, 1), "valid", (0, 0), (1, 1),
+                                 1).pooled_shape is None  # fmt: skip
+    x, w = torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3)
+    with pytest.raises(ValueError, match="grad_output"):
+        ops.conv2d_bwd_data(torch.randn(1, 2, 4, 4), w, [1, 3, 5, 5], [1, 1], "explicit", [0, 0],
+                            [1, 1], 1)  # fmt: skip
+    with pytest.raises(ValueError, match="indices"):
+        ops.max_pool2d_backward(torch.randn(1, 1, 2, 2), torch.zeros(1, 1, 2, 1, dtype=torch.int64),
+                                [1, 1, 4, 4], [2, 2], [2, 2], "explicit", [0, 0], [1, 1], False)  # fmt: skip
+    with pytest.raises(ValueError, match="indices must lie"):
+        ops.max_pool2d_backward(torch.randn(1, 1, 2, 2), torch.full((1, 1, 2, 2), 99),
+                                [1, 1, 4, 4], [2, 2], [2, 2], "explicit", [0, 0], [1, 1], False)  # fmt: skip
+    assert ops.conv2d(x, w, None, [1, 1], "explicit", [0, 0], [1, 1], 1, False).shape == (
+        1,
+        2,
+        3,
+        3,
+    )
+
+
+class _PassThrough(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+def test_eager_backward_runs_only_the_passes_asked_for(monkeypatch):
+    """A converted model's first layer (input needs no gradient) never runs bwd_data, on the
+    eager path (no dispatcher) and through the fastconv:: ops, which give the same gradients."""
+    calls = []
+    for name in ("bwd_data", "bwd_weights", "fused_bwd_data", "fused_bwd_weights"):
+        original = getattr(ft._ops._Planned, name)
+        monkeypatch.setattr(
+            ft._ops._Planned, name,
+            lambda self, *a, _n=name, _f=original: calls.append(_n) or _f(self, *a),
+        )  # fmt: skip
+    torch.manual_seed(0)
+    model = ft.convert(cnn1())
+    x = torch.randn(2, 1, 28, 28)
+    model(x).sum().backward()
+    assert sorted(calls) == ["fused_bwd_data", "fused_bwd_weights", "fused_bwd_weights"]
+    grads = [p.grad.clone() for p in model.parameters()]
+    calls.clear()
+    with _PassThrough():  # anything watching the dispatcher: the fastconv:: ops instead
+        model.zero_grad()
+        model(x).sum().backward()
+    assert sorted(calls) == ["fused_bwd_data", "fused_bwd_weights", "fused_bwd_weights"]
+    for g, p in zip(grads, model.parameters()):
+        _assert_close(p.grad, g, "dispatcher vs eager")

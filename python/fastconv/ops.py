@@ -649,3 +649,34 @@ def get_conv_algo(pass_name: str, *, device: str = "cpu") -> Optional[str]:
     if _device(device):
         return _cuda().get_conv_algo(_conv_pass(pass_name))
     return _C.get_conv_algo(_conv_pass(pass_name))
+
+
+# --- Pre-validated entries: fastconv.torch's hot path -------------------------------------------
+#
+# A plan validates one call's geometry once (the same native checks as every entry above:
+# ValueError / TypeError naming the argument) and runs the CPU kernels on raw host pointers
+# (Python ints, e.g. torch's Tensor.data_ptr()) with no further check per call:
+#     plan = ConvPlan(x_shape, w_shape, b_shape_or_None, stride, padding_mode, padding, dilation,
+#                     groups)                       # .x_shape .w_shape .y_shape .pooled_shape
+#     plan.conv2d_fwd(y, x, w, b, relu)             # b = 0: no bias
+#     plan.conv2d_bwd_data(dx, dy, w); plan.conv2d_bwd_weights(dw, db, dy, x)   # db = 0: none
+#     plan.conv2d_relu_maxpool2d(y, codes, x, w, b) and its _bwd_data / _bwd_weights
+#     plan = PoolPlan(x_shape, kernel, stride, padding_mode, padding, dilation, ceil_mode)
+#     plan.maxpool2d_fwd(y, indices, x); plan.maxpool2d_bwd(dx, dy, indices)
+# padding_mode is "explicit", "same" or "valid" with an (h, w) padding pair (as _padding returns).
+# The caller guarantees what the NumPy entries check: every pointer is to a C-contiguous buffer of
+# the plan's shape and dtype (float32; int64 indices; uint8 codes), outputs share no byte with an
+# input, and the buffers outlive the call. Aliases, so the front door adds no call of its own.
+ConvPlan = _C.plan.ConvPlan
+PoolPlan = _C.plan.PoolPlan
+CUDA_BUILT: bool = bool(_C.cuda_built)
+
+
+def cuda_pointer_entries():
+    """fastconv._C.cuda, the CUDA kernels on raw device pointers and a stream (RuntimeError
+    saying how to get them when fastconv was built without CUDA); fastconv.torch's CUDA path."""
+    if not CUDA_BUILT:
+        from ._cuda_ops import _NOT_BUILT
+
+        raise RuntimeError(_NOT_BUILT)
+    return _C.cuda

@@ -1,8 +1,8 @@
 """CUDA kernels of the fastconv:: ops, on fastconv's CUDA build.
 
 The tensors stay torch's: outputs and workspaces come from torch's caching allocator, and
-fastconv's native CUDA entries (fastconv._C.cuda, the ones fastconv's CuPy path calls) get their
-device pointers and torch's current stream (``torch.cuda.current_stream().cuda_stream``). So the
+fastconv's native CUDA entries (fastconv.ops.cuda_pointer_entries(), the ones fastconv's CuPy path
+calls) get their device pointers and torch's current stream (``torch.cuda.current_stream().cuda_stream``). So the
 kernels are queued behind whatever torch queued on that stream, nothing waits for the GPU (no host
 sync), and no array crosses to CuPy and back: the zero-copy exchange a DLPack hop would give, with
 no CuPy import on the hot path and no CuPy needed at all. A workspace freed when a kernel returns
@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import torch
 
-from fastconv import _C
+from fastconv import ops as _fastconv_ops
 from fastconv.torch import _ops
 from fastconv.torch._shapes import conv2d_out_shape, nonnegative, pool2d_out_shape
 
 
 def _native():
-    if not getattr(_C, "cuda_built", False):
-        from fastconv._cuda_ops import _NOT_BUILT
-
-        raise RuntimeError(_NOT_BUILT)
-    return _C.cuda
+    return _fastconv_ops.cuda_pointer_entries()
 
 
 def _f32(t: torch.Tensor, name: str, op: str) -> torch.Tensor:

@@ -5,34 +5,31 @@ torch.compile / FakeTensor / meta tracing work with symbolic sizes) and, for the
 ops, an autograd kernel whose backward calls the backward ops and computes only the gradients
 ``ctx.needs_input_grad`` asks for.
 
-The CPU kernels hand fastconv zero-copy NumPy views of the (contiguous) tensors and let it write
-into tensors torch allocated (``out=``): no copy on the way in or out. The ops take float32 only
-(TypeError otherwise); the functional layer (functional.py) decides what to send here and falls
-back to PyTorch's own ops for the rest. Geometry is validated by fastconv's native code
-(cpp/params.cpp), so a bad argument is a ValueError naming it, as from fastconv's NumPy API.
+The CPU kernels run through fastconv.ops' pre-validated plans (ConvPlan / PoolPlan): the geometry
+is validated once per (shapes, geometry) by fastconv's native code (cpp/params.cpp, so a bad
+argument is a ValueError naming it, as from fastconv's NumPy API) and cached; each call allocates
+its outputs with torch and hands the kernels the tensors' data pointers (no NumPy view, no copy in
+or out). The ops take float32 only (TypeError otherwise); the functional layer (functional.py)
+decides what to send here and falls back to PyTorch's own ops for the rest.
 Padding is (padding_mode, padding): mode "explicit" with an (h, w) pair, or "same" / "valid".
 
 Registration is the lower-level way (torch.library.Library: define + impl per dispatch key, plus
 register_fake) rather than torch.library.custom_op. Through the dispatcher both cost about the
 same per call on a tiny layer (docs/TORCH.md, "Per-call overhead"); what pays is that plain eager
-CPU calls skip the dispatcher (conv2d_eager & co. below), and the lower-level form lets one
-autograd.Function per op serve both paths, with the kernels to call passed in.
+CPU calls skip the dispatcher (functional.py calls the plans through the same autograd.Function),
+and the lower-level form lets one autograd.Function per op serve both paths, with the kernel set
+to run passed in.
 """
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
 
-from fastconv import _C
-from fastconv.torch._shapes import (
-    conv2d_out_shape,
-    fused_out_shape,
-    nonnegative,
-    pool2d_out_shape,
-)
+from fastconv.ops import ConvPlan, PoolPlan
+from fastconv.torch._shapes import conv2d_out_shape, fused_out_shape, pool2d_out_shape
 
 _LIB = torch.library.Library("fastconv", "DEF")  # noqa: TOR901 - the op library itself
 
@@ -99,119 +96,232 @@ def _fake(name: str):
 
 
 # --- CPU kernels ------------------------------------------------------------------------------
+#
+# Each pass runs through a plan (fastconv.ops.ConvPlan / PoolPlan, the front door's pre-validated
+# entries): the geometry is validated once per (shapes, geometry) by fastconv's native code and
+# the plan is cached; a call then allocates its outputs with torch and hands the kernels the
+# tensors' data pointers, with no NumPy view and no per-call re-validation. The forward's plan
+# serves its backward passes too (the same Conv2dParams).
+
+_PLANS: Dict[tuple, "_Planned"] = {}
+_PLANS_MAX = 1024  # distinct (shapes, geometry) kept; the cache starts over past that
 
 
-def _np(t: Tensor, name: str, op: str):
-    """A zero-copy NumPy view of a float32 CPU tensor (numpy(force=True) detaches without a copy;
-    a strided tensor's view is made contiguous by fastconv's binding, the only copy there is)."""
+def _key(v):
+    """A hashable cache-key part (the dispatcher passes int[] arguments as lists)."""
+    return tuple(v) if type(v) is list else v
+
+
+def _cached(key, make):
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = make()
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def _ptr(t: Optional[Tensor]) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+class _Planned:
+    """One validated geometry and the passes that run on it (tensors in, tensors out). The
+    tensors must be CPU float32 (int64 indices, uint8 codes), C-contiguous, of the plan's
+    shapes: the ops' CPU kernels below and the eager path (functional.py) make sure of that."""
+
+    __slots__ = ("plan", "x_shape", "w_shape", "y_shape", "pooled_shape")
+    # Outputs: torch.empty(*shape) (unpacked: a third faster than a tuple argument on a tiny call)
+
+    def __init__(self, plan, conv: bool):
+        self.plan = plan
+        self.x_shape, self.y_shape = plan.x_shape, plan.y_shape
+        self.w_shape = plan.w_shape if conv else None
+        self.pooled_shape = plan.pooled_shape if conv else None
+
+    # conv2d
+    def fwd(self, x, w, b, relu):
+        y = torch.empty(*self.y_shape)
+        self.plan.conv2d_fwd(y.data_ptr(), x.data_ptr(), w.data_ptr(), _ptr(b), relu)
+        return y
+
+    def bwd_data(self, dy, w):
+        dy, dx = dy.contiguous(), torch.empty(*self.x_shape)
+        self.plan.conv2d_bwd_data(dx.data_ptr(), dy.data_ptr(), w.data_ptr())
+        return dx
+
+    def bwd_weights(self, dy, x, with_bias):
+        dy, dw = dy.contiguous(), torch.empty(*self.w_shape)
+        db = torch.empty(self.w_shape[0]) if with_bias else None
+        self.plan.conv2d_bwd_weights(dw.data_ptr(), _ptr(db), dy.data_ptr(), x.data_ptr())
+        return dw, db
+
+    # conv2d + ReLU + 2x2 max-pool (the plan refuses a conv output under 2x2: ValueError)
+    def fused_fwd(self, x, w, b):
+        shape = self.pooled_shape or (0, 0, 0, 0)
+        y, codes = torch.empty(*shape), torch.empty(*shape, dtype=torch.uint8)
+        self.plan.conv2d_relu_maxpool2d(
+            y.data_ptr(), codes.data_ptr(), x.data_ptr(), w.data_ptr(), _ptr(b)
+        )
+        return y, codes
+
+    def fused_bwd_data(self, dy, codes, w):
+        dy, dx = dy.contiguous(), torch.empty(*self.x_shape)
+        self.plan.conv2d_relu_maxpool2d_bwd_data(
+            dx.data_ptr(), dy.data_ptr(), codes.data_ptr(), w.data_ptr()
+        )
+        return dx
+
+    def fused_bwd_weights(self, dy, codes, x, with_bias):
+        dy, dw = dy.contiguous(), torch.empty(*self.w_shape)
+        db = torch.empty(self.w_shape[0]) if with_bias else None
+        self.plan.conv2d_relu_maxpool2d_bwd_weights(
+            dw.data_ptr(), _ptr(db), dy.data_ptr(), codes.data_ptr(), x.data_ptr()
+        )
+        return dw, db
+
+    # max_pool2d
+    def pool_fwd(self, x):
+        y, idx = torch.empty(*self.y_shape), torch.empty(*self.y_shape, dtype=torch.int64)
+        self.plan.maxpool2d_fwd(y.data_ptr(), idx.data_ptr(), x.data_ptr())
+        return y, idx
+
+    def pool_bwd(self, dy, indices):
+        dy, dx = dy.contiguous(), torch.empty(*self.x_shape)
+        self.plan.maxpool2d_bwd(dx.data_ptr(), dy.data_ptr(), indices.data_ptr())
+        return dx
+
+
+def conv_plan(x_shape, w_shape, b_shape, stride, padding_mode, padding, dilation, groups):
+    """The cached plan of a conv2d geometry (ValueError / TypeError naming a bad argument)."""
+    args = (x_shape, w_shape, b_shape, stride, padding_mode, padding, dilation, groups)
+    key = ("conv", *map(_key, args))
+    return _cached(key, lambda: _Planned(ConvPlan(*args), conv=True))
+
+
+def pool_plan(x_shape, kernel_size, stride, padding_mode, padding, dilation, ceil_mode):
+    """The cached plan of a max_pool2d geometry (ValueError / TypeError naming a bad argument)."""
+    args = (x_shape, kernel_size, stride, padding_mode, padding, dilation, ceil_mode)
+    key = ("pool", *map(_key, args))
+    return _cached(key, lambda: _Planned(PoolPlan(*args), conv=False))
+
+
+def _f32(t: Tensor, name: str, op: str) -> Tensor:
+    """t as a C-contiguous float32 tensor (a strided one is copied: the only copy there is)."""
     if t.dtype != torch.float32:
         raise TypeError(f"fastconv::{op}: {name} must be float32, got {t.dtype}")
-    return t.numpy(force=True)
+    return t.contiguous()
 
 
-def _np_exact(t: Tensor, dtype: torch.dtype, name: str, op: str):
-    """A zero-copy NumPy view of an index/code tensor, which must already have `dtype`."""
+def _exact(t: Tensor, dtype: torch.dtype, name: str, op: str) -> Tensor:
+    """An index/code tensor, which must already have `dtype` (as the forward op returned it)."""
     if t.dtype != dtype:
         raise TypeError(
             f"fastconv::{op}: {name} must be {dtype} (as the forward op returned it), got {t.dtype}"
         )
-    return t.numpy(force=True)
+    return t.contiguous()
 
 
-def _empty(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
-    return torch.empty(nonnegative(shape), dtype=dtype)
+def _check_shape(t: Tensor, shape, name: str, what: str):
+    if shape is None or tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} must have {what} shape {shape}, got {tuple(t.shape)}")
+
+
+def _conv_b_shape(bias):
+    return None if bias is None else bias.shape
 
 
 @_impl("conv2d", "CPU")
 def _conv2d_cpu(input, weight, bias, stride, padding_mode, padding, dilation, groups, relu):
-    x, w = _np(input, "input", "conv2d"), _np(weight, "weight", "conv2d")
-    b = None if bias is None else _np(bias, "bias", "conv2d")
-    y = _empty(conv2d_out_shape(x.shape, w.shape, stride, padding_mode, padding, dilation))
-    _C.conv2d_fwd(x, w, b, stride, padding_mode, padding, dilation, groups, relu, y.numpy())
-    return y
+    op = "conv2d"
+    x, w = _f32(input, "input", op), _f32(weight, "weight", op)
+    b = None if bias is None else _f32(bias, "bias", op)
+    k = conv_plan(
+        x.shape, w.shape, _conv_b_shape(b), stride, padding_mode, padding, dilation, groups
+    )
+    return k.fwd(x, w, b, relu)
 
 
 @_impl("conv2d_bwd_data", "CPU")
 def _conv2d_bwd_data_cpu(grad_output, weight, input_size, *geometry):
-    dy = _np(grad_output, "grad_output", "conv2d_bwd_data")
-    w = _np(weight, "weight", "conv2d_bwd_data")
-    dx = _empty(input_size)
-    _C.conv2d_bwd_data(dy, w, input_size, *geometry, dx.numpy())
-    return dx
+    op = "conv2d_bwd_data"
+    dy, w = _f32(grad_output, "grad_output", op), _f32(weight, "weight", op)
+    k = conv_plan(input_size, w.shape, None, *geometry)
+    _check_shape(dy, k.y_shape, "grad_output", "the forward output's")
+    return k.bwd_data(dy, w)
 
 
 @_impl("conv2d_bwd_weights", "CPU")
 def _conv2d_bwd_weights_cpu(grad_output, input, weight_size, *geometry_and_with_bias):
-    with_bias = geometry_and_with_bias[-1]
-    dy = _np(grad_output, "grad_output", "conv2d_bwd_weights")
-    x = _np(input, "input", "conv2d_bwd_weights")
-    dw, db = _empty(weight_size), _empty([weight_size[0] if with_bias else 0])
-    _C.conv2d_bwd_weights(
-        dy, x, weight_size, *geometry_and_with_bias, dw.numpy(), db.numpy() if with_bias else None
-    )
-    return dw, db
+    *geometry, with_bias = geometry_and_with_bias
+    op = "conv2d_bwd_weights"
+    dy, x = _f32(grad_output, "grad_output", op), _f32(input, "input", op)
+    k = conv_plan(x.shape, weight_size, None, *geometry)
+    _check_shape(dy, k.y_shape, "grad_output", "the forward output's")
+    dw, db = k.bwd_weights(dy, x, with_bias)
+    return dw, (torch.empty(0) if db is None else db)
 
 
 @_impl("max_pool2d", "CPU")
 def _max_pool2d_cpu(input, kernel_size, stride, padding_mode, padding, dilation, ceil_mode):
-    x = _np(input, "input", "max_pool2d")
-    geometry = (kernel_size, stride, padding_mode, padding)
-    shape = pool2d_out_shape(x.shape, *geometry, dilation, ceil_mode)
-    y, idx = _empty(shape), _empty(shape, torch.int64)
-    _C.maxpool2d_fwd(x, *geometry, y.numpy(), idx.numpy(), dilation, ceil_mode)
-    return y, idx
+    x = _f32(input, "input", "max_pool2d")
+    k = pool_plan(x.shape, kernel_size, stride, padding_mode, padding, dilation, ceil_mode)
+    return k.pool_fwd(x)
 
 
 @_impl("max_pool2d_backward", "CPU")
 def _max_pool2d_backward_cpu(grad_output, indices, input_size, *pool_geometry):
-    # The CPU scatter needs no geometry: it runs plane by plane in a fixed order (deterministic).
-    dy = _np(grad_output, "grad_output", "max_pool2d_backward")
-    idx = _np_exact(indices, torch.int64, "indices", "max_pool2d_backward")
-    dx = _empty(input_size)
-    _C.maxpool2d_bwd(dy, idx, input_size, dx.numpy())
-    return dx
+    # The CPU scatter runs plane by plane in a fixed order (deterministic); the geometry only
+    # checks the shapes. Indices outside their plane are refused by the kernel (ValueError).
+    op = "max_pool2d_backward"
+    dy, idx = _f32(grad_output, "grad_output", op), _exact(indices, torch.int64, "indices", op)
+    k = pool_plan(input_size, *pool_geometry)
+    _check_shape(dy, k.y_shape, "grad_output", "the forward output's")
+    _check_shape(idx, k.y_shape, "indices", "the forward output's")
+    return k.pool_bwd(dy, idx)
+
+
+def _fused_plan(x_shape, w_shape, b_shape, geometry):
+    k = conv_plan(x_shape, w_shape, b_shape, *geometry)
+    if k.pooled_shape is None:
+        oh, ow = k.y_shape[2:]
+        raise ValueError(
+            f"the convolution's output must be at least 2x2 to be pooled, got {oh}x{ow}"
+        )
+    return k
 
 
 @_impl("conv2d_relu_maxpool2d", "CPU")
-def _fused_cpu(input, weight, bias, stride, padding_mode, padding, dilation, groups):
+def _fused_cpu(input, weight, bias, *geometry):
     op = "conv2d_relu_maxpool2d"
-    x, w = _np(input, "input", op), _np(weight, "weight", op)
-    b = None if bias is None else _np(bias, "bias", op)
-    shape = fused_out_shape(x.shape, w.shape, stride, padding_mode, padding, dilation)
-    y, codes = _empty(shape), _empty(shape, torch.uint8)
-    _C.conv2d_relu_maxpool2d(
-        x, w, b, stride, padding_mode, padding, dilation, groups, y.numpy(), codes.numpy()
-    )
-    return y, codes
+    x, w = _f32(input, "input", op), _f32(weight, "weight", op)
+    b = None if bias is None else _f32(bias, "bias", op)
+    return _fused_plan(x.shape, w.shape, _conv_b_shape(b), geometry).fused_fwd(x, w, b)
 
 
 @_impl("conv2d_relu_maxpool2d_bwd_data", "CPU")
 def _fused_bwd_data_cpu(grad_output, codes, weight, input_size, *geometry):
     op = "conv2d_relu_maxpool2d_bwd_data"
-    dy, w = _np(grad_output, "grad_output", op), _np(weight, "weight", op)
-    c = _np_exact(codes, torch.uint8, "codes", op)
-    dx = _empty(input_size)
-    _C.conv2d_relu_maxpool2d_bwd_data(dy, c, w, input_size, *geometry, dx.numpy())
-    return dx
+    dy, w = _f32(grad_output, "grad_output", op), _f32(weight, "weight", op)
+    c = _exact(codes, torch.uint8, "codes", op)
+    k = _fused_plan(input_size, w.shape, None, geometry)
+    _check_shape(dy, k.pooled_shape, "grad_output", "the pooled output's")
+    _check_shape(c, k.pooled_shape, "codes", "the pooled output's")
+    return k.fused_bwd_data(dy, c, w)
 
 
 @_impl("conv2d_relu_maxpool2d_bwd_weights", "CPU")
 def _fused_bwd_weights_cpu(grad_output, codes, input, weight_size, *geometry_and_with_bias):
+    *geometry, with_bias = geometry_and_with_bias
     op = "conv2d_relu_maxpool2d_bwd_weights"
-    with_bias = geometry_and_with_bias[-1]
-    dy, x = _np(grad_output, "grad_output", op), _np(input, "input", op)
-    c = _np_exact(codes, torch.uint8, "codes", op)
-    dw, db = _empty(weight_size), _empty([weight_size[0] if with_bias else 0])
-    _C.conv2d_relu_maxpool2d_bwd_weights(
-        dy,
-        c,
-        x,
-        weight_size,
-        *geometry_and_with_bias,
-        dw.numpy(),
-        db.numpy() if with_bias else None,
-    )
-    return dw, db
+    dy, x = _f32(grad_output, "grad_output", op), _f32(input, "input", op)
+    c = _exact(codes, torch.uint8, "codes", op)
+    k = _fused_plan(x.shape, weight_size, None, geometry)
+    _check_shape(dy, k.pooled_shape, "grad_output", "the pooled output's")
+    _check_shape(c, k.pooled_shape, "codes", "the pooled output's")
+    dw, db = k.fused_bwd_weights(dy, c, x, with_bias)
+    return dw, (torch.empty(0) if db is None else db)
 
 
 # --- fake (shape-only) kernels: plain arithmetic on the sizes, so SymInts pass through ----------
@@ -267,10 +377,11 @@ def _fused_bwd_weights_fake(grad_output, codes, input, weight_size, *geometry_an
 
 # --- autograd kernels -------------------------------------------------------------------------
 #
-# One autograd.Function per forward op. Its first argument is the table of kernels to run: the
-# fastconv:: ops (the Autograd kernel registered below, the path torch.compile, FakeTensor and
-# any dispatch mode see) or the CPU kernels themselves (*_eager below: plain eager CPU tensors,
-# where the dispatcher's two Python round trips cost more than the kernel of a small layer).
+# One autograd.Function per forward op. Its first argument is the kernel set to run: a _Planned
+# (the eager path: plain CPU tensors, straight to the kernels, see functional.py) or an _OpKernels
+# (the fastconv:: ops through the dispatcher: the Autograd kernel registered below, the path
+# torch.compile, FakeTensor and any dispatch mode see). Backward computes only what
+# ctx.needs_input_grad asks for: no bwd_data for a first layer, no bias sum without a bias.
 
 
 def _below_autograd():
@@ -278,16 +389,51 @@ def _below_autograd():
     return torch._C._AutoDispatchBelowAutograd()
 
 
+class _OpKernels:
+    """The passes as fastconv:: op calls with one geometry (same methods as _Planned)."""
+
+    __slots__ = ("geometry", "x_shape", "w_shape")
+
+    def __init__(self, geometry, x_shape, w_shape=None):
+        self.geometry, self.x_shape, self.w_shape = geometry, x_shape, w_shape
+
+    def fwd(self, x, w, b, relu):
+        with _below_autograd():
+            return conv2d(x, w, b, *self.geometry, relu)
+
+    def bwd_data(self, dy, w):
+        return conv2d_bwd_data(dy, w, self.x_shape, *self.geometry)
+
+    def bwd_weights(self, dy, x, with_bias):
+        dw, db = conv2d_bwd_weights(dy, x, self.w_shape, *self.geometry, with_bias)
+        return dw, (db if with_bias else None)
+
+    def fused_fwd(self, x, w, b):
+        with _below_autograd():
+            return conv2d_relu_maxpool2d(x, w, b, *self.geometry)
+
+    def fused_bwd_data(self, dy, codes, w):
+        return conv2d_relu_maxpool2d_bwd_data(dy, codes, w, self.x_shape, *self.geometry)
+
+    def fused_bwd_weights(self, dy, codes, x, with_bias):
+        dw, db = conv2d_relu_maxpool2d_bwd_weights(
+            dy, codes, x, self.w_shape, *self.geometry, with_bias
+        )
+        return dw, (db if with_bias else None)
+
+    def pool_fwd(self, x):
+        with _below_autograd():
+            return max_pool2d(x, *self.geometry)
+
+    def pool_bwd(self, dy, indices):
+        return max_pool2d_backward(dy, indices, self.x_shape, *self.geometry)
+
+
 class _Conv2d(torch.autograd.Function):
     @staticmethod
-    def forward(
-        ctx, kernels, input, weight, bias, stride, padding_mode, padding, dilation, groups, relu
-    ):
-        fwd, ctx.bwd_data, ctx.bwd_weights = kernels
-        with _below_autograd():
-            y = fwd(input, weight, bias, stride, padding_mode, padding, dilation, groups, relu)
-        ctx.geometry = (stride, padding_mode, padding, dilation, groups)
-        ctx.relu = relu
+    def forward(ctx, kernels, input, weight, bias, relu):
+        y = kernels.fwd(input, weight, bias, relu)
+        ctx.kernels, ctx.relu = kernels, relu
         ctx.save_for_backward(input, weight, y if relu else None)
         return y
 
@@ -299,23 +445,19 @@ class _Conv2d(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[1:4]
         dx = dw = db = None
         if need_x:
-            dx = ctx.bwd_data(grad, weight, input.shape, *ctx.geometry)
+            dx = ctx.kernels.bwd_data(grad, weight)
         if need_w:
-            dw, db = ctx.bwd_weights(grad, input, weight.shape, *ctx.geometry, need_b)
-            db = db if need_b else None
+            dw, db = ctx.kernels.bwd_weights(grad, input, need_b)
         elif need_b:
             db = grad.sum((0, 2, 3))
-        return None, dx, dw, db, None, None, None, None, None, None
+        return None, dx, dw, db, None
 
 
 class _MaxPool2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, kernels, input, *pool_geometry):
-        fwd, ctx.bwd = kernels
-        with _below_autograd():
-            y, indices = fwd(input, *pool_geometry)
-        ctx.geometry = pool_geometry
-        ctx.input_size = input.shape
+    def forward(ctx, kernels, input):
+        y, indices = kernels.pool_fwd(input)
+        ctx.kernels = kernels
         ctx.mark_non_differentiable(indices)
         ctx.save_for_backward(indices)
         return y, indices
@@ -323,20 +465,15 @@ class _MaxPool2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad, _grad_indices):
         (indices,) = ctx.saved_tensors
-        dx = None
-        if ctx.needs_input_grad[1]:
-            dx = ctx.bwd(grad, indices, ctx.input_size, *ctx.geometry)
-        return None, dx, None, None, None, None, None, None
+        dx = ctx.kernels.pool_bwd(grad, indices) if ctx.needs_input_grad[1] else None
+        return None, dx
 
 
 class _Conv2dReluMaxPool2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, kernels, input, weight, bias, stride, padding_mode, padding, dilation, groups):
-        fwd, ctx.bwd_data, ctx.bwd_weights = kernels
-        geometry = (stride, padding_mode, padding, dilation, groups)
-        with _below_autograd():
-            y, codes = fwd(input, weight, bias, *geometry)
-        ctx.geometry = geometry
+    def forward(ctx, kernels, input, weight, bias):
+        y, codes = kernels.fused_fwd(input, weight, bias)
+        ctx.kernels = kernels
         ctx.mark_non_differentiable(codes)
         ctx.save_for_backward(input, weight, codes)
         return y, codes
@@ -347,54 +484,48 @@ class _Conv2dReluMaxPool2d(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[1:4]
         dx = dw = db = None
         if need_x:
-            dx = ctx.bwd_data(grad, codes, weight, input.shape, *ctx.geometry)
+            dx = ctx.kernels.fused_bwd_data(grad, codes, weight)
         if need_w or need_b:  # the bias gradient is summed in the weight pass (same rebuilt dy)
-            dw, db = ctx.bwd_weights(grad, codes, input, weight.shape, *ctx.geometry, need_b)
-            dw, db = (dw if need_w else None), (db if need_b else None)
-        return None, dx, dw, db, None, None, None, None, None
+            dw, db = ctx.kernels.fused_bwd_weights(grad, codes, input, need_b)
+            dw = dw if need_w else None
+        return None, dx, dw, db
 
 
-_CONV_OPS = (conv2d, conv2d_bwd_data, conv2d_bwd_weights)
-_POOL_OPS = (max_pool2d, max_pool2d_backward)
-_FUSED_OPS = (
-    conv2d_relu_maxpool2d,
-    conv2d_relu_maxpool2d_bwd_data,
-    conv2d_relu_maxpool2d_bwd_weights,
-)
-_LIB.impl("conv2d", lambda *args: _Conv2d.apply(_CONV_OPS, *args), "Autograd")
-_LIB.impl("max_pool2d", lambda *args: _MaxPool2d.apply(_POOL_OPS, *args), "Autograd")
-_LIB.impl(
-    "conv2d_relu_maxpool2d", lambda *args: _Conv2dReluMaxPool2d.apply(_FUSED_OPS, *args), "Autograd"
-)
+def _bare_apply(fn):
+    """fn.apply without autograd.Function.apply's Python prologue (argument re-binding and the
+    functorch unwrapping: about half of a small call's cost). Only where no functorch transform
+    is active; Function.apply itself otherwise."""
+    bare = torch._C._FunctionBase.__dict__["apply"].__get__(None, fn)
 
-# --- the eager CPU path (fastconv.torch.functional takes it for plain CPU tensors) --------------
+    def apply(*args):
+        if torch._C._are_functorch_transforms_active():
+            return fn.apply(*args)
+        return bare(*args)
 
-_CONV_CPU = (_conv2d_cpu, _conv2d_bwd_data_cpu, _conv2d_bwd_weights_cpu)
-_POOL_CPU = (_max_pool2d_cpu, _max_pool2d_backward_cpu)
-_FUSED_CPU = (_fused_cpu, _fused_bwd_data_cpu, _fused_bwd_weights_cpu)
+    return apply, bare
 
 
-def _records_grad(*tensors) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+conv2d_apply, conv2d_bare_apply = _bare_apply(_Conv2d)
+max_pool2d_apply, max_pool2d_bare_apply = _bare_apply(_MaxPool2d)
+fused_apply, fused_bare_apply = _bare_apply(_Conv2dReluMaxPool2d)
 
 
-def conv2d_eager(input, weight, bias, *geometry_and_relu):
-    """conv2d on plain eager CPU tensors, without the dispatcher (same kernels, same autograd)."""
-    if _records_grad(input, weight, bias):
-        return _Conv2d.apply(_CONV_CPU, input, weight, bias, *geometry_and_relu)
-    return _conv2d_cpu(input, weight, bias, *geometry_and_relu)
+def _conv2d_autograd(input, weight, bias, *geometry_and_relu):
+    *geometry, relu = geometry_and_relu
+    return conv2d_apply(_OpKernels(geometry, input.shape, weight.shape), input, weight, bias, relu)
 
 
-def max_pool2d_eager(input, *pool_geometry):
-    if _records_grad(input):
-        return _MaxPool2d.apply(_POOL_CPU, input, *pool_geometry)
-    return _max_pool2d_cpu(input, *pool_geometry)
+def _max_pool2d_autograd(input, *pool_geometry):
+    return max_pool2d_apply(_OpKernels(pool_geometry, input.shape), input)
 
 
-def conv2d_relu_maxpool2d_eager(input, weight, bias, *geometry):
-    if _records_grad(input, weight, bias):
-        return _Conv2dReluMaxPool2d.apply(_FUSED_CPU, input, weight, bias, *geometry)
-    return _fused_cpu(input, weight, bias, *geometry)
+def _fused_autograd(input, weight, bias, *geometry):
+    return fused_apply(_OpKernels(geometry, input.shape, weight.shape), input, weight, bias)
+
+
+_LIB.impl("conv2d", _conv2d_autograd, "Autograd")
+_LIB.impl("max_pool2d", _max_pool2d_autograd, "Autograd")
+_LIB.impl("conv2d_relu_maxpool2d", _fused_autograd, "Autograd")
 
 
 def op_names() -> List[str]:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fastconv import _C
+from fastconv import ops as _fastconv_ops
 from fastconv.torch import _ops
 from fastconv.torch._shapes import conv2d_out_shape, pool2d_out_shape, pool_windows_hit_input
 
@@ -28,7 +28,7 @@ _PLAIN = (torch.Tensor, nn.Parameter)
 
 def supported_device(device: torch.device) -> bool:
     """CPU always; CUDA when fastconv was built with CUDA."""
-    return device.type == "cpu" or (device.type == "cuda" and bool(_C.cuda_built))
+    return device.type == "cpu" or (device.type == "cuda" and _fastconv_ops.CUDA_BUILT)
 
 
 def _pair(value) -> Optional[Tuple[int, int]]:
@@ -41,20 +41,93 @@ def _pair(value) -> Optional[Tuple[int, int]]:
     return None
 
 
-def _eager_cpu(*tensors) -> bool:
-    """True when a call may go straight to the CPU kernels: plain CPU tensors and nothing watching
-    the dispatcher (no torch.compile / jit tracing, torch function or dispatch mode, functorch
-    transform). is_compiling() comes first: under Dynamo it is a constant True, so the private
-    checks after it are never traced."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return False
-    if (
-        torch._C._is_torch_function_mode_enabled()
+def _unwatched() -> bool:
+    """True when nothing watches the dispatcher: no torch.compile / jit tracing, torch function or
+    dispatch mode, functorch transform. is_compiling() comes first: under Dynamo it is a constant
+    True, so the private checks after it are never traced."""
+    return not (
+        torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+        or torch._C._is_torch_function_mode_enabled()
         or torch._C._len_torch_dispatch_stack()
         or torch._C._are_functorch_transforms_active()
-    ):
+    )
+
+
+def _plain_cpu_f32(t: Tensor) -> bool:
+    """A plain (not a subclass), contiguous float32 CPU tensor."""
+    return (
+        type(t) in _PLAIN and t.is_cpu and t.dtype is torch.float32 and t.layout is torch.strided
+        and t.is_contiguous()
+    )  # fmt: skip
+
+
+# The eager path: a call on plain CPU tensors with nothing watching the dispatcher goes straight
+# to the CPU kernels, through a plan (_ops._Planned) cached under the call's own arguments
+# (shapes and torch.nn.functional's geometry arguments), or False where the call goes to PyTorch.
+# One dict lookup per call, then the kernels: no argument is normalised or validated twice.
+_EAGER: dict = {}
+_EAGER_MAX = 1024
+
+
+def _eager_plan(key, make, *args):
+    """The cached plan for `key` (False: PyTorch's op takes the call), None when the key is
+    unhashable (the caller takes the general path). try/except: free when the key is there."""
+    try:
+        return _EAGER[key]
+    except KeyError:
+        pass
+    except TypeError:
+        return None
+    if len(_EAGER) >= _EAGER_MAX:
+        _EAGER.clear()
+    plan = _EAGER[key] = make(*args)
+    return plan
+
+
+def _make_conv_plan(x_shape, w_shape, b_shape, stride, padding, dilation, groups, fused):
+    geometry = _conv_geometry_uncached(stride, padding, dilation, groups)
+    if geometry is None or len(w_shape) != 4 or len(x_shape) not in (3, 4):
         return False
-    return all(t is None or (type(t) in _PLAIN and t.is_cpu) for t in tensors)
+    x4 = x_shape if len(x_shape) == 4 else (1, *x_shape)
+    try:
+        plan = _ops.conv_plan(x4, w_shape, b_shape, *geometry)
+    except (ValueError, TypeError):  # PyTorch's op then computes it or raises its own error
+        return False
+    if fused:
+        return plan if plan.pooled_shape is not None else False
+    return plan if min(plan.y_shape[2:]) >= 1 else False
+
+
+def _eager_conv(input, weight, bias, stride, padding, dilation, groups, fused):
+    if not (
+        _plain_cpu_f32(input) and _plain_cpu_f32(weight)
+        and (bias is None or _plain_cpu_f32(bias)) and _unwatched()
+    ):  # fmt: skip
+        return None
+    b_shape = None if bias is None else bias.shape
+    key = (fused, input.shape, weight.shape, b_shape, stride, padding, dilation, groups)
+    return _eager_plan(
+        key, _make_conv_plan, input.shape, weight.shape, b_shape, stride, padding, dilation,
+        groups, fused,
+    )  # fmt: skip
+
+
+def _records(*tensors) -> bool:
+    """Whether autograd records this call."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _run_eager_conv(plan, input, weight, bias, fused):
+    x = input if input.dim() == 4 else input.unsqueeze(0)
+    if _records(x, weight, bias):
+        if fused:
+            y = _ops.fused_bare_apply(plan, x, weight, bias)[0]
+        else:
+            y = _ops.conv2d_bare_apply(plan, x, weight, bias, False)
+    else:
+        y = plan.fused_fwd(x, weight, bias)[0] if fused else plan.fwd(x, weight, bias, False)
+    return y if input.dim() == 4 else y.squeeze(0)
 
 
 def _tensor_ok(t: Optional[Tensor], device: torch.device) -> bool:
@@ -132,29 +205,35 @@ def _conv_out_ok(x: Tensor, weight: Tensor, geometry, minimum: int) -> bool:
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """torch.nn.functional.conv2d on fastconv's kernels (see the module docstring)."""
+    plan = _eager_conv(input, weight, bias, stride, padding, dilation, groups, False)
+    if plan:
+        return _run_eager_conv(plan, input, weight, bias, False)
+    if plan is False:
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     geometry = _conv_args(input, weight, bias, stride, padding, dilation, groups)
     if geometry is None:
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     x, unbatched = _batched(input)
     if not _conv_out_ok(x, weight, geometry, 1):
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    if _eager_cpu(x, weight, bias):
-        y = _ops.conv2d_eager(x, weight, bias, *geometry, False)
-    else:
-        y = _ops.conv2d(x, weight, bias, *geometry, False)
+    y = _ops.conv2d(x, weight, bias, *geometry, False)
     return y.squeeze(0) if unbatched else y
 
 
 def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """max_pool2d(relu(conv2d(...)), 2, 2) in one fastconv pass; PyTorch's three ops otherwise."""
-    geometry = _conv_args(input, weight, bias, stride, padding, dilation, groups)
+    plan = _eager_conv(input, weight, bias, stride, padding, dilation, groups, True)
+    if plan:
+        return _run_eager_conv(plan, input, weight, bias, True)
+    geometry = (
+        None
+        if plan is False
+        else _conv_args(input, weight, bias, stride, padding, dilation, groups)
+    )
     if geometry is not None:
         x, unbatched = _batched(input)
         if _conv_out_ok(x, weight, geometry, 2):
-            if _eager_cpu(x, weight, bias):
-                y = _ops.conv2d_relu_maxpool2d_eager(x, weight, bias, *geometry)[0]
-            else:
-                y = _ops.conv2d_relu_maxpool2d(x, weight, bias, *geometry)[0]
+            y = _ops.conv2d_relu_maxpool2d(x, weight, bias, *geometry)[0]
             return y.squeeze(0) if unbatched else y
     y = F.relu(conv2d(input, weight, bias, stride, padding, dilation, groups))
     return max_pool2d(y, 2, 2)
@@ -186,32 +265,60 @@ def _hashable(v):
 
 
 def _pool_args(input, kernel_size, stride, padding, dilation, ceil_mode):
-    """The fastconv:: pool geometry for this call, or None to fall back to PyTorch: also for
-    dilation / ceil_mode on a GPU (native on the CPU only), for output sizes PyTorch refuses, and
-    for dilated windows that miss the input entirely (PyTorch returns -inf there)."""
+    """The fastconv:: pool geometry for this call, or None to fall back to PyTorch."""
     if not _input_ok(input):
         return None
     try:
-        args = (_hashable(v) for v in (kernel_size, stride, padding, dilation, ceil_mode))
+        args = tuple(_hashable(v) for v in (kernel_size, stride, padding, dilation, ceil_mode))
         geometry = _pool_geometry(*args)
     except TypeError:  # unhashable: not an argument fastconv takes
         return None
+    return _pool_geometry_fits(geometry, input.shape[-2], input.shape[-1], input.is_cpu)
+
+
+def _pool_geometry_fits(geometry, h: int, w: int, on_cpu: bool):
+    """geometry, or None to fall back: also for dilation / ceil_mode on a GPU (native on the CPU
+    only), for output sizes PyTorch refuses, and for dilated windows that miss the input
+    entirely (PyTorch returns -inf there)."""
     if geometry is None:
         return None
     k, s, _, p, d, ceil = geometry
     plain = d == (1, 1) and not ceil
-    if not plain and not input.is_cpu:
+    if not plain and not on_cpu:
         return None
-    x_shape = (1, 1, input.shape[-2], input.shape[-1])
-    _, _, oh, ow = pool2d_out_shape(x_shape, k, s, "explicit", p, d, ceil)
+    _, _, oh, ow = pool2d_out_shape((1, 1, h, w), k, s, "explicit", p, d, ceil)
     if oh < 1 or ow < 1:
         return None
     if d != (1, 1) and not (
-        pool_windows_hit_input(x_shape[2], k[0], s[0], p[0], d[0], oh)
-        and pool_windows_hit_input(x_shape[3], k[1], s[1], p[1], d[1], ow)
+        pool_windows_hit_input(h, k[0], s[0], p[0], d[0], oh)
+        and pool_windows_hit_input(w, k[1], s[1], p[1], d[1], ow)
     ):
         return None
     return geometry
+
+
+def _make_pool_plan(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
+    if len(x_shape) not in (3, 4):
+        return False
+    geometry = _pool_geometry_fits(
+        _pool_geometry_uncached(kernel_size, stride, padding, dilation, ceil_mode),
+        x_shape[-2], x_shape[-1], True,
+    )  # fmt: skip
+    if geometry is None:
+        return False
+    try:
+        return _ops.pool_plan(x_shape if len(x_shape) == 4 else (1, *x_shape), *geometry)
+    except (ValueError, TypeError):
+        return False
+
+
+def _eager_pool(input, kernel_size, stride, padding, dilation, ceil_mode):
+    if not (_plain_cpu_f32(input) and _unwatched()):
+        return None
+    key = (input.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return _eager_plan(
+        key, _make_pool_plan, input.shape, kernel_size, stride, padding, dilation, ceil_mode
+    )
 
 
 def max_pool2d(
@@ -225,17 +332,28 @@ def max_pool2d(
 ):
     """torch.nn.functional.max_pool2d on fastconv's kernels (see the module docstring); indices,
     when asked for, are PyTorch's (h * W + w in each plane)."""
-    geometry = _pool_args(input, kernel_size, stride, padding, dilation, ceil_mode)
+    plan = _eager_pool(input, kernel_size, stride, padding, dilation, ceil_mode)
+    if plan:
+        x = input if input.dim() == 4 else input.unsqueeze(0)
+        if _records(x):
+            y, indices = _ops.max_pool2d_bare_apply(plan, x)
+        else:
+            y, indices = plan.pool_fwd(x)
+        if input.dim() == 3:
+            y, indices = y.squeeze(0), indices.squeeze(0)
+        return (y, indices) if return_indices else y
+    geometry = (
+        None
+        if plan is False
+        else _pool_args(input, kernel_size, stride, padding, dilation, ceil_mode)
+    )
     if geometry is None:
         return F.max_pool2d(
             input, kernel_size, stride, padding, dilation,
             ceil_mode=ceil_mode, return_indices=return_indices,
         )  # fmt: skip
     x, unbatched = _batched(input)
-    if _eager_cpu(x):
-        y, indices = _ops.max_pool2d_eager(x, *geometry)
-    else:
-        y, indices = _ops.max_pool2d(x, *geometry)
+    y, indices = _ops.max_pool2d(x, *geometry)
     if unbatched:
         y, indices = y.squeeze(0), indices.squeeze(0)
     return (y, indices) if return_indices else y
