@@ -573,6 +573,13 @@ rounds optimizers.Adam's float32 update.)pbdoc");
     set_num_threads(int(v));
   }, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);
+  m.def(
+      "set_team_parallel",
+      [](uintptr_t address) { set_team_parallel(reinterpret_cast<TeamParallelFn>(address)); },
+      py::arg("address"),
+      "Run parallel work on an OpenMP runtime's team: the address of its GOMP_parallel (0: "
+      "fastconv's own pool again). See parallel.h.");
+  m.def("team_parallel_set", &team_parallel_set);
   m.def("set_debug_poison", [](Obj on) { set_debug_poison(bind::bool_arg(on, "on")); }, py::arg("on"));
   m.def("get_debug_poison", &debug_poison);
   m.def(

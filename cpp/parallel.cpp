@@ -163,6 +163,23 @@ class Pool {
 std::mutex g_run_mutex;
 Pool* g_pool = nullptr;  // created lazily; leaked (not joined) in a forked child
 int g_threads = 0;
+TeamParallelFn g_team = nullptr;  // set_team_parallel: an OpenMP runtime's GOMP_parallel
+
+// One parallel_for on an OpenMP team: every team thread takes the next thread index and claims
+// chunks of the job like a pool worker; GOMP_parallel returns when the whole team has finished.
+struct TeamRun {
+  Job* job;
+  std::atomic<int> next_thread{0};
+};
+
+void team_body(void* arg) {
+  auto* run = static_cast<TeamRun*>(arg);
+  const int thread = run->next_thread.fetch_add(1, std::memory_order_relaxed);
+  const bool outer = t_in_worker;
+  t_in_worker = true;  // nested parallel_for calls stay on this thread
+  run->job->work(thread);
+  t_in_worker = outer;
+}
 
 void atfork_prepare() { g_run_mutex.lock(); }
 void atfork_parent() { g_run_mutex.unlock(); }
@@ -170,6 +187,7 @@ void atfork_child() {
   // The pool's threads do not exist in the child: forget it (its memory is leaked on purpose)
   // and build a new one on first use.
   g_pool = nullptr;
+  g_team = nullptr;  // the OpenMP runtime's threads are not ours to rely on in the child
   new (&g_run_mutex) std::mutex();
 }
 
@@ -215,9 +233,30 @@ void parallel_for(int64_t ntasks, const ChunkFn& fn) {
     fn(0, ntasks, 0);
     return;
   }
-  if (g_pool == nullptr) g_pool = new Pool(t);
   const int64_t grain = ntasks / (4 * int64_t(t)) > 1 ? ntasks / (4 * int64_t(t)) : 1;
+  if (g_team != nullptr) {
+    Job job(fn, ntasks, grain);
+    TeamRun run{&job};
+    g_team(team_body, &run, unsigned(t), 0);
+    if (job.error) std::rethrow_exception(job.error);
+    return;
+  }
+  if (g_pool == nullptr) g_pool = new Pool(t);
   g_pool->run(ntasks, grain, fn);
+}
+
+void set_team_parallel(TeamParallelFn fn) {
+  std::lock_guard<std::mutex> lk(g_run_mutex);
+  g_team = fn;
+  if (fn != nullptr && g_pool != nullptr) {  // its workers would only sit idle from now on
+    delete g_pool;
+    g_pool = nullptr;
+  }
+}
+
+bool team_parallel_set() {
+  std::lock_guard<std::mutex> lk(g_run_mutex);
+  return g_team != nullptr;
 }
 
 void parallel_for_parts(int64_t ntasks, int parts, const ChunkFn& fn) {

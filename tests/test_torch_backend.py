@@ -690,3 +690,31 @@ def test_eager_backward_runs_only_the_passes_asked_for(monkeypatch):
     assert sorted(calls) == ["fused_bwd_data", "fused_bwd_weights", "fused_bwd_weights"]
     for g, p in zip(grads, model.parameters()):
         _assert_close(p.grad, g, "dispatcher vs eager")
+
+
+def test_threads_shared_with_torch_give_the_same_results():
+    """fastconv's jobs on PyTorch's OpenMP team (share_threads_with_torch) compute bit for bit
+    what fastconv's own pool computes."""
+    torch.manual_seed(0)
+    model, x = ft.convert(keras_cnn()), torch.randn(3, 1, 28, 28)
+
+    def grads():
+        model.zero_grad()
+        model.eval()
+        model(x).square().sum().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(2)
+        own = grads()
+        if not ft.share_threads_with_torch(True):
+            pytest.skip("PyTorch's OpenMP runtime was not found in this process")
+        assert ft.threads_shared_with_torch()
+        shared = grads()
+    finally:
+        ft.share_threads_with_torch(False)
+        fastconv.set_num_threads(before)
+    assert not ft.threads_shared_with_torch()
+    for a, b in zip(own, shared):
+        assert torch.equal(a, b)

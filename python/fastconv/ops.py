@@ -680,3 +680,9 @@ def cuda_pointer_entries():
 
         raise RuntimeError(_NOT_BUILT)
     return _C.cuda
+
+
+# fastconv.torch: run parallel work on PyTorch's OpenMP team (the address of the runtime's
+# GOMP_parallel; 0: fastconv's own pool again), and whether it does (cpp/parallel.h).
+set_team_parallel = _C.set_team_parallel
+team_parallel_set = _C.team_parallel_set

@@ -31,4 +31,15 @@ void parallel_for(int64_t ntasks, const ChunkFn& fn);
 void parallel_for_parts(int64_t ntasks, int parts, const ChunkFn& fn);
 int reduction_parts(int64_t ntasks);
 
+// An OpenMP runtime's GOMP_parallel(fn, data, num_threads, flags) (libgomp's ABI; LLVM's and
+// Intel's runtimes export it too). When set, parallel_for runs its jobs on that runtime's team
+// (the caller plus the runtime's workers) instead of fastconv's pool, which is then never started:
+// fastconv.torch sets PyTorch's libgomp here, so fastconv's kernels and PyTorch's ops share one
+// set of threads instead of two sets taking cores from each other (libgomp's workers spin for
+// milliseconds after each of PyTorch's ops). Same chunks, same results. nullptr: fastconv's pool.
+// A forked child goes back to fastconv's pool.
+using TeamParallelFn = void (*)(void (*)(void*), void*, unsigned, unsigned);
+void set_team_parallel(TeamParallelFn fn);
+bool team_parallel_set();
+
 }  // namespace fastconv

@@ -12,7 +12,8 @@
 Threads: fastconv's CPU thread pool is its own. When FASTCONV_NUM_THREADS is unset, importing
 this module sets it to torch.get_num_threads() (which follows OMP_NUM_THREADS, and torchrun sets
 OMP_NUM_THREADS=1 per process), so N ranks on N cores do not run N x N threads. Call
-fastconv.set_num_threads to change it afterwards.
+fastconv.set_num_threads to change it afterwards. share_threads_with_torch() runs fastconv's
+parallel work on PyTorch's own OpenMP threads instead of a second pool beside them (_threads.py).
 
 docs/TORCH.md has the details, the DDP launch line and the measured speed.
 """
@@ -24,6 +25,7 @@ import torch
 import fastconv
 from fastconv import _C
 from fastconv.torch import _cuda_kernels, _ops, functional  # noqa: F401  (registers the kernels)
+from fastconv.torch._threads import share_threads_with_torch, threads_shared_with_torch
 from fastconv.torch.convert import ConversionReport, convert
 from fastconv.torch.modules import Conv2d, Conv2dReLUMaxPool2d, MaxPool2d
 
@@ -35,6 +37,8 @@ __all__ = [
     "convert",
     "functional",
     "ops",
+    "share_threads_with_torch",
+    "threads_shared_with_torch",
 ]
 
 ops = torch.ops.fastconv
