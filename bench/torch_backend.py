@@ -8,9 +8,11 @@
 Epoch: the PyTorch models of bench/torch_train.py (NETWORKS.md's cnn1 and keras_cnn, Adam 1e-3,
 batch 100 / 200, CrossEntropyLoss), trained on the first --images MNIST images. "stock" is the
 model as built; "fastconv" is a copy (same initial weights) after fastconv.torch.convert(model),
-which fuses each Conv2d -> ReLU -> MaxPool2d(2) into one fastconv pass. Both train in this one
-process, by turns (stock, fastconv, fastconv, stock, ...) after a warm-up of a few batches each;
-medians of --reps epochs each. Both libraries get --threads threads.
+which fuses each Conv2d -> ReLU -> MaxPool2d(2) into one fastconv pass; with --shared, a third
+copy runs with fastconv.torch.share_threads_with_torch() (fastconv's jobs on PyTorch's OpenMP
+threads). All train in this one process, by turns (stock, fastconv, fastconv, stock, ...) after a
+warm-up of a few batches each; medians of --reps epochs each. Both libraries get --threads
+threads.
 
 Overhead: a 1x1 convolution of a 1x1x4x4 input, so the kernel itself costs about a microsecond
 and the rest is call overhead: fastconv's NumPy API, the torch.ops.fastconv op (registered the
@@ -38,6 +40,11 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", type=int, default=6000, help="first N MNIST images (default 6000)")
     p.add_argument("--reps", type=int, default=3, help="timed epochs per side (default 3)")
+    p.add_argument(
+        "--shared",
+        action="store_true",
+        help="also time the converted model with fastconv.torch.share_threads_with_torch()",
+    )
     p.add_argument("--overhead", action="store_true", help="time the per-call overhead instead")
     p.add_argument("--json", default=None, metavar="PATH")
     return p.parse_args(argv)
@@ -64,33 +71,38 @@ def epochs(a, torch, fastconv, ft):
     x, y = x[: a.images], y[: a.images]
     rows = []
     for name in a.models.split(","):
-        stock = TorchTrainer(name, torch, seed=0)
-        fast = TorchTrainer(name, torch, seed=0)
-        ft.convert(fast.model)  # in place: the optimizer still holds the same parameters
-        warm = slice(0, 4 * stock.batch)
-        for t in (stock, fast):
+        trainers = {"stock": TorchTrainer(name, torch, seed=0)}
+        trainers["fastconv"] = TorchTrainer(name, torch, seed=0)
+        ft.convert(trainers["fastconv"].model)  # in place: the optimizer keeps its parameters
+        if a.shared:  # fastconv's jobs on PyTorch's OpenMP team instead of fastconv's pool
+            trainers["fastconv_shared"] = TorchTrainer(name, torch, seed=0)
+            ft.convert(trainers["fastconv_shared"].model)
+        sides = list(trainers)
+        warm = slice(0, 4 * trainers["stock"].batch)
+        for side, t in trainers.items():
+            ft.share_threads_with_torch(side == "fastconv_shared")
             t.epoch(x[warm], y[warm])
-        times = {"stock": [], "fastconv": []}
+        times = {side: [] for side in sides}
         for r in range(a.reps):
-            order = ("stock", "fastconv") if r % 2 == 0 else ("fastconv", "stock")
-            for side in order:
-                sec, loss, acc = (stock if side == "stock" else fast).epoch(x, y)
+            for side in sides if r % 2 == 0 else sides[::-1]:
+                ft.share_threads_with_torch(side == "fastconv_shared")
+                sec, loss, acc = trainers[side].epoch(x, y)
                 times[side].append(sec)
-                print(f"  {name} {side:8s} rep {r}: {sec:.2f} s  loss {loss:.4f}", flush=True)
+                print(f"  {name} {side:15s} rep {r}: {sec:.2f} s  loss {loss:.4f}", flush=True)
+        ft.share_threads_with_torch(False)
         med = {k: statistics.median(v) for k, v in times.items()}
-        rows.append(
-            {
-                "model": name,
-                "images": len(x),
-                "stock_s": med["stock"],
-                "fastconv_s": med["fastconv"],
-                "speedup": med["stock"] / med["fastconv"],
-                "samples": times,
-            }
-        )
+        row = {"model": name, "images": len(x), "samples": times}
+        for side in sides:
+            row[f"{side}_s"] = med[side]
+        row["speedup"] = med["stock"] / med["fastconv"]
+        if a.shared:
+            row["speedup_shared"] = med["stock"] / med["fastconv_shared"]
+        rows.append(row)
         print(
-            f"{name}: stock {med['stock']:.2f} s, fastconv {med['fastconv']:.2f} s per "
-            f"{len(x)} images -> {med['stock'] / med['fastconv']:.2f}x",
+            f"{name}: "
+            + ", ".join(f"{side} {med[side]:.2f} s" for side in sides)
+            + f" per {len(x)} images -> "
+            + ", ".join(f"{med['stock'] / med[side]:.2f}x" for side in sides[1:]),
             flush=True,
         )
     return rows

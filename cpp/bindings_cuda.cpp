@@ -45,10 +45,13 @@ Conv2dParams conv_params(Obj x, Obj w, Obj stride, const std::string& mode, Obj 
   return make_conv2d_params(xs, ws, s, ps, d, int_arg(groups, "groups"));
 }
 
-Pool2dParams pool_params(Obj x, Obj kernel, Obj stride, const std::string& mode, Obj pad) {
+Pool2dParams pool_params(Obj x, Obj kernel, Obj stride, const std::string& mode, Obj pad,
+                         Obj dilation, Obj ceil_mode) {
   const Shape4 xs = shape_arg(x, "x_shape");
   const Pair k = pair_arg(kernel, "kernel_size"), s = pair_arg(stride, "stride");
-  return make_pool2d_params(xs, k, s, padding_arg(mode, pad));
+  const PaddingSpec ps = padding_arg(mode, pad);
+  return make_pool2d_params(xs, k, s, ps, pair_arg(dilation, "dilation"),
+                            bind::bool_arg(ceil_mode, "ceil_mode"));
 }
 
 template <class T>
@@ -128,11 +131,13 @@ void register_cuda_bindings(py::module_& m) {
         py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding_mode"),
         py::arg("padding"), py::arg("dilation"), py::arg("groups"));
   c.def("maxpool2d_out_shape",
-        [](Obj x, Obj kernel, Obj stride, const std::string& mode, Obj pad) {
-          return tuple_of(pool_params(x, kernel, stride, mode, pad).y);
+        [](Obj x, Obj kernel, Obj stride, const std::string& mode, Obj pad, Obj dilation,
+           Obj ceil_mode) {
+          return tuple_of(pool_params(x, kernel, stride, mode, pad, dilation, ceil_mode).y);
         },
         py::arg("x_shape"), py::arg("kernel"), py::arg("stride"), py::arg("padding_mode"),
-        py::arg("padding"));
+        py::arg("padding"), py::arg("dilation") = py::make_tuple(1, 1),
+        py::arg("ceil_mode") = false);
   c.def("conv2d_bwd_weights_workspace_bytes",
         [](int device, Obj x, Obj w, Obj stride, const std::string& mode, Obj pad,
            Obj dilation, Obj groups) {
@@ -187,8 +192,9 @@ void register_cuda_bindings(py::module_& m) {
         py::arg("dilation"), py::arg("groups"), "(dw, db) on device pointers; db = 0 skips it.");
   c.def("maxpool2d_fwd",
         [](int device, uintptr_t stream, uintptr_t y, uintptr_t idx, uintptr_t x, Obj xs,
-           Obj kernel, Obj stride, const std::string& mode, Obj pad) {
-          const Pool2dParams p = pool_params(xs, kernel, stride, mode, pad);
+           Obj kernel, Obj stride, const std::string& mode, Obj pad, Obj dilation,
+           Obj ceil_mode) {
+          const Pool2dParams p = pool_params(xs, kernel, stride, mode, pad, dilation, ceil_mode);
           py::gil_scoped_release nogil;
           gpu::set_device(device);
           gpu::maxpool2d_fwd__cuda(ptr<float>(y), ptr<int64_t>(idx), ptr<const float>(x), p,
@@ -196,19 +202,25 @@ void register_cuda_bindings(py::module_& m) {
         },
         py::arg("device"), py::arg("stream"), py::arg("y"), py::arg("indices"), py::arg("x"),
         py::arg("x_shape"), py::arg("kernel"), py::arg("stride"), py::arg("padding_mode"),
-        py::arg("padding"));
+        py::arg("padding"), py::arg("dilation") = py::make_tuple(1, 1),
+        py::arg("ceil_mode") = false);
   c.def("maxpool2d_bwd",
         [](int device, uintptr_t stream, uintptr_t dx, uintptr_t dy, uintptr_t idx, Obj xs,
            Obj ys, const py::object& geometry) {
-          // geometry: None or (kernel, stride, padding_mode, padding)
+          // geometry: None or (kernel, stride, padding_mode, padding[, dilation, ceil_mode])
           const Shape4 x_shape = shape_arg(xs, "x_shape"), y_shape = shape_arg(ys, "y_shape");
           check_shape(x_shape, "x_shape");
           check_shape(y_shape, "y_shape");
           std::optional<Pool2dParams> p;
           if (!geometry.is_none()) {
-            const py::sequence g = bind::int_seq(geometry, 4, "geometry",
-                                                 "None or (kernel, stride, padding_mode, padding)");
-            p = pool_params(xs, g[0], g[1], g[2].cast<std::string>(), g[3]);
+            const char* what =
+                "None or (kernel, stride, padding_mode, padding[, dilation, ceil_mode])";
+            const bool six = (PyTuple_Check(geometry.ptr()) || PyList_Check(geometry.ptr())) &&
+                             py::len(geometry) == 6;
+            const py::sequence g = bind::int_seq(geometry, six ? 6 : 4, "geometry", what);
+            const py::object one_one = py::make_tuple(1, 1), no = py::bool_(false);
+            p = pool_params(xs, g[0], g[1], g[2].cast<std::string>(), g[3],
+                            six ? py::object(g[4]) : one_one, six ? py::object(g[5]) : no);
           }
           py::gil_scoped_release nogil;
           gpu::set_device(device);
@@ -217,6 +229,6 @@ void register_cuda_bindings(py::module_& m) {
         },
         py::arg("device"), py::arg("stream"), py::arg("dx"), py::arg("dy"), py::arg("indices"),
         py::arg("x_shape"), py::arg("y_shape"), py::arg("geometry") = py::none(),
-        "dx of max pooling; geometry = (kernel, stride, padding_mode, padding) selects the "
-        "deterministic gather kernel, None the atomic scatter.");
+        "dx of max pooling; geometry = (kernel, stride, padding_mode, padding[, dilation, "
+        "ceil_mode]) selects the deterministic gather kernel, None the atomic scatter.");
 }

@@ -3,7 +3,9 @@
 // fwd: one thread per output, consecutive threads along ox. The window is scanned in row-major
 //   order with the CPU's rule exactly (cpp/cpu/maxpool2d_cpu.cpp): the first in-bounds cell
 //   starts as the best; a later cell wins only if strictly greater, or if it is NaN and the best
-//   is not. Padded cells are never visited. Values and indices therefore match the CPU bit for bit.
+//   is not. Padded cells are never visited, nor the taps of a ceil-mode window past the input's
+//   end; a dilated window's taps are y0 + i * dilation (PyTorch's). Values and indices therefore
+//   match the CPU bit for bit.
 // bwd, two formulations (ops_cuda.h):
 //   gather  (the forward geometry is known) one thread per input cell, summing the dy of the
 //           windows that contain it and chose it, in row-major window order — the CPU's
@@ -22,12 +24,21 @@ namespace gpu {
 namespace {
 
 struct PoolGeom {
-  int H, W, OH, OW, KH, KW, sh, sw, pt, pl;
+  int H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw;
 };
 
 PoolGeom pool_geom(const Pool2dParams& p) {
-  return {int(p.x.h), int(p.x.w), int(p.y.h), int(p.y.w), int(p.kernel.h), int(p.kernel.w),
-          int(p.stride.h), int(p.stride.w), int(p.pad.top), int(p.pad.left)};
+  return {int(p.x.h),      int(p.x.w),      int(p.y.h),       int(p.y.w),
+          int(p.kernel.h), int(p.kernel.w), int(p.stride.h),  int(p.stride.w),
+          int(p.pad.top),  int(p.pad.left), int(p.dilation.h), int(p.dilation.w)};
+}
+
+// Taps [*first, *last) of a window starting at `start` (k taps, d apart) that lie in [0, size):
+// the CPU kernel's rule. make_pool2d_params guarantees at least one.
+__device__ __forceinline__ void window_taps(int start, int k, int d, int size, int* first,
+                                            int* last) {
+  *first = start < 0 ? (-start + d - 1) / d : 0;
+  *last = min(k, (size - start + d - 1) / d);
 }
 
 __global__ void maxpool2d_fwd_kernel(float* __restrict__ y, int64_t* __restrict__ idx,
@@ -37,12 +48,15 @@ __global__ void maxpool2d_fwd_kernel(float* __restrict__ y, int64_t* __restrict_
   const int ox = i % g.OW, oy = (i / g.OW) % g.OH, plane = i / (g.OW * g.OH);
   const float* xp = x + plane * g.H * g.W;
   const int y0 = oy * g.sh - g.pt, x0 = ox * g.sw - g.pl;
-  const int ya = max(y0, 0), yb = min(y0 + g.KH, g.H);
-  const int xa = max(x0, 0), xb = min(x0 + g.KW, g.W);
-  int best_i = ya * g.W + xa;
+  int ia, ib, ja, jb;
+  window_taps(y0, g.KH, g.dh, g.H, &ia, &ib);
+  window_taps(x0, g.KW, g.dw, g.W, &ja, &jb);
+  int best_i = (y0 + ia * g.dh) * g.W + (x0 + ja * g.dw);
   float best = xp[best_i];
-  for (int iy = ya; iy < yb; ++iy) {
-    for (int ix = xa; ix < xb; ++ix) {
+  for (int i = ia; i < ib; ++i) {
+    const int iy = y0 + i * g.dh;
+    for (int j = ja; j < jb; ++j) {
+      const int ix = x0 + j * g.dw;
       const float v = xp[iy * g.W + ix];
       if (v > best || (isnan(v) && !isnan(best))) {
         best = v;
@@ -54,14 +68,15 @@ __global__ void maxpool2d_fwd_kernel(float* __restrict__ y, int64_t* __restrict_
   idx[i] = best_i;
 }
 
-// One thread per input cell (plane, iy, ix); windows oy with oy*sh - pt <= iy < oy*sh - pt + KH.
+// One thread per input cell (plane, iy, ix); windows oy with oy*sh - pt <= iy <= oy*sh - pt +
+// (KH - 1)*dh (the cell is one of their taps only where the index says so: the only test needed).
 __global__ void maxpool2d_bwd_gather(float* __restrict__ dx, const float* __restrict__ dy,
                                      const int64_t* __restrict__ idx, const PoolGeom g, int total) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= total) return;
   const int ix = i % g.W, iy = (i / g.W) % g.H, plane = i / (g.W * g.H);
   const int cell = iy * g.W + ix;
-  const int ny = iy + g.pt - g.KH + 1, nx = ix + g.pl - g.KW + 1;
+  const int ny = iy + g.pt - (g.KH - 1) * g.dh, nx = ix + g.pl - (g.KW - 1) * g.dw;
   const int oy_lo = ny <= 0 ? 0 : (ny + g.sh - 1) / g.sh;
   const int ox_lo = nx <= 0 ? 0 : (nx + g.sw - 1) / g.sw;
   const int oy_hi = min((iy + g.pt) / g.sh, g.OH - 1);

@@ -80,3 +80,34 @@ def test_refusals():
         fastconv.max_pool2d(x, 3, dilation=4)  # span 9 > 8
     with pytest.raises(ValueError, match="without any input cell"):
         fastconv.max_pool2d(np.zeros((1, 1, 2, 9), np.float32), 2, 1, 1, dilation=3)
+
+
+def pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_cuda_matches_cpu_bit_for_bit(case, rng):
+    """The CUDA max-pool's dilation and ceil_mode: values, indices and the gather backward (given
+    the geometry) equal the CPU's bit for bit; the atomic scatter (without it) within 1e-6."""
+    cp = pytest.importorskip("cupy", reason="the GPU path needs CuPy")
+    from fastconv import _cuda_ops
+
+    _, xs, k, s, p, d, ceil = case
+    x = rng.standard_normal(xs).astype(np.float32)
+    x.flat[:: max(1, x.size // 7)] = np.nan
+    x.reshape(-1)[3::5] = 0.5
+    y, idx = fastconv.max_pool2d(x, k, s, p, True, dilation=d, ceil_mode=ceil)
+    gy, gidx = fastconv.max_pool2d(cp.asarray(x), k, s, p, True, dilation=d, ceil_mode=ceil)
+    assert_identical(cp.asnumpy(gy), y, "output")
+    assert_identical(cp.asnumpy(gidx), idx, "indices")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = fastconv.max_pool2d_backward(dy, idx, x.shape)
+    gather = _cuda_ops.maxpool2d_bwd(
+        cp.asarray(dy), gidx, x.shape, kernel=pair(k), stride=pair(s), pad_mode="explicit",
+        pad=pair(p), dilation=pair(d), ceil_mode=ceil,
+    )  # fmt: skip
+    assert_identical(cp.asnumpy(gather), dx, "dx (gather: bit-identical to the CPU)")
+    scatter = fastconv.max_pool2d_backward(cp.asarray(dy), gidx, x.shape)
+    np.testing.assert_allclose(cp.asnumpy(scatter), dx, rtol=1e-6, atol=1e-6)

@@ -718,3 +718,29 @@ def test_threads_shared_with_torch_give_the_same_results():
     assert not ft.threads_shared_with_torch()
     for a, b in zip(own, shared):
         assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", POOL_CASES, ids=_ids(POOL_CASES))
+def test_cuda_max_pool2d_dilation_and_ceil_mode(case):
+    """fastconv::max_pool2d on the GPU, dilation and ceil_mode included (no fallback to
+    PyTorch's op): values and indices equal the CPU kernel's, the backward too, no host sync."""
+    _cuda_or_skip()
+    _, xs, kernel, stride, mode, pad, dilation, ceil_mode = case
+    args = ([*kernel], [*stride], mode, [*pad], [*dilation], ceil_mode)
+    x = torch.randn(xs, generator=torch.Generator().manual_seed(3))
+    y, idx = ops.max_pool2d(x, *args)
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(4))
+    dx = ops.max_pool2d_backward(dy, idx, [*xs], *args)
+    xg, dyg = x.cuda(), dy.cuda()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        gy, gidx = ops.max_pool2d(xg, *args)
+        gdx = ops.max_pool2d_backward(dyg, gidx, [*xs], *args)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.equal(gy.cpu(), y)
+    assert torch.equal(gidx.cpu(), idx)
+    assert torch.equal(gdx.cpu(), dx)
+    if mode == "explicit":  # the functional form keeps it on fastconv's kernels on the GPU too
+        assert fF._pool_args(xg, kernel, stride, pad, dilation, ceil_mode) is not None

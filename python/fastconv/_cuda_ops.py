@@ -290,13 +290,16 @@ def conv2d_bwd_weights(dy, input, w_shape, stride, pad_mode, pad, dilation, grou
 # --- max_pool2d -------------------------------------------------------------------------------
 
 
-def maxpool2d_fwd(input, kernel, stride, pad_mode, pad):
-    """(y, indices) of 2-D max pooling on the GPU; indices are int64 h*W + w in each (n, c) plane."""
+def maxpool2d_fwd(input, kernel, stride, pad_mode, pad, dilation=(1, 1), ceil_mode=False):
+    """(y, indices) of 2-D max pooling on the GPU; indices are int64 h*W + w in each (n, c) plane.
+    dilation and ceil_mode: PyTorch's meaning, as on the CPU."""
     cp = _cupy()
     native = _native()
     x = _as_gpu_f32(cp, input, "input", None)
     dev = _device_of(x)
-    y_shape = tuple(native.maxpool2d_out_shape(_shape4(x), kernel, stride, pad_mode, pad))
+    y_shape = tuple(
+        native.maxpool2d_out_shape(_shape4(x), kernel, stride, pad_mode, pad, dilation, ceil_mode)
+    )
     with cp.cuda.Device(dev):
         y = cp.empty(y_shape, dtype=cp.float32)
         idx = cp.empty(y_shape, dtype=cp.int64)
@@ -312,17 +315,29 @@ def maxpool2d_fwd(input, kernel, stride, pad_mode, pad):
                 stride,
                 pad_mode,
                 pad,
+                dilation,
+                ceil_mode,
             )
     return y, idx
 
 
 def maxpool2d_bwd(
-    dy, indices, x_shape, *, kernel=None, stride=None, pad_mode="explicit", pad=(0, 0)
+    dy,
+    indices,
+    x_shape,
+    *,
+    kernel=None,
+    stride=None,
+    pad_mode="explicit",
+    pad=(0, 0),
+    dilation=(1, 1),
+    ceil_mode=False,
 ):
     """dx (x_shape): each dy element added into the input cell its index names, on the GPU.
 
-    With the forward's geometry (kernel, stride, pad_mode, pad) every input cell gathers its
-    gradient in a fixed order (deterministic, bit-identical to the CPU); without it, an atomic
+    With the forward's geometry (kernel, stride, pad_mode, pad, dilation, ceil_mode) every input
+    cell gathers its gradient in a fixed order (deterministic, bit-identical to the CPU); without
+    it, an atomic
     scatter (exact for non-overlapping windows; overlapping ones may differ in the last bits
     between runs). Indices outside [0, H*W) raise ValueError, as on the CPU (this check waits for
     the GPU).
@@ -343,12 +358,14 @@ def maxpool2d_bwd(
     geometry = None
     if kernel is not None:
         strides = kernel if stride is None else stride
-        pool_y = tuple(native.maxpool2d_out_shape(xs, kernel, strides, pad_mode, pad))
+        pool_y = tuple(
+            native.maxpool2d_out_shape(xs, kernel, strides, pad_mode, pad, dilation, ceil_mode)
+        )
         if pool_y != ys:
             raise ValueError(
                 f"grad_output {ys} does not match the pooling geometry's output shape {pool_y}"
             )
-        geometry = (tuple(kernel), tuple(strides), pad_mode, tuple(pad))
+        geometry = (tuple(kernel), tuple(strides), pad_mode, tuple(pad), tuple(dilation), ceil_mode)
     with cp.cuda.Device(dev):
         if idx.size:
             lo, hi = int(idx.min()), int(idx.max())

@@ -338,7 +338,7 @@ def max_pool2d(
     most half the kernel (padded cells never win), or "valid" / "same" (TensorFlow's rule:
     out = ceil(in / stride), extra padding at the bottom/right).
     dilation (int or (h, w)) and ceil_mode (bool): PyTorch's meaning (taps dilation apart; output
-    sizes rounded up); CPU only, and not with padding="same". max_pool2d_backward needs no
+    sizes rounded up); CPU and GPU, not with padding="same". max_pool2d_backward needs no
     geometry for them (call it without kernel_size).
     indices (int64) hold the flat offset h*W + w of each window's winner inside its own (n, c)
     plane; ties go to the first element in row-major window order and NaN wins (propagates).
@@ -353,9 +353,7 @@ def max_pool2d(
     ceil_mode = _flag(ceil_mode, "ceil_mode")
     if _is_cuda(input):
         _no_gpu_out(out)
-        if dil != (1, 1) or ceil_mode:
-            raise ValueError("max_pool2d's dilation and ceil_mode run on the CPU only")
-        y, idx = _cuda().maxpool2d_fwd(input, kernel, strides, mode, pad)
+        y, idx = _cuda().maxpool2d_fwd(input, kernel, strides, mode, pad, dil, ceil_mode)
     else:
         out_y, out_i = _out_pair(out, ("output", "indices"))
         x = _as_f32(input, "input")

@@ -105,8 +105,8 @@ PaddingSpec padding_spec(const std::string& mode, Pair pad);
 // Validate and build. Throw ValueError (see error.h) with a message naming the offending argument.
 Conv2dParams make_conv2d_params(Shape4 x, Shape4 w, Pair stride, PaddingSpec padding,
                                 Pair dilation, int64_t groups);
-// dilation and ceil_mode as PyTorch's max_pool2d (CPU kernels only; the CUDA entries pass the
-// defaults). They need explicit or 'valid' padding.
+// dilation and ceil_mode as PyTorch's max_pool2d (CPU and CUDA kernels).
+// They need explicit or 'valid' padding.
 Pool2dParams make_pool2d_params(Shape4 x, Pair kernel, Pair stride, PaddingSpec padding,
                                 Pair dilation = {1, 1}, bool ceil_mode = false);
 

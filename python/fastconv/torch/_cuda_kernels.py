@@ -94,16 +94,14 @@ def _max_pool2d_cuda(
     input, kernel_size, stride, padding_mode, padding, dilation=(1, 1), ceil_mode=False
 ):
     native = _native()
-    if tuple(dilation) != (1, 1) or ceil_mode:  # fastconv.torch.functional sends these to PyTorch
-        raise ValueError("fastconv::max_pool2d: dilation and ceil_mode run on the CPU only")
     x = _f32(input, "input", "max_pool2d")
-    shape = nonnegative(pool2d_out_shape(x.shape, kernel_size, stride, padding_mode, padding))
+    geometry = (kernel_size, stride, padding_mode, padding, dilation, ceil_mode)
+    shape = nonnegative(pool2d_out_shape(x.shape, *geometry))
     y, idx = x.new_empty(shape), x.new_empty(shape, dtype=torch.int64)
     if y.numel():
         native.maxpool2d_fwd(
-            x.device.index, _stream(x.device), _ptr(y), _ptr(idx), _ptr(x), _shape(x),
-            kernel_size, stride, padding_mode, padding,
-        )  # fmt: skip
+            x.device.index, _stream(x.device), _ptr(y), _ptr(idx), _ptr(x), _shape(x), *geometry
+        )
     return y, idx
 
 
@@ -121,10 +119,11 @@ def _max_pool2d_backward_cuda(grad_output, indices, input_size, *pool_geometry):
     xs = tuple(int(s) for s in input_size)
     dx = dy.new_empty(xs)
     if dx.numel():
-        kernel, stride, mode, pad = pool_geometry[:4]
+        kernel, stride, mode, pad, dilation, ceil_mode = pool_geometry
+        geometry = (tuple(kernel), tuple(stride), mode, tuple(pad), tuple(dilation), ceil_mode)
         native.maxpool2d_bwd(
             dy.device.index, _stream(dy.device), _ptr(dx), _ptr(dy), _ptr(idx), xs, _shape(dy),
-            (tuple(kernel), tuple(stride), mode, tuple(pad)),
+            geometry,
         )  # fmt: skip
     return dx
 

@@ -3,7 +3,7 @@
 Same signatures, results and gradients as torch.nn.functional's (float32 tolerance). A call goes to
 the fastconv:: ops when fastconv supports it: float32 tensors, contiguous NCHW (or unbatched CHW)
 input, on the CPU (or on a GPU with fastconv's CUDA build), PyTorch-valid arguments (max_pool2d's
-dilation and ceil_mode run natively on the CPU; on a GPU they go to PyTorch). Any other call is
+dilation and ceil_mode included, on both devices). Any other call is
 handed to PyTorch's own op unchanged (channels_last, float64/float16, invalid arguments — PyTorch
 then raises its own error), so these functions are drop-in and never refuse what PyTorch accepts.
 """
@@ -273,19 +273,15 @@ def _pool_args(input, kernel_size, stride, padding, dilation, ceil_mode):
         geometry = _pool_geometry(*args)
     except TypeError:  # unhashable: not an argument fastconv takes
         return None
-    return _pool_geometry_fits(geometry, input.shape[-2], input.shape[-1], input.is_cpu)
+    return _pool_geometry_fits(geometry, input.shape[-2], input.shape[-1])
 
 
-def _pool_geometry_fits(geometry, h: int, w: int, on_cpu: bool):
-    """geometry, or None to fall back: also for dilation / ceil_mode on a GPU (native on the CPU
-    only), for output sizes PyTorch refuses, and for dilated windows that miss the input
-    entirely (PyTorch returns -inf there)."""
+def _pool_geometry_fits(geometry, h: int, w: int):
+    """geometry, or None to fall back: for output sizes PyTorch refuses, and for dilated windows
+    that miss the input entirely (PyTorch returns -inf there)."""
     if geometry is None:
         return None
     k, s, _, p, d, ceil = geometry
-    plain = d == (1, 1) and not ceil
-    if not plain and not on_cpu:
-        return None
     _, _, oh, ow = pool2d_out_shape((1, 1, h, w), k, s, "explicit", p, d, ceil)
     if oh < 1 or ow < 1:
         return None
@@ -302,7 +298,7 @@ def _make_pool_plan(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
         return False
     geometry = _pool_geometry_fits(
         _pool_geometry_uncached(kernel_size, stride, padding, dilation, ceil_mode),
-        x_shape[-2], x_shape[-1], True,
+        x_shape[-2], x_shape[-1],
     )  # fmt: skip
     if geometry is None:
         return False
