@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <new>
 #include <vector>
 
 namespace fastconv {
@@ -13,17 +14,41 @@ void poison(float* p, int64_t n) {
   if (debug_poison()) std::fill(p, p + n, std::numeric_limits<float>::quiet_NaN());
 }
 
+namespace {
+
+// Cache-line-aligned storage for the scratch and workspace buffers. malloc aligns to 16 bytes
+// only, so where a buffer started within its cache line depended on what the heap had handed out
+// before: the packed GEMM's 64-byte loads of its B slivers (and the packing stores) then
+// straddled two lines in some processes and none in others, and a pass's speed moved with the
+// heap's history (keras.conv1 bwd_data: ~10% between two builds of the same code).
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) noexcept {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, size_t) noexcept { ::operator delete(p, kAlign); }
+  friend bool operator==(const CacheLineAllocator&, const CacheLineAllocator&) { return true; }
+  friend bool operator!=(const CacheLineAllocator&, const CacheLineAllocator&) { return false; }
+};
+
+using AlignedFloats = std::vector<float, CacheLineAllocator<float>>;
+
+}  // namespace
+
 float* scratch(int64_t n) {
-  thread_local std::vector<float> buf;
+  thread_local AlignedFloats buf;
   if (buf.size() < size_t(n)) buf.resize(size_t(n));
   poison(buf.data(), n);
   return buf.data();
 }
 
 float* caller_workspace(int64_t n) {
-  thread_local std::vector<float> ws;
+  thread_local AlignedFloats ws;
   if (ws.size() < size_t(n)) {
-    ws = std::vector<float>();
+    ws = AlignedFloats();
     ws.resize(size_t(n));
   }
   return ws.data();
