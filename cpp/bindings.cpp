@@ -607,6 +607,16 @@ rounds optimizers.Adam's float32 update.)pbdoc");
       py::arg("padding_mode"), py::arg("padding"),
       "The max-pool kernel `pass` takes on the current CPU path: fwd 'simd_2x2s2' or 'generic', "
       "bwd 'tiles' (the tile writer, per plane, before the scatter) or 'scatter'.");
+  m.def(
+      "conv2d_out_shape",
+      [](Obj x, Obj w, Obj stride, const std::string& mode, Obj pad, Obj dilation, Obj groups) {
+        const Shape4 xs = shape_arg(x, "x_shape"), ws = shape_arg(w, "w_shape");
+        const Conv2dParams p = conv_params(xs, ws, stride, mode, pad, dilation, groups);
+        return py::make_tuple(p.y.n, p.y.c, p.y.h, p.y.w);
+      },
+      py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding_mode"),
+      py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+      "conv2d's output shape (params.cpp's rule, validated).");
   m.def("conv_algos", &cpu::conv_algorithms, py::arg("pass"));
   m.def("conv2d_algos", &conv2d_algos, py::arg("pass"), py::arg("x_shape"), py::arg("w_shape"),
         py::arg("stride"), py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"),

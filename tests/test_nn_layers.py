@@ -6,6 +6,7 @@ exact to ~1e-8; a second group checks the native "cpu" backend (float32) against
 
 from __future__ import annotations
 
+import fastconv as fc
 import numpy as np
 import pytest
 from fastconv import nn
@@ -111,6 +112,63 @@ def test_pool_backward(cls, kw, shape, rng):
     x = rng.standard_normal(shape)
     check_layer(layer, x, rng)
     assert layer.forward(x).shape[1:] == layer.output_shape
+
+
+@pytest.mark.parametrize(
+    ("layer", "in_shape"),
+    [
+        (Conv2D(3, 3), (2, 7, 6)),
+        (Conv2D(4, 5, padding="same"), (3, 8, 8)),
+        (Conv2D(2, 3, strides=2, padding=1), (3, 9, 7)),
+        (Conv2D(4, (3, 2), padding=(1, 0)), (2, 6, 5)),
+        (Conv2D(4, 3, dilation_rate=2, groups=2), (4, 9, 9)),
+        (MaxPooling2D(2), (3, 7, 6)),
+        (MaxPooling2D(3, strides=2), (2, 7, 7)),
+        (MaxPooling2D(2, padding="same"), (2, 5, 5)),
+        (MaxPooling2D((2, 3), strides=(3, 4), padding="same"), (1, 7, 9)),
+        (AveragePooling2D(3, strides=1, padding="same"), (1, 4, 5)),
+    ],
+    ids=str,
+)
+def test_output_shape_is_the_kernels_rule(layer, in_shape, rng):
+    """compute_output_shape comes from the ops' geometry (cpp/params.cpp), and the forward pass
+    on the native backend returns exactly that shape."""
+    out = layer.build(in_shape, "cpu", np.random.default_rng(0))
+    x = rng.standard_normal((2, *in_shape)).astype(np.float32)
+    if isinstance(layer, Conv2D):
+        w_shape = layer.params["kernel"].shape
+        want = fc.ops.conv2d_output_shape((2, *in_shape), w_shape, **layer._kw())
+    else:
+        want = fc.ops.max_pool2d_output_shape(
+            (2, *in_shape), layer.pool_size, layer.strides, layer.padding
+        )
+    assert (2, *out) == want == layer.forward(x).shape
+
+
+@pytest.mark.parametrize(
+    ("layer", "in_shape", "match"),
+    [
+        (Conv2D(2, 9), (1, 8, 8), r"kernel \(9, 9\) does not fit input \(1, 8, 8\)"),
+        (Conv2D(2, 3, dilation_rate=4), (1, 8, 8), "does not fit input .*dilated"),
+        (MaxPooling2D(4), (1, 3, 3), r"pool \(4, 4\) larger than input \(1, 3, 3\)"),
+        (Conv2D(2, 3, groups=2), (3, 8, 8), r"input channels \(3\) must be divisible by groups"),
+    ],
+    ids=["conv", "dilated", "pool", "groups"],
+)
+def test_output_shape_refusals_name_the_layer_and_input(layer, in_shape, match):
+    with pytest.raises(ValueError, match=match):
+        layer.compute_output_shape(in_shape)
+
+
+def test_ops_output_shapes_refuse_bad_geometry():
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        fc.ops.conv2d_output_shape((1, 1, 4, 4), (1, 1, 5, 5))
+    with pytest.raises(ValueError, match="groups=2 must divide"):
+        fc.ops.conv2d_output_shape((1, 3, 8, 8), (2, 1, 3, 3), groups=2)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        fc.ops.max_pool2d_output_shape((1, 1, 3, 3), 4)
+    with pytest.raises(TypeError, match="x_shape"):
+        fc.ops.conv2d_output_shape((1, 1, 4.5, 4), (1, 1, 3, 3))
 
 
 def test_maxpool_same_matches_tf_shape(rng):

@@ -34,11 +34,13 @@ __all__ = [
     "conv2d_backward",
     "conv2d_bwd_data",
     "conv2d_bwd_weights",
+    "conv2d_output_shape",
     "conv2d_relu_maxpool2d",
     "conv2d_relu_maxpool2d_bwd_data",
     "conv2d_relu_maxpool2d_bwd_weights",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_pool2d_output_shape",
     "relu_maxpool2d_backward",
     "get_conv_algo",
     "set_conv_algo",
@@ -461,6 +463,35 @@ def _pool_geometry(kernel_size, stride, padding):
 def _pool_out_shape(x_shape, kernel, strides, mode, pad):
     """max_pool2d's output shape, computed (and validated) once, by cpp/params.cpp."""
     return tuple(_C.maxpool2d_out_shape(x_shape, kernel, strides, mode, pad))
+
+
+# --- output shapes (the geometry rule of cpp/params.cpp, which every backend runs) -------------
+
+
+def conv2d_output_shape(
+    x_shape,
+    w_shape,
+    stride: IntPair = 1,
+    padding: PaddingArg = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> Tuple[int, int, int, int]:
+    """(N, C_out, OH, OW) of conv2d on an input of shape x_shape with weights of shape w_shape
+    and these arguments (conv2d's); ValueError, naming the value, where conv2d would refuse them."""
+    args = _conv_args(stride, padding, dilation, groups)
+    return tuple(
+        _C.conv2d_out_shape(_shape4(x_shape, "x_shape"), _shape4(w_shape, "w_shape"), *args)
+    )
+
+
+def max_pool2d_output_shape(
+    x_shape, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: PaddingArg = 0
+) -> Tuple[int, int, int, int]:
+    """(N, C, OH, OW) of max_pool2d on an input of shape x_shape with these arguments
+    (max_pool2d's); ValueError, naming the value, where max_pool2d would refuse them."""
+    kernel = _pair(kernel_size, "kernel_size")
+    strides = kernel if stride is None else _pair(stride, "stride")
+    return _pool_out_shape(_shape4(x_shape, "x_shape"), kernel, strides, *_padding(padding))
 
 
 # --- Conv2D + ReLU + MaxPool 2x2 in one pass (the layer API's fused pair) ------------------------

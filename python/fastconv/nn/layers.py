@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from ..ops import MAX_DIM
+from ..ops import MAX_DIM, conv2d_output_shape, max_pool2d_output_shape
 from .backend import get_backend
 
 __all__ = [
@@ -63,6 +63,11 @@ def _pair(value, name):
         return _pos_int(value[0], name), _pos_int(value[1], name)
     v = _pos_int(value, name)
     return v, v
+
+
+def _check_groups(channels, groups):
+    if channels % groups:
+        raise ValueError(f"input channels ({channels}) must be divisible by groups ({groups})")
 
 
 def _softmax(z, axis, xp):
@@ -260,37 +265,27 @@ class Conv2D(Layer):
                 f"filters ({self.filters}) must be divisible by groups ({self.groups})"
             )
 
-    def _pads(self):
-        kh, kw = self.kernel_size
-        dh, dw = self.dilation_rate
-        if self.padding == "valid":
-            return (0, 0), (0, 0)
-        if self.padding == "same":
-            th, tw = dh * (kh - 1), dw * (kw - 1)
-            return (th // 2, th - th // 2), (tw // 2, tw - tw // 2)
-        return (self.padding[0],) * 2, (self.padding[1],) * 2
-
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(
                 f"{self.name or 'Conv2D'} expects (C, H, W) inputs (NCHW), got {input_shape}"
             )
-        (pt, pb), (pl, pr) = self._pads()
-        _, h, w = input_shape
-        ekh = self.dilation_rate[0] * (self.kernel_size[0] - 1) + 1
-        ekw = self.dilation_rate[1] * (self.kernel_size[1] - 1) + 1
-        oh = (h + pt + pb - ekh) // self.strides[0] + 1
-        ow = (w + pl + pr - ekw) // self.strides[1] + 1
-        if oh <= 0 or ow <= 0:
-            raise ValueError(
-                f"{self.name or 'Conv2D'}: kernel {self.kernel_size} does not fit input {input_shape}"
+        c, h, w = input_shape
+        _check_groups(c, self.groups)
+        try:  # the kernels' own geometry rule (cpp/params.cpp)
+            _, _, oh, ow = conv2d_output_shape(
+                (1, c, h, w), (self.filters, c // self.groups, *self.kernel_size), **self._kw()
             )
+        except ValueError as err:
+            raise ValueError(
+                f"{self.name or 'Conv2D'}: kernel {self.kernel_size} does not fit input "
+                f"{input_shape} ({err})"
+            ) from None
         return self.filters, oh, ow
 
     def _build(self, input_shape, rng):
         c = input_shape[0]
-        if c % self.groups:
-            raise ValueError(f"input channels ({c}) must be divisible by groups ({self.groups})")
+        _check_groups(c, self.groups)
         kh, kw = self.kernel_size
         cg = c // self.groups
         shape = (self.filters, cg, kh, kw)
@@ -369,14 +364,16 @@ class _Pool2D(Layer):
                 f"{self.name or type(self).__name__} expects (C, H, W) inputs (NCHW), got {input_shape}"
             )
         c, h, w = input_shape
-        (kh, kw), (sh, sw) = self.pool_size, self.strides
-        if self.padding == "same":
-            return c, -(-h // sh), -(-w // sw)
-        if h < kh or w < kw:
-            raise ValueError(
-                f"{self.name or type(self).__name__}: pool {self.pool_size} larger than input {input_shape}"
+        try:  # the kernels' own geometry rule (cpp/params.cpp)
+            _, _, oh, ow = max_pool2d_output_shape(
+                (1, c, h, w), self.pool_size, self.strides, self.padding
             )
-        return c, (h - kh) // sh + 1, (w - kw) // sw + 1
+        except ValueError as err:
+            raise ValueError(
+                f"{self.name or type(self).__name__}: pool {self.pool_size} larger than input "
+                f"{input_shape} ({err})"
+            ) from None
+        return c, oh, ow
 
 
 class MaxPooling2D(_Pool2D):
