@@ -276,7 +276,7 @@ struct WinogradF2 {
           if (tx0 == 0 && ty1 < a.oh / 2) {  // the next block's rows (no border copy warmed dy)
             const char* next = reinterpret_cast<const char*>(dr + 2 * (ty1 - ty0) * ow);
             for (int64_t b = 0; b < 4 * ow * (paired ? 4 : 2); b += 64)
-              _mm_prefetch(next + b, _MM_HINT_T0);
+              __builtin_prefetch(next + b, 0, 3);  // prefetcht0 (the compiler's, not an ISA's)
           }
           const bool two = paired && ty + 1 < ty1;
           // floats of [dr, dr + W) and [dr + second, dr + second + W) inside the row(s)
