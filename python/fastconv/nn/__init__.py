@@ -13,6 +13,7 @@ kernels, fastconv.nn.cuda; model.to("cuda") or device="cuda"), or a registered o
 
 from . import losses, optimizers
 from .backend import Backend, available_backends, get_array_module, get_backend, register_backend
+from .history import History
 from .layers import (
     Activation,
     AveragePooling2D,
@@ -27,7 +28,7 @@ from .layers import (
     Softmax,
 )
 from .losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
-from .model import History, Sequential
+from .model import Sequential
 from .optimizers import SGD, Adam
 
 __all__ = [
