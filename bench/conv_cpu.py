@@ -44,6 +44,8 @@ import os
 import sys
 import time
 
+from _conv_report import add_ratios, table_rows
+from _numpy_baseline import NumpyConv, NumpyPool
 from _util import (
     add_tests_to_path,
     alternate,
@@ -489,7 +491,7 @@ class Bench:
                         flops=flops,
                     )
                 )
-            _add_ratios(
+            add_ratios(
                 records, s.name, pas, GOAL_COMPUTE if s.name in COMPUTE_BOUND else GOAL_MNIST
             )
             print(
@@ -669,151 +671,13 @@ class Bench:
                         check_detail=errs,
                     )
                 )
-            _add_ratios(records, s.name, pas, GOAL_POOL)
+            add_ratios(records, s.name, pas, GOAL_POOL)
             print(
                 f"  {s.name:14s} {pas:10s} "
                 + "  ".join(f"{k} {fmt_ms(v)}" for k, v in res.items()),
                 flush=True,
             )
         return records
-
-
-def _add_ratios(records, layer, pas, goal):
-    """ratio_vs_fastconv on every record of (layer, pass): other median / fastconv median."""
-    same = [r for r in records if r["layer"] == layer and r["pass"] == pas]
-    fcr = next((r for r in same if r["backend"] == "fastconv" and "median_ms" in r), None)
-    for r in same:
-        r["goal_ratio"] = goal
-        if fcr is not None and "median_ms" in r:
-            r["ratio_vs_fastconv"] = r["median_ms"] / fcr["median_ms"]
-    tr = next((r for r in same if r["backend"] == "torch" and "ratio_vs_fastconv" in r), None)
-    if fcr is not None:
-        fcr["speedup_vs_torch"] = tr["ratio_vs_fastconv"] if tr else None
-        fcr["goal_met"] = (tr["ratio_vs_fastconv"] >= goal) if tr else None
-        # best-case ratio: on a shared, noisy machine the minimum is the least disturbed figure
-        fcr["speedup_vs_torch_min"] = tr["min_ms"] / fcr["min_ms"] if tr else None
-
-
-def table_rows(records):
-    rows = []
-    keys = []
-    for r in records:
-        k = (r["layer"], r["pass"])
-        if k not in keys:
-            keys.append(k)
-    for layer, pas in keys:
-        by = {r["backend"]: r for r in records if r["layer"] == layer and r["pass"] == pas}
-        fcr, tr, nr = by.get("fastconv", {}), by.get("torch", {}), by.get("numpy", {})
-        ratio = fcr.get("speedup_vs_torch")
-        goal = fcr.get("goal_ratio") or tr.get("goal_ratio")
-        met = "" if ratio is None else (" ok" if ratio >= goal else " MISS")
-        if "gflops" in fcr or "gflops" in tr:
-            perf_fc = f"{fcr['gflops']:.1f}" if "gflops" in fcr else "-"
-            pct = f"{fcr['pct_peak']:.0f}%" if "pct_peak" in fcr else "-"
-            perf_t = f"{tr['gflops']:.1f}" if "gflops" in tr else "-"
-        else:  # pools: GB/s
-            perf_fc = f"{fcr['gbytes_per_s']:.1f} GB/s" if "gbytes_per_s" in fcr else "-"
-            pct = ""
-            perf_t = f"{tr['gbytes_per_s']:.1f} GB/s" if "gbytes_per_s" in tr else "-"
-        rows.append(
-            [
-                layer,
-                pas.replace("_", "-"),
-                fmt_ms(fcr)
-                if "median_ms" in fcr
-                else ("FAIL" if fcr.get("check") == "FAIL" else "-"),
-                fmt_ms(tr) if "median_ms" in tr else "-",
-                fmt_ms(nr) if "median_ms" in nr else "-",
-                f"{ratio:.2f}x" if ratio is not None else "-",
-                f"{fcr['speedup_vs_torch_min']:.2f}x" if fcr.get("speedup_vs_torch_min") else "-",
-                f">={goal:g}x{met}" if goal else "-",
-                perf_fc,
-                pct,
-                perf_t,
-                fcr.get("check") or "-",
-            ]
-        )
-    return rows
-
-
-# ---- the plain NumPy baselines ------------------------------------------------------------------------
-
-
-class NumpyConv:
-    """im2col + one BLAS matmul per pass, groups=1, dilation 1 (what a NumPy user would write)."""
-
-    def __init__(self, np, s):
-        self.np, self.s = np, s
-        self.pads = s.pads()
-        self.oh, self.ow = s.out_hw
-
-    def _cols(self, x):
-        np, s = self.np, self.s
-        pt, pb, pl, pr = self.pads
-        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if any(self.pads) else x
-        kh, kw = s.kernel
-        sh, sw = s.stride
-        win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-        # (N, C, OH, OW, KH, KW) -> (N*OH*OW, C*KH*KW)
-        return win.transpose(0, 2, 3, 1, 4, 5).reshape(s.n * self.oh * self.ow, s.c * kh * kw)
-
-    def fwd(self, x, w, b):
-        s = self.s
-        y = self._cols(x) @ w.reshape(s.k, -1).T  # (N*OH*OW, K)
-        if b is not None:
-            y += b
-        return y.reshape(s.n, self.oh, self.ow, s.k).transpose(0, 3, 1, 2)
-
-    def bwd_weight(self, dy, x):
-        s = self.s
-        dym = dy.transpose(1, 0, 2, 3).reshape(s.k, -1)  # (K, N*OH*OW)
-        dw = (dym @ self._cols(x)).reshape(s.w_shape)
-        return dw, dym.sum(axis=1)
-
-    def bwd_data(self, dy, w):
-        np, s = self.np, self.s
-        kh, kw = s.kernel
-        sh, sw = s.stride
-        pt, pb, pl, pr = self.pads
-        dcols = dy.transpose(0, 2, 3, 1).reshape(-1, s.k) @ w.reshape(s.k, -1)  # (N*OH*OW, C*KH*KW)
-        dcols = dcols.reshape(s.n, self.oh, self.ow, s.c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
-        dxp = np.zeros((s.n, s.c, s.h + pt + pb, s.w + pl + pr), np.float32)
-        for i in range(kh):  # col2im: scatter-add each kernel tap's slab
-            for j in range(kw):
-                dxp[
-                    :, :, i : i + sh * (self.oh - 1) + 1 : sh, j : j + sw * (self.ow - 1) + 1 : sw
-                ] += dcols[:, :, i, j]
-        return dxp[:, :, pt : pt + s.h, pl : pl + s.w]
-
-
-class NumpyPool:
-    """Non-overlapping max-pool (stride == kernel, no padding) by reshape + argmax."""
-
-    def __init__(self, np, s):
-        self.np, self.s = np, s
-        self.oh, self.ow = s.out_hw
-
-    def fwd(self, x):
-        np, s = self.np, self.s
-        kh, kw = s.kernel
-        oh, ow = self.oh, self.ow
-        win = (
-            x[:, :, : oh * kh, : ow * kw]
-            .reshape(s.n, s.c, oh, kh, ow, kw)
-            .transpose(0, 1, 2, 4, 3, 5)
-        )
-        win = win.reshape(s.n, s.c, oh, ow, kh * kw)
-        a = win.argmax(axis=-1)  # first maximum in row-major window order
-        y = np.take_along_axis(win, a[..., None], axis=-1)[..., 0]
-        idx = (np.arange(oh)[:, None] * kh + a // kw) * s.w + np.arange(ow)[None, :] * kw + a % kw
-        return y, idx.astype(np.int64)
-
-    def bwd(self, dy, idx):
-        np, s = self.np, self.s
-        dx = np.zeros((s.n * s.c, s.h * s.w), np.float32)
-        # windows do not overlap, so every index is unique within its plane: plain assignment
-        np.put_along_axis(dx, idx.reshape(s.n * s.c, -1), dy.reshape(s.n * s.c, -1), axis=1)
-        return dx.reshape(s.x_shape)
 
 
 if __name__ == "__main__":
