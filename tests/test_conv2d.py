@@ -244,6 +244,30 @@ def test_conv2d_forced_algorithm(isa, pass_name, algo):
         pytest.skip(f"the {isa} path has no kernels for {pass_name} algorithm {algo!r}")
 
 
+# The one-dx-plane bwd_data tile (conv2d_direct.inl fwd_one_tile: 4 rows x 2 vectors, a 2-row
+# tile for the last 1-2 rows): heights leaving 0-3 rows after the 4-row tiles, widths around the
+# vectors, 3x3 and 5x5, same and valid padding, 1 and 3 dy channels.
+ONE_PLANE = [
+    shapes.ConvShape(f"one.h{h}w{w}k{k}c{c}{p}", 2, 1, h, w, c, k, padding=p)
+    for (h, w) in ((9, 9), (10, 17), (11, 24), (12, 33), (13, 16))
+    for k in (3, 5)
+    for c in (1, 3)
+    for p in ("same", "valid")
+]
+
+
+@pytest.mark.parametrize("s", ONE_PLANE, ids=[s.name for s in ONE_PLANE])
+def test_one_plane_bwd_data_tiles(isa, rng, s):
+    """bwd_data of a C_in = 1 layer by the direct kernel (one dx plane) against the reference."""
+    if "direct" not in fastconv.conv2d_algos("bwd_data", s.x_shape, s.w_shape, **s.kwargs()):
+        pytest.skip(f"the {isa} path has no direct bwd_data")
+    x, w, _, dy = _arrays(rng, s)
+    with conv_algo("bwd_data", "direct"):
+        dx = fastconv.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+    want = ref.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+    assert_close(dx, want, *_tolerances(s)["dx"], f"{s.name}: dx by direct")
+
+
 @pytest.mark.parametrize("k_out", range(1, 18))
 @pytest.mark.parametrize(("c_in", "kernel"), [(6, 5), (17, 3)])
 def test_channel_lane_weight_gradient_channel_blocks(rng, c_in, kernel, k_out):

@@ -123,6 +123,75 @@ struct DirectConv {
     }
   }
 
+  // One output channel (CB = 1, the C_in = 1 layers' bwd_data: one dx plane), compile-time KH x
+  // KW: per (ci, kx) the KH weights are broadcast once and each of the R + KH - 1 input rows of
+  // the tile's window is loaded once and meets the weights of every output row it feeds (ky = r
+  // - i): (R + KH - 1)*NV loads + KH broadcasts per R*KH*NV FMAs (5x5, 4 x 2: 21 per 40), where
+  // fwd_tile's per-tap loads made it one load per FMA, and its 2 accumulator chains on AVX2 (1 x 2
+  // x 1) waited on each FMA's latency (cnn1.conv1 bwd_data: 15% of the FMA peak). Sums run over
+  // (ci, kx, ky) in that order.
+  template <int R, int NV, int KH, int KW>
+  static void fwd_one_tile(float* y, const float* xpad, const float* wt,
+                           const fastconv::cpu::DirectConvArgs& a, int64_t oy0, int64_t ox0) {
+    reg acc[R][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+    for (int64_t ci = 0; ci < a.cin; ++ci) {
+      const float* xc = xpad + ci * a.plane + oy0 * a.wp + ox0;
+      const float* wci = wt + ci * KH * KW;
+#pragma GCC unroll 1
+      for (int kx = 0; kx < KW; ++kx) {
+        reg wv[KH];
+#pragma GCC unroll 8
+        for (int ky = 0; ky < KH; ++ky) wv[ky] = V::set1(wci[ky * KW + kx]);
+#pragma GCC unroll 16
+        for (int r = 0; r < R + KH - 1; ++r) {
+          reg xv[NV];
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) xv[v] = V::loadu(xc + r * a.wp + kx + v * V::W);
+#pragma GCC unroll 8
+          for (int i = 0; i < R; ++i) {
+            const int ky = r - i;
+            if (ky < 0 || ky >= KH) continue;
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[i][v] = V::fmadd(xv[v], wv[ky], acc[i][v]);
+          }
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const int64_t oy = oy0 + i;
+      if (oy >= a.oh) break;
+      float* yr = y + oy * a.ow;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const int64_t ox = ox0 + v * V::W;
+        if (ox >= a.ow) break;
+        if (a.ow - ox >= V::W) {
+          V::storeu(yr + ox, acc[i][v]);
+        } else {
+          V::store_tail(yr + ox, acc[i][v], V::tail(a.ow - ox));
+        }
+      }
+    }
+  }
+
+  template <int R, int NV, int KH, int KW>
+  static void fwd_one_image(float* y, const float* xpad, const float* wt,
+                            const fastconv::cpu::DirectConvArgs& a) {
+    for (int64_t oy0 = 0; oy0 < a.oh; oy0 += R)
+      for (int64_t ox0 = 0; ox0 < a.ow; ox0 += NV * V::W) {
+        if (a.oh - oy0 <= 2) {  // oh = 14: 12 + 2 rows, not 16
+          fwd_one_tile<2, NV, KH, KW>(y, xpad, wt, a, oy0, ox0);
+        } else {
+          fwd_one_tile<R, NV, KH, KW>(y, xpad, wt, a, oy0, ox0);
+        }
+      }
+  }
+
   // Row tiles outside channel blocks: a row tile's input rows (all ci) are reused by every block.
   // When R = 4 and only 1 or 2 rows are left (oh = 14: 12 + 2), a 2-row tile finishes the image
   // instead of computing 2-3 junk rows.
@@ -425,6 +494,10 @@ struct DirectConv {
     }
   }
 
+  // fwd_one_tile for one output channel: on AVX2 (16 registers); AVX-512 keeps its 2 x 2 row
+  // tile there (4 chains).
+  static constexpr bool ONE_TILE = BWD_REGS < 32;
+
   static void fwd(float* y, const float* xpad, const float* wt, const float* bias, bool relu,
                   const fastconv::cpu::DirectConvArgs& a) {
     const int cb = int(a.cb);
@@ -446,7 +519,14 @@ struct DirectConv {
         if (e > best) best = e, best_nq = nq;
       }
     }
-    if (best_nq == 4 && NQ_MAX >= 4) {
+    if (ONE_TILE && cb == 1 && !narrow && bias == nullptr && !relu &&
+        a.kh == a.kw && (a.kh == 3 || a.kh == 5)) {
+      if (a.kh == 5) {
+        fwd_one_image<4, 2, 5, 5>(y, xpad, wt, a);
+      } else {
+        fwd_one_image<4, 2, 3, 3>(y, xpad, wt, a);
+      }
+    } else if (best_nq == 4 && NQ_MAX >= 4) {
       fwd_flat_cb<NQ_MAX >= 4 ? 4 : 2>(cb, y, xpad, wt, bias, relu, a);
     } else if (best_nq == 3 && NQ_MAX >= 3) {
       fwd_flat_cb<NQ_MAX >= 3 ? 3 : 2>(cb, y, xpad, wt, bias, relu, a);
