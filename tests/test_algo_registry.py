@@ -22,7 +22,7 @@ EXPECTED = {
     "avx2": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
         "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "tap_lanes"),
-        "keras.conv1": ("direct_shifted", "gemm", "direct"),
+        "keras.conv1": ("direct_shifted", "direct", "direct"),
         "keras.conv2": ("winograd_channels", "winograd_transposed", "tap_lanes"),
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
         "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),

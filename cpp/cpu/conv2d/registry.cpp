@@ -218,7 +218,8 @@ const BwdData kBwdData[] = {
      bwd_data_channel_lanes},
     // Valid padding with 4-8 dx channels (a full tile is 4 pixels x up to 6 of them; with 1-3 it
     // is load-bound) and dy channels filling the lanes: lenet.conv2 (1.96x waste; PERF_LOG round 10;
-    // AVX2, 2 x 6 tiles: 1.06 vs direct 1.04 ms, a tie, as above).
+    // AVX2, 2 x 6 tiles, weights pinned in registers: 0.93 vs direct 1.06 ms at 1 thread, load ~7,
+    // alternating, medians; 0.63 with the paired stores).
     {"dy_lanes", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.channel_lanes.bwd_data_dy_lanes != nullptr && unit_stride(p) && pads_within_kernel(p);
@@ -232,14 +233,19 @@ const BwdData kBwdData[] = {
     // col2im): enough dx channels to fill a channel block, or exactly one (fashion.conv1 1.32 ->
     // 0.34 ms, cnn1.conv1 2.86 -> 1.25 against GEMM + col2im; C_in = 2, 3 stay on GEMM), and
     // "same"-like padding or few dy channels (keras.conv2, 2.25x waste: GEMM + col2im 2.5x faster;
-    // lenet.conv2, 16 channels, 1.96x, still wins with direct).
+    // lenet.conv2, 16 channels, 1.96x, still wins with direct). On AVX2 every one-plane dx of a
+    // 3x3 / 5x5 kernel (the one-plane tile, conv2d_direct.inl fwd_one_tile): keras.conv1 (1.36x
+    // waste, 75 dy channels) 33.8 vs GEMM 38.0 ms at 2 threads (min 18.7 vs 27.6; load ~12,
+    // alternating, medians); AVX-512 keeps GEMM there (36.2 vs 33.6).
     {"direct", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.direct.fwd != nullptr && unit_stride(p) && pads_within_kernel(p);
      },
-     [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) {
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
+       const bool one_plane_tile = p.x.c == 1 && kt.lanes == 8 && p.x.w > kt.lanes &&
+                                   p.wt.h == p.wt.w && (p.wt.h == 3 || p.wt.h == 5);
        return (p.x.c >= 4 || p.x.c == 1) &&
-              (border_waste(p) <= kCheapWaste || p.y.c <= kDirectMaxChannels);
+              (border_waste(p) <= kCheapWaste || p.y.c <= kDirectMaxChannels || one_plane_tile);
      },
      bwd_data_direct},
     {"gemm", "nothing", always, always_preferred, bwd_data_gemm},
