@@ -16,6 +16,32 @@ namespace {
 #include "../conv2d_bwd_data_cl.inl"
 #include "../conv2d_bwd_data_dylanes.inl"
 #include "../conv2d_bww_cl.inl"
+
+// An 8 x 8 block: `rows` input rows (pitch in_stride) of `cols` floats each become `cols` output
+// rows (pitch out_stride) of 8 lanes, lanes past `rows` zero.
+inline void transpose_block8(float* out, int64_t out_stride, const float* in, int64_t in_stride,
+                             int64_t rows, int64_t cols) {
+  __m256 r[8];
+  const __m256i cm = VecAvx2::tail(cols);
+  for (int k = 0; k < 8; ++k)
+    r[k] = k >= rows   ? _mm256_setzero_ps()
+           : cols == 8 ? _mm256_loadu_ps(in + k * in_stride)
+                       : _mm256_maskload_ps(in + k * in_stride, cm);
+  __m256 t[8], u[8];
+  for (int k = 0; k < 4; ++k) {
+    t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  for (int h = 0; h < 2; ++h) {  // rows 0-3, then 4-7
+    u[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+  }
+  for (int j = 0; j < 8 && j < cols; ++j)  // output row j: column j of the input rows
+    _mm256_storeu_ps(out + j * out_stride,
+                     _mm256_permute2f128_ps(u[j & 3], u[4 + (j & 3)], j < 4 ? 0x20 : 0x31));
+}
 }  // namespace
 
 namespace fastconv {
@@ -50,13 +76,30 @@ void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float
   }
 }
 
-// The image's rows into the padded channels-last buffer (a plain transposing loop: C-strided
-// stores, small next to the weight gradient it feeds).
+// 8 x 8 blocks: 8 channel rows of 8 pixels in, 8 pixel rows of 8 channels out (zeros in the
+// lanes past C; coutp >= round_up(C, 8)). As a scalar loop it was 9.5% of lenet.conv2's dy-lanes
+// bwd_data.
+void transpose_to_lanes__avx2(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp) {
+  for (int64_t c0 = 0; c0 < C; c0 += 8)
+    for (int64_t q0 = 0; q0 < P; q0 += 8)
+      transpose_block8(dyT + q0 * coutp + c0, coutp, dy + c0 * P + q0, P, C - c0 < 8 ? C - c0 : 8,
+                       P - q0 < 8 ? P - q0 : 8);
+}
+
+// The image's rows into the padded channels-last buffer, 8 x 8 blocks per row for whole blocks
+// of 8 channels (as a scalar loop with C-strided stores it was 6.5% of cnn1.conv2's weight
+// gradient); the last C % 8 channels by that loop (masked stores, microcoded on AMD, made
+// lenet.conv2's 6 channels 9% slower).
 void pad_channels_last__avx2(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
                              int64_t top, int64_t left, int64_t wp) {
+  const int64_t c8 = C / 8 * 8;
   for (int64_t iy = 0; iy < H; ++iy) {
     float* row = xcl + ((iy + top) * wp + left) * C;
-    for (int64_t c = 0; c < C; ++c) {
+    for (int64_t c0 = 0; c0 < c8; c0 += 8)
+      for (int64_t x0 = 0; x0 < W; x0 += 8)
+        transpose_block8(row + x0 * C + c0, C, x_n + (c0 * H + iy) * W + x0, H * W, 8,
+                         W - x0 < 8 ? W - x0 : 8);
+    for (int64_t c = c8; c < C; ++c) {
       const float* src = x_n + (c * H + iy) * W;
       for (int64_t ix = 0; ix < W; ++ix) row[ix * C + c] = src[ix];
     }

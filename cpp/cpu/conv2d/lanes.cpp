@@ -107,7 +107,8 @@ void bwd_data_dy_lanes(float* dx, const DySource& dy, const float* w, const Conv
     std::fill(dyp, dyp + dyp_size, 0.0f);  // the border columns stay zero for every image
     zero_lane_padding(dyT, P, C_out, a.coutp);
     for (int64_t n = begin; n < end; ++n) {
-      transpose_to_lanes(dyT, dy.image(n, tmp), C_out, P, a.coutp, kt.channel_lanes.transpose);
+      transpose_to_lanes(dyT, dy.image(n, tmp), C_out, P, a.coutp, kt.channel_lanes.transpose,
+                         kt.lanes);
       for (int64_t r = 0; r < a.oh; ++r)
         std::copy(dyT + r * a.ow * a.coutp, dyT + (r + 1) * a.ow * a.coutp,
                   dyp + (r * a.wq + a.left) * a.coutp);
@@ -143,7 +144,7 @@ void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const f
     for (int64_t n = begin; n < end; ++n) {
       pad_image_rows(xpad, x + n * xs, p, a);
       const float* dy_n = dy.image(n, tmp);
-      transpose_to_lanes(dyT, dy_n, C_out, P, coutp, kt.channel_lanes.transpose);
+      transpose_to_lanes(dyT, dy_n, C_out, P, coutp, kt.channel_lanes.transpose, kt.lanes);
       kt.channel_lanes.bwd_weights(acc, dyT, xpad, a);
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }

@@ -99,8 +99,8 @@ void zero_lane_padding(float* dyT, int64_t P, int64_t C_out, int64_t coutp) {
 }
 
 void transpose_to_lanes(float* dyT, const float* dy_n, int64_t C_out, int64_t P, int64_t coutp,
-                        TransposeToLanesFn vec) {
-  if (vec != nullptr && coutp >= round_up(C_out, 16)) {
+                        TransposeToLanesFn vec, int64_t lanes) {
+  if (vec != nullptr && coutp >= round_up(C_out, lanes)) {
     vec(dyT, dy_n, C_out, P, coutp);
     return;
   }

@@ -196,10 +196,11 @@ void sum_rows_into(float* out, const float* rows, int64_t nrows, int64_t len);
 // The lanes past C_out of every dyT row zeroed, once per buffer (transpose_to_lanes keeps them).
 void zero_lane_padding(float* dyT, int64_t P, int64_t C_out, int64_t coutp);
 
-// dyT[q*coutp + co] <- dy_n[co*P + q] for co < C_out. vec: the ISA's vectorised transpose
-// (nullptr: a plain loop; ~15% of fashion.conv2's Winograd weight gradient at 1 thread).
+// dyT[q*coutp + co] <- dy_n[co*P + q] for co < C_out. vec: the ISA's vectorised transpose of
+// blocks of `lanes` channels, taken when coutp >= round_up(C_out, lanes) (nullptr: a plain loop;
+// ~15% of fashion.conv2's Winograd weight gradient at 1 thread).
 void transpose_to_lanes(float* dyT, const float* dy_n, int64_t C_out, int64_t P, int64_t coutp,
-                        TransposeToLanesFn vec);
+                        TransposeToLanesFn vec, int64_t lanes);
 
 // y (C planes of rows x W, NCHW) <- ycl, channels-last with `lanes` floats per pixel and `pitch`
 // pixels per row, columns [col0, col0 + W) [+ bias] [ReLU]; runs of 64 pixels so the strided

@@ -234,7 +234,7 @@ void bwd_weights_winograd_channels(float* dw, float* db, const DySource& dy, con
     for (int64_t n_ = begin; n_ < end; ++n_) {
       pad_image_rows(xpad, x + n_ * xs, p, d);
       const float* dy_n = dy.image(n_, tmp);
-      transpose_to_lanes(dyT, dy_n, C_out, P, a.coutp, kt.channel_lanes.transpose);
+      transpose_to_lanes(dyT, dy_n, C_out, P, a.coutp, kt.channel_lanes.transpose, kt.lanes);
       kt.winograd.bwd_weights(acc, xpad, dyT, work, a);
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }

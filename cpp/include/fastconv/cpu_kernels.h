@@ -207,8 +207,9 @@ inline int64_t winograd_bww_work_floats(const ClConvArgs& a) {
   return n * n * (tb * (a.cin + a.coutp) + 16);
 }
 
-// dyT[q*coutp + c] = dy[c*P + q] for c < C and q < P, zero for C <= c < round_up(C, 16)
-// (coutp >= that): C planes of P pixels transposed so the channels ride in the lanes.
+// dyT[q*coutp + c] = dy[c*P + q] for c < C and q < P, zero for C <= c < round_up(C, lanes)
+// (coutp >= that; lanes: the ISA's, 16 AVX-512, 8 AVX2): C planes of P pixels transposed so the
+// channels ride in the lanes.
 using TransposeToLanesFn = void (*)(float* dyT, const float* dy, int64_t C, int64_t P,
                                     int64_t coutp);
 
@@ -341,6 +342,7 @@ void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float
                                         const DirectConvArgs& a, int64_t lp, bool flat);
 void pad_channels_last__avx2(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
                              int64_t top, int64_t left, int64_t wp);
+void transpose_to_lanes__avx2(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp);
 void conv2d_fwd_winograd__avx2(float* ycl, const float* xpad, const float* u, float* work,
                                const ClConvArgs& a);
 void conv2d_fwd_winograd_tiles__avx2(float* y, const float* xpad, const float* u,
