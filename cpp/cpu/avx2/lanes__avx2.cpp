@@ -66,11 +66,12 @@ void conv2d_bwd_data_dylanes__avx2(float* dx, const float* dyp, const float* wf,
 
 // Channels x lane vectors: CO*NV sums + NV input vectors + a broadcast <= 16 registers (4 x 3:
 // 7 loads per 12 FMAs; 3 x 3 had 6 per 9: keras.conv2 bwd_weights 72.5 -> 66.9 ms, cnn1.conv2
-// 6.44 -> 6.18 at 1 thread, same process, alternating, medians, load ~10).
+// 6.44 -> 6.18 at 1 thread, same process, alternating, medians, load ~10); flat lanes 4 x 3 too
+// (4 x 2 before: lenet.conv2 1.02 -> 0.93 ms, cnn1.conv2 forced 4.85 -> 4.61).
 void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float* xcl,
                                         const DirectConvArgs& a, int64_t lp, bool flat) {
   if (flat) {
-    BwdWeightsFlatLanes<VecAvx2, 4, 2>::run(acc, dy, xcl, a, lp);
+    BwdWeightsFlatLanes<VecAvx2, 4, 3>::run(acc, dy, xcl, a, lp);
   } else if (lp <= 2 * VecAvx2::W) {
     BwdWeightsChannelsLast<VecAvx2, 6, 2>::run(acc, dy, xcl, a, lp);
   } else {
