@@ -37,9 +37,7 @@ struct BwdWeightsChannelsLast {
     for (int c = 0; c < CO; ++c)
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v)
-        _mm_prefetch(reinterpret_cast<const char*>(acc + ((co0 + c) * a.kh + ky) * lp + j0 +
-                                                   v * V::W),
-                     _MM_HINT_T0);
+        __builtin_prefetch(acc + ((co0 + c) * a.kh + ky) * lp + j0 + v * V::W, 0, 3);
     for (int64_t oy = oy0; oy < oy1; ++oy) {
       const float* xr = xcl + (oy + ky) * row + j0;
       const int64_t q0 = oy * a.ow;

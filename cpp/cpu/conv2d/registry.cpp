@@ -235,8 +235,9 @@ const BwdData kBwdData[] = {
     // "same"-like padding or few dy channels (keras.conv2, 2.25x waste: GEMM + col2im 2.5x faster;
     // lenet.conv2, 16 channels, 1.96x, still wins with direct). On AVX2 every one-plane dx of a
     // 3x3 / 5x5 kernel (the one-plane tile, conv2d_direct.inl fwd_one_tile): keras.conv1 (1.36x
-    // waste, 75 dy channels) 33.8 vs GEMM 38.0 ms at 2 threads (min 18.7 vs 27.6; load ~12,
-    // alternating, medians); AVX-512 keeps GEMM there (36.2 vs 33.6).
+    // waste, 75 dy channels) against GEMM with 95c2d97's banded dY: 1 thread 9.28 vs 9.99 ms (CPU
+    // time), 2 threads 18.5 vs 18.4 (minimums 10.2 vs 12.9; load ~8, alternating, medians);
+    // AVX-512 keeps GEMM there (36.2 vs 33.6 at 2 threads before 95c2d97).
     {"direct", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, every pad <= k-1",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.direct.fwd != nullptr && unit_stride(p) && pads_within_kernel(p);
