@@ -66,6 +66,8 @@ bool maxpool2d_bwd_2x2s2_tiles(float* dx, const float* dy, const int64_t* idx, i
   const ireg row_pair = V::iset1(int32_t(2 * W));
   // Planes per block: its match count stays below 2^31 in every lane.
   const int64_t block = std::max<int64_t>(1, (int64_t(1) << 30) / std::max<int64_t>(1, OH * OW));
+  // Matches a row counts when all its windows are inside: the overlapped ones twice.
+  const int64_t counted = OW >= P ? (OW + P - 1) / P * P : OW;
   ireg high = V::izero();
   bool inside = true;
   for (int64_t pb = 0; pb < planes; pb += block) {
@@ -88,7 +90,19 @@ bool maxpool2d_bwd_2x2s2_tiles(float* dx, const float* dy, const int64_t* idx, i
           store_tile_rows<V>(r0 + 2 * ox, r1 + 2 * ox, k0, k1, V::dup_pairs(gr + ox, P), P);
           hits = V::count_hits(hits, k0, k1);
         }
-        if (ox < OW) {  // n < P windows, zeros loaded past them
+        if (ox < OW && OW >= P) {
+          // The row's last P windows again as whole vectors (the overlap rewrites the same
+          // values), no masked loads or stores: AVX2, 1 thread, cnn1.pool2 0.055 -> 0.049 ms,
+          // fashion.pool2 0.057 -> 0.051, lenet.pool2 0.029 -> 0.027.
+          const int64_t o = OW - P;
+          const ireg fo = V::iadd(row0, V::iset1(int32_t(2 * o)));
+          const ireg a = V::load_i64(ir + o, P);
+          high = V::ior(high, a);
+          const ireg d = V::dup_low32(a);
+          const auto k0 = V::ieq(d, fo), k1 = V::ieq(d, V::iadd(fo, down));
+          store_tile_rows<V>(r0 + 2 * o, r1 + 2 * o, k0, k1, V::dup_pairs(gr + o, P), P);
+          hits = V::count_hits(hits, k0, k1);
+        } else if (ox < OW) {  // n < P windows, zeros loaded past them
           const int64_t n = OW - ox;
           const ireg a = V::load_i64(ir + ox, n);
           high = V::ior(high, a);
@@ -99,7 +113,7 @@ bool maxpool2d_bwd_2x2s2_tiles(float* dx, const float* dy, const int64_t* idx, i
         }
       }
     }
-    inside = inside && V::isum(hits) == (pe - pb) * OH * OW;
+    inside = inside && V::isum(hits) == (pe - pb) * OH * counted;
   }
   zero_uncovered(dx, H, W, OH, OW, planes);
   return inside && V::odd32_zero(high);
