@@ -54,7 +54,7 @@ inline __attribute__((always_inline)) void store_tile_rows(float* p0, float* p1,
 // plane: a per-lane count, summed once per block of planes, no branch per step (round 12: a mask
 // test + branch per step cost cnn1.pool1's 2000 planes 0.18-0.22 against 0.15-0.19 ms). Lanes past
 // a row's last window compare zeros against cells > 0 and match nothing. Many planes per call
-// (round 13, AVX2, 1 thread, against one plane per call: keras.pool2's 8x8 planes 0.316 -> 0.188
+// (round 14, AVX2, 1 thread, against one plane per call: keras.pool2's 8x8 planes 0.316 -> 0.188
 // ms, lenet.pool2 0.046 -> 0.034, cnn1.pool1 0.195 -> 0.170).
 template <class V>
 bool maxpool2d_bwd_2x2s2_tiles(float* dx, const float* dy, const int64_t* idx, int64_t H,

@@ -87,7 +87,7 @@ static int64_t pool_bwd_bytes(Shape4 x_shape, Shape4 y_shape) {
 
 // The backward's windows are the disjoint 2x2 tiles (H/OH == W/OW == 2: every pooling layer of
 // NETWORKS.md) and the ISA has a tile writer: it is tried first. Its limits come from
-// measurements per ISA (C++ loops over the layers' planes, 1 thread, PERF_LOG.md round 13): rows
+// measurements per ISA (C++ loops over the layers' planes, 1 thread, PERF_LOG.md round 14): rows
 // of fewer than PoolKernels::bwd_2x2s2_min_ow windows run zero-fill + scatter faster (rows of 3,
 // 100 x 64 planes: AVX-512 0.058 vs 0.048 ms, AVX2 0.064 vs 0.048; rows of 4, keras.pool2: 0.22
 // vs 0.23 and 0.17 vs 0.23), and so do calls whose data go to DRAM, even with whole rows
