@@ -10,9 +10,10 @@ batch 100 / 200, CrossEntropyLoss), trained on the first --images MNIST images. 
 model as built; "fastconv" is a copy (same initial weights) after fastconv.torch.convert(model),
 which fuses each Conv2d -> ReLU -> MaxPool2d(2) into one fastconv pass; with --shared, a third
 copy runs with fastconv.torch.share_threads_with_torch() (fastconv's jobs on PyTorch's OpenMP
-threads). All train in this one process, by turns (stock, fastconv, fastconv, stock, ...) after a
-warm-up of a few batches each; medians of --reps epochs each. Both libraries get --threads
-threads.
+threads); with --dropout, a copy converted with dropout=True (fastconv's dropout kernel, its own
+random masks) for the models that have dropout. All train in this one process, by turns (stock,
+fastconv, ..., then the reverse order) after a warm-up of a few batches each; medians of --reps
+epochs each. Both libraries get --threads threads.
 
 Overhead: a 1x1 convolution of a 1x1x4x4 input, so the kernel itself costs about a microsecond
 and the rest is call overhead: fastconv's NumPy API, the torch.ops.fastconv op (registered the
@@ -44,6 +45,11 @@ def parse_args(argv=None):
         "--shared",
         action="store_true",
         help="also time the converted model with fastconv.torch.share_threads_with_torch()",
+    )
+    p.add_argument(
+        "--dropout",
+        action="store_true",
+        help="also time convert(model, dropout=True) (fastconv's dropout kernel and masks)",
     )
     p.add_argument("--overhead", action="store_true", help="time the per-call overhead instead")
     p.add_argument("--json", default=None, metavar="PATH")
@@ -77,6 +83,9 @@ def epochs(a, torch, fastconv, ft):
         if a.shared:  # fastconv's jobs on PyTorch's OpenMP team instead of fastconv's pool
             trainers["fastconv_shared"] = TorchTrainer(name, torch, seed=0)
             ft.convert(trainers["fastconv_shared"].model)
+        if a.dropout and any(isinstance(m, torch.nn.Dropout) for m in trainers["stock"].model):
+            trainers["fastconv_dropout"] = TorchTrainer(name, torch, seed=0)
+            ft.convert(trainers["fastconv_dropout"].model, dropout=True)
         sides = list(trainers)
         warm = slice(0, 4 * trainers["stock"].batch)
         for side, t in trainers.items():
@@ -95,8 +104,8 @@ def epochs(a, torch, fastconv, ft):
         for side in sides:
             row[f"{side}_s"] = med[side]
         row["speedup"] = med["stock"] / med["fastconv"]
-        if a.shared:
-            row["speedup_shared"] = med["stock"] / med["fastconv_shared"]
+        for side in sides[2:]:
+            row[f"speedup_{side[len('fastconv_') :]}"] = med["stock"] / med[side]
         rows.append(row)
         print(
             f"{name}: "

@@ -744,3 +744,29 @@ def test_cuda_max_pool2d_dilation_and_ceil_mode(case):
     assert torch.equal(gdx.cpu(), dx)
     if mode == "explicit":  # the functional form keeps it on fastconv's kernels on the GPU too
         assert fF._pool_args(xg, kernel, stride, pad, dilation, ceil_mode) is not None
+
+
+def test_dropout_on_fastconv_kernel():
+    """fastconv.torch.Dropout (convert(model, dropout=True)): PyTorch's distribution and scaling
+    with fastconv's masks, repeatable under torch.manual_seed, the backward through the same
+    mask; PyTorch's op where fastconv's cannot run (eval, p of 0 or 1, inplace, float64)."""
+    x = torch.randn(4, 8, 16, 16, requires_grad=True)
+    torch.manual_seed(1)
+    y = fF.dropout(x, 0.25)
+    torch.manual_seed(1)
+    assert torch.equal(fF.dropout(x, 0.25), y)  # seeded from PyTorch's generator
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.02
+    _assert_close(y[kept], x[kept] / 0.75, "kept values", atol=1e-6, rtol=1e-6)
+    dy = torch.randn_like(y)
+    (dx,) = torch.autograd.grad(y, x, dy)
+    _assert_close(dx, torch.where(kept, dy / 0.75, 0.0), "gradient", atol=1e-6, rtol=1e-6)
+    assert torch.equal(fF.dropout(x, 0.25, training=False), x)
+    assert torch.equal(fF.dropout(x, 0.0), x)
+    assert not fF.dropout(x, 1.0).any()
+    assert fF.dropout(x.detach().double(), 0.5).dtype == torch.float64
+    model, report = ft.convert(keras_cnn(), dropout=True, report=True)
+    assert sum(note == "Dropout" for _, note in report.converted) == 3
+    assert all(type(m) is ft.Dropout for m in model if isinstance(m, nn.Dropout))
+    assert type(ft.convert(keras_cnn())[3]) is nn.Dropout  # off by default: stock masks
+    model(torch.rand(2, 1, 28, 28)).sum().backward()

@@ -27,12 +27,13 @@ from fastconv import _C
 from fastconv.torch import _cuda_kernels, _ops, functional  # noqa: F401  (registers the kernels)
 from fastconv.torch._threads import share_threads_with_torch, threads_shared_with_torch
 from fastconv.torch.convert import ConversionReport, convert
-from fastconv.torch.modules import Conv2d, Conv2dReLUMaxPool2d, MaxPool2d
+from fastconv.torch.modules import Conv2d, Conv2dReLUMaxPool2d, Dropout, MaxPool2d
 
 __all__ = [
     "Conv2d",
     "Conv2dReLUMaxPool2d",
     "ConversionReport",
+    "Dropout",
     "MaxPool2d",
     "convert",
     "functional",

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from fastconv.ops import ConvPlan, PoolPlan
 from fastconv.torch._shapes import conv2d_out_shape, fused_out_shape, pool2d_out_shape
+from fastconv.train_ops import dropout as _fastconv_dropout
 
 _LIB = torch.library.Library("fastconv", "DEF")  # noqa: TOR901 - the op library itself
 
@@ -491,6 +492,25 @@ class _Conv2dReluMaxPool2d(torch.autograd.Function):
         return None, dx, dw, db
 
 
+def dropout_cpu(x: Tensor, keep: float, seed: int) -> Tensor:
+    """x * mask / keep with fastconv's counter-based mask of (seed, element index): a plain
+    contiguous float32 CPU tensor in, a new one out (NumPy views of both, no copy)."""
+    y = torch.empty_like(x)
+    _fastconv_dropout(x.detach().numpy(), keep, seed, out=y.numpy())
+    return y
+
+
+class _Dropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, keep, seed):
+        ctx.keep, ctx.seed = keep, seed
+        return dropout_cpu(input, keep, seed)
+
+    @staticmethod
+    def backward(ctx, grad):  # the same seed draws the same mask: nothing was stored
+        return dropout_cpu(grad.contiguous(), ctx.keep, ctx.seed), None, None
+
+
 def _bare_apply(fn):
     """fn.apply without autograd.Function.apply's Python prologue (argument re-binding and the
     functorch unwrapping: about half of a small call's cost). Only where no functorch transform
@@ -508,6 +528,7 @@ def _bare_apply(fn):
 conv2d_apply, conv2d_bare_apply = _bare_apply(_Conv2d)
 max_pool2d_apply, max_pool2d_bare_apply = _bare_apply(_MaxPool2d)
 fused_apply, fused_bare_apply = _bare_apply(_Conv2dReluMaxPool2d)
+dropout_bare_apply = _bare_apply(_Dropout)[1]
 
 
 def _conv2d_autograd(input, weight, bias, *geometry_and_relu):

@@ -1,4 +1,5 @@
-"""fastconv.torch.convert: switch a PyTorch model's Conv2d / MaxPool2d modules to fastconv's."""
+"""fastconv.torch.convert: switch a PyTorch model's Conv2d / MaxPool2d (and, asked, Dropout)
+modules to fastconv's."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import List, Optional, Tuple
 
 from torch import nn
 
-from fastconv.torch.modules import Conv2d, Conv2dReLUMaxPool2d, MaxPool2d
+from fastconv.torch.modules import Conv2d, Conv2dReLUMaxPool2d, Dropout, MaxPool2d
 
 __all__ = ["convert", "ConversionReport"]
 
@@ -82,7 +83,7 @@ def _fuse_sequential(seq: nn.Sequential, prefix: str, report: ConversionReport) 
             i += 1
 
 
-def convert(model: nn.Module, *, fuse: bool = True, report: bool = False):
+def convert(model: nn.Module, *, fuse: bool = True, dropout: bool = False, report: bool = False):
     """Switch `model`'s supported modules to fastconv's, in place, and return the model.
 
     Every torch.nn.Conv2d with padding_mode='zeros' becomes fastconv.torch.Conv2d and every
@@ -95,6 +96,12 @@ def convert(model: nn.Module, *, fuse: bool = True, report: bool = False):
     PyTorch. Each converted module still falls back to PyTorch's op for an input fastconv cannot
     take (see fastconv.torch.functional). Convert before wrapping the model in
     DistributedDataParallel or torch.compile.
+
+    dropout=True also switches every torch.nn.Dropout (the class itself) to
+    fastconv.torch.Dropout: the same distribution and scaling on fastconv's faster kernel, but
+    fastconv's random masks rather than PyTorch's (seeded from PyTorch's generator, so runs stay
+    repeatable under torch.manual_seed; a training run's numbers then differ from stock PyTorch's
+    as with any other seed). Off by default, so that a converted model reproduces stock PyTorch.
 
     With report=True returns (model, ConversionReport) naming what was converted, fused and left.
     """
@@ -124,4 +131,7 @@ def convert(model: nn.Module, *, fuse: bool = True, report: bool = False):
                 rep.converted.append((name, "MaxPool2d"))
             else:
                 rep.left.append((name, reason))
+        elif dropout and type(m) in (nn.Dropout, Dropout):
+            m.__class__ = Dropout
+            rep.converted.append((name, "Dropout"))
     return (model, rep) if report else model

@@ -21,7 +21,7 @@ from fastconv import ops as _fastconv_ops
 from fastconv.torch import _ops
 from fastconv.torch._shapes import conv2d_out_shape, pool2d_out_shape, pool_windows_hit_input
 
-__all__ = ["conv2d", "max_pool2d", "conv2d_relu_max_pool2d", "supported_device"]
+__all__ = ["conv2d", "dropout", "max_pool2d", "conv2d_relu_max_pool2d", "supported_device"]
 
 _PLAIN = (torch.Tensor, nn.Parameter)
 
@@ -353,3 +353,18 @@ def max_pool2d(
     if unbatched:
         y, indices = y.squeeze(0), indices.squeeze(0)
     return (y, indices) if return_indices else y
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """torch.nn.functional.dropout on fastconv's dropout kernel: zeroes each element with
+    probability p and scales the rest by 1 / (1 - p), as PyTorch's, but with fastconv's random
+    stream (a counter-based generator, its seed drawn from PyTorch's default generator, so
+    torch.manual_seed still makes a run repeatable): the masks are not PyTorch's. The backward
+    regenerates the mask from the seed instead of storing it. PyTorch's op takes the call where
+    fastconv's kernel cannot (not training, p not in (0, 1), inplace, and what conv2d hands back)."""
+    if not (training and not inplace and 0.0 < p < 1.0 and _plain_cpu_f32(input) and _unwatched()):
+        return F.dropout(input, p, training, inplace)
+    seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    if _records(input):
+        return _ops.dropout_bare_apply(input, 1.0 - p, seed)
+    return _ops.dropout_cpu(input, 1.0 - p, seed)

@@ -5,6 +5,8 @@ initialisation, repr and padding="same" are PyTorch's; only the computation chan
 back to PyTorch's op for any call fastconv does not support (fastconv.torch.functional).
 Conv2dReLUMaxPool2d is a Conv2d that also applies ReLU and a 2x2 max-pool in one fastconv pass:
 fastconv.torch.convert puts it where an nn.Sequential runs Conv2d -> ReLU -> MaxPool2d(2).
+Dropout (convert(model, dropout=True)) is torch.nn.Dropout on fastconv's dropout kernel, with
+fastconv's random stream instead of PyTorch's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from torch import nn
 
 from fastconv.torch import functional as fF
 
-__all__ = ["Conv2d", "MaxPool2d", "Conv2dReLUMaxPool2d"]
+__all__ = ["Conv2d", "MaxPool2d", "Conv2dReLUMaxPool2d", "Dropout"]
 
 
 class Conv2d(nn.Conv2d):
@@ -52,3 +54,11 @@ class Conv2dReLUMaxPool2d(Conv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ", then ReLU and MaxPool2d(2, 2) (fused)"
+
+
+class Dropout(nn.Dropout):
+    """torch.nn.Dropout on fastconv's dropout kernel (fastconv.torch.functional.dropout): the same
+    distribution and scaling, fastconv's random masks (seeded from PyTorch's generator)."""
+
+    def forward(self, input):
+        return fF.dropout(input, self.p, self.training, self.inplace)
