@@ -170,7 +170,7 @@ def overhead(a, torch, fastconv, ft):
         "stock nn.Conv2d module": loop(lambda: stock_module(x)),
         "stock nn.Conv2d module, no_grad": loop(lambda: stock_module(x), no_grad=True),
     }
-    stats = alternate(fns, reps=9, warmup=1, block=3)
+    stats = alternate(fns, reps=25, warmup=1, block=3)
     base = stats["fastconv.conv2d (NumPy)"]["median_ms"] * 1e3 / calls
     rows = []
     for name, s in stats.items():
