@@ -1,7 +1,7 @@
 // conv2d_bww_cl.inl — weight gradient of a stride-1, dilation-1 conv with (kx, ci) in the lanes.
 // Include INSIDE the anonymous namespace of an ISA translation unit, after its SIMD interface.
 //
-// Why: the output-channels-in-lanes kernel (conv2d_direct.inl, bwd_weights_t) wastes the lanes
+// Why: the output-channels-in-lanes kernel (conv2d_direct_bwd_weights.inl, bwd_weights_t) wastes the lanes
 // past C_out (cnn1.conv2: 20 channels in 32 lanes) and needs 0.7 loads per FMA. Here the image is
 // laid out channels-last and zero-padded, xcl[(row*wp + col)*cin + ci], so the KW*C_in inputs one
 // kernel row meets at an output pixel are L = KW*C_in contiguous floats. For each (co, ky):

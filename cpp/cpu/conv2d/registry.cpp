@@ -234,7 +234,7 @@ const BwdData kBwdData[] = {
     // 0.34 ms, cnn1.conv1 2.86 -> 1.25 against GEMM + col2im; C_in = 2, 3 stay on GEMM), and
     // "same"-like padding or few dy channels (keras.conv2, 2.25x waste: GEMM + col2im 2.5x faster;
     // lenet.conv2, 16 channels, 1.96x, still wins with direct). On AVX2 every one-plane dx of a
-    // 3x3 / 5x5 kernel (the one-plane tile, conv2d_direct.inl fwd_one_tile): keras.conv1 (1.36x
+    // 3x3 / 5x5 kernel (the one-plane tile, conv2d_direct_fwd.inl fwd_one_tile): keras.conv1 (1.36x
     // waste, 75 dy channels) against GEMM with 95c2d97's banded dY: 1 thread 9.28 vs 9.99 ms (CPU
     // time), 2 threads 18.5 vs 18.4 (minimums 10.2 vs 12.9; load ~8, alternating, medians);
     // AVX-512 keeps GEMM there (36.2 vs 33.6 at 2 threads before 95c2d97).
