@@ -53,6 +53,15 @@ def test_info_lists_the_environment(monkeypatch):
     assert env["FASTCONV_SPIN_US"] == "50"
 
 
+def test_env_value_is_the_parsed_value(monkeypatch):
+    monkeypatch.setenv("FASTCONV_SPIN_US", " 50 ")
+    assert fastconv.env_value("FASTCONV_SPIN_US") == 50
+    monkeypatch.delenv("FASTCONV_SPIN_US")
+    assert fastconv.env_value("FASTCONV_SPIN_US") is None
+    with pytest.raises(TypeError, match="name must be a str"):
+        fastconv.env_value(3)
+
+
 @pytest.mark.parametrize(
     ("name", "value", "want"),
     [

@@ -49,6 +49,7 @@ __all__ = [
     "relu_maxpool2d_backward",
     "info",
     "env_settings",
+    "env_value",
     "reference",
     "nn",
     "models",
@@ -147,6 +148,14 @@ def env_settings() -> list:
     """Every FASTCONV_* environment variable: a dict per variable with its name, type, accepted
     values, default, who reads it and when, how to change it at run time, and its meaning."""
     return [dict(row) for row in _C.env_settings()]
+
+
+def env_value(name: str):
+    """The parsed value of one FASTCONV_* variable (env_settings() lists them), None where unset;
+    ValueError naming the variable for a bad value, the same rule as the native readers."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str naming a FASTCONV_* variable, got {name!r}")
+    return _C.env_value(name)
 
 
 def info() -> dict:

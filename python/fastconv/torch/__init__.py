@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 
 import fastconv
-from fastconv import _C
 from fastconv.torch import _cuda_kernels, _ops, functional  # noqa: F401  (registers the kernels)
 from fastconv.torch._threads import share_threads_with_torch, threads_shared_with_torch
 from fastconv.torch.convert import ConversionReport, convert
@@ -44,5 +43,5 @@ __all__ = [
 
 ops = torch.ops.fastconv
 
-if _C.env_value("FASTCONV_NUM_THREADS") is None:
+if fastconv.env_value("FASTCONV_NUM_THREADS") is None:
     fastconv.set_num_threads(max(1, torch.get_num_threads()))
