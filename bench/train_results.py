@@ -43,22 +43,77 @@ TABLE = (
 )
 
 
+# Rough single-thread cost of one run (core-seconds on the AVX-512 machine of docs/RESULTS.md): the
+# longest runs start first so that --jobs workers finish together.
+_COST = {
+    "keras_cnn": 300,
+    "fashion_cnn": 150,
+    "cnn2": 120,
+    "cnn1": 110,
+    "mlp2048": 120,
+    "mlp1024": 70,
+    "mlp512": 35,
+    "lenet5": 25,
+    "mlp256": 20,
+    "mlp128": 12,
+    "softmax": 8,
+    "fashion_dense": 5,
+}
+
+
+def _git_commit():
+    r = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return r.stdout.strip() or None
+
+
+def _one_run(name, seed, out, args, threads, commit):
+    cmd = [sys.executable, "-m", "fastconv", "train", name, "--seed", str(seed)]
+    cmd += ["--out", str(out), "--quiet", "--threads", str(threads)]
+    if args.epochs:
+        cmd += ["--epochs", str(args.epochs)]
+    if args.device != "cpu":
+        cmd += ["--device", args.device]
+    # NumPy's BLAS (the Dense layers) gets the same thread budget as fastconv's kernels.
+    env = dict(os.environ, **{v: str(threads) for v in _BLAS_THREADS})
+    log = out.parent / f"{out.name}.log"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print("+", " ".join(cmd[1:]), flush=True)
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        print(f"FAILED ({rc}): {name} seed {seed}; see {log}", flush=True)
+        return False
+    done = out / "metrics.json"
+    m = json.loads(done.read_text())
+    m["git_commit"] = commit
+    m["runs_side_by_side"] = args.jobs
+    done.write_text(json.dumps(m, indent=1) + "\n")
+    log.unlink()
+    print(f"done {name} seed {seed}: test {m['test_accuracy'] * 100:.2f}%", flush=True)
+    return True
+
+
+_BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def run(args):
+    from concurrent.futures import ThreadPoolExecutor
+
     from fastconv import models
 
     names = TABLE if args.models == ["all"] else args.models
+    jobs = []
     for name in names:
         if name not in models.NAMES:
             raise SystemExit(f"unknown model {name!r}; choose from {', '.join(models.NAMES)}")
         seed0 = models.DEFAULTS[name]["seed"] or 0
+        epochs = args.epochs or models.DEFAULTS[name]["epochs"]
+        folder = name if args.device == "cpu" else f"{name}_{args.device}"
         for r in range(args.runs):
             seed = seed0 + r
-            out = (
-                RESULTS
-                / (name if args.device == "cpu" else f"{name}_{args.device}")
-                / f"seed{seed}"
-            )
-            epochs = args.epochs or models.DEFAULTS[name]["epochs"]
+            out = RESULTS / folder / f"seed{seed}"
             done = out / "metrics.json"
             if (
                 done.exists()
@@ -67,24 +122,14 @@ def run(args):
             ):
                 print(f"skip {name} seed {seed}: {done} exists")
                 continue
-            cmd = [
-                sys.executable,
-                "-m",
-                "fastconv",
-                "train",
-                name,
-                "--seed",
-                str(seed),
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-            if args.epochs:
-                cmd += ["--epochs", str(args.epochs)]
-            if args.device != "cpu":
-                cmd += ["--device", args.device]
-            print("+", " ".join(cmd[1:]), flush=True)
-            subprocess.run(cmd, check=True)
+            jobs.append((name, seed, out))
+    jobs.sort(key=lambda j: -_COST.get(j[0], 50))
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    commit = _git_commit()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        ok = list(pool.map(lambda j: _one_run(*j, args, threads, commit), jobs))
+    if not all(ok):
+        raise SystemExit(f"{ok.count(False)} of {len(ok)} runs failed")
 
 
 def _load():
@@ -222,6 +267,10 @@ def main(argv=None):
     )
     r.add_argument("--epochs", type=int, help="override the NETWORKS.md schedule")
     r.add_argument("--force", action="store_true", help="re-run even if metrics.json exists")
+    r.add_argument(
+        "--jobs", type=int, default=1, help="runs side by side (each with cores/jobs threads)"
+    )
+    r.add_argument("--threads", type=int, help="kernel and BLAS threads per run")
     r.add_argument(
         "--device", default="cpu", help="cpu (default) or cuda: results/train/MODEL_cuda/seedS"
     )
