@@ -1,15 +1,21 @@
-"""Train the NETWORKS.md networks and write docs/RESULTS.md from the measured metrics.
+"""Train the NETWORKS.md networks with their sources' protocols and write docs/RESULTS.md.
 
+    python bench/train_results.py run all --runs 10 --jobs 2   # every network, 10 seeds, 2 runs side by side
     python bench/train_results.py run cnn1 --runs 3            # -> results/train/cnn1/seed{0,1,2}/metrics.json
-    python bench/train_results.py run all --runs 1 --epochs 10 # every table network, shorter schedule
     python bench/train_results.py run cnn1 --device cuda       # -> results/train/cnn1_cuda/seed0 (GPU)
-    python bench/train_results.py report                       # -> docs/RESULTS.md (+ docs/cnn1_curves.png)
+    python bench/train_results.py time                         # idle-machine s/epoch -> results/train/timing.json
+    python bench/train_results.py report                       # -> docs/RESULTS.md and docs/img/results_*.png
 
-`run` calls `python -m fastconv train MODEL --seed S --out DIR` once per (model, seed), one after the
-other (the machine is shared: run it niced), and skips runs whose metrics.json already exists for
-the same number of epochs.
-`report` reads every metrics.json under results/train and tabulates published vs measured test
-accuracy (mean ± std over runs), epochs, batch size, runs, seconds per epoch and the command.
+`run` calls `python -m fastconv train MODEL --seed S --out DIR` once per (model, seed), `--jobs` of
+them side by side with cores/jobs kernel and BLAS threads each (longest first), and skips runs whose
+metrics.json already exists for the same number of epochs; each metrics.json records the git commit.
+`time` trains each network for two epochs at 1 and at 2 threads, one network at a time (run it on an
+idle machine), and keeps the second epoch's seconds: s/epoch in RESULTS.md comes only from there,
+never from the accuracy runs, which share the cores.
+`report` reads every metrics.json under results/train (and the PyTorch peer runs under
+results/train/peers, bench/fashion_dense_peer.py) and tabulates published vs measured test accuracy
+(mean ± std, min-max), draws the mean validation (or training) accuracy per epoch with the run-to-run
+spread shaded, and appends docs/results_notes.md, the hand-written reading of the table.
 Runs with "device" other than "cpu" in metrics.json (the `*_cuda` folders) get their own table.
 """
 
@@ -18,9 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,12 +139,16 @@ def run(args):
 
 
 def _load():
-    """CPU runs and GPU runs, each as {model: [metrics, ...]}."""
+    """CPU runs and GPU runs, each as {model: [metrics, ...]} in seed order."""
     cpu, gpu = {}, {}
-    for p in sorted(RESULTS.glob("*/seed*/metrics.json")):
+    for p in sorted(RESULTS.glob("*/seed*/metrics.json"), key=lambda p: (p.parts[-3], _seed(p))):
         m = json.loads(p.read_text())
         (cpu if m.get("device", "cpu") == "cpu" else gpu).setdefault(m["model"], []).append(m)
     return cpu, gpu
+
+
+def _seed(path):
+    return int(path.parent.name.removeprefix("seed"))
 
 
 def _command(m):
@@ -191,62 +201,202 @@ def _gpu_section(gpu):
     return lines
 
 
+# The study's two families (NETWORKS.md A) and the other sources' networks, one figure each.
+_FAMILIES = (
+    ("dense", ("softmax", "mlp128", "mlp256", "mlp512", "mlp1024", "mlp2048")),
+    ("cnn", ("cnn1", "cnn2")),
+)
+_OTHERS = ("keras_cnn", "lenet5", "fashion_dense", "fashion_cnn")
+
+
+def _curve(ms):
+    """Per-epoch accuracy of each run (runs x epochs) and which history it is."""
+    key = "val_accuracy" if ms[0]["history"].get("val_accuracy") else "accuracy"
+    return np.array([m["history"][key] for m in ms]) * 100, key
+
+
+def _best_epoch(curves):
+    """Epoch (1-based) of the best mean accuracy, and the first epoch within 0.1 point of it."""
+    mean = curves.mean(axis=0)
+    best = int(np.argmax(mean))
+    return best + 1, int(np.argmax(mean >= mean[best] - 0.1)) + 1
+
+
+def _plot(runs, out_dir):
+    """docs/img/results_study.png (section A families) and results_others.png; returns the names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, (family, names) in zip(axes, _FAMILIES):
+        for name in names:
+            if name not in runs:
+                continue
+            c, _ = _curve(runs[name])
+            ep = np.arange(1, c.shape[1] + 1)
+            mean = c.mean(axis=0)
+            (line,) = ax.plot(ep, mean, label=f"{name} ({len(c)} runs)")
+            ax.fill_between(ep, c.min(axis=0), c.max(axis=0), color=line.get_color(), alpha=0.15)
+            b, _ = _best_epoch(c)
+            ax.plot([b], [mean[b - 1]], "o", color=line.get_color())
+        ax.set_title(f"{'Dense' if family == 'dense' else 'Convolutional'} networks (MNIST study)")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("validation accuracy (%), 5,000 held-out images")
+    axes[0].set_ylim(96.0, 99.6)
+    fig.suptitle("Mean over runs, min-max shaded; dot = best mean epoch", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_dir / "results_study.png", dpi=110)
+    plt.close(fig)
+    written.append("results_study.png")
+
+    others = [n for n in _OTHERS if n in runs]
+    if others:
+        fig, axes = plt.subplots(1, len(others), figsize=(3.4 * len(others), 3.6))
+        for ax, name in zip(np.atleast_1d(axes), others):
+            c, key = _curve(runs[name])
+            ep = np.arange(1, c.shape[1] + 1)
+            (line,) = ax.plot(ep, c.mean(axis=0), label=key.replace("_", " "))
+            ax.fill_between(ep, c.min(axis=0), c.max(axis=0), color=line.get_color(), alpha=0.2)
+            test = np.array([m["test_accuracy"] for m in runs[name]]) * 100
+            ax.errorbar(
+                [c.shape[1]],
+                [test.mean()],
+                yerr=[[test.mean() - test.min()], [test.max() - test.mean()]],
+                fmt="s",
+                color="k",
+                label="test (end)",
+            )
+            pub = runs[name][0]["published_accuracy"]
+            if pub is not None:
+                ax.axhline(pub * 100, ls="--", color="gray", lw=1, label="published")
+            ax.set_title(f"{name} ({len(c)} runs)", fontsize=10)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="lower right")
+        np.atleast_1d(axes)[0].set_ylabel("accuracy (%)")
+        fig.tight_layout()
+        fig.savefig(out_dir / "results_others.png", dpi=110)
+        plt.close(fig)
+        written.append("results_others.png")
+    return written
+
+
+def _timing_section():
+    path = RESULTS / "timing.json"
+    if not path.exists():
+        return [
+            "",
+            "## Seconds per epoch",
+            "",
+            "Not measured yet: `python bench/train_results.py time`.",
+        ]
+    t = json.loads(path.read_text())
+    isas = sorted({k.split(":")[0] for r in t["rows"].values() for k in r})
+    cols = [f"{isa}:{n}" for isa in isas for n in t["threads"]]
+    lines = [
+        "",
+        "## Seconds per epoch",
+        "",
+        f"Measured by `python bench/train_results.py time` on an idle machine ({t['cpu']}, "
+        f"{t['cores']} cores; git {t['git_commit']}, {t['date']}; load average before: "
+        f"{t['load_before']}): the second of two epochs, one network at a time, fastconv's CPU "
+        "kernels and NumPy's BLAS held to the same thread count. One epoch is the training pass "
+        "over the training images (validation and test evaluation excluded).",
+        "",
+        "| network | train images | "
+        + " | ".join(f"{c.split(':')[0]}, {c.split(':')[1]} thread(s)" for c in cols)
+        + " |",
+        "|---|---:|" + "---:|" * len(cols),
+    ]
+    for name, r in t["rows"].items():
+        cells = [f"{r[c]:.2f} s" if c in r else "" for c in cols]
+        lines.append(f"| `{name}` | {t['train_images'][name]:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _peer_lines():
+    lines = []
+    for p in sorted((RESULTS / "peers").glob("*.json")):
+        r = json.loads(p.read_text())
+        lines.append(
+            f"- `{r['model']}` in {r['engine']} ({r['variant']} defaults, {r['runs']} runs, "
+            f"{r['epochs']} epochs, batch {r['batch_size']}): {r['mean']:.2f}% ± {r['std']:.2f} "
+            f"(min {r['min']:.2f}%, max {r['max']:.2f}%) — `bench/fashion_dense_peer.py "
+            f"--variant {r['variant']}`"
+        )
+    return lines
+
+
 def report(args):
     runs, gpu = _load()
+    commits = sorted({m.get("git_commit") or "?" for ms in runs.values() for m in ms})
     lines = [
         "# Reproduction of the published accuracies (NETWORKS.md)",
         "",
-        "Measured with `python bench/train_results.py run ...` then `python bench/train_results.py report`,",
-        "which wrote this file from results/train/*/seed*/metrics.json. Test accuracy is on the full test",
-        'set (10,000 images); "ours" is the mean (± standard deviation) over the runs; s/epoch is the',
-        "training pass alone on this machine (2 cores, fastconv's CPU kernels, float32). GPU runs:",
-        "[On the GPU](#on-the-gpu).",
+        "Written by `python bench/train_results.py report` from results/train/*/seed*/metrics.json",
+        "(one file per run, machine-readable); rerun any row with the command in its last column",
+        "(`python bench/train_results.py run NAME --runs 10` for the whole row). Each network is",
+        "trained with its source's protocol: the MNIST study's networks 30 epochs at batch 100 with",
+        "Adam and 5,000 training images held out (10 runs: seeds 0-9), keras_cnn the course's",
+        "10 epochs at batch 200 with validation_split 0.2 (seeds 42-51, the course's seed first),",
+        "the Fashion-MNIST course's networks 5 and 10 epochs at batch 32, lenet5 10 epochs at",
+        "batch 100. Test accuracy is on the full test set (10,000 images) after the last epoch;",
+        '"ours" is the mean ± sample standard deviation over the runs, then min-max.',
+        f"All runs on git {', '.join(commits)}, CPU kernels (float32), two runs side by side at one",
+        "thread each; seconds per epoch come from a separate idle-machine timing, below.",
         "",
-        "s/epoch is indicative only: the runs were made while kernel work and benchmarks shared the",
-        "2 cores, most with one kernel thread (`x1` in the per-run list), and some with the kernels of",
-        "an earlier commit. Clean, same-process timings against PyTorch are in",
-        "[BENCHMARKS.md](BENCHMARKS.md). The study behind section A averaged 10 runs of 30 epochs;",
-        "where we ran fewer runs or epochs the table says so.",
-        "",
-        "The network with Dropout (keras_cnn) was trained before dropout masks moved",
-        "to fastconv's native generator (git 1d783c4): the same `--seed` now draws other masks, so",
-        "its runs repeat statistically, not bit for bit. The conv networks' runs predate the",
-        "Winograd kernels (git 05c6564 on), which round differently (PERF_LOG.md, round 7); the",
-        "mlp256/512/2048 runs (dense layers only) are of that later code.",
-        "",
-        "| network | data | published | ours | Δ (points) | epochs | batch | runs | s/epoch | command |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| network | data | published | ours (mean ± std) | min–max | Δ mean (points) | epochs "
+        "| network | data | published | ours (mean ± std) | min–max | Δ mean (points) | epochs "
+        "| batch | runs | best epoch (val) | command |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name in [*TABLE, *sorted(set(runs) - set(TABLE))]:
         ms = runs.get(name)
         if not ms:
-            lines.append(f"| `{name}` | | | not run | | | | | | |")
+            lines.append(f"| `{name}` | | | not run | | | | | | | |")
             continue
         acc = np.array([m["test_accuracy"] for m in ms]) * 100
         pub = ms[0]["published_accuracy"]
         pub_s = "-" if pub is None else f"{pub * 100:.2f}%"
         delta = "" if pub is None else f"{acc.mean() - pub * 100:+.2f}"
         ours = f"{acc.mean():.2f}%" + (f" ± {acc.std(ddof=1):.2f}" if len(acc) > 1 else "")
-        spe = np.mean([m["seconds_per_epoch"] for m in ms])
         epochs = sorted({m["epochs"] for m in ms})
-        cmd = _command(ms[0])
+        c, key = _curve(ms)
+        best = ""
+        if key == "val_accuracy":
+            b, near = _best_epoch(c)
+            best = f"{b} (within 0.1 from {near})"
         lines.append(
-            f"| `{name}` | {ms[0]['dataset']} | {pub_s} | {ours} | {delta} | {'/'.join(map(str, epochs))} | "
-            f"{ms[0]['batch_size']} | {len(ms)} | {spe:.1f} | `{cmd}` |"
+            f"| `{name}` | {ms[0]['dataset']} | {pub_s} | {ours} | {acc.min():.2f}–{acc.max():.2f} | "
+            f"{delta} | {'/'.join(map(str, epochs))} | {ms[0]['batch_size']} | {len(ms)} | {best} | "
+            f"`{_command(ms[0])}` |"
         )
-    lines += ["", "Per-run figures (test accuracy, best validation accuracy and its epoch):", ""]
-    lines += [_run_line(name, m) for name, ms in sorted(runs.items()) for m in ms]
+    lines += [
+        "",
+        '"best epoch": the epoch of the best mean validation accuracy over the runs, and the',
+        "first epoch whose mean is within 0.1 point of it.",
+    ]
+    if runs:
+        for png in _plot(runs, ROOT / "docs" / "img"):
+            title = "the study's families" if "study" in png else "the other sources' networks"
+            lines += ["", f"![Accuracy per epoch, {title}](img/{png})"]
+    lines += _timing_section()
+    peers = _peer_lines()
+    if peers:
+        lines += ["", "## Peer runs (another engine, the same protocol)", "", *peers]
+    lines += ["", "## Test accuracy of every run", ""]
+    for name in [n for n in [*TABLE, *sorted(runs)] if n in runs]:
+        ms = runs.pop(name)
+        accs = ", ".join(f"{m['test_accuracy'] * 100:.2f}" for m in ms)
+        lines.append(f"- `{name}` (seeds {ms[0]['seed']}–{ms[-1]['seed']}): {accs}")
     if gpu:
         lines += _gpu_section(gpu)
-    curves = sorted(RESULTS.glob("cnn1/seed*/curves.png"))
-    if curves:
-        shutil.copyfile(curves[0], ROOT / "docs" / "cnn1_curves.png")
-        lines += [
-            "",
-            "## cnn1 training curves",
-            "",
-            "![cnn1 loss and accuracy per epoch](cnn1_curves.png)",
-        ]
     notes = ROOT / "docs" / "results_notes.md"
     if notes.exists():  # hand-written reading of the table, kept across regenerations
         lines += ["", notes.read_text().rstrip()]
@@ -255,10 +405,51 @@ def report(args):
     print(f"wrote {out}")
 
 
+def time_epochs(args):
+    """Idle-machine seconds per epoch: two epochs per (network, ISA, threads), keep the second."""
+    import platform
+    import tempfile
+
+    names = TABLE if args.models == ["all"] else args.models
+    path = RESULTS / "timing.json"
+    t = json.loads(path.read_text()) if path.exists() else {"rows": {}, "train_images": {}}
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    t.update(
+        cpu=cpu,
+        cores=os.cpu_count(),
+        git_commit=_git_commit(),
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        load_before=" ".join(f"{x:.2f}" for x in os.getloadavg()),
+        threads=args.threads_list,
+    )
+    for name in names:
+        for isa in args.isa:
+            for n in args.threads_list:
+                with tempfile.TemporaryDirectory() as tmp:
+                    cmd = [sys.executable, "-m", "fastconv", "train", name, "--epochs", "2"]
+                    cmd += ["--threads", str(n), "--out", tmp, "--quiet"]
+                    env = dict(
+                        os.environ, FASTCONV_CPU_ISA=isa, **{v: str(n) for v in _BLAS_THREADS}
+                    )
+                    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+                    m = json.loads((Path(tmp) / "metrics.json").read_text())
+                t["rows"].setdefault(name, {})[f"{isa}:{n}"] = m["epoch_seconds"][1]
+                t["train_images"][name] = m["train_samples"]
+                print(f"{name} {isa} x{n}: {m['epoch_seconds'][1]:.2f} s/epoch", flush=True)
+                path.write_text(json.dumps(t, indent=1) + "\n")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="train models (sequentially) into results/train")
+    r = sub.add_parser("run", help="train models into results/train")
     r.add_argument(
         "models", nargs="+", help="model names, or 'all' for the RESULTS table's networks"
     )
@@ -274,10 +465,16 @@ def main(argv=None):
     r.add_argument(
         "--device", default="cpu", help="cpu (default) or cuda: results/train/MODEL_cuda/seedS"
     )
-    sub.add_parser("report", help="write docs/RESULTS.md from results/train")
+    t = sub.add_parser("time", help="idle-machine seconds per epoch -> results/train/timing.json")
+    t.add_argument("models", nargs="+", help="model names, or 'all'")
+    t.add_argument("--isa", nargs="+", default=["avx512"], help="FASTCONV_CPU_ISA values to time")
+    t.add_argument(
+        "--threads", dest="threads_list", type=int, nargs="+", default=[1, 2], help="thread counts"
+    )
+    sub.add_parser("report", help="write docs/RESULTS.md and its plots from results/train")
     args = p.parse_args(argv)
     os.chdir(ROOT)
-    (run if args.cmd == "run" else report)(args)
+    {"run": run, "time": time_epochs, "report": report}[args.cmd](args)
 
 
 if __name__ == "__main__":
