@@ -67,6 +67,17 @@ _COST = {
 }
 
 
+def _schedule_epochs(name):
+    from fastconv import models
+
+    return models.DEFAULTS[name]["epochs"]
+
+
+def _done(out, epochs):
+    done = out / "metrics.json"
+    return done.exists() and json.loads(done.read_text())["epochs"] == epochs
+
+
 def _git_commit():
     r = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -75,6 +86,24 @@ def _git_commit():
 
 
 def _one_run(name, seed, out, args, threads, commit):
+    epochs = args.epochs or _schedule_epochs(name)
+    if _done(out, epochs) and not args.force:  # checked again here: another runner may have done it
+        print(f"skip {name} seed {seed}: {out / 'metrics.json'} exists", flush=True)
+        return True
+    out.parent.mkdir(parents=True, exist_ok=True)
+    running = out.parent / f"{out.name}.running"
+    try:  # one runner per (model, seed), even with two batches going
+        running.touch(exist_ok=False)
+    except FileExistsError:
+        print(f"skip {name} seed {seed}: another runner has it ({running})", flush=True)
+        return True
+    try:
+        return _train(name, seed, out, args, threads, commit)
+    finally:
+        running.unlink()
+
+
+def _train(name, seed, out, args, threads, commit):
     cmd = [sys.executable, "-m", "fastconv", "train", name, "--seed", str(seed)]
     cmd += ["--out", str(out), "--quiet", "--threads", str(threads)]
     if args.epochs:
@@ -84,7 +113,6 @@ def _one_run(name, seed, out, args, threads, commit):
     # NumPy's BLAS (the Dense layers) gets the same thread budget as fastconv's kernels.
     env = dict(os.environ, **{v: str(threads) for v in _BLAS_THREADS})
     log = out.parent / f"{out.name}.log"
-    out.parent.mkdir(parents=True, exist_ok=True)
     print("+", " ".join(cmd[1:]), flush=True)
     with open(log, "w") as f:
         rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
@@ -115,21 +143,18 @@ def run(args):
         if name not in models.NAMES:
             raise SystemExit(f"unknown model {name!r}; choose from {', '.join(models.NAMES)}")
         seed0 = models.DEFAULTS[name]["seed"] or 0
-        epochs = args.epochs or models.DEFAULTS[name]["epochs"]
+        epochs = args.epochs or _schedule_epochs(name)
         folder = name if args.device == "cpu" else f"{name}_{args.device}"
         for r in range(args.runs):
             seed = seed0 + r
             out = RESULTS / folder / f"seed{seed}"
-            done = out / "metrics.json"
-            if (
-                done.exists()
-                and not args.force
-                and json.loads(done.read_text())["epochs"] == epochs
-            ):
-                print(f"skip {name} seed {seed}: {done} exists")
+            if _done(out, epochs) and not args.force:
+                print(f"skip {name} seed {seed}: {out / 'metrics.json'} exists")
                 continue
-            jobs.append((name, seed, out))
-    jobs.sort(key=lambda j: -_COST.get(j[0], 50))
+            jobs.append((r, name, seed, out))
+    # Round by round (every network's first run, then every second run, ...), the longest first
+    # within a round: an interrupted batch leaves every network with about the same number of runs.
+    jobs = [j[1:] for j in sorted(jobs, key=lambda j: (j[0], -_COST.get(j[1], 50)))]
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     commit = _git_commit()
     with ThreadPoolExecutor(args.jobs) as pool:
