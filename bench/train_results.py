@@ -79,8 +79,12 @@ def _done(out, epochs):
 
 
 def _git_commit():
+    """The last commit that changed the library (not bench/, docs/ or results/)."""
+    paths = ["cpp", "cuda", "python", "CMakeLists.txt", "cmake", "pyproject.toml"]
     r = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", *paths],
+        capture_output=True,
+        text=True,
     )
     return r.stdout.strip() or None
 
@@ -272,7 +276,8 @@ def _plot(runs, out_dir):
         ax.set_title(f"{'Dense' if family == 'dense' else 'Convolutional'} networks (MNIST study)")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="lower right")
     axes[0].set_ylabel("validation accuracy (%, logit scale)")
     # A logit axis spreads 92% (softmax) to 99.3% (the CNNs) so every family's plateau shows.
     axes[0].set_yscale("logit")
