@@ -107,15 +107,21 @@ def _one_run(name, seed, out, args, threads, commit):
         running.unlink()
 
 
+def _train_command(name, out, threads, *extra, **env):
+    """`fastconv train NAME` into OUT at THREADS threads, and its environment: NumPy's BLAS (the
+    Dense layers) gets the same thread budget as fastconv's kernels."""
+    cmd = [sys.executable, "-m", "fastconv", "train", name, "--out", str(out), "--quiet"]
+    cmd += ["--threads", str(threads), *extra]
+    return cmd, dict(os.environ, **{v: str(threads) for v in _BLAS_THREADS}, **env)
+
+
 def _train(name, seed, out, args, threads, commit):
-    cmd = [sys.executable, "-m", "fastconv", "train", name, "--seed", str(seed)]
-    cmd += ["--out", str(out), "--quiet", "--threads", str(threads)]
+    extra = ["--seed", str(seed)]
     if args.epochs:
-        cmd += ["--epochs", str(args.epochs)]
+        extra += ["--epochs", str(args.epochs)]
     if args.device != "cpu":
-        cmd += ["--device", args.device]
-    # NumPy's BLAS (the Dense layers) gets the same thread budget as fastconv's kernels.
-    env = dict(os.environ, **{v: str(threads) for v in _BLAS_THREADS})
+        extra += ["--device", args.device]
+    cmd, env = _train_command(name, out, threads, *extra)
     log = out.parent / f"{out.name}.log"
     print("+", " ".join(cmd[1:]), flush=True)
     with open(log, "w") as f:
@@ -469,11 +475,7 @@ def time_epochs(args):
         for isa in args.isa:
             for n in args.threads_list:
                 with tempfile.TemporaryDirectory() as tmp:
-                    cmd = [sys.executable, "-m", "fastconv", "train", name, "--epochs", "2"]
-                    cmd += ["--threads", str(n), "--out", tmp, "--quiet"]
-                    env = dict(
-                        os.environ, FASTCONV_CPU_ISA=isa, **{v: str(n) for v in _BLAS_THREADS}
-                    )
+                    cmd, env = _train_command(name, tmp, n, "--epochs", "2", FASTCONV_CPU_ISA=isa)
                     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
                     m = json.loads((Path(tmp) / "metrics.json").read_text())
                 t["rows"].setdefault(name, {})[f"{isa}:{n}"] = m["epoch_seconds"][1]
