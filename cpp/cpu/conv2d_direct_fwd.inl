@@ -543,7 +543,7 @@ struct DirectConvFwd {
         const float* src = x_n + ci * H * W + lo + kx - left;
         for (int64_t iy = 0; iy < H; ++iy, d += a.ow, src += W) {
           for (int64_t i = 0; i < nfull; i += V::W) V::storeu(d + i, V::loadu(src + i));
-          if (nfull < n) V::store_tail(d + nfull, V::load_tail(src + nfull, m), m);
+          if (nfull < n) V::store_first(d + nfull, V::load_tail(src + nfull, m), n - nfull);
         }
       }
   }
