@@ -369,16 +369,53 @@ struct DirectConvFwd {
     fwd_shifted_body<NQ, CB, KH, KW, FULL>(y, xs, wt, bias, relu, a, co0, q0);
   }
 
-  // `ntiles` whole tiles from q = 0 in one call, for the 3x3 kernels: with only 9 taps a tile is
-  // short, and a call per tile cost fashion.conv1 a quarter of its forward time (calls, set-up).
-  // The 5x5 tiles keep a call each with the checked stores: measured, both this loop and the
-  // unchecked stores made keras.conv1 9-25% slower (its 173 KB output planes stream to memory).
-  template <int NQ, int CB, int KH, int KW>
-  static void fwd_shifted_tiles(float* y, const float* xs, const float* wt, const float* bias,
-                                bool relu, const fastconv::cpu::DirectConvArgs& a, int64_t co0,
-                                int64_t ntiles) {
-    for (int64_t t = 0; t < ntiles; ++t)
-      fwd_shifted_body<NQ, CB, KH, KW, true>(y, xs, wt, bias, relu, a, co0, t * NQ * V::W);
+  // The `ntiles` whole tiles from q = 0 of one whole channel block (CB channels from co0), in one
+  // call: the sums start from the bias (broadcast per tile from a CB-float copy, zeros without
+  // one), no channel or plane-end checks, ReLU a template choice, and the output and weight
+  // pointers set up once. A 9-tap tile (3x3, one input channel) is only 36 FMA cycles, and the
+  // checked per-tile code spent about as many instructions again on set-up and stores.
+  template <int NQ, int CB, int KH, int KW, bool RELU>
+  static void fwd_shifted_run(float* y, const float* xs, const float* wt, const float* bias,
+                              const fastconv::cpu::DirectConvArgs& a, int64_t co0,
+                              int64_t ntiles) {
+    const int64_t kh = KH > 0 ? KH : a.kh, kw = KW > 0 ? KW : a.kw, slab = a.hp * a.ow;
+    const int64_t P = a.oh * a.ow;
+    const float* wb = wt + co0 * a.cin * kh * kw;
+    float b[CB];
+    for (int c = 0; c < CB; ++c) b[c] = bias != nullptr ? bias[co0 + c] : 0.0f;
+    float* yb = y + co0 * P;
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int64_t q0 = t * NQ * V::W;
+      reg acc[NQ][CB];
+#pragma GCC unroll 8
+      for (int c = 0; c < CB; ++c) {
+        const reg vb = V::set1(b[c]);
+#pragma GCC unroll 8
+        for (int j = 0; j < NQ; ++j) acc[j][c] = vb;
+      }
+      for (int64_t ci = 0; ci < a.cin; ++ci) {
+        const float* xc = xs + ci * kw * slab + q0;
+        const float* wci = wb + ci * kh * kw * CB;
+        if constexpr (KW == 3 && KH == 3) {
+#pragma GCC unroll 3
+          for (int64_t ky = 0; ky < 3; ++ky)
+#pragma GCC unroll 3
+            for (int64_t kx = 0; kx < 3; ++kx)
+              flat_tap<NQ, CB>(acc, xc + kx * slab + ky * a.ow, wci + (ky * 3 + kx) * CB);
+        } else {
+#pragma GCC unroll 1
+          for (int64_t ky = 0; ky < kh; ++ky)
+#pragma GCC unroll 1
+            for (int64_t kx = 0; kx < kw; ++kx)
+              flat_tap<NQ, CB>(acc, xc + kx * slab + ky * a.ow, wci + (ky * kw + kx) * CB);
+        }
+      }
+#pragma GCC unroll 8
+      for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 8
+        for (int j = 0; j < NQ; ++j)
+          V::storeu(yb + c * P + q0 + j * V::W, RELU ? V::relu(acc[j][c]) : acc[j][c]);
+    }
   }
 
   // Vectors per tile: NQ*CB accumulators + NQ inputs + one broadcast weight fit the registers
@@ -402,27 +439,26 @@ struct DirectConvFwd {
     }
   }
 
-  // The tiles of NQ whole vectors, then per channel block one tail tile with the rest (49 vectors
-  // with NQ = 5: 9 x 5 + 4); 3x3: per channel block, all its tiles in one call.
+  // Per channel block: its whole tiles of NQ vectors in one call (fwd_shifted_run; a last,
+  // partial channel block by the checked tile), then one tail tile with the rest (AVX-512, 28x28:
+  // 49 vectors with NQ = 5, 9 x 5 + 4; AVX2: 98 = 49 x 2, no tail).
   template <int CB, int KH, int KW>
   static void fwd_shifted_image(float* y, const float* xs, const float* wt, const float* bias,
                                 bool relu, const fastconv::cpu::DirectConvArgs& a) {
     constexpr int NQ = shifted_nq(CB, KH == 3 && KW == 3);
     const int64_t P = a.oh * a.ow, nvec = (P + V::W - 1) / V::W;
     const int64_t ntiles = P / V::W / NQ, rest = nvec - ntiles * NQ;
-    if constexpr (KH == 3 && KW == 3) {
-      for (int64_t co0 = 0; co0 < a.cout; co0 += CB) {
-        fwd_shifted_tiles<NQ, CB, KH, KW>(y, xs, wt, bias, relu, a, co0, ntiles);
-        if (rest > 0)
-          fwd_shifted_tail<CB, NQ>(rest, y, xs, wt, bias, relu, a, co0, ntiles * NQ * V::W);
+    for (int64_t co0 = 0; co0 < a.cout; co0 += CB) {
+      if (a.cout - co0 < CB) {
+        for (int64_t t = 0; t < ntiles; ++t)
+          fwd_shifted_tile<NQ, CB, KH, KW, true>(y, xs, wt, bias, relu, a, co0, t * NQ * V::W);
+      } else if (relu) {
+        fwd_shifted_run<NQ, CB, KH, KW, true>(y, xs, wt, bias, a, co0, ntiles);
+      } else {
+        fwd_shifted_run<NQ, CB, KH, KW, false>(y, xs, wt, bias, a, co0, ntiles);
       }
-    } else {
-      for (int64_t t = 0; t < ntiles; ++t)
-        for (int64_t co0 = 0; co0 < a.cout; co0 += CB)
-          fwd_shifted_tile<NQ, CB, KH, KW, false>(y, xs, wt, bias, relu, a, co0, t * NQ * V::W);
       if (rest > 0)
-        for (int64_t co0 = 0; co0 < a.cout; co0 += CB)
-          fwd_shifted_tail<CB, NQ>(rest, y, xs, wt, bias, relu, a, co0, ntiles * NQ * V::W);
+        fwd_shifted_tail<CB, NQ>(rest, y, xs, wt, bias, relu, a, co0, ntiles * NQ * V::W);
     }
   }
 
