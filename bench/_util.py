@@ -69,26 +69,100 @@ _TORCH_ISA = {
     "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
     "portable": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
 }
+# ... and the BLAS and NumPy's own SIMD loops, which pick their kernels by CPUID at load time:
+# PyTorch's Linear layers call MKL's SGEMM (MKL_ENABLE_INSTRUCTIONS; on AMD CPUs MKL ignores it and
+# runs its AVX2 code anyway: a 1024^3 SGEMM ran 87 GFLOP/s on one Zen 4 core with AVX2, AVX512 or
+# SSE4_2 named); NumPy's OpenBLAS (the NumPy baseline's matmuls; fastconv's Dense layers use
+# fastconv's own GEMM) takes its core type from OPENBLAS_CORETYPE (SkylakeX by CPUID on Zen 4);
+# NumPy's ufunc loops (the losses' exp/max/sum) leave out the features NPY_DISABLE_CPU_FEATURES
+# names. avx512 holds nothing here: each library then picks its best, as it would by default.
+_BLAS_ISA = {
+    "avx2": {
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "OPENBLAS_CORETYPE": "Haswell",
+        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    },
+    "avx512": {},
+    "portable": {
+        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+        "OPENBLAS_CORETYPE": "Nehalem",
+        "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",
+    },
+}
+# OpenBLAS's core type (threadpoolctl's "architecture") each hold must give.
+_OPENBLAS_CORE = {"avx2": "haswell", "portable": "nehalem"}
+
+# The speed-up goals (torch time / fastconv time) per ISA path: issue 5's on the default
+# (AVX-512) path, issue 19's on the AVX2 path. conv: "mnist" for the MNIST-scale layers, "compute"
+# for the compute-bound ones (conv_cpu.COMPUTE_BOUND); pool: per pass; epoch: per model at 2 threads.
+_GOALS = {
+    "avx512": {
+        "conv": {"mnist": 2.0, "compute": 1.1},
+        "pool": {"fwd": 5.0, "bwd": 5.0},
+        "epoch": {"cnn1": 3.0, "keras_cnn": 2.5},
+    },
+    "avx2": {
+        "conv": {"mnist": 2.0, "compute": 1.3},
+        "pool": {"fwd": 4.0, "bwd": 1.5},
+        "epoch": {"cnn1": 4.0, "keras_cnn": 3.5},
+    },
+}
+
+
+def goals(isa: str | None) -> dict:
+    """The goal table for a run held to `isa` (None: the default path, i.e. the AVX-512 goals)."""
+    return _GOALS["avx2" if isa == "avx2" else "avx512"]
 
 
 def hold_isa(isa: str | None) -> None:
-    """Hold fastconv AND PyTorch/oneDNN to one ISA (portable, avx2, avx512).
+    """Hold fastconv, PyTorch/oneDNN, MKL, OpenBLAS and NumPy's loops to one ISA (portable, avx2,
+    avx512).
 
-    Must run before torch is imported (its capability and oneDNN's ceiling are read at load time);
-    check_isa() then asserts that both took.
+    Must run before numpy and torch are imported (their capability, oneDNN's ceiling and the BLAS
+    core types are read at load time); check_isa() then asserts that they took.
     """
     if isa is None:
         return
     if isa not in _TORCH_ISA:
         raise SystemExit(f"--isa must be one of {sorted(_TORCH_ISA)}, got {isa!r}")
-    if "torch" in sys.modules:
-        raise SystemExit("hold_isa() must run before torch is imported")
+    for mod in ("torch", "numpy"):
+        if mod in sys.modules:
+            raise SystemExit(f"hold_isa() must run before {mod} is imported")
     os.environ["FASTCONV_CPU_ISA"] = isa
     os.environ.update(_TORCH_ISA[isa])
+    os.environ.update(_BLAS_ISA[isa])
+
+
+def isa_holds() -> dict:
+    """What each library actually runs: fastconv's path, ATen's capability, MKL's setting, OpenBLAS's
+    core type (with threadpoolctl) and whether NumPy's AVX-512 loops are on. For the JSON and the
+    table header, so a reader sees the holds rather than trusting the flag."""
+    out = {"MKL_ENABLE_INSTRUCTIONS": os.environ.get("MKL_ENABLE_INSTRUCTIONS")}
+    if "fastconv" in sys.modules:
+        out["fastconv"] = sys.modules["fastconv"].get_cpu_isa()
+    if "torch" in sys.modules:
+        out["aten"] = sys.modules["torch"].backends.cpu.get_cpu_capability()
+        out["onednn_max"] = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    if "numpy" in sys.modules:
+        try:
+            from numpy._core._multiarray_umath import __cpu_features__ as feats
+        except ImportError:  # NumPy 1.x
+            from numpy.core._multiarray_umath import __cpu_features__ as feats
+        out["numpy_avx512"] = bool(feats.get("X86_V4", feats.get("AVX512_SKX", False)))
+        try:
+            from threadpoolctl import threadpool_info
+
+            arch = [
+                i.get("architecture") for i in threadpool_info() if i["internal_api"] == "openblas"
+            ]
+            out["openblas"] = arch[0] if arch else None
+        except ImportError:
+            out["openblas"] = f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}"
+    return out
 
 
 def check_isa(isa: str | None, fastconv, torch) -> None:
-    """Fail loudly if --isa did not hold both libraries (e.g. the CPU lacks the ISA)."""
+    """Fail loudly if --isa did not hold every library (e.g. the CPU lacks the ISA)."""
     if isa is None:
         return
     got = fastconv.get_cpu_isa()
@@ -99,6 +173,13 @@ def check_isa(isa: str | None, fastconv, torch) -> None:
         want = _TORCH_ISA[isa]["ATEN_CPU_CAPABILITY"]
         if cap != want:
             raise SystemExit(f"--isa {isa}: torch reports CPU capability {cap!r}, not {want!r}")
+    holds = isa_holds()
+    if isa != "avx512" and holds.get("numpy_avx512"):
+        raise SystemExit(f"--isa {isa}: NumPy still runs its AVX-512 loops")
+    core = str(holds.get("openblas") or "").lower()
+    if isa in _OPENBLAS_CORE and core and not core.startswith("openblas_coretype"):
+        if core != _OPENBLAS_CORE[isa]:
+            raise SystemExit(f"--isa {isa}: OpenBLAS runs core type {core!r}")
 
 
 def add_tests_to_path() -> None:
@@ -314,6 +395,7 @@ def machine_info(threads=None):
         )
     except ImportError:
         info["torch"] = None
+    info["isa_holds"] = isa_holds()
     return info
 
 
@@ -331,6 +413,9 @@ def describe(info) -> str:
         f"{info.get('torch_cpu_capability')}) | numpy {info.get('numpy')} | git {info.get('git_commit')}"
         + (" (dirty)" if info.get("git_dirty") else ""),
     ]
+    holds = info.get("isa_holds")
+    if holds:
+        lines.append("ISA holds: " + ", ".join(f"{k}={v}" for k, v in holds.items()))
     return "\n".join(lines)
 
 

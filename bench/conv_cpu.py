@@ -32,7 +32,7 @@ Run (from the repo root, in a venv with fastconv built and torch installed: pip 
     python bench/conv_cpu.py --isa avx2 --threads 1           # hold fastconv AND torch/oneDNN to AVX2
     python bench/conv_cpu.py --jsonl                           # also one JSON line per record on stdout
 Shapes come from tests/shapes.py (CONV_LAYERS / POOL_LAYERS); ratio = torch ms / fastconv ms
-(> 1: fastconv is faster); goal = issue 5's target ratio for that layer.
+(> 1: fastconv is faster); goal = the target ratio for that layer (issue 5's; issue 19's with --isa avx2).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from _util import (
     check_isa,
     describe,
     fmt_ms,
+    goals,
     hold_isa,
     machine_info,
     peak_gflops,
@@ -63,9 +64,9 @@ from _util import (
 # The layers the issue tables: NETWORKS.md's at the published batch sizes (shapes.NETWORK_CONV and
 # NETWORK_POOL), plus these VGG-sized ones.
 VGG_CONV, VGG_POOL = ["vgg.a", "vgg.b"], ["vgg.pool"]
-# Issue 5's goals: torch_ms / fastconv_ms at least this much on every pass.
+# The goals (torch_ms / fastconv_ms at least this much on every pass) come from _util.goals: issue
+# 5's on the default path, issue 19's with --isa avx2; the compute-bound layers have their own.
 COMPUTE_BOUND = {"keras.conv2", "fashion.conv2", "vgg.a", "vgg.b"}
-GOAL_MNIST, GOAL_COMPUTE, GOAL_POOL = 2.0, 1.1, 5.0
 CONV_PASSES = ("fwd", "bwd_data", "bwd_weight")
 POOL_PASSES = ("fwd", "bwd")
 # Check tolerance: max|fastconv - torch| / max|torch| per pass (float32, both sum in float32;
@@ -491,8 +492,9 @@ class Bench:
                         flops=flops,
                     )
                 )
+            goal = goals(self.args.isa)["conv"]
             add_ratios(
-                records, s.name, pas, GOAL_COMPUTE if s.name in COMPUTE_BOUND else GOAL_MNIST
+                records, s.name, pas, goal["compute" if s.name in COMPUTE_BOUND else "mnist"]
             )
             print(
                 f"  {s.name:14s} {pas:10s} "
@@ -671,7 +673,7 @@ class Bench:
                         check_detail=errs,
                     )
                 )
-            add_ratios(records, s.name, pas, GOAL_POOL)
+            add_ratios(records, s.name, pas, goals(self.args.isa)["pool"][pas])
             print(
                 f"  {s.name:14s} {pas:10s} "
                 + "  ".join(f"{k} {fmt_ms(v)}" for k, v in res.items()),
