@@ -357,9 +357,9 @@ py::array relu_maxpool2d_bwd(const FloatArray& dy, const CodeArray& codes, Obj x
 }
 
 // C (m, n) = op(A) @ op(B) for the layer API's Dense layers (op = optional transpose, read in place
-// through strides). Columns (or rows, when n is small) are split across fastconv's pool in
-// multiples of the micro-tile; each element is one thread's full sum in the GEMM's fixed k order,
-// so the result does not depend on the thread count.
+// through strides). The product is cut into one part per thread, by columns or by rows; each element
+// is one thread's full sum in the GEMM's fixed k order, so the result does not depend on the thread
+// count or the cut.
 py::array matmul(const FloatArray& a, const FloatArray& b, bool trans_a, bool trans_b,
                  const OptArray& out) {
   FC_CHECK(a.ndim() == 2 && b.ndim() == 2, "matmul operands must be 2-D, got ", a.ndim(), "-D and ",
@@ -378,15 +378,24 @@ py::array matmul(const FloatArray& a, const FloatArray& b, bool trans_a, bool tr
   const cpu::KernelTable& kt = cpu::kernels();
   {
     py::gil_scoped_release nogil;
-    const bool by_cols = n >= 2 * kt.gemm.nr;
-    // Narrow products split by rows (the logits layers: n = 10) re-read all of B per task; below
-    // ~4 MFLOP one thread is faster (cnn1's Dense(10) forward: 60 us on one, 86 us on two).
-    const bool one_task = !by_cols && m * n * k <= (int64_t(1) << 21);
-    const int64_t step = by_cols ? kt.gemm.nr : one_task ? m : kt.gemm.mr;
-    const int64_t tasks = ((by_cols ? n : m) + step - 1) / step;
+    const int64_t mr = kt.gemm.mr, nr = kt.gemm.nr;
+    // Every part packs the whole of the operand it does not cut: a cut by columns re-packs op(A)
+    // (m x k) once per part, a cut by rows op(B) (k x n). So: one part per thread (finer cuts
+    // multiplied that packing: keras_cnn's Dense(500) forward packed its 200 x 1600 input 8 times
+    // at 2 threads, its weight gradient the transposed 1600 x 200 input 8 times) and cut along
+    // the larger side. Narrow products cut by rows (the logits layers: n = 10) re-read all of B
+    // per part: below ~4 MFLOP one part is faster (cnn1's Dense(10) forward: 60 us on one
+    // thread, 86 us on two).
+    const bool by_cols = n >= m ? n >= 2 * nr : m < 2 * mr;
+    const int64_t unit = by_cols ? nr : mr, extent = by_cols ? n : m;
+    const int64_t parts = !by_cols && m * n * k <= (int64_t(1) << 21)
+                              ? 1
+                              : std::min<int64_t>(get_num_threads(), (extent + unit - 1) / unit);
+    const int64_t step = ((extent + parts - 1) / parts + unit - 1) / unit * unit;
+    const int64_t tasks = (extent + step - 1) / step;
     parallel_for(tasks, [&](int64_t begin, int64_t end, int) {
       cpu::GemmArgs part = g;
-      const int64_t lo = begin * step, hi = std::min(end * step, by_cols ? n : m);
+      const int64_t lo = begin * step, hi = std::min(end * step, extent);
       if (by_cols) {
         part.n = hi - lo, part.b = g.b + lo * g.cs_b, part.c = g.c + lo;
       } else {

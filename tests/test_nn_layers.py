@@ -416,3 +416,27 @@ def test_cpu_backend_matmul(isa, rng, m, k, n):
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.sqrt(k))
     with pytest.raises(ValueError, match="inner dimensions differ"):
         b.matmul(a, w[:-1] if k > 1 else np.ones((2, n), np.float32))
+
+
+# Above ~4 MFLOP the product is cut into one part per thread: by columns when n >= m (a ragged
+# last part at 3 threads), by rows otherwise, including rows of a transposed operand.
+@pytest.mark.parametrize(("m", "k", "n"), [(60, 250, 170), (130, 300, 90), (97, 410, 61)])
+def test_cpu_backend_matmul_parts(isa, rng, restore_threads, m, k, n):
+    """The threaded cuts give the reference product and the same bits at 1, 2 and 3 threads."""
+    from fastconv.nn.backend import get_backend
+
+    b = get_backend("cpu")
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((k, n), dtype=np.float32)
+    ref = a.astype(np.float64) @ w
+    for ta in (False, True):
+        for tb in (False, True):
+            A = np.ascontiguousarray(a.T) if ta else a
+            B = np.ascontiguousarray(w.T) if tb else w
+            outs = []
+            for threads in (1, 2, 3):
+                fc.set_num_threads(threads)
+                outs.append(b.matmul(A, B, trans_a=ta, trans_b=tb).copy())
+            np.testing.assert_allclose(outs[0], ref, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+            for got in outs[1:]:
+                np.testing.assert_array_equal(got, outs[0])
