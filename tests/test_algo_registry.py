@@ -21,13 +21,13 @@ EXPECTED = {
     "portable": dict.fromkeys(shapes.NETWORK_CONV, ("gemm", "gemm", "gemm")),
     "avx2": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
-        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "tap_lanes"),
+        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "tap_lanes_flat"),
         "keras.conv1": ("direct_shifted", "direct", "direct"),
         "keras.conv2": ("winograd_channels", "winograd_transposed", "tap_lanes"),
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
         "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),
         "lenet.conv1": ("direct_shifted", "direct", "direct"),
-        "lenet.conv2": ("channel_lanes", "dy_lanes", "tap_lanes_flat"),
+        "lenet.conv2": ("channel_lanes", "dy_lanes", "channel_lanes"),
     },
     "avx512": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
@@ -44,7 +44,7 @@ EXPECTED = {
 # With set_winograd(False), the layers Winograd takes fall back to these.
 EXPECTED_NO_WINOGRAD = {
     "avx2": {
-        "cnn1.conv2": ("direct", "direct", "tap_lanes"),
+        "cnn1.conv2": ("direct", "direct", "tap_lanes_flat"),
         "keras.conv2": ("direct", "scatter", "tap_lanes"),
         "fashion.conv2": ("channel_lanes", "scatter", "tap_lanes"),
     },

@@ -13,6 +13,13 @@
 // L accumulate whatever follows in xcl and are never read. Complete dot products, no per-lane
 // partials: the caller sums its threads' acc in a fixed order (deterministic at a thread count).
 
+// Chunk k of n vectors cut into nch chunks whose sizes differ by at most one, the larger first:
+// 13 vectors in chunks of <= 3 are 3+3+3+2+2, not 3+3+3+3+1 (on AVX2 a 4 x 1 tile is load-bound:
+// 5 loads per 4 FMAs; cnn1.conv2's rows of 13 vectors spent 12% of the weight gradient there).
+inline int64_t chunk_size(int64_t n, int64_t nch, int64_t k) {
+  return n / nch + (k < n % nch ? 1 : 0);
+}
+
 template <class V, int CO_MAX, int NV_MAX>
 struct BwdWeightsChannelsLast {
   using reg = typename V::reg;
@@ -97,7 +104,8 @@ struct BwdWeightsChannelsLast {
   }
 
   // One image: every (channel block, kernel row, lane chunk). The lp/W vectors are cut into equal
-  // chunks of at most NV_MAX (24 vectors -> 4 x 6, not 7+7+7+3), so no tile runs nearly empty.
+  // chunks of at most NV_MAX (24 vectors -> 4 x 6, not 7+7+7+3; chunk_size), so no tile runs
+  // nearly empty.
   // When the padded image is larger than L1 (~40 KB), output rows are taken in blocks of rb rows
   // (~32 KB of input) and every channel block runs over a block before the next: vgg.b's 460 KB
   // image was otherwise streamed from L2 once per (channel block, kernel row, chunk). Images that
@@ -109,16 +117,16 @@ struct BwdWeightsChannelsLast {
     // block of 1 whose tile is load-bound; CO_MAX 8: 16 -> 8 + 8).
     const int64_t cblocks = (a.cout + CO_MAX - 1) / CO_MAX;
     const int64_t nchunks = (nvec + NV_MAX - 1) / NV_MAX;
-    const int64_t per = (nvec + nchunks - 1) / nchunks;
     const int64_t row_bytes = a.wp * a.cin * int64_t(sizeof(float));
     int64_t rb = (a.oh + a.kh - 1) * row_bytes <= 40 * 1024 ? a.oh : (32 * 1024) / row_bytes;
     rb = rb < 1 ? 1 : rb > a.oh ? a.oh : rb;
     for (int64_t oy0 = 0; oy0 < a.oh; oy0 += rb) {
       const int64_t oy1 = a.oh - oy0 < rb ? a.oh : oy0 + rb;
       for (int64_t ky = 0; ky < a.kh; ++ky)
-        for (int64_t v0 = 0; v0 < nvec; v0 += per) {
-          const int64_t nv = nvec - v0 < per ? nvec - v0 : per;
+        for (int64_t k = 0, v0 = 0; k < nchunks; ++k) {
+          const int64_t nv = chunk_size(nvec, nchunks, k);
           const int64_t j0 = v0 * V::W;
+          v0 += nv;
           for (int64_t b = 0, co0 = 0; b < cblocks; ++b) {
             const int64_t co1 = (b + 1) * a.cout / cblocks;
             chunk_co<CO_MAX>(co1 - co0, acc, dy, xcl, a, lp, co0, ky, j0, nv, oy0, oy1);
@@ -242,9 +250,9 @@ struct BwdWeightsFlatLanes {
     for (int64_t v0 = 0; v0 < nvec;) {
       int64_t v1 = v0 + 1;
       while (v1 < nvec && !run_start(v1)) ++v1;
-      const int64_t len = v1 - v0, nch = (len + NV_MAX - 1) / NV_MAX, per = (len + nch - 1) / nch;
-      for (int64_t c0 = v0; c0 < v1; c0 += per) {
-        const int64_t nv = v1 - c0 < per ? v1 - c0 : per, f0 = c0 * V::W;
+      const int64_t len = v1 - v0, nch = (len + NV_MAX - 1) / NV_MAX;
+      for (int64_t k = 0, c0 = v0; k < nch; c0 += chunk_size(len, nch, k++)) {
+        const int64_t nv = chunk_size(len, nch, k), f0 = c0 * V::W;
         if (c0 == v0 && split(v0)) {
           const int64_t ky_b = f0 / L + 1;
           chunk<true>(nv, acc, dy, xcl, a, lpf, f0, ky_b, ky_b * L - f0, 0, a.oh);

@@ -142,6 +142,10 @@ void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const f
     zero_lane_padding(dyT, P, C_out, coutp);
     pad_planes_zero(xpad, a);
     for (int64_t n = begin; n < end; ++n) {
+      if (n + 1 < end) {
+        prefetch_floats(x + (n + 1) * xs, xs);
+        dy.prefetch(n + 1);
+      }
       pad_image_rows(xpad, x + n * xs, p, a);
       const float* dy_n = dy.image(n, tmp);
       transpose_to_lanes(dyT, dy_n, C_out, P, coutp, kt.channel_lanes.transpose, kt.lanes);

@@ -259,6 +259,15 @@ bool tap_lanes_usable(const Conv2dParams& p, const KernelTable& kt) {
          unit_stride(p);
 }
 
+// AVX2: output channels that fill one channel-lane tile (<= 2 vectors, >= 85% full) make every
+// tap's broadcast serve all of them, and the output-channel-lane weight gradient beats the tap
+// lanes: lenet.conv2 (16 channels) 0.50 vs 0.58 ms (tap_lanes_flat) at 1 thread, CPU time, load ~5,
+// alternating, medians; 0.258 vs 0.346 ms at 2 threads with the training runs paused (PERF_LOG
+// round 15). AVX-512 measured a tie there (0.553 vs 0.544 for tap_lanes) and keeps the tap lanes.
+bool bwd_weights_cl_on_avx2(const Conv2dParams& p, const KernelTable& kt) {
+  return kt.lanes == 8 && lanes_full(p.y.c, kt) && round_up(p.y.c, kt.lanes) <= 2 * kt.lanes;
+}
+
 const BwdWeights kBwdWeights[] = {
     // F(3x3, 2x2) for the 3x3 layers the channel-lane Winograd forward takes: vgg.a 9.5 -> 6.6
     // ms, vgg.b 9.5 -> 5.5, fashion.conv2 1.12 -> 0.98 (PERF_LOG round 7). AVX2 against the
@@ -272,9 +281,11 @@ const BwdWeights kBwdWeights[] = {
        return cfg.winograd && p.x.c >= 16 && lanes_full(p.y.c, kt);
      },
      bwd_weights_winograd_channels},
-    // Lanes over the whole (ky, kx, ci) where they take >= 5% fewer vectors than per kernel row
+    // Lanes over the whole (ky, kx, ci) where they take >= 3% fewer vectors than per kernel row
     // and the padded image fits 40 KB of L1 (the flat kernel has no row blocks): cnn1.conv2, 32
-    // vectors instead of 35 (PERF_LOG round 10).
+    // vectors instead of 35 (PERF_LOG round 10); on AVX2 63 instead of 65, 4.40 vs 4.48 ms at 1
+    // thread (CPU time, alternating, medians, load ~5), 2.08 vs 2.15 at 2 threads (training runs
+    // paused) (PERF_LOG round 15).
     {"tap_lanes_flat", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, KW*C_in >= the vector lanes",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return tap_lanes_usable(p, kt) && p.wt.w * p.x.c >= kt.lanes;
@@ -286,8 +297,8 @@ const BwdWeights kBwdWeights[] = {
        const int64_t padded_bytes = (p.x.h + p.pad.top + p.pad.bottom) *
                                     (p.x.w + p.pad.left + p.pad.right) * p.x.c *
                                     int64_t(sizeof(float));
-       return p.x.c >= kLaneWeightGradMinCin && flat * 20 <= per_row * 19 &&
-              padded_bytes <= 40 * 1024;
+       return p.x.c >= kLaneWeightGradMinCin && flat * 100 <= per_row * 97 &&
+              padded_bytes <= 40 * 1024 && !bwd_weights_cl_on_avx2(p, kt);
      },
      bwd_weights_tap_lanes_flat},
     // (kx, ci) in the lanes over a channels-last padded image, dy broadcast: all lanes useful,
@@ -295,12 +306,13 @@ const BwdWeights kBwdWeights[] = {
     // keras.conv2 27.9 -> 27.5 (PERF_LOG round 4). AVX2 (as above): cnn1.conv2 9.7 vs 13.8,
     // keras.conv2 124 vs 119 (even), lenet.conv2 flat 0.47 vs 0.75.
     {"tap_lanes", "AVX2 or AVX-512, groups 1, stride 1, dilation 1", tap_lanes_usable,
-     [](const Conv2dParams& p, const KernelTable&, const AlgoConfig&) {
-       return p.x.c >= kLaneWeightGradMinCin;
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
+       return p.x.c >= kLaneWeightGradMinCin && !bwd_weights_cl_on_avx2(p, kt);
      },
      bwd_weights_tap_lanes},
     // Output channels in the lanes, taps broadcast from the padded input (no im2col): the
-    // C_in >= 4 layers of ISAs without the tap-lane kernel (AVX2).
+    // C_in >= 4 layers of ISAs without the tap-lane kernel, and on AVX2 those whose output
+    // channels fill one tile (bwd_weights_cl_on_avx2): lenet.conv2.
     {"channel_lanes", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.channel_lanes.bwd_weights != nullptr && unit_stride(p);

@@ -31,6 +31,14 @@ float* caller_workspace(int64_t n);
 
 inline int64_t round_up(int64_t v, int64_t r) { return (v + r - 1) / r * r; }
 
+// Ask for p[0, n) in the caches, one prefetch per 64-byte line: a per-image driver calls it for
+// the next image's input before computing this one, so a batch that was not in cache (each
+// training step's fresh activations) streams in behind the kernel's FMAs instead of stalling its
+// transposes (lenet.conv2's weight gradient read its 1.1 MB from L3: 17% slower than in cache).
+inline void prefetch_floats(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 2);
+}
+
 // --- zero-bordered planes (the direct kernels' input, cpu_kernels.h DirectConvArgs) -------------
 
 // Output-channel block of the direct forward kernel: 4, 5 or 6, the one wasting the fewest channels
@@ -144,6 +152,12 @@ struct DySource {
   }
   bool pooled() const { return pdy != nullptr; }
   int64_t scratch_floats() const { return pooled() ? c * oh * ow : 0; }
+  // prefetch_floats of image n's gradient (pooled: its pooled values; the codes are a quarter).
+  void prefetch(int64_t n) const {
+    if (!pooled()) return prefetch_floats(dy + n * c * oh * ow, c * oh * ow);
+    const int64_t pp = (oh / 2) * (ow / 2);
+    prefetch_floats(pdy + n * c * pp, c * pp);
+  }
   const float* image(int64_t n, float* tmp) const {
     if (!pooled()) return dy + n * c * oh * ow;
     const int64_t pp = (oh / 2) * (ow / 2);
