@@ -440,3 +440,25 @@ def test_cpu_backend_matmul_parts(isa, rng, restore_threads, m, k, n):
             np.testing.assert_allclose(outs[0], ref, rtol=1e-5, atol=1e-5 * np.sqrt(k))
             for got in outs[1:]:
                 np.testing.assert_array_equal(got, outs[0])
+
+
+# A product at most one micro-tile wide (n <= NR: 8, 16 or 32 by ISA) reads op(A) in place instead
+# of packing it; the sums are the packed path's, so its columns match a wider product's bit for bit
+# (m > MC and k > KC: several row and k blocks; a ragged last row sliver).
+@pytest.mark.parametrize(("m", "k", "n"), [(100, 980, 10), (301, 530, 7), (5, 3, 1)])
+def test_cpu_backend_matmul_narrow(isa, rng, m, k, n):
+    """Narrow products: the reference product, and the same bits as the packed (wide) path."""
+    from fastconv.nn.backend import get_backend
+
+    b = get_backend("cpu")
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((k, n), dtype=np.float32)
+    wide = np.concatenate([w, rng.standard_normal((k, 40), dtype=np.float32)], axis=1)
+    ref = a.astype(np.float64) @ w
+    for ta in (False, True):
+        for tb in (False, True):
+            A = np.ascontiguousarray(a.T) if ta else a
+            B, W = (np.ascontiguousarray(v.T) for v in (w, wide)) if tb else (w, wide)
+            got = b.matmul(A, B, trans_a=ta, trans_b=tb)
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+            np.testing.assert_array_equal(got, b.matmul(A, W, trans_a=ta, trans_b=tb)[:, :n])

@@ -5,9 +5,14 @@
 // The micro-kernel UK provides:
 //   static constexpr int64_t MR, NR, MC, KC, NC;   (MC % MR == 0, NC % NR == 0)
 //   static void run(int64_t kc, const float* pa, const float* pb, float* c, int64_t ldc, bool load_c);
-// computing the MR x NR tile c (=, or += when load_c) sum_k pa[k*MR + i] * pb[k*NR + j].
+// computing the MR x NR tile c (=, or += when load_c) sum_k pa[k*MR + i] * pb[k*NR + j], and
+//   static void run_a(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* pb, ...);
+// the same with A's element (i, k) read in place at a[i*rs_a + k*cs_a], in the same order.
 // Packing copies A into MR-row slivers and B into NR-column slivers (zero-padded at the edges),
 // so the micro-kernel always runs full tiles; partial tiles go through a small local buffer.
+// A product at most NR columns wide (Dense's logits layers, n = 10) meets each A element once:
+// there A is read in place (a full sliver) or packed sliver by sliver (the ragged last one), which
+// skips a copy of all of A and gives the packed path's bits.
 
 // Grow-only float buffer, file-local to the including ISA TU (see sgemm's packing buffers).
 // new[] throws std::bad_alloc on failure (MemoryError in Python).
@@ -109,6 +114,7 @@ struct BlockedSgemm {
     float* pa = pa_buf.get(std::size_t(UK::MC * UK::KC));
     float* pb = pb_buf.get(std::size_t(UK::KC * UK::NC));
     alignas(64) float tile[UK::MR * UK::NR];
+    const bool a_in_place = g.n <= UK::NR;
 
     for (int64_t jc = 0; jc < g.n; jc += UK::NC) {
       const int64_t nc = g.n - jc < UK::NC ? g.n - jc : UK::NC;
@@ -119,22 +125,27 @@ struct BlockedSgemm {
         pack_b(g, pc, kc, jc, nc, pb);
         for (int64_t ic = 0; ic < g.m; ic += UK::MC) {
           const int64_t mc = g.m - ic < UK::MC ? g.m - ic : UK::MC;
-          pack_a(g, ic, mc, pc, kc, pa);
+          if (!a_in_place) pack_a(g, ic, mc, pc, kc, pa);
           for (int64_t jr = 0; jr < nc; jr += UK::NR) {
             const int64_t nr = nc - jr < UK::NR ? nc - jr : UK::NR;
             for (int64_t ir = 0; ir < mc; ir += UK::MR) {
               const int64_t mr = mc - ir < UK::MR ? mc - ir : UK::MR;
               float* c = g.c + (ic + ir) * g.ldc + (jc + jr);
-              if (mr == UK::MR && nr == UK::NR) {
-                UK::run(kc, pa + ir * kc, pb + jr * kc, c, g.ldc, load_c);
-              } else {
-                if (load_c)
-                  for (int64_t i = 0; i < mr; ++i)
-                    for (int64_t j = 0; j < nr; ++j) tile[i * UK::NR + j] = c[i * g.ldc + j];
-                UK::run(kc, pa + ir * kc, pb + jr * kc, tile, UK::NR, load_c);
+              const float* a = g.a + (ic + ir) * g.rs_a + pc * g.cs_a;
+              const bool a_read = a_in_place && mr == UK::MR;
+              if (a_in_place && !a_read) pack_a(g, ic + ir, mr, pc, kc, pa + ir * kc);
+              float* dst = mr == UK::MR && nr == UK::NR ? c : tile;
+              const int64_t ld = dst == c ? g.ldc : UK::NR;
+              if (dst == tile && load_c)
+                for (int64_t i = 0; i < mr; ++i)
+                  for (int64_t j = 0; j < nr; ++j) tile[i * UK::NR + j] = c[i * g.ldc + j];
+              if (a_read)
+                UK::run_a(kc, a, g.rs_a, g.cs_a, pb + jr * kc, dst, ld, load_c);
+              else
+                UK::run(kc, pa + ir * kc, pb + jr * kc, dst, ld, load_c);
+              if (dst == tile)
                 for (int64_t i = 0; i < mr; ++i)
                   for (int64_t j = 0; j < nr; ++j) c[i * g.ldc + j] = tile[i * UK::NR + j];
-              }
               if (last_k && has_epilogue) epilogue(g, ic + ir, mr, jc + jr, nr);
             }
           }

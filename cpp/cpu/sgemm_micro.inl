@@ -13,6 +13,14 @@ struct GemmMicroKernel {
   // C[0..MR) x [0..NR) (row pitch ldc) = (load_c ? C : 0) + A sliver (kc x MR) * B sliver (kc x NR).
   static void run(int64_t kc, const float* pa, const float* pb, float* c, int64_t ldc,
                   bool load_c) {
+    run_a(kc, pa, 1, MR, pb, c, ldc, load_c);
+  }
+
+  // The same with A read in place: row i's value at step k is a[i * rs_a + k * cs_a] (the packed
+  // sliver is rs_a = 1, cs_a = MR). Inlined into run, where the strides are constants.
+  __attribute__((always_inline)) static void run_a(int64_t kc, const float* a, int64_t rs_a,
+                                                   int64_t cs_a, const float* pb, float* c,
+                                                   int64_t ldc, bool load_c) {
     reg acc[MR][2];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::zero();
@@ -20,11 +28,11 @@ struct GemmMicroKernel {
       const reg b0 = V::loadu(pb), b1 = V::loadu(pb + V::W);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
-        const reg a = V::set1(pa[i]);
-        acc[i][0] = V::fmadd(a, b0, acc[i][0]);
-        acc[i][1] = V::fmadd(a, b1, acc[i][1]);
+        const reg ai = V::set1(a[i * rs_a]);
+        acc[i][0] = V::fmadd(ai, b0, acc[i][0]);
+        acc[i][1] = V::fmadd(ai, b1, acc[i][1]);
       }
-      pa += MR;
+      a += cs_a;
       pb += NR;
     }
 #pragma GCC unroll 8

@@ -12,10 +12,16 @@ struct MicroKernelScalar {
   static constexpr int64_t MR = 4, NR = 8, MC = 128, KC = 256, NC = 2048;
   static void run(int64_t kc, const float* pa, const float* pb, float* c, int64_t ldc,
                   bool load_c) {
+    run_a(kc, pa, 1, MR, pb, c, ldc, load_c);
+  }
+  // A read in place: row i's value at step k is a[i * rs_a + k * cs_a] (see sgemm_micro.inl).
+  __attribute__((always_inline)) static void run_a(int64_t kc, const float* a, int64_t rs_a,
+                                                   int64_t cs_a, const float* pb, float* c,
+                                                   int64_t ldc, bool load_c) {
     float acc[MR][NR] = {};
     for (int64_t k = 0; k < kc; ++k) {
       for (int64_t i = 0; i < MR; ++i)
-        for (int64_t j = 0; j < NR; ++j) acc[i][j] += pa[k * MR + i] * pb[k * NR + j];
+        for (int64_t j = 0; j < NR; ++j) acc[i][j] += a[k * cs_a + i * rs_a] * pb[k * NR + j];
     }
     for (int64_t i = 0; i < MR; ++i)
       for (int64_t j = 0; j < NR; ++j)
