@@ -496,6 +496,35 @@ void adam_update(const py::array& p, const py::array& g_in, const py::array& m,
                         beta_2, epsilon);
 }
 
+
+// Sparse softmax cross-entropy with its gradient and the accuracy count (losses.py): z (n, c)
+// float32 logits, labels (n,) integers in [0, c). Returns (mean loss, dz = (softmax - onehot) / n,
+// correct predictions); out= takes dz.
+py::tuple sparse_softmax_xent(const py::array& z_in, const IndexArray& labels,
+                              const OptArray& out) {
+  const py::array z = float_input(z_in, "z");
+  FC_CHECK(z.ndim() == 2, "z must be 2-D (batch, classes), got ", z.ndim(), "-D");
+  const int64_t n = z.shape(0), c = z.shape(1);
+  FC_CHECK(c >= 1, "z must have at least one class, got shape (", n, ", ", c, ")");
+  FC_CHECK(labels.ndim() == 1 && labels.shape(0) == n, "y must be 1-D with z's ", n,
+           " rows, got shape ", shape_str(shape_vec(labels)));
+  const int64_t* y = labels.data();
+  for (int64_t r = 0; r < n; ++r)
+    FC_CHECK(y[r] >= 0 && y[r] < c, "y labels must lie in [0, ", c, "), got ", y[r], " at row ", r);
+  const std::vector<py::ssize_t> shape = {n, c};
+  py::array dz = out ? *out : py::array(cached_array<float>(shape));
+  float* dzp = out ? out_data<float>(dz, "out", shape, {&z, &labels})
+                   : static_cast<float*>(dz.mutable_data());
+  double loss_sum = 0.0;
+  int64_t correct = 0;
+  if (n > 0) {
+    py::gil_scoped_release nogil;
+    cpu::sparse_softmax_xent__cpu(static_cast<const float*>(z.data()), y, n, c, dzp, 1.0 / n,
+                                  &loss_sum, &correct);
+  }
+  return py::make_tuple(n > 0 ? loss_sum / n : std::nan(""), dz, correct);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -560,6 +589,10 @@ arrays of x's shape (sharing no memory with x or each other) to write y / the ma
         R"pbdoc(One Adam step in place on float32 C-contiguous arrays of one shape:
 m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; p -= lr_t*m / (sqrt(v) + epsilon), rounded as NumPy
 rounds optimizers.Adam's float32 update.)pbdoc");
+  m.def("sparse_softmax_xent", &sparse_softmax_xent, py::arg("z"), py::arg("y"),
+        py::arg("out") = py::none(),
+        R"pbdoc(Softmax cross-entropy of float32 logits z (N, C) on integer labels y (N,) in [0, C):
+(mean loss, dz = (softmax(z) - onehot(y)) / N as float32, count of rows whose argmax is y).)pbdoc");
   m.def("set_isa", [](const std::string& isa) { cpu::set_isa(isa.c_str()); }, py::arg("isa"));
   m.def("get_isa", [] { return std::string(cpu::kernels().isa); });
   m.def("best_isa", [] { return std::string(cpu::best_isa()); });

@@ -1,5 +1,5 @@
-// train_ops.h — the elementwise training-step ops the layer API calls once per step: dropout and
-// the Adam update. Flat float32 buffers of n elements; threaded over fastconv's pool, and every
+// train_ops.h — the training-step ops the layer API calls once per step besides the layers'
+// kernels: dropout and the Adam update (elementwise, below), and the sparse softmax cross-entropy. Flat float32 buffers of n elements; threaded over fastconv's pool, and every
 // element's result depends only on its own inputs (and, for dropout, on (seed, index)), so the
 // results are the same bits at any thread count.
 #pragma once
@@ -24,6 +24,13 @@ void dropout_keep__cpu(uint8_t* keep_bits, int64_t n, double keep, uint64_t seed
 // (constants rounded to float32 from the double arguments, 1-b1 and 1-b2 taken in double first).
 void adam_update__cpu(float* p, float* m, float* v, const float* g, int64_t n, double lr_t,
                       double beta_1, double beta_2, double epsilon);
+
+// Softmax cross-entropy of logits z (n x c, row-major) against labels in [0, c) (the caller checks
+// them), in one pass (softmax_xent_cpu.cpp): *loss_sum = sum over rows of -log softmax(z)[r, y_r];
+// dz = (softmax(z) - onehot(y)) * scale; *correct = rows whose argmax (NumPy's: the first maximum,
+// a NaN first) equals the label. Single-threaded; dz must not overlap z.
+void sparse_softmax_xent__cpu(const float* z, const int64_t* labels, int64_t n, int64_t c,
+                              float* dz, double scale, double* loss_sum, int64_t* correct);
 
 }  // namespace cpu
 }  // namespace fastconv

@@ -4,10 +4,18 @@ Both losses take logits z (N, classes) and return (mean loss, dz). When a model 
 (Dense(10, activation="softmax") or Softmax()), Sequential hands the loss the pre-softmax values,
 so softmax + cross-entropy is always one stable step whose gradient is (softmax(z) - y) / N; a
 model without a final softmax is read as producing logits (Keras' from_logits=True).
+
+``loss.with_accuracy(z, y)`` adds the count of rows whose argmax is the target (the training
+step's accuracy metric). On float32 NumPy logits the sparse loss runs all three in one native pass
+(fastconv.train_ops.sparse_softmax_xent, log-sum-exp in double); elsewhere NumPy/CuPy in the
+logits' dtype.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from .. import train_ops
 from .backend import get_array_module
 
 __all__ = ["CategoricalCrossentropy", "Loss", "SparseCategoricalCrossentropy", "get"]
@@ -18,6 +26,19 @@ def _log_softmax(z, xp):
     s = z - m
     s -= xp.log(xp.exp(s).sum(axis=1, keepdims=True))
     return s
+
+
+def _native(z, y):
+    """True where train_ops.sparse_softmax_xent applies: float32 NumPy logits (N > 0, C), integer
+    NumPy labels (N,)."""
+    return (
+        type(z) is np.ndarray
+        and z.dtype == np.float32
+        and z.ndim == 2
+        and len(z) > 0
+        and type(y) is np.ndarray
+        and y.dtype.kind in "iu"
+    )
 
 
 class Loss:
@@ -31,6 +52,11 @@ class Loss:
         """Integer class labels of the targets y (for the accuracy metric)."""
         raise NotImplementedError
 
+    def with_accuracy(self, z, y):
+        """(mean loss, dz, count of rows whose argmax is the label) in one call."""
+        loss, dz = self(z, y)
+        return loss, dz, int((z.argmax(axis=1) == self.labels(y)).sum())
+
     def check_targets(self, y, n_classes):
         raise NotImplementedError
 
@@ -41,6 +67,9 @@ class SparseCategoricalCrossentropy(Loss):
     name = "sparse_categorical_crossentropy"
 
     def __call__(self, z, y):
+        if _native(z, y):
+            loss, dz, _ = train_ops.sparse_softmax_xent(z, y)
+            return loss, dz
         xp = get_array_module(z)
         n = z.shape[0]
         logp = _log_softmax(z, xp)
@@ -53,6 +82,11 @@ class SparseCategoricalCrossentropy(Loss):
 
     def labels(self, y):
         return y
+
+    def with_accuracy(self, z, y):
+        if _native(z, y):
+            return train_ops.sparse_softmax_xent(z, y)
+        return super().with_accuracy(z, y)
 
     def check_targets(self, y, n_classes):
         if y.ndim != 1 or y.dtype.kind not in "iu":

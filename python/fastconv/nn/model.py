@@ -335,8 +335,10 @@ class Sequential:
             layer.reuse_buffers = True
         try:
             z = self._forward(x, True, True)
-            loss, dz = self.loss(z, y)
-            correct = int((z.argmax(axis=1) == self.loss.labels(y)).sum()) if self.metrics else 0
+            if self.metrics:
+                loss, dz, correct = self.loss.with_accuracy(z, y)
+            else:
+                (loss, dz), correct = self.loss(z, y), 0
             self._backward(dz)
             pairs = self._param_pairs()
             self.optimizer.step(pairs if reduce_grads is None else reduce_grads(pairs))
