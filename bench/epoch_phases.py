@@ -3,11 +3,12 @@
 
 Each phase of Sequential's training step is wrapped with a timer: the batch gather, every layer's
 forward and backward (the conv layers' backward split into its weight-gradient and data-gradient
-ops), the loss, the accuracy count and the optimizer step; "python" is the rest of the step (the
+ops), the loss with the accuracy count and the optimizer step; "python" is the rest of the step (the
 loop, the per-step bookkeeping). Both CPU time (time.process_time: all of this process's threads,
 so pool threads that spin count too; robust to other processes on the machine) and wall time are
 summed per phase, and the ISA paths given alternate in blocks of steps in one process
-(fastconv.set_cpu_isa), so a loaded machine hurts them alike.
+(fastconv.set_cpu_isa), so a loaded machine hurts them alike. Only fastconv's path alternates:
+NumPy's loops (the Python-side glue) run its best ISA throughout (train_epoch.py --isa holds them).
 
     python bench/epoch_phases.py --model cnn1 --threads 1 --isa avx2,avx512 --steps 60
     python bench/epoch_phases.py --model keras_cnn --threads 2 --isa avx2
@@ -73,11 +74,13 @@ class _Proxy:
 
 
 class _TimedLoss(_Proxy):
-    """The loss, its call timed (Python looks __call__ up on the type, hence a class of its own)."""
+    """The loss, its call and with_accuracy (the training step's loss + accuracy count) timed as
+    "loss" (Python looks __call__ up on the type, hence a class of its own)."""
 
     def __init__(self, loss, clock):
         super().__init__(loss, clock, "", ())
         self._call = clock.wrap("loss", loss)
+        self.with_accuracy = clock.wrap("loss", loss.with_accuracy)
 
     def __call__(self, z, y):
         return self._call(z, y)
