@@ -8,10 +8,12 @@
 Epoch: the PyTorch models of bench/torch_train.py (NETWORKS.md's cnn1 and keras_cnn, Adam 1e-3,
 batch 100 / 200, CrossEntropyLoss), trained on the first --images MNIST images. "stock" is the
 model as built; "fastconv" is a copy (same initial weights) after fastconv.torch.convert(model),
-which fuses each Conv2d -> ReLU -> MaxPool2d(2) into one fastconv pass; with --shared, a third
-copy runs with fastconv.torch.share_threads_with_torch() (fastconv's jobs on PyTorch's OpenMP
-threads); with --dropout, a copy converted with dropout=True (fastconv's dropout kernel, its own
-random masks) for the models that have dropout. All train in this one process, by turns (stock,
+which fuses each Conv2d -> ReLU -> MaxPool2d(2) into one fastconv pass, its jobs on PyTorch's
+OpenMP threads (what import fastconv.torch sets); with --own-pool, a third copy runs with
+share_threads_with_torch(False) (fastconv's own thread pool beside PyTorch's); with --dropout,
+a copy converted with dropout=True (fastconv's dropout kernel, its own random masks) for the
+models that have dropout. --fused-adam gives every side PyTorch's Adam(fused=True) instead of
+the default (a per-parameter loop on the CPU). All train in this one process, by turns (stock,
 fastconv, ..., then the reverse order) after a warm-up of a few batches each; medians of --reps
 epochs each. Both libraries get --threads threads.
 
@@ -42,14 +44,20 @@ def parse_args(argv=None):
     p.add_argument("--images", type=int, default=6000, help="first N MNIST images (default 6000)")
     p.add_argument("--reps", type=int, default=3, help="timed epochs per side (default 3)")
     p.add_argument(
-        "--shared",
+        "--own-pool",
         action="store_true",
-        help="also time the converted model with fastconv.torch.share_threads_with_torch()",
+        help="also time the converted model on fastconv's own thread pool "
+        "(share_threads_with_torch(False))",
     )
     p.add_argument(
         "--dropout",
         action="store_true",
         help="also time convert(model, dropout=True) (fastconv's dropout kernel and masks)",
+    )
+    p.add_argument(
+        "--fused-adam",
+        action="store_true",
+        help="every side (stock included) trains with torch.optim.Adam(fused=True)",
     )
     p.add_argument("--overhead", action="store_true", help="time the per-call overhead instead")
     p.add_argument("--json", default=None, metavar="PATH")
@@ -80,25 +88,29 @@ def epochs(a, torch, fastconv, ft):
         trainers = {"stock": TorchTrainer(name, torch, seed=0)}
         trainers["fastconv"] = TorchTrainer(name, torch, seed=0)
         ft.convert(trainers["fastconv"].model)  # in place: the optimizer keeps its parameters
-        if a.shared:  # fastconv's jobs on PyTorch's OpenMP team instead of fastconv's pool
-            trainers["fastconv_shared"] = TorchTrainer(name, torch, seed=0)
-            ft.convert(trainers["fastconv_shared"].model)
+        if a.own_pool:  # fastconv's own pool beside PyTorch's OpenMP team
+            trainers["fastconv_own_pool"] = TorchTrainer(name, torch, seed=0)
+            ft.convert(trainers["fastconv_own_pool"].model)
         if a.dropout and any(isinstance(m, torch.nn.Dropout) for m in trainers["stock"].model):
             trainers["fastconv_dropout"] = TorchTrainer(name, torch, seed=0)
             ft.convert(trainers["fastconv_dropout"].model, dropout=True)
+        if a.fused_adam:  # the same optimizer on every side
+            for t in trainers.values():
+                hyper = {k: t.opt.defaults[k] for k in ("lr", "eps")}
+                t.opt = torch.optim.Adam(t.model.parameters(), **hyper, fused=True)
         sides = list(trainers)
         warm = slice(0, 4 * trainers["stock"].batch)
         for side, t in trainers.items():
-            ft.share_threads_with_torch(side == "fastconv_shared")
+            ft.share_threads_with_torch(side != "fastconv_own_pool")
             t.epoch(x[warm], y[warm])
         times = {side: [] for side in sides}
         for r in range(a.reps):
             for side in sides if r % 2 == 0 else sides[::-1]:
-                ft.share_threads_with_torch(side == "fastconv_shared")
+                ft.share_threads_with_torch(side != "fastconv_own_pool")
                 sec, loss, acc = trainers[side].epoch(x, y)
                 times[side].append(sec)
                 print(f"  {name} {side:15s} rep {r}: {sec:.2f} s  loss {loss:.4f}", flush=True)
-        ft.share_threads_with_torch(False)
+        ft.share_threads_with_torch(True)
         med = {k: statistics.median(v) for k, v in times.items()}
         row = {"model": name, "images": len(x), "samples": times}
         for side in sides:
@@ -201,6 +213,7 @@ def main(argv=None):
         meta = {
             "bench": "torch_backend" + ("_overhead" if a.overhead else ""),
             "threads": a.threads,
+            "fused_adam": a.fused_adam,
             "isa": isa,
             "load_before": load,
             "load_after": load_after,

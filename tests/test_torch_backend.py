@@ -360,6 +360,17 @@ def test_threads_follow_torch_when_unset():
     assert _run_python(code, {"OMP_NUM_THREADS": "1", "FASTCONV_NUM_THREADS": "2"}) == "2"
 
 
+def test_import_shares_threads_with_torch():
+    """import fastconv.torch puts fastconv's jobs on PyTorch's OpenMP team (one set of threads);
+    share_threads_with_torch(False) goes back to fastconv's own pool."""
+    code = (
+        "import fastconv.torch as ft; a = ft.threads_shared_with_torch();"
+        " ft.share_threads_with_torch(False); print(a, ft.threads_shared_with_torch())"
+    )
+    expected = "True False" if ft._threads.gomp_parallel_address() else "False False"
+    assert _run_python(code) == expected
+
+
 # --- torch.compile ------------------------------------------------------------------------------
 
 
@@ -704,18 +715,20 @@ def test_threads_shared_with_torch_give_the_same_results():
         model(x).square().sum().backward()
         return [p.grad.clone() for p in model.parameters()]
 
-    before = fastconv.get_num_threads()
+    before, was_shared = fastconv.get_num_threads(), ft.threads_shared_with_torch()
     try:
         fastconv.set_num_threads(2)
+        ft.share_threads_with_torch(False)
+        assert not ft.threads_shared_with_torch()
         own = grads()
         if not ft.share_threads_with_torch(True):
             pytest.skip("PyTorch's OpenMP runtime was not found in this process")
         assert ft.threads_shared_with_torch()
         shared = grads()
     finally:
-        ft.share_threads_with_torch(False)
+        ft.share_threads_with_torch(was_shared)
         fastconv.set_num_threads(before)
-    assert not ft.threads_shared_with_torch()
+    assert ft.threads_shared_with_torch() == was_shared
     for a, b in zip(own, shared):
         assert torch.equal(a, b)
 

@@ -9,11 +9,12 @@
   torch.nn.functional's signatures, falling back to PyTorch's ops where fastconv cannot run a call.
 - Conv2d, MaxPool2d, Conv2dReLUMaxPool2d: torch.nn modules on those; convert() installs them.
 
-Threads: fastconv's CPU thread pool is its own. When FASTCONV_NUM_THREADS is unset, importing
-this module sets it to torch.get_num_threads() (which follows OMP_NUM_THREADS, and torchrun sets
-OMP_NUM_THREADS=1 per process), so N ranks on N cores do not run N x N threads. Call
-fastconv.set_num_threads to change it afterwards. share_threads_with_torch() runs fastconv's
-parallel work on PyTorch's own OpenMP threads instead of a second pool beside them (_threads.py).
+Threads: when FASTCONV_NUM_THREADS is unset, importing this module sets fastconv's thread count
+to torch.get_num_threads() (which follows OMP_NUM_THREADS, and torchrun sets OMP_NUM_THREADS=1
+per process), so N ranks on N cores do not run N x N threads. Call fastconv.set_num_threads to
+change it afterwards. Importing it also runs fastconv's parallel work on PyTorch's own OpenMP
+threads (share_threads_with_torch(), _threads.py) rather than on a second pool of threads beside
+them; share_threads_with_torch(False) goes back to fastconv's pool.
 
 docs/TORCH.md has the details, the DDP launch line and the measured speed.
 """
@@ -45,3 +46,8 @@ ops = torch.ops.fastconv
 
 if fastconv.env_value("FASTCONV_NUM_THREADS") is None:
     fastconv.set_num_threads(max(1, torch.get_num_threads()))
+
+# One set of threads, not two taking cores from each other: PyTorch's OpenMP workers spin for
+# milliseconds after each of its ops, so a pool of fastconv's own beside them lost up to half its
+# speed in a training step (docs/TORCH.md, "Threads").
+share_threads_with_torch(True)

@@ -7,9 +7,11 @@ optimizer steps run between fastconv's calls), and fastconv's workers spin 200 u
 fastconv's. share_threads_with_torch() hands fastconv the GOMP_parallel entry of the OpenMP
 runtime PyTorch loaded: fastconv's jobs then run on PyTorch's team (the calling thread plus
 PyTorch's workers), with the same chunks and the same results, and fastconv's own pool is not
-used. It is off by default: an OpenMP team joins at the end of every job, so a team thread that
-a busy machine has descheduled delays the call by its wait, where fastconv's pool lets the caller
-finish without a late worker (docs/TORCH.md has the measurements).
+used. `import fastconv.torch` turns it on: on a quiet machine one set of threads is much faster
+(a converted cnn1 training step took half the time). Its cost: an OpenMP team joins at the end of
+every job, so a team thread that a busy machine has descheduled delays the call by its wait, where
+fastconv's pool lets the caller finish without a late worker; PyTorch's own ops pay the same
+(docs/TORCH.md has the measurements).
 """
 
 from __future__ import annotations
@@ -57,9 +59,10 @@ def gomp_parallel_address() -> int:
 
 
 def share_threads_with_torch(enabled: bool = True) -> bool:
-    """Run fastconv's parallel work on PyTorch's OpenMP threads (True), or on fastconv's own pool
-    (False, the default). Returns whether fastconv now uses PyTorch's threads (False where
-    PyTorch's OpenMP runtime cannot be found). A forked child goes back to fastconv's pool."""
+    """Run fastconv's parallel work on PyTorch's OpenMP threads (True, what importing
+    fastconv.torch sets), or on fastconv's own pool (False). Returns whether fastconv now uses
+    PyTorch's threads (False where PyTorch's OpenMP runtime cannot be found). A forked child goes
+    back to fastconv's pool."""
     address = gomp_parallel_address() if enabled else 0
     _fastconv_ops.set_team_parallel(address)
     return bool(address)
