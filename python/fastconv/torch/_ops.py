@@ -460,13 +460,15 @@ class _MaxPool2d(torch.autograd.Function):
         y, indices = kernels.pool_fwd(input)
         ctx.kernels = kernels
         ctx.mark_non_differentiable(indices)
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for the indices each step
         ctx.save_for_backward(indices)
         return y, indices
 
     @staticmethod
     def backward(ctx, grad, _grad_indices):
         (indices,) = ctx.saved_tensors
-        dx = ctx.kernels.pool_bwd(grad, indices) if ctx.needs_input_grad[1] else None
+        need_x = ctx.needs_input_grad[1] and grad is not None
+        dx = ctx.kernels.pool_bwd(grad, indices) if need_x else None
         return None, dx
 
 
@@ -476,6 +478,7 @@ class _Conv2dReluMaxPool2d(torch.autograd.Function):
         y, codes = kernels.fused_fwd(input, weight, bias)
         ctx.kernels = kernels
         ctx.mark_non_differentiable(codes)
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for the codes each step
         ctx.save_for_backward(input, weight, codes)
         return y, codes
 
@@ -484,6 +487,8 @@ class _Conv2dReluMaxPool2d(torch.autograd.Function):
         input, weight, codes = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[1:4]
         dx = dw = db = None
+        if grad is None:  # the pooled output did not reach the loss
+            return None, dx, dw, db
         if need_x:
             dx = ctx.kernels.fused_bwd_data(grad, codes, weight)
         if need_w or need_b:  # the bias gradient is summed in the weight pass (same rebuilt dy)
