@@ -17,7 +17,9 @@
 //      into rows (one permute per W outputs), stored straight into the NCHW image.
 // Lanes past the real tiles compute junk from readable zero slack/neighbour rows; never stored.
 
-template <class V, int R, int MaxUnits = 4>
+// CoWide > 0: the channel block of the point tiles of 3+ units (AVX2: 4 channels x 3 units = 12
+// accumulators + 3 unit vectors + a broadcast in 16 registers), a.cb otherwise.
+template <class V, int R, int MaxUnits = 4, int CoWide = 0>
 struct WinogradTilesF2 {
   using reg = typename V::reg;
   using Args = fastconv::cpu::WinogradTilesArgs;
@@ -172,19 +174,26 @@ struct WinogradTilesF2 {
   // winograd_tiles_work_floats(a) floats. y: the image's (cout, oh, ow) output.
   static void run(float* y, const float* xpad, const float* u, const float* bias, bool relu,
                   float* work, const Args& a) {
-    const int64_t nu = units(a);
-    for (int64_t u0 = 0; u0 < nu; u0 += MaxUnits) {
-      const int64_t tv = nu - u0 < MaxUnits ? nu - u0 : MaxUnits, nl = tv * V::W;
+    // Blocks of units whose sizes differ by at most one (AVX2, 7 units: 3 + 2 + 2, not
+    // 3 + 3 + 1, whose 1-unit tile loads once per CO FMAs).
+    const int64_t nu = units(a), nblocks = (nu + MaxUnits - 1) / MaxUnits;
+    for (int64_t b = 0, u0 = 0; b < nblocks; ++b) {
+      const int64_t tv = nu / nblocks + (b < nu % nblocks ? 1 : 0), nl = tv * V::W;
       float* v = work;
       float* m = work + NP * a.cin * nl;
       for (int64_t ci = 0; ci < a.cin; ++ci)
         for (int64_t k = 0; k < tv; ++k) input_transform(v, xpad, a, ci, u0 + k, nl, k * V::W);
-      switch (a.cb) {
-        case 4: points_tv<4>(tv, m, v, u, a, nl); break;
-        case 5: points_tv<5>(tv, m, v, u, a, nl); break;
-        default: points_tv<6>(tv, m, v, u, a, nl); break;
+      if (CoWide > 0 && tv >= 3) {
+        points_tv<(CoWide > 0 ? CoWide : 4)>(tv, m, v, u, a, nl);
+      } else {
+        switch (a.cb) {
+          case 4: points_tv<4>(tv, m, v, u, a, nl); break;
+          case 5: points_tv<5>(tv, m, v, u, a, nl); break;
+          default: points_tv<6>(tv, m, v, u, a, nl); break;
+        }
       }
       for (int64_t k = 0; k < tv; ++k) output_transform(y, m, a, nl, k * V::W, u0 + k, bias, relu);
+      u0 += tv;
     }
   }
 };

@@ -20,11 +20,11 @@ namespace {
 #include "../conv2d_winograd_tiles.inl"
 #include "../conv2d_winograd_bww.inl"
 
-constexpr int kMaxCov = 2, kRegs = 16, kMaxUnits = 2;
+constexpr int kMaxCov = 2, kRegs = 16, kMaxUnits = 3, kTilesCoWide = 4;
 template <int R>
 using Channels = WinogradF2<VecAvx2, R, kMaxCov, kRegs>;
 template <int R>
-using Tiles = WinogradTilesF2<VecAvx2, R, kMaxUnits>;
+using Tiles = WinogradTilesF2<VecAvx2, R, kMaxUnits, kTilesCoWide>;
 }  // namespace
 
 namespace fastconv {
