@@ -8,8 +8,8 @@
 // Here a lane is a 2x2 output tile throughout: a "unit" is W tiles (one vector), either W
 // consecutive tiles of one tile row, or, for rows of <= W/2 tiles, two tile rows of W/2 (the
 // even/odd split of two input rows 2 apart is the same permute as that of 2W consecutive floats).
-// Per block of <= MaxUnits units (4 on AVX-512; 2 on AVX2, whose 16 registers hold 6 x 2
-// accumulators):
+// Per block of <= MaxUnits units (4 on AVX-512; 3 on AVX2, whose 16 registers hold 6 x 2 or
+// 4 x 3 accumulators):
 //   1. input transform as in conv2d_winograd.inl, stored whole: v[(pt*cin + ci)*nl + lane];
 //   2. per point, m[pt][co][lane] = sum_ci u[pt][ci][co] * v[pt][ci][lane]: a tile of CO channels
 //      x TV unit vectors (TV <= MaxUnits), per ci TV loads + CO weight broadcasts for CO*TV FMAs;

@@ -5,7 +5,7 @@
 //
 // Tiles for 16 ymm registers: point GEMMs of at most 2 channel vectors (6 tiles x 2 vectors + 2
 // weight vectors + a broadcast = 15 registers; 12 x 1 with one vector), tiles-in-lanes blocks of
-// 2 units (6 channels x 2 unit vectors + 2 + 1), weight-gradient tiles of 6 input channels x 2
+// up to 3 units (6 channels x 2 unit vectors + 2 + 1, or 4 channels x 3 + 3 + 1), weight-gradient tiles of 6 input channels x 2
 // vectors (12 x 1).
 #include <immintrin.h>
 
