@@ -39,16 +39,16 @@ template <class UK>
 struct BlockedSgemm {
   static void pack_a(const fastconv::cpu::GemmArgs& g, int64_t i0, int64_t mc, int64_t p0,
                      int64_t kc, float* pa) {
+    // Step by step (k outer): the sliver is written in order, and its rows are read as MR streams
+    // (row-major A) or as MR consecutive floats (transposed A: the weight gradient's x^T).
     for (int64_t s = 0; s < mc; s += UK::MR) {
       const int64_t rows = mc - s < UK::MR ? mc - s : UK::MR;
       float* dst = pa + s * kc;
-      for (int64_t r = 0; r < UK::MR; ++r) {
-        if (r < rows) {
-          const float* src = g.a + (i0 + s + r) * g.rs_a + p0 * g.cs_a;
-          for (int64_t k = 0; k < kc; ++k) dst[k * UK::MR + r] = src[k * g.cs_a];
-        } else {
-          for (int64_t k = 0; k < kc; ++k) dst[k * UK::MR + r] = 0.0f;
-        }
+      const float* src = g.a + (i0 + s) * g.rs_a + p0 * g.cs_a;
+      for (int64_t k = 0; k < kc; ++k, dst += UK::MR, src += g.cs_a) {
+        int64_t r = 0;
+        for (; r < rows; ++r) dst[r] = src[r * g.rs_a];
+        for (; r < UK::MR; ++r) dst[r] = 0.0f;
       }
     }
   }
@@ -67,13 +67,17 @@ struct BlockedSgemm {
           for (; j < UK::NR; ++j) d[j] = 0.0f;
         }
       } else {
-        // Transposed B (column-contiguous): walk each source column once.
-        for (int64_t j = 0; j < UK::NR; ++j) {
-          if (j < cols) {
-            const float* src = g.b + p0 * g.rs_b + (j0 + s + j) * g.cs_b;
-            for (int64_t k = 0; k < kc; ++k) dst[k * UK::NR + j] = src[k * g.rs_b];
-          } else {
-            for (int64_t k = 0; k < kc; ++k) dst[k * UK::NR + j] = 0.0f;
+        // Transposed B (column-contiguous): 16 columns at a time, step by step, so 16 source
+        // streams fill a cache line of each sliver row in turn (column by column, each store went
+        // to another line; all NR = 32 columns at once, AVX-512's, ran slower than that).
+        for (int64_t jb = 0; jb < UK::NR; jb += 16) {
+          const int64_t je = jb + 16 < UK::NR ? jb + 16 : UK::NR, jc = je < cols ? je : cols;
+          const float* src = g.b + p0 * g.rs_b + (j0 + s) * g.cs_b;
+          for (int64_t k = 0; k < kc; ++k, src += g.rs_b) {
+            float* d = dst + k * UK::NR;
+            int64_t j = jb;
+            for (; j < jc; ++j) d[j] = src[j * g.cs_b];
+            for (; j < je; ++j) d[j] = 0.0f;
           }
         }
       }
