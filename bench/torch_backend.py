@@ -4,6 +4,7 @@
     python bench/torch_backend.py                          # cnn1 and keras_cnn, 2 threads
     python bench/torch_backend.py --images 6000 --reps 3 --json bench/results/torch_backend.json
     python bench/torch_backend.py --overhead               # per-call cost of the op path, tiny layer
+    python bench/torch_backend.py --phases --own-pool      # where a training step's time goes
 
 Epoch: the PyTorch models of bench/torch_train.py (NETWORKS.md's cnn1 and keras_cnn, Adam 1e-3,
 batch 100 / 200, CrossEntropyLoss), trained on the first --images MNIST images. "stock" is the
@@ -16,6 +17,12 @@ models that have dropout. --fused-adam gives every side PyTorch's Adam(fused=Tru
 the default (a per-parameter loop on the CPU). All train in this one process, by turns (stock,
 fastconv, ..., then the reverse order) after a warm-up of a few batches each; medians of --reps
 epochs each. Both libraries get --threads threads.
+
+Phases: one training step split into the conv stack's forward (the layers up to the Flatten),
+the head's forward and the loss, the backward and the optimizer step (wall ms per step, medians
+over blocks of 10 steps on the same batches, sides alternated). The head and the optimizer step
+are PyTorch's ops on every side, so a side where they take longer shows the cost of the threads
+beside them (fastconv's own pool against its jobs on PyTorch's OpenMP threads).
 
 Overhead: a 1x1 convolution of a 1x1x4x4 input, so the kernel itself costs about a microsecond
 and the rest is call overhead: fastconv's NumPy API, the torch.ops.fastconv op (registered the
@@ -59,6 +66,7 @@ def parse_args(argv=None):
         action="store_true",
         help="every side (stock included) trains with torch.optim.Adam(fused=True)",
     )
+    p.add_argument("--phases", action="store_true", help="time a training step's phases instead")
     p.add_argument("--overhead", action="store_true", help="time the per-call overhead instead")
     p.add_argument("--json", default=None, metavar="PATH")
     return p.parse_args(argv)
@@ -126,6 +134,65 @@ def epochs(a, torch, fastconv, ft):
             + ", ".join(f"{med['stock'] / med[side]:.2f}x" for side in sides[1:]),
             flush=True,
         )
+    return rows
+
+
+PHASES = ("conv_forward", "head_forward_loss", "backward", "optimizer_step", "step")
+
+
+def phases(a, torch, fastconv, ft):
+    """Wall ms per training step, split into phases, for every side (see the module docstring)."""
+    from torch_train import TorchTrainer, load_mnist_train
+
+    x, y = load_mnist_train()
+    x, y = torch.from_numpy(x[:2000]), torch.from_numpy(y[:2000])
+    rows = []
+    for name in a.models.split(","):
+        sides = {"stock": TorchTrainer(name, torch, seed=0)}
+        sides["fastconv"] = TorchTrainer(name, torch, seed=0)
+        if a.own_pool:
+            sides["fastconv_own_pool"] = TorchTrainer(name, torch, seed=0)
+        for side, t in sides.items():
+            if side != "stock":
+                ft.convert(t.model)
+        flatten = next(
+            i for i, m in enumerate(sides["stock"].model) if type(m).__name__ == "Flatten"
+        )
+        ms = {side: {k: [] for k in PHASES} for side in sides}
+
+        def steps(side, record):
+            t = sides[side]
+            ft.share_threads_with_torch(side != "fastconv_own_pool")
+            for i in range(10):
+                start = i * t.batch
+                xb, yb = x[start : start + t.batch], y[start : start + t.batch]
+                t0 = time.perf_counter()
+                h = t.model[:flatten](xb)
+                t1 = time.perf_counter()
+                loss = t.loss_fn(t.model[flatten:](h), yb)
+                t2 = time.perf_counter()
+                t.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                t3 = time.perf_counter()
+                t.opt.step()
+                t4 = time.perf_counter()
+                loss.item()
+                if record:
+                    for k, d in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+                        ms[side][k].append(d * 1e3)
+
+        for side in sides:
+            steps(side, False)
+        names = list(sides)
+        for r in range(a.reps):
+            for side in names if r % 2 == 0 else names[::-1]:
+                steps(side, True)
+        ft.share_threads_with_torch(True)
+        print(f"{name + ' (ms per step)':24s}" + "".join(f"{k:>19s}" for k in PHASES))
+        for side in names:
+            med = {k: statistics.median(v) for k, v in ms[side].items()}
+            rows.append({"model": name, "side": side, **{f"{k}_ms": med[k] for k in PHASES}})
+            print(f"{side:24s}" + "".join(f"{med[k]:19.2f}" for k in PHASES), flush=True)
     return rows
 
 
@@ -206,12 +273,14 @@ def main(argv=None):
     load = os.getloadavg()
     print(f"threads {a.threads}, {isa}, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     t0 = time.time()
-    rows = overhead(a, torch, fastconv, ft) if a.overhead else epochs(a, torch, fastconv, ft)
+    mode = overhead if a.overhead else phases if a.phases else epochs
+    rows = mode(a, torch, fastconv, ft)
     load_after = os.getloadavg()
     print(f"load after {load_after[0]:.2f} ({time.time() - t0:.0f} s)")
     if a.json:
         meta = {
-            "bench": "torch_backend" + ("_overhead" if a.overhead else ""),
+            "bench": "torch_backend"
+            + ("_overhead" if a.overhead else "_phases" if a.phases else ""),
             "threads": a.threads,
             "fused_adam": a.fused_adam,
             "isa": isa,
