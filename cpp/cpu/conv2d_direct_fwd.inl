@@ -374,11 +374,12 @@ struct DirectConvFwd {
   // one), no channel or plane-end checks, ReLU a template choice, and the output and weight
   // pointers set up once. A 9-tap tile (3x3, one input channel) is only 36 FMA cycles, and the
   // checked per-tile code spent about as many instructions again on set-up and stores.
-  template <int NQ, int CB, int KH, int KW, bool RELU>
+  template <int NQ, int CB, int KH, int KW, bool RELU, int CIN>
   static void fwd_shifted_run(float* y, const float* xs, const float* wt, const float* bias,
                               const fastconv::cpu::DirectConvArgs& a, int64_t co0,
                               int64_t ntiles) {
     const int64_t kh = KH > 0 ? KH : a.kh, kw = KW > 0 ? KW : a.kw, slab = a.hp * a.ow;
+    const int64_t cin = CIN > 0 ? CIN : a.cin;
     const int64_t P = a.oh * a.ow;
     const float* wb = wt + co0 * a.cin * kh * kw;
     float b[CB];
@@ -393,9 +394,14 @@ struct DirectConvFwd {
 #pragma GCC unroll 8
         for (int j = 0; j < NQ; ++j) acc[j][c] = vb;
       }
-      for (int64_t ci = 0; ci < a.cin; ++ci) {
+      // The weights' base through an empty asm, per tile: else GCC hoists every tap's weight
+      // address out of the tile loop (36 pointers for 3x3 x 4 channels) and reloads them from the
+      // stack, one scalar load per broadcast.
+      const float* wtile = wb;
+      asm("" : "+r"(wtile));
+      for (int64_t ci = 0; ci < cin; ++ci) {
         const float* xc = xs + ci * kw * slab + q0;
-        const float* wci = wb + ci * kh * kw * CB;
+        const float* wci = wtile + ci * kh * kw * CB;
         if constexpr (KW == 3 && KH == 3) {
 #pragma GCC unroll 3
           for (int64_t ky = 0; ky < 3; ++ky)
@@ -452,10 +458,16 @@ struct DirectConvFwd {
       if (a.cout - co0 < CB) {
         for (int64_t t = 0; t < ntiles; ++t)
           fwd_shifted_tile<NQ, CB, KH, KW, true>(y, xs, wt, bias, relu, a, co0, t * NQ * V::W);
+      } else if (a.cin == 1) {
+        if (relu) {
+          fwd_shifted_run<NQ, CB, KH, KW, true, 1>(y, xs, wt, bias, a, co0, ntiles);
+        } else {
+          fwd_shifted_run<NQ, CB, KH, KW, false, 1>(y, xs, wt, bias, a, co0, ntiles);
+        }
       } else if (relu) {
-        fwd_shifted_run<NQ, CB, KH, KW, true>(y, xs, wt, bias, a, co0, ntiles);
+        fwd_shifted_run<NQ, CB, KH, KW, true, 0>(y, xs, wt, bias, a, co0, ntiles);
       } else {
-        fwd_shifted_run<NQ, CB, KH, KW, false>(y, xs, wt, bias, a, co0, ntiles);
+        fwd_shifted_run<NQ, CB, KH, KW, false, 0>(y, xs, wt, bias, a, co0, ntiles);
       }
       if (rest > 0)
         fwd_shifted_tail<CB, NQ>(rest, y, xs, wt, bias, relu, a, co0, ntiles * NQ * V::W);
