@@ -577,7 +577,9 @@ struct DirectConvFwd {
 
   // --- shifted planes (the C_in < 4 kernels' input) ----------------------------------------------
   // The image's rows into the shifted planes (layout: ShiftPlanesFn); the zeros around them are
-  // the caller's, written once per buffer. Rows of ~28 floats: one vector + one masked vector.
+  // the caller's, written once per buffer. A row of n >= W floats (~28) is whole vectors, the
+  // last one ending at n and overlapping the one before (the same values twice; no masked load,
+  // no branchy partial store); shorter rows are one masked vector.
   static void shift_planes(float* xs, const float* x_n, int64_t H, int64_t W, int64_t top,
                            int64_t left, const fastconv::cpu::DirectConvArgs& a) {
     for (int64_t ci = 0; ci < a.cin; ++ci)
@@ -585,14 +587,20 @@ struct DirectConvFwd {
         // output column ox reads input column ox + kx - left, which exists for ox in [lo, hi)
         const int64_t lo0 = left - kx < 0 ? 0 : left - kx, lo = lo0 < a.ow ? lo0 : a.ow;
         const int64_t hi0 = W + left - kx < a.ow ? W + left - kx : a.ow, hi = hi0 < lo ? lo : hi0;
-        const int64_t n = hi - lo, nfull = n / V::W * V::W;
-        const auto m = V::tail(n - nfull);
+        const int64_t n = hi - lo;
         float* d = xs + ((ci * a.kw + kx) * a.hp + top) * a.ow + lo;
         const float* src = x_n + ci * H * W + lo + kx - left;
-        for (int64_t iy = 0; iy < H; ++iy, d += a.ow, src += W) {
-          for (int64_t i = 0; i < nfull; i += V::W) V::storeu(d + i, V::loadu(src + i));
-          if (nfull < n) V::store_first(d + nfull, V::load_tail(src + nfull, m), n - nfull);
+        if (n >= V::W) {
+          for (int64_t iy = 0; iy < H; ++iy, d += a.ow, src += W) {
+            for (int64_t i = 0; i < n - V::W; i += V::W) V::storeu(d + i, V::loadu(src + i));
+            V::storeu(d + n - V::W, V::loadu(src + n - V::W));
+          }
+          continue;
         }
+        if (n == 0) continue;
+        const auto m = V::tail(n);
+        for (int64_t iy = 0; iy < H; ++iy, d += a.ow, src += W)
+          V::store_first(d, V::load_tail(src, m), n);
       }
   }
 };
