@@ -20,10 +20,11 @@ void fwd_channel_lanes(const ImageSink& out, const float* x, const float* w, con
                        const Conv2dParams& p, bool relu, const KernelTable& kt) {
   const ClConvArgs a = fwd_cl_args(p, kt);
   const float* wcl = pack_lane_weights(a.kh, a.kw, a.cin, a.coutp, p.y.c, fwd_weight(w, a));
-  run_cl_images(out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a, 0,
-                [&](float* ycl, const float* xpad, float*) {
-                  kt.channel_lanes.fwd(ycl, xpad, wcl, a);
-                });
+  // The kernel broadcasts single floats of the taps it runs: no read outside the planes.
+  run_cl_images(
+      out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a, 0,
+      [&](float* ycl, const float* xpad, float*) { kt.channel_lanes.fwd(ycl, xpad, wcl, a); },
+      true);
 }
 
 void bwd_data_channel_lanes(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
