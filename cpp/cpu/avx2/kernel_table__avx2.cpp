@@ -31,6 +31,7 @@ const KernelTable& kernel_table__avx2() {
     t.channel_lanes.bwd_weights_taps = conv2d_bwd_weights_direct_cl__avx2;
     t.channel_lanes.pad_channels_last = pad_channels_last__avx2;
     t.channel_lanes.transpose = transpose_to_lanes__avx2;
+    t.channel_lanes.unpack = unpack_channels_last__avx2;
     t.winograd.fwd_channels = conv2d_fwd_winograd__avx2;
     t.winograd.fwd_tiles = conv2d_fwd_winograd_tiles__avx2;
     t.winograd.bwd_data_transposed = conv2d_bwd_data_winograd__avx2;

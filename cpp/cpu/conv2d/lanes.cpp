@@ -23,7 +23,7 @@ void fwd_channel_lanes(const ImageSink& out, const float* x, const float* w, con
   // The kernel broadcasts single floats of the taps it runs: no read outside the planes.
   run_cl_images(
       out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a, 0,
-      [&](float* ycl, const float* xpad, float*) { kt.channel_lanes.fwd(ycl, xpad, wcl, a); },
+      kt.channel_lanes.unpack, [&](float* ycl, const float* xpad, float*) { kt.channel_lanes.fwd(ycl, xpad, wcl, a); },
       true);
 }
 
@@ -33,7 +33,7 @@ void bwd_data_channel_lanes(float* dx, const DySource& dy, const float* w, const
   const float* wcl = pack_lane_weights(a.kh, a.kw, a.cin, a.coutp, p.x.c,
                                        bwd_data_weight(w, a, p.x.c));
   run_cl_images(ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n, p.x.c, a, 0,
-                [&](float* ycl, const float* xpad, float*) {
+                kt.channel_lanes.unpack, [&](float* ycl, const float* xpad, float*) {
                   kt.channel_lanes.fwd(ycl, xpad, wcl, a);
                 });
 }

@@ -308,17 +308,22 @@ void run_padded_images(const ImageSink& out, const DySource& src, int64_t n_imag
 }
 
 // The channels-last kernels (CL, Winograd): kernel(ycl, xpad, work) writes ycl (work:
-// work_floats), which is unpacked into dst (C_dst planes) [+ bias] [ReLU].
+// work_floats), which is unpacked into dst (C_dst planes) [+ bias] [ReLU] by `unpack` (the
+// ISA's, ChannelLaneKernels::unpack; nullptr: unpack_channels_last's loop).
 template <class Kernel>
 void run_cl_images(const ImageSink& out, const DySource& src, const float* bias, bool relu,
                    int64_t n_images, int64_t C_dst, const ClConvArgs& a, int64_t work_floats,
-                   Kernel&& kernel, bool reads_in_bounds = false) {
+                   UnpackChannelsLastFn unpack, Kernel&& kernel, bool reads_in_bounds = false) {
   const int64_t P = a.oh * a.ow;
   run_padded_images(
       out, src, n_images, a, P * a.coutp + work_floats,
       [&](float* dst, const float* xpad, float* ycl) {
         kernel(ycl, xpad, ycl + P * a.coutp);
-        unpack_channels_last(dst, ycl, C_dst, 1, P, P, 0, a.coutp, bias, relu);
+        if (unpack != nullptr) {
+          unpack(dst, ycl, C_dst, P, a.coutp, bias, relu);
+        } else {
+          unpack_channels_last(dst, ycl, C_dst, 1, P, P, 0, a.coutp, bias, relu);
+        }
       },
       reads_in_bounds);
 }

@@ -85,7 +85,7 @@ void run_winograd(bool channels, const ImageSink& out, const DySource& src, cons
   if (channels) {
     const float* u = pack_winograd_weights(a.kh, a.cin, a.coutp, L, weight);
     run_cl_images(out, src, bias, relu, n_images, L, a, winograd_work_floats(a),
-                  [&](float* ycl, const float* xpad, float* work) {
+                  kt.channel_lanes.unpack, [&](float* ycl, const float* xpad, float* work) {
                     kt.winograd.fwd_channels(ycl, xpad, u, work, a);
                   });
     return;

@@ -207,6 +207,11 @@ inline int64_t winograd_bww_work_floats(const ClConvArgs& a) {
   return n * n * (tb * (a.cin + a.coutp) + 16);
 }
 
+// y[c*P + q] = ycl[q*lanes + c] (+ bias[c]) (ReLU: max(0, v), NaN kept) for c < C, q < P: a
+// channels-last image of P pixels (lanes >= round_up(C, the ISA's lanes)) back to C planes.
+using UnpackChannelsLastFn = void (*)(float* y, const float* ycl, int64_t C, int64_t P,
+                                      int64_t lanes, const float* bias, bool relu);
+
 // dyT[q*coutp + c] = dy[c*P + q] for c < C and q < P, zero for C <= c < round_up(C, lanes)
 // (coutp >= that; lanes: the ISA's, 16 AVX-512, 8 AVX2): C planes of P pixels transposed so the
 // channels ride in the lanes.
@@ -257,6 +262,7 @@ struct ChannelLaneKernels {           // channels in the lanes
   DirectBwdWeightsClFn bwd_weights_taps = nullptr; // (kx, ci) taps (conv2d_bww_cl.inl)
   TransposeToLanesFn transpose = nullptr;          // dy to (pixels, channels); nullptr: a loop
   PadChannelsLastFn pad_channels_last = nullptr;   // with bwd_weights_taps
+  UnpackChannelsLastFn unpack = nullptr;           // channels-last results to NCHW; nullptr: a loop
 };
 
 struct WinogradKernels {              // conv2d_winograd*.inl
@@ -343,6 +349,8 @@ void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float
 void pad_channels_last__avx2(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
                              int64_t top, int64_t left, int64_t wp);
 void transpose_to_lanes__avx2(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp);
+void unpack_channels_last__avx2(float* y, const float* ycl, int64_t C, int64_t P, int64_t lanes,
+                                const float* bias, bool relu);
 void conv2d_fwd_winograd__avx2(float* ycl, const float* xpad, const float* u, float* work,
                                const ClConvArgs& a);
 void conv2d_fwd_winograd_tiles__avx2(float* y, const float* xpad, const float* u,
