@@ -61,14 +61,17 @@ bool spin_until(Pred pred) {
   }
 }
 
-// A job: tasks are claimed from `next` in chunks of `grain` by the caller and the workers. It lives
+// A job: [0, ntasks) is cut into `nchunks` ranges, the first ntasks % nchunks of them one task
+// longer, which the caller and the workers claim in turn from `next`: threads claiming in step
+// then get equal shares (100 images on 2 threads: 4 x 13 then 4 x 12, 50 images a thread, where
+// chunks of ntasks / (4 x threads) = 12 were 8 x 12 + 4, one thread doing 52). It lives
 // in a shared_ptr that every thread taking part holds, so a worker that arrives after the caller
-// has returned still finds valid counters: it claims nothing (next >= ntasks) and never touches
+// has returned still finds valid counters: it claims nothing (next >= nchunks) and never touches
 // fn, which is only called for claimed tasks, all finished before the caller returns.
 struct Job {
-  Job(const ChunkFn& f, int64_t n, int64_t g) : fn(f), ntasks(n), grain(g) {}
+  Job(const ChunkFn& f, int64_t n, int64_t c) : fn(f), ntasks(n), nchunks(c) {}
   const ChunkFn& fn;
-  const int64_t ntasks, grain;
+  const int64_t ntasks, nchunks;
   std::atomic<int64_t> next{0}, done{0};
   std::mutex mu;  // guards error and pairs with cv for the caller's wait
   std::condition_variable cv;
@@ -76,9 +79,10 @@ struct Job {
 
   void work(int thread) {
     for (;;) {
-      const int64_t b = next.fetch_add(grain, std::memory_order_relaxed);
-      if (b >= ntasks) return;
-      const int64_t e = b + grain < ntasks ? b + grain : ntasks;
+      const int64_t k = next.fetch_add(1, std::memory_order_relaxed);
+      if (k >= nchunks) return;
+      const int64_t q = ntasks / nchunks, r = ntasks % nchunks;
+      const int64_t b = k * q + (k < r ? k : r), e = b + q + (k < r ? 1 : 0);
       try {
         fn(b, e, thread);
       } catch (...) {
@@ -110,8 +114,8 @@ class Pool {
 
   // The caller waits for the tasks to be done, not for the workers: a worker that starts late
   // finds fewer (or no) chunks left.
-  void run(int64_t ntasks, int64_t grain, const ChunkFn& fn) {
-    auto job = std::make_shared<Job>(fn, ntasks, grain);
+  void run(int64_t ntasks, int64_t nchunks, const ChunkFn& fn) {
+    auto job = std::make_shared<Job>(fn, ntasks, nchunks);
     {
       std::lock_guard<std::mutex> lk(m_);
       job_ = job;  // stays published until the next job replaces it (late workers claim nothing)
@@ -233,16 +237,16 @@ void parallel_for(int64_t ntasks, const ChunkFn& fn) {
     fn(0, ntasks, 0);
     return;
   }
-  const int64_t grain = ntasks / (4 * int64_t(t)) > 1 ? ntasks / (4 * int64_t(t)) : 1;
+  const int64_t nchunks = ntasks < 4 * int64_t(t) ? ntasks : 4 * int64_t(t);
   if (g_team != nullptr) {
-    Job job(fn, ntasks, grain);
+    Job job(fn, ntasks, nchunks);
     TeamRun run{&job};
     g_team(team_body, &run, unsigned(t), 0);
     if (job.error) std::rethrow_exception(job.error);
     return;
   }
   if (g_pool == nullptr) g_pool = new Pool(t);
-  g_pool->run(ntasks, grain, fn);
+  g_pool->run(ntasks, nchunks, fn);
 }
 
 void set_team_parallel(TeamParallelFn fn) {
