@@ -53,8 +53,11 @@ Shape4 shape_of(const py::array& a, const char* name) {
 bool same(Shape4 a, Shape4 b) { return a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w; }
 std::string str(Shape4 s) { return str_cat("(", s.n, ", ", s.c, ", ", s.h, ", ", s.w, ")"); }
 
-
-std::string shape_str(const std::vector<py::ssize_t>& s);
+std::string shape_str(const std::vector<py::ssize_t>& s) {
+  std::string r = "(";
+  for (size_t i = 0; i < s.size(); ++i) r += str_cat(i ? ", " : "", s[i]);
+  return r + (s.size() == 1 ? ",)" : ")");
+}
 
 // A result array whose memory comes from the output cache (output_cache.h) and goes back to it
 // when NumPy drops the array: a loop asking for the same shapes reuses warm pages.
@@ -357,9 +360,7 @@ py::array relu_maxpool2d_bwd(const FloatArray& dy, const CodeArray& codes, Obj x
 }
 
 // C (m, n) = op(A) @ op(B) for the layer API's Dense layers (op = optional transpose, read in place
-// through strides). The product is cut into one part per thread, by columns or by rows; each element
-// is one thread's full sum in the GEMM's fixed k order, so the result does not depend on the thread
-// count or the cut.
+// through strides), threaded by cpu::matmul__cpu (matmul_cpu.cpp).
 py::array matmul(const FloatArray& a, const FloatArray& b, bool trans_a, bool trans_b,
                  const OptArray& out) {
   FC_CHECK(a.ndim() == 2 && b.ndim() == 2, "matmul operands must be 2-D, got ", a.ndim(), "-D and ",
@@ -369,40 +370,14 @@ py::array matmul(const FloatArray& a, const FloatArray& b, bool trans_a, bool tr
   FC_CHECK(k == kb, "matmul inner dimensions differ: ", k, " and ", kb);
   py::array c = out ? *out : py::array(cached_array<float>({m, n}));
   float* cp = out ? out_data<float>(c, "out", {m, n}, {&a, &b}) : static_cast<float*>(c.mutable_data());
-  if (m == 0 || n == 0) return c;
   cpu::GemmArgs g{};
   g.m = m, g.n = n, g.k = k;
   g.a = a.data(), g.rs_a = trans_a ? 1 : k, g.cs_a = trans_a ? m : 1;
   g.b = b.data(), g.rs_b = trans_b ? 1 : n, g.cs_b = trans_b ? k : 1;
   g.c = cp, g.ldc = n;
-  const cpu::KernelTable& kt = cpu::kernels();
   {
     py::gil_scoped_release nogil;
-    const int64_t mr = kt.gemm.mr, nr = kt.gemm.nr;
-    // Every part packs the whole of the operand it does not cut: a cut by columns re-packs op(A)
-    // (m x k) once per part, a cut by rows op(B) (k x n). So: one part per thread (finer cuts
-    // multiplied that packing: keras_cnn's Dense(500) forward packed its 200 x 1600 input 8 times
-    // at 2 threads, its weight gradient the transposed 1600 x 200 input 8 times) and cut along
-    // the larger side. Narrow products cut by rows (the logits layers: n = 10) re-read all of B
-    // per part: below ~4 MFLOP one part is faster (cnn1's Dense(10) forward: 60 us on one
-    // thread, 86 us on two).
-    const bool by_cols = n >= m ? n >= 2 * nr : m < 2 * mr;
-    const int64_t unit = by_cols ? nr : mr, extent = by_cols ? n : m;
-    const int64_t parts = !by_cols && m * n * k <= (int64_t(1) << 21)
-                              ? 1
-                              : std::min<int64_t>(get_num_threads(), (extent + unit - 1) / unit);
-    const int64_t step = ((extent + parts - 1) / parts + unit - 1) / unit * unit;
-    const int64_t tasks = (extent + step - 1) / step;
-    parallel_for(tasks, [&](int64_t begin, int64_t end, int) {
-      cpu::GemmArgs part = g;
-      const int64_t lo = begin * step, hi = std::min(end * step, extent);
-      if (by_cols) {
-        part.n = hi - lo, part.b = g.b + lo * g.cs_b, part.c = g.c + lo;
-      } else {
-        part.m = hi - lo, part.a = g.a + lo * g.rs_a, part.c = g.c + lo * g.ldc;
-      }
-      kt.gemm.run(part);
-    });
+    cpu::matmul__cpu(g);
   }
   return c;
 }
@@ -419,12 +394,6 @@ py::array float_input(const py::array& a, const char* name) {
 }
 
 std::vector<py::ssize_t> shape_vec(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
-
-std::string shape_str(const std::vector<py::ssize_t>& s) {
-  std::string r = "(";
-  for (size_t i = 0; i < s.size(); ++i) r += str_cat(i ? ", " : "", s[i]);
-  return r + (s.size() == 1 ? ",)" : ")");
-}
 
 uint64_t seed_of(const py::object& seed) {
   if (!PyIndex_Check(seed.ptr()) || PyBool_Check(seed.ptr()))
@@ -495,7 +464,6 @@ void adam_update(const py::array& p, const py::array& g_in, const py::array& m,
   cpu::adam_update__cpu(pp, mp, vp, static_cast<const float*>(g.data()), p.size(), lr_t, beta_1,
                         beta_2, epsilon);
 }
-
 
 // Sparse softmax cross-entropy with its gradient and the accuracy count (losses.py): z (n, c)
 // float32 logits, labels (n,) integers in [0, c). Returns (mean loss, dz = (softmax - onehot) / n,

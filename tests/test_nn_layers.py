@@ -397,19 +397,28 @@ def test_cpu_backend_matches_reference(make, rng):
         np.testing.assert_allclose(cpu.grads[k], ref.grads[k], rtol=1e-4, atol=1e-3)
 
 
+def _matmul_operands(rng, m, k, n):
+    """a (m, k), w (k, n) and the float64 product a @ w, for the CPU backend's matmul tests."""
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((k, n), dtype=np.float32)
+    return a, w, a.astype(np.float64) @ w
+
+
+def _transposed(v, trans):
+    """v stored transposed (contiguous) when trans: what matmul's trans_a / trans_b undo."""
+    return np.ascontiguousarray(v.T) if trans else v
+
+
 @pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (7, 13, 5), (33, 70, 129), (200, 160, 50)])
 def test_cpu_backend_matmul(isa, rng, m, k, n):
     """Dense layers' native GEMM (fastconv's threaded sgemm): every transpose, odd sizes, out=."""
     from fastconv.nn.backend import get_backend
 
     b = get_backend("cpu")
-    a = rng.standard_normal((m, k), dtype=np.float32)
-    w = rng.standard_normal((k, n), dtype=np.float32)
-    ref = a.astype(np.float64) @ w
+    a, w, ref = _matmul_operands(rng, m, k, n)
     for ta in (False, True):
         for tb in (False, True):
-            A = np.ascontiguousarray(a.T) if ta else a
-            B = np.ascontiguousarray(w.T) if tb else w
+            A, B = _transposed(a, ta), _transposed(w, tb)
             out = np.full((m, n), np.nan, np.float32)
             got = b.matmul(A, B, trans_a=ta, trans_b=tb, out=out)
             assert got is out
@@ -426,13 +435,10 @@ def test_cpu_backend_matmul_parts(isa, rng, restore_threads, m, k, n):
     from fastconv.nn.backend import get_backend
 
     b = get_backend("cpu")
-    a = rng.standard_normal((m, k), dtype=np.float32)
-    w = rng.standard_normal((k, n), dtype=np.float32)
-    ref = a.astype(np.float64) @ w
+    a, w, ref = _matmul_operands(rng, m, k, n)
     for ta in (False, True):
         for tb in (False, True):
-            A = np.ascontiguousarray(a.T) if ta else a
-            B = np.ascontiguousarray(w.T) if tb else w
+            A, B = _transposed(a, ta), _transposed(w, tb)
             outs = []
             for threads in (1, 2, 3):
                 fc.set_num_threads(threads)
@@ -451,14 +457,11 @@ def test_cpu_backend_matmul_narrow(isa, rng, m, k, n):
     from fastconv.nn.backend import get_backend
 
     b = get_backend("cpu")
-    a = rng.standard_normal((m, k), dtype=np.float32)
-    w = rng.standard_normal((k, n), dtype=np.float32)
+    a, w, ref = _matmul_operands(rng, m, k, n)
     wide = np.concatenate([w, rng.standard_normal((k, 40), dtype=np.float32)], axis=1)
-    ref = a.astype(np.float64) @ w
     for ta in (False, True):
         for tb in (False, True):
-            A = np.ascontiguousarray(a.T) if ta else a
-            B, W = (np.ascontiguousarray(v.T) for v in (w, wide)) if tb else (w, wide)
+            A, B, W = _transposed(a, ta), _transposed(w, tb), _transposed(wide, tb)
             got = b.matmul(A, B, trans_a=ta, trans_b=tb)
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.sqrt(k))
             np.testing.assert_array_equal(got, b.matmul(A, W, trans_a=ta, trans_b=tb)[:, :n])

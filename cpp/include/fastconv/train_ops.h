@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "fastconv/cpu_kernels.h"
+
 namespace fastconv {
 namespace cpu {
 
@@ -31,6 +33,11 @@ void adam_update__cpu(float* p, float* m, float* v, const float* g, int64_t n, d
 // a NaN first) equals the label. Single-threaded; dz must not overlap z.
 void sparse_softmax_xent__cpu(const float* z, const int64_t* labels, int64_t n, int64_t c,
                               float* dz, double scale, double* loss_sum, int64_t* correct);
+
+// The Dense layers' C = op(A) @ op(B) on strided operands (g as for kt.gemm.run, with C's ldc),
+// cut into one part per thread of fastconv's pool (matmul_cpu.cpp): the same bits at any thread
+// count.
+void matmul__cpu(const GemmArgs& g);
 
 }  // namespace cpu
 }  // namespace fastconv
