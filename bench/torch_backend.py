@@ -11,12 +11,12 @@ batch 100 / 200, CrossEntropyLoss), trained on the first --images MNIST images. 
 model as built; "fastconv" is a copy (same initial weights) after fastconv.torch.convert(model),
 which fuses each Conv2d -> ReLU -> MaxPool2d(2) into one fastconv pass, its jobs on PyTorch's
 OpenMP threads (what import fastconv.torch sets); with --own-pool, a third copy runs with
-share_threads_with_torch(False) (fastconv's own thread pool beside PyTorch's); with --dropout,
-a copy converted with dropout=True (fastconv's dropout kernel, its own random masks) for the
-models that have dropout. --fused-adam gives every side PyTorch's Adam(fused=True) instead of
-the default (a per-parameter loop on the CPU). All train in this one process, by turns (stock,
-fastconv, ..., then the reverse order) after a warm-up of a few batches each; medians of --reps
-epochs each. Both libraries get --threads threads.
+share_threads_with_torch(False) (fastconv's own thread pool beside PyTorch's); with
+--torch-dropout, a copy converted with dropout=False (PyTorch's own dropout and masks, which
+convert replaces by default) for the models that have dropout. --fused-adam gives every side
+PyTorch's Adam(fused=True) instead of the default (a per-parameter loop on the CPU). All train
+in this one process, by turns (stock, fastconv, ..., then the reverse order) after a warm-up of
+a few batches each; medians of --reps epochs each. Both libraries get --threads threads.
 
 Phases: one training step split into the conv stack's forward (the layers up to the Flatten),
 the head's forward and the loss, the backward and the optimizer step (wall ms per step, medians
@@ -57,9 +57,9 @@ def parse_args(argv=None):
         "(share_threads_with_torch(False))",
     )
     p.add_argument(
-        "--dropout",
+        "--torch-dropout",
         action="store_true",
-        help="also time convert(model, dropout=True) (fastconv's dropout kernel and masks)",
+        help="also time convert(model, dropout=False) (PyTorch's own dropout kept)",
     )
     p.add_argument(
         "--fused-adam",
@@ -99,9 +99,11 @@ def epochs(a, torch, fastconv, ft):
         if a.own_pool:  # fastconv's own pool beside PyTorch's OpenMP team
             trainers["fastconv_own_pool"] = TorchTrainer(name, torch, seed=0)
             ft.convert(trainers["fastconv_own_pool"].model)
-        if a.dropout and any(isinstance(m, torch.nn.Dropout) for m in trainers["stock"].model):
-            trainers["fastconv_dropout"] = TorchTrainer(name, torch, seed=0)
-            ft.convert(trainers["fastconv_dropout"].model, dropout=True)
+        if a.torch_dropout and any(
+            isinstance(m, torch.nn.Dropout) for m in trainers["stock"].model
+        ):
+            trainers["fastconv_torch_dropout"] = TorchTrainer(name, torch, seed=0)
+            ft.convert(trainers["fastconv_torch_dropout"].model, dropout=False)
         if a.fused_adam:  # the same optimizer on every side
             for t in trainers.values():
                 hyper = {k: t.opt.defaults[k] for k in ("lr", "eps")}

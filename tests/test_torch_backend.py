@@ -288,7 +288,8 @@ def test_converted_model_matches_torch(build, shape):
     stock = build()
     converted = copy.deepcopy(stock)
     params_before = [id(p) for p in converted.parameters()]
-    converted, report = ft.convert(converted, report=True)
+    # dropout=False: PyTorch's dropout masks, so the outputs compare in training mode too
+    converted, report = ft.convert(converted, dropout=False, report=True)
     assert [id(p) for p in converted.parameters()] == params_before  # optimizers keep working
     assert list(converted.state_dict()) == list(stock.state_dict())
     _compare_models(stock, converted, torch.rand(shape))
@@ -760,7 +761,7 @@ def test_cuda_max_pool2d_dilation_and_ceil_mode(case):
 
 
 def test_dropout_on_fastconv_kernel():
-    """fastconv.torch.Dropout (convert(model, dropout=True)): PyTorch's distribution and scaling
+    """fastconv.torch.Dropout (what convert puts in every nn.Dropout's place): PyTorch's distribution and scaling
     with fastconv's masks, repeatable under torch.manual_seed, the backward through the same
     mask; PyTorch's op where fastconv's cannot run (eval, p of 0 or 1, inplace, float64)."""
     x = torch.randn(4, 8, 16, 16, requires_grad=True)
@@ -778,8 +779,8 @@ def test_dropout_on_fastconv_kernel():
     assert torch.equal(fF.dropout(x, 0.0), x)
     assert not fF.dropout(x, 1.0).any()
     assert fF.dropout(x.detach().double(), 0.5).dtype == torch.float64
-    model, report = ft.convert(keras_cnn(), dropout=True, report=True)
+    model, report = ft.convert(keras_cnn(), report=True)
     assert sum(note == "Dropout" for _, note in report.converted) == 3
     assert all(type(m) is ft.Dropout for m in model if isinstance(m, nn.Dropout))
-    assert type(ft.convert(keras_cnn())[3]) is nn.Dropout  # off by default: stock masks
+    assert type(ft.convert(keras_cnn(), dropout=False)[3]) is nn.Dropout  # PyTorch's masks kept
     model(torch.rand(2, 1, 28, 28)).sum().backward()

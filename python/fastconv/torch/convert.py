@@ -83,7 +83,7 @@ def _fuse_sequential(seq: nn.Sequential, prefix: str, report: ConversionReport) 
             i += 1
 
 
-def convert(model: nn.Module, *, fuse: bool = True, dropout: bool = False, report: bool = False):
+def convert(model: nn.Module, *, fuse: bool = True, dropout: bool = True, report: bool = False):
     """Switch `model`'s supported modules to fastconv's, in place, and return the model.
 
     Every torch.nn.Conv2d with padding_mode='zeros' becomes fastconv.torch.Conv2d and every
@@ -97,11 +97,12 @@ def convert(model: nn.Module, *, fuse: bool = True, dropout: bool = False, repor
     take (see fastconv.torch.functional). Convert before wrapping the model in
     DistributedDataParallel or torch.compile.
 
-    dropout=True also switches every torch.nn.Dropout (the class itself) to
-    fastconv.torch.Dropout: the same distribution and scaling on fastconv's faster kernel, but
-    fastconv's random masks rather than PyTorch's (seeded from PyTorch's generator, so runs stay
-    repeatable under torch.manual_seed; a training run's numbers then differ from stock PyTorch's
-    as with any other seed). Off by default, so that a converted model reproduces stock PyTorch.
+    dropout=True (the default) also switches every torch.nn.Dropout (the class itself) to
+    fastconv.torch.Dropout: the same distribution and scaling on fastconv's kernel (about a fifth
+    of a stock keras_cnn step is PyTorch's bernoulli_), with fastconv's random masks rather than
+    PyTorch's. They are seeded from PyTorch's generator, so torch.manual_seed still makes runs
+    repeatable; a training run's numbers differ from stock PyTorch's as with any other seed.
+    dropout=False keeps PyTorch's dropout and its masks.
 
     With report=True returns (model, ConversionReport) naming what was converted, fused and left.
     """

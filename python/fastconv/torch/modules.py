@@ -5,8 +5,8 @@ initialisation, repr and padding="same" are PyTorch's; only the computation chan
 back to PyTorch's op for any call fastconv does not support (fastconv.torch.functional).
 Conv2dReLUMaxPool2d is a Conv2d that also applies ReLU and a 2x2 max-pool in one fastconv pass:
 fastconv.torch.convert puts it where an nn.Sequential runs Conv2d -> ReLU -> MaxPool2d(2).
-Dropout (convert(model, dropout=True)) is torch.nn.Dropout on fastconv's dropout kernel, with
-fastconv's random stream instead of PyTorch's.
+Dropout (what convert puts in each nn.Dropout's place unless dropout=False) is torch.nn.Dropout on
+fastconv's dropout kernel, with fastconv's random stream instead of PyTorch's.
 """
 
 from __future__ import annotations
