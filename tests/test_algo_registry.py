@@ -27,7 +27,7 @@ EXPECTED = {
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
         "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),
         "lenet.conv1": ("direct_shifted", "direct", "direct"),
-        "lenet.conv2": ("channel_lanes", "dy_lanes", "channel_lanes"),
+        "lenet.conv2": ("winograd_rows", "dy_lanes", "channel_lanes"),
     },
     "avx512": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
@@ -37,7 +37,7 @@ EXPECTED = {
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
         "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),
         "lenet.conv1": ("direct_shifted", "direct", "direct"),
-        "lenet.conv2": ("channel_lanes", "dy_lanes", "tap_lanes"),
+        "lenet.conv2": ("winograd_rows", "dy_lanes", "tap_lanes"),
     },
 }
 
@@ -47,11 +47,13 @@ EXPECTED_NO_WINOGRAD = {
         "cnn1.conv2": ("direct", "direct", "tap_lanes_flat"),
         "keras.conv2": ("direct", "scatter", "tap_lanes"),
         "fashion.conv2": ("channel_lanes", "scatter", "tap_lanes"),
+        "lenet.conv2": ("channel_lanes", "dy_lanes", "channel_lanes"),
     },
     "avx512": {
         "cnn1.conv2": ("direct", "direct", "tap_lanes_flat"),
         "keras.conv2": ("channel_lanes", "scatter", "tap_lanes"),
         "fashion.conv2": ("channel_lanes", "scatter", "tap_lanes"),
+        "lenet.conv2": ("channel_lanes", "dy_lanes", "tap_lanes"),
     },
 }
 # (fwd, bwd) max-pool kernels per pooling layer and CPU path: the 2x2/2 vector forward; the
@@ -131,6 +133,7 @@ def test_registry_names():
     assert fastconv._C.conv_algos("fwd") == [
         "winograd_channels",
         "winograd_tiles",
+        "winograd_rows",
         "channel_lanes",
         "direct_shifted",
         "direct",

@@ -315,7 +315,7 @@ def test_set_winograd_switches_every_winograd_kernel(rng):
     assert fastconv.info()["winograd"] is True
     previous_isa = fastconv.get_cpu_isa()
     try:
-        for name in ("keras.conv2@n2", "fashion.conv2@n2", "cnn1.conv2@n2"):
+        for name in ("keras.conv2@n2", "fashion.conv2@n2", "cnn1.conv2@n2", "lenet.conv2@n2"):
             s = shapes.conv(name)
             x = rng.integers(-2, 3, s.x_shape).astype(np.float32)
             w = rng.integers(-1, 2, s.w_shape).astype(np.float32)

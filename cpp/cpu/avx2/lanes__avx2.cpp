@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "fastconv/cpu_kernels.h"
+#include "fastconv/winograd_rows.h"
 
 namespace {
 #include "simd__avx2.h"
@@ -16,6 +17,7 @@ namespace {
 #include "../conv2d_bwd_data_cl.inl"
 #include "../conv2d_bwd_data_dylanes.inl"
 #include "../conv2d_bww_cl.inl"
+#include "../conv2d_winograd_rows.inl"
 
 // An 8 x 8 block: `rows` input rows (pitch in_stride) of `cols` floats each become `cols` output
 // rows (pitch out_stride) of 8 lanes, lanes past `rows` zero.
@@ -55,6 +57,17 @@ namespace cpu {
 // Pixels per tile by channel vectors: NP*COV sums + COV weights + a broadcast <= 16 registers.
 void conv2d_fwd_cl__avx2(float* ycl, const float* xpad, const float* wcl, const ClConvArgs& a) {
   FwdChannelsInLanes<VecAvx2, 12, 6, 4, 2>::run(ycl, xpad, wcl, a);
+}
+
+// The same tiles on the 1-D Winograd points (conv2d_winograd_rows.inl).
+void conv2d_fwd_winograd_rows__avx2(float* ycl, const float* xpad, const float* u, float* work,
+                                    const ClConvArgs& a) {
+  using Cl = FwdChannelsInLanes<VecAvx2, 12, 6, 4, 2>;
+  if (a.kh == 5) {
+    WinogradRowsF<VecAvx2, Cl, 5>::run(ycl, xpad, u, work, a);
+  } else {
+    WinogradRowsF<VecAvx2, Cl, 3>::run(ycl, xpad, u, work, a);
+  }
 }
 
 // Scatter: up to 13 (one channel vector) or 6 (two) accumulator columns.

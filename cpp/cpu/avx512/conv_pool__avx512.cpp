@@ -11,6 +11,7 @@
 
 #include "fastconv/cpu_kernels.h"
 #include "fastconv/winograd.h"
+#include "fastconv/winograd_rows.h"
 
 namespace {
 #include "simd__avx512.h"
@@ -24,6 +25,7 @@ namespace {
 #include "../conv2d_winograd.inl"
 #include "../conv2d_winograd_tiles.inl"
 #include "../conv2d_winograd_bww.inl"
+#include "../conv2d_winograd_rows.inl"
 
 // Tiles: forward R = 2 rows x 2 vectors (or 4 rows x 1 vector when OW fits one) x 4..6
 // channels; backward-weights up to 8 channels x 3 taps or 5 x 5 (32 vector registers).
@@ -74,6 +76,16 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
 // broadcast within the 32 registers).
 void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl, const ClConvArgs& a) {
   FwdChannelsInLanes<VecAvx512, 16, 14, 9, 6>::run(ycl, xpad, wcl, a);
+}
+
+void conv2d_fwd_winograd_rows__avx512(float* ycl, const float* xpad, const float* u, float* work,
+                                      const ClConvArgs& a) {
+  using Cl = FwdChannelsInLanes<VecAvx512, 16, 14, 9, 6>;
+  if (a.kh == 5) {
+    WinogradRowsF<VecAvx512, Cl, 5>::run(ycl, xpad, u, work, a);
+  } else {
+    WinogradRowsF<VecAvx512, Cl, 3>::run(ycl, xpad, u, work, a);
+  }
 }
 
 void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, float* work,

@@ -45,6 +45,9 @@ void fwd_channel_lanes(const ImageSink& out, const float* x, const float* w, con
                        const Conv2dParams& p, bool relu, const KernelTable& kt);
 void bwd_data_channel_lanes(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
                             const KernelTable& kt);
+// ... the forward with a 1-D Winograd F(2, r) down the columns (conv2d_winograd_rows.inl).
+void fwd_winograd_rows(const ImageSink& out, const float* x, const float* w, const float* b,
+                       const Conv2dParams& p, bool relu, const KernelTable& kt);
 void bwd_data_scatter(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
                       const KernelTable& kt);
 void bwd_data_dy_lanes(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,

@@ -6,9 +6,11 @@
 // the lanes (conv2d_bww_cl.inl).
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "drivers.h"
 #include "fastconv/parallel.h"
+#include "fastconv/winograd_rows.h"
 
 namespace fastconv {
 namespace cpu {
@@ -24,6 +26,66 @@ void fwd_channel_lanes(const ImageSink& out, const float* x, const float* w, con
   run_cl_images(
       out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a, 0,
       kt.channel_lanes.unpack, [&](float* ycl, const float* xpad, float*) { kt.channel_lanes.fwd(ycl, xpad, wcl, a); },
+      true);
+}
+
+// The channel-lane forward with a 1-D Winograd down the columns (conv2d_winograd_rows.inl):
+// u[((pt*cin + ci)*kw + kx)*coutp + co] = sum_ky G[pt][ky] * w[co][ci][ky][kx] for the points of
+// F(4, 5) then F(2, 5) (5x5) or F(2, 3) (3x3), in double and rounded once.
+namespace {
+// out[((pt*cin + ci)*kw + kx)*coutp + co] for Mx's points pt in [pt0, pt1), from wd[((ci*kh +
+// ky)*kw + kx)*coutp + co] (the weights in double, channels innermost: the sums vectorise over co).
+template <class Mx>
+void transform_rows_weights(float* out, const double* wd, const ClConvArgs& a, int64_t pt0,
+                            int64_t pt1) {
+  const int64_t cp = a.coutp, kstep = a.kw * cp;
+  out += pt0 * a.cin * kstep;
+  for (int64_t pt = pt0; pt < pt1; ++pt)
+    for (int64_t ci = 0; ci < a.cin; ++ci)
+      for (int64_t kx = 0; kx < a.kw; ++kx, out += cp) {
+        const double* src = wd + (ci * a.kh * a.kw + kx) * cp;
+        for (int64_t c = 0; c < cp; ++c) {
+          double s = 0.0;
+#pragma GCC unroll 5
+          for (int ky = 0; ky < Mx::r; ++ky) s += Mx::G[pt][ky] * src[ky * kstep + c];
+          out[c] = float(s);
+        }
+      }
+}
+
+// Threaded over the points (on the calling thread alone it was ~13 us of lenet.conv2's call).
+const float* pack_rows_weights(const ClConvArgs& a, int64_t C_out, const float* w) {
+  using Big = WinogradRows<4, 5>;
+  using Two5 = WinogradRows<2, 5>;
+  using Two3 = WinogradRows<2, 3>;
+  const int64_t cp = a.coutp, taps = a.cin * a.kh * a.kw;
+  const int64_t big = a.kh == 5 ? Big::n : 0, points = a.kh == 5 ? Big::n + Two5::n : Two3::n;
+  float* u = caller_workspace(points * a.cin * a.kw * cp);
+  thread_local std::vector<double> wd_buf;
+  if (int64_t(wd_buf.size()) < taps * cp) wd_buf.resize(size_t(taps * cp));
+  double* wd = wd_buf.data();
+  for (int64_t co = 0; co < cp; ++co)  // zeros past the real channels
+    for (int64_t t = 0; t < taps; ++t) wd[t * cp + co] = co < C_out ? double(w[co * taps + t]) : 0.0;
+  parallel_for(points, [&](int64_t p0, int64_t p1, int) {
+    if (a.kh != 5) return transform_rows_weights<Two3>(u, wd, a, p0, p1);
+    if (p0 < big) transform_rows_weights<Big>(u, wd, a, p0, std::min(p1, big));
+    if (p1 > big)
+      transform_rows_weights<Two5>(u + big * a.cin * a.kw * cp, wd, a, std::max(p0, big) - big,
+                                   p1 - big);
+  });
+  return u;
+}
+}  // namespace
+
+void fwd_winograd_rows(const ImageSink& out, const float* x, const float* w, const float* b,
+                       const Conv2dParams& p, bool relu, const KernelTable& kt) {
+  const ClConvArgs a = fwd_cl_args(p, kt);
+  const float* u = pack_rows_weights(a, p.y.c, w);
+  // The kernel reads no float outside the planes (masked row ends): a valid conv's input in place.
+  run_cl_images(
+      out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a,
+      winograd_rows_work_floats(a), kt.channel_lanes.unpack,
+      [&](float* ycl, const float* xpad, float* work) { kt.winograd.fwd_rows(ycl, xpad, u, work, a); },
       true);
 }
 

@@ -111,6 +111,21 @@ const Fwd kFwd[] = {
        return cfg.winograd && p.x.c >= 8 && p.y.c >= 4 && !lanes_full(p.y.c, kt);
      },
      fwd_winograd_tiles},
+    // The channel-lane tile on a 1-D Winograd down the columns (F(4, 5) tiles of 4 rows, an F(2, 5)
+    // tile for the last 2: lenet.conv2's 10 rows take 0.44x the FMAs, the transforms whole-row
+    // vector sums), 5x5 only, where the channel-lane forward below would run: lenet.conv2 0.93 ->
+    // 0.60 ms on AVX2, 0.48 -> 0.28 on AVX-512 (1 thread, CPU time, alternating, medians, load ~3;
+    // PERF_LOG round 17). 3x3 (F(2, 3): 0.67x) is usable, not measured on a layer that wants it.
+    {"winograd_rows", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 3x3 or 5x5, even output height",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.winograd.fwd_rows != nullptr && unit_stride(p) && p.wt.h == p.wt.w &&
+              (p.wt.h == 3 || p.wt.h == 5) && p.y.h % 2 == 0;
+     },
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
+       return cfg.winograd && p.wt.h == 5 &&
+              cl_wins(p.x.c, p.y.c, p.y.w, p.y.h, p.x.w + p.pad.left + p.pad.right, kt.lanes);
+     },
+     fwd_winograd_rows},
     // Where its output channels use the lanes better than the pixel tiles' rows do (cl_wins):
     // lenet.conv2 (AVX2: 0.50 vs direct 0.82 ms at 2 threads, machine loaded, min of 7).
     {"channel_lanes", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",

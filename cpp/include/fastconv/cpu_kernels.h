@@ -166,6 +166,16 @@ using WinogradFwdFn = void (*)(float* ycl, const float* xpad, const float* u, fl
 // winograd_work_floats(a) floats.
 using WinogradBwdDataFn = void (*)(float* dxcl, const float* dy, const float* u, float* work,
                                    const ClConvArgs& a);
+// The channel-lane forward with a 1-D Winograd down the columns (conv2d_winograd_rows.inl): xpad
+// and the args as for DirectFwdClFn (kh = kw = r, 3 or 5; even oh); u[((pt*cin + ci)*kw + kx)*coutp
+// + co] = sum_ky G[pt][ky] * w[co][ci][ky][kx] (zero past the real channels) for the points of
+// F(4, 5) and then of F(2, 5) (5x5), or of F(2, 3) (3x3) (fastconv/winograd_rows.h); work:
+// winograd_rows_work_floats(a). Writes ycl like DirectFwdClFn. Reads no float outside the planes.
+inline int64_t winograd_rows_work_floats(const ClConvArgs& a) {
+  const int64_t n = a.kh + 3, vp = (a.wp + 15) / 16 * 16;
+  return a.cin * n * vp + n * a.ow * a.coutp;
+}
+
 // Tile rows per block: at least 32 tiles, so each point's weights are reused across enough tiles;
 // an even count when rows of <= 8 tiles are transformed two per vector.
 inline int64_t winograd_block_rows(int64_t tiles_per_row) {
@@ -270,6 +280,7 @@ struct WinogradKernels {              // conv2d_winograd*.inl
   WinogradTilesFn fwd_tiles = nullptr;             // the tiles in the lanes
   WinogradBwdDataFn bwd_data_transposed = nullptr; // the forward's adjoint
   WinogradBwwFn bwd_weights = nullptr;             // F(3x3, 2x2)
+  WinogradFwdFn fwd_rows = nullptr;                // 1-D F(m, r) down the columns, channel lanes
 };
 
 struct KernelTable {
@@ -340,6 +351,10 @@ void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const fl
 void conv2d_bwd_data_winograd__avx512(float* dxcl, const float* dy, const float* u, float* work,
                                       const ClConvArgs& a);
 void conv2d_fwd_cl__avx2(float* ycl, const float* xpad, const float* wcl, const ClConvArgs& a);
+void conv2d_fwd_winograd_rows__avx2(float* ycl, const float* xpad, const float* u, float* work,
+                                    const ClConvArgs& a);
+void conv2d_fwd_winograd_rows__avx512(float* ycl, const float* xpad, const float* u, float* work,
+                                      const ClConvArgs& a);
 void conv2d_bwd_data_scatter__avx2(float* ycl, const float* dy, const float* wb,
                                    const ScatterArgs& a);
 void conv2d_bwd_data_dylanes__avx2(float* dx, const float* dyp, const float* wf,
