@@ -26,7 +26,7 @@ struct BwdDataDyLanes {
   // P pixels (x0 ..) of dx row y by CI channels (ci0 ..).
   // NV > 0: C_out rounded up is NV vectors (compile time), 0: a.coutp / W (run time).
   template <int P, int CI, int NV>
-  static void tile(float* dx, const float* dyp, const float* wf,
+  static inline __attribute__((always_inline)) void tile(float* dx, const float* dyp, const float* wf,
                    const fastconv::cpu::DyLanesArgs& a, int64_t y, int64_t x0, int64_t ci0) {
     const int64_t ky0 = a.top - y > 0 ? a.top - y : 0;
     const int64_t ky1 = a.top + a.oh - y < a.kh ? a.top + a.oh - y : a.kh;
