@@ -21,9 +21,9 @@ EXPECTED = {
     "portable": dict.fromkeys(shapes.NETWORK_CONV, ("gemm", "gemm", "gemm")),
     "avx2": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
-        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "tap_lanes_flat"),
+        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "winograd_rows"),
         "keras.conv1": ("direct_shifted", "direct", "direct"),
-        "keras.conv2": ("winograd_channels", "winograd_transposed", "tap_lanes"),
+        "keras.conv2": ("winograd_channels", "winograd_transposed", "winograd_rows"),
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
         "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),
         "lenet.conv1": ("direct_shifted", "direct", "direct"),
@@ -31,9 +31,9 @@ EXPECTED = {
     },
     "avx512": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
-        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "tap_lanes_flat"),
+        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "winograd_rows"),
         "keras.conv1": ("direct_shifted", "gemm", "direct"),
-        "keras.conv2": ("winograd_channels", "winograd_transposed", "tap_lanes"),
+        "keras.conv2": ("winograd_channels", "winograd_transposed", "winograd_rows"),
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
         "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),
         "lenet.conv1": ("direct_shifted", "direct", "direct"),
@@ -151,6 +151,7 @@ def test_registry_names():
     ]
     assert fastconv._C.conv_algos("bwd_weights") == [
         "winograd_channels",
+        "winograd_rows",
         "tap_lanes_flat",
         "tap_lanes",
         "channel_lanes",

@@ -282,6 +282,44 @@ def test_channel_lane_weight_gradient_channel_blocks(rng, c_in, kernel, k_out):
         check_backward(s, x, w, dy)
 
 
+# The row-pair Winograd weight gradient (conv2d_bww_rows.inl): kernels 5 high of any width, even
+# output heights down to 2, odd output widths, input channels around the lanes (1, 4, 17, 20),
+# same / valid / mixed padding; 3 images, so 2 threads sum 3 parts.
+ROWS_WINOGRAD = [
+    shapes.ConvShape("rows.k5c17same", 3, 17, 6, 7, 5, 5, padding="same"),
+    shapes.ConvShape("rows.k5x3c4", 3, 4, 10, 9, 7, (5, 3), padding=(1, 2)),
+    shapes.ConvShape("rows.k5c20valid", 3, 20, 6, 12, 9, 5, padding="valid"),
+    shapes.ConvShape("rows.k5c1", 3, 1, 8, 8, 3, 5, padding=2),
+    shapes.ConvShape("rows.k5x7c9", 3, 9, 8, 11, 4, (5, 7), padding=(2, 0)),
+]
+
+
+@pytest.mark.parametrize("s", ROWS_WINOGRAD, ids=[s.name for s in ROWS_WINOGRAD])
+def test_rows_winograd_weight_gradient(isa, rng, s):
+    """winograd_rows forced against the reference at 1 and 2 threads; odd output heights are not
+    its geometry."""
+    args = (s.x_shape, s.w_shape)
+    if "winograd_rows" not in fastconv.conv2d_algos("bwd_weights", *args, **s.kwargs()):
+        pytest.skip(f"the {isa} path has no row-pair Winograd weight gradient")
+    odd = shapes.ConvShape("rows.odd", 3, 8, 7, 8, 4, 5, padding=2)
+    assert "winograd_rows" not in fastconv.conv2d_algos(
+        "bwd_weights", odd.x_shape, odd.w_shape, **odd.kwargs()
+    )
+    x, _, _, dy = _arrays(rng, s)
+    want = ref.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
+    tol = _tolerances(s)
+    previous = fastconv.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            with conv_algo("bwd_weights", "winograd_rows"):
+                dw, db = fastconv.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
+            assert_close(dw, want[0], *tol["dw"], f"{s.name}: dw, {threads} threads")
+            assert_close(db, want[1], *tol["db"], f"{s.name}: db, {threads} threads")
+    finally:
+        fastconv.set_num_threads(previous)
+
+
 def test_conv_algo_switch_validates():
     """Unknown passes and names fail at set time; a forced name that cannot run a call fails it."""
     with pytest.raises(ValueError, match="pass"):

@@ -18,6 +18,7 @@ namespace {
 #include "../conv2d_bwd_data_dylanes.inl"
 #include "../conv2d_bww_cl.inl"
 #include "../conv2d_winograd_rows.inl"
+#include "../conv2d_bww_rows.inl"
 
 // An 8 x 8 block: `rows` input rows (pitch in_stride) of `cols` floats each become `cols` output
 // rows (pitch out_stride) of 8 lanes, lanes past `rows` zero.
@@ -94,6 +95,17 @@ void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float
     BwdWeightsChannelsLast<VecAvx2, 6, 2>::run(acc, dy, xcl, a, lp);
   } else {
     BwdWeightsChannelsLast<VecAvx2, 4, 3>::run(acc, dy, xcl, a, lp);
+  }
+}
+
+// The rows Winograd's point GEMMs on the per-row tiles above (cnn1.conv2: kh*cin = 100 lanes,
+// 13 vectors in chunks of 3, 3, 3, 2, 2).
+void conv2d_bwd_weights_rows__avx2(float* acc, const float* dy, const float* xcl,
+                                   const DirectConvArgs& a, int64_t lp, float* work) {
+  if (lp <= 2 * VecAvx2::W) {
+    BwdWeightsRows<VecAvx2, BwdWeightsChannelsLast<VecAvx2, 6, 2>>::run(acc, dy, xcl, a, lp, work);
+  } else {
+    BwdWeightsRows<VecAvx2, BwdWeightsChannelsLast<VecAvx2, 4, 3>>::run(acc, dy, xcl, a, lp, work);
   }
 }
 

@@ -19,6 +19,7 @@ namespace {
 #include "../maxpool2d_simd.inl"
 #include "../maxpool2d_bwd_tiles.inl"
 #include "../conv2d_bww_cl.inl"
+#include "../conv2d_bww_rows.inl"
 #include "../conv2d_bwd_data_dylanes.inl"
 #include "../conv2d_fwd_cl.inl"
 #include "../conv2d_bwd_data_cl.inl"
@@ -69,6 +70,15 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
     BwdWeightsChannelsLast<VecAvx512, 8, 3>::run(acc, dy, xcl, a, lp);
   } else {
     BwdWeightsChannelsLast<VecAvx512, 3, 7>::run(acc, dy, xcl, a, lp);
+  }
+}
+
+void conv2d_bwd_weights_rows__avx512(float* acc, const float* dy, const float* xcl,
+                                     const DirectConvArgs& a, int64_t lp, float* work) {
+  if (lp <= 3 * VecAvx512::W) {
+    BwdWeightsRows<VecAvx512, BwdWeightsChannelsLast<VecAvx512, 8, 3>>::run(acc, dy, xcl, a, lp, work);
+  } else {
+    BwdWeightsRows<VecAvx512, BwdWeightsChannelsLast<VecAvx512, 3, 7>>::run(acc, dy, xcl, a, lp, work);
   }
 }
 

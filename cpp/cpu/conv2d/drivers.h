@@ -40,7 +40,8 @@ void bwd_weights_direct(float* dw, float* db, const DySource& dy, const float* x
                         const Conv2dParams& p, const KernelTable& kt);
 
 // lanes.cpp: channels in the lanes (conv2d_fwd_cl.inl, conv2d_bwd_data_cl.inl,
-// conv2d_bwd_data_dylanes.inl, conv2d_bww_cl.inl and the ISA's channel-lane weight gradient).
+// conv2d_bwd_data_dylanes.inl, conv2d_bww_cl.inl, conv2d_bww_rows.inl and the ISA's channel-lane
+// weight gradient).
 void fwd_channel_lanes(const ImageSink& out, const float* x, const float* w, const float* b,
                        const Conv2dParams& p, bool relu, const KernelTable& kt);
 void bwd_data_channel_lanes(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
@@ -58,6 +59,8 @@ void bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const float
                            const Conv2dParams& p, const KernelTable& kt);
 void bwd_weights_tap_lanes_flat(float* dw, float* db, const DySource& dy, const float* x,
                                 const Conv2dParams& p, const KernelTable& kt);
+void bwd_weights_winograd_rows(float* dw, float* db, const DySource& dy, const float* x,
+                               const Conv2dParams& p, const KernelTable& kt);
 
 // winograd.cpp: Winograd F(2x2, 3x3) / F(2x2, 5x5) and F(3x3, 2x2) (conv2d_winograd*.inl).
 void fwd_winograd_channels(const ImageSink& out, const float* x, const float* w, const float* b,

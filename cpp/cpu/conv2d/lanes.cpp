@@ -232,67 +232,101 @@ void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const f
 // bwd_weights with (kx, ci) in lanes (conv2d_bww_cl.inl), stride 1, dilation 1, groups 1: per
 // image x is zero-padded into channels-last rows, so the KW*C_in inputs of one kernel row at one
 // output pixel are contiguous; fixed ranges of samples (parallel_for_parts), each with its own
-// (C_out x KH x lp) + C_out partial sums (flat lanes: C_out x lp), added in a fixed order and
-// un-permuted into (co, ci, ky, kx) at the end. Workspace: parts * (C_out*KH*lp + C_out) floats
-// (flat: parts * (C_out*lp + C_out)); per thread one channels-last padded image
-// (hp*wp*C_in + lanes floats).
+// (C_out x KH x lp) + C_out partial sums (flat lanes: C_out x lp; rows Winograd: kRowsPoints x
+// C_out x lp), added in a fixed order and un-permuted into (co, ci, ky, kx) at the end.
+// Workspace: parts * (those + C_out) floats; per thread one channels-last padded image
+// (hp*wp*C_in + lanes floats) and for the rows Winograd its transformed image and dy.
 namespace {
+enum class TapLanes { per_row, flat, rows_winograd };
+
 void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const float* x,
-                               const Conv2dParams& p, const KernelTable& kt, bool flat) {
+                               const Conv2dParams& p, const KernelTable& kt, TapLanes layout) {
   const int lanes = kt.lanes;
+  const bool flat = layout == TapLanes::flat, rows = layout == TapLanes::rows_winograd;
   const DirectConvArgs a = direct_args(p);
   const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t C_out = p.y.c, C_in = p.x.c, P = p.y.h * p.y.w;
   const int64_t L = a.kw * C_in;
+  // lanes: per row and rows Winograd (kx, ci), flat (ky, kx, ci)
   const int64_t lp = round_up(flat ? a.kh * L : L, lanes);
-  // where (co, ky, 0, 0) sits in acc: per-row layout (co, ky, lp), flat layout (co, ky*L)
-  const int64_t co_stride = flat ? lp : a.kh * lp, ky_stride = flat ? L : lp;
-  const int64_t per_part = C_out * co_stride + C_out;
-  const PartSums sums = accumulate_parts(p.x.n, per_part, [&](float* acc, int64_t begin,
-                                                               int64_t end) {
-    float* dbp = acc + C_out * co_stride;
+  // where (co, ky, 0, 0) sits in acc: per-row layout (co, ky, lp), flat layout (co, ky*L); the
+  // rows Winograd's point j of channel co at (j*C_out + co)*lp
+  const int64_t co_stride = flat || rows ? lp : a.kh * lp, ky_stride = flat ? L : lp;
+  const int64_t sums = rows ? kRowsPoints * C_out * lp : C_out * co_stride;
+  const int64_t per_part = sums + C_out;
+  const int64_t work = rows ? rows_winograd_work_floats(a, lanes) : 0;
+  const PartSums parts_sums = accumulate_parts(p.x.n, per_part, [&](float* acc, int64_t begin,
+                                                                    int64_t end) {
+    float* dbp = acc + sums;
     const int64_t xsize = a.hp * a.wp * C_in + lanes;
-    float* xcl = scratch(xsize + dy.scratch_floats());
-    float* tmp = xcl + xsize;
+    float* xcl = scratch(xsize + work + dy.scratch_floats());
+    float* wk = xcl + xsize;
+    float* tmp = wk + work;
     // The border (and the tail the last lanes read) zeroed once; per image the ISA's kernel
     // transposes the interior in (cnn1.conv2 ~2% faster than a fill per image).
     std::fill(xcl, xcl + xsize, 0.0f);
     for (int64_t n = begin; n < end; ++n) {
       kt.channel_lanes.pad_channels_last(xcl, x + n * xs, p.x.h, p.x.w, C_in, p.pad.top, p.pad.left, a.wp);
       const float* dy_n = dy.image(n, tmp);
-      kt.channel_lanes.bwd_weights_taps(acc, dy_n, xcl, a, lp, flat);
+      if (rows)
+        kt.channel_lanes.bwd_weights_rows(acc, dy_n, xcl, a, lp, wk);
+      else
+        kt.channel_lanes.bwd_weights_taps(acc, dy_n, xcl, a, lp, flat);
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }
   });
-  const float* ws = sums.ws;
-  const int parts = sums.parts;
+  const float* ws = parts_sums.ws;
+  const int parts = parts_sums.parts;
+  const auto part_sum = [&](int64_t i) {  // each sum added in part order
+    float s = 0.0f;
+    for (int part = 0; part < parts; ++part) s += ws[part * per_part + i];
+    return s;
+  };
   // Threaded over output channels, reading the parts' rows in order (a serial, ci-strided loop
-  // here was ~8% of keras.conv2's call at 2 threads); each weight is summed in part order.
+  // here was ~8% of keras.conv2's call at 2 threads).
   parallel_for(C_out, [&](int64_t c0, int64_t c1, int) {
-    for (int64_t co = c0; co < c1; ++co)
-      for (int64_t ky = 0; ky < a.kh; ++ky)
+    for (int64_t co = c0; co < c1; ++co) {
+      if (rows) {  // the output transforms (winograd.h AWT for ky 0..2; F(2, 2) for 3..4), in double
+        for (int64_t kx = 0; kx < a.kw; ++kx)
+          for (int64_t ci = 0; ci < C_in; ++ci) {
+            double m[kRowsPoints];
+            for (int j = 0; j < kRowsPoints; ++j)
+              m[j] = part_sum((j * C_out + co) * lp + kx * C_in + ci);
+            float* d = dw + (co * C_in + ci) * a.kh * a.kw + kx;
+            d[0] = float(m[0] + m[1] + m[2]);
+            d[a.kw] = float(m[1] - m[2]);
+            d[2 * a.kw] = float(m[1] + m[2] - m[3]);
+            d[3 * a.kw] = float(m[4] + m[5]);
+            d[4 * a.kw] = float(m[5] + m[6]);
+          }
+        continue;
+      }
+      for (int64_t ky = 0; ky < a.kh; ++ky) {
         for (int64_t kx = 0; kx < a.kw; ++kx) {
           const int64_t src = co * co_stride + ky * ky_stride + kx * C_in;
           float* d = dw + (co * C_in * a.kh + ky) * a.kw + kx;
-          for (int64_t ci = 0; ci < C_in; ++ci) {
-            float s = 0.0f;
-            for (int part = 0; part < parts; ++part) s += ws[part * per_part + src + ci];
-            d[ci * a.kh * a.kw] = s;
-          }
+          for (int64_t ci = 0; ci < C_in; ++ci) d[ci * a.kh * a.kw] = part_sum(src + ci);
         }
+      }
+    }
   });
-  if (db != nullptr) sums.sum_into(db, C_out * co_stride, C_out);
+  if (db != nullptr) parts_sums.sum_into(db, sums, C_out);
 }
 }  // namespace
 
 void bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const float* x,
                            const Conv2dParams& p, const KernelTable& kt) {
-  run_bwd_weights_tap_lanes(dw, db, dy, x, p, kt, false);
+  run_bwd_weights_tap_lanes(dw, db, dy, x, p, kt, TapLanes::per_row);
 }
 
 void bwd_weights_tap_lanes_flat(float* dw, float* db, const DySource& dy, const float* x,
                                 const Conv2dParams& p, const KernelTable& kt) {
-  run_bwd_weights_tap_lanes(dw, db, dy, x, p, kt, true);
+  run_bwd_weights_tap_lanes(dw, db, dy, x, p, kt, TapLanes::flat);
+}
+
+void bwd_weights_winograd_rows(float* dw, float* db, const DySource& dy, const float* x,
+                               const Conv2dParams& p, const KernelTable& kt) {
+  run_bwd_weights_tap_lanes(dw, db, dy, x, p, kt, TapLanes::rows_winograd);
 }
 
 }  // namespace cpu

@@ -296,6 +296,23 @@ const BwdWeights kBwdWeights[] = {
        return cfg.winograd && p.x.c >= 16 && lanes_full(p.y.c, kt);
      },
      bwd_weights_winograd_channels},
+    // A 1-D Winograd over pairs of output rows for kernels 5 high (F(3, 2) + F(2, 2): 7 products
+    // per pair instead of 10, transforms of +-1 and 1/2 only), its point GEMMs on the per-row
+    // tap-lane tiles (PERF_LOG round 17).
+    {"winograd_rows", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 5 high, even output height",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.channel_lanes.bwd_weights_rows != nullptr && tap_lanes_usable(p, kt) &&
+              p.wt.h == 5 && p.y.h % 2 == 0;
+     },
+     // Taken from 16 input channels (transforms per product grow as C_in falls): AVX2, 1 thread,
+     // CPU time, same process, alternating, medians: cnn1.conv2 3.84 vs 4.93 ms (tap_lanes_flat),
+     // keras.conv2 55.2 vs 67.0 (tap_lanes), inception.5x5 1.76 vs 2.15; AVX-512 4.15 vs 4.74,
+     // 45.7 vs 57.3, 1.34 vs 1.61; lenet.conv2 (6 channels) 0.85 vs 0.68 (AVX2 channel_lanes),
+     // 0.64 vs 0.61 (AVX-512 tap_lanes).
+     [](const Conv2dParams& p, const KernelTable&, const AlgoConfig& cfg) {
+       return cfg.winograd && p.x.c >= 16;
+     },
+     bwd_weights_winograd_rows},
     // Lanes over the whole (ky, kx, ci) where they take >= 3% fewer vectors than per kernel row
     // and the padded image fits 40 KB of L1 (the flat kernel has no row blocks): cnn1.conv2, 32
     // vectors instead of 35 (PERF_LOG round 10); on AVX2 63 instead of 65, 4.40 vs 4.48 ms at 1

@@ -108,6 +108,19 @@ using DirectBwdWeightsTFn = void (*)(float* acc, const float* dyT, const float* 
 using DirectBwdWeightsClFn = void (*)(float* acc, const float* dy, const float* xcl,
                                       const DirectConvArgs& a, int64_t lp, bool flat);
 
+// bwd_weights of ONE image of a kernel 5 rows high with a 1-D Winograd transform over pairs of
+// output rows (conv2d_bww_rows.inl: F(3, 2) for ky 0..2, F(2, 2) for ky 3..4, kRowsPoints points),
+// (kx, ci) in the lanes; needs an even oh. xcl as for DirectBwdWeightsClFn; acc (kRowsPoints, cout,
+// lp) += the points' sums, acc[(j*cout + co)*lp + kx*cin + ci], lp = kw*cin rounded up to the
+// lanes (lanes past kw*cin hold junk); work: rows_winograd_work_floats(a, lanes) floats. The
+// caller sums its threads' acc and applies the output transforms.
+constexpr int kRowsPoints = 7, kRowsDyBlocks = 4;
+inline int64_t rows_winograd_work_floats(const DirectConvArgs& a, int64_t lanes) {
+  return kRowsPoints * (a.oh / 2) * a.wp * a.cin + lanes + kRowsDyBlocks * a.cout * (a.oh / 2) * a.ow;
+}
+using BwdWeightsRowsFn = void (*)(float* acc, const float* dy, const float* xcl,
+                                  const DirectConvArgs& a, int64_t lp, float* work);
+
 // Direct conv of ONE image with output channels in lanes (conv2d_fwd_cl.inl), stride 1,
 // dilation 1: xpad holds cin zero-bordered planes of hp = oh + kh - 1 rows x wp = ow + kw - 1
 // columns (pitch `plane` floats), nonzero only inside rows [top, top + h) and columns
@@ -270,6 +283,7 @@ struct ChannelLaneKernels {           // channels in the lanes
   BwdDataDyLanesFn bwd_data_dy_lanes = nullptr;    // dy channels (conv2d_bwd_data_dylanes.inl)
   DirectBwdWeightsTFn bwd_weights = nullptr;       // output channels
   DirectBwdWeightsClFn bwd_weights_taps = nullptr; // (kx, ci) taps (conv2d_bww_cl.inl)
+  BwdWeightsRowsFn bwd_weights_rows = nullptr;    // 1-D Winograd over row pairs (conv2d_bww_rows.inl)
   TransposeToLanesFn transpose = nullptr;          // dy to (pixels, channels); nullptr: a loop
   PadChannelsLastFn pad_channels_last = nullptr;   // with bwd_weights_taps
   UnpackChannelsLastFn unpack = nullptr;           // channels-last results to NCHW; nullptr: a loop
@@ -339,6 +353,8 @@ void conv2d_bwd_weights_direct_t__avx512(float* acc, const float* dyT, const flo
                                          const DirectConvArgs& a);
 void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const float* xcl,
                                           const DirectConvArgs& a, int64_t lp, bool flat);
+void conv2d_bwd_weights_rows__avx512(float* acc, const float* dy, const float* xcl,
+                                     const DirectConvArgs& a, int64_t lp, float* work);
 void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl,
                            const ClConvArgs& a);
 void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, float* work,
@@ -361,6 +377,8 @@ void conv2d_bwd_data_dylanes__avx2(float* dx, const float* dyp, const float* wf,
                                    const DyLanesArgs& a);
 void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float* xcl,
                                         const DirectConvArgs& a, int64_t lp, bool flat);
+void conv2d_bwd_weights_rows__avx2(float* acc, const float* dy, const float* xcl,
+                                   const DirectConvArgs& a, int64_t lp, float* work);
 void pad_channels_last__avx2(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
                              int64_t top, int64_t left, int64_t wp);
 void transpose_to_lanes__avx2(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp);

@@ -1,0 +1,103 @@
+// conv2d_bww_rows.inl — weight gradient of a stride-1, dilation-1 conv 5 rows high with a 1-D
+// Winograd transform down the columns (pairs of output rows), (kx, ci) in the lanes. Include INSIDE
+// the anonymous namespace of an ISA translation unit, after conv2d_bww_cl.inl (its tiles run the
+// point GEMMs).
+//
+// Why: the direct (kx, ci)-lane kernels are FMA-bound at ~85% of the peak (cnn1.conv2), so fewer
+// products is the lever left. Each pair of output rows oy = 2s, 2s+1 meets the six padded input
+// rows 2s .. 2s+5; ky = 0..2 is a 1-D F(3, 2) over rows 2s .. 2s+3 (4 products for 6, the points
+// 0, 1, -1, inf of the 3x3 weight gradient, winograd.h GW / AWT) and ky = 3..4 an F(2, 2) over rows
+// 2s+3 .. 2s+5 (3 products for 4: m4 = g0 (d3 - d4), m5 = (g0 + g1) d4, m6 = g1 (d5 - d4);
+// y3 = m4 + m5, y4 = m5 + m6). 7 products per pair of rows instead of 10, with only +-1 and 1/2
+// in the transforms (no 2s, 4s or 16s: the 2-D F(5x5, 2x2) rounded 30x worse than the direct sum).
+// Both transforms combine whole rows (of the channels-last padded image, and of dy), so they are
+// plain vector arithmetic. Per point j (kRowsPoints of them) and image:
+//     M[j][co][kx*cin + ci] += sum over (s, ox) of U[j][co][s][ox] * V[j][s][(ox + kx)*cin + ci]
+// with U the transformed dy row pairs and V the transformed input rows: the per-row (kx, ci)-lane
+// weight gradient of a one-row kernel over an image of oh/2 rows, which BwdWeightsChannelsLast::run
+// computes. The caller sums M over images and parts, then applies the output transforms once.
+
+template <class V, class CL>
+struct BwdWeightsRows {
+  using reg = typename V::reg;
+
+  // x: the rows V[(j*S + s)*row + i] (row = wp*cin floats) from the padded channels-last image's
+  // rows 2s .. 2s+5. Point 5 (row 2s+4 itself) is stored doubled, so that its dy operand is point
+  // 1's (g0 + g1) / 2 (exact). The GEMM's last lanes read up to W floats past the last row: the
+  // caller's slack.
+  static void transform_x(float* v, const float* xcl, const fastconv::cpu::DirectConvArgs& a) {
+    const int64_t S = a.oh / 2, row = a.wp * a.cin, blk = S * row, rv = row / V::W * V::W;
+    for (int64_t s = 0; s < S; ++s) {
+      const float* d = xcl + 2 * s * row;  // rows 2s .. 2s+5, row apart
+      float* o = v + s * row;
+      for (int64_t i = 0; i < rv; i += V::W) {
+        const reg d0 = V::loadu(d + i), d1 = V::loadu(d + row + i), d2 = V::loadu(d + 2 * row + i),
+                  d3 = V::loadu(d + 3 * row + i), d4 = V::loadu(d + 4 * row + i),
+                  d5 = V::loadu(d + 5 * row + i);
+        V::storeu(o + i, V::sub(d0, d2));  // F(3, 2): B^T of winograd.h Winograd<3>
+        V::storeu(o + blk + i, V::add(d1, d2));
+        V::storeu(o + 2 * blk + i, V::sub(d2, d1));
+        V::storeu(o + 3 * blk + i, V::sub(d1, d3));
+        V::storeu(o + 4 * blk + i, V::sub(d3, d4));  // F(2, 2)
+        V::storeu(o + 5 * blk + i, V::add(d4, d4));
+        V::storeu(o + 6 * blk + i, V::sub(d5, d4));
+      }
+      for (int64_t i = rv; i < row; ++i) {
+        const float d0 = d[i], d1 = d[row + i], d2 = d[2 * row + i], d3 = d[3 * row + i],
+                    d4 = d[4 * row + i], d5 = d[5 * row + i];
+        o[i] = d0 - d2;
+        o[blk + i] = d1 + d2;
+        o[2 * blk + i] = d2 - d1;
+        o[3 * blk + i] = d1 - d3;
+        o[4 * blk + i] = d3 - d4;
+        o[5 * blk + i] = d4 + d4;
+        o[6 * blk + i] = d5 - d4;
+      }
+    }
+  }
+
+  // dy: the kRowsDyBlocks distinct operands of the points, U[(b*cout + co)*S*ow + s*ow + ox] from
+  // the pair g0 = dy[co][2s][ox], g1 = dy[co][2s+1][ox]: g0, (g0 + g1) / 2, (g0 - g1) / 2, g1
+  // (F(3, 2): GW of winograd.h Winograd<3>; F(2, 2)'s g0, g0 + g1, g1 as g0, 2 (g0 + g1) / 2, g1).
+  static void transform_dy(float* u, const float* dy, const fastconv::cpu::DirectConvArgs& a) {
+    const int64_t S = a.oh / 2, ow = a.ow, blk = a.cout * S * ow, wv = ow / V::W * V::W;
+    const reg half = V::set1(0.5f);
+    for (int64_t cs = 0; cs < a.cout * S; ++cs) {  // (co, s): dy rows 2 cs and 2 cs + 1
+      const float* g = dy + 2 * cs * ow;
+      float* o = u + cs * ow;
+      for (int64_t i = 0; i < wv; i += V::W) {
+        const reg g0 = V::loadu(g + i), g1 = V::loadu(g + ow + i);
+        V::storeu(o + i, g0);
+        V::storeu(o + blk + i, V::mul(V::add(g0, g1), half));
+        V::storeu(o + 2 * blk + i, V::mul(V::sub(g0, g1), half));
+        V::storeu(o + 3 * blk + i, g1);
+      }
+      for (int64_t i = wv; i < ow; ++i) {
+        const float g0 = g[i], g1 = g[ow + i];
+        o[i] = g0;
+        o[blk + i] = (g0 + g1) * 0.5f;
+        o[2 * blk + i] = (g0 - g1) * 0.5f;
+        o[3 * blk + i] = g1;
+      }
+    }
+  }
+
+  // One image: acc[(j*cout + co)*lp + kx*cin + ci] += M; work holds V then U
+  // (fastconv::cpu::rows_winograd_work_floats).
+  static void run(float* acc, const float* dy, const float* xcl,
+                  const fastconv::cpu::DirectConvArgs& a, int64_t lp, float* work) {
+    constexpr int kPoints = fastconv::cpu::kRowsPoints;
+    static constexpr int kDyBlock[kPoints] = {0, 1, 2, 3, 0, 1, 3};  // point j's dy operand
+    const int64_t S = a.oh / 2, vblk = S * a.wp * a.cin, ublk = a.cout * S * a.ow;
+    float* v = work;
+    float* u = work + kPoints * vblk + V::W;
+    transform_x(v, xcl, a);
+    transform_dy(u, dy, a);
+    fastconv::cpu::DirectConvArgs g = a;  // one point's GEMM: a one-row kernel over S rows
+    g.kh = 1;
+    g.oh = S;
+    g.hp = S;
+    for (int j = 0; j < kPoints; ++j)
+      CL::run(acc + j * a.cout * lp, u + kDyBlock[j] * ublk, v + j * vblk, g, lp);
+  }
+};
