@@ -148,19 +148,29 @@ void unpack_channels_last__avx2(float* y, const float* ycl, int64_t C, int64_t P
   }
 }
 
-// The image's rows into the padded channels-last buffer, 8 x 8 blocks per row for whole blocks
-// of 8 channels (as a scalar loop with C-strided stores it was 6.5% of cnn1.conv2's weight
-// gradient); the last C % 8 channels by that loop (masked stores, microcoded on AMD, made
-// lenet.conv2's 6 channels 9% slower).
+// The image's rows into the padded channels-last buffer, 8 x 8 blocks per row (as a scalar loop
+// with C-strided stores it was 6.5% of cnn1.conv2's weight gradient). C >= 8: the last C % 8
+// channels as a whole block overlapping the one before (the same values rewritten), and likewise
+// a row's last W % 8 pixels (cnn1.conv2's 20 channels of 14 pixels: the 4 channels by the loop
+// and the 6 pixels by masked loads were ~8% of its row-pair Winograd weight gradient). C < 8 by
+// the loop (masked stores, microcoded on AMD, made lenet.conv2's 6 channels 9% slower).
 void pad_channels_last__avx2(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
                              int64_t top, int64_t left, int64_t wp) {
-  const int64_t c8 = C / 8 * 8;
+  const int64_t c8 = C / 8 * 8, clast = C >= 8 && C % 8 != 0 ? C - 8 : -1;
+  const int64_t x8 = W >= 8 ? W / 8 * 8 : 0, xlast = W >= 8 && W % 8 != 0 ? W - 8 : -1;
+  const auto block = [&](float* row, int64_t iy, int64_t c0) {
+    const float* src = x_n + (c0 * H + iy) * W;
+    for (int64_t x0 = 0; x0 < x8; x0 += 8) transpose_block8(row + x0 * C + c0, C, src + x0, H * W, 8, 8);
+    if (xlast >= 0) transpose_block8(row + xlast * C + c0, C, src + xlast, H * W, 8, 8);
+    if (W < 8) transpose_block8(row + c0, C, src, H * W, 8, W);
+  };
   for (int64_t iy = 0; iy < H; ++iy) {
     float* row = xcl + ((iy + top) * wp + left) * C;
-    for (int64_t c0 = 0; c0 < c8; c0 += 8)
-      for (int64_t x0 = 0; x0 < W; x0 += 8)
-        transpose_block8(row + x0 * C + c0, C, x_n + (c0 * H + iy) * W + x0, H * W, 8,
-                         W - x0 < 8 ? W - x0 : 8);
+    for (int64_t c0 = 0; c0 < c8; c0 += 8) block(row, iy, c0);
+    if (clast >= 0) {
+      block(row, iy, clast);
+      continue;
+    }
     for (int64_t c = c8; c < C; ++c) {
       const float* src = x_n + (c * H + iy) * W;
       for (int64_t ix = 0; ix < W; ++ix) row[ix * C + c] = src[ix];
