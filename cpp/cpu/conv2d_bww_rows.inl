@@ -21,38 +21,52 @@ template <class V, class CL>
 struct BwdWeightsRows {
   using reg = typename V::reg;
 
+  // One float at a time, with V's names (the rows shorter than a vector).
+  struct One {
+    using reg = float;
+    static float loadu(const float* p) { return *p; }
+    static void storeu(float* p, float v) { *p = v; }
+    static float add(float a, float b) { return a + b; }
+    static float sub(float a, float b) { return a - b; }
+    static float mul(float a, float b) { return a * b; }
+    static float set1(float v) { return v; }
+  };
+
+  // step(V{}, i) for whole vectors at i = 0, W, ... and the last one ending at n (overlapping the
+  // one before: the same values rewritten, no masked tail); n < W: step(One{}, i) for each i.
+  template <class Step>
+  static void whole_vectors(int64_t n, Step step) {
+    if (n < V::W) {
+      for (int64_t i = 0; i < n; ++i) step(One{}, i);
+      return;
+    }
+    int64_t i = 0;
+    for (; i + V::W < n; i += V::W) step(V{}, i);
+    step(V{}, n - V::W);
+  }
+
   // x: the rows V[(j*S + s)*row + i] (row = wp*cin floats) from the padded channels-last image's
   // rows 2s .. 2s+5. Point 5 (row 2s+4 itself) is stored doubled, so that its dy operand is point
   // 1's (g0 + g1) / 2 (exact). The GEMM's last lanes read up to W floats past the last row: the
   // caller's slack.
   static void transform_x(float* v, const float* xcl, const fastconv::cpu::DirectConvArgs& a) {
-    const int64_t S = a.oh / 2, row = a.wp * a.cin, blk = S * row, rv = row / V::W * V::W;
+    const int64_t S = a.oh / 2, row = a.wp * a.cin, blk = S * row;
     for (int64_t s = 0; s < S; ++s) {
       const float* d = xcl + 2 * s * row;  // rows 2s .. 2s+5, row apart
       float* o = v + s * row;
-      for (int64_t i = 0; i < rv; i += V::W) {
-        const reg d0 = V::loadu(d + i), d1 = V::loadu(d + row + i), d2 = V::loadu(d + 2 * row + i),
-                  d3 = V::loadu(d + 3 * row + i), d4 = V::loadu(d + 4 * row + i),
-                  d5 = V::loadu(d + 5 * row + i);
-        V::storeu(o + i, V::sub(d0, d2));  // F(3, 2): B^T of winograd.h Winograd<3>
-        V::storeu(o + blk + i, V::add(d1, d2));
-        V::storeu(o + 2 * blk + i, V::sub(d2, d1));
-        V::storeu(o + 3 * blk + i, V::sub(d1, d3));
-        V::storeu(o + 4 * blk + i, V::sub(d3, d4));  // F(2, 2)
-        V::storeu(o + 5 * blk + i, V::add(d4, d4));
-        V::storeu(o + 6 * blk + i, V::sub(d5, d4));
-      }
-      for (int64_t i = rv; i < row; ++i) {
-        const float d0 = d[i], d1 = d[row + i], d2 = d[2 * row + i], d3 = d[3 * row + i],
-                    d4 = d[4 * row + i], d5 = d[5 * row + i];
-        o[i] = d0 - d2;
-        o[blk + i] = d1 + d2;
-        o[2 * blk + i] = d2 - d1;
-        o[3 * blk + i] = d1 - d3;
-        o[4 * blk + i] = d3 - d4;
-        o[5 * blk + i] = d4 + d4;
-        o[6 * blk + i] = d5 - d4;
-      }
+      whole_vectors(row, [&](auto ops, int64_t i) {
+        using O = decltype(ops);
+        const typename O::reg d0 = O::loadu(d + i), d1 = O::loadu(d + row + i),
+                              d2 = O::loadu(d + 2 * row + i), d3 = O::loadu(d + 3 * row + i),
+                              d4 = O::loadu(d + 4 * row + i), d5 = O::loadu(d + 5 * row + i);
+        O::storeu(o + i, O::sub(d0, d2));  // F(3, 2): B^T of winograd.h Winograd<3>
+        O::storeu(o + blk + i, O::add(d1, d2));
+        O::storeu(o + 2 * blk + i, O::sub(d2, d1));
+        O::storeu(o + 3 * blk + i, O::sub(d1, d3));
+        O::storeu(o + 4 * blk + i, O::sub(d3, d4));  // F(2, 2)
+        O::storeu(o + 5 * blk + i, O::add(d4, d4));
+        O::storeu(o + 6 * blk + i, O::sub(d5, d4));
+      });
     }
   }
 
@@ -60,25 +74,18 @@ struct BwdWeightsRows {
   // the pair g0 = dy[co][2s][ox], g1 = dy[co][2s+1][ox]: g0, (g0 + g1) / 2, (g0 - g1) / 2, g1
   // (F(3, 2): GW of winograd.h Winograd<3>; F(2, 2)'s g0, g0 + g1, g1 as g0, 2 (g0 + g1) / 2, g1).
   static void transform_dy(float* u, const float* dy, const fastconv::cpu::DirectConvArgs& a) {
-    const int64_t S = a.oh / 2, ow = a.ow, blk = a.cout * S * ow, wv = ow / V::W * V::W;
-    const reg half = V::set1(0.5f);
+    const int64_t S = a.oh / 2, ow = a.ow, blk = a.cout * S * ow;
     for (int64_t cs = 0; cs < a.cout * S; ++cs) {  // (co, s): dy rows 2 cs and 2 cs + 1
       const float* g = dy + 2 * cs * ow;
       float* o = u + cs * ow;
-      for (int64_t i = 0; i < wv; i += V::W) {
-        const reg g0 = V::loadu(g + i), g1 = V::loadu(g + ow + i);
-        V::storeu(o + i, g0);
-        V::storeu(o + blk + i, V::mul(V::add(g0, g1), half));
-        V::storeu(o + 2 * blk + i, V::mul(V::sub(g0, g1), half));
-        V::storeu(o + 3 * blk + i, g1);
-      }
-      for (int64_t i = wv; i < ow; ++i) {
-        const float g0 = g[i], g1 = g[ow + i];
-        o[i] = g0;
-        o[blk + i] = (g0 + g1) * 0.5f;
-        o[2 * blk + i] = (g0 - g1) * 0.5f;
-        o[3 * blk + i] = g1;
-      }
+      whole_vectors(ow, [&](auto ops, int64_t i) {
+        using O = decltype(ops);
+        const typename O::reg g0 = O::loadu(g + i), g1 = O::loadu(g + ow + i);
+        O::storeu(o + i, g0);
+        O::storeu(o + blk + i, O::mul(O::add(g0, g1), O::set1(0.5f)));
+        O::storeu(o + 2 * blk + i, O::mul(O::sub(g0, g1), O::set1(0.5f)));
+        O::storeu(o + 3 * blk + i, g1);
+      });
     }
   }
 
