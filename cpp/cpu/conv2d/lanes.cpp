@@ -290,18 +290,27 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
   // here was ~8% of keras.conv2's call at 2 threads).
   parallel_for(C_out, [&](int64_t c0, int64_t c1, int) {
     for (int64_t co = c0; co < c1; ++co) {
-      if (rows) {  // the output transforms (winograd.h AWT for ky 0..2; F(2, 2) for 3..4), in double
+      if (rows) {
+        // the channel's point sums over the parts, in part order, as contiguous vector adds
+        float* m = scratch(kRowsPoints * L);
+        for (int j = 0; j < kRowsPoints; ++j) {
+          const float* src = ws + (j * C_out + co) * lp;
+          float* mj = m + j * L;
+          std::copy(src, src + L, mj);
+          for (int part = 1; part < parts; ++part)
+            for (int64_t i = 0; i < L; ++i) mj[i] += src[part * per_part + i];
+        }
+        // the output transforms (winograd.h AWT for ky 0..2; F(2, 2) for 3..4), in double
         for (int64_t kx = 0; kx < a.kw; ++kx)
           for (int64_t ci = 0; ci < C_in; ++ci) {
-            double m[kRowsPoints];
-            for (int j = 0; j < kRowsPoints; ++j)
-              m[j] = part_sum((j * C_out + co) * lp + kx * C_in + ci);
+            double mi[kRowsPoints];
+            for (int j = 0; j < kRowsPoints; ++j) mi[j] = m[j * L + kx * C_in + ci];
             float* d = dw + (co * C_in + ci) * a.kh * a.kw + kx;
-            d[0] = float(m[0] + m[1] + m[2]);
-            d[a.kw] = float(m[1] - m[2]);
-            d[2 * a.kw] = float(m[1] + m[2] - m[3]);
-            d[3 * a.kw] = float(m[4] + m[5]);
-            d[4 * a.kw] = float(m[5] + m[6]);
+            d[0] = float(mi[0] + mi[1] + mi[2]);
+            d[a.kw] = float(mi[1] - mi[2]);
+            d[2 * a.kw] = float(mi[1] + mi[2] - mi[3]);
+            d[3 * a.kw] = float(mi[4] + mi[5]);
+            d[4 * a.kw] = float(mi[5] + mi[6]);
           }
         continue;
       }
