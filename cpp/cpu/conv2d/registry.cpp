@@ -298,7 +298,7 @@ const BwdWeights kBwdWeights[] = {
      bwd_weights_winograd_channels},
     // A 1-D Winograd over pairs of output rows for kernels 5 high (F(3, 2) + F(2, 2): 7 products
     // per pair instead of 10, transforms of +-1 and 1/2 only), its point GEMMs on the per-row
-    // tap-lane tiles (PERF_LOG round 17).
+    // tap-lane tiles (PERF_LOG round 18; the forward's winograd_rows is the same idea).
     {"winograd_rows", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 5 high, even output height",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.channel_lanes.bwd_weights_rows != nullptr && tap_lanes_usable(p, kt) &&

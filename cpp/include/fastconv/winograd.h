@@ -8,7 +8,7 @@
 // F(3x3, 2x2) over the same points, dW = AW^T [(GW dy GW^T) (.) (B^T d B)] AW summed over the
 // tiles, with the same B^T (so the input transform is shared), GW (4 x 2) and AW^T (3 x 4).
 // (F(5x5, 2x2) was measured too: A_W^T's 8s and 16s made its dW 30x less accurate than the
-// direct sum, so the 5x5 weight gradients stay direct.)
+// direct sum, so the 5x5 weight gradients use GW / AWT along one axis only: conv2d_bww_rows.inl.)
 #pragma once
 
 namespace fastconv {
