@@ -56,11 +56,34 @@ struct WinogradF2 {
     return acc;
   }
 
+  // o = B^T d. F(2, 5)'s rows factored by hand: 14 operations instead of one per nonzero
+  // coefficient (22; GCC may not reassociate float sums itself), rows 1/2 and 3/4 sharing their
+  // sums and differences: 4 d0 - 5 d2 + d4, (d3 + d4) - 4 (d1 + d2),
+  // (d4 - d3) + 4 (d1 - d2), (d4 - d2) +- 2 (d3 - d1), 4 d1 - 5 d3 + d5.
+  static inline __attribute__((always_inline)) void bt(const reg (&d)[N], reg (&o)[N]) {
+    if constexpr (R == 5) {
+      const reg four = V::set1(4.0f), mfour = V::set1(-4.0f), mfive = V::set1(-5.0f);
+      const reg two = V::set1(2.0f), mtwo = V::set1(-2.0f);
+      o[0] = V::fmadd(four, d[0], V::fmadd(mfive, d[2], d[4]));
+      o[1] = V::fmadd(mfour, V::add(d[1], d[2]), V::add(d[3], d[4]));
+      o[2] = V::fmadd(four, V::sub(d[1], d[2]), V::sub(d[4], d[3]));
+      const reg p = V::sub(d[4], d[2]), q = V::sub(d[3], d[1]);
+      o[3] = V::fmadd(two, q, p);
+      o[4] = V::fmadd(mtwo, q, p);
+      o[5] = V::fmadd(four, d[1], V::fmadd(mfive, d[3], d[5]));
+    } else {
+#pragma GCC unroll 8
+      for (int j = 0; j < N; ++j) o[j] = combo(M::BT[j], d);
+    }
+  }
+
   // The NP transformed points of W tiles whose patches start at xr (lanes [0, W/2)) and xr +
   // second (lanes [W/2, W)): second = W for W consecutive tiles of a tile row, 2 * wp for two
   // rows of <= W/2 tiles (the even/odd split of two input rows is the same permute as that of 2W
-  // consecutive floats). store(pt, vector) gets each point.
-  template <class Store>
+  // consecutive floats). store(pt, vector) gets each point. Ordered false: the tiles in the
+  // lanes in V::deinterleave_tiles' order (no lane-crossing permute; for the tiles-in-lanes
+  // kernel, which only puts them back in order with V::interleave_tiles at its output).
+  template <bool Ordered = true, class Store>
   static inline __attribute__((always_inline)) void transform_patches(const float* xr,
                                                                       int64_t second, int64_t wp,
                                                                       Store&& store) {
@@ -70,18 +93,24 @@ struct WinogradF2 {
       reg d[N];  // patch columns 0 .. N-1 of row r for the W tiles
 #pragma GCC unroll 4
       for (int k = 0; k < N / 2; ++k)
-        V::deinterleave(V::loadu(xr + 2 * k), V::loadu(xr + 2 * k + second), d[2 * k],
-                        d[2 * k + 1]);
-#pragma GCC unroll 8
-      for (int j = 0; j < N; ++j) e[r][j] = combo(M::BT[j], d);
+        if constexpr (Ordered) {
+          V::deinterleave(V::loadu(xr + 2 * k), V::loadu(xr + 2 * k + second), d[2 * k],
+                          d[2 * k + 1]);
+        } else {
+          V::deinterleave_tiles(V::loadu(xr + 2 * k), V::loadu(xr + 2 * k + second), d[2 * k],
+                                d[2 * k + 1]);
+        }
+      bt(d, e[r]);
     }
 #pragma GCC unroll 8
     for (int j = 0; j < N; ++j) {  // B^T (d B), point (i, j) at pt = N*i + j
       reg col[N];
 #pragma GCC unroll 8
       for (int r = 0; r < N; ++r) col[r] = e[r][j];
+      reg o[N];
+      bt(col, o);
 #pragma GCC unroll 8
-      for (int i = 0; i < N; ++i) store(N * i + j, combo(M::BT[i], col));
+      for (int i = 0; i < N; ++i) store(N * i + j, o[i]);
     }
   }
 

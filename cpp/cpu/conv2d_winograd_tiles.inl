@@ -5,9 +5,11 @@
 //
 // Why a second layout: conv2d_winograd.inl puts the output channels in the lanes of its point
 // GEMMs, so 20 channels use 20 of 32 lanes there, and its channels-last result needs an unpack.
-// Here a lane is a 2x2 output tile throughout: a "unit" is W tiles (one vector), either W
-// consecutive tiles of one tile row, or, for rows of <= W/2 tiles, two tile rows of W/2 (the
-// even/odd split of two input rows 2 apart is the same permute as that of 2W consecutive floats).
+// Here a lane is a 2x2 output tile throughout (in V::deinterleave_tiles' order: in-lane shuffles
+// only, put back in order by V::interleave_tiles at the output): a "unit" is W tiles (one
+// vector), either W consecutive tiles of one tile row, or, for rows of <= W/2 tiles, two tile
+// rows of W/2 (the even/odd split of two input rows 2 apart is the same shuffle as that of 2W
+// consecutive floats).
 // Per block of <= MaxUnits units (4 on AVX-512; 3 on AVX2, whose 16 registers hold 6 x 2 or
 // 4 x 3 accumulators):
 //   1. input transform as in conv2d_winograd.inl, stored whole: v[(pt*cin + ci)*nl + lane];
@@ -50,7 +52,7 @@ struct WinogradTilesF2 {
     const float* xr = xpad + ci * a.plane + 2 * ty * a.wp + 2 * tx0;
     float* out = v + ci * nl + slot;
     const int64_t pstride = a.cin * nl;
-    Cl::transform_patches(xr, paired(a) ? 2 * a.wp : V::W, a.wp,
+    Cl::template transform_patches<false>(xr, paired(a) ? 2 * a.wp : V::W, a.wp,
                           [&](int pt, reg x) { V::storeu(out + pt * pstride, x); });
   }
 
@@ -119,12 +121,14 @@ struct WinogradTilesF2 {
     }
   }
 
-  // Rows of 2 outputs per lane back to image rows: the lower halves of (y0, y1) interleaved are W
-  // consecutive outputs of the unit's first half, the upper halves of the second.
+  // Rows of 2 outputs per lane back to image rows: the unit's first W/2 tiles' (y0, y1)
+  // interleaved are W consecutive outputs of its first half, the other tiles' of the second. The
+  // lanes hold the tiles in V::deinterleave_tiles' order (the input transform's), which
+  // interleave_tiles undoes without a lane-crossing permute (AVX2: 2 of the 4 shuffles).
   static void store_unit_rows(float* y, const Args& a, int64_t ty, int64_t tx0, int io, reg y0,
                               reg y1) {
     reg first, second;
-    V::interleave(y0, y1, first, second);
+    V::interleave_tiles(y0, y1, first, second);
     if (paired(a)) {  // ow <= W
       store_n(y + (2 * ty + io) * a.ow, first, a.ow);
       if (2 * ty + 2 < a.oh) store_n(y + (2 * ty + 2 + io) * a.ow, second, a.ow);
@@ -152,7 +156,14 @@ struct WinogradTilesF2 {
       for (int i = 0; i < N; ++i) {
         reg row[N];
 #pragma GCC unroll 8
-        for (int j = 0; j < N; ++j) row[j] = V::loadu(mt + (N * i + j) * ps);
+        for (int j = 0; j < N; ++j) {
+          // One running pointer, stepped by an add per point behind an empty asm: otherwise GCC
+          // hoists the NP point addresses out of the channel loop, spills them and reloads one
+          // before each load (perf: a quarter of the AVX2 output transform's samples on them).
+          row[j] = V::loadu(mt);
+          mt += ps;
+          asm("" : "+r"(mt));
+        }
         f[0][i] = Cl::combo(Cl::M::AT[0], row);
         f[1][i] = Cl::combo(Cl::M::AT[1], row);
       }

@@ -57,6 +57,17 @@ struct VecAvx2 {
     lo = _mm256_permute2f128_ps(l, h, 0x20);
     hi = _mm256_permute2f128_ps(l, h, 0x31);
   }
+  // deinterleave / interleave with the lanes in a fixed order other than 0..7 (0 1 4 5 2 3 6 7):
+  // in-lane shuffles only, no lane-crossing permute. Lane-wise arithmetic between the two keeps
+  // the order, and interleave_tiles gives the W + W outputs in order, as interleave would.
+  static void deinterleave_tiles(reg a, reg b, reg& even, reg& odd) {
+    even = _mm256_shuffle_ps(a, b, 0x88);  // [a0 a2 b0 b2 | a4 a6 b4 b6]
+    odd = _mm256_shuffle_ps(a, b, 0xDD);
+  }
+  static void interleave_tiles(reg a, reg b, reg& lo, reg& hi) {
+    lo = _mm256_unpacklo_ps(a, b);  // lanes 0 1 4 5 interleaved: [a0 b0 a1 b1 | a4 b4 a5 b5]
+    hi = _mm256_unpackhi_ps(a, b);
+  }
   static reg swap_halves(reg a) { return _mm256_permute2f128_ps(a, a, 0x01); }
   // Pairwise horizontal adds within each 128-bit half, then the halves added: lanes 0..3 = the
   // sums of a0..a3 (a fixed tree); lanes 4.. hold junk.

@@ -8,6 +8,9 @@
 //   swap_halves(x): the two halves exchanged (Winograd)
 //   interleave(a, b, lo, hi): lo = a0 b0 a1 b1 .. (lanes 0..W/2-1), hi = the same from lane W/2
 //     (deinterleave's inverse; Winograd)
+//   deinterleave_tiles / interleave_tiles: deinterleave and interleave with the lanes in an
+//     ISA-fixed order, in-lane shuffles only (interleave_tiles(deinterleave_tiles order) gives the
+//     outputs in order; Winograd tiles)
 //   load_merge(src, m, p): lanes in m from p, the others from src
 //   sum_lanes4(a0, a1, a2, a3): lane k < 4 = the sum of a_k's lanes, in a fixed tree
 //   store_pairs(p, q, v): lanes 0, 1 to p[0..1], lanes 2, 3 to q[0..1] (two 64-bit stores)
@@ -55,6 +58,15 @@ struct VecAvx512 {
     const __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(8));
     lo = _mm512_permutex2var_ps(a, ilo, b);
     hi = _mm512_permutex2var_ps(a, ihi, b);
+  }
+  // Lanes 0 1 8 9 2 3 10 11 4 5 12 13 6 7 14 15 (per 128-bit quarter: shufps, unpcklps).
+  static void deinterleave_tiles(reg a, reg b, reg& even, reg& odd) {
+    even = _mm512_shuffle_ps(a, b, 0x88);
+    odd = _mm512_shuffle_ps(a, b, 0xDD);
+  }
+  static void interleave_tiles(reg a, reg b, reg& lo, reg& hi) {
+    lo = _mm512_unpacklo_ps(a, b);
+    hi = _mm512_unpackhi_ps(a, b);
   }
   // 128-bit quarters folded pairwise, then the 4 floats of each quarter; lanes 4.. hold junk.
   static inline __attribute__((always_inline)) reg sum_lanes4(reg a0, reg a1, reg a2, reg a3) {
