@@ -20,7 +20,7 @@ PASSES = ("fwd", "bwd_data", "bwd_weights")
 EXPECTED = {
     "portable": dict.fromkeys(shapes.NETWORK_CONV, ("gemm", "gemm", "gemm")),
     "avx2": {
-        "cnn1.conv1": ("direct_shifted", "direct", "direct"),
+        "cnn1.conv1": ("winograd_one_plane", "direct", "direct"),
         "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "winograd_rows"),
         "keras.conv1": ("direct_shifted", "direct", "direct"),
         "keras.conv2": ("winograd_channels", "winograd_transposed", "winograd_rows"),
@@ -44,6 +44,7 @@ EXPECTED = {
 # With set_winograd(False), the layers Winograd takes fall back to these.
 EXPECTED_NO_WINOGRAD = {
     "avx2": {
+        "cnn1.conv1": ("direct_shifted", "direct", "direct"),
         "cnn1.conv2": ("direct", "direct", "tap_lanes_flat"),
         "keras.conv2": ("direct", "scatter", "tap_lanes"),
         "fashion.conv2": ("channel_lanes", "scatter", "tap_lanes"),
@@ -135,6 +136,7 @@ def test_registry_names():
         "winograd_tiles",
         "winograd_rows",
         "channel_lanes",
+        "winograd_one_plane",
         "direct_shifted",
         "direct",
         "gemm",

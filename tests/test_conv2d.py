@@ -268,6 +268,33 @@ def test_one_plane_bwd_data_tiles(isa, rng, s):
     assert_close(dx, want, *_tolerances(s)["dx"], f"{s.name}: dx by direct")
 
 
+# F(2, 5) along the rows (conv2d_winograd_one_plane.inl, C_in = 1, 5x5): rows of fewer tiles than
+# a vector and of a vector and a part, flat tile counts that leave 1..NQ-1 vectors (and a part)
+# after the whole chunks, channel counts below, at and past the channel blocks (4 AVX2, 5
+# AVX-512), same and valid padding, with the bias and ReLU of the store.
+WINOGRAD_ONE_PLANE = [
+    shapes.ConvShape(f"one_plane.h{h}w{w}k{k}{p}", 2, 1, h, w, k, 5, padding=p)
+    for (h, w) in ((5, 6), (9, 14), (12, 30), (28, 28), (7, 20))
+    for k in (3, 4, 7, 20)
+    for p in ("same", "valid")
+]
+
+
+@pytest.mark.parametrize("s", WINOGRAD_ONE_PLANE, ids=[s.name for s in WINOGRAD_ONE_PLANE])
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_winograd_one_plane_fwd(isa, rng, s, activation):
+    """The forward of a C_in = 1 5x5 layer by winograd_one_plane against the reference."""
+    if "winograd_one_plane" not in fastconv.conv2d_algos("fwd", s.x_shape, s.w_shape, **s.kwargs()):
+        pytest.skip(f"the {isa} path has no winograd_one_plane")
+    x, w, b, _ = _arrays(rng, s)
+    with conv_algo("fwd", "winograd_one_plane"):
+        y = fastconv.conv2d(x, w, b, activation=activation, **s.kwargs())
+    want = ref.conv2d_fwd(x, w, b, **s.kwargs())
+    if activation == "relu":
+        want = np.maximum(want, 0.0)
+    assert_close(y, want, *_tolerances(s)["y"], f"{s.name}: y by winograd_one_plane")
+
+
 @pytest.mark.parametrize("k_out", range(1, 18))
 @pytest.mark.parametrize(("c_in", "kernel"), [(6, 5), (17, 3)])
 def test_channel_lane_weight_gradient_channel_blocks(rng, c_in, kernel, k_out):

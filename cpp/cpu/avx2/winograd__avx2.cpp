@@ -19,6 +19,7 @@ namespace {
 #include "../conv2d_winograd.inl"
 #include "../conv2d_winograd_tiles.inl"
 #include "../conv2d_winograd_bww.inl"
+#include "../conv2d_winograd_one_plane.inl"
 
 constexpr int kMaxCov = 2, kRegs = 16, kMaxUnits = 3, kTilesCoWide = 4;
 template <int R>
@@ -47,6 +48,13 @@ void conv2d_fwd_winograd_tiles__avx2(float* y, const float* xpad, const float* u
   } else {
     Tiles<3>::run(y, xpad, u, bias, relu, work, a);
   }
+}
+
+// 4 channels x 3 vectors of tiles: 12 accumulators + 3 point vectors + a broadcast.
+void conv2d_fwd_winograd_one_plane__avx2(float* y, const float* xpad, const float* u,
+                                    const float* bias, bool relu, float* work,
+                                    const WinogradTilesArgs& a) {
+  WinogradOnePlaneF2x5<VecAvx2, 4, 3>::run(y, xpad, u, bias, relu, work, a);
 }
 
 void conv2d_bwd_data_winograd__avx2(float* dxcl, const float* dy, const float* u, float* work,

@@ -27,6 +27,7 @@ namespace {
 #include "../conv2d_winograd_tiles.inl"
 #include "../conv2d_winograd_bww.inl"
 #include "../conv2d_winograd_rows.inl"
+#include "../conv2d_winograd_one_plane.inl"
 
 // Tiles: forward R = 2 rows x 2 vectors (or 4 rows x 1 vector when OW fits one) x 4..6
 // channels; backward-weights up to 8 channels x 3 taps or 5 x 5 (32 vector registers).
@@ -115,6 +116,13 @@ void conv2d_fwd_winograd_tiles__avx512(float* y, const float* xpad, const float*
   } else {
     WinogradTilesF2<VecAvx512, 3>::run(y, xpad, u, bias, relu, work, a);
   }
+}
+
+// 5 channels x 4 vectors of tiles: 20 accumulators + 4 point vectors + a broadcast.
+void conv2d_fwd_winograd_one_plane__avx512(float* y, const float* xpad, const float* u,
+                                      const float* bias, bool relu, float* work,
+                                      const WinogradTilesArgs& a) {
+  WinogradOnePlaneF2x5<VecAvx512, 5, 4>::run(y, xpad, u, bias, relu, work, a);
 }
 
 void conv2d_bwd_data_winograd__avx512(float* dxcl, const float* dy, const float* u, float* work,

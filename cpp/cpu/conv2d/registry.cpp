@@ -137,6 +137,22 @@ const Fwd kFwd[] = {
                       kt.lanes);
      },
      fwd_channel_lanes},
+    // One input channel, 5x5: F(2, 5) along the rows (30 FMAs + a 10-operation output transform
+    // per output pair and channel instead of 50 FMAs; the input transform shared by every output
+    // channel and kernel row), on AVX2 where the channels fill its 4-channel blocks and the
+    // output stays in cache: cnn1.conv1 0.75 -> 0.64 ms at 1 thread against direct_shifted (CPU
+    // time, alternating, min; PERF_LOG round 17). Measured slower: lenet.conv1 (6 channels,
+    // 1.10x), keras.conv1 (75 channels, 35 MB of output, 1.07x), AVX-512 cnn1.conv1 (1.12x).
+    {"winograd_one_plane",
+     "AVX2 or AVX-512, groups 1, stride 1, dilation 1, one input channel, 5x5, even output width",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.winograd.fwd_one_plane != nullptr && unit_stride(p) && p.x.c == 1 &&
+              p.wt.h == 5 && p.wt.w == 5 && p.y.w % 2 == 0;
+     },
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
+       return cfg.winograd && kt.lanes == 8 && p.y.c % 4 == 0 && p.y.c <= 32;
+     },
+     fwd_winograd_one_plane},
     // C_in < 4: flat tiles of whole vectors over shifted planes, no row ends or junk lanes (the
     // C_in = 1 layers, PERF_LOG round 9); the planes are KW times the input, so few channels only.
     {"direct_shifted", "AVX2 or AVX-512, groups 1, stride 1, dilation 1",

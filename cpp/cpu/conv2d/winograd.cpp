@@ -172,6 +172,39 @@ void fwd_winograd_tiles(const ImageSink& out, const float* x, const float* w, co
   run_fwd_winograd(false, out, x, w, b, p, relu, kt);
 }
 
+// F(2, 5) along the rows for one input channel (conv2d_winograd_one_plane.inl):
+// u[(co*5 + ky)*6 + p] = (G g_ky)[p], in double and rounded once, zero for the 8 channels past cout (the kernel's
+// channel blocks read them).
+void fwd_winograd_one_plane(const ImageSink& out, const float* x, const float* w, const float* b,
+                       const Conv2dParams& p, bool relu, const KernelTable& kt) {
+  const ClConvArgs a = fwd_cl_args(p, kt);
+  using Wm = Winograd<5>;
+  const int64_t cout = p.y.c, coutp = cout + 8;
+  float* u = caller_workspace(coutp * 5 * 6);
+  std::fill(u, u + coutp * 5 * 6, 0.0f);
+  for (int64_t co = 0; co < cout; ++co)
+    for (int ky = 0; ky < 5; ++ky)
+      for (int pt = 0; pt < 6; ++pt) {
+        double s = 0.0;
+        for (int kx = 0; kx < 5; ++kx) s += Wm::G[pt][kx] * double(w[(co * 5 + ky) * 5 + kx]);
+        u[(co * 5 + ky) * 6 + pt] = float(s);
+      }
+  WinogradTilesArgs t{};
+  t.cin = 1;
+  t.cout = cout;
+  t.coutp = coutp;
+  t.kh = 5;
+  t.wp = a.wp;
+  t.plane = a.plane;
+  t.oh = a.oh;
+  t.ow = a.ow;
+  const auto kernel = [&](float* dst, const float* xpad, float* work) {
+    kt.winograd.fwd_one_plane(dst, xpad, u, b, relu, work, t);
+  };
+  run_padded_images(out, DySource::plain(x, 1, a.h, a.w), p.x.n, a,
+                    winograd_one_plane_work_floats(t), kernel);
+}
+
 // bwd_data as the forward of dy padded by k-1-pad with flipped weights (either layout).
 void bwd_data_winograd_channels(float* dx, const DySource& dy, const float* w,
                                 const Conv2dParams& p, const KernelTable& kt) {

@@ -218,6 +218,14 @@ inline int64_t winograd_tiles_work_floats(const WinogradTilesArgs& a) {
   return n * n * 64 * (a.cin + a.cout);  // blocks of <= 4 units of 16 tiles
 }
 
+// Winograd F(2, 5) along the rows only (conv2d_winograd_one_plane.inl), for a 5x5 forward with
+// one input channel and an even output width: a WinogradTilesFn with cin = 1 and kh = 5 whose u is
+// u[(co*5 + ky)*6 + p] = (G g_ky)[p] of kernel row ky (zero for co in [cout, cout + 8)). work:
+// winograd_one_plane_work_floats(a) floats.
+inline int64_t winograd_one_plane_work_floats(const WinogradTilesArgs& a) {
+  return 6 * ((a.plane / a.wp) * (a.ow / 2) + 64);  // per point: the tiles and a chunk's slack
+}
+
 // Weight gradient of ONE image by Winograd F(3x3, 2x2) (conv2d_winograd_bww.inl), kh = kw = 3,
 // stride 1, dilation 1, even oh and ow (the dy size): xpad as for WinogradFwdFn (the
 // image zero-bordered by the layer's padding), dyT the image's dy as (oh*ow, coutp), zero past the
@@ -292,6 +300,7 @@ struct ChannelLaneKernels {           // channels in the lanes
 struct WinogradKernels {              // conv2d_winograd*.inl
   WinogradFwdFn fwd_channels = nullptr;            // F(2x2, r x r), output channels in the lanes
   WinogradTilesFn fwd_tiles = nullptr;             // the tiles in the lanes
+  WinogradTilesFn fwd_one_plane = nullptr;              // F(2, 5) along the rows, C_in = 1
   WinogradBwdDataFn bwd_data_transposed = nullptr; // the forward's adjoint
   WinogradBwwFn bwd_weights = nullptr;             // F(3x3, 2x2)
   WinogradFwdFn fwd_rows = nullptr;                // 1-D F(m, r) down the columns, channel lanes
@@ -362,6 +371,9 @@ void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, 
 void conv2d_fwd_winograd_tiles__avx512(float* y, const float* xpad, const float* u,
                                         const float* bias, bool relu, float* work,
                                         const WinogradTilesArgs& a);
+void conv2d_fwd_winograd_one_plane__avx512(float* y, const float* xpad, const float* u,
+                                      const float* bias, bool relu, float* work,
+                                      const WinogradTilesArgs& a);
 void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const float* dyT,
                                           float* work, const ClConvArgs& a);
 void conv2d_bwd_data_winograd__avx512(float* dxcl, const float* dy, const float* u, float* work,
@@ -389,6 +401,9 @@ void conv2d_fwd_winograd__avx2(float* ycl, const float* xpad, const float* u, fl
 void conv2d_fwd_winograd_tiles__avx2(float* y, const float* xpad, const float* u,
                                      const float* bias, bool relu, float* work,
                                      const WinogradTilesArgs& a);
+void conv2d_fwd_winograd_one_plane__avx2(float* y, const float* xpad, const float* u,
+                                    const float* bias, bool relu, float* work,
+                                    const WinogradTilesArgs& a);
 void conv2d_bwd_weights_winograd__avx2(float* acc, const float* xpad, const float* dyT,
                                        float* work, const ClConvArgs& a);
 void conv2d_bwd_data_winograd__avx2(float* dxcl, const float* dy, const float* u, float* work,
