@@ -141,7 +141,7 @@ const Fwd kFwd[] = {
     // per output pair and channel instead of 50 FMAs; the input transform shared by every output
     // channel and kernel row), on AVX2 where the channels fill its 4-channel blocks and the
     // output stays in cache: cnn1.conv1 0.75 -> 0.64 ms at 1 thread against direct_shifted (CPU
-    // time, alternating, min; PERF_LOG round 17). Measured slower: lenet.conv1 (6 channels,
+    // time, alternating, min; PERF_LOG round 19). Measured slower: lenet.conv1 (6 channels,
     // 1.10x), keras.conv1 (75 channels, 35 MB of output, 1.07x), AVX-512 cnn1.conv1 (1.12x).
     {"winograd_one_plane",
      "AVX2 or AVX-512, groups 1, stride 1, dilation 1, one input channel, 5x5, even output width",
