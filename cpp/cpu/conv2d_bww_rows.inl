@@ -49,8 +49,9 @@ struct BwdWeightsRows {
   // rows 2s .. 2s+5. Point 5 (row 2s+4 itself) is stored doubled, so that its dy operand is point
   // 1's (g0 + g1) / 2 (exact). The GEMM's last lanes read up to W floats past the last row: the
   // caller's slack.
-  static void transform_x(float* v, const float* xcl, const fastconv::cpu::DirectConvArgs& a) {
-    const int64_t S = a.oh / 2, row = a.wp * a.cin, blk = S * row;
+  static void transform_x(float* v, const float* xcl, const fastconv::cpu::DirectConvArgs& a,
+                          int64_t blk) {
+    const int64_t S = a.oh / 2, row = a.wp * a.cin;
     for (int64_t s = 0; s < S; ++s) {
       const float* d = xcl + 2 * s * row;  // rows 2s .. 2s+5, row apart
       float* o = v + s * row;
@@ -73,11 +74,12 @@ struct BwdWeightsRows {
   // dy: the kRowsDyBlocks distinct operands of the points, U[(b*cout + co)*S*ow + s*ow + ox] from
   // the pair g0 = dy[co][2s][ox], g1 = dy[co][2s+1][ox]: g0, (g0 + g1) / 2, (g0 - g1) / 2, g1
   // (F(3, 2): GW of winograd.h Winograd<3>; F(2, 2)'s g0, g0 + g1, g1 as g0, 2 (g0 + g1) / 2, g1).
-  static void transform_dy(float* u, const float* dy, const fastconv::cpu::DirectConvArgs& a) {
-    const int64_t S = a.oh / 2, ow = a.ow, blk = a.cout * S * ow;
+  static void transform_dy(float* u, const float* dy, const fastconv::cpu::DirectConvArgs& a,
+                           int64_t co_stride, int64_t blk) {
+    const int64_t S = a.oh / 2, ow = a.ow;
     for (int64_t cs = 0; cs < a.cout * S; ++cs) {  // (co, s): dy rows 2 cs and 2 cs + 1
       const float* g = dy + 2 * cs * ow;
-      float* o = u + cs * ow;
+      float* o = u + (cs / S) * co_stride + (cs % S) * ow;
       whole_vectors(ow, [&](auto ops, int64_t i) {
         using O = decltype(ops);
         const typename O::reg g0 = O::loadu(g + i), g1 = O::loadu(g + ow + i);
@@ -89,22 +91,28 @@ struct BwdWeightsRows {
     }
   }
 
-  // One image: acc[(j*cout + co)*lp + kx*cin + ci] += M; work holds V then U
-  // (fastconv::cpu::rows_winograd_work_floats).
+  // Image `slot` of a group of `images` (slot < images <= the slots the work was sized for): its
+  // transforms into the group's rows, and after the group's last image the point sums over all of
+  // them, acc[(j*cout + co)*lp + kx*cin + ci] += M. The group's images are consecutive rows of one
+  // GEMM (V[j][image][s][row], U[b][co][image][s][ow]), so a tile runs images * oh/2 * ow pixels
+  // between its loads and stores of acc (keras.conv2: 32 per image).
   static void run(float* acc, const float* dy, const float* xcl,
-                  const fastconv::cpu::DirectConvArgs& a, int64_t lp, float* work) {
+                  const fastconv::cpu::DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                  int64_t images) {
     constexpr int kPoints = fastconv::cpu::kRowsPoints;
     static constexpr int kDyBlock[kPoints] = {0, 1, 2, 3, 0, 1, 3};  // point j's dy operand
-    const int64_t S = a.oh / 2, vblk = S * a.wp * a.cin, ublk = a.cout * S * a.ow;
+    const int64_t S = a.oh / 2, vblk = S * a.wp * a.cin, uimg = S * a.ow;
+    const int64_t vpt = images * vblk, ublk = a.cout * images * uimg;
     float* v = work;
-    float* u = work + kPoints * vblk + V::W;
-    transform_x(v, xcl, a);
-    transform_dy(u, dy, a);
-    fastconv::cpu::DirectConvArgs g = a;  // one point's GEMM: a one-row kernel over S rows
+    float* u = work + kPoints * vpt + V::W;
+    transform_x(v + slot * vblk, xcl, a, vpt);
+    transform_dy(u + slot * uimg, dy, a, images * uimg, ublk);
+    if (slot + 1 < images) return;
+    fastconv::cpu::DirectConvArgs g = a;  // one point's GEMM: a one-row kernel over the rows
     g.kh = 1;
-    g.oh = S;
-    g.hp = S;
+    g.oh = images * S;
+    g.hp = g.oh;
     for (int j = 0; j < kPoints; ++j)
-      CL::run(acc + j * a.cout * lp, u + kDyBlock[j] * ublk, v + j * vblk, g, lp);
+      CL::run(acc + j * a.cout * lp, u + kDyBlock[j] * ublk, v + j * vpt, g, lp);
   }
 };

@@ -101,11 +101,12 @@ void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float
 // The rows Winograd's point GEMMs on the per-row tiles above (cnn1.conv2: kh*cin = 100 lanes,
 // 13 vectors in chunks of 3, 3, 3, 2, 2).
 void conv2d_bwd_weights_rows__avx2(float* acc, const float* dy, const float* xcl,
-                                   const DirectConvArgs& a, int64_t lp, float* work) {
+                                   const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                                   int64_t images) {
   if (lp <= 2 * VecAvx2::W) {
-    BwdWeightsRows<VecAvx2, BwdWeightsChannelsLast<VecAvx2, 6, 2>>::run(acc, dy, xcl, a, lp, work);
+    BwdWeightsRows<VecAvx2, BwdWeightsChannelsLast<VecAvx2, 6, 2>>::run(acc, dy, xcl, a, lp, work, slot, images);
   } else {
-    BwdWeightsRows<VecAvx2, BwdWeightsChannelsLast<VecAvx2, 4, 3>>::run(acc, dy, xcl, a, lp, work);
+    BwdWeightsRows<VecAvx2, BwdWeightsChannelsLast<VecAvx2, 4, 3>>::run(acc, dy, xcl, a, lp, work, slot, images);
   }
 }
 

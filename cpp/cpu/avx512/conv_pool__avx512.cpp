@@ -75,11 +75,12 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
 }
 
 void conv2d_bwd_weights_rows__avx512(float* acc, const float* dy, const float* xcl,
-                                     const DirectConvArgs& a, int64_t lp, float* work) {
+                                     const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                                     int64_t images) {
   if (lp <= 3 * VecAvx512::W) {
-    BwdWeightsRows<VecAvx512, BwdWeightsChannelsLast<VecAvx512, 8, 3>>::run(acc, dy, xcl, a, lp, work);
+    BwdWeightsRows<VecAvx512, BwdWeightsChannelsLast<VecAvx512, 8, 3>>::run(acc, dy, xcl, a, lp, work, slot, images);
   } else {
-    BwdWeightsRows<VecAvx512, BwdWeightsChannelsLast<VecAvx512, 3, 7>>::run(acc, dy, xcl, a, lp, work);
+    BwdWeightsRows<VecAvx512, BwdWeightsChannelsLast<VecAvx512, 3, 7>>::run(acc, dy, xcl, a, lp, work, slot, images);
   }
 }
 

@@ -254,7 +254,11 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
   const int64_t co_stride = flat || rows ? lp : a.kh * lp, ky_stride = flat ? L : lp;
   const int64_t sums = rows ? kRowsPoints * C_out * lp : C_out * co_stride;
   const int64_t per_part = sums + C_out;
-  const int64_t work = rows ? rows_winograd_work_floats(a, lanes) : 0;
+  // The rows Winograd's images go in groups whose point sums run as one GEMM: at least ~128
+  // pixel pairs between a tile's loads and stores of acc, at most 4 images (PERF_LOG round 18).
+  const int64_t pairs = (a.oh / 2) * a.ow;
+  const int64_t group = rows ? std::min<int64_t>(4, std::max<int64_t>(1, (128 + pairs - 1) / pairs)) : 1;
+  const int64_t work = rows ? rows_winograd_work_floats(a, lanes, group) : 0;
   const PartSums parts_sums = accumulate_parts(p.x.n, per_part, [&](float* acc, int64_t begin,
                                                                     int64_t end) {
     float* dbp = acc + sums;
@@ -272,10 +276,13 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
       }
       kt.channel_lanes.pad_channels_last(xcl, x + n * xs, p.x.h, p.x.w, C_in, p.pad.top, p.pad.left, a.wp);
       const float* dy_n = dy.image(n, tmp);
-      if (rows)
-        kt.channel_lanes.bwd_weights_rows(acc, dy_n, xcl, a, lp, wk);
-      else
+      if (rows) {
+        const int64_t g0 = begin + (n - begin) / group * group;  // this image's group
+        kt.channel_lanes.bwd_weights_rows(acc, dy_n, xcl, a, lp, wk, n - g0,
+                                          std::min(group, end - g0));
+      } else {
         kt.channel_lanes.bwd_weights_taps(acc, dy_n, xcl, a, lp, flat);
+      }
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }
   });

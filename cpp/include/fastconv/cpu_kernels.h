@@ -108,18 +108,22 @@ using DirectBwdWeightsTFn = void (*)(float* acc, const float* dyT, const float* 
 using DirectBwdWeightsClFn = void (*)(float* acc, const float* dy, const float* xcl,
                                       const DirectConvArgs& a, int64_t lp, bool flat);
 
-// bwd_weights of ONE image of a kernel 5 rows high with a 1-D Winograd transform over pairs of
-// output rows (conv2d_bww_rows.inl: F(3, 2) for ky 0..2, F(2, 2) for ky 3..4, kRowsPoints points),
-// (kx, ci) in the lanes; needs an even oh. xcl as for DirectBwdWeightsClFn; acc (kRowsPoints, cout,
-// lp) += the points' sums, acc[(j*cout + co)*lp + kx*cin + ci], lp = kw*cin rounded up to the
-// lanes (lanes past kw*cin hold junk); work: rows_winograd_work_floats(a, lanes) floats. The
-// caller sums its threads' acc and applies the output transforms.
+// bwd_weights of a kernel 5 rows high with a 1-D Winograd transform over pairs of output rows
+// (conv2d_bww_rows.inl: F(3, 2) for ky 0..2, F(2, 2) for ky 3..4, kRowsPoints points), (kx, ci) in
+// the lanes; needs an even oh. Images go in groups: image `slot` (0 <= slot < images) of a group
+// of `images` is transformed into work; the call for the group's last image adds the group's
+// point sums into acc (kRowsPoints, cout, lp), acc[(j*cout + co)*lp + kx*cin + ci], lp = kw*cin
+// rounded up to the lanes (lanes past kw*cin hold junk). xcl as for DirectBwdWeightsClFn; work:
+// rows_winograd_work_floats(a, lanes, images) floats, kept between the group's calls. The caller
+// sums its threads' acc and applies the output transforms.
 constexpr int kRowsPoints = 7, kRowsDyBlocks = 4;
-inline int64_t rows_winograd_work_floats(const DirectConvArgs& a, int64_t lanes) {
-  return kRowsPoints * (a.oh / 2) * a.wp * a.cin + lanes + kRowsDyBlocks * a.cout * (a.oh / 2) * a.ow;
+inline int64_t rows_winograd_work_floats(const DirectConvArgs& a, int64_t lanes, int64_t images) {
+  return images * (kRowsPoints * (a.oh / 2) * a.wp * a.cin + kRowsDyBlocks * a.cout * (a.oh / 2) * a.ow) +
+         lanes;
 }
 using BwdWeightsRowsFn = void (*)(float* acc, const float* dy, const float* xcl,
-                                  const DirectConvArgs& a, int64_t lp, float* work);
+                                  const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                                  int64_t images);
 
 // Direct conv of ONE image with output channels in lanes (conv2d_fwd_cl.inl), stride 1,
 // dilation 1: xpad holds cin zero-bordered planes of hp = oh + kh - 1 rows x wp = ow + kw - 1
@@ -363,7 +367,8 @@ void conv2d_bwd_weights_direct_t__avx512(float* acc, const float* dyT, const flo
 void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const float* xcl,
                                           const DirectConvArgs& a, int64_t lp, bool flat);
 void conv2d_bwd_weights_rows__avx512(float* acc, const float* dy, const float* xcl,
-                                     const DirectConvArgs& a, int64_t lp, float* work);
+                                     const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                                     int64_t images);
 void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl,
                            const ClConvArgs& a);
 void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, float* work,
@@ -390,7 +395,8 @@ void conv2d_bwd_data_dylanes__avx2(float* dx, const float* dyp, const float* wf,
 void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float* xcl,
                                         const DirectConvArgs& a, int64_t lp, bool flat);
 void conv2d_bwd_weights_rows__avx2(float* acc, const float* dy, const float* xcl,
-                                   const DirectConvArgs& a, int64_t lp, float* work);
+                                   const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                                   int64_t images);
 void pad_channels_last__avx2(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
                              int64_t top, int64_t left, int64_t wp);
 void transpose_to_lanes__avx2(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp);
