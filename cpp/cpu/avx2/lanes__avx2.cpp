@@ -87,14 +87,19 @@ void conv2d_bwd_data_dylanes__avx2(float* dx, const float* dyp, const float* wf,
 // 7 loads per 12 FMAs; 3 x 3 had 6 per 9: keras.conv2 bwd_weights 72.5 -> 66.9 ms, cnn1.conv2
 // 6.44 -> 6.18 at 1 thread, same process, alternating, medians, load ~10); flat lanes 4 x 3 too
 // (4 x 2 before: lenet.conv2 1.02 -> 0.93 ms, cnn1.conv2 forced 4.85 -> 4.61).
+namespace {  // the per-row tiles: the direct weight gradient and the rows Winograd
+using ShortRowTile = BwdWeightsChannelsLast<VecAvx2, 6, 2>;  // rows of <= 2 vectors
+using RowTile = BwdWeightsChannelsLast<VecAvx2, 4, 3>;
+}  // namespace
+
 void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float* xcl,
                                         const DirectConvArgs& a, int64_t lp, bool flat) {
   if (flat) {
     BwdWeightsFlatLanes<VecAvx2, 4, 3>::run(acc, dy, xcl, a, lp);
   } else if (lp <= 2 * VecAvx2::W) {
-    BwdWeightsChannelsLast<VecAvx2, 6, 2>::run(acc, dy, xcl, a, lp);
+    ShortRowTile::run(acc, dy, xcl, a, lp);
   } else {
-    BwdWeightsChannelsLast<VecAvx2, 4, 3>::run(acc, dy, xcl, a, lp);
+    RowTile::run(acc, dy, xcl, a, lp);
   }
 }
 
@@ -104,9 +109,9 @@ void conv2d_bwd_weights_rows__avx2(float* acc, const float* dy, const float* xcl
                                    const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
                                    int64_t images) {
   if (lp <= 2 * VecAvx2::W) {
-    BwdWeightsRows<VecAvx2, BwdWeightsChannelsLast<VecAvx2, 6, 2>>::run(acc, dy, xcl, a, lp, work, slot, images);
+    BwdWeightsRows<VecAvx2, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images);
   } else {
-    BwdWeightsRows<VecAvx2, BwdWeightsChannelsLast<VecAvx2, 4, 3>>::run(acc, dy, xcl, a, lp, work, slot, images);
+    BwdWeightsRows<VecAvx2, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images);
   }
 }
 

@@ -68,7 +68,7 @@ void fwd_winograd_channels(const ImageSink& out, const float* x, const float* w,
 void fwd_winograd_tiles(const ImageSink& out, const float* x, const float* w, const float* b,
                         const Conv2dParams& p, bool relu, const KernelTable& kt);
 void fwd_winograd_one_plane(const ImageSink& out, const float* x, const float* w, const float* b,
-                       const Conv2dParams& p, bool relu, const KernelTable& kt);
+                            const Conv2dParams& p, bool relu, const KernelTable& kt);
 void bwd_data_winograd_channels(float* dx, const DySource& dy, const float* w,
                                 const Conv2dParams& p, const KernelTable& kt);
 void bwd_data_winograd_tiles(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,

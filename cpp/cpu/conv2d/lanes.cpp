@@ -296,10 +296,10 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
   // Threaded over output channels, reading the parts' rows in order (a serial, ci-strided loop
   // here was ~8% of keras.conv2's call at 2 threads).
   parallel_for(C_out, [&](int64_t c0, int64_t c1, int) {
+    float* m = rows ? scratch(kRowsPoints * L) : nullptr;  // one channel's point sums
     for (int64_t co = c0; co < c1; ++co) {
       if (rows) {
         // the channel's point sums over the parts, in part order, as contiguous vector adds
-        float* m = scratch(kRowsPoints * L);
         for (int j = 0; j < kRowsPoints; ++j) {
           const float* src = ws + (j * C_out + co) * lp;
           float* mj = m + j * L;
