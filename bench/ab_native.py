@@ -17,6 +17,10 @@ contention still do). The table gives medians of both and the ratio of the CPU t
 ratio = head / base (> 1: head is slower). Before timing, each pass's outputs of the two builds are
 compared bit for bit (a mismatch is printed: the builds differ in behaviour, not only speed).
 Run a build against a copy of itself (A/A) first: the ratios it shows are this machine's noise.
+--rotate N cycles each pass's inputs (x, dy) through N buffers call by call, as bench/conv_cpu.py
+does (its default, 4 when a pass's inputs fit in 4 MB, is this script's too): with one buffer a
+cache-sized layer is timed on inputs hot in L2, which training never gives it; --rotate 1 times
+that hot case.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import argparse
 import fnmatch
 import gc
 import importlib.util
+import itertools
 import os
 import statistics
 import sys
 import time
+from math import prod
 
 from _util import add_tests_to_path, pin_threads
 
@@ -52,6 +58,13 @@ def parse_args(argv=None):
     p.add_argument("--block", type=int, default=5, help="timed calls per turn")
     p.add_argument("--handover-ms", type=float, default=2.0, help="untimed calls after a switch")
     p.add_argument("--all-shapes", action="store_true", help="also the bench-only layers")
+    p.add_argument(
+        "--rotate",
+        type=int,
+        default=None,
+        help="input buffers to cycle through (default: 4 when a pass's inputs fit in 4 MB, as "
+        "conv_cpu.py; 1: the same inputs every call, hot in cache)",
+    )
     return p.parse_args(argv)
 
 
@@ -103,14 +116,32 @@ def alternate_two(fns, reps, min_time, block, handover_ms):
     }
 
 
+def input_buffers(rotate, nbytes):
+    """How many input buffers a pass cycles through (conv_cpu.py's rule unless --rotate)."""
+    if rotate is not None:
+        return max(1, rotate)
+    return 4 if nbytes <= 4 << 20 else 1
+
+
 def pass_call(C, name, layer, args, arrays):
-    """A callable running one pass of `layer` through native module C into preallocated outputs."""
-    x, w, b, dy, out = arrays
+    """A callable running one pass of `layer` through native module C into preallocated outputs;
+    xs and dys are lists of input buffers taken in turn, one per call."""
+    xs, w, b, dys, out = arrays
+    turn = itertools.count()
+
+    def nxt(bufs):
+        return bufs[next(turn) % len(bufs)]
+
     if name == "fwd":
-        return lambda: C.conv2d_fwd(x, w, b, *args, False, out["y"])
+        return lambda: C.conv2d_fwd(nxt(xs), w, b, *args, False, out["y"])
     if name == "bwd_data":
-        return lambda: C.conv2d_bwd_data(dy, w, layer.x_shape, *args, out["dx"])
-    return lambda: C.conv2d_bwd_weights(dy, x, layer.w_shape, *args, True, out["dw"], out["db"])
+        return lambda: C.conv2d_bwd_data(nxt(dys), w, layer.x_shape, *args, out["dx"])
+
+    def bwd_weight():
+        i = next(turn) % len(xs)
+        C.conv2d_bwd_weights(dys[i], xs[i], layer.w_shape, *args, True, out["dw"], out["db"])
+
+    return bwd_weight
 
 
 def main(argv=None):
@@ -136,6 +167,7 @@ def main(argv=None):
     passes = [p for p in a.passes.split(",") if p]
     rng = np.random.default_rng(0)
     print(f"# head {head.__file__}\n# base {base.__file__}\n# load {os.getloadavg()}")
+    print(f"# input buffers rotated: {a.rotate if a.rotate is not None else '4 if <= 4 MB'}")
     print(
         f"{'layer':<15}{'pass':<11}{'isa':<7}{'thr':>3}{'base ms':>9}{'head ms':>9}{'ratio':>7}"
         f"{'base cpu':>10}{'head cpu':>10}{'ratio':>7}{'min cpu ratio':>14}"
@@ -144,10 +176,11 @@ def main(argv=None):
         for C in (head, base):
             C.set_isa(isa)
         for layer in layers:
-            x = rng.standard_normal(layer.x_shape, dtype=np.float32)
             w = rng.standard_normal(layer.w_shape, dtype=np.float32)
             b = rng.standard_normal(layer.b_shape, dtype=np.float32)
-            dy = rng.standard_normal(layer.y_shape, dtype=np.float32)
+            nbuf = input_buffers(a.rotate, 4 * (prod(layer.x_shape) + prod(layer.y_shape)))
+            xs = [rng.standard_normal(layer.x_shape, dtype=np.float32) for _ in range(nbuf)]
+            dys = [rng.standard_normal(layer.y_shape, dtype=np.float32) for _ in range(nbuf)]
             args = _conv_args(layer.stride, layer.padding, layer.dilation, layer.groups)
             outs = {}
             for tag in ("base", "head"):
@@ -159,18 +192,20 @@ def main(argv=None):
                 }
             for name in passes:
                 fns = {
-                    tag: pass_call(C, name, layer, args, (x, w, b, dy, outs[tag]))
+                    tag: pass_call(C, name, layer, args, (xs, w, b, dys, outs[tag]))
                     for tag, C in (("base", base), ("head", head))
                 }
                 for t in threads:
                     for C in (head, base):
                         C.set_num_threads(t)
-                    fns["base"](), fns["head"]()
                     keys = {"fwd": ("y",), "bwd_data": ("dx",), "bwd_weight": ("dw", "db")}[name]
-                    same = all(
-                        np.array_equal(outs["base"][k], outs["head"][k], equal_nan=True)
-                        for k in keys
-                    )
+                    same = True
+                    for _ in range(nbuf):  # each input buffer through both builds, compared
+                        fns["base"](), fns["head"]()
+                        same = same and all(
+                            np.array_equal(outs["base"][k], outs["head"][k], equal_nan=True)
+                            for k in keys
+                        )
                     st = alternate_two(fns, a.reps, a.min_time, a.block, a.handover_ms)
                     (wb, cb, mb), (wh, ch, mh) = st["base"], st["head"]
                     flag = "" if same else "  OUTPUTS DIFFER"
