@@ -27,7 +27,7 @@ EXPECTED = {
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
         "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),
         "lenet.conv1": ("direct_shifted", "direct", "direct"),
-        "lenet.conv2": ("winograd_rows", "dy_lanes", "channel_lanes"),
+        "lenet.conv2": ("winograd_rows", "winograd_images", "channel_lanes"),
     },
     "avx512": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
@@ -147,6 +147,7 @@ def test_registry_names():
         "winograd_tiles",
         "scatter",
         "channel_lanes",
+        "winograd_images",
         "dy_lanes",
         "direct",
         "gemm",
@@ -160,6 +161,27 @@ def test_registry_names():
         "direct",
         "gemm",
     ]
+
+
+@pytest.mark.parametrize(
+    ("n", "want"),
+    [
+        (4, "dy_lanes"),
+        (7, "dy_lanes"),
+        (8, "winograd_images"),
+        (9, "dy_lanes"),
+        (12, "winograd_images"),
+        (20, "winograd_images"),
+    ],
+)
+def test_image_lanes_batch_rule(n, want):
+    """AVX2 lenet.conv2 bwd_data takes the images-in-lanes Winograd from 8 images filling >= 75%
+    of their lane groups (registry.cpp's measurements), dy_lanes otherwise."""
+    if "avx2" not in fastconv.cpu_isas():
+        pytest.skip("this CPU has no AVX2")
+    s = shapes.conv("lenet.conv2").with_batch(n)
+    with cpu_isa("avx2"):
+        assert fastconv.conv2d_algo("bwd_data", s.x_shape, s.w_shape, **s.kwargs()) == want
 
 
 def test_forced_algorithm_is_reported_and_cleared():

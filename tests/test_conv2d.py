@@ -347,6 +347,40 @@ def test_rows_winograd_weight_gradient(isa, rng, s):
         fastconv.set_num_threads(previous)
 
 
+# The images-in-lanes Winograd bwd_data (conv2d_bwd_data_image_lanes.inl, AVX2): batches around the
+# 8-image lane groups (1, 5, 8, 9, 17: empty lanes, a partial last group, groups cut into two tile
+# ranges), kernels 1-5 high and 5 wide, dx widths leaving 1-3 columns in the last tile and under
+# one 8-column block, dy planes under 8 pixels, dx channels around the 6-channel block (1, 6, 7,
+# 13), valid / same / mixed padding.
+IMAGE_LANES = [
+    shapes.ConvShape("lanes.lenet", 9, 6, 14, 14, 16, 5, padding="valid"),
+    shapes.ConvShape("lanes.n17c7", 17, 7, 12, 13, 5, (4, 5), padding=(2, 0)),
+    shapes.ConvShape("lanes.n8c13same", 8, 13, 9, 11, 9, 5, padding="same"),
+    shapes.ConvShape("lanes.n5c1", 5, 1, 5, 5, 3, (1, 5), padding=(0, 4)),
+    shapes.ConvShape("lanes.n1k3", 1, 5, 9, 6, 7, (3, 5), padding=(1, 2)),
+    shapes.ConvShape("lanes.n9tiny", 9, 6, 3, 7, 4, (2, 5), padding=(0, 1)),
+]
+
+
+@pytest.mark.parametrize("s", IMAGE_LANES, ids=[s.name for s in IMAGE_LANES])
+def test_image_lanes_bwd_data(isa, rng, s):
+    """winograd_images forced against the reference at 1 and 2 threads (outputs poisoned)."""
+    args = (s.x_shape, s.w_shape)
+    if "winograd_images" not in fastconv.conv2d_algos("bwd_data", *args, **s.kwargs()):
+        pytest.skip(f"the {isa} path has no images-in-lanes bwd_data")
+    x, w, _, dy = _arrays(rng, s)
+    want = ref.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+    previous = fastconv.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            with conv_algo("bwd_data", "winograd_images"):
+                dx = fastconv.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+            assert_close(dx, want, *_tolerances(s)["dx"], f"{s.name}: dx, {threads} threads")
+    finally:
+        fastconv.set_num_threads(previous)
+
+
 def test_conv_algo_switch_validates():
     """Unknown passes and names fail at set time; a forced name that cannot run a call fails it."""
     with pytest.raises(ValueError, match="pass"):

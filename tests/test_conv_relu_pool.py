@@ -420,6 +420,16 @@ def test_fused_data_gradient_forced_variants(rng, s):
                 test_fused_data_gradient_equals_two_step(best, rng, s, "ties")
 
 
+def test_fused_data_gradient_image_lanes(rng):
+    """The AVX2 images-in-lanes bwd_data (its groups unpool each image's gradient on their own):
+    lenet.conv2 on 9 images (a whole group and a one-image group), fused == two-step exactly."""
+    if "avx2" not in fastconv.cpu_isas():
+        pytest.skip("this CPU has no AVX2")
+    s = dataclasses.replace(_by_name("lenet.conv2@n2"), n=9)
+    with cpu_isa("avx2"), conv_algo("bwd_data", "winograd_images"):
+        test_fused_data_gradient_equals_two_step("avx2", rng, s, "normal")
+
+
 def test_fused_data_gradient_errors(rng):
     x_shape, w = (2, 3, 9, 8), np.ones((4, 3, 3, 3), np.float32)
     dy = rng.uniform(-1, 1, (2, 4, 3, 3)).astype(np.float32)

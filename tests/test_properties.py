@@ -24,7 +24,14 @@ import os
 import fastconv
 import numpy as np
 import shapes
-from conftest import assert_close, assert_identical, conv_tolerance, cpu_isa, winograd_5x5
+from conftest import (
+    assert_close,
+    assert_identical,
+    conv_algo,
+    conv_tolerance,
+    cpu_isa,
+    winograd_5x5,
+)
 from fastconv import reference as ref
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
@@ -95,6 +102,45 @@ def test_conv2d_random_geometry(s, seed):
         with cpu_isa(isa):
             check_fwd(s, x, w, b)
             check_backward(s, x, w, dy)
+
+
+@st.composite
+def image_lanes_problems(draw):
+    """A stride-1 problem with a 5-wide kernel (the AVX2 images-in-lanes bwd_data's geometry):
+    batches 1-20 around its 8-image groups, kernels 1-5 high, pads up to the kernel."""
+    kh = draw(st.integers(1, 5))
+    s = shapes.ConvShape(
+        "hypothesis.image_lanes",
+        draw(st.integers(1, 20)),
+        draw(st.integers(1, 14)),
+        1,
+        1,
+        draw(st.integers(1, 18)),
+        (kh, 5),
+        padding=(draw(st.integers(0, kh - 1)), draw(st.integers(0, 4))),
+    )
+    top, bottom, left, right = s.pads()
+    h = max(1, kh - top - bottom) + draw(st.integers(0, 12))
+    w = max(1, 5 - left - right) + draw(st.integers(0, 20))
+    return dataclasses.replace(s, h=h, w=w)
+
+
+@settings(max_examples=60)
+@given(s=image_lanes_problems(), seed=st.integers(0, 2**32 - 1))
+def test_image_lanes_bwd_data_random_geometry(s, seed):
+    """winograd_images forced, on the paths that have it, against the reference."""
+    x, w, _, dy = _arrays(np.random.default_rng(seed), s)
+    atol, rtol = conv_tolerance(s.k * s.kernel[0] * s.kernel[1])
+    for isa in fastconv.cpu_isas():
+        with cpu_isa(isa):
+            if "winograd_images" not in fastconv.conv2d_algos(
+                "bwd_data", s.x_shape, s.w_shape, **s.kwargs()
+            ):
+                continue
+            with conv_algo("bwd_data", "winograd_images"):
+                dx = fastconv.conv2d_bwd_data(dy, w, s.x_shape, **s.kwargs())
+            want = ref.conv2d_bwd_data(dy, w, s.x_shape, **s.kwargs())
+            assert_close(dx, want, atol, rtol, f"{s}: dx by winograd_images on {isa}")
 
 
 @given(s=pool_problems(), seed=st.integers(0, 2**32 - 1), ties=st.booleans())

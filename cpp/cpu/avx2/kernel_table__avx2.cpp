@@ -1,6 +1,6 @@
 // kernel_table__avx2.cpp — the AVX2+FMA path's kernel table, filled by field name (the kernels
-// live in sgemm__avx2.cpp, conv_pool__avx2.cpp, lanes__avx2.cpp and winograd__avx2.cpp). Families
-// AVX2 lacks stay nullptr.
+// live in sgemm__avx2.cpp, conv_pool__avx2.cpp, lanes__avx2.cpp, winograd__avx2.cpp and
+// image_lanes__avx2.cpp). Families AVX2 lacks stay nullptr.
 #include "fastconv/cpu_kernels.h"
 
 namespace fastconv {
@@ -39,6 +39,8 @@ const KernelTable& kernel_table__avx2() {
     t.winograd.bwd_data_transposed = conv2d_bwd_data_winograd__avx2;
     t.winograd.bwd_weights = conv2d_bwd_weights_winograd__avx2;
     t.winograd.fwd_rows = conv2d_fwd_winograd_rows__avx2;
+    t.winograd.bwd_data_image_lanes = conv2d_bwd_data_image_lanes__avx2;
+    t.winograd.bwd_data_image_lanes_work = conv2d_bwd_data_image_lanes_work__avx2;
     return t;
   }();
   return table;

@@ -22,23 +22,6 @@ namespace {
 
 // An 8 x 8 block: `rows` input rows (pitch in_stride) of `cols` floats each become `cols` output
 // rows (pitch out_stride) of 8 lanes, lanes past `rows` zero.
-// r[j] <- column j of the 8 x 8 block r (rows r[0..7]).
-inline void transpose8(__m256 (&r)[8]) {
-  __m256 t[8], u[8];
-  for (int k = 0; k < 4; ++k) {
-    t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-    t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-  }
-  for (int h = 0; h < 2; ++h) {  // rows 0-3, then 4-7
-    u[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
-    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
-    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
-    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
-  }
-  for (int j = 0; j < 8; ++j)
-    r[j] = _mm256_permute2f128_ps(u[j & 3], u[4 + (j & 3)], j < 4 ? 0x20 : 0x31);
-}
-
 inline void transpose_block8(float* out, int64_t out_stride, const float* in, int64_t in_stride,
                              int64_t rows, int64_t cols) {
   __m256 r[8];
@@ -47,7 +30,7 @@ inline void transpose_block8(float* out, int64_t out_stride, const float* in, in
     r[k] = k >= rows   ? _mm256_setzero_ps()
            : cols == 8 ? _mm256_loadu_ps(in + k * in_stride)
                        : _mm256_maskload_ps(in + k * in_stride, cm);
-  transpose8(r);
+  VecAvx2::transpose8(r);
   for (int j = 0; j < 8 && j < cols; ++j) _mm256_storeu_ps(out + j * out_stride, r[j]);
 }
 }  // namespace
@@ -139,7 +122,7 @@ void unpack_channels_last__avx2(float* y, const float* ycl, int64_t C, int64_t P
     for (int64_t q0 = 0; q0 < p8; q0 += 8) {
       __m256 r[8];
       for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(ycl + (q0 + k) * lanes + c0);
-      transpose8(r);
+      VecAvx2::transpose8(r);
       for (int j = 0; j < cn; ++j) {
         __m256 v = _mm256_add_ps(r[j], _mm256_set1_ps(b[j]));
         if (relu) v = _mm256_max_ps(zero, v);  // the second operand where either is NaN

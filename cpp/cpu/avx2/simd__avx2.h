@@ -68,6 +68,22 @@ struct VecAvx2 {
     lo = _mm256_unpacklo_ps(a, b);  // lanes 0 1 4 5 interleaved: [a0 b0 a1 b1 | a4 b4 a5 b5]
     hi = _mm256_unpackhi_ps(a, b);
   }
+  // r[j] <- column j of the 8 x 8 block r (rows r[0..7]).
+  static void transpose8(reg (&r)[8]) {
+    reg t[8], u[8];
+    for (int k = 0; k < 4; ++k) {
+      t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+      t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int h = 0; h < 2; ++h) {  // rows 0-3, then 4-7
+      u[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+      u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+      u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+      u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+    for (int j = 0; j < 8; ++j)
+      r[j] = _mm256_permute2f128_ps(u[j & 3], u[4 + (j & 3)], j < 4 ? 0x20 : 0x31);
+  }
   static reg swap_halves(reg a) { return _mm256_permute2f128_ps(a, a, 0x01); }
   // Pairwise horizontal adds within each 128-bit half, then the halves added: lanes 0..3 = the
   // sums of a0..a3 (a fixed tree); lanes 4.. hold junk.

@@ -62,6 +62,11 @@ void bwd_weights_tap_lanes_flat(float* dw, float* db, const DySource& dy, const 
 void bwd_weights_winograd_rows(float* dw, float* db, const DySource& dy, const float* x,
                                const Conv2dParams& p, const KernelTable& kt);
 
+// image_lanes.cpp: images in the lanes, a 1-D Winograd F(4, 5) along the rows
+// (conv2d_bwd_data_image_lanes.inl).
+void bwd_data_winograd_images(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
+                              const KernelTable& kt);
+
 // winograd.cpp: Winograd F(2x2, 3x3) / F(2x2, 5x5) and F(3x3, 2x2) (conv2d_winograd*.inl).
 void fwd_winograd_channels(const ImageSink& out, const float* x, const float* w, const float* b,
                            const Conv2dParams& p, bool relu, const KernelTable& kt);

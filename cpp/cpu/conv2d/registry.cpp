@@ -179,6 +179,12 @@ bool bwd_data_winograd_usable(const Conv2dParams& p, const KernelTable& kt) {
          winograd_shape(p, p.x.h, p.x.w) && pads_within_kernel(p);
 }
 
+// dy_lanes' rule (below): valid-like padding, dy channels filling the lanes, 4-8 dx channels.
+bool dy_lanes_rule(const Conv2dParams& p, const KernelTable& kt) {
+  return border_waste(p) > kCheapWaste && lane_fill(p.y.c, kt.lanes) >= 0.85 && p.x.c >= 4 &&
+         p.x.c <= 8;
+}
+
 const BwdData kBwdData[] = {
     // The forward's adjoint, from dy unbordered, dx channels in the lanes: for the channel-lane
     // layers whose dy is much smaller than x (valid: keras.conv2 25.2 -> 12.9 ms) or whose
@@ -247,6 +253,23 @@ const BwdData kBwdData[] = {
               cl_wins(p.y.c, p.x.c, p.x.w, p.x.h, wp, kt.lanes);
      },
      bwd_data_channel_lanes},
+    // The images in the lanes (one group of `lanes` images per call of the kernel) and a 1-D
+    // Winograd F(4, 5) along the rows, kernel rows exact: no lane sums, no border products along
+    // the rows' kernel rows (conv2d_bwd_data_image_lanes.inl). AVX2 only (a 16-image group
+    // would leave lenet.conv2's 100 images 12% empty lanes). Where dy_lanes below would run, with
+    // 5-wide kernels and >= 8 images filling >= 75% of their lane groups: lenet.conv2 against
+    // dy_lanes (1 thread, CPU time, cold dy, medians; PERF_LOG round 22): 100 images 0.68x,
+    // 8 0.82x, 12 0.93x; below the rule 7 images 0.99x, 6 1.11x, 4 1.41x.
+    {"winograd_images", "AVX2, groups 1, stride 1, dilation 1, kernel width 5, every pad <= k-1",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.winograd.bwd_data_image_lanes != nullptr && unit_stride(p) && p.wt.w == 5 &&
+              pads_within_kernel(p);
+     },
+     [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
+       return cfg.winograd && p.x.n >= kt.lanes && lane_fill(p.x.n, kt.lanes) >= 0.75 &&
+              dy_lanes_rule(p, kt);
+     },
+     bwd_data_winograd_images},
     // Valid padding with 4-8 dx channels (a full tile is 4 pixels x up to 6 of them; with 1-3 it
     // is load-bound) and dy channels filling the lanes: lenet.conv2 (1.96x waste; PERF_LOG round 10;
     // AVX2, 2 x 6 tiles, weights pinned in registers: 0.93 vs direct 1.06 ms at 1 thread, load ~7,
@@ -256,8 +279,7 @@ const BwdData kBwdData[] = {
        return kt.channel_lanes.bwd_data_dy_lanes != nullptr && unit_stride(p) && pads_within_kernel(p);
      },
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig&) {
-       return border_waste(p) > kCheapWaste && lane_fill(p.y.c, kt.lanes) >= 0.85 &&
-              p.x.c >= 4 && p.x.c <= 8;
+       return dy_lanes_rule(p, kt);
      },
      bwd_data_dy_lanes},
     // The direct forward kernel on dy padded by k-1-pad (flipped, in/out-transposed weights, no

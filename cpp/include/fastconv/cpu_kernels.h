@@ -168,6 +168,24 @@ struct DyLanesArgs {
 using BwdDataDyLanesFn = void (*)(float* dx, const float* dyp, const float* wf,
                                   const DyLanesArgs& a);
 
+// bwd_data of up to `lanes` images at once, one per lane, kernel width 5, by a 1-D Winograd F(4, 5)
+// along the rows (conv2d_bwd_data_image_lanes.inl), stride 1, dilation 1: dy[i] (cout planes of
+// oh x ow) for i < lanes (past `count`: a zero image), dx[i] (cin planes of h x w) for i < count;
+// computes the dx columns of tiles [t0, t1), tile t = columns [4t, 4t + 4) (tiles = ceil(w / 4)).
+// u[(((cb*8 + p)*kh + ky)*cout + co)*6 + c] = sum_kx G[p][kx] * w[co][6cb + c][kh-1-ky][4-kx]
+// (fastconv/winograd_rows.h's F(4, 5); zero past cin); work: the kernel's work_floats(a).
+// top = kh-1-pad_top, left = 4-pad_left (both >= 0).
+struct ImageLanesArgs {
+  int64_t cin, cout, kh;
+  int64_t oh, ow;  // dy plane
+  int64_t h, w;    // dx plane
+  int64_t top, left, tiles;
+};
+using BwdDataImageLanesFn = void (*)(float* const* dx, const float* const* dy, int64_t count,
+                                     const float* u, float* work, int64_t t0, int64_t t1,
+                                     const ImageLanesArgs& a);
+using ImageLanesWorkFn = int64_t (*)(const ImageLanesArgs& a);
+
 // Winograd F(2x2, r x r) of ONE image (conv2d_winograd.inl), stride 1, dilation 1, kernel 3x3 or
 // 5x5 (n = r + 1), even oh and ow: xpad and the args as for DirectFwdClFn (kh = kw = r, the border
 // zero); u[(pt*cin + ci)*coutp + co] = (G g G^T)[pt] the transformed weights (fastconv/winograd.h,
@@ -308,6 +326,8 @@ struct WinogradKernels {              // conv2d_winograd*.inl
   WinogradBwdDataFn bwd_data_transposed = nullptr; // the forward's adjoint
   WinogradBwwFn bwd_weights = nullptr;             // F(3x3, 2x2)
   WinogradFwdFn fwd_rows = nullptr;                // 1-D F(m, r) down the columns, channel lanes
+  BwdDataImageLanesFn bwd_data_image_lanes = nullptr;  // 1-D F(4, 5) along the rows, images in lanes
+  ImageLanesWorkFn bwd_data_image_lanes_work = nullptr;  // its work floats
 };
 
 struct KernelTable {
@@ -392,6 +412,10 @@ void conv2d_bwd_data_scatter__avx2(float* ycl, const float* dy, const float* wb,
                                    const ScatterArgs& a);
 void conv2d_bwd_data_dylanes__avx2(float* dx, const float* dyp, const float* wf,
                                    const DyLanesArgs& a);
+void conv2d_bwd_data_image_lanes__avx2(float* const* dx, const float* const* dy, int64_t count,
+                                       const float* u, float* work, int64_t t0, int64_t t1,
+                                       const ImageLanesArgs& a);
+int64_t conv2d_bwd_data_image_lanes_work__avx2(const ImageLanesArgs& a);
 void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float* xcl,
                                         const DirectConvArgs& a, int64_t lp, bool flat);
 void conv2d_bwd_weights_rows__avx2(float* acc, const float* dy, const float* xcl,
