@@ -21,7 +21,7 @@ EXPECTED = {
     "portable": dict.fromkeys(shapes.NETWORK_CONV, ("gemm", "gemm", "gemm")),
     "avx2": {
         "cnn1.conv1": ("winograd_one_plane", "direct", "direct"),
-        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "winograd_rows"),
+        "cnn1.conv2": ("winograd_tiles_4x2", "winograd_tiles_4x2", "winograd_rows"),
         "keras.conv1": ("direct_shifted", "direct", "direct"),
         "keras.conv2": ("winograd_channels", "winograd_transposed", "winograd_rows"),
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
@@ -31,7 +31,7 @@ EXPECTED = {
     },
     "avx512": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
-        "cnn1.conv2": ("winograd_tiles", "winograd_tiles", "winograd_rows"),
+        "cnn1.conv2": ("winograd_tiles_4x2", "winograd_tiles_4x2", "winograd_rows"),
         "keras.conv1": ("direct_shifted", "gemm", "direct"),
         "keras.conv2": ("winograd_channels", "winograd_transposed", "winograd_rows"),
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
@@ -133,6 +133,7 @@ def test_usable_lists_follow_registry_order_and_end_with_gemm(isa):
 def test_registry_names():
     assert fastconv._C.conv_algos("fwd") == [
         "winograd_channels",
+        "winograd_tiles_4x2",
         "winograd_tiles",
         "winograd_rows",
         "channel_lanes",
@@ -144,6 +145,7 @@ def test_registry_names():
     assert fastconv._C.conv_algos("bwd_data") == [
         "winograd_transposed",
         "winograd_channels",
+        "winograd_tiles_4x2",
         "winograd_tiles",
         "scatter",
         "channel_lanes",

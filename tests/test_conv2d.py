@@ -295,6 +295,39 @@ def test_winograd_one_plane_fwd(isa, rng, s, activation):
     assert_close(y, want, *_tolerances(s)["y"], f"{s.name}: y by winograd_one_plane")
 
 
+# F(4x2, 5x5) tiles in the lanes (conv2d_winograd_tiles.inl with MY = 4): output heights whose
+# last 4-row tile has 2 junk rows or none, one tile row or a few, rows of <= W/2 tiles (two tile
+# rows to a vector, an odd count of tile rows leaving the second half junk) and of a vector and
+# more, output channels below, at and past the point GEMM's channel blocks.
+WINOGRAD_TILES_4X2 = [
+    shapes.ConvShape(f"tiles4x2.h{h}w{w}c{c}k{k}", 2, c, h, w, k, 5, padding=2)
+    for (h, w) in ((2, 2), (4, 8), (6, 6), (10, 14), (14, 14), (8, 18), (12, 34))
+    for (c, k) in ((8, 4), (9, 13))
+]
+
+
+@pytest.mark.parametrize("s", WINOGRAD_TILES_4X2, ids=[s.name for s in WINOGRAD_TILES_4X2])
+def test_winograd_tiles_4x2(isa, rng, s, restore_threads):
+    """The forward (with bias and ReLU, and fused with the max-pool) and bwd_data of a 5x5 layer
+    by winograd_tiles_4x2 against the reference, at 1 and 2 threads."""
+    if "winograd_tiles_4x2" not in fastconv.conv2d_algos("fwd", s.x_shape, s.w_shape, **s.kwargs()):
+        pytest.skip(f"the {isa} path has no winograd_tiles_4x2")
+    x, w, b, dy = _arrays(rng, s)
+    tol = _tolerances(s)
+    want_y = np.maximum(ref.conv2d_fwd(x, w, b, **s.kwargs()), 0.0)
+    want_dx = ref.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+    for threads in (1, 2):
+        fastconv.set_num_threads(threads)
+        with conv_algo("fwd", "winograd_tiles_4x2"):
+            y = fastconv.conv2d(x, w, b, activation="relu", **s.kwargs())
+            pooled, _ = fastconv.conv2d_relu_maxpool2d(x, w, b, **s.kwargs())
+        assert_close(y, want_y, *tol["y"], f"{s.name}: y by winograd_tiles_4x2")
+        assert_close(pooled, fastconv.max_pool2d(y, 2), 0.0, 0.0, f"{s.name}: fused pool")
+        with conv_algo("bwd_data", "winograd_tiles_4x2"):
+            dx = fastconv.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+        assert_close(dx, want_dx, *tol["dx"], f"{s.name}: dx by winograd_tiles_4x2")
+
+
 @pytest.mark.parametrize("k_out", range(1, 18))
 @pytest.mark.parametrize(("c_in", "kernel"), [(6, 5), (17, 3)])
 def test_channel_lane_weight_gradient_channel_blocks(rng, c_in, kernel, k_out):

@@ -18,20 +18,34 @@
 //   3. output transform per unit and channel, + bias, ReLU, and the 2x2 outputs interleaved back
 //      into rows (one permute per W outputs), stored straight into the NCHW image.
 // Lanes past the real tiles compute junk from readable zero slack/neighbour rows; never stored.
+//
+// MY = 4 (5x5 only, `winograd_tiles_4x2`): tiles of 4 output rows x 2 columns, F(4, 5) down the
+// columns (fastconv/winograd_rows.h) and F(2, 5) along the rows: 8 x 6 = 48 points per 8 outputs
+// instead of 36 per 4, 0.67x the point GEMM's FMAs per output (cnn1.conv2's 14 rows as 4 tile
+// rows of 4, the last 2 rows junk: AVX2 4 units of 48 points against 7 of 36, 0.76x; AVX-512, two
+// tile rows to a vector, 2 against 4, 0.67x). The patch is 8 input rows, the
+// last tile row's reaching up to 6 rows past the layer's padded plane: the driver borders the
+// planes with winograd_tiles_rows(a) rows of zeros (a.plane). Rounding: F(4, 5)'s B^T (5.25s)
+// and A^T (8s) along one axis; ~1.1-1.4x F(2x2, 5x5)'s error in a float32 simulation of
+// cnn1.conv2 (PERF_LOG round 23).
 
 // CoWide > 0: the channel block of the point tiles of 3+ units (AVX2: 4 channels x 3 units = 12
 // accumulators + 3 unit vectors + a broadcast in 16 registers), a.cb otherwise.
-template <class V, int R, int MaxUnits = 4, int CoWide = 0>
+template <class V, int R, int MaxUnits = 4, int CoWide = 0, int MY = 2>
 struct WinogradTilesF2 {
   using reg = typename V::reg;
   using Args = fastconv::cpu::WinogradTilesArgs;
   using Cl = WinogradF2<V, R>;
-  static constexpr int N = Cl::N, NP = Cl::NP;
+  using My = fastconv::cpu::WinogradRows<MY, R>;  // down the columns (MY 2: Winograd<R>'s)
+  static constexpr int N = Cl::N;                  // points along a row
+  static constexpr int NY = My::n;                 // points down a column
+  static constexpr int NP = NY * N;
 
   // Units: two tile rows of W/2 when a row has <= W/2 tiles, otherwise W tiles of one row.
   static bool paired(const Args& a) { return a.ow / 2 <= V::W / 2; }
+  static int64_t tile_rows(const Args& a) { return (a.oh + MY - 1) / MY; }
   static int64_t units(const Args& a) {
-    const int64_t th = a.oh / 2, tw = a.ow / 2;
+    const int64_t th = tile_rows(a), tw = a.ow / 2;
     return paired(a) ? (th + 1) / 2 : th * ((tw + V::W - 1) / V::W);
   }
   // Unit u's first tile: row ty, column tx0 (the second half's patches start 2 input rows down
@@ -45,15 +59,92 @@ struct WinogradTilesF2 {
     }
   }
 
+  // o = B^T d for F(4, 5)'s 8 points, factored by hand (26 operations instead of 44): rows
+  // 1/2, 3/4 and 5/6 are the sum and difference of their even and odd taps' parts.
+  static inline __attribute__((always_inline)) void bt_tall(const reg (&d)[NY], reg (&o)[NY]) {
+    if constexpr (MY == 4 && R == 5) {
+      const reg c525 = V::set1(5.25f), m425 = V::set1(-4.25f), m125 = V::set1(-1.25f);
+      const reg m25 = V::set1(-2.5f), q = V::set1(0.25f), h = V::set1(0.5f), two = V::set1(2.0f);
+      const reg four = V::set1(4.0f), m5 = V::set1(-5.0f);
+      o[0] = V::fmadd(c525, V::sub(d[2], d[4]), V::sub(d[6], d[0]));
+      o[7] = V::fmadd(c525, V::sub(d[3], d[5]), V::sub(d[7], d[1]));
+      const reg e1 = V::fmadd(m425, d[4], V::add(d[2], d[6]));
+      const reg o1 = V::fmadd(m425, d[3], V::add(d[1], d[5]));
+      o[1] = V::add(e1, o1);
+      o[2] = V::sub(e1, o1);
+      const reg e3 = V::fmadd(q, d[2], V::fmadd(m125, d[4], d[6]));
+      const reg o3 = V::fmadd(h, d[1], V::fmadd(m25, d[3], V::mul(two, d[5])));
+      o[3] = V::add(e3, o3);
+      o[4] = V::sub(e3, o3);
+      const reg e5 = V::fmadd(four, d[2], V::fmadd(m5, d[4], d[6]));
+      const reg o5 = V::fmadd(two, d[1], V::fmadd(m25, d[3], V::mul(h, d[5])));
+      o[5] = V::add(e5, o5);
+      o[6] = V::sub(e5, o5);
+    } else {
+      Cl::bt(d, o);
+    }
+  }
+
+  // o = A^T f down a column: F(4, 5)'s factored by hand (16 operations instead of 25: the
+  // pairs of points +-1, +-2, +-1/2 as sums and differences), F(2, r)'s by combo.
+  static inline __attribute__((always_inline)) void at_tall(const reg (&f)[NY], reg (&o)[MY]) {
+    if constexpr (MY == 4 && R == 5) {
+      const reg a1 = V::add(f[1], f[2]), b1 = V::sub(f[1], f[2]);
+      const reg a2 = V::add(f[3], f[4]), b2 = V::sub(f[3], f[4]);
+      const reg a3 = V::add(f[5], f[6]), b3 = V::sub(f[5], f[6]);
+      o[0] = V::add(V::add(f[0], a1), V::add(a2, a3));
+      o[1] = V::fmadd(V::set1(2.0f), b2, V::fmadd(V::set1(0.5f), b3, b1));
+      o[2] = V::fmadd(V::set1(4.0f), a2, V::fmadd(V::set1(0.25f), a3, a1));
+      o[3] = V::add(V::fmadd(V::set1(8.0f), b2, V::fmadd(V::set1(0.125f), b3, b1)), f[7]);
+    } else {
+#pragma GCC unroll 4
+      for (int i = 0; i < MY; ++i) o[i] = Cl::combo(My::AT[i], f);
+    }
+  }
+
+  // transform_patches (tiles order) for a patch of NY rows x N columns: each row times B along
+  // the row (F(2, r)), then each column by My's B^T; point (i, j) at pt = N*i + j.
+  template <class Store>
+  static inline __attribute__((always_inline)) void transform_patches_tall(const float* xr,
+                                                                           int64_t second,
+                                                                           int64_t wp,
+                                                                           Store&& store) {
+    reg e[NY][N];
+#pragma GCC unroll 8
+    for (int r = 0; r < NY; ++r, xr += wp) {
+      reg d[N];
+#pragma GCC unroll 4
+      for (int k = 0; k < N / 2; ++k)
+        V::deinterleave_tiles(V::loadu(xr + 2 * k), V::loadu(xr + 2 * k + second), d[2 * k],
+                              d[2 * k + 1]);
+      Cl::bt(d, e[r]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < N; ++j) {
+      reg col[NY];
+#pragma GCC unroll 8
+      for (int r = 0; r < NY; ++r) col[r] = e[r][j];
+      reg o[NY];
+      bt_tall(col, o);
+#pragma GCC unroll 8
+      for (int i = 0; i < NY; ++i) store(N * i + j, o[i]);
+    }
+  }
+
   static void input_transform(float* v, const float* xpad, const Args& a, int64_t ci, int64_t u,
                               int64_t nl, int64_t slot) {
     int64_t ty, tx0;
     unit_origin(a, u, ty, tx0);
-    const float* xr = xpad + ci * a.plane + 2 * ty * a.wp + 2 * tx0;
+    const float* xr = xpad + ci * a.plane + MY * ty * a.wp + 2 * tx0;
     float* out = v + ci * nl + slot;
     const int64_t pstride = a.cin * nl;
-    Cl::template transform_patches<false>(xr, paired(a) ? 2 * a.wp : V::W, a.wp,
-                          [&](int pt, reg x) { V::storeu(out + pt * pstride, x); });
+    const int64_t second = paired(a) ? MY * a.wp : V::W;
+    const auto put = [&](int pt, reg x) { V::storeu(out + pt * pstride, x); };
+    if constexpr (MY == 2) {
+      Cl::template transform_patches<false>(xr, second, a.wp, put);
+    } else {
+      transform_patches_tall(xr, second, a.wp, put);
+    }
   }
 
   // m[(pt*cout + co)*nl + lane] for channels co0 .. co0+nco-1 (nco <= CO) and TV unit vectors.
@@ -125,15 +216,18 @@ struct WinogradTilesF2 {
   // interleaved are W consecutive outputs of its first half, the other tiles' of the second. The
   // lanes hold the tiles in V::deinterleave_tiles' order (the input transform's), which
   // interleave_tiles undoes without a lane-crossing permute (AVX2: 2 of the 4 shuffles).
+  // Output rows past oh (the last MY = 4 tile row's junk rows) are not stored.
   static void store_unit_rows(float* y, const Args& a, int64_t ty, int64_t tx0, int io, reg y0,
                               reg y1) {
+    const int64_t oy = MY * ty + io;
+    if (oy >= a.oh) return;
     reg first, second;
     V::interleave_tiles(y0, y1, first, second);
     if (paired(a)) {  // ow <= W
-      store_n(y + (2 * ty + io) * a.ow, first, a.ow);
-      if (2 * ty + 2 < a.oh) store_n(y + (2 * ty + 2 + io) * a.ow, second, a.ow);
+      store_n(y + oy * a.ow, first, a.ow);
+      if (oy + MY < a.oh) store_n(y + (oy + MY) * a.ow, second, a.ow);
     } else {
-      float* row = y + (2 * ty + io) * a.ow + 2 * tx0;
+      float* row = y + oy * a.ow + 2 * tx0;
       const int64_t left = a.ow - 2 * tx0;  // outputs of this row from the unit's first column on
       if (left > V::W) {
         V::storeu(row, first);
@@ -151,9 +245,9 @@ struct WinogradTilesF2 {
     const int64_t ps = a.cout * nl, ohw = a.oh * a.ow;
     for (int64_t co = 0; co < a.cout; ++co) {
       const float* mt = m + co * nl + slot;
-      reg f[2][N];
+      reg f[2][NY];
 #pragma GCC unroll 8
-      for (int i = 0; i < N; ++i) {
+      for (int i = 0; i < NY; ++i) {
         reg row[N];
 #pragma GCC unroll 8
         for (int j = 0; j < N; ++j) {
@@ -168,12 +262,15 @@ struct WinogradTilesF2 {
         f[1][i] = Cl::combo(Cl::M::AT[1], row);
       }
       const reg vb = V::set1(bias != nullptr ? bias[co] : 0.0f);
+      reg col[2][MY];  // A^T down each of the tile's 2 columns
 #pragma GCC unroll 2
-      for (int io = 0; io < 2; ++io) {
+      for (int jo = 0; jo < 2; ++jo) at_tall(f[jo], col[jo]);
+#pragma GCC unroll 4
+      for (int io = 0; io < MY; ++io) {
         reg out[2];
 #pragma GCC unroll 2
         for (int jo = 0; jo < 2; ++jo) {
-          out[jo] = V::add(Cl::combo(Cl::M::AT[io], f[jo]), vb);
+          out[jo] = V::add(col[jo][io], vb);
           if (relu) out[jo] = V::relu(out[jo]);
         }
         store_unit_rows(y + co * ohw, a, ty, tx0, io, out[0], out[1]);

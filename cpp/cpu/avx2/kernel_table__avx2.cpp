@@ -35,6 +35,7 @@ const KernelTable& kernel_table__avx2() {
     t.channel_lanes.unpack = unpack_channels_last__avx2;
     t.winograd.fwd_channels = conv2d_fwd_winograd__avx2;
     t.winograd.fwd_tiles = conv2d_fwd_winograd_tiles__avx2;
+    t.winograd.fwd_tiles_4x2 = conv2d_fwd_winograd_tiles_4x2__avx2;
     t.winograd.fwd_one_plane = conv2d_fwd_winograd_one_plane__avx2;
     t.winograd.bwd_data_transposed = conv2d_bwd_data_winograd__avx2;
     t.winograd.bwd_weights = conv2d_bwd_weights_winograd__avx2;

@@ -13,6 +13,7 @@
 
 #include "fastconv/cpu_kernels.h"
 #include "fastconv/winograd.h"
+#include "fastconv/winograd_rows.h"
 
 namespace {
 #include "simd__avx2.h"
@@ -26,6 +27,7 @@ template <int R>
 using Channels = WinogradF2<VecAvx2, R, kMaxCov, kRegs>;
 template <int R>
 using Tiles = WinogradTilesF2<VecAvx2, R, kMaxUnits, kTilesCoWide>;
+using Tiles4x2 = WinogradTilesF2<VecAvx2, 5, kMaxUnits, kTilesCoWide, 4>;
 }  // namespace
 
 namespace fastconv {
@@ -48,6 +50,12 @@ void conv2d_fwd_winograd_tiles__avx2(float* y, const float* xpad, const float* u
   } else {
     Tiles<3>::run(y, xpad, u, bias, relu, work, a);
   }
+}
+
+void conv2d_fwd_winograd_tiles_4x2__avx2(float* y, const float* xpad, const float* u,
+                                         const float* bias, bool relu, float* work,
+                                         const WinogradTilesArgs& a) {
+  Tiles4x2::run(y, xpad, u, bias, relu, work, a);
 }
 
 // 4 channels x 3 vectors of tiles: 12 accumulators + 3 point vectors + a broadcast.

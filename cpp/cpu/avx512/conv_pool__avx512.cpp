@@ -125,6 +125,12 @@ void conv2d_fwd_winograd_tiles__avx512(float* y, const float* xpad, const float*
   }
 }
 
+void conv2d_fwd_winograd_tiles_4x2__avx512(float* y, const float* xpad, const float* u,
+                                           const float* bias, bool relu, float* work,
+                                           const WinogradTilesArgs& a) {
+  WinogradTilesF2<VecAvx512, 5, 4, 0, 4>::run(y, xpad, u, bias, relu, work, a);
+}
+
 // 5 channels x 4 vectors of tiles: 20 accumulators + 4 point vectors + a broadcast.
 void conv2d_fwd_winograd_one_plane__avx512(float* y, const float* xpad, const float* u,
                                       const float* bias, bool relu, float* work,

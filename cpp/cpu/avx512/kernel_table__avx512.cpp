@@ -33,6 +33,7 @@ const KernelTable& kernel_table__avx512() {
     t.channel_lanes.pad_channels_last = pad_channels_last__avx512;
     t.winograd.fwd_channels = conv2d_fwd_winograd__avx512;
     t.winograd.fwd_tiles = conv2d_fwd_winograd_tiles__avx512;
+    t.winograd.fwd_tiles_4x2 = conv2d_fwd_winograd_tiles_4x2__avx512;
     t.winograd.fwd_one_plane = conv2d_fwd_winograd_one_plane__avx512;
     t.winograd.bwd_data_transposed = conv2d_bwd_data_winograd__avx512;
     t.winograd.bwd_weights = conv2d_bwd_weights_winograd__avx512;

@@ -78,6 +78,11 @@ void bwd_data_winograd_channels(float* dx, const DySource& dy, const float* w,
                                 const Conv2dParams& p, const KernelTable& kt);
 void bwd_data_winograd_tiles(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
                              const KernelTable& kt);
+// The tiles in the lanes as F(4x2, 5x5): 4 output rows x 2 columns per tile.
+void fwd_winograd_tiles_4x2(const ImageSink& out, const float* x, const float* w, const float* b,
+                            const Conv2dParams& p, bool relu, const KernelTable& kt);
+void bwd_data_winograd_tiles_4x2(float* dx, const DySource& dy, const float* w,
+                                 const Conv2dParams& p, const KernelTable& kt);
 void bwd_data_winograd_transposed(float* dx, const DySource& dy, const float* w,
                                   const Conv2dParams& p, const KernelTable& kt);
 void bwd_weights_winograd_channels(float* dw, float* db, const DySource& dy, const float* x,

@@ -158,6 +158,14 @@ struct DySource {
     const int64_t pp = (oh / 2) * (ow / 2);
     prefetch_floats(pdy + n * c * pp, c * pp);
   }
+  // prefetch(n) and, pooled, image n's window codes too.
+  void prefetch_with_codes(int64_t n) const {
+    prefetch(n);
+    if (!pooled()) return;
+    const int64_t pp = (oh / 2) * (ow / 2);
+    const uint8_t* cn = codes + n * c * pp;
+    for (int64_t i = 0; i < c * pp; i += 64) __builtin_prefetch(cn + i, 0, 2);
+  }
   const float* image(int64_t n, float* tmp) const {
     if (!pooled()) return dy + n * c * oh * ow;
     const int64_t pp = (oh / 2) * (ow / 2);
@@ -279,13 +287,15 @@ float* pack_lane_weights(int64_t kh, int64_t kw, int64_t R, int64_t lanes_p, int
 // reads_in_bounds: the kernel reads no float outside the planes (no vector over-reads into the
 // slack), so an unbordered plain src (valid padding) is passed as it is, without the copy
 // (lenet.conv2's channel-lane forward: ~3% of its time went to it).
+// prefetch_next: ask for image n + 1's input while image n computes (a training step's
+// activations come from L3, not L2).
 template <class Kernel>
 void run_padded_images(const ImageSink& out, const DySource& src, int64_t n_images,
                        const ClConvArgs& a, int64_t extra_floats, Kernel&& kernel,
-                       bool reads_in_bounds = false) {
+                       bool reads_in_bounds = false, bool prefetch_next = false) {
   DirectConvArgs d{};  // the pixels-in-lanes path's padded-plane layout (pad_planes, xpad_size)
   d.cin = a.cin;
-  d.hp = a.oh + a.kh - 1;
+  d.hp = a.plane / a.wp;  // oh + kh - 1, or more zero rows below (winograd_tiles_4x2)
   d.wp = a.wp;
   d.plane = a.plane;
   const bool in_place = reads_in_bounds && !src.pooled() && a.top == 0 && a.left == 0 &&
@@ -300,6 +310,7 @@ void run_padded_images(const ImageSink& out, const DySource& src, int64_t n_imag
     for (int64_t n = begin; n < end; ++n) {
       const float* image = src.image(n, src_tmp);
       if (!in_place) pad_planes_rows(xpad, image, a.h, a.w, a.top, a.left, d);
+      if (prefetch_next && n + 1 < end) src.prefetch_with_codes(n + 1);
       float* dst = out.target(n, tmp);
       kernel(dst, in_place ? image : xpad, extra);
       out.finish(n, dst);

@@ -11,6 +11,7 @@
 #include "drivers.h"
 #include "fastconv/parallel.h"
 #include "fastconv/winograd.h"
+#include "fastconv/winograd_rows.h"
 
 namespace fastconv {
 namespace cpu {
@@ -36,11 +37,13 @@ void add_scaled_row(double* dst, double c, const T* src, int64_t n) {
 // a per-element version cost ~0.5 ms per vgg.b call, 15% of its forward at 2 threads. Threaded
 // over r (each r's values are computed alike by any thread): on the calling thread alone it was
 // ~8% of keras.conv2's forward and bwd-data at 2 threads.
-template <int K, class Weight>
+// Wy: the transform down the columns (ky, point row i; n_y points): Winograd<K>'s, or
+// WinogradRows<4, 5>'s for the 4x2 tiles (u[((n*i + j)*R + r)*lanes_p + l], i < n_y).
+template <int K, class Wy = Winograd<K>, class Weight>
 float* pack_winograd_weights(int64_t R, int64_t lanes_p, int64_t L, Weight&& weight) {
   using Wm = Winograd<K>;
-  constexpr int n = Wm::n;
-  float* u = caller_workspace(n * n * R * lanes_p);
+  constexpr int n = Wm::n, ny = Wy::n;
+  float* u = caller_workspace(ny * n * R * lanes_p);
   parallel_for(R, [&](int64_t r0, int64_t r1, int) {
     double* g = double_scratch((K * K + K * n + 1) * L);  // g[ky][kx][l], t[ky][j][l], row[l]
     double* t = g + K * K * L;
@@ -56,11 +59,11 @@ float* pack_winograd_weights(int64_t R, int64_t lanes_p, int64_t L, Weight&& wei
           for (int kx = 0; kx < K; ++kx)
             add_scaled_row(tj, Wm::G[j][kx], g + (ky * K + kx) * L, L);
         }
-      for (int i = 0; i < n; ++i)  // G t
+      for (int i = 0; i < ny; ++i)  // G t
         for (int j = 0; j < n; ++j) {
           std::fill(row, row + L, 0.0);
           for (int ky = 0; ky < K; ++ky)
-            add_scaled_row(row, Wm::G[i][ky], t + (ky * n + j) * L, L);
+            add_scaled_row(row, Wy::G[i][ky], t + (ky * n + j) * L, L);
           float* out = u + ((n * i + j) * R + r) * lanes_p;
           for (int64_t l = 0; l < L; ++l) out[l] = float(row[l]);
           std::fill(out + L, out + lanes_p, 0.0f);
@@ -78,11 +81,13 @@ float* pack_winograd_weights(int64_t k, int64_t R, int64_t lanes_p, int64_t L, W
 
 // Either Winograd layout on the geometry a (fwd_cl_args / bwd_data_cl_args) with the forward's
 // weights `weight` (L = real output channels): out gets the n_images outputs.
+enum class WinogradLayout { channels, tiles, tiles_4x2 };
+
 template <class Weight>
-void run_winograd(bool channels, const ImageSink& out, const DySource& src, const float* bias,
-                  bool relu, int64_t n_images, int64_t L, ClConvArgs a, Weight&& weight,
-                  const KernelTable& kt) {
-  if (channels) {
+void run_winograd(WinogradLayout layout, const ImageSink& out, const DySource& src,
+                  const float* bias, bool relu, int64_t n_images, int64_t L, ClConvArgs a,
+                  Weight&& weight, const KernelTable& kt) {
+  if (layout == WinogradLayout::channels) {
     const float* u = pack_winograd_weights(a.kh, a.cin, a.coutp, L, weight);
     run_cl_images(out, src, bias, relu, n_images, L, a, winograd_work_floats(a),
                   kt.channel_lanes.unpack, [&](float* ycl, const float* xpad, float* work) {
@@ -100,24 +105,35 @@ void run_winograd(bool channels, const ImageSink& out, const DySource& src, cons
   t.plane = a.plane;
   t.oh = a.oh;
   t.ow = a.ow;
+  if (layout == WinogradLayout::tiles_4x2) {  // kh = 5; planes with zero rows below
+    a.plane = t.plane = winograd_tiles_4x2_rows(a.oh) * a.wp;
+    const float* u = pack_winograd_weights<5, WinogradRows<4, 5>>(a.cin, t.coutp, L, weight);
+    run_padded_images(out, src, n_images, a, winograd_tiles_4x2_work_floats(t),
+                      [&](float* dst, const float* xpad, float* work) {
+                        kt.winograd.fwd_tiles_4x2(dst, xpad, u, bias, relu, work, t);
+                      },
+                      /*reads_in_bounds=*/false, /*prefetch_next=*/true);
+    return;
+  }
   const float* u = pack_winograd_weights(a.kh, a.cin, t.coutp, L, weight);
   run_padded_images(out, src, n_images, a, winograd_tiles_work_floats(t),
                     [&](float* dst, const float* xpad, float* work) {
                       kt.winograd.fwd_tiles(dst, xpad, u, bias, relu, work, t);
-                    });
+                    },
+                    /*reads_in_bounds=*/false, /*prefetch_next=*/true);
 }
 
-void run_fwd_winograd(bool channels, const ImageSink& out, const float* x, const float* w,
+void run_fwd_winograd(WinogradLayout layout, const ImageSink& out, const float* x, const float* w,
                       const float* b, const Conv2dParams& p, bool relu, const KernelTable& kt) {
   const ClConvArgs a = fwd_cl_args(p, kt);
-  run_winograd(channels, out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a,
+  run_winograd(layout, out, DySource::plain(x, a.cin, a.h, a.w), b, relu, p.x.n, p.y.c, a,
                fwd_weight(w, a), kt);
 }
 
-void run_bwd_data_winograd(bool channels, float* dx, const DySource& dy, const float* w,
+void run_bwd_data_winograd(WinogradLayout layout, float* dx, const DySource& dy, const float* w,
                            const Conv2dParams& p, const KernelTable& kt) {
   const ClConvArgs a = bwd_data_cl_args(p, kt);
-  run_winograd(channels, ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n,
+  run_winograd(layout, ImageSink::plain(dx, p.x.c, p.x.h, p.x.w), dy, nullptr, false, p.x.n,
                p.x.c, a, bwd_data_weight(w, a, p.x.c), kt);
 }
 
@@ -164,12 +180,17 @@ void winograd_weights_from_sums(float* dw, float* sums, int64_t per_part, int pa
 
 void fwd_winograd_channels(const ImageSink& out, const float* x, const float* w, const float* b,
                            const Conv2dParams& p, bool relu, const KernelTable& kt) {
-  run_fwd_winograd(true, out, x, w, b, p, relu, kt);
+  run_fwd_winograd(WinogradLayout::channels, out, x, w, b, p, relu, kt);
 }
 
 void fwd_winograd_tiles(const ImageSink& out, const float* x, const float* w, const float* b,
                         const Conv2dParams& p, bool relu, const KernelTable& kt) {
-  run_fwd_winograd(false, out, x, w, b, p, relu, kt);
+  run_fwd_winograd(WinogradLayout::tiles, out, x, w, b, p, relu, kt);
+}
+
+void fwd_winograd_tiles_4x2(const ImageSink& out, const float* x, const float* w, const float* b,
+                            const Conv2dParams& p, bool relu, const KernelTable& kt) {
+  run_fwd_winograd(WinogradLayout::tiles_4x2, out, x, w, b, p, relu, kt);
 }
 
 // F(2, 5) along the rows for one input channel (conv2d_winograd_one_plane.inl):
@@ -208,12 +229,17 @@ void fwd_winograd_one_plane(const ImageSink& out, const float* x, const float* w
 // bwd_data as the forward of dy padded by k-1-pad with flipped weights (either layout).
 void bwd_data_winograd_channels(float* dx, const DySource& dy, const float* w,
                                 const Conv2dParams& p, const KernelTable& kt) {
-  run_bwd_data_winograd(true, dx, dy, w, p, kt);
+  run_bwd_data_winograd(WinogradLayout::channels, dx, dy, w, p, kt);
 }
 
 void bwd_data_winograd_tiles(float* dx, const DySource& dy, const float* w, const Conv2dParams& p,
                              const KernelTable& kt) {
-  run_bwd_data_winograd(false, dx, dy, w, p, kt);
+  run_bwd_data_winograd(WinogradLayout::tiles, dx, dy, w, p, kt);
+}
+
+void bwd_data_winograd_tiles_4x2(float* dx, const DySource& dy, const float* w,
+                                 const Conv2dParams& p, const KernelTable& kt) {
+  run_bwd_data_winograd(WinogradLayout::tiles_4x2, dx, dy, w, p, kt);
 }
 
 // bwd_data by the forward's adjoint (WinogradBwdDataFn): per image the kernel adds the dx of the

@@ -239,6 +239,16 @@ inline int64_t winograd_tiles_work_floats(const WinogradTilesArgs& a) {
   const int64_t n = a.kh + 1;
   return n * n * 64 * (a.cin + a.cout);  // blocks of <= 4 units of 16 tiles
 }
+// The tiles of 4 output rows x 2 columns (F(4, 5) down the columns, F(2, 5) along the rows; kh =
+// 5): 8 x 6 points. Their patches read winograd_tiles_4x2_rows(oh) rows of each padded plane (the
+// layer's padding and zeros below it; a.plane = that x a.wp).
+inline int64_t winograd_tiles_4x2_work_floats(const WinogradTilesArgs& a) {
+  return 8 * 6 * 64 * (a.cin + a.cout);
+}
+inline int64_t winograd_tiles_4x2_rows(int64_t oh) {
+  const int64_t tile_rows = (oh + 3) / 4;
+  return 4 * ((tile_rows + 1) / 2 * 2) + 4;  // even: rows of few tiles go two to a vector
+}
 
 // Winograd F(2, 5) along the rows only (conv2d_winograd_one_plane.inl), for a 5x5 forward with
 // one input channel and an even output width: a WinogradTilesFn with cin = 1 and kh = 5 whose u is
@@ -322,6 +332,7 @@ struct ChannelLaneKernels {           // channels in the lanes
 struct WinogradKernels {              // conv2d_winograd*.inl
   WinogradFwdFn fwd_channels = nullptr;            // F(2x2, r x r), output channels in the lanes
   WinogradTilesFn fwd_tiles = nullptr;             // the tiles in the lanes
+  WinogradTilesFn fwd_tiles_4x2 = nullptr;         // the same, F(4x2, 5x5) tiles
   WinogradTilesFn fwd_one_plane = nullptr;              // F(2, 5) along the rows, C_in = 1
   WinogradBwdDataFn bwd_data_transposed = nullptr; // the forward's adjoint
   WinogradBwwFn bwd_weights = nullptr;             // F(3x3, 2x2)
@@ -396,6 +407,9 @@ void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, 
 void conv2d_fwd_winograd_tiles__avx512(float* y, const float* xpad, const float* u,
                                         const float* bias, bool relu, float* work,
                                         const WinogradTilesArgs& a);
+void conv2d_fwd_winograd_tiles_4x2__avx512(float* y, const float* xpad, const float* u,
+                                           const float* bias, bool relu, float* work,
+                                           const WinogradTilesArgs& a);
 void conv2d_fwd_winograd_one_plane__avx512(float* y, const float* xpad, const float* u,
                                       const float* bias, bool relu, float* work,
                                       const WinogradTilesArgs& a);
@@ -431,6 +445,9 @@ void conv2d_fwd_winograd__avx2(float* ycl, const float* xpad, const float* u, fl
 void conv2d_fwd_winograd_tiles__avx2(float* y, const float* xpad, const float* u,
                                      const float* bias, bool relu, float* work,
                                      const WinogradTilesArgs& a);
+void conv2d_fwd_winograd_tiles_4x2__avx2(float* y, const float* xpad, const float* u,
+                                         const float* bias, bool relu, float* work,
+                                         const WinogradTilesArgs& a);
 void conv2d_fwd_winograd_one_plane__avx2(float* y, const float* xpad, const float* u,
                                     const float* bias, bool relu, float* work,
                                     const WinogradTilesArgs& a);
