@@ -191,11 +191,13 @@ def main(argv=None):
                     "db": np.empty(layer.b_shape, np.float32),
                 }
             for name in passes:
-                fns = {
-                    tag: pass_call(C, name, layer, args, (xs, w, b, dys, outs[tag]))
-                    for tag, C in (("base", base), ("head", head))
-                }
                 for t in threads:
+                    # fresh callables: their buffer turns start together (the timing below calls
+                    # the two builds unequal numbers of times)
+                    fns = {
+                        tag: pass_call(C, name, layer, args, (xs, w, b, dys, outs[tag]))
+                        for tag, C in (("base", base), ("head", head))
+                    }
                     for C in (head, base):
                         C.set_num_threads(t)
                     keys = {"fwd": ("y",), "bwd_data": ("dx",), "bwd_weight": ("dw", "db")}[name]
