@@ -42,6 +42,7 @@ const KernelTable& kernel_table__avx2() {
     t.winograd.fwd_rows = conv2d_fwd_winograd_rows__avx2;
     t.winograd.bwd_data_image_lanes = conv2d_bwd_data_image_lanes__avx2;
     t.winograd.bwd_data_image_lanes_work = conv2d_bwd_data_image_lanes_work__avx2;
+    t.winograd.image_lanes_group = 8;
     return t;
   }();
   return table;

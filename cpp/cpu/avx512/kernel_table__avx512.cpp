@@ -38,6 +38,9 @@ const KernelTable& kernel_table__avx512() {
     t.winograd.bwd_data_transposed = conv2d_bwd_data_winograd__avx512;
     t.winograd.bwd_weights = conv2d_bwd_weights_winograd__avx512;
     t.winograd.fwd_rows = conv2d_fwd_winograd_rows__avx512;
+    t.winograd.bwd_data_image_lanes = conv2d_bwd_data_image_lanes__avx512;  // 8-lane vectors
+    t.winograd.bwd_data_image_lanes_work = conv2d_bwd_data_image_lanes_work__avx512;
+    t.winograd.image_lanes_group = 8;
     return t;
   }();
   return table;

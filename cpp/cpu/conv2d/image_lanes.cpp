@@ -26,7 +26,7 @@ void bwd_data_winograd_images(float* dx, const DySource& dy, const float* w, con
   a.top = a.kh - 1 - p.pad.top;
   a.left = 4 - p.pad.left;
   a.tiles = (a.w + 3) / 4;
-  const int64_t blocks = (a.cin + CI - 1) / CI, lanes = kt.lanes;
+  const int64_t blocks = (a.cin + CI - 1) / CI, lanes = kt.winograd.image_lanes_group;
   // u[(((cb*8 + pt)*kh + ky)*cout + co)*6 + c] = sum_kx G[pt][kx] * w[co][6cb + c][kh-1-ky][4-kx],
   // in double and rounded once; threaded over the points.
   float* u = caller_workspace(blocks * F45::n * a.kh * a.cout * CI);

@@ -278,18 +278,21 @@ const BwdData kBwdData[] = {
      bwd_data_channel_lanes},
     // The images in the lanes (one group of `lanes` images per call of the kernel) and a 1-D
     // Winograd F(4, 5) along the rows, kernel rows exact: no lane sums, no border products along
-    // the rows' kernel rows (conv2d_bwd_data_image_lanes.inl). AVX2 only (a 16-image group
-    // would leave lenet.conv2's 100 images 12% empty lanes). Where dy_lanes below would run, with
-    // 5-wide kernels and >= 8 images filling >= 75% of their lane groups: lenet.conv2 against
-    // dy_lanes (1 thread, CPU time, cold dy, medians; PERF_LOG round 22): 100 images 0.68x,
-    // 8 0.82x, 12 0.93x; below the rule 7 images 0.99x, 6 1.11x, 4 1.41x.
-    {"winograd_images", "AVX2, groups 1, stride 1, dilation 1, kernel width 5, every pad <= k-1",
+    // the rows' kernel rows (conv2d_bwd_data_image_lanes.inl); 8-image groups on AVX-512 too (16
+    // would leave lenet.conv2's 100 images 11% empty lanes). Where dy_lanes below would run, with
+    // 5-wide kernels and >= 8 images filling >= 75% of their groups: lenet.conv2 against dy_lanes
+    // (1 thread, CPU time, cold dy, medians; PERF_LOG round 22): AVX2 100 images 0.68x, 8 0.82x,
+    // 12 0.93x, below the rule 7 images 0.99x, 6 1.11x, 4 1.41x; AVX-512 100 images 0.63x (2
+    // threads 0.62x), 8 0.81x, 12 0.94x, 7 0.92x.
+    {"winograd_images",
+     "AVX2 or AVX-512, groups 1, stride 1, dilation 1, kernel width 5, every pad <= k-1",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.winograd.bwd_data_image_lanes != nullptr && unit_stride(p) && p.wt.w == 5 &&
               pads_within_kernel(p);
      },
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
-       return cfg.winograd && p.x.n >= kt.lanes && lane_fill(p.x.n, kt.lanes) >= 0.75 &&
+       const int group = kt.winograd.image_lanes_group;
+       return cfg.winograd && p.x.n >= group && lane_fill(p.x.n, group) >= 0.75 &&
               dy_lanes_rule(p, kt);
      },
      bwd_data_winograd_images},

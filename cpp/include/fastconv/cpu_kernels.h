@@ -168,9 +168,10 @@ struct DyLanesArgs {
 using BwdDataDyLanesFn = void (*)(float* dx, const float* dyp, const float* wf,
                                   const DyLanesArgs& a);
 
-// bwd_data of up to `lanes` images at once, one per lane, kernel width 5, by a 1-D Winograd F(4, 5)
-// along the rows (conv2d_bwd_data_image_lanes.inl), stride 1, dilation 1: dy[i] (cout planes of
-// oh x ow) for i < lanes (past `count`: a zero image), dx[i] (cin planes of h x w) for i < count;
+// bwd_data of up to image_lanes_group images at once, one per lane, kernel width 5, by a 1-D
+// Winograd F(4, 5) along the rows (conv2d_bwd_data_image_lanes.inl), stride 1, dilation 1: dy[i]
+// (cout planes of oh x ow) for i < the group (past `count`: a zero image), dx[i] (cin planes of
+// h x w) for i < count;
 // computes the dx columns of tiles [t0, t1), tile t = columns [4t, 4t + 4) (tiles = ceil(w / 4)).
 // u[(((cb*8 + p)*kh + ky)*cout + co)*6 + c] = sum_kx G[p][kx] * w[co][6cb + c][kh-1-ky][4-kx]
 // (fastconv/winograd_rows.h's F(4, 5); zero past cin); work: the kernel's work_floats(a).
@@ -339,6 +340,7 @@ struct WinogradKernels {              // conv2d_winograd*.inl
   WinogradFwdFn fwd_rows = nullptr;                // 1-D F(m, r) down the columns, channel lanes
   BwdDataImageLanesFn bwd_data_image_lanes = nullptr;  // 1-D F(4, 5) along the rows, images in lanes
   ImageLanesWorkFn bwd_data_image_lanes_work = nullptr;  // its work floats
+  int image_lanes_group = 0;                       // its images per call (its vector's floats)
 };
 
 struct KernelTable {
@@ -430,6 +432,10 @@ void conv2d_bwd_data_image_lanes__avx2(float* const* dx, const float* const* dy,
                                        const float* u, float* work, int64_t t0, int64_t t1,
                                        const ImageLanesArgs& a);
 int64_t conv2d_bwd_data_image_lanes_work__avx2(const ImageLanesArgs& a);
+void conv2d_bwd_data_image_lanes__avx512(float* const* dx, const float* const* dy, int64_t count,
+                                         const float* u, float* work, int64_t t0, int64_t t1,
+                                         const ImageLanesArgs& a);
+int64_t conv2d_bwd_data_image_lanes_work__avx512(const ImageLanesArgs& a);
 void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float* xcl,
                                         const DirectConvArgs& a, int64_t lp, bool flat);
 void conv2d_bwd_weights_rows__avx2(float* acc, const float* dy, const float* xcl,
