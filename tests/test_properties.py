@@ -125,7 +125,6 @@ def image_lanes_problems(draw):
     return dataclasses.replace(s, h=h, w=w)
 
 
-@settings(max_examples=60)
 @given(s=image_lanes_problems(), seed=st.integers(0, 2**32 - 1))
 def test_image_lanes_bwd_data_random_geometry(s, seed):
     """winograd_images forced, on the paths that have it, against the reference."""
