@@ -17,6 +17,8 @@
 // weight gradient of a one-row kernel over an image of oh/2 rows, which BwdWeightsChannelsLast::run
 // computes. The caller sums M over images and parts, then applies the output transforms once.
 
+#include "prefetch_trickle.inl"
+
 template <class V, class CL>
 struct BwdWeightsRows {
   using reg = typename V::reg;
@@ -98,7 +100,7 @@ struct BwdWeightsRows {
   // between its loads and stores of acc (keras.conv2: 32 per image).
   static void run(float* acc, const float* dy, const float* xcl,
                   const fastconv::cpu::DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
-                  int64_t images) {
+                  int64_t images, const fastconv::cpu::PrefetchSpans& next) {
     constexpr int kPoints = fastconv::cpu::kRowsPoints;
     static constexpr int kDyBlock[kPoints] = {0, 1, 2, 3, 0, 1, 3};  // point j's dy operand
     const int64_t S = a.oh / 2, vblk = S * a.wp * a.cin, uimg = S * a.ow;
@@ -112,7 +114,13 @@ struct BwdWeightsRows {
     g.kh = 1;
     g.oh = images * S;
     g.hp = g.oh;
+    // next's lines spread evenly over the GEMMs' tiles (cblocks x chunks per point, as CL::run
+    // cuts them), a few per tile.
+    const int64_t tiles = kPoints * ((a.cout + CL::kCoMax - 1) / CL::kCoMax) *
+                          ((lp / V::W + CL::kNvMax - 1) / CL::kNvMax);
+    PrefetchTrickle trickle(next, tiles);
     for (int j = 0; j < kPoints; ++j)
-      CL::run(acc + j * a.cout * lp, u + kDyBlock[j] * ublk, v + j * vpt, g, lp);
+      CL::run(acc + j * a.cout * lp, u + kDyBlock[j] * ublk, v + j * vpt, g, lp,
+              [&] { trickle.step(); });
   }
 };

@@ -16,6 +16,8 @@
 
 // Tile sizes per ISA: MaxCov channel vectors per tile and the register file's size (Regs), see
 // ci_max.
+#include "prefetch_trickle.inl"
+
 template <class V, int R, int MaxCov = 4, int Regs = 32>
 struct WinogradBww {
   using reg = typename V::reg;
@@ -107,16 +109,16 @@ struct WinogradBww {
   // points<COV> for COV = cov (1 <= cov <= MaxCov).
   template <int COV = MaxCov>
   static void points_cov(int64_t cov, float* acc, const float* dyh, const float* v, const Args& a,
-                         int64_t tb, int64_t co0) {
+                         int64_t tb, int64_t co0, PrefetchTrickle& trickle) {
     if constexpr (COV > 1) {
-      if (cov < COV) return points_cov<COV - 1>(cov, acc, dyh, v, a, tb, co0);
+      if (cov < COV) return points_cov<COV - 1>(cov, acc, dyh, v, a, tb, co0, trickle);
     }
-    points<COV>(acc, dyh, v, a, tb, co0);
+    points<COV>(acc, dyh, v, a, tb, co0, trickle);
   }
 
   template <int COV>
   static void points(float* acc, const float* dyh, const float* v, const Args& a, int64_t tb,
-                     int64_t co0) {
+                     int64_t co0, PrefetchTrickle& trickle) {
     // Input-channel blocks of equal size up to CI (32 -> 6 x 5.33: 5, 5, 5, 5, 6, 6 rather than
     // five 6s and a 2 whose tile would run at a third of the FMA rate).
     constexpr int CI = ci_max(COV);
@@ -128,6 +130,7 @@ struct WinogradBww {
       for (int64_t b = 0, ci0 = 0; b < blocks; ++b) {
         const int64_t ci1 = (b + 1) * a.cin / blocks;
         point_tile_n<COV, CI>(ci1 - ci0, accp, dyp, vp, a, tb, ci0, co0);
+        trickle.step();
         ci0 = ci1;
       }
     }
@@ -135,11 +138,17 @@ struct WinogradBww {
 
   // acc: NP * cin * coutp partial sums (the caller zeroes it once per part); xpad: the image
   // zero-bordered as for the forward (planes of (oh + r - 1) x wp); dyT: dy (oh*ow, coutp), zero
-  // past the real channels; work: winograd_bww_work_floats(a).
-  static void run(float* acc, const float* xpad, const float* dyT, float* work, const Args& a) {
+  // past the real channels; work: winograd_bww_work_floats(a); next: prefetched a few lines per
+  // point tile.
+  static void run(float* acc, const float* xpad, const float* dyT, float* work, const Args& a,
+                  const fastconv::cpu::PrefetchSpans& next) {
     const int64_t th = a.oh / 2, tw = a.ow / 2, rows = fastconv::cpu::winograd_block_rows(tw);
     const int64_t nvec = a.coutp / V::W;
     const int64_t chunks = (nvec + MaxCov - 1) / MaxCov, per = (nvec + chunks - 1) / chunks;
+    // point tiles per image: per block of tile rows and channel chunk, NP points x the input-
+    // channel blocks of the widest chunk (points<COV>)
+    const int64_t ci_blocks = (a.cin + ci_max(int(per)) - 1) / ci_max(int(per));
+    PrefetchTrickle trickle(next, (th + rows - 1) / rows * chunks * NP * ci_blocks);
     for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {
       const int64_t ty1 = ty0 + rows < th ? ty0 + rows : th, tb = (ty1 - ty0) * tw;
       float* v = work;
@@ -148,7 +157,7 @@ struct WinogradBww {
       for (int64_t t = 0; t < tb; ++t) dy_transform(dyh, dyT, a, tb, t, ty0 + t / tw, t % tw);
       for (int64_t v0 = 0; v0 < nvec; v0 += per) {
         const int64_t cov = nvec - v0 < per ? nvec - v0 : per, co0 = v0 * V::W;
-        points_cov(cov, acc, dyh, v, a, tb, co0);
+        points_cov(cov, acc, dyh, v, a, tb, co0, trickle);
       }
     }
   }

@@ -90,11 +90,11 @@ void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float
 // 13 vectors in chunks of 3, 3, 3, 2, 2).
 void conv2d_bwd_weights_rows__avx2(float* acc, const float* dy, const float* xcl,
                                    const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
-                                   int64_t images) {
+                                   int64_t images, const PrefetchSpans& next) {
   if (lp <= 2 * VecAvx2::W) {
-    BwdWeightsRows<VecAvx2, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images);
+    BwdWeightsRows<VecAvx2, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
   } else {
-    BwdWeightsRows<VecAvx2, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images);
+    BwdWeightsRows<VecAvx2, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
   }
 }
 

@@ -75,8 +75,8 @@ void conv2d_bwd_data_winograd__avx2(float* dxcl, const float* dy, const float* u
 }
 
 void conv2d_bwd_weights_winograd__avx2(float* acc, const float* xpad, const float* dyT,
-                                       float* work, const ClConvArgs& a) {
-  WinogradBww<VecAvx2, 3, kMaxCov, kRegs>::run(acc, xpad, dyT, work, a);
+                                       float* work, const ClConvArgs& a, const PrefetchSpans& next) {
+  WinogradBww<VecAvx2, 3, kMaxCov, kRegs>::run(acc, xpad, dyT, work, a, next);
 }
 
 }  // namespace cpu

@@ -82,11 +82,11 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
 
 void conv2d_bwd_weights_rows__avx512(float* acc, const float* dy, const float* xcl,
                                      const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
-                                     int64_t images) {
+                                     int64_t images, const PrefetchSpans& next) {
   if (lp <= 3 * VecAvx512::W) {
-    BwdWeightsRows<VecAvx512, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images);
+    BwdWeightsRows<VecAvx512, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
   } else {
-    BwdWeightsRows<VecAvx512, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images);
+    BwdWeightsRows<VecAvx512, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
   }
 }
 
@@ -208,8 +208,8 @@ void pad_channels_last__avx512(float* xcl, const float* x_n, int64_t H, int64_t 
 }
 
 void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const float* dyT,
-                                         float* work, const ClConvArgs& a) {
-  WinogradBww<VecAvx512, 3>::run(acc, xpad, dyT, work, a);
+                                         float* work, const ClConvArgs& a, const PrefetchSpans& next) {
+  WinogradBww<VecAvx512, 3>::run(acc, xpad, dyT, work, a, next);
 }
 
 // Scatter bwd_data: up to 28 (one channel vector) or 14 (two) accumulator columns.

@@ -259,6 +259,9 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
   const int64_t pairs = (a.oh / 2) * a.ow;
   const int64_t group = rows ? std::min<int64_t>(4, std::max<int64_t>(1, (128 + pairs - 1) / pairs)) : 1;
   const int64_t work = rows ? rows_winograd_work_floats(a, lanes, group) : 0;
+  const int64_t image_floats = xs + C_out * P;  // an image's x and dy
+  const bool trickle = rows && (work + per_part + group * image_floats) * int64_t(sizeof(float)) <=
+                                   kL2Bytes / 2;
   const PartSums parts_sums = accumulate_parts(p.x.n, per_part, [&](float* acc, int64_t begin,
                                                                     int64_t end) {
     float* dbp = acc + sums;
@@ -266,11 +269,31 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
     float* xcl = scratch(xsize + work + dy.scratch_floats());
     float* wk = xcl + xsize;
     float* tmp = wk + work;
+    // Images come from L3 in training. Where a group's working set and the next group fit in
+    // half of L2 (cnn1.conv2: ~320 KB), the rows Winograd prefetches the part's first group here
+    // and each next group a few lines per tile behind the group's point GEMMs (the whole next
+    // image at once before each image's transforms stalled the core on full miss buffers, and
+    // left a group's later images a transform's time to arrive: 0.98x CPU time); otherwise
+    // (keras.conv2: 1 MB of point sums alone; the group's prefetch there cost 2-5%) and for the
+    // other layouts, the next image before each image.
+    const auto next_images = [&](int64_t n0, int64_t n1) {
+      PrefetchSpans s;
+      n1 = std::min(n1, end);
+      if (n0 >= n1) return s;
+      s.p[0] = x + n0 * xs;
+      s.floats[0] = (n1 - n0) * xs;
+      s.p[1] = dy.span(n0, n1, &s.floats[1]);
+      return s;
+    };
+    if (trickle) {
+      const PrefetchSpans first = next_images(begin, begin + group);
+      for (int r = 0; r < 2; ++r) prefetch_floats(first.p[r], first.floats[r]);
+    }
     // The border (and the tail the last lanes read) zeroed once; per image the ISA's kernel
     // transposes the interior in (cnn1.conv2 ~2% faster than a fill per image).
     std::fill(xcl, xcl + xsize, 0.0f);
     for (int64_t n = begin; n < end; ++n) {
-      if (n + 1 < end) {  // the next image from L3 behind this one's tiles
+      if (!trickle && n + 1 < end) {  // the next image from L3 behind this one's tiles
         prefetch_floats(x + (n + 1) * xs, xs);
         dy.prefetch(n + 1);
       }
@@ -278,8 +301,11 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
       const float* dy_n = dy.image(n, tmp);
       if (rows) {
         const int64_t g0 = begin + (n - begin) / group * group;  // this image's group
-        kt.channel_lanes.bwd_weights_rows(acc, dy_n, xcl, a, lp, wk, n - g0,
-                                          std::min(group, end - g0));
+        const int64_t images = std::min(group, end - g0);
+        const PrefetchSpans next =  // behind the GEMMs that the group's last image runs
+            trickle && n + 1 == g0 + images ? next_images(g0 + images, g0 + images + group)
+                                            : PrefetchSpans{};
+        kt.channel_lanes.bwd_weights_rows(acc, dy_n, xcl, a, lp, wk, n - g0, images, next);
       } else {
         kt.channel_lanes.bwd_weights_taps(acc, dy_n, xcl, a, lp, flat);
       }

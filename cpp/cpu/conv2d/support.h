@@ -39,6 +39,10 @@ inline void prefetch_floats(const float* p, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 2);
 }
 
+// The per-core L2 the drivers size their prefetches of coming images against (Zen 4: 1 MB): a
+// next image trickled in behind the kernel's tiles (PrefetchSpans) must not evict their operands.
+constexpr int64_t kL2Bytes = 1 << 20;
+
 // --- zero-bordered planes (the direct kernels' input, cpu_kernels.h DirectConvArgs) -------------
 
 // Output-channel block of the direct forward kernel: 4, 5 or 6, the one wasting the fewest channels
@@ -152,11 +156,18 @@ struct DySource {
   }
   bool pooled() const { return pdy != nullptr; }
   int64_t scratch_floats() const { return pooled() ? c * oh * ow : 0; }
-  // prefetch_floats of image n's gradient (pooled: its pooled values; the codes are a quarter).
+  // Where images [n0, n1)'s gradient is read from, and how many floats (pooled: the pooled
+  // values; the codes are a quarter).
+  const float* span(int64_t n0, int64_t n1, int64_t* floats) const {
+    const int64_t per = pooled() ? c * (oh / 2) * (ow / 2) : c * oh * ow;
+    *floats = (n1 - n0) * per;
+    return (pooled() ? pdy : dy) + n0 * per;
+  }
+  // prefetch_floats of image n's gradient.
   void prefetch(int64_t n) const {
-    if (!pooled()) return prefetch_floats(dy + n * c * oh * ow, c * oh * ow);
-    const int64_t pp = (oh / 2) * (ow / 2);
-    prefetch_floats(pdy + n * c * pp, c * pp);
+    int64_t floats = 0;
+    const float* p = span(n, n + 1, &floats);
+    prefetch_floats(p, floats);
   }
   // prefetch(n) and, pooled, image n's window codes too.
   void prefetch_with_codes(int64_t n) const {

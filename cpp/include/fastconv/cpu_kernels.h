@@ -108,6 +108,15 @@ using DirectBwdWeightsTFn = void (*)(float* acc, const float* dyT, const float* 
 using DirectBwdWeightsClFn = void (*)(float* acc, const float* dy, const float* xcl,
                                       const DirectConvArgs& a, int64_t lp, bool flat);
 
+// Memory a kernel should pull into the caches a few lines at a time between its tiles: the next
+// images of a per-image driver, which come from L3 in training. Up to two ranges (x, dy); a
+// burst of prefetches for whole images stalls the core once the miss buffers are full.
+struct PrefetchSpans {
+  const float* p[2] = {nullptr, nullptr};
+  int64_t floats[2] = {0, 0};
+};
+// The kernels issue them through prefetch_trickle.inl.
+
 // bwd_weights of a kernel 5 rows high with a 1-D Winograd transform over pairs of output rows
 // (conv2d_bww_rows.inl: F(3, 2) for ky 0..2, F(2, 2) for ky 3..4, kRowsPoints points), (kx, ci) in
 // the lanes; needs an even oh. Images go in groups: image `slot` (0 <= slot < images) of a group
@@ -115,7 +124,8 @@ using DirectBwdWeightsClFn = void (*)(float* acc, const float* dy, const float* 
 // point sums into acc (kRowsPoints, cout, lp), acc[(j*cout + co)*lp + kx*cin + ci], lp = kw*cin
 // rounded up to the lanes (lanes past kw*cin hold junk). xcl as for DirectBwdWeightsClFn; work:
 // rows_winograd_work_floats(a, lanes, images) floats, kept between the group's calls. The caller
-// sums its threads' acc and applies the output transforms.
+// sums its threads' acc and applies the output transforms. next: prefetched behind the group's
+// point GEMMs (the driver's next group of images).
 constexpr int kRowsPoints = 7, kRowsDyBlocks = 4;
 inline int64_t rows_winograd_work_floats(const DirectConvArgs& a, int64_t lanes, int64_t images) {
   return images * (kRowsPoints * (a.oh / 2) * a.wp * a.cin + kRowsDyBlocks * a.cout * (a.oh / 2) * a.ow) +
@@ -123,7 +133,7 @@ inline int64_t rows_winograd_work_floats(const DirectConvArgs& a, int64_t lanes,
 }
 using BwdWeightsRowsFn = void (*)(float* acc, const float* dy, const float* xcl,
                                   const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
-                                  int64_t images);
+                                  int64_t images, const PrefetchSpans& next);
 
 // Direct conv of ONE image with output channels in lanes (conv2d_fwd_cl.inl), stride 1,
 // dilation 1: xpad holds cin zero-bordered planes of hp = oh + kh - 1 rows x wp = ow + kw - 1
@@ -264,8 +274,9 @@ inline int64_t winograd_one_plane_work_floats(const WinogradTilesArgs& a) {
 // image zero-bordered by the layer's padding), dyT the image's dy as (oh*ow, coutp), zero past the
 // real channels. acc[(pt*cin + ci)*coutp + co] += the transformed-domain sums (the caller applies
 // A_W^T . A_W of fastconv/winograd.h at the end). work: winograd_bww_work_floats(a) floats.
+// next: prefetched a few lines per point tile (the driver's next image).
 using WinogradBwwFn = void (*)(float* acc, const float* xpad, const float* dyT, float* work,
-                               const ClConvArgs& a);
+                               const ClConvArgs& a, const PrefetchSpans& next);
 inline int64_t winograd_bww_work_floats(const ClConvArgs& a) {
   const int64_t tb = winograd_block_rows(a.ow / 2) * (a.ow / 2), n = a.kh + 1;
   return n * n * (tb * (a.cin + a.coutp) + 16);
@@ -401,7 +412,7 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
                                           const DirectConvArgs& a, int64_t lp, bool flat);
 void conv2d_bwd_weights_rows__avx512(float* acc, const float* dy, const float* xcl,
                                      const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
-                                     int64_t images);
+                                     int64_t images, const PrefetchSpans& next);
 void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl,
                            const ClConvArgs& a);
 void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, float* work,
@@ -416,7 +427,7 @@ void conv2d_fwd_winograd_one_plane__avx512(float* y, const float* xpad, const fl
                                       const float* bias, bool relu, float* work,
                                       const WinogradTilesArgs& a);
 void conv2d_bwd_weights_winograd__avx512(float* acc, const float* xpad, const float* dyT,
-                                          float* work, const ClConvArgs& a);
+                                          float* work, const ClConvArgs& a, const PrefetchSpans& next);
 void conv2d_bwd_data_winograd__avx512(float* dxcl, const float* dy, const float* u, float* work,
                                       const ClConvArgs& a);
 void conv2d_fwd_cl__avx2(float* ycl, const float* xpad, const float* wcl, const ClConvArgs& a);
@@ -440,7 +451,7 @@ void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float
                                         const DirectConvArgs& a, int64_t lp, bool flat);
 void conv2d_bwd_weights_rows__avx2(float* acc, const float* dy, const float* xcl,
                                    const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
-                                   int64_t images);
+                                   int64_t images, const PrefetchSpans& next);
 void pad_channels_last__avx2(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
                              int64_t top, int64_t left, int64_t wp);
 void transpose_to_lanes__avx2(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp);
@@ -458,7 +469,7 @@ void conv2d_fwd_winograd_one_plane__avx2(float* y, const float* xpad, const floa
                                     const float* bias, bool relu, float* work,
                                     const WinogradTilesArgs& a);
 void conv2d_bwd_weights_winograd__avx2(float* acc, const float* xpad, const float* dyT,
-                                       float* work, const ClConvArgs& a);
+                                       float* work, const ClConvArgs& a, const PrefetchSpans& next);
 void conv2d_bwd_data_winograd__avx2(float* dxcl, const float* dy, const float* u, float* work,
                                     const ClConvArgs& a);
 void transpose_to_lanes__avx512(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp);
