@@ -190,6 +190,16 @@ def test_image_lanes_batch_rule(n, want):
         pytest.skip("this CPU has neither AVX2 nor AVX-512")
 
 
+@pytest.mark.parametrize("isa", ["avx2", "avx512"], indirect=True)
+def test_winograd_tiles_4x2_from_four_output_rows(isa):
+    """A 5x5 tiles-in-lanes layer takes the 4x2 tiles from 4 output rows on, and F(2x2, 5x5)'s
+    below (2 rows: 48 points against 36), in both passes."""
+    for h, want in ((2, "winograd_tiles"), (4, "winograd_tiles_4x2"), (6, "winograd_tiles_4x2")):
+        x_shape, w_shape = (2, 8, h, 6), (5, 8, 5, 5)
+        assert fastconv.conv2d_algo("fwd", x_shape, w_shape, padding=2) == want
+        assert fastconv.conv2d_algo("bwd_data", (2, 5, h, 6), (8, 5, 5, 5), padding=2) == want
+
+
 def test_forced_algorithm_is_reported_and_cleared():
     s = shapes.conv("lenet.conv2")
     with conv_algo("bwd_weights", "gemm"):

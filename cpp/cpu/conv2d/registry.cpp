@@ -104,14 +104,15 @@ const Fwd kFwd[] = {
      },
      fwd_winograd_channels},
     // The tiles below as F(4x2, 5x5), 5x5 only: 48 points per 8 outputs instead of 36 per
-    // 4 (cnn1.conv2: 0.76x the point GEMM's FMAs with its 14 rows as 4 x 4, 2 junk; PERF_LOG
-    // round 23).
+    // 4, from 4 output rows on (2 rows: 48 points against 36). cnn1.conv2 (0.76x the point
+    // GEMM's FMAs, its 14 rows as 4 x 4, 2 junk), CPU time against winograd_tiles, 1 / 2
+    // threads: AVX2 fwd 0.80 / 0.82, bwd_data 0.74 / 0.82; AVX-512 0.72-0.75 (PERF_LOG round 23).
     {"winograd_tiles_4x2", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 5x5, even output",
      [](const Conv2dParams& p, const KernelTable& kt) {
        return kt.winograd.fwd_tiles_4x2 != nullptr && p.wt.h == 5 && fwd_winograd_usable(p, kt);
      },
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
-       return cfg.winograd && p.x.c >= 8 && p.y.c >= 4 && !lanes_full(p.y.c, kt);
+       return cfg.winograd && p.x.c >= 8 && p.y.c >= 4 && !lanes_full(p.y.c, kt) && p.y.h >= 4;
      },
      fwd_winograd_tiles_4x2},
     // The other layers with >= 8 input and >= 4 output channels (its channel blocks are 4-6):
@@ -227,7 +228,7 @@ const BwdData kBwdData[] = {
               (waste <= kCheapWaste || products * waste <= 0.85);
      },
      bwd_data_winograd_channels},
-    // The 4x2 tiles (see the forward), under the tiles' rule below.
+    // The 4x2 tiles (see the forward), under the tiles' rule below, from 4 dx rows on.
     {"winograd_tiles_4x2",
      "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 5x5, even input, every pad <= k-1",
      [](const Conv2dParams& p, const KernelTable& kt) {
@@ -236,7 +237,7 @@ const BwdData kBwdData[] = {
      },
      [](const Conv2dParams& p, const KernelTable& kt, const AlgoConfig& cfg) {
        return cfg.winograd && p.y.c >= 8 && p.x.c >= 4 && !lanes_full(p.x.c, kt) &&
-              border_waste(p) <= kCheapWaste;
+              border_waste(p) <= kCheapWaste && p.x.h >= 4;
      },
      bwd_data_winograd_tiles_4x2},
     // The forward's tiles rule with the roles swapped, "same"-like sizes only (lenet.conv2, valid,
