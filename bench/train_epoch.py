@@ -19,7 +19,9 @@ torch.set_num_threads, OMP/OPENBLAS env vars).
     python bench/train_epoch.py --images 12000 --json bench/results/train_latest.json
 Prints a table (median epoch seconds with min-max, images/s, speed-up = torch s / fastconv s and the
 goal at 2 threads: issue 5's cnn1 3x, keras_cnn 2.5x; with --isa avx2 issue 19's 4x and 3.5x) and
-writes JSON with every repetition.
+writes JSON with every repetition. Each repetition's line (and record) also has the process's CPU
+seconds and its involuntary context switches ("preempted"): an epoch that shared a core with another
+busy process shows hundreds to thousands of them (docs/PERF_LOG.md, round 24), a quiet one dozens.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -231,7 +234,13 @@ def child(a):
         for r in range(a.reps):
             order = list(runners.items()) if r % 2 == 0 else list(runners.items())[::-1]
             for backend, f in order:
+                ru0 = resource.getrusage(resource.RUSAGE_SELF)
                 sec, loss, acc = f(name, r, x, y)
+                ru1 = resource.getrusage(resource.RUSAGE_SELF)
+                # Preemptions: a quiet 2-thread cnn1 epoch has a few dozen, one beside another
+                # busy process ~1,000 (and runs at 1-thread speed): the tell of a noisy repetition.
+                preempted = ru1.ru_nivcsw - ru0.ru_nivcsw
+                cpu_s = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
                 rec = dict(
                     kind="epoch",
                     model=name,
@@ -246,11 +255,13 @@ def child(a):
                     accuracy=float(acc),
                     isa=fastconv.get_cpu_isa() if backend == "fastconv" else None,
                     loadavg=list(os.getloadavg()),
+                    cpu_s=cpu_s,
+                    involuntary_switches=preempted,
                 )
                 print(json.dumps(rec), flush=True)
                 print(
                     f"  {name} threads={threads} rep {r} {backend:8s} {sec:7.2f} s  "
-                    f"loss {loss:.4f} acc {acc:.4f}",
+                    f"loss {loss:.4f} acc {acc:.4f}  cpu {cpu_s:6.2f} s  preempted {preempted}",
                     flush=True,
                 )
     return 0
