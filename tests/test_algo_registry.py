@@ -21,9 +21,9 @@ EXPECTED = {
     "portable": dict.fromkeys(shapes.NETWORK_CONV, ("gemm", "gemm", "gemm")),
     "avx2": {
         "cnn1.conv1": ("winograd_one_plane", "direct", "direct"),
-        "cnn1.conv2": ("winograd_tiles_4x2", "winograd_tiles_4x2", "winograd_rows"),
+        "cnn1.conv2": ("winograd_tiles_4x2", "winograd_tiles_4x2", "winograd_rows3"),
         "keras.conv1": ("direct_shifted", "direct", "direct"),
-        "keras.conv2": ("winograd_channels", "winograd_transposed", "winograd_rows"),
+        "keras.conv2": ("winograd_channels", "winograd_transposed", "winograd_rows3"),
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
         "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),
         "lenet.conv1": ("direct_shifted", "direct", "direct"),
@@ -31,9 +31,9 @@ EXPECTED = {
     },
     "avx512": {
         "cnn1.conv1": ("direct_shifted", "direct", "direct"),
-        "cnn1.conv2": ("winograd_tiles_4x2", "winograd_tiles_4x2", "winograd_rows"),
+        "cnn1.conv2": ("winograd_tiles_4x2", "winograd_tiles_4x2", "winograd_rows3"),
         "keras.conv1": ("direct_shifted", "gemm", "direct"),
-        "keras.conv2": ("winograd_channels", "winograd_transposed", "winograd_rows"),
+        "keras.conv2": ("winograd_channels", "winograd_transposed", "winograd_rows3"),
         "fashion.conv1": ("direct_shifted", "direct", "direct"),
         "fashion.conv2": ("winograd_channels", "winograd_transposed", "winograd_channels"),
         "lenet.conv1": ("direct_shifted", "direct", "direct"),
@@ -156,6 +156,7 @@ def test_registry_names():
     ]
     assert fastconv._C.conv_algos("bwd_weights") == [
         "winograd_channels",
+        "winograd_rows3",
         "winograd_rows",
         "tap_lanes_flat",
         "tap_lanes",

@@ -380,6 +380,43 @@ def test_rows_winograd_weight_gradient(isa, rng, s):
         fastconv.set_num_threads(previous)
 
 
+# The row-triple Winograd weight gradient (conv2d_bww_rows3.inl): output heights 1..5, 8, 13 and
+# 14 (oh % 3 = 0, 1, 2: the last triple's missing rows, and its zero g2 rows skipped), odd widths,
+# input channels around the lanes, same / valid / mixed padding; 3 images, so 2 threads sum 3
+# parts and a group of up to 3 images may be cut short.
+ROWS3_WINOGRAD = [
+    shapes.ConvShape("rows3.cnn1", 3, 20, 14, 14, 7, 5, padding="same"),
+    shapes.ConvShape("rows3.oh13", 3, 17, 13, 9, 5, 5, padding="same"),
+    shapes.ConvShape("rows3.oh8valid", 3, 16, 12, 12, 9, 5, padding="valid"),
+    shapes.ConvShape("rows3.k5x3c4", 3, 4, 10, 9, 7, (5, 3), padding=(1, 2)),
+    shapes.ConvShape("rows3.c1", 3, 1, 9, 8, 3, 5, padding=(0, 2)),
+] + [
+    shapes.ConvShape(f"rows3.oh{h - 4}", 3, 9, h, 7, 4, 5, padding=(0, 1)) for h in range(5, 10)
+]
+
+
+@pytest.mark.parametrize("s", ROWS3_WINOGRAD, ids=[s.name for s in ROWS3_WINOGRAD])
+def test_rows3_winograd_weight_gradient(isa, rng, s):
+    """winograd_rows3 forced against the reference at 1 and 2 threads (outputs and workspace
+    poisoned)."""
+    args = (s.x_shape, s.w_shape)
+    if "winograd_rows3" not in fastconv.conv2d_algos("bwd_weights", *args, **s.kwargs()):
+        pytest.skip(f"the {isa} path has no row-triple Winograd weight gradient")
+    x, _, _, dy = _arrays(rng, s)
+    want = ref.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
+    tol = _tolerances(s)
+    previous = fastconv.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            with conv_algo("bwd_weights", "winograd_rows3"):
+                dw, db = fastconv.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
+            assert_close(dw, want[0], *tol["dw"], f"{s.name}: dw, {threads} threads")
+            assert_close(db, want[1], *tol["db"], f"{s.name}: db, {threads} threads")
+    finally:
+        fastconv.set_num_threads(previous)
+
+
 # The images-in-lanes Winograd bwd_data (conv2d_bwd_data_image_lanes.inl, AVX2): batches around the
 # 8-image lane groups (1, 5, 8, 9, 17: empty lanes, a partial last group, groups cut into two tile
 # ranges), kernels 1-5 high and 5 wide, dx widths leaving 1-3 columns in the last tile and under

@@ -30,6 +30,7 @@ const KernelTable& kernel_table__avx2() {
     t.channel_lanes.bwd_weights = conv2d_bwd_weights_direct_t__avx2;
     t.channel_lanes.bwd_weights_taps = conv2d_bwd_weights_direct_cl__avx2;
     t.channel_lanes.bwd_weights_rows = conv2d_bwd_weights_rows__avx2;
+    t.channel_lanes.bwd_weights_rows3 = conv2d_bwd_weights_rows3__avx2;
     t.channel_lanes.pad_channels_last = pad_channels_last__avx2;
     t.channel_lanes.transpose = transpose_to_lanes__avx2;
     t.channel_lanes.unpack = unpack_channels_last__avx2;

@@ -19,6 +19,7 @@ namespace {
 #include "../conv2d_bww_cl.inl"
 #include "../conv2d_winograd_rows.inl"
 #include "../conv2d_bww_rows.inl"
+#include "../conv2d_bww_rows3.inl"
 
 // An 8 x 8 block: `rows` input rows (pitch in_stride) of `cols` floats each become `cols` output
 // rows (pitch out_stride) of 8 lanes, lanes past `rows` zero.
@@ -167,5 +168,20 @@ void pad_channels_last__avx2(float* xcl, const float* x_n, int64_t H, int64_t W,
   }
 }
 
+}  // namespace cpu
+}  // namespace fastconv
+
+namespace fastconv {
+namespace cpu {
+// ... over groups of three rows (conv2d_bww_rows3.inl).
+void conv2d_bwd_weights_rows3__avx2(float* acc, const float* dy, const float* xcl,
+                                    const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                                    int64_t images, const PrefetchSpans& next) {
+  if (lp <= 2 * VecAvx2::W) {
+    BwdWeightsRows3<VecAvx2, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
+  } else {
+    BwdWeightsRows3<VecAvx2, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
+  }
+}
 }  // namespace cpu
 }  // namespace fastconv

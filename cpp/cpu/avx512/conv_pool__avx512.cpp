@@ -20,6 +20,7 @@ namespace {
 #include "../maxpool2d_bwd_tiles.inl"
 #include "../conv2d_bww_cl.inl"
 #include "../conv2d_bww_rows.inl"
+#include "../conv2d_bww_rows3.inl"
 #include "../conv2d_bwd_data_dylanes.inl"
 #include "../conv2d_fwd_cl.inl"
 #include "../conv2d_bwd_data_cl.inl"
@@ -243,5 +244,20 @@ void conv2d_bwd_weights_direct_t__avx512(float* acc, const float* dyT, const flo
   Direct::bwd_weights_t(acc, dyT, xpad, a);
 }
 
+}  // namespace cpu
+}  // namespace fastconv
+
+namespace fastconv {
+namespace cpu {
+// ... over groups of three rows (conv2d_bww_rows3.inl).
+void conv2d_bwd_weights_rows3__avx512(float* acc, const float* dy, const float* xcl,
+                                      const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                                      int64_t images, const PrefetchSpans& next) {
+  if (lp <= 3 * VecAvx512::W) {
+    BwdWeightsRows3<VecAvx512, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
+  } else {
+    BwdWeightsRows3<VecAvx512, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
+  }
+}
 }  // namespace cpu
 }  // namespace fastconv

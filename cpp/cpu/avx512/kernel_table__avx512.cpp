@@ -29,6 +29,7 @@ const KernelTable& kernel_table__avx512() {
     t.channel_lanes.bwd_weights = conv2d_bwd_weights_direct_t__avx512;
     t.channel_lanes.bwd_weights_taps = conv2d_bwd_weights_direct_cl__avx512;
     t.channel_lanes.bwd_weights_rows = conv2d_bwd_weights_rows__avx512;
+    t.channel_lanes.bwd_weights_rows3 = conv2d_bwd_weights_rows3__avx512;
     t.channel_lanes.transpose = transpose_to_lanes__avx512;
     t.channel_lanes.pad_channels_last = pad_channels_last__avx512;
     t.winograd.fwd_channels = conv2d_fwd_winograd__avx512;

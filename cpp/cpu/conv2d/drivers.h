@@ -61,6 +61,8 @@ void bwd_weights_tap_lanes_flat(float* dw, float* db, const DySource& dy, const 
                                 const Conv2dParams& p, const KernelTable& kt);
 void bwd_weights_winograd_rows(float* dw, float* db, const DySource& dy, const float* x,
                                const Conv2dParams& p, const KernelTable& kt);
+void bwd_weights_winograd_rows3(float* dw, float* db, const DySource& dy, const float* x,
+                                const Conv2dParams& p, const KernelTable& kt);
 
 // image_lanes.cpp: images in the lanes, a 1-D Winograd F(4, 5) along the rows
 // (conv2d_bwd_data_image_lanes.inl).

@@ -232,17 +232,19 @@ void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const f
 // bwd_weights with (kx, ci) in lanes (conv2d_bww_cl.inl), stride 1, dilation 1, groups 1: per
 // image x is zero-padded into channels-last rows, so the KW*C_in inputs of one kernel row at one
 // output pixel are contiguous; fixed ranges of samples (parallel_for_parts), each with its own
-// (C_out x KH x lp) + C_out partial sums (flat lanes: C_out x lp; rows Winograd: kRowsPoints x
-// C_out x lp), added in a fixed order and un-permuted into (co, ci, ky, kx) at the end.
+// (C_out x KH x lp) + C_out partial sums (flat lanes: C_out x lp; rows Winograd: kRowsPoints (row
+// triples: kRows3Points) x C_out x lp), added in a fixed order and un-permuted into (co, ci, ky, kx) at the end.
 // Workspace: parts * (those + C_out) floats; per thread one channels-last padded image
 // (hp*wp*C_in + lanes floats) and for the rows Winograd its transformed image and dy.
 namespace {
-enum class TapLanes { per_row, flat, rows_winograd };
+enum class TapLanes { per_row, flat, rows_winograd, rows3_winograd };
 
 void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const float* x,
                                const Conv2dParams& p, const KernelTable& kt, TapLanes layout) {
   const int lanes = kt.lanes;
-  const bool flat = layout == TapLanes::flat, rows = layout == TapLanes::rows_winograd;
+  const bool flat = layout == TapLanes::flat, rows3 = layout == TapLanes::rows3_winograd;
+  const bool rows = layout == TapLanes::rows_winograd || rows3;
+  const int points = rows3 ? kRows3Points : kRowsPoints;
   const DirectConvArgs a = direct_args(p);
   const int64_t xs = p.x.c * p.x.h * p.x.w;
   const int64_t C_out = p.y.c, C_in = p.x.c, P = p.y.h * p.y.w;
@@ -252,13 +254,18 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
   // where (co, ky, 0, 0) sits in acc: per-row layout (co, ky, lp), flat layout (co, ky*L); the
   // rows Winograd's point j of channel co at (j*C_out + co)*lp
   const int64_t co_stride = flat || rows ? lp : a.kh * lp, ky_stride = flat ? L : lp;
-  const int64_t sums = rows ? kRowsPoints * C_out * lp : C_out * co_stride;
+  const int64_t sums = rows ? points * C_out * lp : C_out * co_stride;
   const int64_t per_part = sums + C_out;
   // The rows Winograd's images go in groups whose point sums run as one GEMM: at least ~128
   // pixel pairs between a tile's loads and stores of acc, at most 4 images (PERF_LOG round 18).
-  const int64_t pairs = (a.oh / 2) * a.ow;
-  const int64_t group = rows ? std::min<int64_t>(4, std::max<int64_t>(1, (128 + pairs - 1) / pairs)) : 1;
-  const int64_t work = rows ? rows_winograd_work_floats(a, lanes, group) : 0;
+  const int64_t pairs = (rows3 ? (a.oh + 2) / 3 : a.oh / 2) * a.ow;  // GEMM rows of an image
+  // Row triples: ~180 rows (cnn1.conv2: 3 images of 70; 2 of them: 1.01x CPU time, PERF_LOG round 25).
+  const int64_t min_rows = rows3 ? 180 : 128;
+  const int64_t group =
+      rows ? std::min<int64_t>(4, std::max<int64_t>(1, (min_rows + pairs - 1) / pairs)) : 1;
+  const int64_t work = rows3  ? rows3_winograd_work_floats(a, lanes, group)
+                       : rows ? rows_winograd_work_floats(a, lanes, group)
+                              : 0;
   const int64_t image_floats = xs + C_out * P;  // an image's x and dy
   const bool trickle = rows && (work + per_part + group * image_floats) * int64_t(sizeof(float)) <=
                                    kL2Bytes / 2;
@@ -305,7 +312,8 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
         const PrefetchSpans next =  // behind the GEMMs that the group's last image runs
             trickle && n + 1 == g0 + images ? next_images(g0 + images, g0 + images + group)
                                             : PrefetchSpans{};
-        kt.channel_lanes.bwd_weights_rows(acc, dy_n, xcl, a, lp, wk, n - g0, images, next);
+        (rows3 ? kt.channel_lanes.bwd_weights_rows3 : kt.channel_lanes.bwd_weights_rows)(
+            acc, dy_n, xcl, a, lp, wk, n - g0, images, next);
       } else {
         kt.channel_lanes.bwd_weights_taps(acc, dy_n, xcl, a, lp, flat);
       }
@@ -322,16 +330,30 @@ void run_bwd_weights_tap_lanes(float* dw, float* db, const DySource& dy, const f
   // Threaded over output channels, reading the parts' rows in order (a serial, ci-strided loop
   // here was ~8% of keras.conv2's call at 2 threads).
   parallel_for(C_out, [&](int64_t c0, int64_t c1, int) {
-    float* m = rows ? scratch(kRowsPoints * L) : nullptr;  // one channel's point sums
+    float* m = rows ? scratch(points * L) : nullptr;  // one channel's point sums
     for (int64_t co = c0; co < c1; ++co) {
       if (rows) {
         // the channel's point sums over the parts, in part order, as contiguous vector adds
-        for (int j = 0; j < kRowsPoints; ++j) {
+        for (int j = 0; j < points; ++j) {
           const float* src = ws + (j * C_out + co) * lp;
           float* mj = m + j * L;
           std::copy(src, src + L, mj);
           for (int part = 1; part < parts; ++part)
             for (int64_t i = 0; i < L; ++i) mj[i] += src[part * per_part + i];
+        }
+        if (rows3) {  // the output transforms of F(3, 3) (ky 0..2) and F(2, 3) (3..4), in double
+          for (int64_t kx = 0; kx < a.kw; ++kx)
+            for (int64_t ci = 0; ci < C_in; ++ci) {
+              double mi[kRows3Points];
+              for (int j = 0; j < kRows3Points; ++j) mi[j] = m[j * L + kx * C_in + ci];
+              float* d = dw + (co * C_in + ci) * a.kh * a.kw + kx;
+              d[0] = float((mi[0] + mi[1]) / 2 + (mi[2] + mi[3]) / 6);
+              d[a.kw] = float(mi[1] / 2 - mi[2] / 6 + mi[3] / 3);
+              d[2 * a.kw] = float(mi[1] / 2 + mi[2] / 6 + 2 * mi[3] / 3 + mi[4]);
+              d[3 * a.kw] = float(mi[5] + (mi[6] + mi[7]) / 2);
+              d[4 * a.kw] = float((mi[6] - mi[7]) / 2 + mi[8]);
+            }
+          continue;
         }
         // the output transforms (winograd.h AWT for ky 0..2; F(2, 2) for 3..4), in double
         for (int64_t kx = 0; kx < a.kw; ++kx)
@@ -373,6 +395,11 @@ void bwd_weights_tap_lanes_flat(float* dw, float* db, const DySource& dy, const 
 void bwd_weights_winograd_rows(float* dw, float* db, const DySource& dy, const float* x,
                                const Conv2dParams& p, const KernelTable& kt) {
   run_bwd_weights_tap_lanes(dw, db, dy, x, p, kt, TapLanes::rows_winograd);
+}
+
+void bwd_weights_winograd_rows3(float* dw, float* db, const DySource& dy, const float* x,
+                                const Conv2dParams& p, const KernelTable& kt) {
+  run_bwd_weights_tap_lanes(dw, db, dy, x, p, kt, TapLanes::rows3_winograd);
 }
 
 }  // namespace cpu

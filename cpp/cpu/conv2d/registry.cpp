@@ -361,6 +361,24 @@ const BwdWeights kBwdWeights[] = {
        return cfg.winograd && p.x.c >= 16 && lanes_full(p.y.c, kt);
      },
      bwd_weights_winograd_channels},
+    // The same over groups of three output rows (F(3, 3) + F(2, 3): 9 products per 3 rows instead
+    // of 10.5, any output height; PERF_LOG round 25).
+    {"winograd_rows3", "AVX2 or AVX-512, groups 1, stride 1, dilation 1, 5 high",
+     [](const Conv2dParams& p, const KernelTable& kt) {
+       return kt.channel_lanes.bwd_weights_rows3 != nullptr && tap_lanes_usable(p, kt) &&
+              p.wt.h == 5;
+     },
+     // Taken from 16 input channels (as winograd_rows) where its point GEMMs run <= 95% of the
+     // pairs' rows (7 ceil(oh/3) + 2 floor(oh/3), the last triple's zero g2 skipped, against
+     // 3.5 oh: oh = 4 and 10 stay with the pairs) or oh is odd and >= 3 (vs 5 oh direct). AVX2,
+     // same process, alternating, CPU time medians against winograd_rows: cnn1.conv2 0.885x
+     // (1 and 2 threads), keras.conv2 0.92x / 0.87x, inception.5x5 0.95x; AVX-512 cnn1.conv2
+     // 0.875x / 0.857x, keras.conv2 0.91x; (100, 20, 13, 13) -> 20 (oh 13) 0.72x tap_lanes_flat.
+     [](const Conv2dParams& p, const KernelTable&, const AlgoConfig& cfg) {
+       const int64_t oh = p.y.h, rows3 = 7 * ((oh + 2) / 3) + 2 * (oh / 3);
+       return cfg.winograd && p.x.c >= 16 && (oh % 2 == 0 ? 20 * rows3 <= 19 * (7 * oh / 2) : oh >= 3);
+     },
+     bwd_weights_winograd_rows3},
     // A 1-D Winograd over pairs of output rows for kernels 5 high (F(3, 2) + F(2, 2): 7 products
     // per pair instead of 10, transforms of +-1 and 1/2 only), its point GEMMs on the per-row
     // tap-lane tiles (PERF_LOG round 18; the forward's winograd_rows is the same idea).

@@ -131,6 +131,15 @@ inline int64_t rows_winograd_work_floats(const DirectConvArgs& a, int64_t lanes,
   return images * (kRowsPoints * (a.oh / 2) * a.wp * a.cin + kRowsDyBlocks * a.cout * (a.oh / 2) * a.ow) +
          lanes;
 }
+// The same over groups of three output rows, any oh (conv2d_bww_rows3.inl: F(3, 3) for ky 0..2,
+// F(2, 3) for ky 3..4, kRows3Points points; acc (kRows3Points, cout, lp)); work:
+// rows3_winograd_work_floats(a, lanes, images).
+constexpr int kRows3Points = 9, kRows3DyBlocks = 5;
+inline int64_t rows3_winograd_work_floats(const DirectConvArgs& a, int64_t lanes, int64_t images) {
+  const int64_t S = (a.oh + 2) / 3;
+  return images * (kRows3Points * S * a.wp * a.cin + kRows3DyBlocks * a.cout * S * a.ow) + lanes +
+         a.wp * a.cin + a.ow;
+}
 using BwdWeightsRowsFn = void (*)(float* acc, const float* dy, const float* xcl,
                                   const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
                                   int64_t images, const PrefetchSpans& next);
@@ -336,6 +345,7 @@ struct ChannelLaneKernels {           // channels in the lanes
   DirectBwdWeightsTFn bwd_weights = nullptr;       // output channels
   DirectBwdWeightsClFn bwd_weights_taps = nullptr; // (kx, ci) taps (conv2d_bww_cl.inl)
   BwdWeightsRowsFn bwd_weights_rows = nullptr;    // 1-D Winograd over row pairs (conv2d_bww_rows.inl)
+  BwdWeightsRowsFn bwd_weights_rows3 = nullptr;   // ... over row triples (conv2d_bww_rows3.inl)
   TransposeToLanesFn transpose = nullptr;          // dy to (pixels, channels); nullptr: a loop
   PadChannelsLastFn pad_channels_last = nullptr;   // with bwd_weights_taps
   UnpackChannelsLastFn unpack = nullptr;           // channels-last results to NCHW; nullptr: a loop
@@ -413,6 +423,9 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
 void conv2d_bwd_weights_rows__avx512(float* acc, const float* dy, const float* xcl,
                                      const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
                                      int64_t images, const PrefetchSpans& next);
+void conv2d_bwd_weights_rows3__avx512(float* acc, const float* dy, const float* xcl,
+                                      const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                                      int64_t images, const PrefetchSpans& next);
 void conv2d_fwd_cl__avx512(float* ycl, const float* xpad, const float* wcl,
                            const ClConvArgs& a);
 void conv2d_fwd_winograd__avx512(float* ycl, const float* xpad, const float* u, float* work,
@@ -452,6 +465,9 @@ void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float
 void conv2d_bwd_weights_rows__avx2(float* acc, const float* dy, const float* xcl,
                                    const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
                                    int64_t images, const PrefetchSpans& next);
+void conv2d_bwd_weights_rows3__avx2(float* acc, const float* dy, const float* xcl,
+                                    const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                                    int64_t images, const PrefetchSpans& next);
 void pad_channels_last__avx2(float* xcl, const float* x_n, int64_t H, int64_t W, int64_t C,
                              int64_t top, int64_t left, int64_t wp);
 void transpose_to_lanes__avx2(float* dyT, const float* dy, int64_t C, int64_t P, int64_t coutp);
