@@ -390,9 +390,7 @@ ROWS3_WINOGRAD = [
     shapes.ConvShape("rows3.oh8valid", 3, 16, 12, 12, 9, 5, padding="valid"),
     shapes.ConvShape("rows3.k5x3c4", 3, 4, 10, 9, 7, (5, 3), padding=(1, 2)),
     shapes.ConvShape("rows3.c1", 3, 1, 9, 8, 3, 5, padding=(0, 2)),
-] + [
-    shapes.ConvShape(f"rows3.oh{h - 4}", 3, 9, h, 7, 4, 5, padding=(0, 1)) for h in range(5, 10)
-]
+] + [shapes.ConvShape(f"rows3.oh{h - 4}", 3, 9, h, 7, 4, 5, padding=(0, 1)) for h in range(5, 10)]
 
 
 @pytest.mark.parametrize("s", ROWS3_WINOGRAD, ids=[s.name for s in ROWS3_WINOGRAD])
