@@ -130,6 +130,10 @@ def main(argv=None):
                 b: (f"{statistics.median([r['accuracy'] for r in rs]):.3f}" if rs else "-")
                 for b, rs in by.items()
             }
+            preempted = {  # the worst repetition's involuntary switches (dozens when quiet)
+                b: str(max(r.get("involuntary_switches", 0) for r in rs)) if rs else "-"
+                for b, rs in by.items()
+            }
             rows.append(
                 [
                     model,
@@ -144,6 +148,7 @@ def main(argv=None):
                     if goal
                     else "(report)",
                     f"{acc['fastconv']} / {acc['torch']}",
+                    f"{preempted['fastconv']} / {preempted['torch']}",
                 ]
             )
             summary.append(
@@ -170,6 +175,7 @@ def main(argv=None):
             "speed-up",
             "goal",
             "train acc fc / torch",
+            "preempted max fc / torch",
         ],
         rows,
     )
