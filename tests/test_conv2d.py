@@ -342,6 +342,24 @@ def test_channel_lane_weight_gradient_channel_blocks(rng, c_in, kernel, k_out):
         check_backward(s, x, w, dy)
 
 
+def _check_forced_weight_gradient(rng, s, algo):
+    """dW and db of s by the forced bwd_weights algorithm `algo` against the reference, at 1 and 2
+    threads."""
+    x, _, _, dy = _arrays(rng, s)
+    want = ref.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
+    tol = _tolerances(s)
+    previous = fastconv.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            with conv_algo("bwd_weights", algo):
+                dw, db = fastconv.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
+            assert_close(dw, want[0], *tol["dw"], f"{s.name}: dw by {algo}, {threads} threads")
+            assert_close(db, want[1], *tol["db"], f"{s.name}: db by {algo}, {threads} threads")
+    finally:
+        fastconv.set_num_threads(previous)
+
+
 # The row-pair Winograd weight gradient (conv2d_bww_rows.inl): kernels 5 high of any width, even
 # output heights down to 2, odd output widths, input channels around the lanes (1, 4, 17, 20),
 # same / valid / mixed padding; 3 images, so 2 threads sum 3 parts.
@@ -365,19 +383,7 @@ def test_rows_winograd_weight_gradient(isa, rng, s):
     assert "winograd_rows" not in fastconv.conv2d_algos(
         "bwd_weights", odd.x_shape, odd.w_shape, **odd.kwargs()
     )
-    x, _, _, dy = _arrays(rng, s)
-    want = ref.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
-    tol = _tolerances(s)
-    previous = fastconv.get_num_threads()
-    try:
-        for threads in (1, 2):
-            fastconv.set_num_threads(threads)
-            with conv_algo("bwd_weights", "winograd_rows"):
-                dw, db = fastconv.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
-            assert_close(dw, want[0], *tol["dw"], f"{s.name}: dw, {threads} threads")
-            assert_close(db, want[1], *tol["db"], f"{s.name}: db, {threads} threads")
-    finally:
-        fastconv.set_num_threads(previous)
+    _check_forced_weight_gradient(rng, s, "winograd_rows")
 
 
 # The row-triple Winograd weight gradient (conv2d_bww_rows3.inl): output heights 1..5, 8, 13 and
@@ -400,19 +406,7 @@ def test_rows3_winograd_weight_gradient(isa, rng, s):
     args = (s.x_shape, s.w_shape)
     if "winograd_rows3" not in fastconv.conv2d_algos("bwd_weights", *args, **s.kwargs()):
         pytest.skip(f"the {isa} path has no row-triple Winograd weight gradient")
-    x, _, _, dy = _arrays(rng, s)
-    want = ref.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
-    tol = _tolerances(s)
-    previous = fastconv.get_num_threads()
-    try:
-        for threads in (1, 2):
-            fastconv.set_num_threads(threads)
-            with conv_algo("bwd_weights", "winograd_rows3"):
-                dw, db = fastconv.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
-            assert_close(dw, want[0], *tol["dw"], f"{s.name}: dw, {threads} threads")
-            assert_close(db, want[1], *tol["db"], f"{s.name}: db, {threads} threads")
-    finally:
-        fastconv.set_num_threads(previous)
+    _check_forced_weight_gradient(rng, s, "winograd_rows3")
 
 
 # The images-in-lanes Winograd bwd_data (conv2d_bwd_data_image_lanes.inl, AVX2): batches around the

@@ -71,16 +71,29 @@ void conv2d_bwd_data_dylanes__avx2(float* dx, const float* dyp, const float* wf,
 // 7 loads per 12 FMAs; 3 x 3 had 6 per 9: keras.conv2 bwd_weights 72.5 -> 66.9 ms, cnn1.conv2
 // 6.44 -> 6.18 at 1 thread, same process, alternating, medians, load ~10); flat lanes 4 x 3 too
 // (4 x 2 before: lenet.conv2 1.02 -> 0.93 ms, cnn1.conv2 forced 4.85 -> 4.61).
-namespace {  // the per-row tiles: the direct weight gradient and the rows Winograd
+namespace {  // the per-row tiles: the direct weight gradient and the rows Winograds
 using ShortRowTile = BwdWeightsChannelsLast<VecAvx2, 6, 2>;  // rows of <= 2 vectors
 using RowTile = BwdWeightsChannelsLast<VecAvx2, 4, 3>;
+constexpr int64_t kShortRowLanes = 2 * VecAvx2::W;  // rows up to this take ShortRowTile
+
+// A rows Winograd weight gradient (BwdWeightsRows, BwdWeightsRows3) on the tile for lp.
+template <template <class, class> class Rows>
+void rows_on_row_tiles(float* acc, const float* dy, const float* xcl, const DirectConvArgs& a,
+                       int64_t lp, float* work, int64_t slot, int64_t images,
+                       const PrefetchSpans& next) {
+  if (lp <= kShortRowLanes) {
+    Rows<VecAvx2, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
+  } else {
+    Rows<VecAvx2, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
+  }
+}
 }  // namespace
 
 void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float* xcl,
                                         const DirectConvArgs& a, int64_t lp, bool flat) {
   if (flat) {
     BwdWeightsFlatLanes<VecAvx2, 4, 3>::run(acc, dy, xcl, a, lp);
-  } else if (lp <= 2 * VecAvx2::W) {
+  } else if (lp <= kShortRowLanes) {
     ShortRowTile::run(acc, dy, xcl, a, lp);
   } else {
     RowTile::run(acc, dy, xcl, a, lp);
@@ -92,11 +105,14 @@ void conv2d_bwd_weights_direct_cl__avx2(float* acc, const float* dy, const float
 void conv2d_bwd_weights_rows__avx2(float* acc, const float* dy, const float* xcl,
                                    const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
                                    int64_t images, const PrefetchSpans& next) {
-  if (lp <= 2 * VecAvx2::W) {
-    BwdWeightsRows<VecAvx2, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
-  } else {
-    BwdWeightsRows<VecAvx2, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
-  }
+  rows_on_row_tiles<BwdWeightsRows>(acc, dy, xcl, a, lp, work, slot, images, next);
+}
+
+// ... over groups of three rows (conv2d_bww_rows3.inl).
+void conv2d_bwd_weights_rows3__avx2(float* acc, const float* dy, const float* xcl,
+                                    const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                                    int64_t images, const PrefetchSpans& next) {
+  rows_on_row_tiles<BwdWeightsRows3>(acc, dy, xcl, a, lp, work, slot, images, next);
 }
 
 // 8 x 8 blocks: 8 channel rows of 8 pixels in, 8 pixel rows of 8 channels out (zeros in the
@@ -168,20 +184,5 @@ void pad_channels_last__avx2(float* xcl, const float* x_n, int64_t H, int64_t W,
   }
 }
 
-}  // namespace cpu
-}  // namespace fastconv
-
-namespace fastconv {
-namespace cpu {
-// ... over groups of three rows (conv2d_bww_rows3.inl).
-void conv2d_bwd_weights_rows3__avx2(float* acc, const float* dy, const float* xcl,
-                                    const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
-                                    int64_t images, const PrefetchSpans& next) {
-  if (lp <= 2 * VecAvx2::W) {
-    BwdWeightsRows3<VecAvx2, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
-  } else {
-    BwdWeightsRows3<VecAvx2, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
-  }
-}
 }  // namespace cpu
 }  // namespace fastconv

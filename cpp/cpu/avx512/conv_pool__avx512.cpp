@@ -65,16 +65,29 @@ void conv2d_bwd_data_dylanes__avx512(float* dx, const float* dyp, const float* w
 }
 
 // Short rows (<= 3 vectors): more channels per tile (lenet.conv2 -24%).
-namespace {  // the per-row tiles: the direct weight gradient and the rows Winograd
+namespace {  // the per-row tiles: the direct weight gradient and the rows Winograds
 using ShortRowTile = BwdWeightsChannelsLast<VecAvx512, 8, 3>;
 using RowTile = BwdWeightsChannelsLast<VecAvx512, 3, 7>;
+constexpr int64_t kShortRowLanes = 3 * VecAvx512::W;  // rows up to this take ShortRowTile
+
+// A rows Winograd weight gradient (BwdWeightsRows, BwdWeightsRows3) on the tile for lp.
+template <template <class, class> class Rows>
+void rows_on_row_tiles(float* acc, const float* dy, const float* xcl, const DirectConvArgs& a,
+                       int64_t lp, float* work, int64_t slot, int64_t images,
+                       const PrefetchSpans& next) {
+  if (lp <= kShortRowLanes) {
+    Rows<VecAvx512, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
+  } else {
+    Rows<VecAvx512, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
+  }
+}
 }  // namespace
 
 void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const float* xcl,
                                           const DirectConvArgs& a, int64_t lp, bool flat) {
   if (flat) {
     BwdWeightsFlatLanes<VecAvx512, 4, 6>::run(acc, dy, xcl, a, lp);
-  } else if (lp <= 3 * VecAvx512::W) {
+  } else if (lp <= kShortRowLanes) {
     ShortRowTile::run(acc, dy, xcl, a, lp);
   } else {
     RowTile::run(acc, dy, xcl, a, lp);
@@ -84,11 +97,14 @@ void conv2d_bwd_weights_direct_cl__avx512(float* acc, const float* dy, const flo
 void conv2d_bwd_weights_rows__avx512(float* acc, const float* dy, const float* xcl,
                                      const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
                                      int64_t images, const PrefetchSpans& next) {
-  if (lp <= 3 * VecAvx512::W) {
-    BwdWeightsRows<VecAvx512, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
-  } else {
-    BwdWeightsRows<VecAvx512, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
-  }
+  rows_on_row_tiles<BwdWeightsRows>(acc, dy, xcl, a, lp, work, slot, images, next);
+}
+
+// ... over groups of three rows (conv2d_bww_rows3.inl).
+void conv2d_bwd_weights_rows3__avx512(float* acc, const float* dy, const float* xcl,
+                                      const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
+                                      int64_t images, const PrefetchSpans& next) {
+  rows_on_row_tiles<BwdWeightsRows3>(acc, dy, xcl, a, lp, work, slot, images, next);
 }
 
 // Channels-in-lanes forward: pixels per tile by channel vectors (acc NP*COV + COV weights + one
@@ -244,20 +260,5 @@ void conv2d_bwd_weights_direct_t__avx512(float* acc, const float* dyT, const flo
   Direct::bwd_weights_t(acc, dyT, xpad, a);
 }
 
-}  // namespace cpu
-}  // namespace fastconv
-
-namespace fastconv {
-namespace cpu {
-// ... over groups of three rows (conv2d_bww_rows3.inl).
-void conv2d_bwd_weights_rows3__avx512(float* acc, const float* dy, const float* xcl,
-                                      const DirectConvArgs& a, int64_t lp, float* work, int64_t slot,
-                                      int64_t images, const PrefetchSpans& next) {
-  if (lp <= 3 * VecAvx512::W) {
-    BwdWeightsRows3<VecAvx512, ShortRowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
-  } else {
-    BwdWeightsRows3<VecAvx512, RowTile>::run(acc, dy, xcl, a, lp, work, slot, images, next);
-  }
-}
 }  // namespace cpu
 }  // namespace fastconv
