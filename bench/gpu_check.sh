@@ -3,8 +3,17 @@
 # PyTorch (CUDA) and pytest: build with CUDA forced on, run the GPU tests, compute-sanitizer,
 # the cuDNN benchmark and (optionally) cnn1's full training. Logs and JSON go to $OUT (default
 # ./gpu_out). Steps are chosen by name: bench/gpu_check.sh build tests sanitize racecheck bench train
-#   FASTCONV_DATA   folder with mnist/ (for the train step and the data tests)
+# epoch (graph-mode tests + bench/train_epoch_cuda.py: fastconv eager / CUDA graph vs PyTorch).
+#   FASTCONV_DATA   folder with mnist/ (for the train, epoch steps and the data tests)
 #   CUDAARCHS       architectures to build (default 90-real: only the GPU at hand, quick build)
+# Time budget: a lent H100 session has 15 minutes of device time, machine start-up included, so the
+# prepared run must fit in about 11. `bench/gpu_check.sh quick` runs, most informative first:
+#   build (~2 min: one architecture, 16 cores) -> tests (~0.5 min, 240 s cap) -> epoch (~1.5 min,
+#   EPOCH_TIMEOUT 180 s cap) -> bench (~2.5 min, 150 s cap) -> sanitize (~2.5 min, 150 s cap)
+#   -> racecheck (~1.5 min, 120 s cap)
+# about 10 minutes if each step takes its estimate; the caps alone add up to more, so a step that
+# runs long costs the ones after it. The estimates come from earlier H100 runs (docs/CUDA.md)
+# except epoch's, which has not run on a GPU yet. Every step writes to $OUT as it goes.
 set -uo pipefail
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -12,6 +21,7 @@ export PYTHONUNBUFFERED=1 FASTCONV_CUDA=ON CUDAARCHS=${CUDAARCHS:-90-real}
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 PY=${PY:-python3}
 steps=${*:-build tests sanitize bench train}
+[ "$steps" = quick ] && steps="build tests epoch bench sanitize racecheck"
 
 step() { echo "=== $1 ($(date +%T))"; }
 
@@ -57,6 +67,15 @@ for s in $steps; do
     step train
     timeout ${TRAIN_TIMEOUT:-200} $PY -m fastconv train cnn1 --device cuda --quiet --out "$OUT/train_cnn1" 2>&1 \
       | tee "$OUT/train.log" | tail -40
+    ;;
+  epoch)
+    step epoch
+    # graph-mode correctness first (graph steps vs eager steps), then the epoch comparison
+    [ -f tests/test_nn_cuda_graph.py ] && timeout ${EPOCH_TIMEOUT:-180} $PY -m pytest -q -p no:cacheprovider \
+      -m gpu tests/test_nn_cuda_graph.py 2>&1 | tee "$OUT/epoch_tests.log" | tail -20
+    timeout ${EPOCH_TIMEOUT:-180} $PY bench/train_epoch_cuda.py --models cnn1,keras_cnn \
+      --images ${EPOCH_IMAGES:-12000} --epochs ${EPOCH_EPOCHS:-4} --json "$OUT/train_epoch_cuda.json" \
+      2>&1 | tee "$OUT/epoch.log" | tail -20
     ;;
   *) echo "unknown step $s"; exit 2 ;;
   esac
