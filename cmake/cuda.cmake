@@ -101,8 +101,12 @@ endif()
 add_library(fastconv_cuda STATIC
   cuda/device.cu
   cuda/conv2d.cu
-  cuda/maxpool2d.cu)
+  cuda/maxpool2d.cu
+  cuda/train_step.cu)
 target_include_directories(fastconv_cuda PRIVATE cuda)
+# The Adam step shares its formula with adam_cpu.cpp (-ffp-contract=off): no FMA contraction here
+# either, so the GPU rounds each operation as the CPU does.
+set_source_files_properties(cuda/train_step.cu PROPERTIES COMPILE_OPTIONS --fmad=false)
 target_link_libraries(fastconv_cuda PUBLIC fastconv_core CUDA::cudart_static)
 set_target_properties(fastconv_cuda PROPERTIES
   CUDA_RUNTIME_LIBRARY Static

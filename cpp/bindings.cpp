@@ -18,6 +18,7 @@
 #include "fastconv/config.h"
 #include "fastconv/conv_algos.h"
 #include "fastconv/cpu_kernels.h"
+#include "fastconv/dropout_rng.h"
 #include "fastconv/error.h"
 #include "fastconv/ops.h"
 #include "fastconv/output_cache.h"
@@ -446,6 +447,31 @@ py::array dropout_keep(const py::object& shape_in, double keep, const py::object
   return std::move(bits);
 }
 
+// The CUDA training step's mask, computed on the CPU by the same per-(block, lane) function the
+// GPU kernel runs (dropout_rng::fill_lane), serially: a test hook that proves the device path's
+// indexing against dropout() without a GPU.
+py::array dropout_mask_lanes(const py::object& shape_in, double keep, const py::object& seed) {
+  const uint64_t s = seed_of(seed);
+  check_keep(keep);
+  if (!(PyTuple_Check(shape_in.ptr()) || PyList_Check(shape_in.ptr())))
+    throw py::type_error(str_cat("shape must be a tuple of ints, got ", std::string(py::repr(shape_in))));
+  std::vector<py::ssize_t> shape;
+  for (py::handle d : shape_in) {
+    shape.push_back(int_arg(d, "shape"));
+    FC_CHECK(shape.back() >= 0, "shape must not have negative sizes, got ", shape.back());
+  }
+  py::array_t<float> mask(shape);
+  float* mp = mask.mutable_data();
+  const int64_t n = mask.size();
+  const uint64_t key = dropout_rng::key_of(s);
+  const int32_t thresh = dropout_rng::threshold(keep);
+  const float scale = 1.0f / float(keep);
+  for (int64_t block = 0; block * dropout_rng::kBlock < n; ++block)
+    for (int lane = 0; lane < dropout_rng::kLanes; ++lane)
+      dropout_rng::fill_lane(mp, n, key, thresh, scale, block, lane);
+  return std::move(mask);
+}
+
 void adam_update(const py::array& p, const py::array& g_in, const py::array& m,
                  const py::array& v, double lr_t, double beta_1, double beta_2, double epsilon) {
   const py::array g = float_input(g_in, "g");
@@ -552,6 +578,9 @@ element index) alone, so the mask never depends on the thread count. out / mask_
 arrays of x's shape (sharing no memory with x or each other) to write y / the mask into.)pbdoc");
   m.def("dropout_keep", &dropout_keep, py::arg("shape"), py::arg("keep"), py::arg("seed"),
         "Bool array of `shape`: True where dropout(x, keep, seed) keeps x's element.");
+  m.def("_dropout_mask_lanes", &dropout_mask_lanes, py::arg("shape"), py::arg("keep"),
+        py::arg("seed"),
+        "Test hook: dropout's mask (float32) drawn lane by lane as the CUDA training step draws it.");
   m.def("adam_update", &adam_update, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"),
         py::arg("lr_t"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
         R"pbdoc(One Adam step in place on float32 C-contiguous arrays of one shape:

@@ -204,6 +204,40 @@ void register_cuda_bindings(py::module_& m) {
         py::arg("x_shape"), py::arg("kernel"), py::arg("stride"), py::arg("padding_mode"),
         py::arg("padding"), py::arg("dilation") = py::make_tuple(1, 1),
         py::arg("ceil_mode") = false);
+  // The graph-captured training step (cuda/train_step.cu): per-step values by device pointer.
+  c.def("dropout_mask",
+        [](int device, uintptr_t stream, uintptr_t mask, int64_t n, double keep,
+           uintptr_t seeds, uintptr_t step) {
+          FC_CHECK(n >= 0, "n must be >= 0, got ", n);
+          FC_CHECK(n == 0 || (mask != 0 && seeds != 0 && step != 0),
+                   "dropout_mask: mask, seeds and step must be device pointers");
+          py::gil_scoped_release nogil;
+          gpu::set_device(device);
+          gpu::dropout_mask__cuda(ptr<float>(mask), n, keep, ptr<const uint64_t>(seeds),
+                                  ptr<const int32_t>(step), stream_of(stream));
+        },
+        py::arg("device"), py::arg("stream"), py::arg("mask"), py::arg("n"), py::arg("keep"),
+        py::arg("seeds"), py::arg("step"),
+        "mask (n float32) = dropout's mask for seed seeds[*step] (uint64 table, int32 counter), "
+        "the CPU generator's decisions: (kept ? 1/keep : 0).");
+  c.def("adam_update",
+        [](int device, uintptr_t stream, uintptr_t p, uintptr_t m, uintptr_t v, uintptr_t g,
+           int64_t n, uintptr_t lr_table, uintptr_t step, double beta_1, double beta_2,
+           double epsilon) {
+          FC_CHECK(n >= 0, "n must be >= 0, got ", n);
+          FC_CHECK(n == 0 || (p && m && v && g && lr_table && step),
+                   "adam_update: every array must be a device pointer");
+          py::gil_scoped_release nogil;
+          gpu::set_device(device);
+          gpu::adam_update__cuda(ptr<float>(p), ptr<float>(m), ptr<float>(v), ptr<const float>(g),
+                                 n, ptr<const float>(lr_table), ptr<const int32_t>(step), beta_1,
+                                 beta_2, epsilon, stream_of(stream));
+        },
+        py::arg("device"), py::arg("stream"), py::arg("p"), py::arg("m"), py::arg("v"),
+        py::arg("g"), py::arg("n"), py::arg("lr_table"), py::arg("step"), py::arg("beta_1"),
+        py::arg("beta_2"), py::arg("epsilon"),
+        "One Adam step in place (float32, n elements) with lr_t = lr_table[*step]; the CPU's "
+        "formula and roundings (adam_step.h).");
   c.def("maxpool2d_bwd",
         [](int device, uintptr_t stream, uintptr_t dx, uintptr_t dy, uintptr_t idx, Obj xs,
            Obj ys, const py::object& geometry) {

@@ -254,3 +254,19 @@ def test_model_with_dropout_trains_deterministically(restore_threads):
     # one thread: the dropout masks are the same, so only float32 summation order differs
     loss_1, _ = run(3, 1)
     np.testing.assert_allclose(loss_1, loss_a, rtol=1e-4)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_cuda_lane_order_gives_the_cpu_mask(n):
+    """The CUDA training step draws its mask one (block, lane) per thread with the shared
+    generator (cpp/include/fastconv/dropout_rng.h: fill_lane); _C._dropout_mask_lanes runs that
+    function over every (block, lane) on the CPU: it must be the CPU kernel's mask, bit for bit."""
+    x = np.ones(n, np.float32)
+    for keep in (0.2, 0.5, 0.95, 1.0):
+        for seed in (0, 99, 2**64 - 1):
+            mask = np.empty_like(x)
+            _C.dropout(x, keep, seed, mask_out=mask)
+            assert_identical(_C._dropout_mask_lanes((n,), keep, seed), mask, f"keep {keep}")
+    assert _C._dropout_mask_lanes((2, 0, 3), 0.5, 1).shape == (2, 0, 3)
+    with pytest.raises(ValueError, match="keep must be in"):
+        _C._dropout_mask_lanes((4,), 0.0, 1)

@@ -6,8 +6,8 @@
 // compiled with -ffp-contract=off (CMakeLists.txt), so no FMA merges two roundings: the result is
 // the NumPy update's bits. Baseline ISA; the compiler vectorises the loop (sqrt is IEEE-exact).
 #include <algorithm>
-#include <cmath>
 
+#include "fastconv/adam_step.h"
 #include "fastconv/parallel.h"
 #include "fastconv/train_ops.h"
 
@@ -16,9 +16,7 @@ namespace cpu {
 
 void adam_update__cpu(float* p, float* m, float* v, const float* g, int64_t n, double lr_t,
                       double beta_1, double beta_2, double epsilon) {
-  const float b1 = float(beta_1), c1 = float(1.0 - beta_1);
-  const float b2 = float(beta_2), c2 = float(1.0 - beta_2);
-  const float lr = float(lr_t), eps = float(epsilon);
+  const AdamConstants k = adam_constants(lr_t, beta_1, beta_2, epsilon);
   constexpr int64_t kPerTask = 16384;  // 256 KB of state per task
   // Captured by value and restrict-qualified: the binding guarantees disjoint arrays, and the
   // vectoriser gives up if a store might change a constant or another array.
@@ -29,12 +27,11 @@ void adam_update__cpu(float* p, float* m, float* v, const float* g, int64_t n, d
     float* __restrict vp = v + i0;
     const float* __restrict gp = g + i0;
     for (int64_t i = 0; i < len; ++i) {
-      const float gi = gp[i];
-      const float mi = mp[i] * b1 + c1 * gi;
-      const float vi = vp[i] * b2 + c2 * (gi * gi);
+      float pi = pp[i], mi = mp[i], vi = vp[i];
+      adam_element(pi, mi, vi, gp[i], k);  // adam_step.h: shared with the CUDA training step
+      pp[i] = pi;
       mp[i] = mi;
       vp[i] = vi;
-      pp[i] = pp[i] - (lr * mi) / (std::sqrt(vi) + eps);
     }
   });
 }

@@ -7,16 +7,17 @@
 // the block picks the lane and the step. Any block can be drawn on any thread, the result does not
 // depend on the thread count, and backward can redraw the mask from the seed instead of storing it.
 //
-// The generator: 16 lanes of xoshiro128+ (32-bit words; the top 24 bits of each output are the
-// uniform, float32's resolution as in NumPy's float32 draws), each lane seeded with 128 bits from
-// SplitMix64. Why not a pure hash of (seed, i) such as SplitMix64's output function: its two 64-bit
-// multiplies have no baseline-x86-64 (SSE2) vector instruction, and it ran at 1.0 ns per element;
-// xoshiro's shifts, xors and adds vectorise over the 16 lanes at 0.3 ns. Compiled for the baseline
+// The generator (cpp/include/fastconv/dropout_rng.h, shared with the CUDA training step): 16 lanes
+// of xoshiro128+ (32-bit words; the top 24 bits of each output are the uniform, float32's
+// resolution as in NumPy's float32 draws), each lane seeded with 128 bits from SplitMix64. Why
+// not a pure hash of (seed, i) such as SplitMix64's output function: its two 64-bit multiplies
+// have no baseline-x86-64 (SSE2) vector instruction, and it ran at 1.0 ns per element; xoshiro's
+// shifts, xors and adds vectorise over the 16 lanes at 0.3 ns. Compiled for the baseline
 // ISA; the compiler vectorises the lane loops (all integer math, so every ISA gives the same bits).
 #include <algorithm>
-#include <cmath>
 #include <limits>
 
+#include "fastconv/dropout_rng.h"
 #include "fastconv/ops.h"
 #include "fastconv/parallel.h"
 #include "fastconv/train_ops.h"
@@ -25,46 +26,26 @@ namespace fastconv {
 namespace cpu {
 namespace {
 
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-constexpr int kLanes = 16;         // GCC vectorised 16 lanes; 4 and 8 stayed scalar (2.5 ns/elt)
-constexpr int64_t kBlock = 16384;  // elements per generator (a multiple of kLanes); 64 KB of x
+using dropout_rng::kBlock;
+using dropout_rng::kLanes;
+using dropout_rng::key_of;
+using dropout_rng::threshold;
 
-inline uint64_t splitmix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-inline uint32_t rotl(uint32_t v, int k) { return (v << k) | (v >> (32 - k)); }
-
-// One block's generator: lane l's words come from SplitMix64 at counters 2*(block*16 + l) and
-// 2*(block*16 + l) + 1 of the stream keyed by the seed (s3 |= 1: never the all-zero state).
+// One block's 16 generators (dropout_rng.h), their words in per-lane arrays so the lane loops
+// below vectorise.
 struct Lanes {
   uint32_t s0[kLanes], s1[kLanes], s2[kLanes], s3[kLanes];
 
   Lanes(uint64_t key, int64_t block) {
     for (int l = 0; l < kLanes; ++l) {
-      const uint64_t c = key + 2 * uint64_t(block * kLanes + l) * kGolden;
-      const uint64_t a = splitmix64(c), b = splitmix64(c + kGolden);
-      s0[l] = uint32_t(a), s1[l] = uint32_t(a >> 32), s2[l] = uint32_t(b);
-      s3[l] = uint32_t(b >> 32) | 1u;
+      const dropout_rng::LaneState st = dropout_rng::lane_state(key, block, l);
+      s0[l] = st.s0, s1[l] = st.s1, s2[l] = st.s2, s3[l] = st.s3;
     }
   }
 
   // Lane l's next uniform as a 24-bit integer k (u = k * 2^-24); advances lane l only.
-  int32_t next(int l) {
-    const int32_t k = int32_t((s0[l] + s3[l]) >> 8);
-    const uint32_t t = s1[l] << 9;
-    s2[l] ^= s0[l], s3[l] ^= s1[l], s1[l] ^= s2[l], s0[l] ^= s3[l], s2[l] ^= t;
-    s3[l] = rotl(s3[l], 11);
-    return k;
-  }
+  int32_t next(int l) { return dropout_rng::lane_next(s0[l], s1[l], s2[l], s3[l]); }
 };
-
-// u < keep  <=>  k < ceil(keep * 2^24) (exact in double): thresh in [1, 2^24] for keep in (0, 1],
-// so keep = 1 keeps every element.
-int32_t threshold(double keep) { return int32_t(std::ceil(keep * 16777216.0)); }
-uint64_t key_of(uint64_t seed) { return splitmix64(seed + kGolden); }
 
 // Runs body(block, begin, len) over the blocks of [0, n), threaded.
 template <class Body>

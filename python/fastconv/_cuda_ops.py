@@ -340,7 +340,9 @@ def maxpool2d_bwd(
     it, an atomic
     scatter (exact for non-overlapping windows; overlapping ones may differ in the last bits
     between runs). Indices outside [0, H*W) raise ValueError, as on the CPU (this check waits for
-    the GPU).
+    the GPU). While the current stream is being captured into a CUDA graph (fit(cuda_graph=True))
+    the check is skipped, since a capture cannot wait: both kernels skip such indices instead of
+    writing out of bounds.
     """
     cp = _cupy()
     native = _native()
@@ -367,7 +369,7 @@ def maxpool2d_bwd(
             )
         geometry = (tuple(kernel), tuple(strides), pad_mode, tuple(pad), tuple(dilation), ceil_mode)
     with cp.cuda.Device(dev):
-        if idx.size:
+        if idx.size and not cp.cuda.get_current_stream().is_capturing():
             lo, hi = int(idx.min()), int(idx.max())
             hw = xs[2] * xs[3]
             if lo < 0 or hi >= hw:

@@ -52,6 +52,16 @@ void maxpool2d_fwd__cuda(float* y, int64_t* idx, const float* x, const Pool2dPar
 void maxpool2d_bwd__cuda(float* dx, const float* dy, const int64_t* idx, Shape4 x_shape,
                          Shape4 y_shape, const Pool2dParams* geometry, cudaStream_t stream);
 
+// The graph-captured training step's kernels (cuda/train_step.cu). Per-step values are read from
+// device memory at `step` (an int32 counter the captured graph advances), never passed by value.
+// mask (n floats) = dropout's mask for seed seeds[*step]: (kept ? 1/keep : 0), the CPU's bits.
+void dropout_mask__cuda(float* mask, int64_t n, double keep, const uint64_t* seeds,
+                        const int32_t* step, cudaStream_t stream);
+// One Adam step in place on n floats with lr_t = lr_table[*step]; the CPU's formula and roundings.
+void adam_update__cuda(float* p, float* m, float* v, const float* g, int64_t n,
+                       const float* lr_table, const int32_t* step, double beta_1, double beta_2,
+                       double epsilon, cudaStream_t stream);
+
 // Devices the CUDA runtime sees (0 when there is no driver or no device; never throws).
 int device_count();
 // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)"; throws CudaError when the device is not usable.

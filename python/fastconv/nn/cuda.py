@@ -29,7 +29,8 @@ as on the CPU, so a seed gives the same run on either device (up to float32 summ
 Dropout draws its keep/drop decisions on the host (fastconv's threaded (seed, index) generator,
 the CPU backend's) and moves them as one byte per element, then scales them on the GPU: slower
 than a cupy.random mask (a transfer of 2.6 MB per step for keras_cnn's activations) but
-reproducible across devices.
+reproducible across devices. fit(cuda_graph=True) makes the same masks on the GPU instead, with
+the same generator (nn/cuda_graph.py).
 """
 
 from __future__ import annotations

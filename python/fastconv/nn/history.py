@@ -78,6 +78,8 @@ class _Progress:
 
     @staticmethod
     def _metrics(loss, acc):
+        if loss is None:  # graph-mode fit: the totals stay on the GPU until the epoch ends
+            return ""
         s = f"loss={loss:.4f}"
         return s if acc is None else s + f" accuracy={acc:.4f}"
 

@@ -557,7 +557,11 @@ class Dropout(Layer):
     Each training call draws one 64-bit seed from ``self.rng``; the mask is a function of (seed,
     element index) (``Backend.keep_mask``), so the model's seed fixes every mask, on every backend
     and at any thread count. The CPU backend applies it natively and redraws it from the seed in
-    backward (no mask array); other backends keep the mask."""
+    backward (no mask array); other backends keep the mask.
+
+    ``mask_source`` (set by fit(cuda_graph=True) for its duration): a function (shape, keep) ->
+    mask that makes this step's mask on the GPU from a seed table and a step counter in device
+    memory (nn/cuda_graph.py), the seeds drawn ahead by ``next_seed`` in the same order."""
 
     def __init__(self, rate, name=None):
         super().__init__(None, name)
@@ -566,15 +570,24 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.rng = None  # a NumPy Generator; Sequential.fit seeds it
         self._seed = None  # this step's seed; None when the last forward dropped nothing
+        self.mask_source = None
+
+    def next_seed(self):
+        """The next step's 64-bit mask seed from self.rng (one draw per training step)."""
+        if self.rng is None:
+            self.rng = np.random.default_rng()
+        return int(self.rng.integers(0, 2**64, dtype=np.uint64))
 
     def call(self, x, training):
         self._mask = self._seed = None
         if not training or self.rate == 0.0:
             return x
-        if self.rng is None:
-            self.rng = np.random.default_rng()
         keep = 1.0 - self.rate
-        self._seed = int(self.rng.integers(0, 2**64, dtype=np.uint64))
+        if self.mask_source is not None:  # CUDA graph mode: the seed is on the GPU already
+            self._seed = -1  # not None: backward applies the kept mask
+            self._mask = self.mask_source(x.shape, keep)
+            return x * self._mask
+        self._seed = self.next_seed()
         if self.backend.dropout is not None:
             return self.backend.dropout(x, keep, self._seed, **self.out_kw(("y", x.shape)))
         self._mask = self.backend.keep_mask(self._seed, x.shape, keep)

@@ -6,7 +6,10 @@ so softmax + cross-entropy is always one stable step whose gradient is (softmax(
 model without a final softmax is read as producing logits (Keras' from_logits=True).
 
 ``loss.with_accuracy(z, y)`` adds the count of rows whose argmax is the target (the training
-step's accuracy metric). On float32 NumPy logits the sparse loss runs all three in one native pass
+step's accuracy metric). ``loss.device_sums(z, y)`` gives the same terms without reading anything
+back to the host (summed loss and correct count as 0-d arrays of z's array module): the CUDA-graph
+training step (nn/cuda_graph.py) accumulates them on the GPU and reads them once per epoch.
+On float32 NumPy logits the sparse loss runs all three in one native pass
 (fastconv.train_ops.sparse_softmax_xent, log-sum-exp in double); elsewhere NumPy/CuPy in the
 logits' dtype.
 """
@@ -57,6 +60,15 @@ class Loss:
         loss, dz = self(z, y)
         return loss, dz, int((z.argmax(axis=1) == self.labels(y)).sum())
 
+    def terms(self, z, y):
+        """(summed loss as a 0-d array of z's module, dz) in z's dtype: no host read."""
+        raise NotImplementedError
+
+    def device_sums(self, z, y):
+        """(summed loss, dz, correct count), the sums as 0-d arrays where z lives (no sync)."""
+        total, dz = self.terms(z, y)
+        return total, dz, (z.argmax(axis=1) == self.labels(y)).sum()
+
     def check_targets(self, y, n_classes):
         raise NotImplementedError
 
@@ -70,15 +82,19 @@ class SparseCategoricalCrossentropy(Loss):
         if _native(z, y):
             loss, dz, _ = train_ops.sparse_softmax_xent(z, y)
             return loss, dz
+        total, dz = self.terms(z, y)
+        return float(total) / z.shape[0], dz
+
+    def terms(self, z, y):
         xp = get_array_module(z)
         n = z.shape[0]
         logp = _log_softmax(z, xp)
         rows = xp.arange(n)
-        loss = -float(logp[rows, y].sum()) / n
+        total = -logp[rows, y].sum()
         dz = xp.exp(logp)
         dz[rows, y] -= 1
         dz /= n
-        return loss, dz.astype(z.dtype, copy=False)
+        return total, dz.astype(z.dtype, copy=False)
 
     def labels(self, y):
         return y
@@ -105,14 +121,18 @@ class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
 
     def __call__(self, z, y):
+        total, dz = self.terms(z, y)
+        return float(total) / z.shape[0], dz
+
+    def terms(self, z, y):
         xp = get_array_module(z)
         n = z.shape[0]
         y = y.astype(z.dtype, copy=False)
         logp = _log_softmax(z, xp)
-        loss = -float((y * logp).sum()) / n
+        total = -(y * logp).sum()
         dz = xp.exp(logp) * y.sum(axis=1, keepdims=True) - y
         dz /= n
-        return loss, dz.astype(z.dtype, copy=False)
+        return total, dz.astype(z.dtype, copy=False)
 
     def labels(self, y):
         return y.argmax(axis=1)

@@ -363,6 +363,7 @@ class Sequential:
         seed=None,
         verbose=1,
         distributed=None,
+        cuda_graph=False,
     ):
         """Train; returns a History. validation_split holds out the last fraction of (x, y) before
         shuffling, as Keras does; validation_data=(x_val, y_val) takes precedence. verbose: 0 silent,
@@ -371,10 +372,17 @@ class Sequential:
         distributed: None (one process), True (MPI.COMM_WORLD) or an mpi4py communicator: data-
         parallel training (fastconv.distributed; docs/DISTRIBUTED.md). Every rank passes the same
         full (x, y) and arguments; batch_size is the global batch, split across the ranks; only
-        rank 0 prints; every rank returns the same History and ends with the same weights."""
+        rank 0 prints; every rank returns the same History and ends with the same weights.
+
+        cuda_graph: False (default) or True on device "cuda" with Adam, one process: each full
+        batch replays the training step captured once as a CUDA graph (nn/cuda_graph.py); loss
+        and accuracy are summed on the GPU and read once per epoch. Experimental: not yet run on
+        a GPU (docs/CUDA.md, "Graph mode")."""
+        if not isinstance(cuda_graph, (bool, np.bool_)):
+            raise TypeError(f"cuda_graph must be a bool, got {cuda_graph!r}")
         group = _distributed.get_group(distributed)
         args = (x, y, batch_size, epochs, validation_split, validation_data, shuffle, seed, verbose)
-        return group.run_fit(lambda: self._fit(group, *args))
+        return group.run_fit(lambda: self._fit(group, *args, bool(cuda_graph)))
 
     def _fit(
         self,
@@ -388,8 +396,13 @@ class Sequential:
         shuffle,
         seed,
         verbose,
+        cuda_graph=False,
     ):
         self._check_compiled()
+        if cuda_graph:
+            from .cuda_graph import check_graph_fit
+
+            check_graph_fit(self, group)
         x = self._prep_x(x)
         y = self._prep_y(y, len(x))
         _check_samples(x, "x", "fit")
@@ -435,27 +448,46 @@ class Sequential:
             validation_samples=0 if xv is None else len(xv),
             ranks=group.size,
         )
-        with single_threaded_blas():
-            self._fit_epochs(
-                x, y, xv, yv, epochs, batch_size, shuffle, rng, verbose, history, group
-            )
+        trainer = None
+        if cuda_graph:
+            from .cuda_graph import GraphTrainer
+
+            trainer = GraphTrainer(self, batch_size)
+        try:
+            with single_threaded_blas():
+                self._fit_epochs(
+                    x, y, xv, yv, epochs, batch_size, shuffle, rng, verbose, history, group, trainer
+                )
+        finally:
+            if trainer is not None:
+                trainer.close()
         self.history = history
         return history
 
-    def _fit_epochs(self, x, y, xv, yv, epochs, batch_size, shuffle, rng, verbose, history, group):
+    def _fit_epochs(
+        self, x, y, xv, yv, epochs, batch_size, shuffle, rng, verbose, history, group, trainer
+    ):
         """The epochs of fit. group (fastconv.distributed.Group) gives this rank its piece of every
-        batch and sums gradients and metrics over the ranks; one process is a group of one."""
+        batch and sums gradients and metrics over the ranks; one process is a group of one.
+        trainer: None, or the GraphTrainer of fit(cuda_graph=True), which runs the steps on its
+        own stream and sums loss and accuracy on the GPU (the progress bar then counts images)."""
         n = len(x)
         for epoch in range(epochs):
             order = rng.permutation(n) if shuffle else np.arange(n)
             prog = _Progress(n, f"Epoch {epoch + 1}/{epochs}", verbose if group.is_root else 0)
             t0 = time.perf_counter()
             total_loss, total_correct, mine = 0.0, 0, 0
+            if trainer is not None:
+                trainer.begin_epoch(-(-n // batch_size))
             for start in range(0, n, batch_size):
                 batch = order[start : start + batch_size]
                 idx = group.shard(batch)  # the whole batch in one process
                 if shuffle:
                     idx = np.sort(idx)  # gather in memory order: same batch, faster copy
+                if trainer is not None:
+                    trainer.train(x, y, idx)
+                    prog.update(len(batch), None, None)
+                    continue
                 loss, correct = self._train_step(x, y, idx, len(batch), group)
                 total_loss += loss * len(idx)
                 total_correct += correct
@@ -465,6 +497,8 @@ class Sequential:
                     total_loss / max(mine, 1),
                     total_correct / max(mine, 1) if self.metrics else None,
                 )
+            if trainer is not None:
+                total_loss, total_correct = trainer.end_epoch()  # waits for the epoch's work
             seconds = time.perf_counter() - t0
             group.check_in_sync(self)
             total_loss, total_correct = group.sum([total_loss, total_correct])

@@ -72,9 +72,13 @@ class Adam(Optimizer):
         self.beta_2 = _number(beta_2, "beta_2", high=1.0)
         self.epsilon = _number(epsilon, "epsilon")
 
+    def lr_at(self, t):
+        """The bias-corrected step size lr_t of step t (1-based), in double: the one formula for
+        step() and for the CUDA-graph step's per-epoch table (nn/cuda_graph.py)."""
+        return self.learning_rate * math.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t)
+
     def step(self, pairs):
-        t = self.iterations + 1
-        self._lr_t = self.learning_rate * math.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t)
+        self._lr_t = self.lr_at(self.iterations + 1)
         super().step(pairs)
 
     def _update(self, key, p, g):
