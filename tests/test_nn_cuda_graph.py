@@ -11,7 +11,8 @@ GPU tests (@pytest.mark.gpu; skipped with the reason without CuPy, a CUDA build 
 Always run (no GPU needed): the argument checks; graph_matmul (Dense's cuBLAS-free product)
 against NumPy on the CPU kernels; Loss.device_sums against the loss; Adam.lr_at; Dropout's
 mask_source hook and next_seed order. The CUDA kernels' shared generator is checked on the CPU
-in tests/test_dropout.py (test_cuda_lane_order_gives_the_cpu_mask).
+in tests/test_dropout.py (test_cuda_lane_order_gives_the_cpu_mask), and GraphTrainer's host-side
+flow on a simulated device in tests/test_nn_cuda_graph_sim.py.
 """
 
 from __future__ import annotations
