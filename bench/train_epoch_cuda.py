@@ -28,6 +28,9 @@ worse accuracy than eager.
     python bench/train_epoch_cuda.py                                  # both models, 12,000 images
     python bench/train_epoch_cuda.py --models cnn1 --images 60000 --epochs 4 --json out.json
 
+A mode that fails (an exception) is printed with its traceback and recorded with its error in
+the table and the JSON; the other modes still run, and the exit status is then 1.
+
 Needs a GPU, CuPy, PyTorch with CUDA and a CUDA build of fastconv; without them it exits with
 status 1 and a message naming what is missing, before reading data. parse_args and check_gpu are
 importable (tests/test_bench_train_epoch_cuda.py runs them on the CPU).
@@ -41,6 +44,7 @@ import json
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -258,10 +262,16 @@ def main(argv=None):
     records = []
     for k, name in enumerate(a.models):
         for mode in modes if k % 2 == 0 else modes[::-1]:
-            if mode == "torch":
-                rec = run_torch(name, data, test, a.epochs, a.seed, torch)
-            else:
-                rec = run_fastconv(name, mode, data, test, a.epochs, a.seed, cupy)
+            try:
+                if mode == "torch":
+                    rec = run_torch(name, data, test, a.epochs, a.seed, torch)
+                else:
+                    rec = run_fastconv(name, mode, data, test, a.epochs, a.seed, cupy)
+            except Exception as e:  # noqa: BLE001 - one GPU session: keep the other modes' results
+                traceback.print_exc()
+                records.append(dict(model=name, mode=mode, images=a.images, error=repr(e)))
+                print(f"  {name} {mode:5s} FAILED: {e!r}", flush=True)
+                continue
             rec = summarise(dict(model=name, mode=mode, images=a.images, **rec))
             records.append(rec)
             print(
@@ -272,8 +282,11 @@ def main(argv=None):
     rows = []
     for name in a.models:
         by = {r["mode"]: r for r in records if r["model"] == name}
-        torch_s = by["torch"]["median_s"] if "torch" in by else None
+        torch_s = by["torch"].get("median_s") if "torch" in by else None
         for mode, r in by.items():
+            if "error" in r:
+                rows.append([name, mode, a.images, "error", "-", "-", "-", "-"])
+                continue
             speed = f"{torch_s / r['median_s']:.2f}x" if torch_s and mode != "torch" else "-"
             r["speedup_vs_torch"] = torch_s / r["median_s"] if torch_s else None
             rows.append(
@@ -295,7 +308,7 @@ def main(argv=None):
     if a.json:
         write_json(a.json, meta, records)
         print(f"wrote {len(records)} records to {a.json}")
-    return 0
+    return 1 if any("error" in r for r in records) else 0
 
 
 if __name__ == "__main__":
