@@ -70,7 +70,7 @@ def _fake_cupy():
             pass
 
     cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0),
+        Device=lambda: types.SimpleNamespace(id=0, synchronize=lambda: None),
         Stream=Stream,
         Graph=Graph,
         MemoryPool=MemoryPool,

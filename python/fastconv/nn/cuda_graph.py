@@ -118,6 +118,9 @@ class GraphTrainer:
         self.cp = cp = model.backend.xp
         self.batch_size = int(batch_size)
         self.device = int(cp.cuda.Device().id)
+        # A non-blocking stream does not wait for the legacy default stream, where the weights
+        # and the data were copied in: let that work finish first.
+        cp.cuda.Device().synchronize()
         self.stream = cp.cuda.Stream(non_blocking=True)
         self.pool = cp.cuda.MemoryPool()  # the capture's private pool (kept as long as the graph)
         self.graph = None
