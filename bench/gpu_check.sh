@@ -8,11 +8,12 @@
 #   CUDAARCHS       architectures to build (default 90-real: only the GPU at hand, quick build)
 # Time budget: a lent H100 session has 15 minutes of device time, machine start-up included, so the
 # prepared run must fit in about 11. `bench/gpu_check.sh quick` runs, most informative first:
-#   build (~2 min: one architecture, 16 cores) -> tests (~0.5 min, 240 s cap) -> epoch (~2 min:
-#   graph tests, the bench and a cnn1 graph memcheck; caps EPOCH_TIMEOUT 180 s each for the first
-#   two, 90 s for the memcheck, EPOCH_MEMCHECK=0 skips it) -> bench (~2.5 min, 150 s cap)
+#   build (~2 min: one architecture, 16 cores) -> tests (~0.5 min, 240 s cap) -> epoch (~2.5 min:
+#   graph tests, the bench, a cnn1 graph memcheck and cnn1's 30 epochs in graph mode; caps
+#   EPOCH_TIMEOUT 180 s each for the first two, 90 s for the memcheck, 75 s for the training;
+#   EPOCH_MEMCHECK=0 / EPOCH_TRAIN=0 skip those) -> bench (~2.5 min, 150 s cap)
 #   -> sanitize (~2.5 min, 150 s cap) -> racecheck (~1.5 min, 120 s cap)
-# about 10.5 minutes if each step takes its estimate; the caps alone add up to more, so a step that
+# about 11 minutes if each step takes its estimate; the caps alone add up to more, so a step that
 # runs long costs the ones after it. The estimates come from earlier H100 runs (docs/CUDA.md)
 # except epoch's, which has not run on a GPU yet. Every step writes to $OUT as it goes.
 set -uo pipefail
@@ -82,6 +83,9 @@ for s in $steps; do
       compute-sanitizer --tool memcheck --error-exitcode 99 $PY -m pytest -q -p no:cacheprovider -m gpu \
       tests/test_nn_cuda_graph.py -k "replays and cnn1" >"$OUT/epoch_memcheck.log" 2>&1
     echo "graph memcheck exit: $?"; grep -E "ERROR SUMMARY|passed|failed" "$OUT/epoch_memcheck.log" 2>/dev/null | tail -3
+    # issue 21's schedule goal: cnn1's 30 epochs in graph mode (< 10 s at the published accuracy)
+    [ "${EPOCH_TRAIN:-1}" = 1 ] && timeout ${EPOCH_TRAIN_TIMEOUT:-75} $PY -m fastconv train cnn1 --device cuda \
+      --cuda-graph --quiet --out "$OUT/train_cnn1_graph" 2>&1 | tee "$OUT/train_graph.log" | tail -4
     ;;
   *) echo "unknown step $s"; exit 2 ;;
   esac

@@ -87,6 +87,7 @@ def test_unknown_network(capsys, no_loading):
         (["--limit", "1"], r"--limit 1 with --validation-split 0.0833333 leaves no training or no"),
         (["--limit", "5", "--validation-split", "0.9"], r"give --limit >= 10"),
         (["--threads", "100000"], "--threads 100000: "),
+        (["--cuda-graph"], "--cuda-graph needs --device cuda and an Adam model; got --device cpu"),
     ],
 )
 def test_bad_combinations_are_found_before_loading(args, match, capsys, no_loading, tmp_path):

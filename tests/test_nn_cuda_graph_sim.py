@@ -17,9 +17,13 @@ so close rather than identical; a step-size or seed-order mistake would be far o
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
-from fastconv import models
+from fastconv import cli, models
 from fastconv.nn import cuda_graph
 from simulated_gpu import install
 
@@ -91,3 +95,22 @@ def test_an_error_in_a_step_restores_the_model(rng, simulated_gpu, monkeypatch):
         model.fit(x, y, batch_size=16, epochs=1, verbose=0, cuda_graph=True)
     assert all(layer.backend is model.backend for layer in model.layers)
     assert all(getattr(layer, "mask_source", None) is None for layer in model.layers)
+
+
+DATA = Path(
+    os.environ.get("FASTCONV_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+
+
+@pytest.mark.skipif(not (DATA / "mnist").is_dir(), reason=f"no MNIST copy at {DATA}")
+def test_cli_train_cuda_graph(simulated_gpu, tmp_path, capsys):
+    """`fastconv train cnn1 --device cuda --cuda-graph` (gpu_check.sh's schedule run) end to end
+    on the simulated device."""
+    out = tmp_path / "run"
+    argv = ["train", "cnn1", "--device", "cuda", "--cuda-graph", "--data", str(DATA)]
+    argv += ["--epochs", "1", "--limit", "600", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["device"], m["cuda_graph"], m["epochs"]) == ("cuda", True, 1)
+    assert simulated_gpu.calls["adam_update"] > 0
+    assert 0.0 < m["test_accuracy"] <= 1.0

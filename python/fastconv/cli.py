@@ -128,6 +128,12 @@ def _parser():
         'pip install "fastconv[cuda]")',
     )
     t.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="with --device cuda and Adam: replay each training step as a CUDA graph "
+        "(fit(cuda_graph=True); experimental, not yet run on a GPU)",
+    )
+    t.add_argument(
         "--threads", type=_int_at_least(1), help="CPU kernel threads (fastconv.set_num_threads)"
     )
     t.add_argument(
@@ -207,6 +213,11 @@ def _train(args):
     # argparse checked each value's range; what remains needs several values or the system
     if args.limit is not None:
         _check_limit(args.limit, split)
+    if args.cuda_graph and (args.device != "cuda" or cfg["optimizer"] != "adam"):
+        raise SystemExit(
+            f"fastconv train: --cuda-graph needs --device cuda and an Adam model; got --device "
+            f"{args.device} and {args.model}'s optimizer {cfg['optimizer']!r}"
+        )
     if args.threads is not None:
         try:
             fastconv.set_num_threads(args.threads)
@@ -302,6 +313,7 @@ def _train_on(args, group, cfg, dataset, epochs, batch, lr, seed, split):
         seed=seed,
         verbose=2 if args.quiet else 1,
         distributed=group,
+        cuda_graph=args.cuda_graph,
     )
     t1 = time.perf_counter()
     test_loss, test_acc = model.evaluate(xt, yt, distributed=group)
@@ -337,6 +349,7 @@ def _train_on(args, group, cfg, dataset, epochs, batch, lr, seed, split):
         published_accuracy=cfg["published"],
         command=args.command_line,
         device=args.device,
+        cuda_graph=args.cuda_graph,
         gpu=gpu,
         mpi_ranks=group.size,
         fastconv=fastconv.info(),
