@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "fastconv/error.h"
 #include "fastconv/params.h"
@@ -40,6 +41,20 @@ int sm_count();
 #define CHECK_LAUNCH(name, stream) ::fastconv::gpu::check_launch(name, stream, __FILE__, __LINE__)
 
 FASTCONV_HD int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Every kernel launch goes through here: the <<<>>> launch under nvcc. Built by a host compiler for
+// the CPU emulator (cuda/emu, -DFASTCONV_CUDA_EMU; tests only) the same kernels run on CPU fibers:
+// this is the one seam between the kernels and the emulator. Arguments convert to the kernel's
+// parameter types as in a <<<>>> launch.
+template <class... Params, class... Args>
+inline void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
+                   Args&&... args) {
+#ifdef FASTCONV_CUDA_EMU
+  ::emu::launch(kernel, grid, block, stream, std::forward<Args>(args)...);
+#else
+  kernel<<<grid, block, 0, stream>>>(std::forward<Args>(args)...);
+#endif
+}
 
 // 1-D grid for `total` threads in blocks of `threads` (grid.x may go up to 2^31-1).
 inline dim3 grid_1d(int64_t total, int threads) {

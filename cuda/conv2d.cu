@@ -214,7 +214,7 @@ void launch_tiled(const G& gm, cudaStream_t stream, const char* name) {
   const dim3 grid(static_cast<unsigned>(ceil_div(gm.Ncols(), T::BN)),
                   static_cast<unsigned>(ceil_div(gm.M(), T::BM)), static_cast<unsigned>(gm.Z()));
   FC_CHECK(grid.y <= 65535, "conv2d on CUDA: too many channels per group (", gm.M(), ")");
-  conv_gemm_tiled<G, T><<<grid, kThreads, 0, stream>>>(gm);
+  launch(conv_gemm_tiled<G, T>, grid, kThreads, stream, gm);
   CHECK_LAUNCH(name, stream);
 }
 
@@ -318,7 +318,7 @@ void conv2d_fwd__cuda(float* y, const float* x, const float* w, const float* b,
     launch_tiled(FwdGemm{x, w, b, y, g, relu}, stream, "conv_gemm_tiled<FwdGemm>");
   } else {
     const int total = int(p.y.numel());
-    conv2d_fwd_direct<<<grid_1d(total, 256), 256, 0, stream>>>(y, x, w, b, g, relu, total);
+    launch(conv2d_fwd_direct, grid_1d(total, 256), 256, stream, y, x, w, b, g, relu, total);
     CHECK_LAUNCH("conv2d_fwd_direct", stream);
   }
 }
@@ -339,7 +339,7 @@ void conv2d_bwd_data__cuda(float* dx, const float* dy, const float* w, const Con
     case 64: launch_tiled<BwdDataGemm, Tile64>(gm, stream, "conv_gemm_tiled<BwdDataGemm, Tile64>"); break;
     default: {
       const int total = int(p.x.numel());
-      conv2d_bwd_data_direct<<<grid_1d(total, 256), 256, 0, stream>>>(dx, dy, w, g, total);
+      launch(conv2d_bwd_data_direct, grid_1d(total, 256), 256, stream, dx, dy, w, g, total);
       CHECK_LAUNCH("conv2d_bwd_data_direct", stream);
     }
   }
@@ -369,15 +369,15 @@ void conv2d_bwd_weights__cuda(float* dw, float* db, const float* dy, const float
     launch_tiled(BwdWeightsGemm{dy, x, dw, workspace, g, plan.splits, plan.chunk}, stream,
                  "conv_gemm_tiled<BwdWeightsGemm>");
     if (plan.splits > 1) {
-      sum_splits<<<grid_1d(numel, 256), 256, 0, stream>>>(dw, workspace, numel, plan.splits);
+      launch(sum_splits, grid_1d(numel, 256), 256, stream, dw, workspace, numel, plan.splits);
       CHECK_LAUNCH("sum_splits", stream);
     }
   } else {
-    conv2d_bwd_weights_direct<<<numel, kReduceThreads, 0, stream>>>(dw, dy, x, g);
+    launch(conv2d_bwd_weights_direct, numel, kReduceThreads, stream, dw, dy, x, g);
     CHECK_LAUNCH("conv2d_bwd_weights_direct", stream);
   }
   if (db != nullptr) {
-    conv2d_bias_grad<<<int(p.y.c), kReduceThreads, 0, stream>>>(db, dy, g.N, g.K, g.OH * g.OW);
+    launch(conv2d_bias_grad, int(p.y.c), kReduceThreads, stream, db, dy, g.N, g.K, g.OH * g.OW);
     CHECK_LAUNCH("conv2d_bias_grad", stream);
   }
 }

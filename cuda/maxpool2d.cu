@@ -110,7 +110,7 @@ void maxpool2d_fwd__cuda(float* y, int64_t* idx, const float* x, const Pool2dPar
   }
   if (p.y.numel() == 0) return;
   const int total = int(p.y.numel());
-  maxpool2d_fwd_kernel<<<grid_1d(total, 256), 256, 0, stream>>>(y, idx, x, pool_geom(p), total);
+  launch(maxpool2d_fwd_kernel, grid_1d(total, 256), 256, stream, y, idx, x, pool_geom(p), total);
   CHECK_LAUNCH("maxpool2d_fwd_kernel", stream);
 }
 
@@ -125,15 +125,15 @@ void maxpool2d_bwd__cuda(float* dx, const float* dy, const int64_t* idx, Shape4 
                  geometry->y.h == y_shape.h && geometry->y.w == y_shape.w,
              "maxpool2d_bwd: the pooling geometry does not match the input/grad_output shapes");
     if (debug_poison()) CUDA_CHECK(cudaMemsetAsync(dx, 0xFF, sizeof(float) * size_t(total_x), stream));
-    maxpool2d_bwd_gather<<<grid_1d(total_x, 256), 256, 0, stream>>>(dx, dy, idx, pool_geom(*geometry),
-                                                                     total_x);
+    launch(maxpool2d_bwd_gather, grid_1d(total_x, 256), 256, stream, dx, dy, idx,
+           pool_geom(*geometry), total_x);
     CHECK_LAUNCH("maxpool2d_bwd_gather", stream);
     return;
   }
   CUDA_CHECK(cudaMemsetAsync(dx, 0, sizeof(float) * size_t(total_x), stream));
   if (total_y == 0) return;
-  maxpool2d_bwd_scatter<<<grid_1d(total_y, 256), 256, 0, stream>>>(
-      dx, dy, idx, int(x_shape.h * x_shape.w), int(y_shape.h * y_shape.w), total_y);
+  launch(maxpool2d_bwd_scatter, grid_1d(total_y, 256), 256, stream, dx, dy, idx,
+         int(x_shape.h * x_shape.w), int(y_shape.h * y_shape.w), total_y);
   CHECK_LAUNCH("maxpool2d_bwd_scatter", stream);
 }
 

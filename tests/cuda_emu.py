@@ -1,0 +1,338 @@
+"""Builds and loads the CUDA kernels for the CPU emulator (cuda/emu): test helper, not a test.
+
+`load()` compiles cuda/*.cu (the production kernel sources, as C++), the emulator (cuda/emu) and
+the few host files they need with the system C++ compiler into build/cuda_emu/<hash>/ (reused while
+no source, flag or compiler changes), loads it with ctypes and returns an `Emulator`, or raises
+`Unavailable` (no compiler, not Linux) with the reason. The Emulator's methods mirror the CUDA
+entries: NumPy arrays in, NumPy arrays out. Each call puts inputs and outputs in buffers with NaN
+guard bands around them, poisons the outputs, and checks afterwards that no guard was written: a
+read past an input's end turns into NaN in the result, a write past an output's end fails.
+
+    python tests/cuda_emu.py      # build (or find) the library and print its path
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = (
+    "cuda/emu/fiber.cpp",
+    "cuda/emu/simt.cpp",
+    "cuda/emu/runtime.cpp",
+    "cuda/emu/run_kernels.cpp",
+    "cuda/conv2d.cu",
+    "cuda/maxpool2d.cu",
+    "cuda/device.cu",
+    "cpp/config.cpp",
+    "cpp/params.cpp",
+    "cpp/debug.cpp",
+)
+HEADER_DIRS = ("cuda", "cuda/emu", "cpp/include/fastconv")
+FLAGS = ("-std=c++17", "-O1", "-g0", "-fPIC", "-pthread", "-DFASTCONV_CUDA_EMU")
+INCLUDES = ("-Icuda/emu", "-Icuda", "-Icpp/include")  # cuda/emu first: its cuda_runtime.h
+
+PASSES = {"fwd": 0, "bwd_data": 1, "bwd_weights": 2}
+ALGOS = {None: 0, "direct": 1, "tiled": 2}
+SCHEDULES = {"forward": 0, "reverse": 1, "shuffle": 2}
+GUARD = 64  # elements of NaN guard before and after every buffer
+GUARD_BITS = np.uint32(0x7FC0DEAD)  # a NaN no kernel produces: a guard write shows
+
+
+class Unavailable(RuntimeError):
+    """The emulator cannot be built here; the message says why."""
+
+
+def compiler():
+    """The C++ compiler to use: $FASTCONV_EMU_CXX, $CXX, then c++, g++, clang++ on PATH."""
+    for name in (os.environ.get("FASTCONV_EMU_CXX"), os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name.split()[0]):
+            return name.split()
+    return None
+
+
+def build(out_root=ROOT / "build" / "cuda_emu"):
+    """Path of the emulator library, compiling it first when no up-to-date copy exists."""
+    if not sys.platform.startswith("linux"):
+        raise Unavailable(f"the CUDA emulator needs Linux (ucontext, dl_iterate_phdr), not {sys.platform}")
+    cxx = compiler()
+    if cxx is None:
+        raise Unavailable("no C++ compiler found (set FASTCONV_EMU_CXX or CXX, or install g++)")
+    version = subprocess.run([*cxx, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([*cxx, version, *FLAGS]).encode())
+    files = list(SOURCES) + sorted(
+        str(p.relative_to(ROOT)) for d in HEADER_DIRS for p in (ROOT / d).glob("*.*h")
+    )
+    for f in files:
+        key.update(f.encode() + b"\0" + (ROOT / f).read_bytes())
+    out = Path(out_root) / key.hexdigest()[:16]
+    lib = out / "libfastconv_cuda_emu.so"
+    if lib.exists():
+        return lib
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out))
+
+    def compile_one(src):
+        obj = work / (src.replace("/", "_") + ".o")
+        lang = ["-x", "c++"] if src.endswith(".cu") else []
+        cmd = [*cxx, *FLAGS, *INCLUDES, *lang, "-c", src, "-o", str(obj)]
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"emulator build failed: {' '.join(cmd)}\n{r.stderr}")
+        return str(obj)
+
+    jobs = max(1, min(4, os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        objs = list(pool.map(compile_one, SOURCES))
+    tmp = work / lib.name
+    r = subprocess.run([*cxx, "-shared", "-pthread", *objs, "-o", str(tmp), "-ldl"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"emulator link failed:\n{r.stderr}")
+    os.replace(tmp, lib)  # atomic: a concurrent build sees the old state or the whole library
+    shutil.rmtree(work, ignore_errors=True)
+    return lib
+
+
+def _padding(padding):
+    """The public API's padding (int, pair, 'same', 'valid') as (mode, pad_h, pad_w)."""
+    if isinstance(padding, str):
+        return {"valid": 1, "same": 2}[padding], 0, 0
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return 0, ph, pw
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+_P, _I, _I64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
+_SIGNATURES = {
+    "fc_emu_configure": [_I, ctypes.c_uint64, _I, _I],
+    "fc_emu_set_device": [_I],
+    "fc_emu_set_conv_algo": [_I, _I],
+    "fc_emu_stats": [_P],
+    "fc_emu_take_launches": [_P, _I],
+    "fc_emu_conv2d_out_shape": [_P, _P],
+    "fc_emu_maxpool2d_out_shape": [_P, _P],
+    "fc_emu_conv2d_fwd": [_P, _P, _P, _P, _P, _I],
+    "fc_emu_conv2d_bwd_data": [_P, _P, _P, _P],
+    "fc_emu_conv2d_bwd_weights_workspace": [_P, _P],
+    "fc_emu_conv2d_bwd_weights": [_P, _P, _P, _P, _P, _P, _I64],
+    "fc_emu_chosen_conv_algo": [_I, _P, _P],
+    "fc_emu_maxpool2d_fwd": [_P, _P, _P, _P],
+    "fc_emu_maxpool2d_bwd": [_P, _P, _P, _P, _I],
+}
+
+
+class _Buffer:
+    """A float32/int64 array inside a larger buffer whose ends are a NaN guard pattern."""
+
+    def __init__(self, shape, dtype, data=None):
+        n = int(np.prod(shape))
+        self.whole = np.empty(n + 2 * GUARD, dtype)
+        self.whole.view(np.uint32 if dtype == np.float32 else np.int64)[:] = (
+            GUARD_BITS if dtype == np.float32 else -0x5EAD
+        )
+        self.array = self.whole[GUARD : GUARD + n].reshape(shape)
+        if data is not None:
+            self.array[...] = data
+        elif dtype == np.float32:
+            self.array[...] = np.nan  # poison: an element the kernel does not write stays NaN
+
+    def ptr(self):
+        return self.array.ctypes.data
+
+    def check_guards(self, name):
+        bits = self.whole.view(np.uint32 if self.whole.dtype == np.float32 else np.int64)
+        expected = GUARD_BITS if self.whole.dtype == np.float32 else -0x5EAD
+        for part, where in ((bits[:GUARD], "before"), (bits[-GUARD:], "after")):
+            bad = np.flatnonzero(part != expected)
+            assert bad.size == 0, f"{name}: the kernel wrote {bad.size} element(s) {where} the buffer"
+
+
+class Emulator:
+    """The CUDA entries on the CPU. Geometry arguments are the public API's (fastconv.conv2d)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.lib = ctypes.CDLL(str(path))
+        for name, args in _SIGNATURES.items():
+            getattr(self.lib, name).argtypes = args
+        self.lib.fc_emu_last_error.restype = ctypes.c_char_p
+        self.lib.fc_emu_set_debug_poison(1)
+        self._names = None
+
+    # ---- control
+
+    def configure(self, schedule="reverse", seed=1, workers=1, poison_shared=True):
+        """Thread order between barriers, OS workers running blocks, shared-memory poisoning."""
+        self.lib.fc_emu_configure(SCHEDULES[schedule], seed, workers, int(poison_shared))
+
+    def set_device(self, device):
+        """Emulated device 0 has an H100's 132 SMs, device 1 has 4 (split plans depend on it)."""
+        self._check(self.lib.fc_emu_set_device(device))
+
+    def set_conv_algo(self, pass_name, algo):
+        self.lib.fc_emu_set_conv_algo(PASSES[pass_name], ALGOS[algo])
+
+    def stats(self):
+        out = (ctypes.c_uint64 * 6)()
+        self.lib.fc_emu_stats(out)
+        keys = ("launches", "blocks", "threads", "barriers", "warp_ops", "poisoned_blocks")
+        return dict(zip(keys, (int(v) for v in out)))
+
+    def reset_stats(self):
+        self.lib.fc_emu_reset_stats()
+        self.launches()
+
+    def launches(self):
+        """The launches since the last call: dicts with the kernel's name, grid and block."""
+        out = (ctypes.c_int64 * (7 * 4096))()
+        n = self.lib.fc_emu_take_launches(out, 4096)
+        names = self._kernel_names()
+        return [
+            {
+                "kernel": names.get(out[7 * i], f"<offset {out[7 * i]:#x}>"),
+                "grid": tuple(out[7 * i + 1 : 7 * i + 4]),
+                "block": tuple(out[7 * i + 4 : 7 * i + 7]),
+            }
+            for i in range(n)
+        ]
+
+    def _kernel_names(self):
+        if self._names is None:
+            nm = shutil.which("nm")
+            self._names = {}
+            if nm is not None:
+                text = subprocess.run(
+                    [nm, "-C", "--defined-only", str(self.path)], capture_output=True, text=True
+                ).stdout
+                for line in text.splitlines():
+                    parts = line.split(" ", 2)
+                    if len(parts) == 3 and parts[1] in "tT":
+                        self._names[int(parts[0], 16)] = parts[2]
+        return self._names
+
+    def _check(self, rc):
+        if rc == 1:
+            raise ValueError(self.lib.fc_emu_last_error().decode())
+        if rc != 0:
+            raise RuntimeError(self.lib.fc_emu_last_error().decode())
+
+    # ---- geometry
+
+    @staticmethod
+    def _conv_geo(x_shape, w_shape, stride, padding, dilation, groups):
+        mode, ph, pw = _padding(padding)
+        n, c, h, w = x_shape
+        k, _, kh, kw = w_shape
+        return np.array(
+            [n, c, h, w, k, kh, kw, *_pair(stride), mode, ph, pw, *_pair(dilation), groups], np.int64
+        )
+
+    @staticmethod
+    def _pool_geo(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
+        mode, ph, pw = _padding(padding)
+        stride = kernel_size if stride is None else stride
+        return np.array(
+            [*x_shape, *_pair(kernel_size), *_pair(stride), mode, ph, pw, *_pair(dilation), int(ceil_mode)],
+            np.int64,
+        )
+
+    # ---- entries
+
+    def _call(self, fn, *args):
+        self._check(fn(*args))
+
+    def _out_shape(self, fn, geo):
+        out = np.zeros(4, np.int64)
+        self._call(fn, geo.ctypes.data, out.ctypes.data)
+        return tuple(int(v) for v in out)
+
+    def conv2d_fwd(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, relu=False):
+        """y = conv(x, w) + b (ReLU-clamped if relu) by conv2d_fwd__cuda."""
+        geo = self._conv_geo(x.shape, w.shape, stride, padding, dilation, groups)
+        xb, wb = _Buffer(x.shape, np.float32, x), _Buffer(w.shape, np.float32, w)
+        bb = None if b is None else _Buffer(b.shape, np.float32, b)
+        yb = _Buffer(self._out_shape(self.lib.fc_emu_conv2d_out_shape, geo), np.float32)
+        self._call(
+            self.lib.fc_emu_conv2d_fwd, yb.ptr(), xb.ptr(), wb.ptr(), None if bb is None else bb.ptr(),
+            geo.ctypes.data, int(relu),
+        )
+        yb.check_guards("y")
+        return yb.array.copy()
+
+    def conv2d_bwd_data(self, dy, w, x_shape, stride=1, padding=0, dilation=1, groups=1):
+        """dx by conv2d_bwd_data__cuda."""
+        geo = self._conv_geo(x_shape, w.shape, stride, padding, dilation, groups)
+        dyb, wb = _Buffer(dy.shape, np.float32, dy), _Buffer(w.shape, np.float32, w)
+        dxb = _Buffer(x_shape, np.float32)
+        self._call(self.lib.fc_emu_conv2d_bwd_data, dxb.ptr(), dyb.ptr(), wb.ptr(), geo.ctypes.data)
+        dxb.check_guards("dx")
+        return dxb.array.copy()
+
+    def conv2d_bwd_weights(self, dy, x, w_shape, stride=1, padding=0, dilation=1, groups=1, bias=True):
+        """(dw, db) by conv2d_bwd_weights__cuda (db None without bias), with its workspace."""
+        geo = self._conv_geo(x.shape, w_shape, stride, padding, dilation, groups)
+        ws_bytes = np.zeros(1, np.int64)
+        self._call(self.lib.fc_emu_conv2d_bwd_weights_workspace, geo.ctypes.data, ws_bytes.ctypes.data)
+        dyb, xb = _Buffer(dy.shape, np.float32, dy), _Buffer(x.shape, np.float32, x)
+        dwb = _Buffer(w_shape, np.float32)
+        dbb = _Buffer((w_shape[0],), np.float32) if bias else None
+        wsb = _Buffer((int(ws_bytes[0]) // 4,), np.float32)
+        self._call(
+            self.lib.fc_emu_conv2d_bwd_weights, dwb.ptr(), None if dbb is None else dbb.ptr(), dyb.ptr(),
+            xb.ptr(), geo.ctypes.data, wsb.ptr(), int(ws_bytes[0]),
+        )
+        dwb.check_guards("dw")
+        wsb.check_guards("workspace")
+        if dbb is not None:
+            dbb.check_guards("db")
+        return dwb.array.copy(), None if dbb is None else dbb.array.copy()
+
+    def chosen_conv_algo(self, pass_name, x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+        """'direct' or 'tiled': the family the pass runs on this problem."""
+        geo = self._conv_geo(x_shape, w_shape, stride, padding, dilation, groups)
+        out = np.zeros(1, np.int32)
+        self._call(self.lib.fc_emu_chosen_conv_algo, PASSES[pass_name], geo.ctypes.data, out.ctypes.data)
+        return {1: "direct", 2: "tiled"}[int(out[0])]
+
+    def maxpool2d_fwd(self, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        """(y, indices) by maxpool2d_fwd__cuda."""
+        geo = self._pool_geo(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+        shape = self._out_shape(self.lib.fc_emu_maxpool2d_out_shape, geo)
+        xb, yb, ib = _Buffer(x.shape, np.float32, x), _Buffer(shape, np.float32), _Buffer(shape, np.int64)
+        ib.array[...] = -1
+        self._call(self.lib.fc_emu_maxpool2d_fwd, yb.ptr(), ib.ptr(), xb.ptr(), geo.ctypes.data)
+        yb.check_guards("y")
+        ib.check_guards("indices")
+        return yb.array.copy(), ib.array.copy()
+
+    def maxpool2d_bwd(self, dy, indices, x_shape, kernel_size, stride=None, padding=0, dilation=1,
+                      ceil_mode=False, gather=True):
+        """dx by maxpool2d_bwd__cuda: the gather (forward geometry given) or the atomicAdd scatter."""
+        geo = self._pool_geo(x_shape, kernel_size, stride, padding, dilation, ceil_mode)
+        dyb, ib = _Buffer(dy.shape, np.float32, dy), _Buffer(indices.shape, np.int64, indices)
+        dxb = _Buffer(x_shape, np.float32)
+        self._call(self.lib.fc_emu_maxpool2d_bwd, dxb.ptr(), dyb.ptr(), ib.ptr(), geo.ctypes.data, int(gather))
+        dxb.check_guards("dx")
+        return dxb.array.copy()
+
+
+def load():
+    """An Emulator on the (built if needed) library; Unavailable with the reason if it cannot be."""
+    return Emulator(build())
+
+
+if __name__ == "__main__":
+    print(build())
