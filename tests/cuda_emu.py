@@ -31,6 +31,7 @@ SOURCES = (
     "cuda/emu/simt.cpp",
     "cuda/emu/runtime.cpp",
     "cuda/emu/run_kernels.cpp",
+    "cuda/emu/selftest.cu",
     "cuda/conv2d.cu",
     "cuda/maxpool2d.cu",
     "cuda/device.cu",
@@ -39,6 +40,8 @@ SOURCES = (
     "cpp/debug.cpp",
 )
 HEADER_DIRS = ("cuda", "cuda/emu", "cpp/include/fastconv")
+# -O1: fast enough to run, quick to build; never -flto, whose whole-program view could keep a
+# __shared__ value in a register across a barrier that another fiber's write should invalidate.
 FLAGS = ("-std=c++17", "-O1", "-g0", "-fPIC", "-pthread", "-DFASTCONV_CUDA_EMU")
 INCLUDES = ("-Icuda/emu", "-Icuda", "-Icpp/include")  # cuda/emu first: its cuda_runtime.h
 
@@ -55,7 +58,13 @@ class Unavailable(RuntimeError):
 
 def compiler():
     """The C++ compiler to use: $FASTCONV_EMU_CXX, $CXX, then c++, g++, clang++ on PATH."""
-    for name in (os.environ.get("FASTCONV_EMU_CXX"), os.environ.get("CXX"), "c++", "g++", "clang++"):
+    for name in (
+        os.environ.get("FASTCONV_EMU_CXX"),
+        os.environ.get("CXX"),
+        "c++",
+        "g++",
+        "clang++",
+    ):
         if name and shutil.which(name.split()[0]):
             return name.split()
     return None
@@ -64,7 +73,9 @@ def compiler():
 def build(out_root=ROOT / "build" / "cuda_emu"):
     """Path of the emulator library, compiling it first when no up-to-date copy exists."""
     if not sys.platform.startswith("linux"):
-        raise Unavailable(f"the CUDA emulator needs Linux (ucontext, dl_iterate_phdr), not {sys.platform}")
+        raise Unavailable(
+            f"the CUDA emulator needs Linux (ucontext, dl_iterate_phdr), not {sys.platform}"
+        )
     cxx = compiler()
     if cxx is None:
         raise Unavailable("no C++ compiler found (set FASTCONV_EMU_CXX or CXX, or install g++)")
@@ -79,8 +90,23 @@ def build(out_root=ROOT / "build" / "cuda_emu"):
     lib = out / "libfastconv_cuda_emu.so"
     if lib.exists():
         return lib
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only checkout: build in the temporary directory instead
+        out = Path(tempfile.gettempdir()) / "fastconv_cuda_emu" / out.name
+        lib = out / lib.name
+        if lib.exists():
+            return lib
+        out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out))
+    try:
+        _compile_and_link(cxx, work, lib)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return lib
+
+
+def _compile_and_link(cxx, work, lib):
 
     def compile_one(src):
         obj = work / (src.replace("/", "_") + ".o")
@@ -95,12 +121,12 @@ def build(out_root=ROOT / "build" / "cuda_emu"):
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         objs = list(pool.map(compile_one, SOURCES))
     tmp = work / lib.name
-    r = subprocess.run([*cxx, "-shared", "-pthread", *objs, "-o", str(tmp), "-ldl"], capture_output=True, text=True)
+    r = subprocess.run(
+        [*cxx, "-shared", "-pthread", *objs, "-o", str(tmp), "-ldl"], capture_output=True, text=True
+    )
     if r.returncode != 0:
         raise RuntimeError(f"emulator link failed:\n{r.stderr}")
     os.replace(tmp, lib)  # atomic: a concurrent build sees the old state or the whole library
-    shutil.rmtree(work, ignore_errors=True)
-    return lib
 
 
 def _padding(padding):
@@ -131,6 +157,18 @@ _SIGNATURES = {
     "fc_emu_chosen_conv_algo": [_I, _P, _P],
     "fc_emu_maxpool2d_fwd": [_P, _P, _P, _P],
     "fc_emu_maxpool2d_bwd": [_P, _P, _P, _P, _I],
+    "fc_emu_selftest": [_I, _P, _P, _I],
+}
+SELFTESTS = {
+    "sum_missing_barrier": 0,
+    "read_unwritten_shared": 1,
+    "divergent_barrier": 2,
+    "warp_ops": 3,
+    "shared_isolation": 4,
+    "oversized_block": 5,
+    "async_pipeline": 6,
+    "async_pipeline_early_read": 7,
+    "mma_tf32": 8,
 }
 
 
@@ -157,7 +195,9 @@ class _Buffer:
         expected = GUARD_BITS if self.whole.dtype == np.float32 else -0x5EAD
         for part, where in ((bits[:GUARD], "before"), (bits[-GUARD:], "after")):
             bad = np.flatnonzero(part != expected)
-            assert bad.size == 0, f"{name}: the kernel wrote {bad.size} element(s) {where} the buffer"
+            assert bad.size == 0, (
+                f"{name}: the kernel wrote {bad.size} element(s) {where} the buffer"
+            )
 
 
 class Emulator:
@@ -169,6 +209,7 @@ class Emulator:
         for name, args in _SIGNATURES.items():
             getattr(self.lib, name).argtypes = args
         self.lib.fc_emu_last_error.restype = ctypes.c_char_p
+        self.lib.fc_emu_selftest_error.restype = ctypes.c_char_p
         self.lib.fc_emu_set_debug_poison(1)
         self._names = None
 
@@ -237,7 +278,8 @@ class Emulator:
         n, c, h, w = x_shape
         k, _, kh, kw = w_shape
         return np.array(
-            [n, c, h, w, k, kh, kw, *_pair(stride), mode, ph, pw, *_pair(dilation), groups], np.int64
+            [n, c, h, w, k, kh, kw, *_pair(stride), mode, ph, pw, *_pair(dilation), groups],
+            np.int64,
         )
 
     @staticmethod
@@ -245,7 +287,16 @@ class Emulator:
         mode, ph, pw = _padding(padding)
         stride = kernel_size if stride is None else stride
         return np.array(
-            [*x_shape, *_pair(kernel_size), *_pair(stride), mode, ph, pw, *_pair(dilation), int(ceil_mode)],
+            [
+                *x_shape,
+                *_pair(kernel_size),
+                *_pair(stride),
+                mode,
+                ph,
+                pw,
+                *_pair(dilation),
+                int(ceil_mode),
+            ],
             np.int64,
         )
 
@@ -266,8 +317,13 @@ class Emulator:
         bb = None if b is None else _Buffer(b.shape, np.float32, b)
         yb = _Buffer(self._out_shape(self.lib.fc_emu_conv2d_out_shape, geo), np.float32)
         self._call(
-            self.lib.fc_emu_conv2d_fwd, yb.ptr(), xb.ptr(), wb.ptr(), None if bb is None else bb.ptr(),
-            geo.ctypes.data, int(relu),
+            self.lib.fc_emu_conv2d_fwd,
+            yb.ptr(),
+            xb.ptr(),
+            wb.ptr(),
+            None if bb is None else bb.ptr(),
+            geo.ctypes.data,
+            int(relu),
         )
         yb.check_guards("y")
         return yb.array.copy()
@@ -281,18 +337,28 @@ class Emulator:
         dxb.check_guards("dx")
         return dxb.array.copy()
 
-    def conv2d_bwd_weights(self, dy, x, w_shape, stride=1, padding=0, dilation=1, groups=1, bias=True):
+    def conv2d_bwd_weights(
+        self, dy, x, w_shape, stride=1, padding=0, dilation=1, groups=1, bias=True
+    ):
         """(dw, db) by conv2d_bwd_weights__cuda (db None without bias), with its workspace."""
         geo = self._conv_geo(x.shape, w_shape, stride, padding, dilation, groups)
         ws_bytes = np.zeros(1, np.int64)
-        self._call(self.lib.fc_emu_conv2d_bwd_weights_workspace, geo.ctypes.data, ws_bytes.ctypes.data)
+        self._call(
+            self.lib.fc_emu_conv2d_bwd_weights_workspace, geo.ctypes.data, ws_bytes.ctypes.data
+        )
         dyb, xb = _Buffer(dy.shape, np.float32, dy), _Buffer(x.shape, np.float32, x)
         dwb = _Buffer(w_shape, np.float32)
         dbb = _Buffer((w_shape[0],), np.float32) if bias else None
         wsb = _Buffer((int(ws_bytes[0]) // 4,), np.float32)
         self._call(
-            self.lib.fc_emu_conv2d_bwd_weights, dwb.ptr(), None if dbb is None else dbb.ptr(), dyb.ptr(),
-            xb.ptr(), geo.ctypes.data, wsb.ptr(), int(ws_bytes[0]),
+            self.lib.fc_emu_conv2d_bwd_weights,
+            dwb.ptr(),
+            None if dbb is None else dbb.ptr(),
+            dyb.ptr(),
+            xb.ptr(),
+            geo.ctypes.data,
+            wsb.ptr(),
+            int(ws_bytes[0]),
         )
         dwb.check_guards("dw")
         wsb.check_guards("workspace")
@@ -300,33 +366,68 @@ class Emulator:
             dbb.check_guards("db")
         return dwb.array.copy(), None if dbb is None else dbb.array.copy()
 
-    def chosen_conv_algo(self, pass_name, x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    def chosen_conv_algo(
+        self, pass_name, x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1
+    ):
         """'direct' or 'tiled': the family the pass runs on this problem."""
         geo = self._conv_geo(x_shape, w_shape, stride, padding, dilation, groups)
         out = np.zeros(1, np.int32)
-        self._call(self.lib.fc_emu_chosen_conv_algo, PASSES[pass_name], geo.ctypes.data, out.ctypes.data)
+        self._call(
+            self.lib.fc_emu_chosen_conv_algo, PASSES[pass_name], geo.ctypes.data, out.ctypes.data
+        )
         return {1: "direct", 2: "tiled"}[int(out[0])]
 
     def maxpool2d_fwd(self, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         """(y, indices) by maxpool2d_fwd__cuda."""
         geo = self._pool_geo(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
         shape = self._out_shape(self.lib.fc_emu_maxpool2d_out_shape, geo)
-        xb, yb, ib = _Buffer(x.shape, np.float32, x), _Buffer(shape, np.float32), _Buffer(shape, np.int64)
+        xb, yb, ib = (
+            _Buffer(x.shape, np.float32, x),
+            _Buffer(shape, np.float32),
+            _Buffer(shape, np.int64),
+        )
         ib.array[...] = -1
         self._call(self.lib.fc_emu_maxpool2d_fwd, yb.ptr(), ib.ptr(), xb.ptr(), geo.ctypes.data)
         yb.check_guards("y")
         ib.check_guards("indices")
         return yb.array.copy(), ib.array.copy()
 
-    def maxpool2d_bwd(self, dy, indices, x_shape, kernel_size, stride=None, padding=0, dilation=1,
-                      ceil_mode=False, gather=True):
+    def maxpool2d_bwd(
+        self,
+        dy,
+        indices,
+        x_shape,
+        kernel_size,
+        stride=None,
+        padding=0,
+        dilation=1,
+        ceil_mode=False,
+        gather=True,
+    ):
         """dx by maxpool2d_bwd__cuda: the gather (forward geometry given) or the atomicAdd scatter."""
         geo = self._pool_geo(x_shape, kernel_size, stride, padding, dilation, ceil_mode)
         dyb, ib = _Buffer(dy.shape, np.float32, dy), _Buffer(indices.shape, np.int64, indices)
         dxb = _Buffer(x_shape, np.float32)
-        self._call(self.lib.fc_emu_maxpool2d_bwd, dxb.ptr(), dyb.ptr(), ib.ptr(), geo.ctypes.data, int(gather))
+        self._call(
+            self.lib.fc_emu_maxpool2d_bwd,
+            dxb.ptr(),
+            dyb.ptr(),
+            ib.ptr(),
+            geo.ctypes.data,
+            int(gather),
+        )
         dxb.check_guards("dx")
         return dxb.array.copy()
+
+    def selftest(self, name, x, out_per_thread=1, blocks=1):
+        """Runs one of cuda/emu/selftest.cu's kernels on x; its output (NaN where not written)."""
+        out = _Buffer((blocks * 256 * out_per_thread,), np.float32)
+        xb = _Buffer(x.shape, np.float32, x)
+        rc = self.lib.fc_emu_selftest(SELFTESTS[name], out.ptr(), xb.ptr(), blocks)
+        if rc != 0:
+            raise RuntimeError(self.lib.fc_emu_selftest_error().decode())
+        out.check_guards(name)
+        return out.array.copy()
 
 
 def load():

@@ -1,8 +1,9 @@
 // conv2d_gemm_host_check.cpp — runs the tiled implicit-GEMM algorithm of cuda/conv2d.cu serially
 // on the CPU, with the very index maps the kernel uses (cuda/conv2d_gemm.cuh), and compares all
 // three passes with a plain float64 loop over random geometries (strides, asymmetric padding,
-// dilation, groups, tails). It proves the index arithmetic without a GPU; it cannot prove
-// anything about barriers, shared-memory races or launch configuration (test_cuda.py does that).
+// dilation, groups, tails). It proves the index arithmetic without a GPU, over more geometries and
+// faster than the emulator; the emulator (cuda/emu, tests/test_cuda_emulated.py) runs the kernel
+// source itself, barriers and launch configuration included.
 // Not installed, not part of the build.
 //
 //   g++ -O2 -std=c++17 -Icpp/include -Icuda cuda/dev/conv2d_gemm_host_check.cpp cpp/params.cpp -o /tmp/gemm_check && /tmp/gemm_check

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -31,6 +32,12 @@ constexpr int kMaxThreads = 1024;            // the hardware's limit per block
 
 enum class State { Ready, AtBarrier, AtWarp, Done, Failed };
 
+struct PendingCopy {
+  void* dst;
+  const void* src;
+  int bytes, src_bytes, group;
+};
+
 struct Fiber {
   FiberContext ctx;
   State state = State::Done;
@@ -40,6 +47,9 @@ struct Fiber {
   uint64_t deposit = 0, result = 0;
   int src = -1;
   uint64_t* all = nullptr;
+  // cp.async copies not yet completed, oldest first, and the number of groups committed.
+  std::vector<PendingCopy> copies;
+  int committed = 0;
 };
 
 struct Worker {
@@ -210,6 +220,8 @@ bool run_block(Worker& w, dim3 block, const TlsBlock& tls, uint64_t block_linear
     Fiber& f = w.fibers[i];
     f.tid = uint3{unsigned(i) % block.x, unsigned(i) / block.x % block.y, unsigned(i) / (block.x * block.y)};
     f.state = State::Ready;
+    f.copies.clear();  // a previous block's copies never waited for die with its shared memory
+    f.committed = 0;
     fiber_start(&f.ctx, w.stacks + size_t(i) * w.stack_stride + (w.stack_stride - kStackBytes),
                 kStackBytes, fiber_main);
   }
@@ -276,6 +288,29 @@ uint64_t warp_exchange(unsigned mask, uint64_t value, int src, uint64_t* all) {
   f.all = all;
   yield(State::AtWarp);
   return f.result;
+}
+
+void async_copy(void* dst, const void* src, int bytes, int src_bytes) {
+  Worker* w = t_worker;
+  Fiber& f = w->fibers[w->current];
+  f.copies.push_back(PendingCopy{dst, src, bytes, src_bytes, f.committed});
+}
+
+void async_commit() {
+  Worker* w = t_worker;
+  ++w->fibers[w->current].committed;
+}
+
+void async_wait(int pending) {
+  Worker* w = t_worker;
+  Fiber& f = w->fibers[w->current];
+  size_t done = 0;
+  for (; done < f.copies.size() && f.copies[done].group < f.committed - pending; ++done) {
+    const PendingCopy& c = f.copies[done];
+    if (c.src_bytes > 0) std::memcpy(c.dst, c.src, size_t(c.src_bytes));
+    std::memset(static_cast<char*>(c.dst) + c.src_bytes, 0, size_t(c.bytes - c.src_bytes));
+  }
+  f.copies.erase(f.copies.begin(), f.copies.begin() + long(done));
 }
 
 bool run_grid(dim3 grid, dim3 block, const std::function<void()>& body, std::string* error) {

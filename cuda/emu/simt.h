@@ -68,4 +68,11 @@ uint64_t warp_exchange(unsigned mask, uint64_t value, int src, uint64_t* all = n
 // The emulated thread's lane (threadIdx linearised, mod 32).
 int lane_id();
 
+// cp.async (cuda/async_copy.cuh): a copy of `bytes` (src_bytes of them read, the rest zero-filled)
+// waits in the issuing thread's queue; commit closes a group; async_wait(n) completes every
+// committed group but the n most recent — the latest moment PTX allows.
+void async_copy(void* dst, const void* src, int bytes, int src_bytes);
+void async_commit();
+void async_wait(int pending);
+
 }  // namespace emu

@@ -1,0 +1,162 @@
+// selftest.cu — kernels written to show what the emulator catches and what it runs (built into
+// the emulator library, where tests/test_cuda_emulated.py drives them through fc_emu_selftest; the
+// kernels also compile under nvcc, which .ci/cuda_build uses to check the PTX of async_copy.cuh and
+// warp_mma.cuh). Several are wrong on purpose: a reduction missing its barrier, a read of shared
+// memory no thread wrote, a barrier in divergent code, a cp.async buffer read before its wait. The
+// others exercise warp operations, cp.async pipelines, the TF32 mma fragments, and the isolation
+// of blocks that run at the same time on different OS workers.
+#include <cstdint>
+#include <string>
+
+#include "async_copy.cuh"
+#include "common.cuh"
+#include "warp_mma.cuh"
+
+namespace {
+
+constexpr int kBlock = 256;
+
+// Tree reduction WITHOUT the barrier between levels: a race the thread order exposes (forward
+// order gives a wrong sum; reverse order happens to give the right one).
+__global__ void sum_missing_barrier(float* out, const float* in) {
+  __shared__ float sh[kBlock];
+  sh[threadIdx.x] = in[blockIdx.x * kBlock + threadIdx.x];
+  __syncthreads();
+  for (int s = kBlock / 2; s > 0; s >>= 1)
+    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+  if (threadIdx.x == 0) out[blockIdx.x] = sh[0];
+}
+
+// The loader skips the last slot; every thread then reads its neighbour's slot.
+__global__ void read_unwritten_shared(float* out, const float* in) {
+  __shared__ float sh[kBlock];
+  if (threadIdx.x < kBlock - 1) sh[threadIdx.x] = in[threadIdx.x];
+  __syncthreads();
+  out[blockIdx.x * kBlock + threadIdx.x] = sh[(threadIdx.x + 1) % kBlock];
+}
+
+// Only the first warp reaches the barrier; the others exit.
+__global__ void divergent_barrier(float* out, const float*) {
+  if (threadIdx.x < 32) {
+    __syncthreads();
+    out[threadIdx.x] = 1.0f;
+  }
+}
+
+// Per warp: the sum by __shfl_down_sync (lane 0), the sum by a __shfl_xor_sync butterfly (every
+// lane), an inclusive prefix sum by __shfl_up_sync, lane 0's value by __shfl_sync, and the
+// ballot of positive values. out has 5 floats per thread.
+__global__ void warp_ops(float* out, const float* in) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x, lane = threadIdx.x % 32;
+  const float v = in[i];
+  float down = v, xr = v, scan = v;
+  for (int d = 16; d > 0; d >>= 1) down += __shfl_down_sync(0xffffffffu, down, d);
+  for (int m = 16; m > 0; m >>= 1) xr += __shfl_xor_sync(0xffffffffu, xr, m);
+  for (int d = 1; d < 32; d <<= 1) {
+    const float up = __shfl_up_sync(0xffffffffu, scan, d);
+    if (lane >= d) scan += up;
+  }
+  const float first = __shfl_sync(0xffffffffu, v, 0);
+  const unsigned ballot = __ballot_sync(0xffffffffu, v > 0.0f);
+  float* o = out + 5 * i;
+  o[0] = lane == 0 ? down : 0.0f;
+  o[1] = xr;
+  o[2] = scan;
+  o[3] = first;
+  o[4] = float(ballot & 0xffffu) + float(ballot >> 16) * 65536.0f;
+}
+
+// Each block fills its shared array with its own index, meets its threads at a few barriers and
+// reads a neighbour's slot back: with blocks of one launch on several OS workers at once, a block
+// must only ever see its own shared memory.
+__global__ void shared_isolation(float* out, const float*) {
+  __shared__ float sh[kBlock];
+  sh[threadIdx.x] = float(blockIdx.x);
+  for (int k = 0; k < 4; ++k) __syncthreads();
+  out[blockIdx.x * kBlock + threadIdx.x] = sh[(threadIdx.x + 7) % kBlock];
+}
+
+// A double-buffered cp.async pipeline: kTiles tiles of kBlock floats per block go through two
+// shared buffers; out = in, except the last tile's last kInvalid elements, which the loader marks
+// invalid (zero-filled). Each thread stores its neighbour's element, so the barrier after the wait
+// matters too. kEarlyRead reads each buffer before waiting for its copies: the bug the
+// emulator's deferred copies expose (a GPU would often get away with it).
+constexpr int kTiles = 4, kInvalid = 10;
+
+template <bool kEarlyRead>
+__global__ void async_pipeline(float* out, const float* in) {
+  using fastconv::gpu::cp_async;
+  __shared__ float buf[2][kBlock];
+  const int tid = threadIdx.x;
+  const float* src = in + blockIdx.x * kTiles * kBlock;
+  auto issue = [&](int t) {
+    const bool valid = t < kTiles - 1 || tid < kBlock - kInvalid;
+    cp_async<4>(&buf[t % 2][tid], valid ? src + t * kBlock + tid : src, valid);
+    fastconv::gpu::cp_async_commit();
+  };
+  issue(0);
+  for (int t = 0; t < kTiles; ++t) {
+    if (t + 1 < kTiles) issue(t + 1);
+    else fastconv::gpu::cp_async_commit();  // an empty group keeps the wait count uniform
+    float v;
+    if (kEarlyRead) {
+      __syncthreads();
+      v = buf[t % 2][(tid + 1) % kBlock];
+      fastconv::gpu::cp_async_wait<1>();
+    } else {
+      fastconv::gpu::cp_async_wait<1>();
+      __syncthreads();
+      v = buf[t % 2][(tid + 1) % kBlock];
+    }
+    out[(blockIdx.x * kTiles + t) * kBlock + tid] = v;
+    __syncthreads();  // the buffer is refilled by the next iteration's issue
+  }
+}
+
+// Per warp: D = A * B + 1 by mma_m16n8k8_tf32, A (16x8) and B (8x8) row-major from in (192 floats
+// per warp), D (16x8) row-major to out (128 floats per warp).
+__global__ void mma_tf32(float* out, const float* in) {
+  using fastconv::gpu::to_tf32;
+  const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const float* A = in + warp * 192;
+  const float* B = A + 128;
+  const uint32_t a[4] = {to_tf32(A[g * 8 + t]), to_tf32(A[(g + 8) * 8 + t]), to_tf32(A[g * 8 + t + 4]),
+                         to_tf32(A[(g + 8) * 8 + t + 4])};
+  const uint32_t b[2] = {to_tf32(B[t * 8 + g]), to_tf32(B[(t + 4) * 8 + g])};
+  const float c[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+  float d[4];
+  fastconv::gpu::mma_m16n8k8_tf32(d, a, b, c);
+  float* D = out + warp * 128;
+  D[g * 8 + 2 * t] = d[0];
+  D[g * 8 + 2 * t + 1] = d[1];
+  D[(g + 8) * 8 + 2 * t] = d[2];
+  D[(g + 8) * 8 + 2 * t + 1] = d[3];
+}
+
+}  // namespace
+
+#ifdef FASTCONV_CUDA_EMU
+namespace {
+std::string g_selftest_error;
+}
+
+// which: 0 sum_missing_barrier, 1 read_unwritten_shared, 2 divergent_barrier, 3 warp_ops,
+// 4 shared_isolation, 5 warp_ops with 2048 threads per block (an invalid launch),
+// 6 async_pipeline, 7 async_pipeline reading early, 8 mma_tf32.
+// Returns 0, or 2 with the CUDA error in fc_emu_selftest_error().
+extern "C" int fc_emu_selftest(int which, float* out, const float* in, int blocks) {
+  using fastconv::gpu::launch;
+  static void (*const kKernels[])(float*, const float*) = {
+      sum_missing_barrier, read_unwritten_shared, divergent_barrier, warp_ops, shared_isolation,
+      warp_ops, async_pipeline<false>, async_pipeline<true>, mma_tf32};
+  if (which < 0 || which > 8) return 1;
+  launch(kKernels[which], blocks, which == 5 ? 2048 : kBlock, nullptr, out, in);
+  const cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess) return 0;
+  g_selftest_error = std::string(cudaGetErrorName(err)) + ": " + emu::last_launch_error();
+  return 2;
+}
+
+extern "C" const char* fc_emu_selftest_error() { return g_selftest_error.c_str(); }
+#endif  // FASTCONV_CUDA_EMU
