@@ -53,8 +53,8 @@ void dropout_mask__cuda(float* mask, int64_t n, double keep, const uint64_t* see
   if (n <= 0) return;
   const int64_t threads = ceil_div(n, rng::kBlock) * rng::kLanes;
   const float scale = 1.0f / float(keep);  // the CPU's scale: np.float32(1) / np.float32(keep)
-  dropout_mask_kernel<<<grid_1d(threads, 128), 128, 0, stream>>>(
-      mask, n, seeds, step, rng::threshold(keep), scale);
+  launch(dropout_mask_kernel, grid_1d(threads, 128), 128, stream, mask, n, seeds, step,
+         rng::threshold(keep), scale);
   CHECK_LAUNCH("dropout_mask_kernel", stream);
 }
 
@@ -64,7 +64,7 @@ void adam_update__cuda(float* p, float* m, float* v, const float* g, int64_t n,
   if (n <= 0) return;
   const AdamConstants k = adam_constants(0.0, beta_1, beta_2, epsilon);  // lr from the table
   const int64_t blocks = ceil_div(n, 256) < 4096 ? ceil_div(n, 256) : 4096;  // grid-stride
-  adam_update_kernel<<<unsigned(blocks), 256, 0, stream>>>(p, m, v, g, n, lr_table, step, k);
+  launch(adam_update_kernel, unsigned(blocks), 256, stream, p, m, v, g, n, lr_table, step, k);
   CHECK_LAUNCH("adam_update_kernel", stream);
 }
 

@@ -35,6 +35,7 @@ SOURCES = (
     "cuda/conv2d.cu",
     "cuda/maxpool2d.cu",
     "cuda/device.cu",
+    "cuda/train_step.cu",
     "cpp/config.cpp",
     "cpp/params.cpp",
     "cpp/debug.cpp",
@@ -43,6 +44,8 @@ HEADER_DIRS = ("cuda", "cuda/emu", "cpp/include/fastconv")
 # -O1: fast enough to run, quick to build; never -flto, whose whole-program view could keep a
 # __shared__ value in a register across a barrier that another fiber's write should invalidate.
 FLAGS = ("-std=c++17", "-O1", "-g0", "-fPIC", "-pthread", "-DFASTCONV_CUDA_EMU")
+# Per-file flags that mirror cmake/cuda.cmake's (--fmad=false: every operation rounds once).
+FILE_FLAGS = {"cuda/train_step.cu": ("-ffp-contract=off",)}
 INCLUDES = ("-Icuda/emu", "-Icuda", "-Icpp/include")  # cuda/emu first: its cuda_runtime.h
 
 PASSES = {"fwd": 0, "bwd_data": 1, "bwd_weights": 2}
@@ -80,7 +83,7 @@ def build(out_root=ROOT / "build" / "cuda_emu"):
     if cxx is None:
         raise Unavailable("no C++ compiler found (set FASTCONV_EMU_CXX or CXX, or install g++)")
     version = subprocess.run([*cxx, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\0".join([*cxx, version, *FLAGS]).encode())
+    key = hashlib.sha256("\0".join([*cxx, version, *FLAGS, repr(FILE_FLAGS)]).encode())
     files = list(SOURCES) + sorted(
         str(p.relative_to(ROOT)) for d in HEADER_DIRS for p in (ROOT / d).glob("*.*h")
     )
@@ -111,7 +114,7 @@ def _compile_and_link(cxx, work, lib):
     def compile_one(src):
         obj = work / (src.replace("/", "_") + ".o")
         lang = ["-x", "c++"] if src.endswith(".cu") else []
-        cmd = [*cxx, *FLAGS, *INCLUDES, *lang, "-c", src, "-o", str(obj)]
+        cmd = [*cxx, *FLAGS, *FILE_FLAGS.get(src, ()), *INCLUDES, *lang, "-c", src, "-o", str(obj)]
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"emulator build failed: {' '.join(cmd)}\n{r.stderr}")
@@ -158,6 +161,19 @@ _SIGNATURES = {
     "fc_emu_maxpool2d_fwd": [_P, _P, _P, _P],
     "fc_emu_maxpool2d_bwd": [_P, _P, _P, _P, _I],
     "fc_emu_selftest": [_I, _P, _P, _I],
+    "fc_emu_dropout_mask": [_P, _I64, ctypes.c_double, _P, _P],
+    "fc_emu_adam_update": [
+        _P,
+        _P,
+        _P,
+        _P,
+        _I64,
+        _P,
+        _P,
+        ctypes.c_double,
+        ctypes.c_double,
+        ctypes.c_double,
+    ],
 }
 SELFTESTS = {
     "sum_missing_barrier": 0,
@@ -418,6 +434,36 @@ class Emulator:
         )
         dxb.check_guards("dx")
         return dxb.array.copy()
+
+    def dropout_mask(self, n, keep, seeds, step):
+        """dropout_mask__cuda: the mask (n floats) for seed seeds[step]."""
+        seeds = np.ascontiguousarray(seeds, np.uint64)
+        stepb = np.array([step], np.int32)
+        mb = _Buffer((n,), np.float32)
+        self._call(
+            self.lib.fc_emu_dropout_mask, mb.ptr(), n, keep, seeds.ctypes.data, stepb.ctypes.data
+        )
+        mb.check_guards("mask")
+        return mb.array.copy()
+
+    def adam_update(self, p, m, v, g, lr_table, step, beta_1, beta_2, epsilon):
+        """adam_update__cuda on copies of p, m, v; returns the new (p, m, v)."""
+        bufs = [_Buffer(a.shape, np.float32, a) for a in (p, m, v, g)]
+        lr = np.ascontiguousarray(lr_table, np.float32)
+        stepb = np.array([step], np.int32)
+        self._call(
+            self.lib.fc_emu_adam_update,
+            *(b.ptr() for b in bufs),
+            p.size,
+            lr.ctypes.data,
+            stepb.ctypes.data,
+            beta_1,
+            beta_2,
+            epsilon,
+        )
+        for b, name in zip(bufs, "pmvg"):
+            b.check_guards(name)
+        return tuple(b.array.copy() for b in bufs[:3])
 
     def selftest(self, name, x, out_per_thread=1, blocks=1):
         """Runs one of cuda/emu/selftest.cu's kernels on x; its output (NaN where not written)."""

@@ -1,14 +1,16 @@
 """The CUDA kernels' own source (cuda/*.cu), run on the CPU by the emulator (cuda/emu), against the
 float64 NumPy reference — on any machine with a C++ compiler, no GPU or CUDA toolkit needed.
 
-tests/cuda_emu.py compiles cuda/conv2d.cu, cuda/maxpool2d.cu and cuda/device.cu unchanged with the
-host compiler (once per source change, cached under build/cuda_emu/) and loads them with ctypes.
+tests/cuda_emu.py compiles cuda/conv2d.cu, cuda/maxpool2d.cu, cuda/train_step.cu and
+cuda/device.cu with the host compiler (once per source change, cached under build/cuda_emu/) and
+loads them with ctypes.
 Every emulated thread runs the kernel body on its own fiber, meets the others at __syncthreads,
 and reads NaN from any shared-memory slot no thread of its block wrote; outputs are NaN-poisoned
 and surrounded by guard bands. Each conv pass runs every kernel family ('auto', 'direct',
 'tiled') on small geometries (strides, same/valid/asymmetric padding, dilation, groups, tails
 that are not multiples of the tiles), the tiled bwd_data on every tile shape, bwd_weights with and
 without the split reduction; max-pool fwd, and bwd by the gather and by the atomicAdd scatter;
+the training step's dropout mask and Adam update, bit for bit against the CPU's;
 then the emulation itself (cuda/emu/selftest.cu): results independent of the thread order, a
 missing barrier and an unwritten shared slot caught, warp shuffles and ballots, the cp.async
 wrappers (cuda/async_copy.cuh) and the TF32 mma fragments (cuda/warp_mma.cuh).
@@ -21,6 +23,7 @@ import cuda_emu
 import numpy as np
 import pytest
 from conftest import assert_close, assert_identical, conv_tolerance
+from fastconv import _C
 from fastconv import reference as ref
 from shapes import ConvShape as C
 
@@ -316,6 +319,34 @@ def test_maxpool2d_emulated(emu, rng, shape, kernel, stride, padding, dilation, 
     assert_close(
         emu.maxpool2d_bwd(dy, idx, shape, **geo, gather=False), expected, *tol, "dx (scatter)"
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# the graph-captured training step's kernels (cuda/train_step.cu): the CPU's bits exactly
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 1000, 4099])
+def test_dropout_mask_emulated(emu, n):
+    seeds = np.array([3, 1234567890123, 42], np.uint64)
+    for keep in (0.5, 0.8, 1.0):
+        for step in (0, 2):
+            mask = emu.dropout_mask(n, keep, seeds, step)
+            expected = _C._dropout_mask_lanes((n,), keep, int(seeds[step]))
+            assert_identical(mask, expected, f"n={n} keep={keep} step={step}")
+
+
+@pytest.mark.parametrize("n", [1, 300, 256 * 4096 + 5])  # the last one strides the grid
+def test_adam_update_emulated(emu, rng, n):
+    p, g = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    m = rng.standard_normal(n).astype(np.float32) * 0.1
+    v = np.abs(rng.standard_normal(n)).astype(np.float32) * 0.01
+    lr_table = np.array([1e-3, 5e-4, 2.5e-4], np.float32)
+    hyper = dict(beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+    got = emu.adam_update(p, m, v, g, lr_table, 1, **hyper)
+    cp, cm, cv = p.copy(), m.copy(), v.copy()
+    _C.adam_update(cp, g, cm, cv, float(lr_table[1]), **hyper)
+    for name, a, e in zip("pmv", got, (cp, cm, cv)):
+        assert_identical(a, e, f"adam {name}")
 
 
 # ----------------------------------------------------------------------------------------------

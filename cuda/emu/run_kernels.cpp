@@ -161,4 +161,17 @@ int fc_emu_maxpool2d_bwd(float* dx, const float* dy, const int64_t* idx, const i
   });
 }
 
+int fc_emu_dropout_mask(float* mask, int64_t n, double keep, const uint64_t* seeds,
+                        const int32_t* step) {
+  return guarded([&] { gpu::dropout_mask__cuda(mask, n, keep, seeds, step, nullptr); });
+}
+
+int fc_emu_adam_update(float* p, float* m, float* v, const float* g, int64_t n,
+                       const float* lr_table, const int32_t* step, double beta_1, double beta_2,
+                       double epsilon) {
+  return guarded([&] {
+    gpu::adam_update__cuda(p, m, v, g, n, lr_table, step, beta_1, beta_2, epsilon, nullptr);
+  });
+}
+
 }  // extern "C"
