@@ -60,14 +60,8 @@ class Unavailable(RuntimeError):
 
 
 def compiler():
-    """The C++ compiler to use: $FASTCONV_EMU_CXX, $CXX, then c++, g++, clang++ on PATH."""
-    for name in (
-        os.environ.get("FASTCONV_EMU_CXX"),
-        os.environ.get("CXX"),
-        "c++",
-        "g++",
-        "clang++",
-    ):
+    """The C++ compiler to use: $CXX (may carry flags or a launcher), then c++, g++, clang++."""
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
         if name and shutil.which(name.split()[0]):
             return name.split()
     return None
@@ -81,7 +75,7 @@ def build(out_root=ROOT / "build" / "cuda_emu"):
         )
     cxx = compiler()
     if cxx is None:
-        raise Unavailable("no C++ compiler found (set FASTCONV_EMU_CXX or CXX, or install g++)")
+        raise Unavailable("no C++ compiler found (set CXX, or install g++)")
     version = subprocess.run([*cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\0".join([*cxx, version, *FLAGS, repr(FILE_FLAGS)]).encode())
     files = list(SOURCES) + sorted(
