@@ -114,3 +114,13 @@ def test_cli_train_cuda_graph(simulated_gpu, tmp_path, capsys):
     assert (m["device"], m["cuda_graph"], m["epochs"]) == ("cuda", True, 1)
     assert simulated_gpu.calls["adam_update"] > 0
     assert 0.0 < m["test_accuracy"] <= 1.0
+
+
+def test_cuda_sync_debugging_is_refused(rng, simulated_gpu, monkeypatch):
+    """FASTCONV_CUDA_SYNC=1 synchronises after every launch, which a capture cannot do."""
+    monkeypatch.setenv("FASTCONV_CUDA_SYNC", "1")
+    model = models.build("cnn1", seed=0, device="cuda")
+    x, y = _data(rng, "cnn1", 8)
+    with pytest.raises(ValueError, match="cannot run with FASTCONV_CUDA_SYNC=1"):
+        model.fit(x, y, verbose=0, cuda_graph=True)
+    assert simulated_gpu.calls["adam_update"] == 0

@@ -40,7 +40,7 @@ import copy
 
 import numpy as np
 
-from .. import env_value, ops
+from .. import _C, ops
 from .layers import Dropout
 from .optimizers import Adam
 
@@ -61,7 +61,7 @@ def check_graph_fit(model, group):
             f"cuda_graph=True needs the model on device 'cuda' (model.to('cuda')), it is on "
             f"{model.backend.name!r}"
         )
-    if env_value("FASTCONV_CUDA_SYNC"):
+    if _C.env_value("FASTCONV_CUDA_SYNC"):  # the native parser fastconv.env_value uses
         raise ValueError(
             "cuda_graph=True cannot run with FASTCONV_CUDA_SYNC=1 (a stream synchronisation "
             "inside a capture is illegal); unset it"
@@ -111,8 +111,6 @@ class GraphTrainer:
     capture_enabled = True
 
     def __init__(self, model, batch_size):
-        from .. import _C
-
         self.cuda = _C.cuda
         self.model = model
         self.cp = cp = model.backend.xp
