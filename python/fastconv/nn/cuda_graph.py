@@ -28,8 +28,9 @@ Other traps handled:
     and creates Adam's moments before capture) run the same step uncaptured;
   - synchronisation: nothing in the step reads the GPU from the host (max-pool backward skips its
     index-range check while the stream captures); FASTCONV_CUDA_SYNC=1 is refused up front;
-  - the stream: capture needs a non-default stream; the whole fit runs on one (fastconv's ops
-    queue on CuPy's current stream).
+  - the stream: capture needs a non-default stream; the training steps run on one (fastconv's
+    ops queue on CuPy's current stream), which first waits for the legacy stream's work and is
+    drained at every epoch's end (validation runs after that, on the legacy stream).
 Supported: one process, the Adam optimizer, any of fastconv.nn's layers. CuPy >= 10 (stream
 capture, Graph.launch); written against CuPy 14/15's API.
 """
