@@ -5,8 +5,11 @@
 // ints, shapes as tuples, the stream as CuPy's stream handle (an int, 0 = legacy default stream).
 // python/fastconv/_cuda_ops.py checks and converts the arrays, allocates outputs with CuPy and
 // calls these. Geometry is validated here by the same make_conv2d_params / make_pool2d_params the
-// CPU uses (ValueError with the same messages). Kernels are queued with the GIL released; CUDA
-// errors raise RuntimeError (gpu::CudaError is a std::runtime_error).
+// CPU uses (ValueError with the same messages). The *_planned entries take that geometry already
+// validated, as a fastconv._C.plan.ConvPlan / PoolPlan (bindings_plan.h), which _cuda_ops caches
+// per shapes and arguments: a call then converts a handful of scalars instead of re-reading and
+// re-checking every shape and pair (the per-call host cost of small layers). Kernels are queued
+// with the GIL released; CUDA errors raise RuntimeError (gpu::CudaError is a std::runtime_error).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -19,6 +22,7 @@
 #include "fastconv/ops_cuda.h"
 #include "fastconv/params.h"
 #include "bindings_args.h"
+#include "bindings_plan.h"
 
 namespace py = pybind11;
 using namespace fastconv;
@@ -29,6 +33,8 @@ using bind::int_arg;
 using bind::pair_arg;
 using bind::padding_arg;
 using bind::shape_arg;
+using bind::ConvPlan;
+using bind::PoolPlan;
 using Obj = const py::object&;  // an integer argument, converted by bindings_args.h
 
 using Shape4T = std::tuple<int64_t, int64_t, int64_t, int64_t>;
@@ -265,4 +271,78 @@ void register_cuda_bindings(py::module_& m) {
         py::arg("x_shape"), py::arg("y_shape"), py::arg("geometry") = py::none(),
         "dx of max pooling; geometry = (kernel, stride, padding_mode, padding[, dilation, "
         "ceil_mode]) selects the deterministic gather kernel, None the atomic scatter.");
+
+  // Planned entries: the same kernels on a geometry validated once (a ConvPlan / PoolPlan); the
+  // caller guarantees what the raw entries above assume (dense buffers of the plan's shapes on
+  // `device`). No-ops on an empty output, as the raw entries' callers skip those.
+  c.def(
+      "conv2d_fwd_planned",
+      [](const ConvPlan& s, int device, uintptr_t stream, uintptr_t y, uintptr_t x, uintptr_t w,
+         uintptr_t b, bool relu) {
+        if (s.p.y.numel() == 0) return;
+        py::gil_scoped_release nogil;
+        gpu::set_device(device);
+        gpu::conv2d_fwd__cuda(ptr<float>(y), ptr<const float>(x), ptr<const float>(w),
+                              ptr<const float>(b), s.p, relu, stream_of(stream));
+      },
+      py::arg("plan"), py::arg("device"), py::arg("stream"), py::arg("y"), py::arg("x"),
+      py::arg("w"), py::arg("b"), py::arg("relu"), "conv2d_fwd on a ConvPlan; b = 0: no bias.");
+  c.def(
+      "conv2d_bwd_data_planned",
+      [](const ConvPlan& s, int device, uintptr_t stream, uintptr_t dx, uintptr_t dy,
+         uintptr_t w) {
+        if (s.p.x.numel() == 0) return;
+        py::gil_scoped_release nogil;
+        gpu::set_device(device);
+        gpu::conv2d_bwd_data__cuda(ptr<float>(dx), ptr<const float>(dy), ptr<const float>(w), s.p,
+                                   stream_of(stream));
+      },
+      py::arg("plan"), py::arg("device"), py::arg("stream"), py::arg("dx"), py::arg("dy"),
+      py::arg("w"));
+  c.def(
+      "conv2d_bwd_weights_workspace_planned",
+      [](const ConvPlan& s, int device) {
+        gpu::set_device(device);
+        return gpu::conv2d_bwd_weights_workspace__cuda(s.p);
+      },
+      py::arg("plan"), py::arg("device"),
+      "Workspace bytes of conv2d_bwd_weights_planned now (it follows set_conv_algo).");
+  c.def(
+      "conv2d_bwd_weights_planned",
+      [](const ConvPlan& s, int device, uintptr_t stream, uintptr_t dw, uintptr_t db,
+         uintptr_t dy, uintptr_t x, uintptr_t workspace, size_t workspace_bytes) {
+        py::gil_scoped_release nogil;
+        gpu::set_device(device);
+        gpu::conv2d_bwd_weights__cuda(ptr<float>(dw), ptr<float>(db), ptr<const float>(dy),
+                                      ptr<const float>(x), s.p, ptr<float>(workspace),
+                                      workspace_bytes, stream_of(stream));
+      },
+      py::arg("plan"), py::arg("device"), py::arg("stream"), py::arg("dw"), py::arg("db"),
+      py::arg("dy"), py::arg("x"), py::arg("workspace"), py::arg("workspace_bytes"),
+      "conv2d_bwd_weights on a ConvPlan; db = 0 skips the bias gradient.");
+  c.def(
+      "maxpool2d_fwd_planned",
+      [](const PoolPlan& s, int device, uintptr_t stream, uintptr_t y, uintptr_t idx,
+         uintptr_t x) {
+        if (s.p.y.numel() == 0) return;
+        py::gil_scoped_release nogil;
+        gpu::set_device(device);
+        gpu::maxpool2d_fwd__cuda(ptr<float>(y), ptr<int64_t>(idx), ptr<const float>(x), s.p,
+                                 stream_of(stream));
+      },
+      py::arg("plan"), py::arg("device"), py::arg("stream"), py::arg("y"), py::arg("indices"),
+      py::arg("x"));
+  c.def(
+      "maxpool2d_bwd_planned",
+      [](const PoolPlan& s, int device, uintptr_t stream, uintptr_t dx, uintptr_t dy,
+         uintptr_t idx) {
+        if (s.p.x.numel() == 0) return;
+        py::gil_scoped_release nogil;
+        gpu::set_device(device);
+        gpu::maxpool2d_bwd__cuda(ptr<float>(dx), ptr<const float>(dy), ptr<const int64_t>(idx),
+                                 s.p.x, s.p.y, &s.p, stream_of(stream));
+      },
+      py::arg("plan"), py::arg("device"), py::arg("stream"), py::arg("dx"), py::arg("dy"),
+      py::arg("indices"),
+      "dx of max pooling with the plan's geometry: the deterministic gather kernel.");
 }

@@ -21,6 +21,7 @@
 #include "fastconv/ops.h"
 #include "fastconv/params.h"
 #include "bindings_args.h"
+#include "bindings_plan.h"
 
 namespace py = pybind11;
 using namespace fastconv;
@@ -28,6 +29,8 @@ using namespace fastconv;
 namespace {
 
 using Obj = const py::object&;
+using bind::ConvPlan;
+using bind::PoolPlan;
 using Shape4T = std::tuple<int64_t, int64_t, int64_t, int64_t>;
 Shape4T tuple_of(Shape4 s) { return {s.n, s.c, s.h, s.w}; }
 
@@ -35,47 +38,6 @@ template <class T>
 T* ptr(uintptr_t p) {
   return reinterpret_cast<T*>(p);
 }
-
-struct ConvPlan {
-  Conv2dParams p;
-  bool poolable;  // the conv output is at least 2x2 (the fused conv + ReLU + pool needs that)
-
-  ConvPlan(Obj x, Obj w, Obj b, Obj stride, const std::string& mode, Obj pad, Obj dilation,
-           Obj groups) {
-    const Shape4 xs = bind::shape_arg(x, "x_shape"), ws = bind::shape_arg(w, "w_shape");
-    const Pair s = bind::pair_arg(stride, "stride");
-    const PaddingSpec ps = bind::padding_arg(mode, pad);
-    const Pair d = bind::pair_arg(dilation, "dilation");
-    p = make_conv2d_params(xs, ws, s, ps, d, bind::int_arg(groups, "groups"));
-    if (!b.is_none()) {  // the bias shape, when there is one: (C_out,)
-      const py::sequence bs = bind::int_seq(b, 1, "b_shape", "None or a 1-tuple (C_out,)");
-      const int64_t c = bind::int_arg(bs[0], "b_shape");
-      FC_CHECK(c == p.y.c, "bias must have shape (C_out,) = (", p.y.c, ",), got (", c, ",)");
-    }
-    poolable = p.y.h >= 2 && p.y.w >= 2;
-  }
-
-  std::optional<Shape4T> pooled_shape() const {
-    if (!poolable) return std::nullopt;
-    return Shape4T{p.y.n, p.y.c, p.y.h / 2, p.y.w / 2};
-  }
-  void check_poolable() const {
-    FC_CHECK(poolable, "the convolution's output must be at least 2x2 to be pooled, got ", p.y.h,
-             "x", p.y.w);
-  }
-};
-
-struct PoolPlan {
-  Pool2dParams p;
-
-  PoolPlan(Obj x, Obj kernel, Obj stride, const std::string& mode, Obj pad, Obj dilation,
-           bool ceil_mode) {
-    const Shape4 xs = bind::shape_arg(x, "x_shape");
-    const Pair k = bind::pair_arg(kernel, "kernel_size"), s = bind::pair_arg(stride, "stride");
-    const PaddingSpec ps = bind::padding_arg(mode, pad);
-    p = make_pool2d_params(xs, k, s, ps, bind::pair_arg(dilation, "dilation"), ceil_mode);
-  }
-};
 
 }  // namespace
 

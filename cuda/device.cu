@@ -77,7 +77,17 @@ std::string device_name(int device) {
                  " SMs)");
 }
 
-void set_device(int device) { CUDA_CHECK(cudaSetDevice(device)); }
+// Every entry calls this before its launches; the device is nearly always current already, and
+// cudaGetDevice reads a thread-local where cudaSetDevice goes through the driver's context switch.
+void set_device(int device) {
+  int current = -1;
+  if (cudaGetDevice(&current) != cudaSuccess) {
+    cudaGetLastError();  // not left behind for the next launch check; cudaSetDevice reports it
+  } else if (current == device) {
+    return;
+  }
+  CUDA_CHECK(cudaSetDevice(device));
+}
 
 void synchronize(cudaStream_t stream) { CUDA_CHECK(cudaStreamSynchronize(stream)); }
 

@@ -10,11 +10,23 @@ FASTCONV_CUDA_SYNC=1 to synchronise after every launch so the error names the ke
 
 CuPy is the optional extra ``pip install 'fastconv[cuda]'`` and is imported on first use, so this
 module imports (and device_count / device_name work) without it.
+
+Host cost per call (docs/CUDA.md, "Host overhead"): each op first tries a fast path that takes the
+common case only — CuPy arrays already float32, C-contiguous and on the current device, N >= 1,
+hashable geometry arguments. It reads each array's attributes once, looks the geometry up in a
+cache of validated plans (fastconv._C.plan.ConvPlan / PoolPlan: cpp/params.cpp's checks, run once
+per shapes and arguments), allocates the outputs straight from CuPy's memory pool and makes one
+native *_planned call. Anything else (other dtypes, views, other devices, foreign GPU arrays, bad
+arguments) takes the checked path below, which converts, copies and raises the documented errors;
+so the fast path never changes a result or a message, it only skips work.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Optional, Tuple
+
+import numpy as np
 
 from . import _C
 
@@ -57,6 +69,74 @@ def _cupy():
             f"(or a cupy-cudaXXx wheel matching your driver); import failed: {exc}"
         ) from exc
     return cupy
+
+
+class _CupyCalls:
+    """The CuPy entry points the fast path calls, looked up once per cupy module."""
+
+    def __init__(self, cp):
+        self.module = cp
+        self.ndarray = cp.ndarray
+        self.get_device = cp.cuda.runtime.getDevice
+        self.current_stream = cp.cuda.get_current_stream
+        self.alloc = cp.cuda.alloc
+
+
+_calls: Optional[_CupyCalls] = None
+
+
+def _backend():
+    """(fastconv._C.cuda, _CupyCalls): _native() and _cupy() without the import machinery when
+    sys.modules already holds cupy (what `import cupy` would return)."""
+    global _calls
+    native = _native()
+    cp = sys.modules.get("cupy")
+    if cp is None:
+        cp = _cupy()
+    if _calls is None or _calls.module is not cp:
+        _calls = _CupyCalls(cp)
+    return native, _calls
+
+
+# Set to False (tests, bench/cuda_host_overhead.py) to send every call down the checked path.
+_FAST = True
+_F32 = np.dtype(np.float32)
+_I64 = np.dtype(np.int64)
+
+# Validated geometries: (x_shape, w_shape, b_shape, stride, pad_mode, pad, dilation, groups) ->
+# (ConvPlan, y_shape); (x_shape, kernel, stride, pad_mode, pad, dilation, ceil_mode) ->
+# (PoolPlan, y_shape). Bounded: a training run uses a few dozen; cleared when full.
+_CONV_PLANS: dict = {}
+_POOL_PLANS: dict = {}
+_MAX_PLANS = 512
+
+
+def _planned(cache, make, key):
+    """The cached (plan, y_shape) for key, or None where the checked path must run instead: an
+    empty batch, an unhashable argument, or a geometry the native checks refuse (the checked
+    path then raises its own message)."""
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    except TypeError:  # a list among the arguments
+        return None
+    x_shape = key[0]
+    if type(x_shape) is not tuple or len(x_shape) != 4 or x_shape[0] == 0:
+        return None
+    try:
+        plan = make(*key)
+    except (TypeError, ValueError):
+        return None
+    if len(cache) >= _MAX_PLANS:
+        cache.clear()
+    entry = cache[key] = (plan, plan.y_shape)
+    return entry
+
+
+def _dense(a, cls, dtype, dev) -> bool:
+    """a is a `cls` (cupy.ndarray) of `dtype`, C-contiguous, on device `dev`: usable as it is."""
+    return type(a) is cls and a.dtype is dtype and a.data.device_id == dev and a.flags.c_contiguous
 
 
 # --- device queries ---------------------------------------------------------------------------
@@ -177,6 +257,30 @@ def _ptr(a) -> int:
 
 def conv2d_fwd(input, weight, bias, stride, pad_mode, pad, dilation, groups, relu):
     """y (N, C_out, OH, OW) = conv2d(input, weight) + bias [ReLU] on the GPU; see fastconv.conv2d."""
+    native, cu = _backend()
+    if _FAST:
+        nd, dev = cu.ndarray, cu.get_device()
+        if (
+            _dense(input, nd, _F32, dev)
+            and _dense(weight, nd, _F32, dev)
+            and (bias is None or _dense(bias, nd, _F32, dev))
+        ):
+            b_shape = None if bias is None else bias.shape
+            key = (input.shape, weight.shape, b_shape, stride, pad_mode, pad, dilation, groups)
+            entry = _planned(_CONV_PLANS, _C.plan.ConvPlan, key)
+            if entry is not None:
+                plan, y_shape = entry
+                y = nd(y_shape, _F32)
+                b = 0 if bias is None else bias.data.ptr
+                native.conv2d_fwd_planned(
+                    plan, dev, cu.current_stream().ptr, y.data.ptr, input.data.ptr,
+                    weight.data.ptr, b, bool(relu),
+                )  # fmt: skip
+                return y
+    return _conv2d_fwd_checked(input, weight, bias, stride, pad_mode, pad, dilation, groups, relu)
+
+
+def _conv2d_fwd_checked(input, weight, bias, stride, pad_mode, pad, dilation, groups, relu):
     cp = _cupy()
     native = _native()
     x = _as_gpu_f32(cp, input, "input", None)
@@ -214,6 +318,23 @@ def conv2d_fwd(input, weight, bias, stride, pad_mode, pad, dilation, groups, rel
 
 def conv2d_bwd_data(dy, weight, x_shape, stride, pad_mode, pad, dilation, groups):
     """dx (x_shape) of conv2d on the GPU; see fastconv.conv2d_bwd_data."""
+    native, cu = _backend()
+    if _FAST:
+        nd, dev = cu.ndarray, cu.get_device()
+        if _dense(dy, nd, _F32, dev) and _dense(weight, nd, _F32, dev):
+            key = (x_shape, weight.shape, None, stride, pad_mode, pad, dilation, groups)
+            entry = _planned(_CONV_PLANS, _C.plan.ConvPlan, key)
+            if entry is not None and dy.shape == entry[1]:
+                dx = nd(x_shape, _F32)
+                native.conv2d_bwd_data_planned(
+                    entry[0], dev, cu.current_stream().ptr, dx.data.ptr, dy.data.ptr,
+                    weight.data.ptr,
+                )  # fmt: skip
+                return dx
+    return _conv2d_bwd_data_checked(dy, weight, x_shape, stride, pad_mode, pad, dilation, groups)
+
+
+def _conv2d_bwd_data_checked(dy, weight, x_shape, stride, pad_mode, pad, dilation, groups):
     cp = _cupy()
     native = _native()
     g = _as_gpu_f32(cp, dy, "grad_output", None)
@@ -247,6 +368,33 @@ def conv2d_bwd_data(dy, weight, x_shape, stride, pad_mode, pad, dilation, groups
 
 def conv2d_bwd_weights(dy, input, w_shape, stride, pad_mode, pad, dilation, groups, with_bias):
     """(dw (w_shape), db (C_out,) or None) of conv2d on the GPU; see fastconv.conv2d_bwd_weights."""
+    native, cu = _backend()
+    if _FAST:
+        nd, dev = cu.ndarray, cu.get_device()
+        if _dense(dy, nd, _F32, dev) and _dense(input, nd, _F32, dev):
+            key = (input.shape, w_shape, None, stride, pad_mode, pad, dilation, groups)
+            entry = _planned(_CONV_PLANS, _C.plan.ConvPlan, key)
+            if entry is not None and dy.shape == entry[1]:
+                plan = entry[0]
+                dw = nd(w_shape, _F32)
+                db = nd((w_shape[0],), _F32) if with_bias else None
+                # the size follows set_conv_algo and the GPU's SM count: asked for on every call
+                nbytes = native.conv2d_bwd_weights_workspace_planned(plan, dev)
+                ws = cu.alloc(nbytes) if nbytes else None  # back to the (stream-ordered) pool
+                native.conv2d_bwd_weights_planned(
+                    plan, dev, cu.current_stream().ptr, dw.data.ptr,
+                    0 if db is None else db.data.ptr, dy.data.ptr, input.data.ptr,
+                    0 if ws is None else ws.ptr, nbytes,
+                )  # fmt: skip
+                return dw, db
+    return _conv2d_bwd_weights_checked(
+        dy, input, w_shape, stride, pad_mode, pad, dilation, groups, with_bias
+    )
+
+
+def _conv2d_bwd_weights_checked(
+    dy, input, w_shape, stride, pad_mode, pad, dilation, groups, with_bias
+):
     cp = _cupy()
     native = _native()
     g = _as_gpu_f32(cp, dy, "grad_output", None)
@@ -293,6 +441,23 @@ def conv2d_bwd_weights(dy, input, w_shape, stride, pad_mode, pad, dilation, grou
 def maxpool2d_fwd(input, kernel, stride, pad_mode, pad, dilation=(1, 1), ceil_mode=False):
     """(y, indices) of 2-D max pooling on the GPU; indices are int64 h*W + w in each (n, c) plane.
     dilation and ceil_mode: PyTorch's meaning, as on the CPU."""
+    native, cu = _backend()
+    if _FAST:
+        nd, dev = cu.ndarray, cu.get_device()
+        if _dense(input, nd, _F32, dev):
+            key = (input.shape, kernel, stride, pad_mode, pad, dilation, ceil_mode)
+            entry = _planned(_POOL_PLANS, _C.plan.PoolPlan, key)
+            if entry is not None:
+                plan, y_shape = entry
+                y, idx = nd(y_shape, _F32), nd(y_shape, _I64)
+                native.maxpool2d_fwd_planned(
+                    plan, dev, cu.current_stream().ptr, y.data.ptr, idx.data.ptr, input.data.ptr
+                )
+                return y, idx
+    return _maxpool2d_fwd_checked(input, kernel, stride, pad_mode, pad, dilation, ceil_mode)
+
+
+def _maxpool2d_fwd_checked(input, kernel, stride, pad_mode, pad, dilation, ceil_mode):
     cp = _cupy()
     native = _native()
     x = _as_gpu_f32(cp, input, "input", None)
@@ -332,18 +497,54 @@ def maxpool2d_bwd(
     pad=(0, 0),
     dilation=(1, 1),
     ceil_mode=False,
+    check_indices=True,
 ):
     """dx (x_shape): each dy element added into the input cell its index names, on the GPU.
 
     With the forward's geometry (kernel, stride, pad_mode, pad, dilation, ceil_mode) every input
     cell gathers its gradient in a fixed order (deterministic, bit-identical to the CPU); without
-    it, an atomic
-    scatter (exact for non-overlapping windows; overlapping ones may differ in the last bits
-    between runs). Indices outside [0, H*W) raise ValueError, as on the CPU (this check waits for
-    the GPU). While the current stream is being captured into a CUDA graph (fit(cuda_graph=True))
-    the check is skipped, since a capture cannot wait: both kernels skip such indices instead of
-    writing out of bounds.
+    it, an atomic scatter (exact for non-overlapping windows; overlapping ones may differ in the
+    last bits between runs). Indices outside [0, H*W) raise ValueError, as on the CPU (this check
+    waits for the GPU); check_indices=False skips it for indices known to come from
+    maxpool2d_fwd with this geometry (the layer API's own: fastconv.nn.cuda). While the current
+    stream is being captured into a CUDA graph (fit(cuda_graph=True)) the check is skipped too,
+    since a capture cannot wait. Either way both kernels skip an index outside the plane instead
+    of writing out of bounds.
     """
+    native, cu = _backend()
+    if _FAST and kernel is not None:
+        nd, dev = cu.ndarray, cu.get_device()
+        if _dense(dy, nd, _F32, dev) and _dense(indices, nd, _I64, dev):
+            strides = kernel if stride is None else stride
+            key = (x_shape, kernel, strides, pad_mode, pad, dilation, ceil_mode)
+            entry = _planned(_POOL_PLANS, _C.plan.PoolPlan, key)
+            if entry is not None and dy.shape == entry[1] and indices.shape == entry[1]:
+                if check_indices:
+                    _check_index_range(indices, x_shape[2] * x_shape[3], cu.current_stream())
+                dx = nd(x_shape, _F32)
+                native.maxpool2d_bwd_planned(
+                    entry[0], dev, cu.current_stream().ptr, dx.data.ptr, dy.data.ptr,
+                    indices.data.ptr,
+                )  # fmt: skip
+                return dx
+    return _maxpool2d_bwd_checked(
+        dy, indices, x_shape, kernel, stride, pad_mode, pad, dilation, ceil_mode, check_indices
+    )
+
+
+def _check_index_range(idx, hw: int, stream) -> None:
+    """ValueError unless every index lies in [0, hw) (two reductions: waits for the GPU); nothing
+    while `stream` is being captured into a CUDA graph, which cannot wait."""
+    if idx.size and not stream.is_capturing():
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= hw:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"indices must lie in [0, H*W) = [0, {hw}), got {bad}")
+
+
+def _maxpool2d_bwd_checked(
+    dy, indices, x_shape, kernel, stride, pad_mode, pad, dilation, ceil_mode, check_indices
+):
     cp = _cupy()
     native = _native()
     g = _as_gpu_f32(cp, dy, "grad_output", None)
@@ -369,12 +570,8 @@ def maxpool2d_bwd(
             )
         geometry = (tuple(kernel), tuple(strides), pad_mode, tuple(pad), tuple(dilation), ceil_mode)
     with cp.cuda.Device(dev):
-        if idx.size and not cp.cuda.get_current_stream().is_capturing():
-            lo, hi = int(idx.min()), int(idx.max())
-            hw = xs[2] * xs[3]
-            if lo < 0 or hi >= hw:
-                bad = lo if lo < 0 else hi
-                raise ValueError(f"indices must lie in [0, H*W) = [0, {hw}), got {bad}")
+        if check_indices:
+            _check_index_range(idx, xs[2] * xs[3], cp.cuda.get_current_stream())
         dx = cp.empty(xs, dtype=cp.float32)
         if dx.size:
             native.maxpool2d_bwd(dev, _stream(cp), _ptr(dx), _ptr(g), _ptr(idx), xs, ys, geometry)

@@ -113,7 +113,12 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_cuda(a: Any) -> bool:
-    return hasattr(a, "__cuda_array_interface__")
+    # The class first: CuPy's __cuda_array_interface__ is a property that builds a new dict (and
+    # looks up the current stream) on every access; an instance attribute is still honoured.
+    cls = type(a)
+    if cls is np.ndarray:
+        return False
+    return hasattr(cls, "__cuda_array_interface__") or hasattr(a, "__cuda_array_interface__")
 
 
 def _as_f32(a: Any, name: str, ndim: Optional[int] = 4) -> np.ndarray:
@@ -182,10 +187,17 @@ def _no_gpu_out(out: Any) -> None:
         raise TypeError("out= is not supported for GPU arrays (results are new CuPy arrays)")
 
 
-def _cuda():
-    """The CUDA backend module, imported on first use (needs CuPy and a CUDA build)."""
-    from . import _cuda_ops
+_cuda_ops = None
 
+
+def _cuda():
+    """The CUDA backend module, imported on first use (needs CuPy and a CUDA build); kept, as a
+    package-relative import costs a Python-level call on every use."""
+    global _cuda_ops
+    if _cuda_ops is None:
+        from . import _cuda_ops as module
+
+        _cuda_ops = module
     return _cuda_ops
 
 

@@ -15,7 +15,9 @@ What runs where:
     conv2d, its two backward passes, max_pool2d and its backward: fastconv's CUDA kernels, reached
     through the same functional ops as on the CPU (fastconv.conv2d & co. route CuPy arrays to
     fastconv._cuda_ops); max-pool backward gets the forward geometry, so it is the deterministic
-    gather, bit-identical to the CPU.
+    gather, bit-identical to the CPU. MaxPooling2D's indices come straight from its own forward
+    and are never exposed, so its backward skips the public op's index range check (two
+    reductions that wait for the GPU on every call): see _layer_max_pool2d_backward.
     Dense (matmul, cuBLAS through CuPy), activations, losses, AveragePooling2D and the optimizers:
     CuPy elementwise/reduction kernels on the same arrays (CuPy's default: no TF32 for matmul).
 Host <-> device traffic:
@@ -35,12 +37,14 @@ the same generator (nn/cuda_graph.py).
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
 from .. import _cuda_ops, ops, train_ops
 from .backend_type import Backend, register_backend
 
-__all__ = ["INSTALL_HINT", "CudaBackend", "require_cupy"]
+__all__ = ["INSTALL_HINT", "LAYER_OPS", "CudaBackend", "require_cupy"]
 
 INSTALL_HINT = 'pip install "fastconv[cuda]"'
 
@@ -104,8 +108,36 @@ class CudaBackend(Backend):
         return _cuda_ops.device_name(int(self.xp.cuda.Device().id))
 
 
+def _layer_max_pool2d_backward(
+    grad_output, indices, input_shape, *, kernel_size=None, stride=None, padding=0
+):
+    """fastconv.max_pool2d_backward for a MaxPooling2D layer's own indices (made by its forward
+    with this geometry, never handed out): the same gather kernel, without the range check."""
+    geometry = ops._pool_geometry(kernel_size, stride, padding)
+    if geometry is None or not ops._is_cuda(grad_output):
+        return ops.max_pool2d_backward(
+            grad_output, indices, input_shape, kernel_size=kernel_size, stride=stride,
+            padding=padding,
+        )  # fmt: skip
+    kernel, strides, mode, pad = geometry
+    return _cuda_ops.maxpool2d_bwd(
+        grad_output, indices, ops._shape4(input_shape, "input_shape"), kernel=kernel,
+        stride=strides, pad_mode=mode, pad=pad, check_indices=False,
+    )  # fmt: skip
+
+
+# The functional ops the layers call on this backend: fastconv's, but for the layer max-pool's.
+LAYER_OPS = types.SimpleNamespace(
+    conv2d=ops.conv2d,
+    conv2d_bwd_data=ops.conv2d_bwd_data,
+    conv2d_bwd_weights=ops.conv2d_bwd_weights,
+    max_pool2d=ops.max_pool2d,
+    max_pool2d_backward=_layer_max_pool2d_backward,
+)
+
+
 def _cuda():
-    return CudaBackend(require_cupy(), ops)
+    return CudaBackend(require_cupy(), LAYER_OPS)
 
 
 register_backend("cuda", _cuda)
