@@ -22,7 +22,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 FASTCONV_CUDA=ON CUDAARCHS=${CUDAARCHS:-90-real}
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 PY=${PY:-python3}
-steps=${*:-build tests sanitize bench train}
+steps=${*:-build tests sanitize bench overhead train}
 [ "$steps" = quick ] && steps="build tests epoch bench sanitize racecheck"
 
 step() { echo "=== $1 ($(date +%T))"; }
@@ -64,6 +64,11 @@ for s in $steps; do
   bench)
     step bench
     timeout ${BENCH_TIMEOUT:-150} $PY bench/conv_cuda.py --json "$OUT/conv_cuda.json" --tf32 2>&1 | tee "$OUT/bench.log" | tail -50
+    ;;
+  overhead)
+    step overhead
+    timeout ${OVERHEAD_TIMEOUT:-120} $PY bench/cuda_host_overhead.py --json "$OUT/overhead.json" 2>&1 \
+      | tee "$OUT/overhead.log" | tail -25
     ;;
   train)
     step train

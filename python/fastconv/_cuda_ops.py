@@ -136,7 +136,7 @@ def _planned(cache, make, key):
 
 def _dense(a, cls, dtype, dev) -> bool:
     """a is a `cls` (cupy.ndarray) of `dtype`, C-contiguous, on device `dev`: usable as it is."""
-    return type(a) is cls and a.dtype is dtype and a.data.device_id == dev and a.flags.c_contiguous
+    return type(a) is cls and a.dtype == dtype and a.data.device_id == dev and a.flags.c_contiguous
 
 
 # --- device queries ---------------------------------------------------------------------------
