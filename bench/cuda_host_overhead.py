@@ -182,12 +182,14 @@ def _fake_unit_costs(args, cp, np):
         "alloc": lambda: cp.cuda.alloc(1024),
         "reduction": lambda: int(idx.min()),
     }
-    costs = {}
-    for k, fn in fns.items():
-        t0 = time.process_time()
-        for _ in range(args.calls * 5):
-            fn()
-        costs[k] = (time.process_time() - t0) / (args.calls * 5) * 1e6
+    samples = {k: [] for k in fns}
+    for r in range(args.rounds):
+        for k, fn in fns.items() if r % 2 == 0 else reversed(fns.items()):
+            t0 = time.process_time()
+            for _ in range(args.calls):
+                fn()
+            samples[k].append((time.process_time() - t0) / args.calls)
+    costs = {k: statistics.median(v) * 1e6 for k, v in samples.items()}
     # nested calls are counted twice (empty -> ndarray, ascontiguousarray -> asarray): net them
     costs["empty"] -= costs["ndarray"]
     costs["ascontiguousarray"] -= costs["asarray"]

@@ -41,6 +41,8 @@ def test_native_cuda_entries_exist_iff_built():
     if _C.cuda_built:
         for name in entries:
             assert callable(getattr(_C.cuda, name)), name
+        for name in entries[:5]:
+            assert callable(getattr(_C.cuda, name + "_planned")), name + "_planned"
         assert isinstance(_C.cuda.device_count(), int)
         assert _C.cuda.device_count() >= 0
         assert _C.cuda.runtime_version() >= 12000
@@ -124,6 +126,20 @@ def test_gpu_arrays_are_routed_to_the_cuda_backend(monkeypatch):
 def test_mixing_cpu_input_with_gpu_weight_is_a_type_error():
     with pytest.raises(TypeError, match="same device"):
         fastconv.conv2d(np.ones((1, 1, 4, 4), np.float32), _FakeGpuArray())
+
+
+@pytest.mark.skipif(not _C.cuda_built, reason="fastconv was built without CUDA")
+def test_planned_cuda_entries_take_the_plan_types():
+    """_cuda_ops' fast path hands _C.plan's ConvPlan / PoolPlan to _C.cuda's *_planned entries
+    (one C++ type across the two submodules); an empty batch returns before any device work."""
+    conv = _C.plan.ConvPlan((0, 2, 5, 5), (3, 2, 3, 3), None, (1, 1), "explicit", (0, 0), (1, 1), 1)
+    pool = _C.plan.PoolPlan((0, 2, 4, 4), (2, 2), (2, 2), "explicit", (0, 0), (1, 1), False)
+    _C.cuda.conv2d_fwd_planned(conv, 0, 0, 0, 0, 0, 0, False)
+    _C.cuda.conv2d_bwd_data_planned(conv, 0, 0, 0, 0, 0)
+    _C.cuda.maxpool2d_fwd_planned(pool, 0, 0, 0, 0, 0)
+    _C.cuda.maxpool2d_bwd_planned(pool, 0, 0, 0, 0, 0)
+    with pytest.raises(TypeError):
+        _C.cuda.conv2d_fwd_planned(pool, 0, 0, 0, 0, 0, 0, False)
 
 
 @pytest.mark.skipif(not _C.cuda_built, reason="fastconv was built without CUDA")
