@@ -238,6 +238,36 @@ def test_foreign_gpu_arrays_are_wrapped(native, path, rng):
     assert native.calls[-1][0] == "conv2d_fwd"  # not a cupy.ndarray: the checked path
 
 
+def test_routing_asks_each_object_of_other_classes():
+    """A class may have the interface property but an object may not (a CPU torch tensor's
+    raises): such objects stay on the CPU path."""
+
+    class HostOnly(np.ndarray):
+        @property
+        def __cuda_array_interface__(self):
+            raise AttributeError("not on a GPU")
+
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    assert_identical(fastconv.conv2d(x.view(HostOnly), w), fastconv.conv2d(x, w), "host subclass")
+
+
+def test_cupy_arrays_are_routed_without_reading_the_interface(native):
+    x = fcp.asarray(np.ones((1, 2, 5, 5), np.float32))
+    w = fcp.asarray(np.ones((3, 2, 3, 3), np.float32))
+    fastconv.conv2d(x, w)  # the first call loads the backend, which registers cupy.ndarray
+    reads = []
+    original = fcp.ndarray.__cuda_array_interface__
+    try:
+        fcp.ndarray.__cuda_array_interface__ = property(
+            lambda a: reads.append(a) or original.fget(a)
+        )
+        fastconv.conv2d(x, w)
+    finally:
+        fcp.ndarray.__cuda_array_interface__ = original
+    assert reads == []
+
+
 # ---- devices ------------------------------------------------------------------------------------
 
 

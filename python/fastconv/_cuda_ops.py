@@ -28,7 +28,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from . import _C
+from . import _C, ops
 
 __all__ = [
     "available",
@@ -95,6 +95,7 @@ def _backend():
         cp = _cupy()
     if _calls is None or _calls.module is not cp:
         _calls = _CupyCalls(cp)
+        ops._GPU_ARRAY_TYPES.add(cp.ndarray)
     return native, _calls
 
 

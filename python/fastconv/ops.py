@@ -112,13 +112,18 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
+# Classes whose every instance is a GPU array (cupy.ndarray, added by _cuda_ops once it has loaded
+# CuPy): recognised without reading __cuda_array_interface__, which CuPy builds anew (a dict and a
+# stream lookup) on every access. Other classes are asked per object: a CPU torch tensor's class
+# has the property, but reading it raises.
+_GPU_ARRAY_TYPES: set = set()
+
+
 def _is_cuda(a: Any) -> bool:
-    # The class first: CuPy's __cuda_array_interface__ is a property that builds a new dict (and
-    # looks up the current stream) on every access; an instance attribute is still honoured.
     cls = type(a)
     if cls is np.ndarray:
         return False
-    return hasattr(cls, "__cuda_array_interface__") or hasattr(a, "__cuda_array_interface__")
+    return cls in _GPU_ARRAY_TYPES or hasattr(a, "__cuda_array_interface__")
 
 
 def _as_f32(a: Any, name: str, ndim: Optional[int] = 4) -> np.ndarray:
