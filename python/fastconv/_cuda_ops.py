@@ -28,7 +28,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from . import _C, ops
+from . import _C
 
 __all__ = [
     "available",
@@ -84,6 +84,10 @@ class _CupyCalls:
 
 _calls: Optional[_CupyCalls] = None
 
+# Classes whose every instance is a GPU array (cupy.ndarray, added when CuPy is first used):
+# fastconv.ops routes them here by their class alone.
+GPU_ARRAY_TYPES: set = set()
+
 
 def _backend():
     """(fastconv._C.cuda, _CupyCalls): _native() and _cupy() without the import machinery when
@@ -95,7 +99,7 @@ def _backend():
         cp = _cupy()
     if _calls is None or _calls.module is not cp:
         _calls = _CupyCalls(cp)
-        ops._GPU_ARRAY_TYPES.add(cp.ndarray)
+        GPU_ARRAY_TYPES.add(cp.ndarray)
     return native, _calls
 
 

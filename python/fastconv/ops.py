@@ -22,7 +22,7 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _C
+from . import _C, _cuda_ops
 
 IntPair = Union[int, Tuple[int, int]]
 PaddingArg = Union[int, Tuple[int, int], str]
@@ -112,18 +112,15 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
-# Classes whose every instance is a GPU array (cupy.ndarray, added by _cuda_ops once it has loaded
-# CuPy): recognised without reading __cuda_array_interface__, which CuPy builds anew (a dict and a
-# stream lookup) on every access. Other classes are asked per object: a CPU torch tensor's class
-# has the property, but reading it raises.
-_GPU_ARRAY_TYPES: set = set()
-
-
 def _is_cuda(a: Any) -> bool:
+    # A class registered by _cuda_ops (cupy.ndarray, once it has loaded CuPy) is known without
+    # reading __cuda_array_interface__, which CuPy builds anew (a dict and a stream lookup) on every
+    # access. Other classes are asked per object: a CPU torch tensor's class has the property, but
+    # reading it raises.
     cls = type(a)
     if cls is np.ndarray:
         return False
-    return cls in _GPU_ARRAY_TYPES or hasattr(a, "__cuda_array_interface__")
+    return cls in _cuda_ops.GPU_ARRAY_TYPES or hasattr(a, "__cuda_array_interface__")
 
 
 def _as_f32(a: Any, name: str, ndim: Optional[int] = 4) -> np.ndarray:
@@ -192,17 +189,8 @@ def _no_gpu_out(out: Any) -> None:
         raise TypeError("out= is not supported for GPU arrays (results are new CuPy arrays)")
 
 
-_cuda_ops = None
-
-
 def _cuda():
-    """The CUDA backend module, imported on first use (needs CuPy and a CUDA build); kept, as a
-    package-relative import costs a Python-level call on every use."""
-    global _cuda_ops
-    if _cuda_ops is None:
-        from . import _cuda_ops as module
-
-        _cuda_ops = module
+    """The CUDA backend module (it imports CuPy on first use and needs a CUDA build)."""
     return _cuda_ops
 
 
