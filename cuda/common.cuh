@@ -45,15 +45,23 @@ FASTCONV_HD int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Every kernel launch goes through here: the <<<>>> launch under nvcc. Built by a host compiler for
 // the CPU emulator (cuda/emu, -DFASTCONV_CUDA_EMU; tests only) the same kernels run on CPU fibers:
 // this is the one seam between the kernels and the emulator. Arguments convert to the kernel's
-// parameter types as in a <<<>>> launch.
+// parameter types as in a <<<>>> launch. launch_with_shared adds `shared_bytes` of dynamic shared
+// memory (the kernel reaches it through dynamic_shared<T>(), cuda/dynamic_shared.cuh; above 48 KB
+// the kernel needs cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n)).
+template <class... Params, class... Args>
+inline void launch_with_shared(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+                               cudaStream_t stream, Args&&... args) {
+#ifdef FASTCONV_CUDA_EMU
+  ::emu::launch(kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
+#else
+  kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
+#endif
+}
+
 template <class... Params, class... Args>
 inline void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
                    Args&&... args) {
-#ifdef FASTCONV_CUDA_EMU
-  ::emu::launch(kernel, grid, block, stream, std::forward<Args>(args)...);
-#else
-  kernel<<<grid, block, 0, stream>>>(std::forward<Args>(args)...);
-#endif
+  launch_with_shared(kernel, grid, block, 0, stream, std::forward<Args>(args)...);
 }
 
 // 1-D grid for `total` threads in blocks of `threads` (grid.x may go up to 2^31-1).

@@ -155,6 +155,7 @@ _SIGNATURES = {
     "fc_emu_maxpool2d_fwd": [_P, _P, _P, _P],
     "fc_emu_maxpool2d_bwd": [_P, _P, _P, _P, _I],
     "fc_emu_selftest": [_I, _P, _P, _I],
+    "fc_emu_selftest_dynamic_shared": [_P, _P, _I, _I, _I, _I],
     "fc_emu_dropout_mask": [_P, _I64, ctypes.c_double, _P, _P],
     "fc_emu_adam_update": [
         _P,
@@ -428,6 +429,18 @@ class Emulator:
         )
         dxb.check_guards("dx")
         return dxb.array.copy()
+
+    def selftest_dynamic_shared(self, x, blocks, shared_bytes, raise_limit, n_written=256):
+        """selftest.cu's reverse_dynamic_shared: each block's 256 floats of x reversed."""
+        out = _Buffer((blocks * 256,), np.float32)
+        xb = _Buffer(x.shape, np.float32, x)
+        rc = self.lib.fc_emu_selftest_dynamic_shared(
+            out.ptr(), xb.ptr(), blocks, shared_bytes, int(raise_limit), n_written
+        )
+        if rc != 0:
+            raise RuntimeError(self.lib.fc_emu_selftest_error().decode())
+        out.check_guards("reverse_dynamic_shared")
+        return out.array.copy()
 
     def dropout_mask(self, n, keep, seeds, step):
         """dropout_mask__cuda: the mask (n floats) for seed seeds[step]."""

@@ -441,6 +441,21 @@ def test_blocks_on_several_workers_keep_their_shared_memory_emulated(emu):
     )
 
 
+def test_dynamic_shared_memory_emulated(emu, rng):
+    """cuda/dynamic_shared.cuh and launch_with_shared: the buffer works, starts poisoned, and more
+    than 48 KB needs the kernel's limit raised first, as on the GPU."""
+    x = rng.uniform(-1, 1, 3 * 256).astype(np.float32)
+    expected = x.reshape(3, 256)[:, ::-1]
+    assert_identical(emu.selftest_dynamic_shared(x, 3, 1024, False).reshape(3, 256), expected)
+    partial = emu.selftest_dynamic_shared(x, 3, 1024, False, n_written=200).reshape(3, 256)
+    assert np.isnan(partial[:, :56]).all()
+    assert_identical(partial[:, 56:], expected[:, 56:])
+    with pytest.raises(RuntimeError, match="cudaFuncSetAttribute"):
+        emu.selftest_dynamic_shared(x, 3, 64 * 1024, False)
+    big = emu.selftest_dynamic_shared(x, 3, 64 * 1024, True)
+    assert_identical(big.reshape(3, 256), expected)
+
+
 def _tf32(a):
     """cvt.rna.tf32.f32 in NumPy: 10 mantissa bits, ties away from zero (finite inputs)."""
     bits = a.astype(np.float32).view(np.uint32).astype(np.uint64)

@@ -42,6 +42,7 @@ enum cudaError_t {
   cudaErrorLaunchFailure = 719,
 };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
   cudaMemcpyHostToDevice = 1,
@@ -71,6 +72,12 @@ cudaError_t cudaFree(void* ptr);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream = nullptr);
+// A kernel may use more than 48 KB of dynamic shared memory only after this raised its limit.
+cudaError_t cudaFuncSetAttribute(const void* kernel, cudaFuncAttribute attr, int value);
+template <class T>
+cudaError_t cudaFuncSetAttribute(T* kernel, cudaFuncAttribute attr, int value) {
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), attr, value);
+}
 
 namespace emu {
 
@@ -83,7 +90,10 @@ const std::string& last_launch_error();
 struct LaunchRecord {
   const void* kernel;
   dim3 grid, block;
+  size_t shared_bytes;
 };
+// The dynamic shared memory `kernel` may use (48 KB unless cudaFuncSetAttribute raised it).
+size_t max_dynamic_shared(const void* kernel);
 void record_launch(const LaunchRecord& r);
 // The launches since the last call, oldest first.
 std::vector<LaunchRecord> take_launches();
@@ -91,11 +101,21 @@ std::vector<LaunchRecord> take_launches();
 // gpu::launch's emulated half: converts the arguments to the kernel's parameter types once, as a
 // launch does, then runs the grid; a refused launch or a barrier error becomes a launch error.
 template <class... Params, class... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t, Args&&... args) {
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t,
+            Args&&... args) {
   const std::tuple<std::decay_t<Params>...> params(std::forward<Args>(args)...);
-  record_launch({reinterpret_cast<const void*>(kernel), grid, block});
+  const void* id = reinterpret_cast<const void*>(kernel);
+  record_launch({id, grid, block, shared_bytes});
+  if (shared_bytes > max_dynamic_shared(id)) {
+    set_launch_error(cudaErrorInvalidValue,
+                     std::to_string(shared_bytes) + " bytes of dynamic shared memory, more than the "
+                     "kernel's limit of " + std::to_string(max_dynamic_shared(id)) +
+                     " (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n) "
+                     "raises it)");
+    return;
+  }
   std::string why;
-  if (!run_grid(grid, block, [&] { std::apply(kernel, params); }, &why)) {
+  if (!run_grid(grid, block, shared_bytes, [&] { std::apply(kernel, params); }, &why)) {
     set_launch_error(why.rfind("invalid launch", 0) == 0 ? cudaErrorInvalidConfiguration
                                                          : cudaErrorLaunchFailure,
                      why);

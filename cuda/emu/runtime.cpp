@@ -3,6 +3,7 @@
 // allocations, copies and memsets (synchronous: every stream is the host thread).
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -20,6 +21,7 @@ int g_device = 0;
 // The emulated devices' SM counts (split plans depend on them): an H100's, and a small GPU's.
 const std::vector<int> g_device_sms = {132, 4};
 std::vector<LaunchRecord> g_launches;
+std::map<const void*, size_t> g_max_dynamic_shared;  // kernels whose limit was raised
 
 }  // namespace
 
@@ -34,6 +36,12 @@ const std::string& last_launch_error() { return g_last_why; }
 void record_launch(const LaunchRecord& r) {
   std::lock_guard<std::mutex> lock(g_mutex);
   g_launches.push_back(r);
+}
+
+size_t max_dynamic_shared(const void* kernel) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  const auto it = g_max_dynamic_shared.find(kernel);
+  return it != g_max_dynamic_shared.end() ? it->second : 48 * 1024;
 }
 
 std::vector<LaunchRecord> take_launches() {
@@ -119,6 +127,15 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->major = 9;
   prop->minor = 0;
   prop->multiProcessorCount = sms;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFuncSetAttribute(const void* kernel, cudaFuncAttribute attr, int value) {
+  // sm_90 allows up to 227 KB per block, opted in per kernel.
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > 227 * 1024)
+    return cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(emu::g_mutex);
+  emu::g_max_dynamic_shared[kernel] = size_t(value);
   return cudaSuccess;
 }
 

@@ -10,6 +10,7 @@
 
 #include "async_copy.cuh"
 #include "common.cuh"
+#include "dynamic_shared.cuh"
 #include "warp_mma.cuh"
 
 namespace {
@@ -134,6 +135,16 @@ __global__ void mma_tf32(float* out, const float* in) {
   D[(g + 8) * 8 + 2 * t + 1] = d[3];
 }
 
+// Reverses each block's slice of `in` through dynamic shared memory; only the first n_written
+// threads load, so with n_written < blockDim.x the rest read slots no thread wrote (NaN).
+__global__ void reverse_dynamic_shared(float* out, const float* in, int n_written) {
+  float* sh = fastconv::gpu::dynamic_shared<float>();
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (int(threadIdx.x) < n_written) sh[threadIdx.x] = in[i];
+  __syncthreads();
+  out[i] = sh[blockDim.x - 1 - threadIdx.x];
+}
+
 }  // namespace
 
 #ifdef FASTCONV_CUDA_EMU
@@ -152,6 +163,22 @@ extern "C" int fc_emu_selftest(int which, float* out, const float* in, int block
       warp_ops, async_pipeline<false>, async_pipeline<true>, mma_tf32};
   if (which < 0 || which > 8) return 1;
   launch(kKernels[which], blocks, which == 5 ? 2048 : kBlock, nullptr, out, in);
+  const cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess) return 0;
+  g_selftest_error = std::string(cudaGetErrorName(err)) + ": " + emu::last_launch_error();
+  return 2;
+}
+
+// reverse_dynamic_shared with `shared_bytes` of dynamic shared memory, the kernel's limit raised to
+// that first when raise_limit (needed above 48 KB).
+extern "C" int fc_emu_selftest_dynamic_shared(float* out, const float* in, int blocks,
+                                              int shared_bytes, int raise_limit, int n_written) {
+  if (raise_limit != 0) {
+    cudaFuncSetAttribute(reverse_dynamic_shared, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         shared_bytes);
+  }
+  fastconv::gpu::launch_with_shared(reverse_dynamic_shared, blocks, kBlock, size_t(shared_bytes),
+                                    nullptr, out, in, n_written);
   const cudaError_t err = cudaGetLastError();
   if (err == cudaSuccess) return 0;
   g_selftest_error = std::string(cudaGetErrorName(err)) + ": " + emu::last_launch_error();

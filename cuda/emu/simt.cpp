@@ -29,6 +29,7 @@ namespace {
 
 constexpr size_t kStackBytes = 128 * 1024;  // kernels keep small register arrays; -O0 frames fit
 constexpr int kMaxThreads = 1024;            // the hardware's limit per block
+constexpr size_t kMaxDynamicShared = 227 * 1024;  // sm_90's opt-in limit per block
 
 enum class State { Ready, AtBarrier, AtWarp, Done, Failed };
 
@@ -60,6 +61,9 @@ struct Worker {
   int current = -1;
   const std::function<void()>* body = nullptr;
   std::string error;
+  // Dynamic shared memory: one buffer per worker, like the static arrays' thread_local copies.
+  std::unique_ptr<float[]> dynamic_shared;
+  size_t dynamic_bytes = 0, dynamic_capacity = 0;
 
   Worker() = default;
   Worker(const Worker&) = delete;
@@ -215,7 +219,10 @@ std::string describe_states(const Worker& w, int n) {
 // Runs one block to completion; false with w.error set on a barrier error.
 bool run_block(Worker& w, dim3 block, const TlsBlock& tls, uint64_t block_linear) {
   const int n = int(block.x * block.y * block.z);
-  if (g_options.poison_shared) poison_shared(tls);
+  if (g_options.poison_shared) {
+    poison_shared(tls);
+    if (w.dynamic_bytes > 0) std::memset(w.dynamic_shared.get(), 0xFF, w.dynamic_bytes);
+  }
   for (int i = 0; i < n; ++i) {
     Fiber& f = w.fibers[i];
     f.tid = uint3{unsigned(i) % block.x, unsigned(i) / block.x % block.y, unsigned(i) / (block.x * block.y)};
@@ -313,14 +320,19 @@ void async_wait(int pending) {
   f.copies.erase(f.copies.begin(), f.copies.begin() + long(done));
 }
 
-bool run_grid(dim3 grid, dim3 block, const std::function<void()>& body, std::string* error) {
+void* dynamic_shared() { return t_worker->dynamic_shared.get(); }
+
+bool run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body,
+              std::string* error) {
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
   if (threads == 0 || threads > kMaxThreads || block.z > 64 || grid.x == 0 || grid.y == 0 ||
-      grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
+      grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535 ||
+      shared_bytes > kMaxDynamicShared) {
     *error = "invalid launch configuration: grid (" + std::to_string(grid.x) + ", " +
              std::to_string(grid.y) + ", " + std::to_string(grid.z) + "), block (" +
              std::to_string(block.x) + ", " + std::to_string(block.y) + ", " +
-             std::to_string(block.z) + ")";
+             std::to_string(block.z) + "), " + std::to_string(shared_bytes) +
+             " bytes of dynamic shared memory";
     return false;
   }
   std::lock_guard<std::mutex> lock(g_launch_mutex);
@@ -335,6 +347,11 @@ bool run_grid(dim3 grid, dim3 block, const std::function<void()>& body, std::str
   auto work = [&](Worker& w) {
     w.ensure_stacks();
     w.body = &body;
+    if (shared_bytes > w.dynamic_capacity) {
+      w.dynamic_shared.reset(new float[(shared_bytes + 3) / 4]);
+      w.dynamic_capacity = shared_bytes;
+    }
+    w.dynamic_bytes = shared_bytes;
     t_worker = &w;
     gridDim = grid;
     blockDim = block;

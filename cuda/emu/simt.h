@@ -55,10 +55,15 @@ struct Stats {
 Stats stats();
 void reset_stats();
 
-// Runs body() once per thread of the grid; false (and *error set) on a launch the hardware would
-// refuse (zero or too many threads, grid limits) or a barrier error (divergent __syncthreads,
+// Runs body() once per thread of the grid, each block with `shared_bytes` of dynamic shared memory
+// (dynamic_shared()); false (and *error set) on a launch the hardware would refuse (zero or too
+// many threads, grid limits, too much shared memory) or a barrier error (divergent __syncthreads,
 // deadlock), after which the launch's outputs are undefined, as after a faulting kernel.
-bool run_grid(dim3 grid, dim3 block, const std::function<void()>& body, std::string* error);
+bool run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body,
+              std::string* error);
+
+// The running block's dynamic shared memory (16-byte aligned; NaN bytes at every block start).
+void* dynamic_shared();
 
 // Barriers, called by __syncthreads / warp operations on an emulated thread.
 void sync_block();
