@@ -51,7 +51,7 @@ INCLUDES = ("-Icuda/emu", "-Icuda", "-Icpp/include")  # cuda/emu first: its cuda
 PASSES = {"fwd": 0, "bwd_data": 1, "bwd_weights": 2}
 ALGOS = {None: 0, "direct": 1, "tiled": 2}
 SCHEDULES = {"forward": 0, "reverse": 1, "shuffle": 2}
-GUARD = 64  # elements of NaN guard before and after every buffer
+GUARD = 1024  # elements of NaN guard before and after every buffer
 GUARD_BITS = np.uint32(0x7FC0DEAD)  # a NaN no kernel produces: a guard write shows
 
 
@@ -180,6 +180,8 @@ SELFTESTS = {
     "async_pipeline": 6,
     "async_pipeline_early_read": 7,
     "mma_tf32": 8,
+    "vector_reverse4": 9,
+    "trap_one_thread": 10,
 }
 
 

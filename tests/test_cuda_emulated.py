@@ -408,12 +408,20 @@ def test_missing_barrier_shows_as_order_dependence_emulated(emu, rng):
     assert not np.array_equal(sums["forward"], sums["reverse"])
 
 
-def test_divergent_barrier_and_bad_launch_are_errors_emulated(emu):
+def test_divergent_barrier_bad_launch_and_trap_are_errors_emulated(emu):
     x = np.zeros(256, np.float32)
     with pytest.raises(RuntimeError, match="divergent"):
         emu.selftest("divergent_barrier", x)
     with pytest.raises(RuntimeError, match="cudaErrorInvalidConfiguration"):
         emu.selftest("oversized_block", x)
+    with pytest.raises(RuntimeError, match=r"__trap\(\) by thread 17"):
+        emu.selftest("trap_one_thread", x, blocks=2)
+
+
+def test_vector_types_emulated(emu, rng):
+    x = rng.uniform(-1, 1, 2 * 256 * 4).astype(np.float32)
+    out = emu.selftest("vector_reverse4", x, out_per_thread=4, blocks=2)
+    assert_identical(out.reshape(-1, 4), x.reshape(-1, 4)[:, ::-1])
 
 
 def test_warp_operations_emulated(emu, rng):

@@ -27,6 +27,8 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
+#define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
 // One copy per OS worker = per block in flight (simt.h); poisoned at every block start.
 #define __shared__ static thread_local
@@ -124,8 +126,46 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_byte
 
 }  // namespace emu
 
+// ---- vector types (the alignment is what makes a float4 load one 16-byte access on the GPU) --
+struct alignas(8) float2 {
+  float x, y;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(8) int2 {
+  int x, y;
+};
+struct alignas(16) int4 {
+  int x, y, z, w;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline int2 make_int2(int x, int y) { return {x, y}; }
+inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
+
 // ---- device built-ins ----------------------------------------------------------------------
 inline void __syncthreads() { emu::sync_block(); }
+// Ends the launch with cudaErrorLaunchFailure (the emulator stops the block, as the GPU does).
+inline void __trap() { emu::trap(); }
+
+inline unsigned __float_as_uint(float v) {
+  unsigned u;
+  std::memcpy(&u, &v, 4);
+  return u;
+}
+inline float __uint_as_float(unsigned u) {
+  float v;
+  std::memcpy(&v, &u, 4);
+  return v;
+}
+inline int __float_as_int(float v) { return int(__float_as_uint(v)); }
+inline float __int_as_float(int i) { return __uint_as_float(unsigned(i)); }
+// Round-to-nearest arithmetic the compiler may not contract into an FMA: the host's plain ops.
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
 inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::warp_exchange(mask, 0, -1); }
 
 template <class T>

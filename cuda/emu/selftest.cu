@@ -135,6 +135,20 @@ __global__ void mma_tf32(float* out, const float* in) {
   D[(g + 8) * 8 + 2 * t + 1] = d[3];
 }
 
+// float4 loads and stores: each thread reverses one group of four floats.
+__global__ void vector_reverse4(float* out, const float* in) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const float4 v = reinterpret_cast<const float4*>(in)[i];
+  reinterpret_cast<float4*>(out)[i] =
+      make_float4(v.w, v.z, __uint_as_float(__float_as_uint(v.y)), v.x);
+}
+
+// Thread 17 of block 0 traps: the launch must fail.
+__global__ void trap_one_thread(float* out, const float*) {
+  if (blockIdx.x == 0 && threadIdx.x == 17) __trap();
+  out[blockIdx.x * blockDim.x + threadIdx.x] = 1.0f;
+}
+
 // Reverses each block's slice of `in` through dynamic shared memory; only the first n_written
 // threads load, so with n_written < blockDim.x the rest read slots no thread wrote (NaN).
 __global__ void reverse_dynamic_shared(float* out, const float* in, int n_written) {
@@ -154,14 +168,16 @@ std::string g_selftest_error;
 
 // which: 0 sum_missing_barrier, 1 read_unwritten_shared, 2 divergent_barrier, 3 warp_ops,
 // 4 shared_isolation, 5 warp_ops with 2048 threads per block (an invalid launch),
-// 6 async_pipeline, 7 async_pipeline reading early, 8 mma_tf32.
+// 6 async_pipeline, 7 async_pipeline reading early, 8 mma_tf32, 9 vector_reverse4,
+// 10 trap_one_thread.
 // Returns 0, or 2 with the CUDA error in fc_emu_selftest_error().
 extern "C" int fc_emu_selftest(int which, float* out, const float* in, int blocks) {
   using fastconv::gpu::launch;
   static void (*const kKernels[])(float*, const float*) = {
       sum_missing_barrier, read_unwritten_shared, divergent_barrier, warp_ops, shared_isolation,
-      warp_ops, async_pipeline<false>, async_pipeline<true>, mma_tf32};
-  if (which < 0 || which > 8) return 1;
+      warp_ops, async_pipeline<false>, async_pipeline<true>, mma_tf32, vector_reverse4,
+      trap_one_thread};
+  if (which < 0 || which > 10) return 1;
   launch(kKernels[which], blocks, which == 5 ? 2048 : kBlock, nullptr, out, in);
   const cudaError_t err = cudaGetLastError();
   if (err == cudaSuccess) return 0;

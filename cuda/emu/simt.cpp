@@ -279,6 +279,8 @@ void reset_stats() {
 
 void sync_block() { yield(State::AtBarrier); }
 
+void trap() { fail_in_fiber("__trap() by thread " + std::to_string(linear(threadIdx, blockDim))); }
+
 int lane_id() { return linear(threadIdx, blockDim) % 32; }
 
 uint64_t warp_exchange(unsigned mask, uint64_t value, int src, uint64_t* all) {

@@ -67,6 +67,8 @@ void* dynamic_shared();
 
 // Barriers, called by __syncthreads / warp operations on an emulated thread.
 void sync_block();
+// __trap(): fails the launch.
+[[noreturn]] void trap();
 // Warp exchange: every lane of `mask` deposits 8 bytes, meets the others, then reads lane `src`'s
 // deposit (src < 0: no read). Returns the bits read; *all receives every lane's deposit if given.
 uint64_t warp_exchange(unsigned mask, uint64_t value, int src, uint64_t* all = nullptr);
