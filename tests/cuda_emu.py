@@ -140,7 +140,7 @@ def _pair(v):
 
 _P, _I, _I64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
 _SIGNATURES = {
-    "fc_emu_configure": [_I, ctypes.c_uint64, _I, _I],
+    "fc_emu_configure": [_I, ctypes.c_uint64, _I, _I, _I],
     "fc_emu_set_device": [_I],
     "fc_emu_set_conv_algo": [_I, _I],
     "fc_emu_stats": [_P],
@@ -179,6 +179,7 @@ SELFTESTS = {
     "oversized_block": 5,
     "async_pipeline": 6,
     "async_pipeline_early_read": 7,
+    "async_pipeline_early_refill": 11,
     "mma_tf32": 8,
     "vector_reverse4": 9,
     "trap_one_thread": 10,
@@ -228,9 +229,14 @@ class Emulator:
 
     # ---- control
 
-    def configure(self, schedule="reverse", seed=1, workers=1, poison_shared=True):
-        """Thread order between barriers, OS workers running blocks, shared-memory poisoning."""
-        self.lib.fc_emu_configure(SCHEDULES[schedule], seed, workers, int(poison_shared))
+    def configure(
+        self, schedule="reverse", seed=1, workers=1, poison_shared=True, eager_async_copies=False
+    ):
+        """Thread order between barriers, OS workers running blocks, shared-memory poisoning, and
+        whether cp.async copies land when issued (else at their wait)."""
+        self.lib.fc_emu_configure(
+            SCHEDULES[schedule], seed, workers, int(poison_shared), int(eager_async_copies)
+        )
 
     def set_device(self, device):
         """Emulated device 0 has an H100's 132 SMs, device 1 has 4 (split plans depend on it)."""

@@ -471,21 +471,27 @@ def _tf32(a):
 
 
 def test_cp_async_pipeline_emulated(emu, rng):
-    """cuda/async_copy.cuh: a double-buffered pipeline copies exactly; reading a buffer before
-    its cp_async_wait (copies are deferred to that wait) gives wrong values."""
+    """cuda/async_copy.cuh: a double-buffered pipeline copies exactly whenever the copies land;
+    reading a buffer before its wait shows with copies deferred to the wait, refilling a buffer
+    before the others have read it shows with copies landing at once."""
     x = rng.uniform(-1, 1, (2, 4, 256)).astype(np.float32)
     expected = x.copy()
     expected[:, 3, 256 - 10 :] = 0  # the loader's invalid (zero-filled) elements
     expected = np.roll(expected, -1, axis=2)  # each thread stores its neighbour's element
+
+    def run(name):
+        return emu.selftest(name, x.reshape(-1), out_per_thread=4, blocks=2).reshape(x.shape)
+
     try:
-        for schedule in ("forward", "reverse", "shuffle"):
-            emu.configure(schedule=schedule, workers=2)
-            out = emu.selftest("async_pipeline", x.reshape(-1), out_per_thread=4, blocks=2)
-            assert_identical(out.reshape(x.shape), expected, f"cp.async pipeline ({schedule})")
-            early = emu.selftest(
-                "async_pipeline_early_read", x.reshape(-1), out_per_thread=4, blocks=2
-            )
-            assert np.isnan(early).any(), schedule
+        for eager in (False, True):
+            for schedule in ("forward", "reverse", "shuffle"):
+                emu.configure(schedule=schedule, workers=2, eager_async_copies=eager)
+                assert_identical(run("async_pipeline"), expected, f"{schedule}, eager {eager}")
+        emu.configure(schedule="forward", eager_async_copies=False)
+        assert np.isnan(run("async_pipeline_early_read")).any()
+        assert_identical(run("async_pipeline_early_refill"), expected, "deferred copies hide it")
+        emu.configure(schedule="forward", eager_async_copies=True)
+        assert not np.array_equal(run("async_pipeline_early_refill"), expected)
     finally:
         emu.configure(schedule="reverse", workers=2)
 

@@ -30,7 +30,8 @@
 #define __noinline__ __attribute__((noinline))
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
-// One copy per OS worker = per block in flight (simt.h); poisoned at every block start.
+// One copy per OS worker = per block in flight (simt.h); poisoned at every block start. Not for
+// `extern __shared__`: dynamic shared memory goes through dynamic_shared<T>() (dynamic_shared.cuh).
 #define __shared__ static thread_local
 #define CUDART_VERSION 0  // runtime_version() reports 0: no CUDA runtime here
 

@@ -62,13 +62,16 @@ const char* fc_emu_last_error() { return g_error.c_str(); }
 
 void fc_emu_set_debug_poison(int on) { set_debug_poison(on != 0); }
 
-// schedule: 0 forward, 1 reverse, 2 seeded shuffle (simt.h); workers: OS threads for blocks.
-void fc_emu_configure(int schedule, uint64_t seed, int workers, int poison_shared) {
+// schedule: 0 forward, 1 reverse, 2 seeded shuffle (simt.h); workers: OS threads for blocks;
+// eager_async_copies: cp.async lands when issued instead of at its wait.
+void fc_emu_configure(int schedule, uint64_t seed, int workers, int poison_shared,
+                      int eager_async_copies) {
   emu::Options& o = emu::options();
   o.schedule = static_cast<emu::Schedule>(schedule);
   o.shuffle_seed = seed;
   o.workers = workers;
   o.poison_shared = poison_shared != 0;
+  o.eager_async_copies = eager_async_copies != 0;
 }
 
 int fc_emu_set_device(int device) {

@@ -80,11 +80,12 @@ __global__ void shared_isolation(float* out, const float*) {
 // A double-buffered cp.async pipeline: kTiles tiles of kBlock floats per block go through two
 // shared buffers; out = in, except the last tile's last kInvalid elements, which the loader marks
 // invalid (zero-filled). Each thread stores its neighbour's element, so the barrier after the wait
-// matters too. kEarlyRead reads each buffer before waiting for its copies: the bug the
-// emulator's deferred copies expose (a GPU would often get away with it).
+// matters too. Two bugs on purpose: kEarlyRead reads each buffer before waiting for its copies
+// (the emulator's deferred copies expose it), kEarlyRefill drops the barrier that keeps the next
+// refill from overwriting a buffer other threads still read (eager copies expose it).
 constexpr int kTiles = 4, kInvalid = 10;
 
-template <bool kEarlyRead>
+template <bool kEarlyRead, bool kEarlyRefill = false>
 __global__ void async_pipeline(float* out, const float* in) {
   using fastconv::gpu::cp_async;
   __shared__ float buf[2][kBlock];
@@ -110,7 +111,7 @@ __global__ void async_pipeline(float* out, const float* in) {
       v = buf[t % 2][(tid + 1) % kBlock];
     }
     out[(blockIdx.x * kTiles + t) * kBlock + tid] = v;
-    __syncthreads();  // the buffer is refilled by the next iteration's issue
+    if (!kEarlyRefill) __syncthreads();  // the buffer is refilled by the next iteration's issue
   }
 }
 
@@ -169,15 +170,15 @@ std::string g_selftest_error;
 // which: 0 sum_missing_barrier, 1 read_unwritten_shared, 2 divergent_barrier, 3 warp_ops,
 // 4 shared_isolation, 5 warp_ops with 2048 threads per block (an invalid launch),
 // 6 async_pipeline, 7 async_pipeline reading early, 8 mma_tf32, 9 vector_reverse4,
-// 10 trap_one_thread.
+// 10 trap_one_thread, 11 async_pipeline refilling early.
 // Returns 0, or 2 with the CUDA error in fc_emu_selftest_error().
 extern "C" int fc_emu_selftest(int which, float* out, const float* in, int blocks) {
   using fastconv::gpu::launch;
   static void (*const kKernels[])(float*, const float*) = {
       sum_missing_barrier, read_unwritten_shared, divergent_barrier, warp_ops, shared_isolation,
       warp_ops, async_pipeline<false>, async_pipeline<true>, mma_tf32, vector_reverse4,
-      trap_one_thread};
-  if (which < 0 || which > 10) return 1;
+      trap_one_thread, async_pipeline<false, true>};
+  if (which < 0 || which > 11) return 1;
   launch(kKernels[which], blocks, which == 5 ? 2048 : kBlock, nullptr, out, in);
   const cudaError_t err = cudaGetLastError();
   if (err == cudaSuccess) return 0;

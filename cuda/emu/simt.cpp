@@ -299,10 +299,17 @@ uint64_t warp_exchange(unsigned mask, uint64_t value, int src, uint64_t* all) {
   return f.result;
 }
 
+void complete(const PendingCopy& c) {
+  if (c.src_bytes > 0) std::memcpy(c.dst, c.src, size_t(c.src_bytes));
+  std::memset(static_cast<char*>(c.dst) + c.src_bytes, 0, size_t(c.bytes - c.src_bytes));
+}
+
 void async_copy(void* dst, const void* src, int bytes, int src_bytes) {
   Worker* w = t_worker;
   Fiber& f = w->fibers[w->current];
-  f.copies.push_back(PendingCopy{dst, src, bytes, src_bytes, f.committed});
+  const PendingCopy c{dst, src, bytes, src_bytes, f.committed};
+  if (g_options.eager_async_copies) complete(c);
+  else f.copies.push_back(c);
 }
 
 void async_commit() {
@@ -314,11 +321,8 @@ void async_wait(int pending) {
   Worker* w = t_worker;
   Fiber& f = w->fibers[w->current];
   size_t done = 0;
-  for (; done < f.copies.size() && f.copies[done].group < f.committed - pending; ++done) {
-    const PendingCopy& c = f.copies[done];
-    if (c.src_bytes > 0) std::memcpy(c.dst, c.src, size_t(c.src_bytes));
-    std::memset(static_cast<char*>(c.dst) + c.src_bytes, 0, size_t(c.bytes - c.src_bytes));
-  }
+  for (; done < f.copies.size() && f.copies[done].group < f.committed - pending; ++done)
+    complete(f.copies[done]);
   f.copies.erase(f.copies.begin(), f.copies.begin() + long(done));
 }
 

@@ -44,6 +44,9 @@ struct Options {
   uint64_t shuffle_seed = 1;
   int workers = 1;  // OS threads running blocks of one launch concurrently
   bool poison_shared = true;
+  // cp.async copies complete at the latest legal moment (their wait: exposes reads before the
+  // wait) or at once (exposes a refill of a buffer that other threads still read).
+  bool eager_async_copies = false;
 };
 Options& options();
 
@@ -77,7 +80,8 @@ int lane_id();
 
 // cp.async (cuda/async_copy.cuh): a copy of `bytes` (src_bytes of them read, the rest zero-filled)
 // waits in the issuing thread's queue; commit closes a group; async_wait(n) completes every
-// committed group but the n most recent — the latest moment PTX allows.
+// committed group but the n most recent — the latest moment PTX allows (or, with
+// Options::eager_async_copies, the copy lands when issued).
 void async_copy(void* dst, const void* src, int bytes, int src_bytes);
 void async_commit();
 void async_wait(int pending);
