@@ -8,7 +8,8 @@
 #   CUDAARCHS       architectures to build (default 90-real: only the GPU at hand, quick build)
 # Time budget: a lent H100 session has 15 minutes of device time, machine start-up included, so the
 # prepared run must fit in about 11. `bench/gpu_check.sh quick` runs, most informative first:
-#   build (~2 min: one architecture, 16 cores) -> tests (~0.5 min, 240 s cap) -> epoch (~2.5 min:
+#   build (~2 min: one architecture, 16 cores) -> tests (~0.5 min, 240 s cap) -> emu (~0.3 min, 90 s
+#   cap: the CPU emulator's model against the GPU, cuda/dev/emu_vs_gpu.cu) -> epoch (~2.5 min:
 #   graph tests, the bench, a cnn1 graph memcheck and cnn1's 30 epochs in graph mode; caps
 #   EPOCH_TIMEOUT 180 s each for the first two, 90 s for the memcheck, 75 s for the training;
 #   EPOCH_MEMCHECK=0 / EPOCH_TRAIN=0 skip those) -> bench (~2.5 min, 150 s cap)
@@ -23,7 +24,7 @@ export PYTHONUNBUFFERED=1 FASTCONV_CUDA=ON CUDAARCHS=${CUDAARCHS:-90-real}
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 PY=${PY:-python3}
 steps=${*:-build tests sanitize bench overhead train}
-[ "$steps" = quick ] && steps="build tests epoch bench sanitize racecheck"
+[ "$steps" = quick ] && steps="build tests emu epoch bench sanitize racecheck"
 
 step() { echo "=== $1 ($(date +%T))"; }
 
@@ -41,6 +42,14 @@ for s in $steps; do
     timeout ${TESTS_TIMEOUT:-240} $PY -m pytest -q -p no:cacheprovider -m "gpu and not slow" \
       tests/test_cuda.py tests/test_nn_cuda.py tests/test_maxpool2d.py tests/test_cuda_build.py \
       2>&1 | tee "$OUT/tests.log" | tail -60
+    ;;
+  emu)
+    # The CPU emulator's model (warp shuffles, cp.async, TF32 mma fragments, float4, dynamic shared
+    # memory) against this GPU: cuda/dev/emu_vs_gpu.cu, ~20 s with its nvcc build.
+    step emu
+    ARCH=${CUDAARCHS%%-*}
+    timeout ${EMU_TIMEOUT:-90} bash -c "${CUDACXX:-nvcc} -std=c++17 -arch=sm_${ARCH} -diag-suppress 177 -Icpp/include -Icuda \
+      cuda/dev/emu_vs_gpu.cu -o '$OUT/emu_vs_gpu' && '$OUT/emu_vs_gpu'" 2>&1 | tee "$OUT/emu_vs_gpu.log" | tail -10
     ;;
   slow)
     step slow

@@ -126,6 +126,36 @@ def _compile_and_link(cxx, work, lib):
     os.replace(tmp, lib)  # atomic: a concurrent build sees the old state or the whole library
 
 
+RUNTIME = ("cuda/emu/fiber.cpp", "cuda/emu/simt.cpp", "cuda/emu/runtime.cpp")
+
+
+def build_program(source, out_dir):
+    """Compiles a stand-alone CUDA program (e.g. cuda/dev/emu_vs_gpu.cu) against the emulator into
+    out_dir and returns the executable's path (RuntimeError with the compiler's output if not)."""
+    cxx = compiler()
+    if cxx is None or not sys.platform.startswith("linux"):
+        raise Unavailable("no C++ compiler found (set CXX, or install g++)")
+    exe = Path(out_dir) / Path(source).stem
+    cmd = [
+        *cxx,
+        *FLAGS,
+        *INCLUDES,
+        "-x",
+        "c++",
+        source,
+        "-x",
+        "none",
+        *RUNTIME,
+        "-o",
+        str(exe),
+        "-ldl",
+    ]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"emulator build failed: {' '.join(cmd)}\n{r.stderr}")
+    return exe
+
+
 def _padding(padding):
     """The public API's padding (int, pair, 'same', 'valid') as (mode, pad_h, pad_w)."""
     if isinstance(padding, str):

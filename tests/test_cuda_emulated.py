@@ -19,6 +19,8 @@ What this cannot prove (timing, the real memory model, warp scheduling): docs/CU
 
 from __future__ import annotations
 
+import subprocess
+
 import cuda_emu
 import numpy as np
 import pytest
@@ -462,6 +464,15 @@ def test_dynamic_shared_memory_emulated(emu, rng):
         emu.selftest_dynamic_shared(x, 3, 64 * 1024, False)
     big = emu.selftest_dynamic_shared(x, 3, 64 * 1024, True)
     assert_identical(big.reshape(3, 256), expected)
+
+
+def test_gpu_check_program_passes_in_the_emulator(emu, tmp_path):
+    """cuda/dev/emu_vs_gpu.cu holds the GPU to the emulator's model (bench/gpu_check.sh emu); here
+    it runs on the emulator, which must pass it, so its expectations are right before a GPU runs it."""
+    exe = cuda_emu.build_program("cuda/dev/emu_vs_gpu.cu", tmp_path)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("PASS") == 6, r.stdout
 
 
 def _tf32(a):
