@@ -25,6 +25,12 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 PY=${PY:-python3}
 steps=${*:-build tests sanitize bench overhead train}
 [ "$steps" = quick ] && steps="build tests emu epoch bench sanitize racecheck"
+# The device tool runs at most 10 minutes per command, so a lent session runs quick as two calls
+# (docs/CUDA.md "A lent GPU session, step by step"); call2 rebuilds only if the machine is fresh.
+[ "$steps" = call1 ] && steps="build tests emu overhead epoch"
+[ "$steps" = call2 ] && steps="ensure bench sanitize racecheck"
+# MNIST travels with the working tree as shared/data when the session copied it there
+[ -z "${FASTCONV_DATA:-}" ] && [ -d shared/data ] && export FASTCONV_DATA=$PWD/shared/data
 
 step() { echo "=== $1 ($(date +%T))"; }
 
@@ -36,6 +42,15 @@ for s in $steps; do
     $PY -c "import torch, cupy; print('torch', torch.__version__, 'cupy', cupy.__version__)" | tee -a "$OUT/gpu.txt"
     $PY -m pip install -q --no-build-isolation --no-deps . >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
     (cd /tmp && $PY -c "import fastconv, json; print(json.dumps(fastconv.info(), default=str))") | tee -a "$OUT/gpu.txt"
+    ;;
+  ensure)
+    # a fresh machine (the previous one went back) has no fastconv: build it as `build` does
+    if (cd /tmp && $PY -c "import fastconv, sys; sys.exit(0 if fastconv.info()['cuda_built'] else 1)") 2>/dev/null; then
+      step "ensure (already built)"
+    else
+      step "ensure: building"
+      $PY -m pip install -q --no-build-isolation --no-deps . >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+    fi
     ;;
   tests)
     step tests
