@@ -80,13 +80,16 @@ gpu::ConvAlgo algo_of(const std::optional<std::string>& name) {
   if (!name) return gpu::ConvAlgo::Auto;
   if (*name == "direct") return gpu::ConvAlgo::Direct;
   if (*name == "tiled") return gpu::ConvAlgo::Tiled;
-  throw ValueError(str_cat("conv algorithm must be 'direct', 'tiled' or None, got '", *name, "'"));
+  if (*name == "tiled128") return gpu::ConvAlgo::Tiled128;
+  throw ValueError(str_cat("conv algorithm must be 'direct', 'tiled', 'tiled128' or None, got '",
+                           *name, "'"));
 }
 
 std::optional<std::string> algo_name(gpu::ConvAlgo a) {
   switch (a) {
     case gpu::ConvAlgo::Direct: return std::string("direct");
     case gpu::ConvAlgo::Tiled: return std::string("tiled");
+    case gpu::ConvAlgo::Tiled128: return std::string("tiled128");
     default: return std::nullopt;
   }
 }
@@ -107,7 +110,8 @@ void register_cuda_bindings(py::module_& m) {
         gpu::set_conv_algo(pass_of(pass), algo_of(name));
       },
       py::arg("pass"), py::arg("name"),
-      "Force a pass's conv kernel family: 'direct', 'tiled' or None (by shape); tests, benches.");
+      "Force a pass's conv kernel family: 'direct', 'tiled', 'tiled128' or None (by shape); "
+      "tests, benches.");
   c.def(
       "get_conv_algo",
       [](const std::string& pass) { return algo_name(gpu::conv_algo(pass_of(pass))); },
@@ -121,7 +125,7 @@ void register_cuda_bindings(py::module_& m) {
       },
       py::arg("pass"), py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"),
       py::arg("padding_mode"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
-      "The conv kernel family a call of the pass would run: 'direct' or 'tiled'.");
+      "The conv kernel family a call of the pass would run: 'direct', 'tiled' or the forced one.");
   c.def("synchronize",
         [](int device, uintptr_t stream) {
           py::gil_scoped_release nogil;

@@ -15,12 +15,16 @@
 //           whose height fits C_in/groups (Tile1 ... Tile64, bwd_data_choice).
 //           bwd_weights splits its long reduction (N*OH*OW) into chunks whose partials are
 //           added in a fixed order by a second kernel: deterministic, no global atomics.
+//   tiled128  the same implicit GEMMs with a 128x128 tile, 8x8 per thread and a two-stage
+//           cp.async pipeline (conv2d_pipelined.cuh), for large layers; only when forced
+//           (set_conv_algo "tiled128") until GPU timings decide where the automatic choice uses it.
 // The bias gradient is one block per channel, a fixed-order tree reduction.
 // Every result is deterministic for a given GPU model (split counts depend on the SM count).
 #include <algorithm>
 
 #include "common.cuh"
 #include "conv2d_gemm.cuh"
+#include "conv2d_pipelined.cuh"
 #include "fastconv/ops.h"
 #include "fastconv/ops_cuda.h"
 
@@ -69,12 +73,12 @@ __global__ void __launch_bounds__(kThreads) conv_gemm_tiled(const G gm) {
 #pragma unroll
     for (int i = 0; i < kALoads; ++i) {
       const int mm = a_mm + i * (kThreads / kBK);
-      if (BM * kBK % kThreads == 0 || mm < BM) As[a_rr][mm] = gm.a(zc, m0 + mm, ta);
+      if (BM * kBK % kThreads == 0 || mm < BM) As[a_rr][mm] = gemm_a(gm, zc, m0 + mm, ta);
     }
 #pragma unroll
     for (int i = 0; i < kBK * BN / kThreads; ++i) {
       const int rr = b_rr + i * (kThreads / BN);
-      Bs[rr][b_nn] = gm.bval(col, rtab[rr]);
+      Bs[rr][b_nn] = gemm_b(gm, col, rtab[rr]);
     }
     __syncthreads();
 #pragma unroll
@@ -218,6 +222,20 @@ void launch_tiled(const G& gm, cudaStream_t stream, const char* name) {
   CHECK_LAUNCH(name, stream);
 }
 
+template <class G>
+void launch_tiled128(const G& gm, cudaStream_t stream, const char* name) {
+  FC_CHECK(gm.Z() <= 65535, "conv2d on CUDA: groups x splits (x stride phases) = ", gm.Z(),
+           " exceeds 65535");
+  const dim3 grid(static_cast<unsigned>(ceil_div(gm.Ncols(), kBN128)),
+                  static_cast<unsigned>(ceil_div(gm.M(), kBM128)), static_cast<unsigned>(gm.Z()));
+  FC_CHECK(grid.y <= 65535, "conv2d on CUDA: too many channels per group (", gm.M(), ")");
+  launch(conv_gemm_tiled128<G>, grid, kThreads, stream, gm);
+  CHECK_LAUNCH(name, stream);
+}
+
+// The forced family "tiled128" (never chosen automatically yet).
+bool forced_tiled128(ConvPass pass) { return conv_algo(pass) == ConvAlgo::Tiled128; }
+
 void check_sizes(const Conv2dParams& p) {
   check_int32(p.x, "input");
   check_int32(p.y, "output");
@@ -233,7 +251,8 @@ void poison(void* ptr, size_t bytes, cudaStream_t stream) {
 bool use_tiled(ConvPass pass, int64_t rows, int64_t cols_or_reduction, int64_t min_rows) {
   switch (conv_algo(pass)) {
     case ConvAlgo::Direct: return false;
-    case ConvAlgo::Tiled: return true;
+    case ConvAlgo::Tiled:
+    case ConvAlgo::Tiled128: return true;
     default: return rows >= min_rows && cols_or_reduction >= 16;
   }
 }
@@ -245,11 +264,11 @@ struct SplitPlan {
 // Split bwd_weights' reduction so that about two waves of blocks fill the GPU, each chunk a
 // multiple of the 16-deep step and at least 4 steps long; at most 256 chunks (a layer with one or
 // two output tiles, e.g. C_in = 1, needs that many to occupy the GPU; the workspace stays below
-// 2 * SMs * 64 * 64 floats because splits <= 2 * SMs / tiles).
-SplitPlan split_plan(const Conv2dParams& p, bool tiled) {
+// 2 * SMs * bm * bn floats because splits <= 2 * SMs / tiles). bm x bn: the kernel's tile.
+SplitPlan split_plan(const Conv2dParams& p, bool tiled, int bm = kBM, int bn = kBN) {
   const int64_t R = p.y.n * p.y.h * p.y.w;
   if (!tiled || R == 0) return {1, int(R)};
-  const int64_t blocks = ceil_div(p.cout_per_group(), kBM) * ceil_div(p.reduction(), kBN) * p.groups;
+  const int64_t blocks = ceil_div(p.cout_per_group(), bm) * ceil_div(p.reduction(), bn) * p.groups;
   const int64_t target = 2 * int64_t(sm_count());
   int64_t splits = std::min<int64_t>({ceil_div(target, blocks), ceil_div(R, 4 * kBK), 256,
                                       std::max<int64_t>(1, 65535 / p.groups),
@@ -265,6 +284,12 @@ bool fwd_tiled(const Conv2dParams& p) {
 
 bool bwd_weights_tiled(const Conv2dParams& p) {
   return use_tiled(ConvPass::BwdWeights, p.cout_per_group(), p.reduction(), 16);
+}
+
+// bwd_weights' split plan for the kernel that will run (its tile sets the block count).
+SplitPlan bwd_weights_plan(const Conv2dParams& p) {
+  if (forced_tiled128(ConvPass::BwdWeights)) return split_plan(p, true, kBM128, kBN128);
+  return split_plan(p, bwd_weights_tiled(p));
 }
 
 // bwd_data kernel choice: 0 = direct, otherwise the BM of the tile (Tile1 ... Tile64).
@@ -299,6 +324,7 @@ int bwd_data_choice(const Conv2dParams& p, const ConvGeom& g) {
 // entries
 
 ConvAlgo chosen_conv_algo(ConvPass pass, const Conv2dParams& p) {
+  if (forced_tiled128(pass)) return ConvAlgo::Tiled128;
   bool tiled = false;
   switch (pass) {
     case ConvPass::Fwd: tiled = fwd_tiled(p); break;
@@ -314,7 +340,9 @@ void conv2d_fwd__cuda(float* y, const float* x, const float* w, const float* b,
   poison(y, sizeof(float) * size_t(p.y.numel()), stream);
   if (p.y.numel() == 0) return;
   const ConvGeom g = conv_geom(p);
-  if (fwd_tiled(p)) {
+  if (forced_tiled128(ConvPass::Fwd)) {
+    launch_tiled128(FwdGemm{x, w, b, y, g, relu}, stream, "conv_gemm_tiled128<FwdGemm>");
+  } else if (fwd_tiled(p)) {
     launch_tiled(FwdGemm{x, w, b, y, g, relu}, stream, "conv_gemm_tiled<FwdGemm>");
   } else {
     const int total = int(p.y.numel());
@@ -330,6 +358,10 @@ void conv2d_bwd_data__cuda(float* dx, const float* dy, const float* w, const Con
   if (p.x.numel() == 0) return;
   const ConvGeom g = conv_geom(p);
   const BwdDataGemm gm{dy, w, dx, g};
+  if (forced_tiled128(ConvPass::BwdData)) {
+    launch_tiled128(gm, stream, "conv_gemm_tiled128<BwdDataGemm>");
+    return;
+  }
   switch (bwd_data_choice(p, g)) {
     case 1: launch_tiled<BwdDataGemm, Tile1>(gm, stream, "conv_gemm_tiled<BwdDataGemm, Tile1>"); break;
     case 4: launch_tiled<BwdDataGemm, Tile4>(gm, stream, "conv_gemm_tiled<BwdDataGemm, Tile4>"); break;
@@ -346,7 +378,7 @@ void conv2d_bwd_data__cuda(float* dx, const float* dy, const float* w, const Con
 }
 
 size_t conv2d_bwd_weights_workspace__cuda(const Conv2dParams& p) {
-  const SplitPlan plan = split_plan(p, bwd_weights_tiled(p));
+  const SplitPlan plan = bwd_weights_plan(p);
   return plan.splits > 1 ? sizeof(float) * size_t(plan.splits) * size_t(p.wt.numel()) : 0;
 }
 
@@ -357,8 +389,8 @@ void conv2d_bwd_weights__cuda(float* dw, float* db, const float* dy, const float
   poison(dw, sizeof(float) * size_t(p.wt.numel()), stream);
   if (db != nullptr) poison(db, sizeof(float) * size_t(p.y.c), stream);
   const ConvGeom g = conv_geom(p);
-  const bool tiled = bwd_weights_tiled(p);
-  const SplitPlan plan = split_plan(p, tiled);
+  const bool tiled = bwd_weights_tiled(p), tiled128 = forced_tiled128(ConvPass::BwdWeights);
+  const SplitPlan plan = bwd_weights_plan(p);
   const int numel = int(p.wt.numel());
   if (tiled) {
     const size_t need = plan.splits > 1 ? sizeof(float) * size_t(plan.splits) * size_t(numel) : 0;
@@ -366,8 +398,9 @@ void conv2d_bwd_weights__cuda(float* dw, float* db, const float* dy, const float
              "conv2d_bwd_weights on CUDA needs a workspace of ", need, " bytes, got ",
              workspace_bytes);
     poison(workspace, need, stream);
-    launch_tiled(BwdWeightsGemm{dy, x, dw, workspace, g, plan.splits, plan.chunk}, stream,
-                 "conv_gemm_tiled<BwdWeightsGemm>");
+    const BwdWeightsGemm gm{dy, x, dw, workspace, g, plan.splits, plan.chunk};
+    if (tiled128) launch_tiled128(gm, stream, "conv_gemm_tiled128<BwdWeightsGemm>");
+    else launch_tiled(gm, stream, "conv_gemm_tiled<BwdWeightsGemm>");
     if (plan.splits > 1) {
       launch(sum_splits, grid_1d(numel, 256), 256, stream, dw, workspace, numel, plan.splits);
       CHECK_LAUNCH("sum_splits", stream);

@@ -7,7 +7,9 @@
 // decodes z once into a ZCtx (an int for fwd and bwd_weights), keeps an (m, n) tile in registers
 // and walks r in steps of BK; for each step it decomposes the BK values of r once into an RCtx
 // table (shared memory), and each thread decomposes its B column once into a ColCtx, so the inner
-// gathers are an add, two compares and a load — no division per element.
+// gathers are an add, two compares and a load — no division per element. a_at / b_at give an
+// element's address and whether it exists (else the tensor's base, a safe address for a
+// zero-filling cp.async); gemm_a / gemm_b below read the value for the register loaders.
 //
 //   pass         M        N (columns)               r (reduction)                A                 B (gathered)
 //   fwd          Cout/g   N*OH*OW pixels            (c, ky, kx) Cin/g            w[co][r]          x at the tap
@@ -156,14 +158,15 @@ struct FwdGemm {
     t.iy0 = oy * g.sh - g.pt; t.ix0 = (pix - oy * g.OW) * g.sw - g.pl;
     return t;
   }
-  FASTCONV_HD float a(int z, int m, const RCtx& t) const {
+  FASTCONV_HD const float* a_at(int z, int m, const RCtx& t, bool* ok) const {
     const int R = g.cin_g * g.KH * g.KW;
-    return t.valid && m < g.cout_g ? w[(z * g.cout_g + m) * R + t.r] : 0.0f;
+    *ok = t.valid && m < g.cout_g;
+    return *ok ? w + (z * g.cout_g + m) * R + t.r : w;
   }
-  FASTCONV_HD float bval(const ColCtx& c, const RCtx& t) const {
+  FASTCONV_HD const float* b_at(const ColCtx& c, const RCtx& t, bool* ok) const {
     const int iy = c.iy0 + t.ky, ix = c.ix0 + t.kx;
-    return c.valid && t.valid && inside(iy, g.H) && inside(ix, g.W) ? x[c.base + t.off + iy * g.W + ix]
-                                                                    : 0.0f;
+    *ok = c.valid && t.valid && inside(iy, g.H) && inside(ix, g.W);
+    return *ok ? x + c.base + t.off + iy * g.W + ix : x;
   }
   FASTCONV_HD void store(int z, int m, int n, float v) const {
     const int ohw = g.OH * g.OW, img = n / ohw, pix = n - img * ohw, co = z * g.cout_g + m;
@@ -222,14 +225,15 @@ struct BwdDataGemm {
     t.oy0 = zc.y.o0 + jy; t.ox0 = zc.x.o0 + (pix - jy * zc.x.n_in);
     return t;
   }
-  FASTCONV_HD float a(const ZCtx& zc, int m, const RCtx& t) const {
+  FASTCONV_HD const float* a_at(const ZCtx& zc, int m, const RCtx& t, bool* ok) const {
     const int khw = g.KH * g.KW;
-    return t.valid && m < g.cin_g ? w[zc.grp * g.cout_g * g.cin_g * khw + t.woff + m * khw] : 0.0f;
+    *ok = t.valid && m < g.cin_g;
+    return *ok ? w + zc.grp * g.cout_g * g.cin_g * khw + t.woff + m * khw : w;
   }
-  FASTCONV_HD float bval(const ColCtx& c, const RCtx& t) const {
+  FASTCONV_HD const float* b_at(const ColCtx& c, const RCtx& t, bool* ok) const {
     const int oy = c.oy0 - t.doy, ox = c.ox0 - t.dox;
-    return c.valid && t.valid && inside(oy, g.OH) && inside(ox, g.OW) ? dy[c.base + t.dyoff + oy * g.OW + ox]
-                                                                      : 0.0f;
+    *ok = c.valid && t.valid && inside(oy, g.OH) && inside(ox, g.OW);
+    return *ok ? dy + c.base + t.dyoff + oy * g.OW + ox : dy;
   }
   FASTCONV_HD void store(const ZCtx& zc, int m, int n, float v) const {
     const int hw = zc.y.n_in * zc.x.n_in, img = n / hw, pix = n - img * hw, jy = pix / zc.x.n_in;
@@ -303,13 +307,14 @@ struct BwdWeightsGemm {
     t.ky = ky * g.dh; t.kx = (kk - ky * g.KW) * g.dw;
     return t;
   }
-  FASTCONV_HD float a(int z, int m, const RCtx& t) const {
-    return t.valid && m < g.cout_g ? dy[t.dyoff + ((z / splits) * g.cout_g + m) * g.OH * g.OW] : 0.0f;
+  FASTCONV_HD const float* a_at(int z, int m, const RCtx& t, bool* ok) const {
+    *ok = t.valid && m < g.cout_g;
+    return *ok ? dy + t.dyoff + ((z / splits) * g.cout_g + m) * g.OH * g.OW : dy;
   }
-  FASTCONV_HD float bval(const ColCtx& c, const RCtx& t) const {
+  FASTCONV_HD const float* b_at(const ColCtx& c, const RCtx& t, bool* ok) const {
     const int iy = t.iy0 + c.ky, ix = t.ix0 + c.kx;
-    return c.valid && t.valid && inside(iy, g.H) && inside(ix, g.W) ? x[t.xoff + c.off + iy * g.W + ix]
-                                                                    : 0.0f;
+    *ok = c.valid && t.valid && inside(iy, g.H) && inside(ix, g.W);
+    return *ok ? x + t.xoff + c.off + iy * g.W + ix : x;
   }
   FASTCONV_HD void store(int z, int m, int n, float v) const {
     const int grp = z / splits, s = z % splits, kg = Ncols();
@@ -318,6 +323,20 @@ struct BwdWeightsGemm {
     else ws[s * g.K * kg + i] = v;
   }
 };
+
+// The values behind a_at / b_at (0 outside the tensor or the reduction): the register loaders.
+template <class G>
+FASTCONV_HD float gemm_a(const G& gm, const typename G::ZCtx& zc, int m, const typename G::RCtx& t) {
+  bool ok = false;
+  const float* p = gm.a_at(zc, m, t, &ok);
+  return ok ? *p : 0.0f;
+}
+template <class G>
+FASTCONV_HD float gemm_b(const G& gm, const typename G::ColCtx& c, const typename G::RCtx& t) {
+  bool ok = false;
+  const float* p = gm.b_at(c, t, &ok);
+  return ok ? *p : 0.0f;
+}
 
 }  // namespace gpu
 }  // namespace fastconv

@@ -45,11 +45,11 @@ void emulate_tiled(const G& gm) {
             const auto col = gm.colctx(zc, n0 + b_nn);
             for (int i = 0; i < kALoads; ++i) {
               const int mm = a_mm + i * (kThreads / kBK);
-              if (BM * kBK % kThreads == 0 || mm < BM) As[a_rr * BM + mm] = gm.a(zc, m0 + mm, rtab[a_rr]);
+              if (BM * kBK % kThreads == 0 || mm < BM) As[a_rr * BM + mm] = gemm_a(gm, zc, m0 + mm, rtab[a_rr]);
             }
             for (int i = 0; i < kBK * BN / kThreads; ++i) {
               const int rr = b_rr + i * (kThreads / BN);
-              Bs[rr * BN + b_nn] = gm.bval(col, rtab[rr]);
+              Bs[rr * BN + b_nn] = gemm_b(gm, col, rtab[rr]);
             }
           }
           for (int tid = 0; tid < kThreads; ++tid) {

@@ -18,13 +18,14 @@ namespace fastconv {
 namespace gpu {
 
 // Kernel choice per conv pass (the CPU registry's vocabulary, conv_algos.h): Auto picks by shape;
-// Direct (one thread or block per output element) and Tiled (implicit GEMM in shared memory)
-// force a family, for tests and benchmarks.
-enum class ConvAlgo { Auto = 0, Direct = 1, Tiled = 2 };
+// Direct (one thread or block per output element), Tiled (implicit GEMM in shared memory, 64x64
+// tiles) and Tiled128 (128x128 tiles, cp.async pipeline; never chosen by Auto yet) force a family,
+// for tests and benchmarks.
+enum class ConvAlgo { Auto = 0, Direct = 1, Tiled = 2, Tiled128 = 3 };
 enum class ConvPass { Fwd = 0, BwdData = 1, BwdWeights = 2 };
 void set_conv_algo(ConvPass pass, ConvAlgo algo);
 ConvAlgo conv_algo(ConvPass pass);
-// The family a call of the pass would run on p: Direct or Tiled (the forced one if set).
+// The family a call of the pass would run on p: Direct or Tiled, or the forced one if set.
 ConvAlgo chosen_conv_algo(ConvPass pass, const Conv2dParams& p);
 
 // y (N, C_out, OH, OW) = conv(x, w) + b, ReLU-clamped when relu; b may be nullptr.
