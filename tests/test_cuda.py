@@ -9,7 +9,8 @@ without CUDA, CuPy is missing or no device is visible — it never passes vacuou
 Coverage: every problem of the CPU catalog (tests/shapes.py: tails, edges, kernels 1x1..11x11,
 strides 1-4, explicit/same/valid/asymmetric padding, dilation, groups incl. depthwise, the
 NETWORKS.md layers) for each conv pass and each kernel family ('direct', 'tiled', and 'auto' which
-picks by shape); max-pool values and indices exactly (ties and NaN included); determinism; the
+picks by shape), the forced-only families ('tiled128') on a catalog subset; max-pool values and
+indices exactly (ties and NaN included); determinism; the
 array contract (CuPy outputs on the input's device, CuPy's current stream, dtype conversion,
 non-contiguous inputs, errors). Debug poison (conftest, autouse) makes the CUDA entries fill their
 outputs with NaN first, so an element a kernel never writes fails the comparison.
@@ -157,6 +158,83 @@ def test_conv2d_bwd_weights_split_reduction_on_a_long_reduction(cp, rng):
     tol = _tolerances(s)
     assert_close(cp.asnumpy(dw), rdw, *tol["dw"], "split bwd_weights dw")
     assert_close(cp.asnumpy(db), rdb, *tol["db"], "split bwd_weights db")
+
+
+# ----------------------------------------------------------------------------------------------
+# The families only ever forced (never chosen by shape until GPU timings say where): 'tiled128'
+# (128x128 tiles, cp.async pipeline). A catalog subset with tails in every GEMM dimension,
+# strides with empty phases, dilation, groups, depthwise, padding; the big layers marked slow.
+# tiled128 sums each output in the order the 64x64 'tiled' kernel does: fwd and bwd_data equal it
+# bit for bit (bwd_weights may split its reduction differently).
+FAMILY_SHAPES = (
+    "tails.c19k23",
+    "tails.c33k31.w31",
+    "edges.bigbatch",
+    "edges.many_k",
+    "edges.dil10",
+    "kernels.11x11",
+    "strides.s3",
+    "strides.s3.k2",
+    "padding.same_even4x2",
+    "padding.pair0x3",
+    "dilation.d2.s2",
+    "groups.g3.tails",
+    "groups.depthwise_5x5_s2",
+    "groups.g2.dil2.s2",
+    "cnn1.conv2@n2",
+    "keras.conv2@n2",
+)
+FAMILY_CASES = [pytest.param(shapes.conv(n), id=n) for n in FAMILY_SHAPES] + [
+    pytest.param(s, id=s.name, marks=pytest.mark.slow) for s in shapes.CONV_BIG_TEST
+]
+
+
+def _forced(family, fn):
+    """fn() with every conv pass forced to `family`, the previous choice restored after."""
+    previous = {p: _cuda_ops.get_conv_algo(p) for p in PASSES}
+    for p in PASSES:
+        _cuda_ops.set_conv_algo(p, family)
+    try:
+        return fn()
+    finally:
+        for p, name in previous.items():
+            _cuda_ops.set_conv_algo(p, name)
+
+
+def _run_all_passes(cp, s, x, w, b, dy):
+    """y, dx, dw, db (host arrays) of one problem through the public API on the GPU."""
+    gx, gw = cp.asarray(x), cp.asarray(w)
+    y = fastconv.conv2d(gx, gw, None if b is None else cp.asarray(b), **s.kwargs())
+    grads = fastconv.conv2d_backward(cp.asarray(dy), gx, gw, **s.kwargs())
+    return tuple(cp.asnumpy(a) for a in (y, *grads))
+
+
+@pytest.mark.parametrize("family", ["tiled128"])
+@pytest.mark.parametrize("s", FAMILY_CASES)
+def test_conv2d_forced_family_backward_cuda(cp, rng, family, s):
+    x, w, b, dy = _arrays(rng, s)
+
+    def run():
+        for p in PASSES:
+            chosen = fastconv.conv2d_algo(p, s.x_shape, s.w_shape, **s.kwargs(), device="cuda")
+            assert chosen == family, (p, chosen)
+        return _run_all_passes(cp, s, x, w, b, dy)
+
+    y, dx, dw, db = _forced(family, run)
+    tol = _tolerances(s)
+    rdw, rdb = ref.conv2d_bwd_weights(dy, x, w.shape, **s.kwargs())
+    assert_close(y, ref.conv2d_fwd(x, w, b, **s.kwargs()), *tol["y"], f"{s.name} [{family}]: y")
+    rdx = ref.conv2d_bwd_data(dy, w, x.shape, **s.kwargs())
+    assert_close(dx, rdx, *tol["dx"], f"{s.name} [{family}]: dx")
+    assert_close(dw, rdw, *tol["dw"], f"{s.name} [{family}]: dw")
+    assert_close(db, rdb, *tol["db"], f"{s.name} [{family}]: db")
+    if family == "tiled128":
+        ty, tdx, _, _ = _forced("tiled", lambda: _run_all_passes(cp, s, x, w, b, dy))
+        assert_identical(y, ty, f"{s.name}: y, tiled128 vs tiled")
+        assert_identical(dx, tdx, f"{s.name}: dx, tiled128 vs tiled")
+    again = _forced(family, run)  # deterministic: the same bits again
+    for key, a, a2 in zip(("y", "dx", "dw", "db"), (y, dx, dw, db), again):
+        assert_identical(a2, a, f"{s.name} [{family}] rerun: {key}")
 
 
 def test_conv2d_cuda_matches_cpu_kernels(cp, rng):

@@ -86,8 +86,10 @@ def _kernels(emu):
 
 
 def _family(kernels):
-    """'tiled' or 'direct': the family of the first conv kernel that ran."""
+    """'tiled128', 'tiled' or 'direct': the family of the first conv kernel that ran."""
     for k in kernels:
+        if "conv_gemm_tiled128" in k:
+            return "tiled128"
         if "conv_gemm_tiled" in k:
             return "tiled"
         if "_direct" in k:
@@ -242,7 +244,7 @@ def _random_problem(rng, i):
 
 @pytest.mark.parametrize("i", range(40))
 def test_conv2d_random_geometry_emulated(emu, rng, i):
-    """Both kernel families, all three passes, on a random geometry (seeded by the test id)."""
+    """Every kernel family, all three passes, on a random geometry (seeded by the test id)."""
     s = _random_problem(rng, i)
     x, w, b, dy = _arrays(rng, s)
     red = (s.c // s.groups) * s.kernel[0] * s.kernel[1]
@@ -254,7 +256,7 @@ def test_conv2d_random_geometry_emulated(emu, rng, i):
             conv_tolerance(s.n * s.out_hw[0] * s.out_hw[1]),
         ),
     }
-    for a in ("direct", "tiled"):
+    for a in ("direct", "tiled", "tiled128"):
         for p in cuda_emu.PASSES:
             emu.set_conv_algo(p, a)
         try:
@@ -268,6 +270,98 @@ def test_conv2d_random_geometry_emulated(emu, rng, i):
                 emu.set_conv_algo(p, None)
         for name, (want, tol) in expected.items():
             assert_close(got[name], want, *tol, f"{s!r} [{a}]: {name}")
+
+
+# ----------------------------------------------------------------------------------------------
+# tiled128 (conv2d_pipelined.cuh): 128x128 tiles, two-stage cp.async pipeline, forced only.
+# Shapes with M (rows) and N (columns) past one tile and not a multiple of it, reductions that end
+# inside an 8-deep step, several steps, strides with empty phases, dilation, groups, padding.
+# Each output sums r ascending with one fmaf per r, as the 64x64 kernel does: fwd and bwd_data
+# must equal 'tiled' bit for bit; bwd_weights too when neither splits its reduction.
+TILED128_CASES = [
+    C("emu.t128.m130.n144", 1, 3, 12, 12, 130, padding=1),  # fwd: 2 x 2 tiles, R = 27
+    C("emu.t128.s2.d2.g2", 2, 6, 11, 10, 10, stride=2, padding=(2, 1), dilation=2, groups=2),
+    C("emu.t128.s3.k2.empty_phases", 1, 4, 10, 11, 5, kernel=2, stride=3),
+    C("emu.t128.same.k4", 1, 5, 9, 8, 7, kernel=4, padding="same", bias=False),
+    C("emu.t128.rect.s(2,1)", 2, 3, 8, 9, 5, kernel=(1, 3), stride=(2, 1), padding=(0, 1)),
+]
+
+
+def _run_family(emu, family, s, x, w, b, dy):
+    """y, dx, dw, db and the kernels that ran, with every pass forced to `family`."""
+    for p in cuda_emu.PASSES:
+        emu.set_conv_algo(p, family)
+    try:
+        emu.launches()
+        out = (
+            emu.conv2d_fwd(x, w, b, **s.kwargs()),
+            emu.conv2d_bwd_data(dy, w, s.x_shape, **s.kwargs()),
+            *emu.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs(), bias=s.bias),
+        )
+        return out, _kernels(emu)
+    finally:
+        for p in cuda_emu.PASSES:
+            emu.set_conv_algo(p, None)
+
+
+@pytest.mark.parametrize("s", TILED128_CASES, ids=lambda s: s.name)
+def test_conv2d_tiled128_emulated(emu, rng, s):
+    x, w, b, dy = _arrays(rng, s)
+    (y, dx, dw, db), kernels = _run_family(emu, "tiled128", s, x, w, b, dy)
+    gemms = [k for k in kernels if "conv_gemm" in k]
+    assert len(gemms) == 3, kernels
+    assert all("conv_gemm_tiled128<" in k for k in gemms), kernels
+    for p in cuda_emu.PASSES:
+        assert emu.chosen_conv_algo(p, s.x_shape, s.w_shape, **s.kwargs()) != "tiled128"
+    red = (s.c // s.groups) * s.kernel[0] * s.kernel[1]
+    rdw, rdb = ref.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
+    tol_w = conv_tolerance(s.n * s.out_hw[0] * s.out_hw[1])
+    assert_close(y, ref.conv2d_fwd(x, w, b, **s.kwargs()), *conv_tolerance(red), f"{s.name}: y")
+    assert_close(
+        dx,
+        ref.conv2d_bwd_data(dy, w, s.x_shape, **s.kwargs()),
+        *conv_tolerance((s.k // s.groups) * s.kernel[0] * s.kernel[1]),
+        f"{s.name}: dx",
+    )
+    assert_close(dw, rdw, *tol_w, f"{s.name}: dw")
+    (ty, tdx, tdw, _), tkernels = _run_family(emu, "tiled", s, x, w, b, dy)
+    assert_identical(y, ty, f"{s.name}: y, tiled128 vs tiled")
+    assert_identical(dx, tdx, f"{s.name}: dx, tiled128 vs tiled")
+    if "sum_splits" not in " ".join(kernels + tkernels):
+        assert_identical(dw, tdw, f"{s.name}: dw, tiled128 vs tiled")
+
+
+def test_conv2d_tiled128_split_reduction_emulated(emu, rng):
+    """bwd_weights with tiled128 splits a long reduction for its own (fewer, larger) tiles."""
+    s = C("emu.t128.split", 2, 4, 12, 12, 6, padding=1)  # R = 288: 2 chunks on 132 SMs
+    x, w, b, dy = _arrays(rng, s)
+    emu.set_conv_algo("bwd_weights", "tiled128")
+    try:
+        emu.launches()
+        dw, db = emu.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
+        kernels = _kernels(emu)
+    finally:
+        emu.set_conv_algo("bwd_weights", None)
+    assert "sum_splits" in " ".join(kernels), kernels
+    rdw, rdb = ref.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs())
+    tol = conv_tolerance(s.n * s.out_hw[0] * s.out_hw[1])
+    assert_close(dw, rdw, *tol, f"{s.name}: dw")
+    assert_close(db, rdb, *tol, f"{s.name}: db")
+
+
+def test_conv2d_tiled128_independent_of_thread_order_emulated(emu, rng):
+    """The pipeline's one barrier per step: a missing one would make results order-dependent."""
+    s = TILED128_CASES[1]
+    x, w, b, dy = _arrays(rng, s)
+    results = []
+    try:
+        for schedule, workers in (("forward", 1), ("shuffle", 2)):
+            emu.configure(schedule=schedule, seed=11, workers=workers)
+            results.append(_run_family(emu, "tiled128", s, x, w, b, dy)[0])
+    finally:
+        emu.configure(schedule="reverse", workers=2)
+    for name, got, first in zip(("y", "dx", "dw", "db"), results[1], results[0]):
+        assert_identical(got, first, f"{s.name} tiled128 {name}: shuffled vs forward order")
 
 
 def test_conv2d_bad_geometry_is_a_value_error_emulated(emu, rng):
