@@ -13,6 +13,10 @@ docs/CUDA.md) and fastconv's relative error against cuDNN (a check that both com
 Shapes: tests/shapes.py — the MNIST-family layers at their training batch sizes, AlexNet conv1 and
 two VGG 3x3 layers at batch 64, plus the catalog's AlexNet conv2 / Inception layers at batch 8.
 Writes one JSON record per row (--json) and prints a table; the GPU model is in both.
+Large layers (AlexNet, VGG, Inception): each pass is also timed with every CUDA kernel family
+forced in turn (--families, default direct, tiled, tiled128 and tf32 where this build has it;
+--family-reps calls each), one labelled row each ("family"), next to cuDNN FP32 (and TF32 with
+--tf32): the data for the automatic choice, which never picks tiled128 or tf32 by itself yet.
 """
 
 from __future__ import annotations
@@ -33,11 +37,18 @@ import shapes  # noqa: E402
 PEAKS = {"H100": (67.0, 3350.0), "H200": (67.0, 4800.0), "A100": (19.5, 2039.0)}
 
 
-def conv_problems():
-    layers = [s for s in shapes.CONV_LAYERS if not s.bench_only]
+FAMILIES = ("direct", "tiled", "tiled128", "tf32")
+
+
+def large_conv_problems():
     big = [shapes.conv(n).with_batch(64) for n in ("alexnet.conv1", "vgg.a", "vgg.b")]
     extra = [shapes.conv(n) for n in ("alexnet.conv2", "inception.1x1", "inception.5x5")]
-    return layers + big + extra
+    return big + extra
+
+
+def conv_problems():
+    layers = [s for s in shapes.CONV_LAYERS if not s.bench_only]
+    return layers + large_conv_problems()
 
 
 def pool_problems():
@@ -70,7 +81,17 @@ def main(argv=None):
         "--tf32", action="store_true", help="add a cuDNN row with TF32 enabled (labelled)"
     )
     ap.add_argument("--only", nargs="*", help="shape names to run (default: all)")
+    ap.add_argument(
+        "--families",
+        default=",".join(FAMILIES),
+        help="CUDA kernel families forced in turn on the large layers (comma-separated; '' none)",
+    )
+    ap.add_argument("--family-reps", type=int, default=20, help="timed calls per forced family")
     args = ap.parse_args(argv)
+    families = [f for f in args.families.split(",") if f]
+    for f in families:
+        if f not in FAMILIES:
+            ap.error(f"--families: unknown family {f!r} (choose from {', '.join(FAMILIES)})")
 
     import cupy as cp
     import fastconv
@@ -93,13 +114,14 @@ def main(argv=None):
         else 50 * 2**20
     )
 
-    def time_fn(fn, sets):
-        """Median ms of fn(inputs) over args.reps calls, rotating among the input sets."""
+    def time_fn(fn, sets, reps=None, warmup=None):
+        """Median ms of fn(inputs) over `reps` calls, rotating among the input sets."""
+        reps = args.reps if reps is None else reps
         with cp_stream:
-            for i in range(args.warmup):
+            for i in range(args.warmup if warmup is None else warmup):
                 fn(sets[i % len(sets)])
             times = []
-            for i in range(args.reps):
+            for i in range(reps):
                 start, end = (
                     torch.cuda.Event(enable_timing=True),
                     torch.cuda.Event(enable_timing=True),
@@ -138,6 +160,50 @@ def main(argv=None):
     )
     print(hdr)
     gen = torch.Generator(device=dev).manual_seed(0)
+    large = {s.name for s in large_conv_problems()}
+
+    def family_rows(pass_, fc, sets, want, row, t_tf32):
+        """One row per forced family of this pass (an error row where the family cannot run)."""
+        out = []
+        for fam in families:
+            try:
+                fastconv.set_conv_algo(pass_, fam, device="cuda")
+            except ValueError as exc:  # a family this build does not have
+                out.append(dict(row, family=fam, error=str(exc)))
+                continue
+            try:
+                with cp_stream:
+                    got = fc(sets[0])
+                    got = got[0] if isinstance(got, tuple) else got
+                torch.cuda.synchronize()
+                err = rel_err(torch.as_tensor(got, device=dev), want)
+                del got
+                t = time_fn(fc, sets, reps=args.family_reps, warmup=2)
+            except (ValueError, RuntimeError) as exc:
+                out.append(dict(row, family=fam, error=str(exc)))
+                continue
+            finally:
+                fastconv.set_conv_algo(pass_, None, device="cuda")
+            fam_row = dict(
+                row,
+                family=fam,
+                fastconv_ms=t,
+                fastconv_tflops=row["flops"] / t / 1e9,
+                ratio=t / row["cudnn_ms"],
+                rel_err_vs_cudnn=err,
+                reps=args.family_reps,
+            )
+            if t_tf32 is not None:
+                fam_row["cudnn_tf32_ms"] = t_tf32
+                fam_row["ratio_vs_cudnn_tf32"] = t / t_tf32
+            out.append(fam_row)
+        for r in out:
+            text = r.get("error") or (
+                f"{r['fastconv_ms']:11.4f} {r['cudnn_ms']:9.4f} {r['fastconv_tflops']:10.2f} "
+                f"{r['cudnn_tflops']:10.2f} {r['ratio']:8.2f} {'':8s} {r['rel_err_vs_cudnn']:8.1e}"
+            )
+            print(f"{'':24s} {'  ' + r['family']:12s} {text}")
+        return out
 
     for s in conv_problems():
         if args.only and s.name not in args.only:
@@ -202,6 +268,10 @@ def main(argv=None):
             row = {
                 "op": "conv2d",
                 "pass": pass_,
+                "family": "auto",
+                "auto_family": fastconv.conv2d_algo(
+                    pass_, s.x_shape, s.w_shape, **kw, device="cuda"
+                ),
                 "shape": s.name,
                 "x": s.x_shape,
                 "w": s.w_shape,
@@ -224,6 +294,7 @@ def main(argv=None):
                 f"{s.name:24s} {pass_:12s} {t_fc:11.4f} {t_cd:9.4f} {row['fastconv_tflops']:10.2f} "
                 f"{row['cudnn_tflops']:10.2f} {row['ratio']:8.2f} {floor if floor else float('nan'):8.4f} {err:8.1e}"
             )
+            t_tf = None
             if args.tf32:
                 torch.backends.cudnn.allow_tf32 = True
                 t_tf = time_fn(cd, sets)
@@ -241,6 +312,8 @@ def main(argv=None):
                     f"{'':24s} {pass_ + ' (TF32)':12s} {'':11s} {t_tf:9.4f} {'':10s} "
                     f"{flops / t_tf / 1e9:10.2f} {t_fc / t_tf:8.2f}"
                 )
+            if s.name in large:
+                rows += family_rows(pass_, fc, sets, want, row, t_tf)
             del got, want
 
     for s in pool_problems():

@@ -165,7 +165,8 @@ def _gpu_table(data):
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        if r.get("peer") == "cudnn-tf32":
+        # Forced-family rows (conv_cuda.py --families) are the data for the automatic choice.
+        if r.get("peer") == "cudnn-tf32" or r.get("family", "auto") != "auto":
             continue
         pool = r["op"] != "conv2d"
         tf = tf32.get((r["shape"], r["pass"]))
