@@ -162,6 +162,10 @@ def main(argv=None):
     gen = torch.Generator(device=dev).manual_seed(0)
     large = {s.name for s in large_conv_problems()}
 
+    def dump():
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+
     def family_rows(pass_, fc, sets, want, row, t_tf32):
         """One row per forced family of this pass (an error row where the family cannot run)."""
         out = []
@@ -315,6 +319,7 @@ def main(argv=None):
             if s.name in large:
                 rows += family_rows(pass_, fc, sets, want, row, t_tf)
             del got, want
+        dump()  # after every layer: a run cut short by its time cap keeps what it measured
 
     for s in pool_problems():
         if args.only and s.name not in args.only:
@@ -378,8 +383,7 @@ def main(argv=None):
                 f"{row['cudnn_gbs']:8.0f}GB/s {row['ratio']:8.2f} {floor if floor else float('nan'):8.4f}"
             )
 
-    with open(args.json, "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    dump()
     print(f"# wrote {len(rows)} rows to {args.json}")
 
 

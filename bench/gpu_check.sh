@@ -12,7 +12,8 @@
 #   cap: the CPU emulator's model against the GPU, cuda/dev/emu_vs_gpu.cu) -> epoch (~2.5 min:
 #   graph tests, the bench, a cnn1 graph memcheck and cnn1's 30 epochs in graph mode; caps
 #   EPOCH_TIMEOUT 180 s each for the first two, 90 s for the memcheck, 75 s for the training;
-#   EPOCH_MEMCHECK=0 / EPOCH_TRAIN=0 skip those) -> bench (~2.5 min, 150 s cap)
+#   EPOCH_MEMCHECK=0 / EPOCH_TRAIN=0 skip those) -> bench (~3 min, 200 s cap: the large layers
+#   also with each kernel family forced; its JSON is rewritten after every layer)
 #   -> sanitize (~2.5 min, 150 s cap) -> racecheck (~1.5 min, 120 s cap)
 # about 11 minutes if each step takes its estimate; the caps alone add up to more, so a step that
 # runs long costs the ones after it. The estimates come from earlier H100 runs (docs/CUDA.md)
@@ -87,7 +88,7 @@ for s in $steps; do
     ;;
   bench)
     step bench
-    timeout ${BENCH_TIMEOUT:-150} $PY bench/conv_cuda.py --json "$OUT/conv_cuda.json" --tf32 2>&1 | tee "$OUT/bench.log" | tail -50
+    timeout ${BENCH_TIMEOUT:-200} $PY bench/conv_cuda.py --json "$OUT/conv_cuda.json" --tf32 2>&1 | tee "$OUT/bench.log" | tail -50
     ;;
   overhead)
     step overhead
