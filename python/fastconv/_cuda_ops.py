@@ -177,7 +177,8 @@ def built() -> bool:
 
 def set_conv_algo(pass_name: str, name: Optional[str]) -> None:
     """Force the kernel family of one conv pass ("fwd", "bwd_data", "bwd_weights"): 'direct',
-    'tiled' or None (by shape), as fastconv.set_conv_algo does for the CPU (tests, benchmarks)."""
+    'tiled', 'tiled128' (only ever forced) or None (by shape), as fastconv.set_conv_algo does for
+    the CPU (tests, benchmarks)."""
     _native().set_conv_algo(pass_name, name)
 
 
@@ -187,8 +188,9 @@ def get_conv_algo(pass_name: str) -> Optional[str]:
 
 
 def conv2d_algo(pass_name, x_shape, w_shape, stride, pad_mode, pad, dilation, groups) -> str:
-    """The kernel family ('direct' or 'tiled') a CUDA call of the pass runs (arguments as
-    ops.py normalises them; fastconv.conv2d_algo(..., device="cuda") is the public form)."""
+    """The kernel family ('direct' or 'tiled', or the forced one) a CUDA call of the pass runs
+    (arguments as ops.py normalises them; fastconv.conv2d_algo(..., device="cuda") is the public
+    form)."""
     return _native().conv2d_algo(
         pass_name, x_shape, w_shape, stride, pad_mode, pad, dilation, groups
     )

@@ -667,8 +667,8 @@ def conv2d_algos(
 def set_conv_algo(pass_name: str, name: Optional[str], *, device: str = "cpu") -> None:
     """Force the algorithm `name` for every later call of conv2d's pass `pass_name` (and the
     fused ops), or None for the automatic choice again; device="cuda": the CUDA kernel family
-    ("direct" or "tiled"). ValueError at once for an unknown pass or name; a call the forced
-    algorithm cannot run (see conv2d_algos) raises ValueError. For tests, benchmarks and bug
+    ("direct", "tiled" or "tiled128"). ValueError at once for an unknown pass or name; a call the
+    forced algorithm cannot run (see conv2d_algos) raises ValueError. For tests, benchmarks and bug
     reports: the automatic choice is the measured fastest."""
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str or None, got {name!r}")
