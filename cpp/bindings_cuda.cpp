@@ -81,7 +81,8 @@ gpu::ConvAlgo algo_of(const std::optional<std::string>& name) {
   if (*name == "direct") return gpu::ConvAlgo::Direct;
   if (*name == "tiled") return gpu::ConvAlgo::Tiled;
   if (*name == "tiled128") return gpu::ConvAlgo::Tiled128;
-  throw ValueError(str_cat("conv algorithm must be 'direct', 'tiled', 'tiled128' or None, got '",
+  if (*name == "tf32") return gpu::ConvAlgo::Tf32;
+  throw ValueError(str_cat("conv algorithm must be 'direct', 'tiled', 'tiled128', 'tf32' or None, got '",
                            *name, "'"));
 }
 
@@ -90,6 +91,7 @@ std::optional<std::string> algo_name(gpu::ConvAlgo a) {
     case gpu::ConvAlgo::Direct: return std::string("direct");
     case gpu::ConvAlgo::Tiled: return std::string("tiled");
     case gpu::ConvAlgo::Tiled128: return std::string("tiled128");
+    case gpu::ConvAlgo::Tf32: return std::string("tf32");
     default: return std::nullopt;
   }
 }
@@ -110,8 +112,8 @@ void register_cuda_bindings(py::module_& m) {
         gpu::set_conv_algo(pass_of(pass), algo_of(name));
       },
       py::arg("pass"), py::arg("name"),
-      "Force a pass's conv kernel family: 'direct', 'tiled', 'tiled128' or None (by shape); "
-      "tests, benches.");
+      "Force a pass's conv kernel family: 'direct', 'tiled', 'tiled128', 'tf32' (TF32 tensor "
+      "cores, reduced precision) or None (by shape); tests, benches, explicit opt-in.");
   c.def(
       "get_conv_algo",
       [](const std::string& pass) { return algo_name(gpu::conv_algo(pass_of(pass))); },

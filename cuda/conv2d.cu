@@ -18,6 +18,8 @@
 //   tiled128  the same implicit GEMMs with a 128x128 tile, 8x8 per thread and a two-stage
 //           cp.async pipeline (conv2d_pipelined.cuh), for large layers; only when forced
 //           (set_conv_algo "tiled128") until GPU timings decide where the automatic choice uses it.
+//   tf32    tiled128's tile and pipeline with the products on TF32 tensor cores (mma.sync,
+//           conv2d_tf32.cuh): ~10-bit-mantissa inputs, an explicit opt-in only (set_conv_algo "tf32").
 // The bias gradient is one block per channel, a fixed-order tree reduction.
 // Every result is deterministic for a given GPU model (split counts depend on the SM count).
 #include <algorithm>
@@ -25,6 +27,7 @@
 #include "common.cuh"
 #include "conv2d_gemm.cuh"
 #include "conv2d_pipelined.cuh"
+#include "conv2d_tf32.cuh"
 #include "fastconv/ops.h"
 #include "fastconv/ops_cuda.h"
 
@@ -222,19 +225,26 @@ void launch_tiled(const G& gm, cudaStream_t stream, const char* name) {
   CHECK_LAUNCH(name, stream);
 }
 
+// The forced-only 128x128-tile families (tiled128, tf32: never chosen automatically yet).
+bool forced_big_tile(ConvPass pass) {
+  const ConvAlgo a = conv_algo(pass);
+  return a == ConvAlgo::Tiled128 || a == ConvAlgo::Tf32;
+}
+
+// Runs pass `pass`'s GEMM on the forced 128x128-tile family; false if none is forced.
 template <class G>
-void launch_tiled128(const G& gm, cudaStream_t stream, const char* name) {
+bool launch_big_tile(ConvPass pass, const G& gm, cudaStream_t stream) {
+  if (!forced_big_tile(pass)) return false;
+  const bool tf32 = conv_algo(pass) == ConvAlgo::Tf32;
   FC_CHECK(gm.Z() <= 65535, "conv2d on CUDA: groups x splits (x stride phases) = ", gm.Z(),
            " exceeds 65535");
   const dim3 grid(static_cast<unsigned>(ceil_div(gm.Ncols(), kBN128)),
                   static_cast<unsigned>(ceil_div(gm.M(), kBM128)), static_cast<unsigned>(gm.Z()));
   FC_CHECK(grid.y <= 65535, "conv2d on CUDA: too many channels per group (", gm.M(), ")");
-  launch(conv_gemm_tiled128<G>, grid, kThreads, stream, gm);
-  CHECK_LAUNCH(name, stream);
+  launch(tf32 ? conv_gemm_tf32<G> : conv_gemm_tiled128<G>, grid, kThreads, stream, gm);
+  CHECK_LAUNCH(tf32 ? "conv_gemm_tf32" : "conv_gemm_tiled128", stream);
+  return true;
 }
-
-// The forced family "tiled128" (never chosen automatically yet).
-bool forced_tiled128(ConvPass pass) { return conv_algo(pass) == ConvAlgo::Tiled128; }
 
 void check_sizes(const Conv2dParams& p) {
   check_int32(p.x, "input");
@@ -252,7 +262,8 @@ bool use_tiled(ConvPass pass, int64_t rows, int64_t cols_or_reduction, int64_t m
   switch (conv_algo(pass)) {
     case ConvAlgo::Direct: return false;
     case ConvAlgo::Tiled:
-    case ConvAlgo::Tiled128: return true;
+    case ConvAlgo::Tiled128:
+    case ConvAlgo::Tf32: return true;
     default: return rows >= min_rows && cols_or_reduction >= 16;
   }
 }
@@ -288,7 +299,7 @@ bool bwd_weights_tiled(const Conv2dParams& p) {
 
 // bwd_weights' split plan for the kernel that will run (its tile sets the block count).
 SplitPlan bwd_weights_plan(const Conv2dParams& p) {
-  if (forced_tiled128(ConvPass::BwdWeights)) return split_plan(p, true, kBM128, kBN128);
+  if (forced_big_tile(ConvPass::BwdWeights)) return split_plan(p, true, kBM128, kBN128);
   return split_plan(p, bwd_weights_tiled(p));
 }
 
@@ -324,7 +335,7 @@ int bwd_data_choice(const Conv2dParams& p, const ConvGeom& g) {
 // entries
 
 ConvAlgo chosen_conv_algo(ConvPass pass, const Conv2dParams& p) {
-  if (forced_tiled128(pass)) return ConvAlgo::Tiled128;
+  if (forced_big_tile(pass)) return conv_algo(pass);
   bool tiled = false;
   switch (pass) {
     case ConvPass::Fwd: tiled = fwd_tiled(p); break;
@@ -340,10 +351,10 @@ void conv2d_fwd__cuda(float* y, const float* x, const float* w, const float* b,
   poison(y, sizeof(float) * size_t(p.y.numel()), stream);
   if (p.y.numel() == 0) return;
   const ConvGeom g = conv_geom(p);
-  if (forced_tiled128(ConvPass::Fwd)) {
-    launch_tiled128(FwdGemm{x, w, b, y, g, relu}, stream, "conv_gemm_tiled128<FwdGemm>");
-  } else if (fwd_tiled(p)) {
-    launch_tiled(FwdGemm{x, w, b, y, g, relu}, stream, "conv_gemm_tiled<FwdGemm>");
+  const FwdGemm gm{x, w, b, y, g, relu};
+  if (launch_big_tile(ConvPass::Fwd, gm, stream)) return;
+  if (fwd_tiled(p)) {
+    launch_tiled(gm, stream, "conv_gemm_tiled<FwdGemm>");
   } else {
     const int total = int(p.y.numel());
     launch(conv2d_fwd_direct, grid_1d(total, 256), 256, stream, y, x, w, b, g, relu, total);
@@ -358,10 +369,7 @@ void conv2d_bwd_data__cuda(float* dx, const float* dy, const float* w, const Con
   if (p.x.numel() == 0) return;
   const ConvGeom g = conv_geom(p);
   const BwdDataGemm gm{dy, w, dx, g};
-  if (forced_tiled128(ConvPass::BwdData)) {
-    launch_tiled128(gm, stream, "conv_gemm_tiled128<BwdDataGemm>");
-    return;
-  }
+  if (launch_big_tile(ConvPass::BwdData, gm, stream)) return;
   switch (bwd_data_choice(p, g)) {
     case 1: launch_tiled<BwdDataGemm, Tile1>(gm, stream, "conv_gemm_tiled<BwdDataGemm, Tile1>"); break;
     case 4: launch_tiled<BwdDataGemm, Tile4>(gm, stream, "conv_gemm_tiled<BwdDataGemm, Tile4>"); break;
@@ -389,7 +397,7 @@ void conv2d_bwd_weights__cuda(float* dw, float* db, const float* dy, const float
   poison(dw, sizeof(float) * size_t(p.wt.numel()), stream);
   if (db != nullptr) poison(db, sizeof(float) * size_t(p.y.c), stream);
   const ConvGeom g = conv_geom(p);
-  const bool tiled = bwd_weights_tiled(p), tiled128 = forced_tiled128(ConvPass::BwdWeights);
+  const bool tiled = bwd_weights_tiled(p);
   const SplitPlan plan = bwd_weights_plan(p);
   const int numel = int(p.wt.numel());
   if (tiled) {
@@ -399,8 +407,9 @@ void conv2d_bwd_weights__cuda(float* dw, float* db, const float* dy, const float
              workspace_bytes);
     poison(workspace, need, stream);
     const BwdWeightsGemm gm{dy, x, dw, workspace, g, plan.splits, plan.chunk};
-    if (tiled128) launch_tiled128(gm, stream, "conv_gemm_tiled128<BwdWeightsGemm>");
-    else launch_tiled(gm, stream, "conv_gemm_tiled<BwdWeightsGemm>");
+    if (!launch_big_tile(ConvPass::BwdWeights, gm, stream)) {
+      launch_tiled(gm, stream, "conv_gemm_tiled<BwdWeightsGemm>");
+    }
     if (plan.splits > 1) {
       launch(sum_splits, grid_1d(numel, 256), 256, stream, dw, workspace, numel, plan.splits);
       CHECK_LAUNCH("sum_splits", stream);

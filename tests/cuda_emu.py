@@ -49,7 +49,7 @@ FILE_FLAGS = {"cuda/train_step.cu": ("-ffp-contract=off",)}
 INCLUDES = ("-Icuda/emu", "-Icuda", "-Icpp/include")  # cuda/emu first: its cuda_runtime.h
 
 PASSES = {"fwd": 0, "bwd_data": 1, "bwd_weights": 2}
-ALGOS = {None: 0, "direct": 1, "tiled": 2, "tiled128": 3}
+ALGOS = {None: 0, "direct": 1, "tiled": 2, "tiled128": 3, "tf32": 4}
 SCHEDULES = {"forward": 0, "reverse": 1, "shuffle": 2}
 GUARD = 1024  # elements of NaN guard before and after every buffer
 GUARD_BITS = np.uint32(0x7FC0DEAD)  # a NaN no kernel produces: a guard write shows
@@ -424,7 +424,7 @@ class Emulator:
         self._call(
             self.lib.fc_emu_chosen_conv_algo, PASSES[pass_name], geo.ctypes.data, out.ctypes.data
         )
-        return {1: "direct", 2: "tiled", 3: "tiled128"}[int(out[0])]
+        return {1: "direct", 2: "tiled", 3: "tiled128", 4: "tf32"}[int(out[0])]
 
     def maxpool2d_fwd(self, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         """(y, indices) by maxpool2d_fwd__cuda."""

@@ -364,6 +364,58 @@ def test_conv2d_tiled128_independent_of_thread_order_emulated(emu, rng):
         assert_identical(got, first, f"{s.name} tiled128 {name}: shuffled vs forward order")
 
 
+# ----------------------------------------------------------------------------------------------
+# tf32 (conv2d_tf32.cuh): tiled128's pipeline with mma.sync m16n8k8 TF32 products (the emulator
+# runs warp_mma.cuh's fallback on the hardware's fragment layout). Exactly what it computes: the
+# float64 reference of the TF32-rounded operands, within FP32 summation error; against the exact
+# reference, within the TF32 bound K * 2^-10 for operands in [-1, 1] (each operand off by at most
+# 2^-11 relative). The bias gradient stays FP32.
+
+
+def _tf32_bound(k):
+    """(atol, rtol) for a K-term sum of products of TF32-rounded operands in [-1, 1]."""
+    atol, rtol = conv_tolerance(k)
+    return atol + k * 2.0**-10, rtol
+
+
+@pytest.mark.parametrize("s", TILED128_CASES[:4], ids=lambda s: s.name)
+def test_conv2d_tf32_emulated(emu, rng, s):
+    x, w, b, dy = _arrays(rng, s)
+    (y, dx, dw, db), kernels = _run_family(emu, "tf32", s, x, w, b, dy)
+    gemms = [k for k in kernels if "conv_gemm" in k]
+    assert len(gemms) == 3, kernels
+    assert all("conv_gemm_tf32<" in k for k in gemms), kernels
+    kw = s.kwargs()
+    k_fwd = (s.c // s.groups) * s.kernel[0] * s.kernel[1]
+    k_data = (s.k // s.groups) * s.kernel[0] * s.kernel[1]
+    k_wgt = s.n * s.out_hw[0] * s.out_hw[1]
+    tx, tw, tdy = _tf32(x), _tf32(w), _tf32(dy)
+    checks = (
+        ("y", y, ref.conv2d_fwd(tx, tw, b, **kw), ref.conv2d_fwd(x, w, b, **kw), k_fwd),
+        (
+            "dx",
+            dx,
+            ref.conv2d_bwd_data(tdy, tw, s.x_shape, **kw),
+            ref.conv2d_bwd_data(dy, w, s.x_shape, **kw),
+            k_data,
+        ),
+        (
+            "dw",
+            dw,
+            ref.conv2d_bwd_weights(tdy, tx, s.w_shape, **kw)[0],
+            ref.conv2d_bwd_weights(dy, x, s.w_shape, **kw)[0],
+            k_wgt,
+        ),
+    )
+    for name, got, rounded, exact, k in checks:
+        assert_close(got, rounded, *conv_tolerance(k), f"{s.name} tf32 {name} vs TF32 operands")
+        assert_close(got, exact, *_tf32_bound(k), f"{s.name} tf32 {name} vs exact")
+    if s.bias:
+        rdb = ref.conv2d_bwd_weights(dy, x, s.w_shape, **kw)[1]
+        assert_close(db, rdb, *conv_tolerance(k_wgt), f"{s.name} tf32 db (FP32)")
+    assert np.abs(y - checks[0][3]).max() > 1e-5  # the rounding did happen
+
+
 def test_conv2d_bad_geometry_is_a_value_error_emulated(emu, rng):
     x = rng.uniform(-1, 1, (1, 2, 3, 3)).astype(np.float32)
     w = rng.uniform(-1, 1, (4, 2, 5, 5)).astype(np.float32)

@@ -20,8 +20,9 @@ namespace gpu {
 // Kernel choice per conv pass (the CPU registry's vocabulary, conv_algos.h): Auto picks by shape;
 // Direct (one thread or block per output element), Tiled (implicit GEMM in shared memory, 64x64
 // tiles) and Tiled128 (128x128 tiles, cp.async pipeline; never chosen by Auto yet) force a family,
-// for tests and benchmarks.
-enum class ConvAlgo { Auto = 0, Direct = 1, Tiled = 2, Tiled128 = 3 };
+// for tests and benchmarks. Tf32 (Tiled128 on TF32 tensor cores: inputs rounded to 10 mantissa
+// bits) is an explicit opt-in, never chosen by Auto.
+enum class ConvAlgo { Auto = 0, Direct = 1, Tiled = 2, Tiled128 = 3, Tf32 = 4 };
 enum class ConvPass { Fwd = 0, BwdData = 1, BwdWeights = 2 };
 void set_conv_algo(ConvPass pass, ConvAlgo algo);
 ConvAlgo conv_algo(ConvPass pass);
