@@ -83,7 +83,7 @@ for s in $steps; do
     step racecheck
     timeout ${RACE_TIMEOUT:-120} compute-sanitizer --tool racecheck --error-exitcode 99 \
       $PY -m pytest -q -p no:cacheprovider -x tests/test_cuda.py -m "gpu and not slow" \
-      -k "backward_cuda and (tiled or auto)" >"$OUT/racecheck.log" 2>&1
+      -k "backward_cuda and (tiled or auto or tf32)" >"$OUT/racecheck.log" 2>&1
     echo "racecheck exit: $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/racecheck.log" | tail -5
     ;;
   bench)
