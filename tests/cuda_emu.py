@@ -67,8 +67,27 @@ def compiler():
     return None
 
 
-def build(out_root=ROOT / "build" / "cuda_emu"):
-    """Path of the emulator library, compiling it first when no up-to-date copy exists."""
+# What can be built: the ctypes library, and the ThreadSanitizer racecheck program
+# (cuda/emu/racecheck.cpp, race_annotations.h) over the same sources.
+TARGETS = {
+    "library": {
+        "file": "libfastconv_cuda_emu.so",
+        "sources": SOURCES,
+        "flags": (),
+        "link": ("-shared",),
+    },
+    "racecheck": {
+        "file": "racecheck",
+        "sources": (*SOURCES, "cuda/emu/racecheck.cpp"),
+        "flags": ("-fsanitize=thread", "-g"),
+        "link": ("-fsanitize=thread",),
+    },
+}
+
+
+def build(out_root=ROOT / "build" / "cuda_emu", target="library"):
+    """Path of the emulator library (or of another TARGETS entry), compiling it first when no
+    up-to-date copy exists."""
     if not sys.platform.startswith("linux"):
         raise Unavailable(
             f"the CUDA emulator needs Linux (ucontext, dl_iterate_phdr), not {sys.platform}"
@@ -76,39 +95,40 @@ def build(out_root=ROOT / "build" / "cuda_emu"):
     cxx = compiler()
     if cxx is None:
         raise Unavailable("no C++ compiler found (set CXX, or install g++)")
+    spec = TARGETS[target]
     version = subprocess.run([*cxx, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\0".join([*cxx, version, *FLAGS, repr(FILE_FLAGS)]).encode())
-    files = list(SOURCES) + sorted(
+    key = hashlib.sha256("\0".join([*cxx, version, *FLAGS, repr(FILE_FLAGS), repr(spec)]).encode())
+    files = list(spec["sources"]) + sorted(
         str(p.relative_to(ROOT)) for d in HEADER_DIRS for p in (ROOT / d).glob("*.*h")
     )
     for f in files:
         key.update(f.encode() + b"\0" + (ROOT / f).read_bytes())
     out = Path(out_root) / key.hexdigest()[:16]
-    lib = out / "libfastconv_cuda_emu.so"
-    if lib.exists():
-        return lib
+    product = out / spec["file"]
+    if product.exists():
+        return product
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError:  # a read-only checkout: build in the temporary directory instead
         out = Path(tempfile.gettempdir()) / "fastconv_cuda_emu" / out.name
-        lib = out / lib.name
-        if lib.exists():
-            return lib
+        product = out / spec["file"]
+        if product.exists():
+            return product
         out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out))
     try:
-        _compile_and_link(cxx, work, lib)
+        _compile_and_link(cxx, work, product, spec)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return lib
+    return product
 
 
-def _compile_and_link(cxx, work, lib):
-
+def _compile_and_link(cxx, work, product, spec):
     def compile_one(src):
         obj = work / (src.replace("/", "_") + ".o")
         lang = ["-x", "c++"] if src.endswith(".cu") else []
-        cmd = [*cxx, *FLAGS, *FILE_FLAGS.get(src, ()), *INCLUDES, *lang, "-c", src, "-o", str(obj)]
+        flags = [*FLAGS, *spec["flags"], *FILE_FLAGS.get(src, ())]
+        cmd = [*cxx, *flags, *INCLUDES, *lang, "-c", src, "-o", str(obj)]
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"emulator build failed: {' '.join(cmd)}\n{r.stderr}")
@@ -116,14 +136,32 @@ def _compile_and_link(cxx, work, lib):
 
     jobs = max(1, min(4, os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        objs = list(pool.map(compile_one, SOURCES))
-    tmp = work / lib.name
-    r = subprocess.run(
-        [*cxx, "-shared", "-pthread", *objs, "-o", str(tmp), "-ldl"], capture_output=True, text=True
-    )
+        objs = list(pool.map(compile_one, spec["sources"]))
+    tmp = work / product.name
+    cmd = [*cxx, *spec["link"], "-pthread", *objs, "-o", str(tmp), "-ldl"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"emulator link failed:\n{r.stderr}")
-    os.replace(tmp, lib)  # atomic: a concurrent build sees the old state or the whole library
+        raise RuntimeError(f"emulator link failed: {' '.join(cmd)}\n{r.stderr}")
+    os.replace(tmp, product)  # atomic: a concurrent build sees the old state or the whole file
+
+
+def thread_sanitizer_reason(cxx=None):
+    """None if the compiler builds and runs a -fsanitize=thread program here, else why not."""
+    cxx = cxx or compiler()
+    if cxx is None:
+        return "no C++ compiler found"
+    with tempfile.TemporaryDirectory() as d:
+        src, exe = Path(d) / "probe.cpp", Path(d) / "probe"
+        src.write_text("int main() { return 0; }\n")
+        r = subprocess.run(
+            [*cxx, "-fsanitize=thread", str(src), "-o", str(exe)], capture_output=True, text=True
+        )
+        if r.returncode != 0:
+            return f"{' '.join(cxx)} cannot build with -fsanitize=thread: {r.stderr.strip()[-200:]}"
+        r = subprocess.run([str(exe)], capture_output=True, text=True)
+        if r.returncode != 0:
+            return f"ThreadSanitizer does not start here: {r.stderr.strip()[-200:]}"
+    return None
 
 
 RUNTIME = ("cuda/emu/fiber.cpp", "cuda/emu/simt.cpp", "cuda/emu/runtime.cpp")

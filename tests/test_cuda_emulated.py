@@ -13,7 +13,8 @@ without the split reduction; max-pool fwd, and bwd by the gather and by the atom
 the training step's dropout mask and Adam update, bit for bit against the CPU's;
 then the emulation itself (cuda/emu/selftest.cu): results independent of the thread order, a
 missing barrier and an unwritten shared slot caught, warp shuffles and ballots, the cp.async
-wrappers (cuda/async_copy.cuh) and the TF32 mma fragments (cuda/warp_mma.cuh).
+wrappers (cuda/async_copy.cuh) and the TF32 mma fragments (cuda/warp_mma.cuh); and (slow) a
+ThreadSanitizer racecheck of the kernels, whose only orderings are CUDA's barriers.
 What this cannot prove (timing, the real memory model, warp scheduling): docs/CUDA.md.
 """
 
@@ -616,6 +617,36 @@ def test_dynamic_shared_memory_emulated(emu, rng):
         emu.selftest_dynamic_shared(x, 3, 64 * 1024, False)
     big = emu.selftest_dynamic_shared(x, 3, 64 * 1024, True)
     assert_identical(big.reshape(3, 256), expected)
+
+
+@pytest.fixture(scope="module")
+def racecheck(emu):
+    """The ThreadSanitizer build of the emulator (cuda/emu/racecheck.cpp), or a skip saying why."""
+    reason = cuda_emu.thread_sanitizer_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    return cuda_emu.build(target="racecheck")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "races"),
+    [
+        ("kernels", False),  # every conv kernel family and tile, split bwd_weights, max-pool
+        ("async_pipeline", False),
+        ("warp_ops", False),
+        ("sum_missing_barrier", True),
+        ("async_pipeline_early_refill", True),
+        ("async_pipeline_early_read", True),
+    ],
+)
+def test_racecheck_emulated(racecheck, case, races):
+    """ThreadSanitizer over the emulated threads, whose only ordering is CUDA's barriers: the
+    kernels are race-free, the deliberately racy self-tests are reported (race_annotations.h)."""
+    r = subprocess.run([str(racecheck), case], capture_output=True, text=True, timeout=300)
+    reported = "WARNING: ThreadSanitizer: data race" in r.stderr
+    assert reported == races, r.stderr[-4000:]
+    assert r.returncode == (66 if races else 0), r.stderr[-4000:]
 
 
 def test_gpu_check_program_passes_in_the_emulator(emu, tmp_path):

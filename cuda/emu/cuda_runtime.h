@@ -171,7 +171,7 @@ inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
-inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::warp_exchange(mask, 0, -1); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::sync_warp(mask); }
 
 template <class T>
 T __ldg(const T* p) { return *p; }

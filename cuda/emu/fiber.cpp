@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "race_annotations.h"
+
 namespace emu {
 
 #if defined(__x86_64__)
@@ -35,6 +37,7 @@ fc_emu_swap:
 extern "C" void fc_emu_swap(void** save_sp, void* load_sp);
 
 void fiber_start(FiberContext* ctx, char* stack, size_t size, void (*entry)()) {
+  if (ctx->race_fiber == nullptr) ctx->race_fiber = race::new_fiber();  // one per stack, kept
   // A frame as fc_emu_swap leaves it: six zeroed registers, then the return address (entry),
   // above it a fake return address of entry's own, so that entry starts with the stack aligned
   // as after a call (rsp = 8 mod 16).
@@ -46,11 +49,15 @@ void fiber_start(FiberContext* ctx, char* stack, size_t size, void (*entry)()) {
   ctx->sp = sp;
 }
 
-void fiber_switch(FiberContext* from, FiberContext* to) { fc_emu_swap(&from->sp, to->sp); }
+void fiber_switch(FiberContext* from, FiberContext* to) {
+  race::switch_to(to->race_fiber);
+  fc_emu_swap(&from->sp, to->sp);
+}
 
 #else
 
 void fiber_start(FiberContext* ctx, char* stack, size_t size, void (*entry)()) {
+  if (ctx->race_fiber == nullptr) ctx->race_fiber = race::new_fiber();
   getcontext(&ctx->uc);
   ctx->uc.uc_stack.ss_sp = stack;
   ctx->uc.uc_stack.ss_size = size;
@@ -58,8 +65,13 @@ void fiber_start(FiberContext* ctx, char* stack, size_t size, void (*entry)()) {
   makecontext(&ctx->uc, entry, 0);
 }
 
-void fiber_switch(FiberContext* from, FiberContext* to) { swapcontext(&from->uc, &to->uc); }
+void fiber_switch(FiberContext* from, FiberContext* to) {
+  race::switch_to(to->race_fiber);
+  swapcontext(&from->uc, &to->uc);
+}
 
 #endif
+
+void fiber_adopt_current(FiberContext* ctx) { ctx->race_fiber = race::current_fiber(); }
 
 }  // namespace emu

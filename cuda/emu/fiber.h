@@ -18,6 +18,7 @@ struct FiberContext {
 #else
   ucontext_t uc;
 #endif
+  void* race_fiber = nullptr;  // its ThreadSanitizer fiber (race_annotations.h), if built with TSan
 };
 
 // Prepares `ctx` to run entry() on [stack, stack + size) at the first switch into it. entry must
@@ -25,5 +26,7 @@ struct FiberContext {
 void fiber_start(FiberContext* ctx, char* stack, size_t size, void (*entry)());
 // Saves the running context into *from and resumes *to.
 void fiber_switch(FiberContext* from, FiberContext* to);
+// Makes *ctx stand for the context running now (an OS thread's own stack, the scheduler's).
+void fiber_adopt_current(FiberContext* ctx);
 
 }  // namespace emu

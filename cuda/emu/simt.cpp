@@ -3,6 +3,7 @@
 #include "simt.h"
 
 #include "fiber.h"
+#include "race_annotations.h"
 
 #include <cxxabi.h>
 #include <link.h>
@@ -51,6 +52,8 @@ struct Fiber {
   // cp.async copies not yet completed, oldest first, and the number of groups committed.
   std::vector<PendingCopy> copies;
   int committed = 0;
+  // Barriers passed in this block, for the parity of race_annotations' sync objects.
+  unsigned barriers = 0, warp_syncs = 0;
 };
 
 struct Worker {
@@ -64,6 +67,10 @@ struct Worker {
   // Dynamic shared memory: one buffer per worker, like the static arrays' thread_local copies.
   std::unique_ptr<float[]> dynamic_shared;
   size_t dynamic_bytes = 0, dynamic_capacity = 0;
+  // Addresses that stand for the happens-before edges CUDA defines (race_annotations.h): block
+  // start and end, __syncthreads (two, alternating, so that a thread already releasing the next
+  // barrier is not seen by one still leaving this one), __syncwarp per warp.
+  char epoch_sync = 0, barrier_sync[2] = {}, warp_sync[kMaxThreads / 32][2] = {};
 
   Worker() = default;
   Worker(const Worker&) = delete;
@@ -102,8 +109,20 @@ void yield(State s) {
 }
 
 void fiber_main() {
-  (*t_worker->body)();
-  yield(State::Done);
+  // The block's start orders this thread after the launch's setup and the previous block on this
+  // worker; the lookups before it are the scheduler's business (race_annotations.h).
+  race::ignore_begin();
+  Worker* w = t_worker;
+  Fiber& f = w->fibers[w->current];
+  race::ignore_end();
+  race::acquire(&w->epoch_sync);
+  f.copies.clear();  // a previous block's copies never waited for die with its shared memory
+  f.committed = 0;
+  f.barriers = f.warp_syncs = 0;
+  (*w->body)();
+  race::release(&w->epoch_sync);
+  f.state = State::Done;  // as yield, without touching thread_local storage after the release
+  fiber_switch(&f.ctx, &w->sched);
 }
 
 [[noreturn]] void fail_in_fiber(const std::string& why) {
@@ -227,13 +246,12 @@ bool run_block(Worker& w, dim3 block, const TlsBlock& tls, uint64_t block_linear
     Fiber& f = w.fibers[i];
     f.tid = uint3{unsigned(i) % block.x, unsigned(i) / block.x % block.y, unsigned(i) / (block.x * block.y)};
     f.state = State::Ready;
-    f.copies.clear();  // a previous block's copies never waited for die with its shared memory
-    f.committed = 0;
     fiber_start(&f.ctx, w.stacks + size_t(i) * w.stack_stride + (w.stack_stride - kStackBytes),
                 kStackBytes, fiber_main);
   }
   std::mt19937_64 rng(g_options.shuffle_seed ^ (block_linear * 0x9E3779B97F4A7C15ull));
   std::vector<int> order;
+  race::release(&w.epoch_sync);
   for (;;) {
     order_threads(order, n, rng);
     for (int i : order) {
@@ -250,7 +268,10 @@ bool run_block(Worker& w, dim3 block, const TlsBlock& tls, uint64_t block_linear
       done += w.fibers[i].state == State::Done;
       at_barrier += w.fibers[i].state == State::AtBarrier;
     }
-    if (done == n) return true;
+    if (done == n) {
+      race::acquire(&w.epoch_sync);
+      return true;
+    }
     if (at_barrier + done == n && done == 0) {
       for (int i = 0; i < n; ++i) w.fibers[i].state = State::Ready;
       g_barriers.fetch_add(1, std::memory_order_relaxed);
@@ -277,7 +298,23 @@ void reset_stats() {
   for (auto* c : {&g_launches, &g_blocks, &g_threads, &g_barriers, &g_warp_ops, &g_poisoned}) c->store(0);
 }
 
-void sync_block() { yield(State::AtBarrier); }
+void sync_block() {
+  Worker* w = t_worker;
+  Fiber& f = w->fibers[w->current];
+  char* sync = &w->barrier_sync[f.barriers++ & 1];
+  race::release(sync);
+  yield(State::AtBarrier);
+  race::acquire(sync);
+}
+
+void sync_warp(unsigned mask) {
+  Worker* w = t_worker;
+  Fiber& f = w->fibers[w->current];
+  char* sync = &w->warp_sync[linear(threadIdx, blockDim) / 32][f.warp_syncs++ & 1];
+  race::release(sync);
+  warp_exchange(mask, 0, -1);
+  race::acquire(sync);
+}
 
 void trap() { fail_in_fiber("__trap() by thread " + std::to_string(linear(threadIdx, blockDim))); }
 
@@ -342,7 +379,9 @@ bool run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
     return false;
   }
   std::lock_guard<std::mutex> lock(g_launch_mutex);
-  static std::vector<std::unique_ptr<Worker>> workers;
+  // Never destroyed: the workers live as long as the process (no exit-time teardown of stacks and
+  // fibers, which ThreadSanitizer would see as unordered with the fibers' last writes).
+  static auto& workers = *new std::vector<std::unique_ptr<Worker>>();
   const int nworkers = std::max(1, g_options.workers);
   while (int(workers.size()) < nworkers) workers.push_back(std::make_unique<Worker>());
   const uint64_t nblocks = uint64_t(grid.x) * grid.y * grid.z;
@@ -351,6 +390,8 @@ bool run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
   std::mutex error_mutex;
 
   auto work = [&](Worker& w) {
+    race::ignore_begin();  // the scheduler's bookkeeping is not the kernel's memory traffic
+    fiber_adopt_current(&w.sched);
     w.ensure_stacks();
     w.body = &body;
     if (shared_bytes > w.dynamic_capacity) {
@@ -375,6 +416,7 @@ bool run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
       g_threads.fetch_add(threads, std::memory_order_relaxed);
     }
     t_worker = nullptr;
+    race::ignore_end();
   };
   std::vector<std::thread> helpers;
   const int extra = int(std::min<uint64_t>(uint64_t(nworkers - 1), nblocks - 1));

@@ -68,8 +68,9 @@ bool run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
 // The running block's dynamic shared memory (16-byte aligned; NaN bytes at every block start).
 void* dynamic_shared();
 
-// Barriers, called by __syncthreads / warp operations on an emulated thread.
+// Barriers, called by __syncthreads / __syncwarp on an emulated thread.
 void sync_block();
+void sync_warp(unsigned mask);
 // __trap(): fails the launch.
 [[noreturn]] void trap();
 // Warp exchange: every lane of `mask` deposits 8 bytes, meets the others, then reads lane `src`'s
