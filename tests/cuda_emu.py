@@ -67,8 +67,8 @@ def compiler():
     return None
 
 
-# What can be built: the ctypes library, and the ThreadSanitizer racecheck program
-# (cuda/emu/racecheck.cpp, race_annotations.h) over the same sources.
+# What can be built: the ctypes library, and the sanitizer builds of cuda/emu/check_kernels.cpp
+# over the same sources (ThreadSanitizer: race_annotations.h; AddressSanitizer: fiber.cpp).
 TARGETS = {
     "library": {
         "file": "libfastconv_cuda_emu.so",
@@ -78,9 +78,16 @@ TARGETS = {
     },
     "racecheck": {
         "file": "racecheck",
-        "sources": (*SOURCES, "cuda/emu/racecheck.cpp"),
+        "sources": (*SOURCES, "cuda/emu/check_kernels.cpp"),
         "flags": ("-fsanitize=thread", "-g"),
         "link": ("-fsanitize=thread",),
+    },
+    "memcheck": {
+        "file": "memcheck",
+        "sources": (*SOURCES, "cuda/emu/check_kernels.cpp"),
+        # -O0 (after FLAGS' -O1): half the build time, and AddressSanitizer needs no optimizer.
+        "flags": ("-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O0"),
+        "link": ("-fsanitize=address",),
     },
 }
 
@@ -145,22 +152,21 @@ def _compile_and_link(cxx, work, product, spec):
     os.replace(tmp, product)  # atomic: a concurrent build sees the old state or the whole file
 
 
-def thread_sanitizer_reason(cxx=None):
-    """None if the compiler builds and runs a -fsanitize=thread program here, else why not."""
+def sanitizer_reason(sanitizer, cxx=None):
+    """None if the compiler builds and runs a -fsanitize=<sanitizer> program here, else why not."""
     cxx = cxx or compiler()
     if cxx is None:
         return "no C++ compiler found"
     with tempfile.TemporaryDirectory() as d:
         src, exe = Path(d) / "probe.cpp", Path(d) / "probe"
         src.write_text("int main() { return 0; }\n")
-        r = subprocess.run(
-            [*cxx, "-fsanitize=thread", str(src), "-o", str(exe)], capture_output=True, text=True
-        )
+        flag = f"-fsanitize={sanitizer}"
+        r = subprocess.run([*cxx, flag, str(src), "-o", str(exe)], capture_output=True, text=True)
         if r.returncode != 0:
-            return f"{' '.join(cxx)} cannot build with -fsanitize=thread: {r.stderr.strip()[-200:]}"
+            return f"{' '.join(cxx)} cannot build with {flag}: {r.stderr.strip()[-200:]}"
         r = subprocess.run([str(exe)], capture_output=True, text=True)
         if r.returncode != 0:
-            return f"ThreadSanitizer does not start here: {r.stderr.strip()[-200:]}"
+            return f"the {sanitizer} sanitizer does not start here: {r.stderr.strip()[-200:]}"
     return None
 
 

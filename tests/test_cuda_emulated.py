@@ -14,7 +14,8 @@ the training step's dropout mask and Adam update, bit for bit against the CPU's;
 then the emulation itself (cuda/emu/selftest.cu): results independent of the thread order, a
 missing barrier and an unwritten shared slot caught, warp shuffles and ballots, the cp.async
 wrappers (cuda/async_copy.cuh) and the TF32 mma fragments (cuda/warp_mma.cuh); and (slow) a
-ThreadSanitizer racecheck of the kernels, whose only orderings are CUDA's barriers.
+ThreadSanitizer racecheck of the kernels, whose only orderings are CUDA's barriers, and an
+AddressSanitizer memcheck on exactly sized buffers.
 What this cannot prove (timing, the real memory model, warp scheduling): docs/CUDA.md.
 """
 
@@ -619,13 +620,23 @@ def test_dynamic_shared_memory_emulated(emu, rng):
     assert_identical(big.reshape(3, 256), expected)
 
 
-@pytest.fixture(scope="module")
-def racecheck(emu):
-    """The ThreadSanitizer build of the emulator (cuda/emu/racecheck.cpp), or a skip saying why."""
-    reason = cuda_emu.thread_sanitizer_reason()
+def _sanitized(target, sanitizer):
+    reason = cuda_emu.sanitizer_reason(sanitizer)
     if reason is not None:
         pytest.skip(reason)
-    return cuda_emu.build(target="racecheck")
+    return cuda_emu.build(target=target)
+
+
+@pytest.fixture(scope="module")
+def racecheck(emu):
+    """The ThreadSanitizer build of cuda/emu/check_kernels.cpp, or a skip saying why."""
+    return _sanitized("racecheck", "thread")
+
+
+@pytest.fixture(scope="module")
+def memcheck(emu):
+    """The AddressSanitizer build of cuda/emu/check_kernels.cpp, or a skip saying why."""
+    return _sanitized("memcheck", "address")
 
 
 @pytest.mark.slow
@@ -647,6 +658,19 @@ def test_racecheck_emulated(racecheck, case, races):
     reported = "WARNING: ThreadSanitizer: data race" in r.stderr
     assert reported == races, r.stderr[-4000:]
     assert r.returncode == (66 if races else 0), r.stderr[-4000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "error"), [("kernels", False), ("mma_tf32", False), ("read_past_end", True)]
+)
+def test_memcheck_emulated(memcheck, case, error):
+    """AddressSanitizer over the emulated kernels on exactly sized buffers: no access outside
+    them; the self-test that reads one element past its input is reported."""
+    r = subprocess.run([str(memcheck), case], capture_output=True, text=True, timeout=300)
+    reported = "ERROR: AddressSanitizer: heap-buffer-overflow" in r.stderr
+    assert reported == error, r.stderr[-4000:]
+    assert (r.returncode != 0) == error, r.stderr[-4000:]
 
 
 def test_gpu_check_program_passes_in_the_emulator(emu, tmp_path):

@@ -5,6 +5,13 @@
 
 #include "race_annotations.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define FC_EMU_ASAN_CLEAR(addr, size) ASAN_UNPOISON_MEMORY_REGION(addr, size)
+#else
+#define FC_EMU_ASAN_CLEAR(addr, size) ((void)(addr), (void)(size))
+#endif
+
 namespace emu {
 
 #if defined(__x86_64__)
@@ -38,6 +45,8 @@ extern "C" void fc_emu_swap(void** save_sp, void* load_sp);
 
 void fiber_start(FiberContext* ctx, char* stack, size_t size, void (*entry)()) {
   if (ctx->race_fiber == nullptr) ctx->race_fiber = race::new_fiber();  // one per stack, kept
+  // An abandoned fiber (a failed block) may leave AddressSanitizer's frame redzones behind.
+  FC_EMU_ASAN_CLEAR(stack, size);
   // A frame as fc_emu_swap leaves it: six zeroed registers, then the return address (entry),
   // above it a fake return address of entry's own, so that entry starts with the stack aligned
   // as after a call (rsp = 8 mod 16).

@@ -150,6 +150,14 @@ __global__ void trap_one_thread(float* out, const float*) {
   out[blockIdx.x * blockDim.x + threadIdx.x] = 1.0f;
 }
 
+// For cuda/emu/check_kernels.cpp's memcheck: with its input of kCheckInput floats and 2 blocks,
+// the last thread reads one element past the end.
+constexpr int kCheckInput = 16 * 256 * 5;
+__global__ void read_past_end(float* out, const float* in) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  out[i] = in[(i + 1) * (kCheckInput / (2 * kBlock))];
+}
+
 // Reverses each block's slice of `in` through dynamic shared memory; only the first n_written
 // threads load, so with n_written < blockDim.x the rest read slots no thread wrote (NaN).
 __global__ void reverse_dynamic_shared(float* out, const float* in, int n_written) {
@@ -170,15 +178,15 @@ std::string g_selftest_error;
 // which: 0 sum_missing_barrier, 1 read_unwritten_shared, 2 divergent_barrier, 3 warp_ops,
 // 4 shared_isolation, 5 warp_ops with 2048 threads per block (an invalid launch),
 // 6 async_pipeline, 7 async_pipeline reading early, 8 mma_tf32, 9 vector_reverse4,
-// 10 trap_one_thread, 11 async_pipeline refilling early.
+// 10 trap_one_thread, 11 async_pipeline refilling early, 12 read_past_end.
 // Returns 0, or 2 with the CUDA error in fc_emu_selftest_error().
 extern "C" int fc_emu_selftest(int which, float* out, const float* in, int blocks) {
   using fastconv::gpu::launch;
   static void (*const kKernels[])(float*, const float*) = {
       sum_missing_barrier, read_unwritten_shared, divergent_barrier, warp_ops, shared_isolation,
       warp_ops, async_pipeline<false>, async_pipeline<true>, mma_tf32, vector_reverse4,
-      trap_one_thread, async_pipeline<false, true>};
-  if (which < 0 || which > 11) return 1;
+      trap_one_thread, async_pipeline<false, true>, read_past_end};
+  if (which < 0 || which > 12) return 1;
   launch(kKernels[which], blocks, which == 5 ? 2048 : kBlock, nullptr, out, in);
   const cudaError_t err = cudaGetLastError();
   if (err == cudaSuccess) return 0;
