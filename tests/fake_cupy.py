@@ -13,8 +13,17 @@ What it imitates, because _cuda_ops relies on it:
 - "devices" are labels: an array belongs to the device that was current when it was made, so the
   device checks can be tested with as many devices as DEVICE_COUNT says; memory is host memory,
   so fake_cuda_native can run fastconv's CPU kernels on the pointers it is handed;
-- ``cuda.Device(i)`` (context manager), ``cuda.Stream`` (``with stream:`` makes it current),
-  ``cuda.get_current_stream().ptr``, ``cuda.runtime.getDevice()``, ``cuda.alloc(nbytes)``;
+- ``cuda.Device(i)`` (context manager), ``cuda.Stream`` (CuPy 14's argument order; ``with
+  stream:`` makes it current; ``begin_capture`` / ``end_capture`` / ``is_capturing``, refused on
+  the legacy stream as CuPy refuses it; a capture records nothing: ``end_capture`` returns a
+  ``cuda.Graph`` whose ``launch`` runs its ``replay``, which a test double sets),
+  ``cuda.get_current_stream().ptr``, ``cuda.runtime.getDevice()``, ``cuda.alloc(nbytes)``,
+  ``cuda.MemoryPool`` and ``cuda.using_allocator`` (``alloc`` then draws from the pool);
+- ``ndarray.set(host, stream=None)`` with CuPy's checks (a NumPy array of the same dtype and
+  shape, else TypeError / ValueError: CuPy neither casts nor broadcasts there), shared with
+  tests/simulated_gpu.py (``check_set``);
+- ``ndarray(shape, dtype)`` only: ``memptr=`` / ``strides=`` / ``order='F'`` raise
+  NotImplementedError rather than being silently ignored;
 - ``empty``, ``asarray`` (host arrays are copied; another library's GPU array, ``ForeignArray``,
   is wrapped without a copy, as CuPy does through ``__cuda_array_interface__``),
   ``ascontiguousarray``, ``asnumpy``.
@@ -45,12 +54,14 @@ _stream_ptrs = itertools.count(0x5000)
 class _State:
     device = 0
     streams: dict = {}  # device -> current Stream (absent: the null stream)
+    allocator = None  # set by using_allocator (thread-local in CuPy; one thread here)
 
 
 def reset() -> None:
-    """Device 0 current, null streams, call counts cleared."""
+    """Device 0 current, null streams, the default allocator, call counts cleared."""
     _State.device = 0
     _State.streams = {}
+    _State.allocator = None
     CALLS.clear()
 
 
@@ -109,15 +120,33 @@ class Device:
 
 
 class Stream:
-    """cupy.cuda.Stream: a fresh handle; `with stream:` makes it the current device's stream."""
+    """cupy.cuda.Stream(null=False, non_blocking=False, ptds=False, priority=None), CuPy 14's
+    order: a fresh handle (0 for the null stream, 2 for the per-thread one); `with stream:` makes
+    it the current device's stream. Capture as CuPy's: begin_capture refuses the legacy stream
+    (RuntimeError, CuPy's message) and a stream already capturing, end_capture one that is not
+    (CUDA's cudaErrorIllegalState, a RuntimeError in CuPy); a capture records nothing."""
 
-    def __init__(self, non_blocking=False, null=False):
-        self.ptr = 0 if null else next(_stream_ptrs)
-        self.capturing = False  # set by a test: is_capturing() as during CUDA-graph capture
+    def __init__(self, null=False, non_blocking=False, ptds=False, priority=None):
+        self.ptr = 0 if null else 2 if ptds else next(_stream_ptrs)
+        self.non_blocking = bool(non_blocking)
+        self.capturing = False  # what is_capturing() reports (a test may set it)
         self._previous = []
 
     def is_capturing(self):
         return self.capturing
+
+    def begin_capture(self, mode=None):
+        if self.ptr in (0, 1):
+            raise RuntimeError("cannot capture on the default (legacy) stream")
+        if self.capturing:
+            raise RuntimeError("cudaErrorIllegalState: the stream is already capturing")
+        self.capturing = True
+
+    def end_capture(self):
+        if not self.capturing:
+            raise RuntimeError("cudaErrorIllegalState: the stream is not capturing")
+        self.capturing = False
+        return Graph()
 
     def __enter__(self):
         self._previous.append(_State.streams.get(_State.device))
@@ -135,12 +164,60 @@ class Stream:
         pass
 
 
+class Graph:
+    """cupy.cuda.Graph as end_capture returns it (CuPy offers no constructor). Nothing was
+    recorded, so launch(stream=None) counts the launch and runs `replay` when a test double has
+    set one (tests/simulated_gpu.py: the captured step, run again)."""
+
+    def __init__(self, replay=None):
+        self.replay = replay
+        self.launches = 0
+
+    def launch(self, stream=None):
+        self.launches += 1
+        if self.replay is not None:
+            self.replay()
+
+    def upload(self, stream=None):
+        pass
+
+
+class MemoryPool:
+    """cupy.cuda.MemoryPool: malloc(size) -> MemoryPointer, free_all_blocks(stream=None)."""
+
+    def __init__(self, allocator=None):
+        self.allocated = 0  # bytes handed out (a test can see that a capture drew from it)
+
+    def malloc(self, size):
+        CALLS["MemoryPool.malloc"] += 1
+        self.allocated += int(size)
+        return MemoryPointer(np.empty(int(size), np.uint8), _State.device)
+
+    def free_all_blocks(self, stream=None):
+        pass
+
+
+class using_allocator:  # noqa: N801 - CuPy's name
+    """cupy.cuda.using_allocator(allocator=None): alloc() draws from `allocator` inside."""
+
+    def __init__(self, allocator=None):
+        self.allocator = allocator
+
+    def __enter__(self):
+        self._previous = _State.allocator
+        _State.allocator = self.allocator
+        return self
+
+    def __exit__(self, *exc):
+        _State.allocator = self._previous
+
+
 _NULL_STREAM = Stream(null=True)
 
 
-def _get_current_stream():
+def _get_current_stream(device_id=-1):
     CALLS["get_current_stream"] += 1
-    return _State.streams.get(_State.device, _NULL_STREAM)
+    return _State.streams.get(_State.device if device_id < 0 else device_id, _NULL_STREAM)
 
 
 def _get_device():
@@ -154,12 +231,28 @@ def _get_device_count():
 
 def _alloc(nbytes):
     CALLS["alloc"] += 1
+    if _State.allocator is not None:
+        return _State.allocator(nbytes)
     return MemoryPointer(np.empty(int(nbytes), np.uint8), _State.device)
+
+
+def check_set(shape, dtype, arr) -> None:
+    """CuPy's ndarray.set(arr) checks on a (shape, dtype) destination: arr must be a NumPy
+    array of exactly that dtype and shape (no cast, no broadcast)."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
+    if np.dtype(dtype) != arr.dtype:
+        raise TypeError(f"{arr.dtype} array cannot be set to {np.dtype(dtype)} array")
+    if tuple(shape) != arr.shape:
+        raise ValueError(f"Shape mismatch. Old shape: {tuple(shape)}, new shape: {arr.shape}")
 
 
 cuda = types.SimpleNamespace(
     Device=Device,
     Stream=Stream,
+    Graph=Graph,
+    MemoryPool=MemoryPool,
+    using_allocator=using_allocator,
     MemoryPointer=MemoryPointer,
     get_current_stream=_get_current_stream,
     alloc=_alloc,
@@ -173,6 +266,8 @@ class ndarray:  # noqa: N801 - CuPy's name
     __slots__ = ("_a", "_dev", "_mp")
 
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
+        if memptr is not None or strides is not None or order != "C":
+            raise NotImplementedError("fake_cupy.ndarray: only ndarray(shape, dtype)")
         CALLS["ndarray"] += 1
         self._a = np.empty(shape, dtype)
         self._dev = _State.device
@@ -249,8 +344,12 @@ class ndarray:  # noqa: N801 - CuPy's name
     def __int__(self):
         return int(self._a)
 
-    def get(self):
+    def get(self, stream=None):
         return self._a.copy()
+
+    def set(self, arr, stream=None):
+        check_set(self._a.shape, self._a.dtype, arr)
+        self._a[...] = arr
 
 
 class ForeignArray:

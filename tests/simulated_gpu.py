@@ -1,19 +1,23 @@
 """A simulated GPU for CPU tests of fit(cuda_graph=True) and the GPU epoch bench.
 
 install(monkeypatch) registers device "cuda" as the CPU's kernels behind a CuPy-like module
-(NumPy arrays; streams, pools, .set(), Graph.launch as no-ops or reruns) and replaces _C.cuda's
+(NumPy arrays; the cuda names - Device, Stream with its capture calls, Graph, MemoryPool,
+using_allocator - are tests/fake_cupy.py's, the one stand-in for CuPy's names; .set() with CuPy's
+checks) and replaces _C.cuda's
 graph-step entries (adam_update, dropout_mask) with the CPU kernels they share their formulas
 with, reading the step's lr_t and seed from the device tables at the step counter by address,
-as the CUDA kernels do. GraphTrainer._capture becomes "a replay reruns the step" (capturing
+as the CUDA kernels do. GraphTrainer._capture keeps the real call sequence (the private
+pool's allocator, begin_capture / end_capture on the trainer's stream, which fake_cupy refuses on
+the legacy stream as CuPy does) but records nothing: the graph's launch reruns the step (capturing
 needs a GPU). Returns the fake kernels, which count their calls.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import types
 
+import fake_cupy
 import numpy as np
 from fastconv import _C, ops
 from fastconv.nn import backend as nn_backend
@@ -25,6 +29,7 @@ class _DeviceArray(np.ndarray):
     """The few CuPy ndarray members GraphTrainer uses beyond NumPy's: set() and data.ptr."""
 
     def set(self, arr, stream=None):
+        fake_cupy.check_set(self.shape, self.dtype, arr)
         self[...] = arr
 
     @property
@@ -36,48 +41,8 @@ def _fake_cupy():
     def made(fn):
         return lambda *a, **k: fn(*a, **k).view(_DeviceArray)
 
-    class Stream:
-        ptr = 1
-
-        def __init__(self, non_blocking=False):
-            self.non_blocking = non_blocking
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def synchronize(self):
-            pass
-
-        def begin_capture(self, mode=None):  # GraphTrainer._capture is replaced (fixture)
-            raise AssertionError("no capture on the simulated device")
-
-        end_capture = begin_capture
-
-    class Graph:
-        def __init__(self, replay):
-            self.replay = replay
-
-        def launch(self, stream=None):
-            self.replay()
-
-    class MemoryPool:
-        malloc = None
-
-        def free_all_blocks(self):
-            pass
-
-    cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0, synchronize=lambda: None),
-        Stream=Stream,
-        Graph=Graph,
-        MemoryPool=MemoryPool,
-        using_allocator=lambda allocator=None: contextlib.nullcontext(),
-    )
     module = types.SimpleNamespace(
-        cuda=cuda,
+        cuda=fake_cupy.cuda,
         __version__="sim",
         zeros=made(np.zeros),
         empty=made(np.empty),
@@ -115,6 +80,7 @@ class _FakeKernels:
 
 def install(monkeypatch):
     """device "cuda" = the CPU kernels behind a CuPy-like module; _C.cuda = _FakeKernels."""
+    fake_cupy.reset()
     fake = _fake_cupy()
     kernels = _FakeKernels()
     monkeypatch.setitem(
@@ -124,8 +90,12 @@ def install(monkeypatch):
     monkeypatch.setattr(_C, "cuda", kernels, raising=False)
     monkeypatch.setattr(cuda_graph, "_ptr", lambda a: a.ctypes.data)
 
-    def capture(self):  # a replay reruns the step: the capture proper needs a GPU
-        self.graph = fake.cuda.Graph(lambda: self._step(self.x_buf, self.y_buf))
+    def capture(self):  # GraphTrainer._capture's calls; a replay reruns the step
+        with fake.cuda.using_allocator(self.pool.malloc):
+            self.stream.begin_capture()
+            graph = self.stream.end_capture()
+        graph.replay = lambda: self._step(self.x_buf, self.y_buf)
+        self.graph = graph
 
     monkeypatch.setattr(cuda_graph.GraphTrainer, "_capture", capture)
     return kernels, fake

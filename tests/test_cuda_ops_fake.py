@@ -438,3 +438,22 @@ def test_layer_max_pool_backward_skips_the_index_check(native, rng):
         fastconv.max_pool2d_backward(fcp.asnumpy(dy), fcp.asnumpy(idx), x.shape),
         "host arrays",
     )
+
+
+@pytest.mark.parametrize("geometry", [True, False], ids=["gather", "scatter"])
+def test_public_max_pool_backward_waits_for_nothing_while_capturing(native, path, rng, geometry):
+    """fit(cuda_graph=True) captures the step: the public op's index check (two reductions read
+    back, which a capture cannot do) is skipped on a capturing stream, on both paths."""
+    x = rng.uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)
+    y, idx = fastconv.max_pool2d(fcp.asarray(x), 2, return_indices=True)
+    dy = fcp.asarray(rng.uniform(-1, 1, y.shape).astype(np.float32))
+    geo = dict(kernel_size=2) if geometry else {}
+    expected = fcp.asnumpy(fastconv.max_pool2d_backward(dy, idx, x.shape, **geo))
+    with fcp.cuda.Stream(non_blocking=True) as stream:
+        stream.begin_capture()
+        fcp.CALLS.clear()
+        dx = fastconv.max_pool2d_backward(dy, idx, x.shape, **geo)
+        assert fcp.CALLS["reduction"] == 0
+        stream.end_capture()
+    assert native.calls[-1][1]["stream"] == stream.ptr
+    assert_identical(fcp.asnumpy(dx), expected, "backward while capturing")
