@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -461,3 +462,20 @@ def print_table(headers, rows, out=sys.stdout):
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=out)
     for r in rows:
         print(line(r), file=out)
+
+
+# ---- GPU interop ---------------------------------------------------------------------------------
+
+
+def cupy_stream_of(torch_stream, cp):
+    """A CuPy stream object for a torch CUDA stream (`with` it, fastconv's ops queue there):
+    cupy.cuda.Stream.from_external (CuPy >= 14, the CUDA stream protocol's __cuda_stream__) where
+    both sides have it, else cupy.cuda.ExternalStream on the raw handle, which CuPy 14 deprecates
+    (its DeprecationWarning silenced here: the fallback is for older CuPy or PyTorch). Neither
+    destroys the stream when dropped."""
+    from_external = getattr(cp.cuda.Stream, "from_external", None)
+    if from_external is not None and hasattr(torch_stream, "__cuda_stream__"):
+        return from_external(torch_stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return cp.cuda.ExternalStream(torch_stream.cuda_stream)

@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 import shapes  # noqa: E402
+from _util import cupy_stream_of  # noqa: E402  (bench/, this script's folder)
 
 # Datasheet peaks (FP32 non-tensor TFLOP/s, HBM GB/s): leads for the floor column, not measurements.
 PEAKS = {"H100": (67.0, 3350.0), "H200": (67.0, 4800.0), "A100": (19.5, 2039.0)}
@@ -107,7 +108,7 @@ def main(argv=None):
     gpu = torch.cuda.get_device_name(0)
     peak = next((v for k, v in PEAKS.items() if k in gpu), None)
     stream = torch.cuda.current_stream()
-    cp_stream = cp.cuda.ExternalStream(stream.cuda_stream)
+    cp_stream = cupy_stream_of(stream, cp)  # fastconv's launches queue on torch's stream
     l2 = (
         torch.cuda.get_device_properties(0).L2_cache_size
         if hasattr(torch.cuda.get_device_properties(0), "L2_cache_size")
