@@ -62,6 +62,14 @@ class FakeCudaNative:
     def get_conv_algo(self, pass_name):
         return self._algo.get(pass_name)
 
+    def conv2d_algo(self, pass_name, x_shape, w_shape, stride, mode, pad, dilation, groups):
+        """The forced family, else "tiled" (the real choice by shape is the GPU build's)."""
+        self._log(
+            "conv2d_algo", pass_name=pass_name, x=x_shape, w=w_shape,
+            geometry=(stride, mode, pad, dilation, groups),
+        )  # fmt: skip
+        return self._algo.get(pass_name) or "tiled"
+
     def conv2d_out_shape(self, x_shape, w_shape, stride, mode, pad, dilation, groups):
         return _C.conv2d_out_shape(x_shape, w_shape, stride, mode, pad, dilation, groups)
 

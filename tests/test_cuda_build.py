@@ -75,6 +75,13 @@ def test_cuda_geometry_is_validated_like_the_cpu():
     assert _C.cuda.get_conv_algo("fwd") is None
     args = ((2, 1), "explicit", (1, 0), (1, 1), 1)
     assert _C.cuda.conv2d_algo("fwd", (2, 3, 11, 13), (5, 3, 3, 3), *args) in ("direct", "tiled")
+    for name in ("tiled128", "tf32"):  # the forced-only families: named back, never chosen
+        _C.cuda.set_conv_algo("bwd_data", name)
+        try:
+            assert _C.cuda.get_conv_algo("bwd_data") == name
+            assert _C.cuda.conv2d_algo("bwd_data", (2, 3, 11, 13), (5, 3, 3, 3), *args) == name
+        finally:
+            _C.cuda.set_conv_algo("bwd_data", None)
 
 
 def test_cuda_ops_without_cupy_names_the_extra(monkeypatch):

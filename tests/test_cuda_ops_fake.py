@@ -116,6 +116,29 @@ def test_max_pool2d_passes_equal_the_cpu(native, path, rng, kw):
         assert name.endswith("_planned") or args["geometry"] is not None
 
 
+def test_conv2d_algo_on_cuda_asks_the_cuda_entries(native):
+    """fastconv.conv2d_algo(..., device="cuda") normalises the geometry as conv2d does and names
+    the family the CUDA entries would run: the forced one (set_conv_algo(..., device="cuda"))."""
+    kw = dict(stride=2, padding=1, dilation=(1, 2), groups=1)
+    try:
+        fastconv.set_conv_algo("bwd_data", "tiled128", device="cuda")
+        assert fastconv.conv2d_algo(
+            "bwd_data", (2, 3, 9, 9), (4, 3, 3, 3), **kw, device="cuda"
+        ) == ("tiled128")
+    finally:
+        fastconv.set_conv_algo("bwd_data", None, device="cuda")
+    assert native.launches("conv2d_algo") == [
+        dict(
+            pass_name="bwd_data",
+            x=(2, 3, 9, 9),
+            w=(4, 3, 3, 3),
+            geometry=((2, 2), "explicit", (1, 1), (1, 2), 1),
+        )
+    ]
+    with pytest.raises(ValueError, match="device"):
+        fastconv.conv2d_algo("fwd", (2, 3, 9, 9), (4, 3, 3, 3), device="gpu")
+
+
 def test_empty_batch(native, path):
     x = fcp.asarray(np.ones((0, 3, 8, 8), np.float32))
     w = fcp.asarray(np.ones((4, 3, 3, 3), np.float32))

@@ -642,16 +642,27 @@ def _device(device: Any) -> bool:
 
 
 def conv2d_algo(
-    pass_name: str, x_shape, w_shape, /, stride=1, padding=0, dilation=1, groups=1
+    pass_name: str,
+    x_shape,
+    w_shape,
+    /,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    *,
+    device: str = "cpu",
 ) -> str:
     """Name of the CPU algorithm that conv2d's pass `pass_name` ("fwd", "bwd_data" or
     "bwd_weights") runs for an input of shape x_shape and weights of shape w_shape on the current
     CPU path (get_cpu_isa), e.g. "winograd_channels" or "gemm"; the fused conv2d_relu_maxpool2d
     ops make the same choice. The arguments after the shapes are conv2d's. The algorithm forced
-    with set_conv_algo, if any (ValueError if it cannot run this problem)."""
-    return _C.conv2d_algo(
-        *_algo_args(pass_name, x_shape, w_shape, stride, padding, dilation, groups)
-    )
+    with set_conv_algo, if any (ValueError if it cannot run this problem). device="cuda": the
+    CUDA kernel family a GPU call runs ("direct" or "tiled" by shape, or the forced one)."""
+    args = _algo_args(pass_name, x_shape, w_shape, stride, padding, dilation, groups)
+    if _device(device):
+        return _cuda().conv2d_algo(*args)
+    return _C.conv2d_algo(*args)
 
 
 def conv2d_algos(
