@@ -27,6 +27,9 @@ int fc_emu_maxpool2d_out_shape(const int64_t* geo, int64_t* out);
 int fc_emu_maxpool2d_fwd(float* y, int64_t* idx, const float* x, const int64_t* geo);
 int fc_emu_maxpool2d_bwd(float* dx, const float* dy, const int64_t* idx, const int64_t* geo, int gather);
 int fc_emu_selftest(int which, float* out, const float* in, int blocks);
+int fc_emu_dropout_mask(float* mask, int64_t n, double keep, const uint64_t* seeds, const int32_t* step);
+int fc_emu_adam_update(float* p, float* m, float* v, const float* g, int64_t n, const float* lr_table,
+                       const int32_t* step, double beta_1, double beta_2, double epsilon);
 const char* fc_emu_last_error();
 const char* fc_emu_selftest_error();
 }
@@ -74,6 +77,17 @@ bool pool(const std::vector<int64_t>& geo) {
          ok(fc_emu_maxpool2d_bwd(dx.data(), dy.data(), idx.data(), geo.data(), 0));
 }
 
+// The graph-captured training step's kernels (cuda/train_step.cu) on n floats.
+bool train_step(int64_t n) {
+  std::vector<float> mask(static_cast<size_t>(n)), p = filled(n), m = filled(n), g = filled(n);
+  std::vector<float> v(static_cast<size_t>(n), 0.5f);
+  const std::vector<uint64_t> seeds = {7, 11};
+  const std::vector<float> lr = {1e-3f, 5e-4f};
+  const int32_t step = 1;
+  return ok(fc_emu_dropout_mask(mask.data(), n, 0.5, seeds.data(), &step)) &&
+         ok(fc_emu_adam_update(p.data(), m.data(), v.data(), g.data(), n, lr.data(), &step, 0.9, 0.999, 1e-7));
+}
+
 bool kernels() {
   // N, C, H, W, K, KH, KW, sh, sw, pad mode, ph, pw, dh, dw, groups.
   const std::vector<std::vector<int64_t>> problems = {
@@ -95,7 +109,8 @@ bool kernels() {
       for (int pass = 0; pass < 3; ++pass) fc_emu_set_conv_algo(pass, algo);
       if (!conv(problems[i])) return false;
     }
-  return pool({2, 3, 9, 9, 3, 3, 2, 2, 0, 1, 1, 1, 1, 0}) && pool({1, 2, 8, 8, 2, 2, 2, 2, 0, 0, 0, 1, 1, 0});
+  return pool({2, 3, 9, 9, 3, 3, 2, 2, 0, 1, 1, 1, 1, 0}) && pool({1, 2, 8, 8, 2, 2, 2, 2, 0, 0, 0, 1, 1, 0}) &&
+         train_step(1000);
 }
 
 }  // namespace
