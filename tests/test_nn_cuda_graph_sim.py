@@ -5,8 +5,10 @@ a "cuda" backend whose array module is NumPy behind CuPy's names (streams, pools
 Graph.launch), whose conv/pool ops are the CPU's, and whose two device-state kernels
 (_C.cuda.adam_update, _C.cuda.dropout_mask) are emulated with the CPU kernels they share their
 formulas with, reading the step's lr_t and seed from the tables at the step counter by address,
-as the CUDA kernels do. A "graph launch" reruns the step (the capture itself needs a GPU). The
-stand-in lives in tests/simulated_gpu.py (the GPU epoch bench's CPU test uses it too).
+as the CUDA kernels do. GraphTrainer._capture runs as written, its step on the CPU with every
+read of a device array to the host refused (as CuPy refuses it on a capturing stream); later
+"graph launches" rerun the step (recording it needs a GPU). The stand-in lives in
+tests/simulated_gpu.py (the GPU epoch bench's CPU test uses it too).
 
 What it checks: per-epoch tables (lr_t from Adam.lr_at at the right step, dropout seeds in eager
 order), the step counter's reset and advance, the warm-up and the shorter last batch, the
@@ -124,3 +126,23 @@ def test_cuda_sync_debugging_is_refused(rng, simulated_gpu, monkeypatch):
     with pytest.raises(ValueError, match="cannot run with FASTCONV_CUDA_SYNC=1"):
         model.fit(x, y, verbose=0, cuda_graph=True)
     assert simulated_gpu.calls["adam_update"] == 0
+
+
+def test_a_host_read_inside_the_captured_step_fails_as_on_cupy(rng, simulated_gpu, monkeypatch):
+    """The step runs "captured" with host reads refused (CuPy's RuntimeError): a float() of a
+    device total inside it, which would end a real capture, fails here too, and the model comes
+    back as it was."""
+    model = models.build("cnn1", seed=2, device="cuda")
+    x, y = _data(rng, "cnn1", 48)
+    sums = type(model.loss).device_sums
+
+    def reads_back(self, z, labels):
+        total, dz, correct = sums(self, z, labels)
+        float(total)  # a host read of a device array (a 0-d one, as CuPy's sum gives)
+        return total, dz, correct
+
+    monkeypatch.setattr(type(model.loss), "device_sums", reads_back)
+    with pytest.raises(RuntimeError, match="the current stream is capturing"):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, cuda_graph=True)
+    assert all(layer.backend is model.backend for layer in model.layers)
+    assert model.optimizer.iterations == 2  # the warm-up step ran, the capture failed
