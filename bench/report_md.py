@@ -199,7 +199,8 @@ def _gpu_parts(files):
             "",
             "ratio = fastconv time / cuDNN FP32 time (> 1: fastconv slower — the inverse of the CPU tables' "
             "ratio). cuDNN TF32 ms: the same cuDNN call with TF32 tensor cores allowed, lower precision, "
-            "for reference only; fastconv has no TF32 mode. † pool rows: the peer is PyTorch's own CUDA "
+            "for reference only; the fastconv column is its FP32 default (the opt-in tf32 family is not in "
+            "this table). † pool rows: the peer is PyTorch's own CUDA "
             "max-pool kernel (with indices), not cuDNN. floor: max(FLOPs / FP32 peak, minimum bytes / HBM "
             "bandwidth), datasheet peaks (`PEAKS` in bench/conv_cuda.py, CUDA.md). "
             "rel. err: ‖fastconv − cuDNN‖ / ‖cuDNN‖.",

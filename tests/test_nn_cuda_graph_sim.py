@@ -99,6 +99,27 @@ def test_an_error_in_a_step_restores_the_model(rng, simulated_gpu, monkeypatch):
     assert all(getattr(layer, "mask_source", None) is None for layer in model.layers)
 
 
+def test_a_failing_close_does_not_hide_the_steps_error(rng, simulated_gpu, monkeypatch):
+    """After a failed step the stream may be in an error state, so closing the trainer can fail
+    too: fit reports the step's error, not close()'s, and the layers are restored anyway."""
+    from fastconv.nn import cuda_graph
+
+    model = models.build("cnn1", seed=3, device="cuda")
+    x, y = _data(rng, "cnn1", 40)
+
+    def broken(*args):
+        raise RuntimeError("simulated kernel failure")
+
+    def sync_fails(self):
+        raise RuntimeError("simulated sticky CUDA error")
+
+    monkeypatch.setattr(simulated_gpu, "adam_update", broken)
+    monkeypatch.setattr(cuda_graph.GraphTrainer, "_synchronize", sync_fails, raising=False)
+    with pytest.raises(RuntimeError, match="simulated kernel failure"):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, cuda_graph=True)
+    assert all(layer.backend is model.backend for layer in model.layers)
+
+
 DATA = Path(
     os.environ.get("FASTCONV_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
 )

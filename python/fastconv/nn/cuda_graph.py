@@ -259,11 +259,14 @@ class GraphTrainer:
 
         return mask
 
+    def _synchronize(self):
+        self.stream.synchronize()
+
     def close(self):
         """Wait for the stream, give the layers their backends back, drop the graph, then its
         pool (in that order: the pool outlives every replay)."""
         try:
-            self.stream.synchronize()
+            self._synchronize()
         finally:
             for layer, backend in zip(self.model.layers, self._backends):
                 layer.backend = backend

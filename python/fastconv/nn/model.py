@@ -20,6 +20,7 @@ files. model.to("cpu") brings everything back (exactly: float32 in, float32 out)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import math
@@ -458,9 +459,15 @@ class Sequential:
                 self._fit_epochs(
                     x, y, xv, yv, epochs, batch_size, shuffle, rng, verbose, history, group, trainer
                 )
-        finally:
+        except BaseException:
+            # The fit's own error is the one to report: a failed step can leave the stream in an
+            # error state, and close() (which restores the layers whatever happens) then raises too.
             if trainer is not None:
-                trainer.close()
+                with contextlib.suppress(Exception):
+                    trainer.close()
+            raise
+        if trainer is not None:
+            trainer.close()
         self.history = history
         return history
 
