@@ -59,6 +59,9 @@ for s in $steps; do
     timeout ${TESTS_TIMEOUT:-240} $PY -m pytest -q -p no:cacheprovider -m "gpu and not slow" \
       tests/test_cuda.py tests/test_nn_cuda.py tests/test_maxpool2d.py tests/test_cuda_build.py \
       2>&1 | tee "$OUT/tests.log" | tail -60
+    # the CPU test doubles' CuPy names and facts against the real CuPy of this image (seconds)
+    timeout 60 $PY -m pytest -q -p no:cacheprovider tests/test_fake_cupy.py -k real_cupy \
+      2>&1 | tee "$OUT/fake_cupy.log" | tail -3
     ;;
   emu)
     # The CPU emulator's model (warp shuffles, cp.async, TF32 mma fragments, float4, dynamic shared
