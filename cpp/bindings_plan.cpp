@@ -46,7 +46,7 @@ void register_plan_bindings(py::module_& m) {
       "plan", "CPU kernels on raw host pointers behind a once-validated geometry "
               "(fastconv.torch's hot path; use fastconv.ops' pre-validated entries)");
 
-  py::class_<ConvPlan>(c, "ConvPlan")
+  py::class_<ConvPlan>(c, "ConvPlan", py::module_local())
       .def(py::init<Obj, Obj, Obj, Obj, const std::string&, Obj, Obj, Obj>(), py::arg("x_shape"),
            py::arg("w_shape"), py::arg("b_shape"), py::arg("stride"), py::arg("padding_mode"),
            py::arg("padding"), py::arg("dilation"), py::arg("groups"))
@@ -118,7 +118,7 @@ void register_plan_bindings(py::module_& m) {
           py::arg("dw"), py::arg("db"), py::arg("dy"), py::arg("codes"), py::arg("x"),
           "db = 0: no bias gradient.");
 
-  py::class_<PoolPlan>(c, "PoolPlan")
+  py::class_<PoolPlan>(c, "PoolPlan", py::module_local())
       .def(py::init<Obj, Obj, Obj, const std::string&, Obj, Obj, bool>(), py::arg("x_shape"),
            py::arg("kernel"), py::arg("stride"), py::arg("padding_mode"), py::arg("padding"),
            py::arg("dilation"), py::arg("ceil_mode"))

@@ -187,6 +187,9 @@ void bwd_data_dy_lanes(float* dx, const DySource& dy, const float* w, const Conv
 // sums in the caller's workspace, summed in a fixed order: deterministic at a thread count.
 // Workspace: parts * (C_in*KH*KW * coutp + C_out) floats; per thread one padded image +
 // OH*OW * coutp floats.
+// Parts' sums up to this many floats (all parts together, 64 KB) are added by the caller alone.
+constexpr int64_t kSerialPartSumFloats = 16 * 1024;
+
 void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const float* x,
                                const Conv2dParams& p, const KernelTable& kt) {
   const int lanes = kt.lanes;
@@ -199,25 +202,42 @@ void bwd_weights_channel_lanes(float* dw, float* db, const DySource& dy, const f
                                                                int64_t end) {
     float* dbp = acc + K * coutp;
     const int64_t xsize = xpad_size(a);
+    // Unpadded inputs (lenet.conv2) are read in place: the tiles read only rows < hp and
+    // columns < wp of each plane, so x's own planes serve, without a copy per image.
+    const bool in_place = a.hp == p.x.h && a.wp == p.x.w;
     float* xpad = scratch(xsize + P * coutp + dy.scratch_floats());
     float* dyT = xpad + xsize;
     float* tmp = dyT + P * coutp;
     zero_lane_padding(dyT, P, C_out, coutp);
-    pad_planes_zero(xpad, a);
+    if (!in_place) pad_planes_zero(xpad, a);
     for (int64_t n = begin; n < end; ++n) {
       if (n + 1 < end) {
         prefetch_floats(x + (n + 1) * xs, xs);
         dy.prefetch(n + 1);
       }
-      pad_image_rows(xpad, x + n * xs, p, a);
+      if (!in_place) pad_image_rows(xpad, x + n * xs, p, a);
       const float* dy_n = dy.image(n, tmp);
       transpose_to_lanes(dyT, dy_n, C_out, P, coutp, kt.channel_lanes.transpose, kt.lanes);
-      kt.channel_lanes.bwd_weights(acc, dyT, xpad, a);
+      kt.channel_lanes.bwd_weights(acc, dyT, in_place ? x + n * xs : xpad, a);
       if (db != nullptr) sum_rows_into(dbp, dy_n, C_out, P);
     }
   });
-  const float* ws = sums.ws;
+  float* ws = sums.ws;
   const int parts = sums.parts;
+  if (parts * K * coutp <= kSerialPartSumFloats) {
+    // Small sums (lenet.conv2: 4 x 2,400) on the caller, as contiguous vector adds into part
+    // 0's rows in part order (0 + p0 + p1 + ..., the same floats as the threaded loop below):
+    // cheaper than a second parallel_for's hand-over.
+    for (int64_t i = 0; i < K * coutp; ++i) ws[i] = 0.0f + ws[i];
+    for (int part = 1; part < parts; ++part) {
+      const float* src = ws + part * per_part;
+      for (int64_t i = 0; i < K * coutp; ++i) ws[i] += src[i];
+    }
+    for (int64_t co = 0; co < C_out; ++co)
+      for (int64_t r = 0; r < K; ++r) dw[co * K + r] = ws[r * coutp + co];
+    if (db != nullptr) sums.sum_into(db, K * coutp, C_out);
+    return;
+  }
   parallel_for(C_out, [&](int64_t c0, int64_t c1, int) {  // threaded, each in part order
     for (int64_t co = c0; co < c1; ++co)
       for (int64_t r = 0; r < K; ++r) {
