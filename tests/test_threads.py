@@ -85,6 +85,37 @@ def test_one_and_two_threads_agree(isa, rng):
 
 
 @pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "padding"),
+    [
+        ((5, 6, 14, 14), (16, 6, 5, 5), "valid"),  # lenet.conv2: x read in place, serial sums
+        ((3, 6, 9, 11), (10, 6, 3, 5), 1),  # padded copy, channels past one vector
+        ((4, 24, 8, 8), (20, 24, 5, 5), "valid"),  # in place; part sums over the serial limit
+    ],
+)
+def test_channel_lanes_weight_gradient(isa, rng, threads, x_shape, w_shape, padding):
+    """The output-channel-lane weight gradient forced, into NaN-filled buffers, against the
+    reference: unpadded inputs read in place, and both ways of adding the threads' part sums."""
+    if "channel_lanes" not in fastconv.conv2d_algos(
+        "bwd_weights", x_shape, w_shape, padding=padding
+    ):
+        pytest.skip(f"the {isa} path has no channel-lane weight gradient")
+    x = rng.uniform(-1, 1, x_shape).astype(np.float32)
+    y_shape = fastconv.conv2d(x, np.zeros(w_shape, np.float32), padding=padding).shape
+    dy = rng.uniform(-1, 1, y_shape).astype(np.float32)
+    want_dw, want_db = ref.conv2d_bwd_weights(dy, x, w_shape, padding=padding)
+    dw = np.full(w_shape, np.nan, np.float32)
+    db = np.full(w_shape[0], np.nan, np.float32)
+    fastconv.set_num_threads(threads)
+    with conv_algo("bwd_weights", "channel_lanes"):
+        fastconv.conv2d_bwd_weights(dy, x, w_shape, padding=padding, out=(dw, db))
+    tol = conv_tolerance(y_shape[0] * y_shape[2] * y_shape[3])
+    assert_close(dw, want_dw, *tol, f"dw at {threads} threads")
+    assert_close(db, want_db, *tol, f"db at {threads} threads")
+
+
+@pytest.mark.usefixtures("restore_threads")
 @pytest.mark.parametrize("layer", ["fashion.conv2", "cnn1.conv2"])
 def test_forced_algorithms_one_and_two_threads_agree(isa, rng, layer):
     """Every algorithm this path can run on a 3x3 and a 5x5 layer (the Winograd kernels among
