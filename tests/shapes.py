@@ -108,6 +108,15 @@ class ConvShape:
     def with_batch(self, n):
         return dataclasses.replace(self, name=f"{self.name}@n{n}", n=n, bench_only=False)
 
+    def random_arrays(self, rng):
+        """(x, w, b or None, dy) as float32, uniform in [-1, 1): one draw order for the GPU tests
+        and the emulated ones, so a shape gives both the same problem."""
+        x = rng.uniform(-1, 1, self.x_shape).astype("float32")
+        w = rng.uniform(-1, 1, self.w_shape).astype("float32")
+        b = rng.uniform(-1, 1, self.k).astype("float32") if self.bias else None
+        dy = rng.uniform(-1, 1, self.y_shape).astype("float32")
+        return x, w, b, dy
+
     def __str__(self):
         return self.name
 

@@ -56,14 +56,6 @@ def algo(request):
             _cuda_ops.set_conv_algo(p, name)
 
 
-def _arrays(rng, s):
-    x = rng.uniform(-1, 1, s.x_shape).astype(np.float32)
-    w = rng.uniform(-1, 1, s.w_shape).astype(np.float32)
-    b = rng.uniform(-1, 1, s.k).astype(np.float32) if s.bias else None
-    dy = rng.uniform(-1, 1, s.y_shape).astype(np.float32)
-    return x, w, b, dy
-
-
 def _tolerances(s):
     oh, ow = s.out_hw
     kh, kw = s.kernel
@@ -87,7 +79,7 @@ def _host(cp, a, dev=0):
 
 @pytest.mark.parametrize("s", CONV_CASES)
 def test_conv2d_fwd_cuda(cp, algo, rng, s):
-    x, w, b, _ = _arrays(rng, s)
+    x, w, b, _ = s.random_arrays(rng)
     y = fastconv.conv2d(
         cp.asarray(x), cp.asarray(w), None if b is None else cp.asarray(b), **s.kwargs()
     )
@@ -109,7 +101,7 @@ def test_conv2d_fwd_cuda(cp, algo, rng, s):
 
 @pytest.mark.parametrize("s", CONV_CASES)
 def test_conv2d_backward_cuda(cp, algo, rng, s):
-    x, w, _, dy = _arrays(rng, s)
+    x, w, _, dy = s.random_arrays(rng)
     dx, dw, db = fastconv.conv2d_backward(
         cp.asarray(dy), cp.asarray(x), cp.asarray(w), **s.kwargs()
     )
@@ -126,7 +118,7 @@ def test_conv2d_backward_cuda(cp, algo, rng, s):
 )
 def test_conv2d_cuda_is_deterministic(cp, algo, rng, name):
     s = shapes.conv(name)
-    x, w, b, dy = (cp.asarray(a) if a is not None else None for a in _arrays(rng, s))
+    x, w, b, dy = (cp.asarray(a) if a is not None else None for a in s.random_arrays(rng))
     first = (
         fastconv.conv2d(x, w, b, **s.kwargs()),
         *fastconv.conv2d_backward(dy, x, w, **s.kwargs()),
@@ -143,7 +135,7 @@ def test_conv2d_cuda_is_deterministic(cp, algo, rng, name):
 def test_conv2d_bwd_weights_split_reduction_on_a_long_reduction(cp, rng):
     """A batch big enough that the tiled bwd_weights splits N*OH*OW and sums the partials."""
     s = shapes.conv("fashion.conv2").with_batch(16)
-    x, w, _, dy = _arrays(rng, s)
+    x, w, _, dy = s.random_arrays(rng)
     previous = _cuda_ops.get_conv_algo("bwd_weights")
     _cuda_ops.set_conv_algo("bwd_weights", "tiled")
     try:
@@ -232,7 +224,7 @@ def _run_all_passes(cp, s, x, w, b, dy):
 @pytest.mark.parametrize("family", ["tiled128", "tf32"])
 @pytest.mark.parametrize("s", FAMILY_CASES)
 def test_conv2d_forced_family_backward_cuda(cp, rng, family, s):
-    x, w, b, dy = _arrays(rng, s)
+    x, w, b, dy = s.random_arrays(rng)
 
     def run():
         for p in PASSES:
@@ -267,7 +259,7 @@ def test_conv2d_forced_family_backward_cuda(cp, rng, family, s):
 
 def test_conv2d_cuda_matches_cpu_kernels(cp, rng):
     s = shapes.conv("cnn1.conv2@n2")
-    x, w, b, dy = _arrays(rng, s)
+    x, w, b, dy = s.random_arrays(rng)
     cpu = (
         fastconv.conv2d(x, w, b, **s.kwargs()),
         *fastconv.conv2d_backward(dy, x, w, **s.kwargs()),
@@ -368,7 +360,7 @@ def test_maxpool2d_bwd_cuda_rejects_bad_indices(cp):
 
 def test_outputs_are_cupy_on_the_current_stream(cp, rng):
     s = shapes.conv("kernels.3x3")
-    x, w, b, _ = _arrays(rng, s)
+    x, w, b, _ = s.random_arrays(rng)
     gx, gw, gb = cp.asarray(x), cp.asarray(w), cp.asarray(b)
     cp.cuda.Device().synchronize()
     stream = cp.cuda.Stream(non_blocking=True)
@@ -457,7 +449,7 @@ def test_conv2d_cuda_vs_cudnn(cp, rng, s):
         pytest.skip("PyTorch has no CUDA device")
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    x, w, b, dy = _arrays(rng, s)
+    x, w, b, dy = s.random_arrays(rng)
     tx = torch.tensor(x, device="cuda", requires_grad=True)
     tw = torch.tensor(w, device="cuda", requires_grad=True)
     tb = torch.tensor(b, device="cuda", requires_grad=True) if b is not None else None

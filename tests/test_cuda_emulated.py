@@ -75,14 +75,6 @@ def algo(request, emu):
         emu.set_conv_algo(p, None)
 
 
-def _arrays(rng, s):
-    x = rng.uniform(-1, 1, s.x_shape).astype(np.float32)
-    w = rng.uniform(-1, 1, s.w_shape).astype(np.float32)
-    b = rng.uniform(-1, 1, s.k).astype(np.float32) if s.bias else None
-    dy = rng.uniform(-1, 1, s.y_shape).astype(np.float32)
-    return x, w, b, dy
-
-
 def _kernels(emu):
     return [launch["kernel"] for launch in emu.launches()]
 
@@ -110,7 +102,7 @@ def _check_family(emu, kernels, algo, pass_name, s):
 
 @pytest.mark.parametrize("s", CONV_PARAMS)
 def test_conv2d_fwd_emulated(emu, algo, rng, s):
-    x, w, b, _ = _arrays(rng, s)
+    x, w, b, _ = s.random_arrays(rng)
     emu.launches()
     y = emu.conv2d_fwd(x, w, b, **s.kwargs())
     _check_family(emu, _kernels(emu), algo, "fwd", s)
@@ -123,7 +115,7 @@ def test_conv2d_fwd_emulated(emu, algo, rng, s):
 
 @pytest.mark.parametrize("s", CONV_PARAMS)
 def test_conv2d_bwd_data_emulated(emu, algo, rng, s):
-    _, w, _, dy = _arrays(rng, s)
+    _, w, _, dy = s.random_arrays(rng)
     emu.launches()
     dx = emu.conv2d_bwd_data(dy, w, s.x_shape, **s.kwargs())
     _check_family(emu, _kernels(emu), algo, "bwd_data", s)
@@ -135,7 +127,7 @@ def test_conv2d_bwd_data_emulated(emu, algo, rng, s):
 
 @pytest.mark.parametrize("s", CONV_PARAMS)
 def test_conv2d_bwd_weights_emulated(emu, algo, rng, s):
-    x, _, _, dy = _arrays(rng, s)
+    x, _, _, dy = s.random_arrays(rng)
     emu.launches()
     dw, db = emu.conv2d_bwd_weights(dy, x, s.w_shape, **s.kwargs(), bias=s.bias)
     kernels = _kernels(emu)
@@ -166,7 +158,7 @@ TILE_CASES = [
 @pytest.mark.parametrize(("cin_g", "tile"), TILE_CASES, ids=[f"cin_g{c}" for c, _ in TILE_CASES])
 def test_conv2d_bwd_data_every_tile_emulated(emu, rng, cin_g, tile, stride):
     s = C(f"emu.tile.cin_g{cin_g}", 2, 2 * cin_g, 7, 9, 6, stride=stride, padding=1, groups=2)
-    _, w, _, dy = _arrays(rng, s)
+    _, w, _, dy = s.random_arrays(rng)
     emu.set_conv_algo("bwd_data", "tiled")
     try:
         emu.launches()
@@ -194,7 +186,7 @@ def test_conv2d_bwd_data_every_tile_emulated(emu, rng, cin_g, tile, stride):
     ids=["132sm-short", "132sm-long", "132sm-wide", "4sm-wide", "4sm-long"],
 )
 def test_conv2d_bwd_weights_split_emulated(emu, rng, device, s, splits):
-    x, _, _, dy = _arrays(rng, s)
+    x, _, _, dy = s.random_arrays(rng)
     emu.set_device(device)
     emu.set_conv_algo("bwd_weights", "tiled")
     try:
@@ -250,7 +242,7 @@ def test_conv2d_random_geometry_emulated(emu, rng, i):
     (on the first 20: its shuffle-built mma is the emulator's slowest kernel) against the
     reference of its TF32-rounded operands (the bias stays FP32)."""
     s = _random_problem(rng, i)
-    x, w, b, dy = _arrays(rng, s)
+    x, w, b, dy = s.random_arrays(rng)
     red = (s.c // s.groups) * s.kernel[0] * s.kernel[1]
 
     def references(x, w, dy):
@@ -314,7 +306,7 @@ def _run_family(emu, family, s, x, w, b, dy):
 
 @pytest.mark.parametrize("s", TILED128_CASES, ids=lambda s: s.name)
 def test_conv2d_tiled128_emulated(emu, rng, s):
-    x, w, b, dy = _arrays(rng, s)
+    x, w, b, dy = s.random_arrays(rng)
     (y, dx, dw, db), kernels = _run_family(emu, "tiled128", s, x, w, b, dy)
     gemms = [k for k in kernels if "conv_gemm" in k]
     assert len(gemms) == 3, kernels
@@ -342,7 +334,7 @@ def test_conv2d_tiled128_emulated(emu, rng, s):
 def test_conv2d_tiled128_split_reduction_emulated(emu, rng):
     """bwd_weights with tiled128 splits a long reduction for its own (fewer, larger) tiles."""
     s = C("emu.t128.split", 2, 4, 12, 12, 6, padding=1)  # R = 288: 2 chunks on 132 SMs
-    x, w, b, dy = _arrays(rng, s)
+    x, w, b, dy = s.random_arrays(rng)
     emu.set_conv_algo("bwd_weights", "tiled128")
     try:
         emu.launches()
@@ -360,7 +352,7 @@ def test_conv2d_tiled128_split_reduction_emulated(emu, rng):
 def test_conv2d_tiled128_independent_of_thread_order_emulated(emu, rng):
     """The pipeline's one barrier per step: a missing one would make results order-dependent."""
     s = TILED128_CASES[1]
-    x, w, b, dy = _arrays(rng, s)
+    x, w, b, dy = s.random_arrays(rng)
     results = []
     try:
         for schedule, workers in (("forward", 1), ("shuffle", 2)):
@@ -388,7 +380,7 @@ def _tf32_bound(k):
 
 @pytest.mark.parametrize("s", TILED128_CASES[:4], ids=lambda s: s.name)
 def test_conv2d_tf32_emulated(emu, rng, s):
-    x, w, b, dy = _arrays(rng, s)
+    x, w, b, dy = s.random_arrays(rng)
     (y, dx, dw, db), kernels = _run_family(emu, "tf32", s, x, w, b, dy)
     gemms = [k for k in kernels if "conv_gemm" in k]
     assert len(gemms) == 3, kernels
@@ -512,7 +504,7 @@ def test_adam_update_emulated(emu, rng, n):
 @pytest.mark.parametrize("s", ORDER_CASES, ids=lambda s: s.name)
 def test_results_do_not_depend_on_thread_order_emulated(emu, rng, s):
     """A race between two barriers would make results depend on the order threads run in."""
-    x, w, b, dy = _arrays(rng, s)
+    x, w, b, dy = s.random_arrays(rng)
     results = {}
     try:
         for schedule, workers in (("forward", 1), ("reverse", 2), ("shuffle", 2)):
@@ -537,7 +529,7 @@ def test_results_do_not_depend_on_thread_order_emulated(emu, rng, s):
 def test_shared_memory_is_poisoned_every_block_emulated(emu, rng):
     emu.reset_stats()
     s = CONV_CASES[1]
-    x, w, b, _ = _arrays(rng, s)
+    x, w, b, _ = s.random_arrays(rng)
     emu.conv2d_fwd(x, w, b, **s.kwargs())
     st = emu.stats()
     assert st["blocks"] > 0, st
